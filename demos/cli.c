@@ -1,0 +1,2 @@
+/* cli.c — placeholder */
+typedef int lr__cli_placeholder;

@@ -1,0 +1,2 @@
+/* svd_demo.c — placeholder */
+int main(void) { return 0; }

@@ -1,0 +1,2 @@
+/* factor.c — placeholder, to be written. */
+typedef int lr__placeholder_factor;

@@ -1,0 +1,2 @@
+/* npy.c — placeholder, to be written. */
+typedef int lr__placeholder_npy;

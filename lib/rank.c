@@ -1,0 +1,2 @@
+/* rank.c — placeholder, to be written. */
+typedef int lr__placeholder_rank;

@@ -1,0 +1,2 @@
+/* rsvd.c — placeholder, to be written. */
+typedef int lr__placeholder_rsvd;

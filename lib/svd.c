@@ -1,0 +1,2 @@
+/* svd.c — placeholder, to be written. */
+typedef int lr__placeholder_svd;

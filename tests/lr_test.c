@@ -1,0 +1,91 @@
+/* lr_test.c — implementations of the shared test helpers. */
+#define _XOPEN_SOURCE 700
+#include "lr_test.h"
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void lr_test_allclose(double got, double want, double rtol, double atol, const char *expr,
+                      const char *file, int line)
+{
+    if (!(fabs(got - want) <= atol + rtol * fabs(want)) || isnan(got) != isnan(want)) {
+        if (isnan(got) && isnan(want)) return;
+        fprintf(stderr, "  %s = %.9g, expected %.9g (rtol %g, atol %g)\n", expr, got, want, rtol, atol);
+        _fail(file, line);
+    }
+}
+
+void lr_test_mat_allclose(lr_cmat got, lr_cmat want, double rtol, double atol, const char *expr,
+                          const char *file, int line)
+{
+    if (got.rows != want.rows || got.cols != want.cols) {
+        fprintf(stderr, "  %s is %zu x %zu, expected %zu x %zu\n", expr, got.rows, got.cols,
+                want.rows, want.cols);
+        _fail(file, line);
+    }
+    for (size_t i = 0; i < got.rows; i++)
+        for (size_t j = 0; j < got.cols; j++) {
+            double g = got.data[i * got.ld + j], w = want.data[i * want.ld + j];
+            if (!(fabs(g - w) <= atol + rtol * fabs(w))) {
+                fprintf(stderr, "  %s(%zu,%zu) = %.9g, expected %.9g (rtol %g, atol %g)\n", expr, i,
+                        j, g, w, rtol, atol);
+                _fail(file, line);
+            }
+        }
+}
+
+char *lr_test_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/lowrank-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(buf)) fail_msg("mkdtemp %s failed", buf);
+    return strdup(buf);
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    chmod(p, 0700);
+    return remove(p);
+}
+
+void lr_test_rmtree(const char *path)
+{
+    if (path) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *lr_test_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+void lr_test_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot create %s", path);
+    if (n && fwrite(data, 1, n, f) != n) fail_msg("cannot write %s", path);
+    fclose(f);
+}
+
+const char *lr_test_mnist_dir(void)
+{
+    static char buf[4096];
+    const char *d = getenv("LR_MNIST_DIR");
+    const char *names[] = { "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" };
+    if (!d || !*d) return NULL;
+    for (int i = 0; i < 4; i++) {
+        snprintf(buf, sizeof buf, "%s/%s", d, names[i]);
+        if (access(buf, R_OK) != 0) return NULL;
+    }
+    snprintf(buf, sizeof buf, "%s", d);
+    return buf;
+}

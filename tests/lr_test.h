@@ -1,0 +1,45 @@
+/* lr_test.h — shared helpers for the cmocka tests (one test file per module). */
+#ifndef LR_TEST_H
+#define LR_TEST_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdbool.h>
+#include "lowrank/mat.h"
+
+/* Fails the test unless |got - want| <= atol + rtol*|want| (numpy's allclose). */
+void lr_test_allclose(double got, double want, double rtol, double atol, const char *expr,
+                      const char *file, int line);
+#define assert_allclose(got, want, rtol, atol) \
+    lr_test_allclose((got), (want), (rtol), (atol), #got, __FILE__, __LINE__)
+
+/* Element-wise allclose over two matrices, naming the first bad entry. */
+void lr_test_mat_allclose(lr_cmat got, lr_cmat want, double rtol, double atol, const char *expr,
+                          const char *file, int line);
+#define assert_mat_allclose(got, want, rtol, atol) \
+    lr_test_mat_allclose((got), (want), (rtol), (atol), #got, __FILE__, __LINE__)
+
+/* Fails unless the message contains `needle` (errors must name the problem). */
+#define assert_msg_contains(msg, needle)                                              \
+    do {                                                                              \
+        if (!strstr((msg), (needle)))                                                 \
+            fail_msg("message \"%s\" does not mention \"%s\"", (msg), (needle));     \
+    } while (0)
+
+/* A fresh empty directory under $TMPDIR (or /tmp) for files a test writes;
+ * removed with everything in it by lr_test_rmtree. Returns a static-free malloc'd path. */
+char *lr_test_tmpdir(void);
+void lr_test_rmtree(const char *path);
+/* path = dir + "/" + name, malloc'd. */
+char *lr_test_path(const char *dir, const char *name);
+/* Writes n bytes to path (creating or truncating); fails the test on error. */
+void lr_test_write_file(const char *path, const void *data, size_t n);
+
+/* MNIST directory from $LR_MNIST_DIR, or NULL when the four files are not there. */
+const char *lr_test_mnist_dir(void);
+
+#include <string.h>
+#endif
