@@ -1,2 +1,712 @@
-/* svd_demo.c — placeholder */
-int main(void) { return 0; }
+/* svd_demo.c — lr-svd-demo: low-rank factoring of a linear layer, shown end to end.
+ *
+ * With no matrix it retells the seed notebook svd.ipynb (hkproj/pytorch-lora) in C:
+ * a 10x10 W = randn(10,2)·randn(2,10) has rank 2, so its truncated SVD gives
+ * B = U_r·S_r (10x2) and A = V_rᵀ (2x10) with W = B·A, and y = Wx + b can be computed
+ * as y' = B(Ax) + b with 40 instead of 100 parameters and multiply-adds.
+ *
+ * Given a .npy matrix it does the same for real weights: numerical rank, leading
+ * singular values, the reconstruction error of a few ranks measured against the
+ * Eckart–Young optimum, the FLOP/parameter table, and B and A written as .npy.
+ * --json prints the same results as one JSON object. `lr-svd-demo --help` lists
+ * every option; docs/svd-demo.md has sample output.
+ *
+ * Exit status: 0 on success, 2 for usage errors (bad option or value), 1 for
+ * runtime errors (unreadable file, malformed .npy, non-finite entries, ...).
+ * Every message goes to stderr; with --json stdout holds the JSON object only.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "lowrank/approx.h"
+#include "lowrank/blas.h"
+#include "lowrank/cost.h"
+#include "lowrank/factor.h"
+#include "lowrank/mat.h"
+#include "lowrank/npy.h"
+#include "lowrank/rank.h"
+#include "lowrank/rng.h"
+#include "lowrank/rsvd.h"
+#include "lowrank/svd.h"
+
+#define PROG "lr-svd-demo"
+#define MAX_RANKS 16
+
+/* numpy's allclose defaults, for the seed mode's verdict (see seed_mode) */
+#define ALLCLOSE_RTOL 1e-5
+
+typedef struct {
+    const char *path;        /* the .npy matrix; NULL = the seed notebook       */
+    bool has_rank, has_energy;
+    size_t rank;             /* --rank R                                        */
+    double energy;           /* --energy E, in (0, 1]                           */
+    bool randomized;         /* --randomized                                    */
+    bool has_oversample, has_power;
+    lr_rsvd_opts rsvd;       /* --oversample P, --power-iters Q                 */
+    uint64_t seed;           /* --seed S (default 0)                            */
+    lr_rank_opts tol;        /* --tol T (absolute) / --rtol T (relative)        */
+    lr_split split;          /* --split us|balanced                             */
+    size_t top;              /* --top N singular values shown (default 10)      */
+    size_t ranks[MAX_RANKS]; /* --ranks LIST for the error table                */
+    size_t nranks;
+    const char *out_prefix;  /* --out-prefix PFX -> PFX_B.npy, PFX_A.npy        */
+    bool json;               /* --json                                          */
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: " PROG " [OPTIONS]              the seed notebook svd.ipynb, in C\n"
+"       " PROG " MATRIX.npy [OPTIONS]   factor a matrix of your own\n"
+"\n"
+"Factor a weight matrix W (m x n) as B (m x r) times A (r x n) by its truncated SVD,\n"
+"B = U_r S_r and A = V_r^T, and show what is gained: y = Wx + b becomes\n"
+"y' = B(Ax) + b with r(m+n) instead of m*n parameters and multiply-adds.\n"
+"\n"
+"Without MATRIX.npy: a 10 x 10 W = randn(10,2) randn(2,10) from --seed (default 0);\n"
+"prints W, its rank (2), B, A, y and y' side by side with an allclose verdict, and the\n"
+"parameter and multiply-add counts (100 vs 40).\n"
+"\n"
+"With MATRIX.npy (2-D, float32 '<f4' or float64 '<f8', C order; float64 is rounded\n"
+"to float32): prints the shape, the numerical rank, the leading singular values, the\n"
+"error of a few ranks (measured ||W - BA||_F against the Eckart-Young optimum), and\n"
+"the cost table at the chosen rank r.\n"
+"\n"
+"Choosing r (at most one; default: the numerical rank):\n"
+"  --rank R           use rank R (1 <= R <= min(m, n))\n"
+"  --energy E         smallest r whose singular values capture a fraction E of the\n"
+"                     energy sum(s_i^2), 0 < E <= 1 (e.g. 0.99)\n"
+"Numerical rank (count of singular values above a tolerance):\n"
+"  --tol T            absolute tolerance T >= 0\n"
+"  --rtol T           relative tolerance: T * s_max, T >= 0\n"
+"                     (default: numpy's s_max * max(m, n) * eps, eps = 2^-23)\n"
+"Method:\n"
+"  --randomized       randomized SVD (Halko, Martinsson & Tropp 2011) instead of the\n"
+"                     full thin SVD (LAPACK sgesdd); for large matrices and small r\n"
+"  --oversample P     extra random directions, P >= 0 (default 10; needs --randomized)\n"
+"  --power-iters Q    power iterations, Q >= 0 (default 4; needs --randomized)\n"
+"  --seed S           seed of the random numbers, S >= 0 (default 0); the seed-notebook\n"
+"                     matrix, x and b, and the randomized SVD's test matrix\n"
+"  --split us|balanced  us: B = U_r S_r, A = V_r^T (default, as in the notebook);\n"
+"                     balanced: B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T\n"
+"Output:\n"
+"  --top N            show the leading N singular values (default 10; 0 = all)\n"
+"  --ranks LIST       ranks for the error table, e.g. 1,2,4,8 (default: powers of two\n"
+"                     up to min(m, n), plus r and min(m, n); randomized: up to r)\n"
+"  --out-prefix PFX   write B and A as PFX_B.npy and PFX_A.npy (float32); in the\n"
+"                     seed mode also W as PFX_W.npy. Files are written atomically.\n"
+"  --json             print the results as one JSON object on stdout, nothing else\n"
+"  -h, --help         show this help and exit\n"
+"\n"
+"Exit status: 0 success, 1 runtime error (file, format, numerics), 2 usage error.\n"
+"Example:  " PROG " W.npy --energy 0.95 --randomized --out-prefix W_r\n");
+}
+
+/* Parses argv into *o. Returns -1 after --help, 0 when fine, LR_CLI_USAGE with msg. */
+static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
+{
+    memset(o, 0, sizeof *o);
+    o->rsvd = lr_rsvd_default_opts();
+    o->tol = lr_rank_default_opts();
+    o->split = LR_SPLIT_US;
+    o->top = 10;
+    bool has_tol = false;
+    const char *v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            return -1;
+        } else if (lr_cli_match(a, "--rank")) {
+            if (!lr_cli_value(argc, argv, &i, "--rank", &v, msg, cap) ||
+                !lr_cli_parse_size("--rank", v, 1, SIZE_MAX, &o->rank, msg, cap))
+                return LR_CLI_USAGE;
+            o->has_rank = true;
+        } else if (lr_cli_match(a, "--energy")) {
+            if (!lr_cli_value(argc, argv, &i, "--energy", &v, msg, cap) ||
+                !lr_cli_parse_double("--energy", v, 0.0, true, 1.0, false, &o->energy, msg, cap))
+                return LR_CLI_USAGE;
+            o->has_energy = true;
+        } else if (lr_cli_match(a, "--tol") || lr_cli_match(a, "--rtol")) {
+            const char *name = lr_cli_match(a, "--tol") ? "--tol" : "--rtol";
+            if (has_tol) {
+                snprintf(msg, cap, "%s: only one of --tol and --rtol may be given", name);
+                return LR_CLI_USAGE;
+            }
+            if (!lr_cli_value(argc, argv, &i, name, &v, msg, cap) ||
+                !lr_cli_parse_double(name, v, 0.0, false, INFINITY, false, &o->tol.tol, msg, cap))
+                return LR_CLI_USAGE;
+            o->tol.kind = name[2] == 't' ? LR_TOL_ABS : LR_TOL_REL;
+            has_tol = true;
+        } else if (strcmp(a, "--randomized") == 0) {
+            o->randomized = true;
+        } else if (lr_cli_match(a, "--oversample")) {
+            if (!lr_cli_value(argc, argv, &i, "--oversample", &v, msg, cap) ||
+                !lr_cli_parse_size("--oversample", v, 0, 100000, &o->rsvd.oversample, msg, cap))
+                return LR_CLI_USAGE;
+            o->has_oversample = true;
+        } else if (lr_cli_match(a, "--power-iters")) {
+            if (!lr_cli_value(argc, argv, &i, "--power-iters", &v, msg, cap) ||
+                !lr_cli_parse_size("--power-iters", v, 0, 1000, &o->rsvd.power_iters, msg, cap))
+                return LR_CLI_USAGE;
+            o->has_power = true;
+        } else if (lr_cli_match(a, "--seed")) {
+            if (!lr_cli_value(argc, argv, &i, "--seed", &v, msg, cap) ||
+                !lr_cli_parse_u64("--seed", v, &o->seed, msg, cap))
+                return LR_CLI_USAGE;
+        } else if (lr_cli_match(a, "--split")) {
+            if (!lr_cli_value(argc, argv, &i, "--split", &v, msg, cap)) return LR_CLI_USAGE;
+            if (strcmp(v, "us") == 0) o->split = LR_SPLIT_US;
+            else if (strcmp(v, "balanced") == 0) o->split = LR_SPLIT_BALANCED;
+            else {
+                snprintf(msg, cap, "--split: expected 'us' or 'balanced', got '%s'", v);
+                return LR_CLI_USAGE;
+            }
+        } else if (lr_cli_match(a, "--top")) {
+            if (!lr_cli_value(argc, argv, &i, "--top", &v, msg, cap) ||
+                !lr_cli_parse_size("--top", v, 0, SIZE_MAX, &o->top, msg, cap))
+                return LR_CLI_USAGE;
+        } else if (lr_cli_match(a, "--ranks")) {
+            if (!lr_cli_value(argc, argv, &i, "--ranks", &v, msg, cap) ||
+                !lr_cli_parse_size_list("--ranks", v, 1, SIZE_MAX, o->ranks, MAX_RANKS, &o->nranks, msg, cap))
+                return LR_CLI_USAGE;
+        } else if (lr_cli_match(a, "--out-prefix")) {
+            if (!lr_cli_value(argc, argv, &i, "--out-prefix", &v, msg, cap)) return LR_CLI_USAGE;
+            if (!*v) {
+                snprintf(msg, cap, "--out-prefix: expected a path prefix, got ''");
+                return LR_CLI_USAGE;
+            }
+            o->out_prefix = v;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            snprintf(msg, cap, "unknown option '%s'", a);
+            return LR_CLI_USAGE;
+        } else if (o->path) {
+            snprintf(msg, cap, "one matrix file at a time: got '%s' and '%s'", o->path, a);
+            return LR_CLI_USAGE;
+        } else {
+            o->path = a;
+        }
+    }
+    if (o->has_rank && o->has_energy) {
+        snprintf(msg, cap, "--rank and --energy: give one or the other, not both");
+        return LR_CLI_USAGE;
+    }
+    if ((o->has_oversample || o->has_power) && !o->randomized) {
+        snprintf(msg, cap, "%s: needs --randomized", o->has_oversample ? "--oversample" : "--power-iters");
+        return LR_CLI_USAGE;
+    }
+    if (!o->path) {
+        const char *bad = o->has_energy ? "--energy" : o->randomized ? "--randomized"
+                        : o->nranks ? "--ranks" : NULL;
+        if (bad) {
+            snprintf(msg, cap, "%s: needs a matrix file (MATRIX.npy)", bad);
+            return LR_CLI_USAGE;
+        }
+    }
+    return 0;
+}
+
+static int runtime_error(const char *what)
+{
+    fprintf(stderr, PROG ": %s\n", what);
+    return LR_CLI_RUNTIME;
+}
+
+static int usage_error(const char *what)
+{
+    fprintf(stderr, PROG ": %s\nTry '" PROG " --help'.\n", what);
+    return LR_CLI_USAGE;
+}
+
+static const char *tol_words(lr_tol_kind k)
+{
+    return k == LR_TOL_ABS ? "absolute --tol" : k == LR_TOL_REL ? "--rtol * s_max"
+                                                                : "s_max * max(m,n) * eps";
+}
+
+static const char *tol_key(lr_tol_kind k)
+{
+    return k == LR_TOL_ABS ? "absolute" : k == LR_TOL_REL ? "relative" : "default";
+}
+
+/* "PFX_B.npy", malloc'd. */
+static char *out_name(const char *prefix, const char *what)
+{
+    size_t n = strlen(prefix) + strlen(what) + 6;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s_%s.npy", prefix, what);
+    return p;
+}
+
+/* Saves each (name, matrix) pair as PFX_name.npy. All or nothing: when one fails,
+ * the ones already written in this call are removed again. */
+static lr_status save_outputs(const char *prefix, const char *const *names, const lr_cmat *mats,
+                              size_t count, char **paths, lr_err *err)
+{
+    size_t done = 0;
+    lr_status st = LR_OK;
+    for (; done < count; done++) {
+        paths[done] = out_name(prefix, names[done]);
+        if (!paths[done]) { st = LR_ENOMEM; snprintf(err->msg, sizeof err->msg, "out of memory"); break; }
+        if ((st = lr_npy_save(paths[done], mats[done], err))) {
+            free(paths[done]);
+            paths[done] = NULL;
+            break;
+        }
+    }
+    if (st)
+        for (size_t i = 0; i < done; i++) {
+            unlink(paths[i]);
+            free(paths[i]);
+            paths[i] = NULL;
+        }
+    return st;
+}
+
+static void print_json(json_t *root)
+{
+    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+/* ---- the seed notebook ----------------------------------------------------------- */
+
+static int seed_mode(const options *o)
+{
+    enum { D = 10, K = 10, TRUE_RANK = 2 };
+    int rc = LR_CLI_RUNTIME;
+    lr_err err = { "" };
+    lr_status st;
+    lr_rng rng;
+    lr_mat p = { 0 }, q = { 0 }, w = { 0 }, b = { 0 }, a = { 0 };
+    float s[D], x[K], bias[D], y[D], yp[D], ax[D];
+    char *paths[3] = { NULL, NULL, NULL };
+    json_t *root = NULL;
+
+    lr_rng_seed(&rng, o->seed);
+    /* W = randn(d, 2) · randn(2, k): rank 2 by construction */
+    if ((st = lr_mat_init(&p, D, TRUE_RANK, &err)) || (st = lr_mat_init(&q, TRUE_RANK, K, &err)) ||
+        (st = lr_mat_init(&w, D, K, &err)))
+        goto fail;
+    lr_rng_fill_normal(&rng, p, 0.0f, 1.0f);
+    lr_rng_fill_normal(&rng, q, 0.0f, 1.0f);
+    if ((st = lr_gemm(w, 1.0f, lr_cm(p), false, lr_cm(q), false, 0.0f, &err))) goto fail;
+
+    size_t rank;
+    double tol;
+    if ((st = lr_svd_values(lr_cm(w), s, &err)) ||
+        (st = lr_rank_from_values(s, D, D, K, &o->tol, &rank, &tol, &err)))
+        goto fail;
+    size_t r = o->has_rank ? o->rank : rank;
+    if (r > D) {
+        rc = usage_error("--rank: at most 10 for the 10 x 10 seed matrix");
+        goto done;
+    }
+    if (r == 0) {
+        snprintf(err.msg, sizeof err.msg, "W has no singular value above the tolerance %g: nothing to factor", tol);
+        goto fail;
+    }
+    if ((st = lr_factor_init(&b, &a, lr_cm(w), r, o->split, &err))) goto fail;
+
+    /* the same layer both ways: y = Wx + b and y' = B(Ax) + b */
+    for (size_t i = 0; i < K; i++) x[i] = lr_rng_normal(&rng);
+    for (size_t i = 0; i < D; i++) bias[i] = lr_rng_normal(&rng);
+    memcpy(y, bias, sizeof y);
+    memcpy(yp, bias, sizeof yp);
+    if ((st = lr_gemv(y, 1.0f, lr_cm(w), false, x, 1.0f, &err)) ||
+        (st = lr_gemv(ax, 1.0f, lr_cm(a), false, x, 0.0f, &err)) ||
+        (st = lr_gemv(yp, 1.0f, lr_cm(b), false, ax, 1.0f, &err)))
+        goto fail;
+
+    /* numpy's rtol, but an atol scaled to y: numpy's fixed atol = 1e-8 is meant for
+     * float64, while in float32 an entry of y near 0 carries an absolute rounding
+     * error of order eps·‖W‖·‖x‖ from the SVD and the two products. */
+    double ymax = 0, maxdiff = 0;
+    for (size_t i = 0; i < D; i++) {
+        if (fabs(y[i]) > ymax) ymax = fabs(y[i]);
+        if (fabs(y[i] - yp[i]) > maxdiff) maxdiff = fabs(y[i] - yp[i]);
+    }
+    double atol = ALLCLOSE_RTOL * ymax;
+    bool close = lr_mat_allclose(lr_cmat_view(yp, D, 1, 1), lr_cmat_view(y, D, 1, 1), (float)ALLCLOSE_RTOL,
+                                 (float)atol);
+
+    lr_cost cost;
+    if ((st = lr_cost_layer(D, K, r, false, &cost, &err))) goto fail;
+
+    if (o->out_prefix) {
+        const char *names[3] = { "W", "B", "A" };
+        lr_cmat mats[3] = { lr_cm(w), lr_cm(b), lr_cm(a) };
+        if ((st = save_outputs(o->out_prefix, names, mats, 3, paths, &err))) goto fail;
+    }
+
+    if (o->json) {
+        bool ok = true;
+        root = json_object();
+        if (!root) { snprintf(err.msg, sizeof err.msg, "out of memory"); goto fail; }
+        lr_cli_json_set(root, "mode", json_string("seed"), &ok);
+        lr_cli_json_set(root, "seed", json_integer((json_int_t)o->seed), &ok);
+        lr_cli_json_set(root, "W", lr_cli_json_mat(lr_cm(w)), &ok);
+        lr_cli_json_set(root, "singular_values", lr_cli_json_vec(s, D), &ok);
+        lr_cli_json_set(root, "rank", json_integer((json_int_t)rank), &ok);
+        lr_cli_json_set(root, "tol", lr_cli_json_real(tol), &ok);
+        lr_cli_json_set(root, "r", json_integer((json_int_t)r), &ok);
+        lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
+        lr_cli_json_set(root, "B", lr_cli_json_mat(lr_cm(b)), &ok);
+        lr_cli_json_set(root, "A", lr_cli_json_mat(lr_cm(a)), &ok);
+        lr_cli_json_set(root, "x", lr_cli_json_vec(x, K), &ok);
+        lr_cli_json_set(root, "b", lr_cli_json_vec(bias, D), &ok);
+        lr_cli_json_set(root, "y", lr_cli_json_vec(y, D), &ok);
+        lr_cli_json_set(root, "y_prime", lr_cli_json_vec(yp, D), &ok);
+        lr_cli_json_set(root, "allclose", json_boolean(close), &ok);
+        lr_cli_json_set(root, "rtol", lr_cli_json_real(ALLCLOSE_RTOL), &ok);
+        lr_cli_json_set(root, "atol", lr_cli_json_real(atol), &ok);
+        lr_cli_json_set(root, "max_abs_diff", lr_cli_json_real(maxdiff), &ok);
+        lr_cli_json_set(root, "params_W", json_integer((json_int_t)cost.dense_params), &ok);
+        lr_cli_json_set(root, "params_BA", json_integer((json_int_t)cost.factored_params), &ok);
+        lr_cli_json_set(root, "macs_Wx", json_integer((json_int_t)cost.dense_macs), &ok);
+        lr_cli_json_set(root, "macs_BAx", json_integer((json_int_t)cost.factored_macs), &ok);
+        if (o->out_prefix) {
+            json_t *files = json_object();
+            lr_cli_json_set(files, "W", json_string(paths[0]), &ok);
+            lr_cli_json_set(files, "B", json_string(paths[1]), &ok);
+            lr_cli_json_set(files, "A", json_string(paths[2]), &ok);
+            lr_cli_json_set(root, "files", files, &ok);
+        }
+        if (!ok) { snprintf(err.msg, sizeof err.msg, "out of memory building the JSON output"); goto fail; }
+        print_json(root);
+    } else {
+        printf("The seed notebook svd.ipynb, in C (seed %llu)\n\n", (unsigned long long)o->seed);
+        printf("A rank-deficient W = randn(%d,%d) @ randn(%d,%d):\n", D, TRUE_RANK, TRUE_RANK, K);
+        lr_cli_print_mat(stdout, "W", lr_cm(w), 4, 12, 12);
+        lr_cli_print_vec(stdout, "\nsingular values of W", s, D, 3, D);
+        printf("Rank of W: %zu  (singular values above tol = %s = %.3g)\n\n", rank, tol_words(o->tol.kind), tol);
+        printf("Truncated SVD at r = %zu: %s\n", r,
+               o->split == LR_SPLIT_US ? "B = U_r @ diag(S_r), A = V_r^T"
+                                       : "B = U_r @ diag(sqrt(S_r)), A = diag(sqrt(S_r)) @ V_r^T");
+        lr_cli_print_mat(stdout, "B", lr_cm(b), 4, 12, 12);
+        lr_cli_print_mat(stdout, "A", lr_cm(a), 4, 12, 12);
+        printf("\nThe same layer computed both ways, with random x and b:\n");
+        printf("  %3s  %12s  %14s  %10s\n", "i", "y = Wx + b", "y' = B(Ax) + b", "|y - y'|");
+        for (size_t i = 0; i < D; i++)
+            printf("  %3zu  %12.6f  %14.6f  %10.2e\n", i, (double)y[i], (double)yp[i], fabs((double)y[i] - yp[i]));
+        printf("allclose: %s  (|y - y'| <= atol + rtol*|y| with rtol = %g, atol = rtol*max|y| = %.2g;"
+               " max |y - y'| = %.2g)\n\n", close ? "True" : "False", ALLCLOSE_RTOL, atol, maxdiff);
+        printf("Total parameters of W: %llu\n", (unsigned long long)cost.dense_params);
+        printf("Total parameters of B and A: %llu\n", (unsigned long long)cost.factored_params);
+        printf("Multiply-adds of Wx: %llu  (%d x %d)\n", (unsigned long long)cost.dense_macs, D, K);
+        printf("Multiply-adds of B(Ax): %llu  (Ax: %zu x %d, then B(Ax): %d x %zu)\n",
+               (unsigned long long)cost.factored_macs, r, K, D, r);
+        printf("Saving: %.0f%% of the parameters and of the multiply-adds.\n", cost.param_reduction_pct);
+        if (o->out_prefix) printf("\nwrote %s, %s, %s\n", paths[0], paths[1], paths[2]);
+    }
+    rc = LR_CLI_OK;
+    goto done;
+fail:
+    rc = runtime_error(err.msg);
+done:
+    json_decref(root);
+    for (int i = 0; i < 3; i++) free(paths[i]);
+    lr_mat_free(&p);
+    lr_mat_free(&q);
+    lr_mat_free(&w);
+    lr_mat_free(&b);
+    lr_mat_free(&a);
+    return rc;
+}
+
+/* ---- a matrix of your own ------------------------------------------------------- */
+
+typedef struct {
+    size_t rank;
+    lr_approx_err measured, predicted;
+    double energy;
+    double spec_predicted; /* s_{r+1} */
+} table_row;
+
+static int cmp_size(const void *x, const void *y)
+{
+    size_t a = *(const size_t *)x, b = *(const size_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Sorted, duplicates dropped. */
+static size_t sort_unique(size_t *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_size);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || v[i] != v[k - 1]) v[k++] = v[i];
+    return k;
+}
+
+static int matrix_mode(const options *o)
+{
+    int rc = LR_CLI_RUNTIME;
+    lr_err err = { "" };
+    lr_status st;
+    lr_mat w = { 0 }, b = { 0 }, a = { 0 }, tb = { 0 }, ta = { 0 };
+    lr_usv usv = { 0 };
+    float *s = NULL;
+    char *paths[2] = { NULL, NULL };
+    json_t *root = NULL;
+    table_row rows[MAX_RANKS + 3];
+    size_t ranks[MAX_RANKS + 3], nr = 0;
+    char msg[512];
+
+    if ((st = lr_npy_load(o->path, &w, &err))) goto fail;
+    if ((st = lr_mat_check_finite(lr_cm(w), o->path, &err))) goto fail;
+    size_t m = w.rows, n = w.cols, k = m < n ? m : n;
+    if (k == 0) {
+        snprintf(err.msg, sizeof err.msg, "%s: the matrix is %zu x %zu: nothing to decompose", o->path, m, n);
+        goto fail;
+    }
+    s = malloc(k * sizeof *s);
+    if (!s) { snprintf(err.msg, sizeof err.msg, "out of memory"); goto fail; }
+    size_t rank;
+    double tol;
+    if ((st = lr_svd_values(lr_cm(w), s, &err)) ||
+        (st = lr_rank_from_values(s, k, m, n, &o->tol, &rank, &tol, &err)))
+        goto fail;
+
+    /* the rank r to factor at, and why */
+    size_t r;
+    const char *why;
+    if (o->has_rank) {
+        if (o->rank > k) {
+            snprintf(msg, sizeof msg, "--rank: %zu is more than min(m, n) = %zu for %s (%zu x %zu)", o->rank, k,
+                     o->path, m, n);
+            rc = usage_error(msg);
+            goto done;
+        }
+        r = o->rank;
+        why = "--rank";
+    } else if (o->has_energy) {
+        if ((st = lr_approx_rank_for_energy(s, k, o->energy, &r, &err))) goto fail;
+        why = "--energy";
+    } else {
+        r = rank;
+        why = "numerical rank";
+    }
+    if (r == 0) {
+        snprintf(err.msg, sizeof err.msg, "%s: no singular value above the tolerance %g (the matrix is zero"
+                 " to working precision): nothing to factor", o->path, tol);
+        goto fail;
+    }
+
+    /* ranks for the error table */
+    if (o->nranks) {
+        for (size_t i = 0; i < o->nranks; i++) {
+            if (o->ranks[i] > k) {
+                snprintf(msg, sizeof msg, "--ranks: %zu is more than min(m, n) = %zu for %s (%zu x %zu)",
+                         o->ranks[i], k, o->path, m, n);
+                rc = usage_error(msg);
+                goto done;
+            }
+            ranks[nr++] = o->ranks[i];
+        }
+    } else {
+        size_t top = o->randomized ? r : k;
+        for (size_t t = 1; t <= top && nr < MAX_RANKS; t *= 2) ranks[nr++] = t;
+        if (!o->randomized) ranks[nr++] = k;
+    }
+    ranks[nr++] = r;
+    nr = sort_unique(ranks, nr);
+    size_t rmax = ranks[nr - 1];
+
+    /* one decomposition, truncated to each rank of the table (the leading singular
+     * triplets of a rank-rmax randomized SVD are its rank-t answer for t < rmax) */
+    lr_rng rng;
+    lr_rng_seed(&rng, o->seed);
+    if (o->randomized) st = lr_usv_from_rsvd(&usv, lr_cm(w), rmax, &o->rsvd, &rng, &err);
+    else st = lr_usv_from_svd(&usv, lr_cm(w), &err);
+    if (st) goto fail;
+
+    for (size_t i = 0; i < nr; i++) {
+        size_t t = ranks[i];
+        table_row *row = &rows[i];
+        row->rank = t;
+        if ((st = lr_mat_init(&tb, m, t, &err)) || (st = lr_mat_init(&ta, t, n, &err)) ||
+            (st = lr_factor_from_usv(tb, ta, &usv, t, o->split, &err)) ||
+            (st = lr_approx_measure(lr_cm(w), lr_cm(tb), lr_cm(ta), false, &row->measured, &err)) ||
+            (st = lr_approx_predict(s, k, t, &row->predicted, &err)))
+            goto fail;
+        row->energy = lr_approx_energy(s, k, t);
+        row->spec_predicted = t < k ? (double)s[t] : 0.0;
+        if (t == r) { /* keep the chosen factors */
+            b = tb;
+            a = ta;
+            tb = (lr_mat){ 0 };
+            ta = (lr_mat){ 0 };
+        } else {
+            lr_mat_free(&tb);
+            lr_mat_free(&ta);
+        }
+    }
+
+    lr_cost cost, cost_bias;
+    size_t break_even;
+    if ((st = lr_cost_layer(m, n, r, false, &cost, &err)) || (st = lr_cost_layer(m, n, r, true, &cost_bias, &err)) ||
+        (st = lr_cost_break_even(m, n, &break_even, &err)))
+        goto fail;
+
+    if (o->out_prefix) {
+        const char *names[2] = { "B", "A" };
+        lr_cmat mats[2] = { lr_cm(b), lr_cm(a) };
+        if ((st = save_outputs(o->out_prefix, names, mats, 2, paths, &err))) goto fail;
+    }
+
+    size_t shown = o->top == 0 || o->top > k ? k : o->top;
+    if (o->json) {
+        bool ok = true;
+        root = json_object();
+        if (!root) { snprintf(err.msg, sizeof err.msg, "out of memory"); goto fail; }
+        json_t *shape = json_array(), *method = json_object(), *errs = json_array(), *c = json_object();
+        if (shape) {
+            json_array_append_new(shape, json_integer((json_int_t)m));
+            json_array_append_new(shape, json_integer((json_int_t)n));
+        }
+        lr_cli_json_set(root, "mode", json_string("matrix"), &ok);
+        lr_cli_json_set(root, "file", json_string(o->path), &ok);
+        lr_cli_json_set(root, "shape", shape, &ok);
+        lr_cli_json_set(root, "numerical_rank", json_integer((json_int_t)rank), &ok);
+        lr_cli_json_set(root, "tol", lr_cli_json_real(tol), &ok);
+        lr_cli_json_set(root, "tol_kind", json_string(tol_key(o->tol.kind)), &ok);
+        lr_cli_json_set(root, "singular_values", lr_cli_json_vec(s, shown), &ok);
+        lr_cli_json_set(root, "singular_values_total", json_integer((json_int_t)k), &ok);
+        lr_cli_json_set(root, "r", json_integer((json_int_t)r), &ok);
+        lr_cli_json_set(root, "r_from", json_string(o->has_rank ? "rank" : o->has_energy ? "energy" : "numerical_rank"), &ok);
+        if (o->has_energy) lr_cli_json_set(root, "energy_target", lr_cli_json_real(o->energy), &ok);
+        lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
+        if (method) {
+            lr_cli_json_set(method, "name", json_string(o->randomized ? "randomized" : "svd"), &ok);
+            if (o->randomized) {
+                lr_cli_json_set(method, "oversample", json_integer((json_int_t)o->rsvd.oversample), &ok);
+                lr_cli_json_set(method, "power_iters", json_integer((json_int_t)o->rsvd.power_iters), &ok);
+                lr_cli_json_set(method, "seed", json_integer((json_int_t)o->seed), &ok);
+            }
+        }
+        lr_cli_json_set(root, "method", method, &ok);
+        for (size_t i = 0; errs && i < nr; i++) {
+            json_t *e = json_object();
+            if (!e) { ok = false; break; }
+            lr_cli_json_set(e, "rank", json_integer((json_int_t)rows[i].rank), &ok);
+            lr_cli_json_set(e, "params", json_integer((json_int_t)(rows[i].rank * (m + n))), &ok);
+            lr_cli_json_set(e, "fro", lr_cli_json_real(rows[i].measured.fro), &ok);
+            lr_cli_json_set(e, "fro_predicted", lr_cli_json_real(rows[i].predicted.fro), &ok);
+            lr_cli_json_set(e, "rel_fro", lr_cli_json_real(rows[i].measured.rel_fro), &ok);
+            lr_cli_json_set(e, "rel_fro_predicted", lr_cli_json_real(rows[i].predicted.rel_fro), &ok);
+            lr_cli_json_set(e, "spectral_predicted", lr_cli_json_real(rows[i].spec_predicted), &ok);
+            lr_cli_json_set(e, "energy", lr_cli_json_real(rows[i].energy), &ok);
+            if (json_array_append_new(errs, e) != 0) ok = false;
+        }
+        lr_cli_json_set(root, "errors", errs, &ok);
+        if (c) {
+            lr_cli_json_set(c, "dense_macs", json_integer((json_int_t)cost.dense_macs), &ok);
+            lr_cli_json_set(c, "factored_macs", json_integer((json_int_t)cost.factored_macs), &ok);
+            lr_cli_json_set(c, "dense_params", json_integer((json_int_t)cost.dense_params), &ok);
+            lr_cli_json_set(c, "factored_params", json_integer((json_int_t)cost.factored_params), &ok);
+            lr_cli_json_set(c, "dense_params_with_bias", json_integer((json_int_t)cost_bias.dense_params), &ok);
+            lr_cli_json_set(c, "factored_params_with_bias", json_integer((json_int_t)cost_bias.factored_params), &ok);
+            lr_cli_json_set(c, "mac_reduction_pct", lr_cli_json_real(cost.mac_reduction_pct), &ok);
+            lr_cli_json_set(c, "param_reduction_pct", lr_cli_json_real(cost.param_reduction_pct), &ok);
+            lr_cli_json_set(c, "break_even_rank", json_integer((json_int_t)break_even), &ok);
+        }
+        lr_cli_json_set(root, "cost", c, &ok);
+        if (o->out_prefix) {
+            json_t *files = json_object();
+            if (files) {
+                lr_cli_json_set(files, "B", json_string(paths[0]), &ok);
+                lr_cli_json_set(files, "A", json_string(paths[1]), &ok);
+            }
+            lr_cli_json_set(root, "files", files, &ok);
+        }
+        if (!ok) { snprintf(err.msg, sizeof err.msg, "out of memory building the JSON output"); goto fail; }
+        print_json(root);
+    } else {
+        printf("matrix: %s, %zu x %zu float32\n", o->path, m, n);
+        printf("numerical rank: %zu of %zu  (tol = %s = %.3g)\n", rank, k, tol_words(o->tol.kind), tol);
+        char label[96];
+        snprintf(label, sizeof label, "leading singular values (%zu of %zu)", shown, k);
+        lr_cli_print_vec(stdout, label, s, shown, 4, shown);
+        if (o->has_energy)
+            printf("rank r = %zu  (smallest rank capturing %.4g of the energy: %.6f)\n", r, o->energy,
+                   lr_approx_energy(s, k, r));
+        else
+            printf("rank r = %zu  (%s)\n", r, why);
+        if (o->randomized)
+            printf("method: randomized SVD (Halko-Martinsson-Tropp) at rank %zu, oversample %zu,"
+                   " power iterations %zu, seed %llu\n", rmax, o->rsvd.oversample, o->rsvd.power_iters,
+                   (unsigned long long)o->seed);
+        else
+            printf("method: thin SVD (LAPACK sgesdd)\n");
+        printf("factors: %s\n\n", o->split == LR_SPLIT_US ? "B = U_r S_r (m x r), A = V_r^T (r x n)"
+                                                          : "B = U_r sqrt(S_r) (m x r), A = sqrt(S_r) V_r^T (r x n)");
+        printf("Error of W ~ B A (Frobenius; optimal = Eckart-Young sqrt(sum_{i>r} s_i^2);\n"
+               "ratio = measured / optimal, '-' where the optimum is below float32 rounding):\n");
+        printf("  %6s %10s %13s %13s %8s %10s %10s %11s\n", "rank", "params", "||W-BA||_F", "optimal",
+               "ratio", "relative", "energy", "s_{r+1}");
+        double rounding = 16 * FLT_EPSILON * sqrt((double)k) * lr_mat_norm_fro(lr_cm(w));
+        for (size_t i = 0; i < nr; i++) {
+            const table_row *t = &rows[i];
+            /* below float32 rounding of W the optimum is 0 in all but name: no ratio */
+            double ratio = t->predicted.fro > rounding ? t->measured.fro / t->predicted.fro : NAN;
+            char rs[16];
+            if (isfinite(ratio)) snprintf(rs, sizeof rs, "%.4f", ratio);
+            else snprintf(rs, sizeof rs, "-");
+            printf("  %6zu %10zu %13.4e %13.4e %8s %10.3e %10.6f %11.4e%s\n", t->rank, t->rank * (m + n),
+                   t->measured.fro, t->predicted.fro, rs, t->measured.rel_fro, t->energy, t->spec_predicted,
+                   t->rank == r ? "  <- r" : "");
+        }
+        printf("\nCost of y = Wx + b against y = B(Ax) + b at r = %zu:\n", r);
+        printf("  %-22s %14s %14s %10s\n", "", "dense", "factored", "saving");
+        printf("  %-22s %14llu %14llu %9.1f%%\n", "multiply-adds", (unsigned long long)cost.dense_macs,
+               (unsigned long long)cost.factored_macs, cost.mac_reduction_pct);
+        printf("  %-22s %14llu %14llu %9.1f%%\n", "parameters", (unsigned long long)cost.dense_params,
+               (unsigned long long)cost.factored_params, cost.param_reduction_pct);
+        printf("  %-22s %14llu %14llu %9.1f%%\n", "parameters with bias", (unsigned long long)cost_bias.dense_params,
+               (unsigned long long)cost_bias.factored_params, cost_bias.param_reduction_pct);
+        if (break_even)
+            printf("  factoring saves while r <= %zu (break-even: r(m+n) < mn)\n", break_even);
+        else
+            printf("  factoring never saves for this shape (r(m+n) >= mn for every r >= 1)\n");
+        if (o->out_prefix)
+            printf("\nwrote %s (%zu x %zu) and %s (%zu x %zu)\n", paths[0], m, r, paths[1], r, n);
+    }
+    rc = LR_CLI_OK;
+    goto done;
+fail:
+    rc = runtime_error(err.msg);
+done:
+    json_decref(root);
+    for (int i = 0; i < 2; i++) free(paths[i]);
+    free(s);
+    lr_usv_free(&usv);
+    lr_mat_free(&w);
+    lr_mat_free(&b);
+    lr_mat_free(&a);
+    lr_mat_free(&tb);
+    lr_mat_free(&ta);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    char msg[512] = "";
+    int rc = parse_args(argc, argv, &o, msg, sizeof msg);
+    if (rc < 0) {
+        usage(stdout);
+        return LR_CLI_OK;
+    }
+    if (rc) return usage_error(msg);
+    return o.path ? matrix_mode(&o) : seed_mode(&o);
+}

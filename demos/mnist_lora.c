@@ -1,0 +1,1106 @@
+/* mnist_lora.c — lr-mnist, the main demo: the seed's LoRA story on MNIST, told as a report.
+ *
+ * With no arguments it runs the whole pipeline of the seed (a PyTorch notebook that
+ * pretrains "RichBoyNet" 784-1000-2000-10 for one epoch, then fine-tunes a rank-1 LoRA on
+ * one digit it is bad at) and prints each step:
+ *   1. load MNIST, pretrain one epoch (or --load CKPT), accuracy and per-digit wrong counts;
+ *   2. the parameter table with LoRA on the chosen layers;
+ *   3. freeze the base and fine-tune the adapters on one digit (100 batches of 10);
+ *   4. per-digit errors with LoRA enabled and disabled; disabled must equal step 1 exactly,
+ *      and the frozen weights must be bit-identical (checked, printed; a mismatch exits 1);
+ *   5. a forgetting report: the per-digit change, the target's gain and the others' cost;
+ *   6. optional outputs: --save CKPT, --adapter-out DIR, --plot FILE.svg.
+ * Everything is seeded (--seed, printed). --json prints one JSON object with every result
+ * on stdout; progress always goes to stderr. It is a client of the public API only.
+ *
+ * Exit status: 0 success, 1 a run-time failure or a failed check, 2 a usage error.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "lowrank/adapter.h"
+#include "lowrank/blas.h"
+#include "lowrank/checkpoint.h"
+#include "lowrank/eval.h"
+#include "lowrank/idx.h"
+#include "lowrank/lora.h"
+#include "lowrank/mlp.h"
+#include "lowrank/rng.h"
+#include "lowrank/train.h"
+
+#define PROG "lr-mnist"
+#define N_DIGITS 10
+
+/* ------------------------------------------------------------------------ options */
+
+typedef struct {
+    const char *data_dir;       /* NULL: data/mnist relative to the current directory */
+    const char *load, *save, *adapter_out, *plot;
+    uint64_t seed;
+    size_t epochs, batch;
+    float lr;
+    size_t sizes[LR_MLP_MAX_LAYERS + 1];
+    size_t n_sizes;
+    bool sizes_given;
+    int threads;                /* 0: number of online CPUs */
+    size_t rank;
+    float alpha;
+    bool rslora;
+    bool pissa;
+    const char *lora_layers;    /* NULL: every layer */
+    size_t steps;
+    float ft_lr;
+    int digit;                  /* 0..9, or -1 for "worst" */
+    bool json, quiet;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: " PROG " [options]\n"
+"\n"
+"Pretrains an MLP on MNIST, then fine-tunes a low-rank adapter (LoRA) on one digit with\n"
+"the base frozen, and reports what it gained and what it cost. With no options it runs\n"
+"the seed's pipeline: RichBoyNet 784-1000-2000-10, one epoch of batches of 10 with Adam\n"
+"(lr 1e-3), rank-1 LoRA on all three layers, 100 fine-tuning batches on digit 9.\n"
+"\n"
+"Data and files:\n"
+"  --data DIR         MNIST directory: train-/t10k-{images-idx3,labels-idx1}-ubyte, raw\n"
+"                     or .gz (default: data/mnist, filled by scripts/setup.sh)\n"
+"  --load CKPT        skip pretraining: load the model from a .safetensors checkpoint\n"
+"                     (layer sizes come from the file)\n"
+"  --save CKPT        save the pretrained model as .safetensors (PyTorch state-dict names)\n"
+"  --adapter-out DIR  save the trained adapter in PEFT's layout (adapter_model.safetensors\n"
+"                     + adapter_config.json); DIR is created if missing\n"
+"  --plot FILE.svg    write a chart: per-digit errors before/after and the loss curves\n"
+"\n"
+"Pretraining:\n"
+"  --seed N           seed for initialisation, shuffling and LoRA init (default 0)\n"
+"  --epochs N         pretraining epochs (default 1)\n"
+"  --batch N          batch size for pretraining and fine-tuning (default 10)\n"
+"  --lr X             Adam learning rate for pretraining (default 0.001)\n"
+"  --layers A,B,...   layer sizes, first 784 and last 10 (default 784,1000,2000,10)\n"
+"  --threads N        worker threads (default: the number of CPUs)\n"
+"\n"
+"LoRA fine-tuning:\n"
+"  --rank R           adapter rank r >= 1 (default 1)\n"
+"  --alpha A          scale numerator alpha > 0; scale = alpha/r (default 1)\n"
+"  --rslora           scale = alpha/sqrt(r) (rank-stabilised LoRA)\n"
+"  --init KIND        gaussian: A ~ N(0,1), B = 0, as the seed and the LoRA paper (default);\n"
+"                     pissa: A, B from W's top-r singular triplets, residual frozen\n"
+"  --lora-layers L    which layers get an adapter: 1-based numbers or names, comma-\n"
+"                     separated, e.g. 1,2,3 or linear1,linear3, or all (default all)\n"
+"  --steps N          fine-tuning batches (default 100)\n"
+"  --ft-lr X          Adam learning rate for fine-tuning (default 0.001)\n"
+"  --digit D          digit to fine-tune on: 0-9, or worst (the most errors after\n"
+"                     pretraining; default 9)\n"
+"\n"
+"Output:\n"
+"  --json             print one JSON object with all results on stdout (progress on stderr)\n"
+"  --quiet            no progress display\n"
+"  --help             this text\n"
+"\n"
+"Exit status: 0 ok; 1 a failure or a failed check (LoRA-disabled results differ from the\n"
+"pretrained ones, or the frozen weights changed); 2 a bad option.\n");
+}
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG ": ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(run '" PROG " --help' for the options)\n");
+    va_end(ap);
+    return 2;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* A whole number in [lo, hi]; otherwise a usage error naming the option and the range. */
+static int opt_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out)
+{
+    uint64_t v;
+    if (!parse_u64(s, &v) || v < lo || v > hi)
+        return usage_error("%s: expected a whole number from %zu to %zu, got '%s'", opt, lo, hi,
+                           s);
+    *out = (size_t)v;
+    return 0;
+}
+
+/* A finite number > 0 (learning rates, alpha). */
+static int opt_pos_float(const char *opt, const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = (s && *s) ? strtod(s, &end) : 0.0;
+    if (!s || !*s || errno || *end || !isfinite(v) || v <= 0.0 || v > 1e6)
+        return usage_error("%s: expected a positive number, got '%s'", opt, s ? s : "");
+    *out = (float)v;
+    return 0;
+}
+
+static int parse_layers(const char *s, options *o)
+{
+    size_t n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        if (n > LR_MLP_MAX_LAYERS)
+            return usage_error("--layers: at most %d layers (%d sizes), got '%s'",
+                               LR_MLP_MAX_LAYERS, LR_MLP_MAX_LAYERS + 1, s);
+        if (*p < '0' || *p > '9')
+            return usage_error("--layers: expected sizes like 784,1000,2000,10, got '%s'", s);
+        errno = 0;
+        unsigned long v = strtoul(p, &end, 10);
+        if (errno || v == 0 || v > 100000)
+            return usage_error("--layers: each size must be from 1 to 100000, got '%s'", s);
+        o->sizes[n++] = v;
+        if (*end == ',' && end[1]) p = end + 1;
+        else if (*end == '\0') p = end;
+        else return usage_error("--layers: expected sizes like 784,1000,2000,10, got '%s'", s);
+    }
+    if (n < 2) return usage_error("--layers: need at least an input and an output size, got '%s'", s);
+    if (o->sizes[0] != 784)
+        return usage_error("--layers: the first size must be 784 (28x28 MNIST pixels), got %zu",
+                           o->sizes[0]);
+    if (o->sizes[n - 1] != 10)
+        return usage_error("--layers: the last size must be 10 (the digits), got %zu",
+                           o->sizes[n - 1]);
+    o->n_sizes = n;
+    o->sizes_given = true;
+    return 0;
+}
+
+/* Does the parent directory of path exist (so an output there can be written)? */
+static int check_output_path(const char *opt, const char *path, bool want_dir)
+{
+    struct stat st;
+    if (!*path) return usage_error("%s: empty path", opt);
+    if (stat(path, &st) == 0) {
+        if (want_dir && !S_ISDIR(st.st_mode))
+            return usage_error("%s: '%s' exists and is not a directory", opt, path);
+        if (!want_dir && S_ISDIR(st.st_mode))
+            return usage_error("%s: '%s' is a directory; give a file name", opt, path);
+        return 0;
+    }
+    char *dup = strdup(path);
+    if (!dup) return usage_error("out of memory");
+    size_t len = strlen(dup);
+    while (len > 1 && dup[len - 1] == '/') dup[--len] = '\0';
+    char *slash = strrchr(dup, '/');
+    const char *parent = ".";
+    if (slash == dup) parent = "/";
+    else if (slash) { *slash = '\0'; parent = dup; }
+    int rc = 0;
+    if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
+        rc = usage_error("%s: cannot write '%s': directory '%s' does not exist", opt, path,
+                         parent);
+    free(dup);
+    return rc;
+}
+
+/* Layers selected by --lora-layers into sel[0..n_layers): "all", or 1-based numbers and
+ * "linearK" names, comma-separated. */
+static int select_lora_layers(const char *spec, size_t n, bool *sel)
+{
+    for (size_t i = 0; i < n; i++) sel[i] = !spec || strcmp(spec, "all") == 0;
+    if (!spec || strcmp(spec, "all") == 0) return 0;
+    char *list = strdup(spec);
+    if (!list) return usage_error("out of memory");
+    int rc = 0;
+    char *save = NULL;
+    size_t count = 0;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        uint64_t v = 0;
+        bool ok = parse_u64(tok, &v) || (strncmp(tok, "linear", 6) == 0 && parse_u64(tok + 6, &v));
+        if (!ok || v < 1 || v > n) {
+            rc = usage_error("--lora-layers: no layer '%s' in a %zu-layer model (use 1-%zu, "
+                             "linear1-linear%zu or all)", tok, n, n, n);
+            break;
+        }
+        sel[v - 1] = true;
+        count++;
+    }
+    if (!rc && count == 0) rc = usage_error("--lora-layers: empty list '%s'", spec);
+    free(list);
+    return rc;
+}
+
+/* Every selected layer must admit the rank: r <= min(in, out) (a larger r adds parameters
+ * but no expressiveness, and PiSSA's truncated SVD has only min(in, out) triplets). */
+static int check_rank(const size_t *sizes, size_t n_layers, const bool *sel, size_t rank)
+{
+    for (size_t i = 0; i < n_layers; i++) {
+        size_t m = sizes[i] < sizes[i + 1] ? sizes[i] : sizes[i + 1];
+        if (sel[i] && rank > m)
+            return usage_error("--rank %zu: layer linear%zu is %zu x %zu, so its rank is at most "
+                               "%zu", rank, i + 1, sizes[i + 1], sizes[i], m);
+    }
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = 1;
+    o->batch = 10;
+    o->lr = 1e-3f;
+    o->n_sizes = 4;
+    memcpy(o->sizes, lr_mlp_default_sizes, sizeof lr_mlp_default_sizes);
+    o->rank = 1;
+    o->alpha = 1.0f;
+    o->steps = 100;
+    o->ft_lr = 1e-3f;
+    o->digit = 9;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return usage_error("unexpected argument '%s' (options start with --)", a);
+        /* --name=value or --name value */
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        if (nlen >= sizeof name) return usage_error("unknown option '%s'", a);
+        memcpy(name, a, nlen);
+        name[nlen] = '\0';
+        if (eq) val = eq + 1;
+
+        static const char *const flags[] = { "--rslora", "--json", "--quiet" };
+        bool is_flag = false;
+        for (size_t k = 0; k < sizeof flags / sizeof *flags; k++)
+            if (strcmp(name, flags[k]) == 0) is_flag = true;
+        if (is_flag) {
+            if (val) return usage_error("%s takes no value, got '%s'", name, a);
+            if (strcmp(name, "--rslora") == 0) o->rslora = true;
+            else if (strcmp(name, "--json") == 0) o->json = true;
+            else o->quiet = true;
+            continue;
+        }
+        static const char *const valued[] = {
+            "--data", "--load", "--save", "--adapter-out", "--plot", "--seed", "--epochs",
+            "--batch", "--lr", "--layers", "--threads", "--rank", "--alpha", "--init",
+            "--lora-layers", "--steps", "--ft-lr", "--digit",
+        };
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
+            if (strcmp(name, valued[k]) == 0) known = true;
+        if (!known) return usage_error("unknown option '%s'", name);
+        if (!val) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", name);
+            val = argv[++i];
+        }
+        size_t z;
+        int rc = 0;
+        if (strcmp(name, "--data") == 0) {
+            if (!*val) return usage_error("--data: empty directory name");
+            o->data_dir = val;
+        } else if (strcmp(name, "--load") == 0) {
+            if (!*val) return usage_error("--load: empty file name");
+            o->load = val;
+        } else if (strcmp(name, "--save") == 0) {
+            o->save = val;
+        } else if (strcmp(name, "--adapter-out") == 0) {
+            o->adapter_out = val;
+        } else if (strcmp(name, "--plot") == 0) {
+            o->plot = val;
+        } else if (strcmp(name, "--seed") == 0) {
+            if (!parse_u64(val, &o->seed))
+                return usage_error("--seed: expected a whole number from 0 to %" PRIu64
+                                   ", got '%s'", UINT64_MAX, val);
+        } else if (strcmp(name, "--epochs") == 0) {
+            rc = opt_size(name, val, 1, 1000, &o->epochs);
+        } else if (strcmp(name, "--batch") == 0) {
+            rc = opt_size(name, val, 1, 60000, &o->batch);
+        } else if (strcmp(name, "--lr") == 0) {
+            rc = opt_pos_float(name, val, &o->lr);
+        } else if (strcmp(name, "--layers") == 0) {
+            rc = parse_layers(val, o);
+        } else if (strcmp(name, "--threads") == 0) {
+            rc = opt_size(name, val, 1, 256, &z);
+            o->threads = (int)z;
+        } else if (strcmp(name, "--rank") == 0) {
+            rc = opt_size(name, val, 1, 100000, &o->rank);
+        } else if (strcmp(name, "--alpha") == 0) {
+            rc = opt_pos_float(name, val, &o->alpha);
+        } else if (strcmp(name, "--init") == 0) {
+            if (strcmp(val, "gaussian") == 0) o->pissa = false;
+            else if (strcmp(val, "pissa") == 0) o->pissa = true;
+            else return usage_error("--init: expected gaussian or pissa, got '%s'", val);
+        } else if (strcmp(name, "--lora-layers") == 0) {
+            if (!*val) return usage_error("--lora-layers: empty list");
+            o->lora_layers = val;
+        } else if (strcmp(name, "--steps") == 0) {
+            rc = opt_size(name, val, 1, 10000000, &o->steps);
+        } else if (strcmp(name, "--ft-lr") == 0) {
+            rc = opt_pos_float(name, val, &o->ft_lr);
+        } else if (strcmp(name, "--digit") == 0) {
+            if (strcmp(val, "worst") == 0) o->digit = -1;
+            else if (strlen(val) == 1 && val[0] >= '0' && val[0] <= '9') o->digit = val[0] - '0';
+            else return usage_error("--digit: expected a digit 0-9 or 'worst', got '%s'", val);
+        }
+        if (rc) return rc;
+    }
+    if (o->load && o->sizes_given)
+        return usage_error("--layers and --load conflict: a checkpoint's layer sizes come from "
+                           "the file");
+    /* Outputs are checked before the run, so a bad path fails in a second, not after it. */
+    if (o->save && check_output_path("--save", o->save, false)) return 2;
+    if (o->plot && check_output_path("--plot", o->plot, false)) return 2;
+    if (o->adapter_out && check_output_path("--adapter-out", o->adapter_out, true)) return 2;
+    if (o->save && o->load && strcmp(o->save, o->load) == 0)
+        return usage_error("--save and --load name the same file '%s'", o->save);
+    if (!o->load) {   /* sizes known now: check the layer list and the rank before the run */
+        bool sel[LR_MLP_MAX_LAYERS];
+        if (select_lora_layers(o->lora_layers, o->n_sizes - 1, sel)) return 2;
+        if (check_rank(o->sizes, o->n_sizes - 1, sel, o->rank)) return 2;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ time, progress */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    const char *label;
+    bool tty, quiet;
+    double t0, last_draw;
+    size_t drawn;           /* a bar is on the screen */
+} progress;
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.1fs", s);
+    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+/* On a terminal: one line redrawn in place (at most 10 times a second). Otherwise: one plain
+ * line per callback, and lr_train calls back every progress_every steps. */
+static void on_progress(void *ctx, size_t step, size_t total, float avg_loss)
+{
+    progress *p = ctx;
+    if (p->quiet) return;
+    double t = now_s(), el = t - p->t0;
+    bool last = step >= total;
+    if (p->tty && !last && t - p->last_draw < 0.1) return;
+    p->last_draw = t;
+    double rate = el > 0 ? (double)step / el : 0.0;
+    char left[32], spent[32];
+    fmt_duration(left, sizeof left, rate > 0 ? (double)(total - step) / rate : -1);
+    fmt_duration(spent, sizeof spent, el);
+    if (p->tty) {
+        enum { W = 24 };
+        char bar[W + 1];
+        size_t fill = total ? step * W / total : W;
+        for (size_t i = 0; i < W; i++) bar[i] = i < fill ? '#' : '-';
+        bar[W] = '\0';
+        fprintf(stderr, "\r\033[K%s [%s] %zu/%zu  loss %.4f  %.0f steps/s  %s %s", p->label,
+                bar, step, total, avg_loss, rate, last ? "took" : "left", last ? spent : left);
+        if (last) fputc('\n', stderr);
+        p->drawn = !last;
+    } else {
+        fprintf(stderr, "%s: step %zu/%zu  loss %.4f  %.0f steps/s  %s %s\n", p->label, step,
+                total, avg_loss, rate, last ? "took" : "left", last ? spent : left);
+    }
+    fflush(stderr);
+}
+
+static void progress_start(progress *p, const char *label, const options *o, size_t total,
+                           lr_train_params *tp)
+{
+    p->label = label;
+    p->tty = isatty(fileno(stderr));
+    p->quiet = o->quiet;
+    p->t0 = now_s();
+    p->last_draw = 0;
+    p->drawn = 0;
+    tp->progress = on_progress;
+    tp->progress_ctx = p;
+    /* a terminal bar redraws itself (throttled); a log gets about ten lines */
+    tp->progress_every = p->tty ? 1 : (total >= 10 ? total / 10 : 1);
+}
+
+/* ------------------------------------------------------------------------ evaluation */
+
+/* Forward the whole test set in batches of 1000, keeping the logits: (n, classes), so a
+ * second run can be compared bit for bit, and tally the seed's per-digit table. */
+static lr_status eval_keep_logits(lr_mlp *net, const lr_mnist *test, float *logits,
+                                  lr_eval_result *res, lr_err *err)
+{
+    size_t in = net->sizes[0], classes = net->sizes[net->n_layers];
+    size_t chunk = 1000;
+    float *x = malloc(chunk * in * sizeof *x);
+    if (!x) { snprintf(err->msg, sizeof err->msg, "out of memory"); return LR_ENOMEM; }
+    lr_eval_reset(res);
+    lr_status st = LR_OK;
+    for (size_t first = 0; first < test->n && !st; first += chunk) {
+        size_t b = test->n - first < chunk ? test->n - first : chunk;
+        lr_mnist_normalize_range(x, test, first, b);
+        st = lr_mlp_forward(net, x, b, logits + first * classes, err);
+        if (!st) st = lr_eval_add(res, logits + first * classes, test->labels + first, b, classes,
+                                  err);
+    }
+    free(x);
+    return st;
+}
+
+/* FNV-1a 64 over the bytes of the base parameters: a short fingerprint to print. The
+ * proof of "unchanged" is a full memcmp against a copy. */
+static uint64_t fnv1a64(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* ------------------------------------------------------------------------ report pieces */
+
+static void print_wrong_table(const char *title, const lr_eval_result *r, const size_t *count)
+{
+    printf("%s: accuracy %.4f (%zu/%zu correct)\n", title, r->accuracy, r->correct, r->n);
+    printf("  digit  wrong  of test  error\n");
+    for (int d = 0; d < N_DIGITS; d++)
+        printf("  %5d  %5zu  %7zu  %5.2f%%\n", d, r->wrong[d], count[d],
+               count[d] ? 100.0 * (double)r->wrong[d] / (double)count[d] : 0.0);
+}
+
+static void group_thousands(char *buf, size_t n, uint64_t v)
+{
+    char tmp[32];
+    int len = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 1 < n; i++) {
+        if (i > 0 && (len - i) % 3 == 0 && o + 2 < n) buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = '\0';
+}
+
+static json_t *json_wrong(const size_t *wrong)
+{
+    json_t *a = json_array();
+    for (int d = 0; d < N_DIGITS; d++) json_array_append_new(a, json_integer((json_int_t)wrong[d]));
+    return a;
+}
+
+static json_t *json_eval(const lr_eval_result *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "accuracy", json_real(r->accuracy));
+    json_object_set_new(o, "correct", json_integer((json_int_t)r->correct));
+    json_object_set_new(o, "n", json_integer((json_int_t)r->n));
+    json_object_set_new(o, "wrong", json_wrong(r->wrong));
+    return o;
+}
+
+static void fail_msg(const char *what, const lr_err *e)
+{
+    fprintf(stderr, PROG ": %s: %s\n", what, e->msg[0] ? e->msg : "failed");
+}
+
+/* ------------------------------------------------------------------------ the pipeline */
+
+typedef struct {
+    options o;
+    lr_mnist train, test;
+    lr_mlp net;
+    lr_lora *lm;                       /* the adapters over net */
+    char adapter[32];                  /* the fine-tuned adapter's name, "digit9" */
+    uint32_t targets;                  /* bit i: layer i carries an adapter */
+    bool sel[LR_MLP_MAX_LAYERS];
+    size_t count[N_DIGITS];            /* test examples per digit */
+    float *logits_before, *logits_off; /* (n_test, classes) */
+    float *params_pre;                 /* the pretrained parameters */
+    float *params_copy;                /* the base at the start of fine-tuning (PiSSA: residual) */
+    float *pre_curve, *ft_curve;       /* per-step losses */
+    size_t pre_steps, ft_steps;
+    json_t *js;                        /* --json: the result object */
+} run;
+
+static void run_free(run *r)
+{
+    lr_lora_free(r->lm);
+    lr_mlp_free(&r->net);
+    lr_mnist_free(&r->train);
+    lr_mnist_free(&r->test);
+    free(r->logits_before);
+    free(r->logits_off);
+    free(r->params_pre);
+    free(r->params_copy);
+    free(r->pre_curve);
+    free(r->ft_curve);
+    json_decref(r->js);
+}
+
+/* text output goes to stdout unless --json, where stdout carries only the JSON object */
+static bool text(const run *r) { return !r->o.json; }
+
+/* Resolves and loads the data directory; a missing default says how to get it. */
+static int load_data(run *r)
+{
+    lr_err e = { { 0 } };
+    const char *dir = r->o.data_dir ? r->o.data_dir : "data/mnist";
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (!r->o.data_dir)
+            fprintf(stderr, PROG ": MNIST not found: no directory data/mnist under the current "
+                    "directory.\n  Run scripts/setup.sh from the lowrank source tree (it downloads "
+                    "MNIST into data/mnist/),\n  or pass --data DIR pointing at the four IDX files.\n");
+        else
+            fprintf(stderr, PROG ": --data: '%s' is not a directory\n", dir);
+        return 1;
+    }
+    if (lr_mnist_load_dir(&r->train, dir, "train", &e) ||
+        lr_mnist_load_dir(&r->test, dir, "t10k", &e)) {
+        fail_msg("loading MNIST", &e);
+        if (!r->o.data_dir) fprintf(stderr, "  (scripts/setup.sh fetches and checks the files)\n");
+        return 1;
+    }
+    for (size_t i = 0; i < r->test.n; i++) r->count[r->test.labels[i]]++;
+    if (text(r))
+        printf("data: %s (%zu training, %zu test images)\n", dir, r->train.n, r->test.n);
+    return 0;
+}
+
+static void print_sizes(char *buf, size_t n, const lr_mlp *net)
+{
+    size_t o = 0;
+    for (size_t i = 0; i <= net->n_layers && o < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%zu", i ? "-" : "", net->sizes[i]);
+}
+
+/* Step 1: a trained model, from pretraining or from --load. */
+static int pretrain(run *r, double *t_pretrain)
+{
+    const options *o = &r->o;
+    lr_err e = { { 0 } };
+    double t0 = now_s();
+    if (o->load) {
+        lr_checkpoint_info info;
+        if (lr_checkpoint_load_new(&r->net, o->load, &info, &e)) {
+            fail_msg("--load", &e);
+            return 1;
+        }
+        if (r->net.sizes[0] != 784 || r->net.sizes[r->net.n_layers] != 10) {
+            fprintf(stderr, PROG ": --load: %s: model maps %zu inputs to %zu outputs; MNIST "
+                    "needs 784 to 10\n", o->load, r->net.sizes[0], r->net.sizes[r->net.n_layers]);
+            return 1;
+        }
+        lr_mlp_set_threads(&r->net, o->threads);
+        *t_pretrain = now_s() - t0;
+        char sz[128];
+        print_sizes(sz, sizeof sz, &r->net);
+        if (text(r)) {
+            printf("\n== 1. Pretrained model: loaded from %s ==\n", o->load);
+            printf("model %s", sz);
+            if (info.has_seed) printf(", trained with seed %" PRIu64, info.seed);
+            printf("\n");
+        }
+        json_t *p = json_object();
+        json_object_set_new(p, "loaded_from", json_string(o->load));
+        if (info.has_seed) json_object_set_new(p, "checkpoint_seed", json_integer((json_int_t)info.seed));
+        json_object_set_new(r->js, "pretrain", p);
+        return 0;
+    }
+    if (lr_mlp_init(&r->net, o->sizes, o->n_sizes, &e)) {
+        fail_msg("creating the model", &e);
+        return 1;
+    }
+    lr_mlp_set_threads(&r->net, o->threads);
+    lr_rng rng;
+    lr_rng_seed(&rng, o->seed);
+    lr_mlp_init_params(&r->net, &rng);
+
+    lr_train_params tp = lr_train_default_params();
+    tp.batch = o->batch;
+    tp.epochs = o->epochs;
+    tp.seed = o->seed;
+    tp.adam.lr = o->lr;
+    if (lr_train_count_steps(&r->train, &tp, &r->pre_steps, &e)) {
+        fail_msg("pretraining", &e);
+        return 1;
+    }
+    r->pre_curve = calloc(r->pre_steps ? r->pre_steps : 1, sizeof *r->pre_curve);
+    if (!r->pre_curve) { fprintf(stderr, PROG ": out of memory\n"); return 1; }
+    tp.loss_curve = r->pre_curve;
+    tp.loss_curve_len = r->pre_steps;
+    if (text(r)) {
+        char sz[128];
+        print_sizes(sz, sizeof sz, &r->net);
+        printf("\n== 1. Pretraining %s: %zu epoch%s, %zu steps of batch %zu, Adam lr %g ==\n",
+               sz, o->epochs, o->epochs == 1 ? "" : "s", r->pre_steps, o->batch, (double)o->lr);
+        fflush(stdout);
+    }
+    progress pg;
+    progress_start(&pg, "pretrain", o, r->pre_steps, &tp);
+    lr_train_result res;
+    if (lr_train(&r->net, &r->train, &tp, &res, &e)) {
+        if (pg.drawn) fputc('\n', stderr);
+        fail_msg("pretraining", &e);
+        return 1;
+    }
+    *t_pretrain = now_s() - t0;
+    if (text(r))
+        printf("trained %zu steps in %.2f s (%.0f steps/s), mean loss %.4f, last %.4f\n",
+               res.steps, *t_pretrain, (double)res.steps / *t_pretrain, (double)res.avg_loss,
+               (double)res.last_loss);
+    json_t *p = json_object();
+    json_object_set_new(p, "steps", json_integer((json_int_t)res.steps));
+    json_object_set_new(p, "avg_loss", json_real(res.avg_loss));
+    json_object_set_new(p, "last_loss", json_real(res.last_loss));
+    json_object_set_new(p, "seconds", json_real(*t_pretrain));
+    json_object_set_new(r->js, "pretrain", p);
+    return 0;
+}
+
+/* Step 2: per-layer W, b, A, B and the seed's totals. */
+static int param_table(run *r)
+{
+    lr_err e = { { 0 } };
+    lr_lora_param_table t;
+    if (lr_lora_param_count(r->net.sizes, r->net.n_layers + 1, r->targets, r->o.rank, &t, &e)) {
+        fail_msg("counting parameters", &e);
+        return 1;
+    }
+    if (text(r)) {
+        printf("\n== 2. Parameters with rank-%zu LoRA ==\n", t.rank);
+        printf("  layer    W             b        A            B\n");
+    }
+    json_t *layers = json_array();
+    for (size_t i = 0; i < t.n_layers; i++) {
+        const lr_lora_param_row *L = &t.row[i];
+        char w[32], b[32], a[32] = "-", bb[32] = "-";
+        snprintf(w, sizeof w, "(%zu, %zu)", L->out, L->in);
+        snprintf(b, sizeof b, "(%zu)", L->out);
+        if (L->lora) {
+            snprintf(a, sizeof a, "(%zu, %zu)", L->a_rows, L->a_cols);
+            snprintf(bb, sizeof bb, "(%zu, %zu)", L->b_rows, L->b_cols);
+        }
+        if (text(r)) printf("  %-7s  %-12s  %-7s  %-11s  %s\n", L->name, w, b, a, bb);
+        json_t *l = json_object();
+        json_object_set_new(l, "name", json_string(L->name));
+        json_object_set_new(l, "in", json_integer((json_int_t)L->in));
+        json_object_set_new(l, "out", json_integer((json_int_t)L->out));
+        json_object_set_new(l, "lora", json_boolean(L->lora));
+        json_object_set_new(l, "lora_params", json_integer((json_int_t)L->lora_params));
+        json_array_append_new(layers, l);
+    }
+    if (text(r)) {
+        char s1[32], s2[32], s3[32], s4[32], s5[32];
+        group_thousands(s1, sizeof s1, t.original);
+        group_thousands(s2, sizeof s2, t.with_lora);
+        group_thousands(s3, sizeof s3, t.added);
+        group_thousands(s4, sizeof s4, t.lora_macs);
+        group_thousands(s5, sizeof s5, t.base_macs);
+        printf("  total parameters (original):        %s\n", s1);
+        printf("  total parameters (original + LoRA): %s\n", s2);
+        printf("  parameters introduced by LoRA:      %s\n", s3);
+        printf("  parameters increment:               %.3f%%\n", t.increment_pct);
+        printf("  multiply-adds per image:            %s base + %s LoRA\n", s5, s4);
+    }
+    json_t *p = json_object();
+    json_object_set_new(p, "rank", json_integer((json_int_t)t.rank));
+    json_object_set_new(p, "layers", layers);
+    json_object_set_new(p, "original", json_integer((json_int_t)t.original));
+    json_object_set_new(p, "with_lora", json_integer((json_int_t)t.with_lora));
+    json_object_set_new(p, "added", json_integer((json_int_t)t.added));
+    json_object_set_new(p, "increment_pct", json_real(t.increment_pct));
+    json_object_set_new(p, "base_macs_per_sample", json_integer((json_int_t)t.base_macs));
+    json_object_set_new(p, "lora_macs_per_sample", json_integer((json_int_t)t.lora_macs));
+    json_object_set_new(r->js, "parameters", p);
+    return 0;
+}
+
+/* Step 3a: the adapter on the selected layers. Gaussian: A ~ N(0,1), B = 0 (the seed, and
+ * LoRA §4.1), drawn from a generator seeded with seed+1 so the adapter does not depend on
+ * whether the model was pretrained here or loaded. PiSSA rewrites the base to the residual. */
+static int make_adapter(run *r, int digit)
+{
+    lr_err e = { { 0 } };
+    const options *o = &r->o;
+    lr_lora_config c = lr_lora_default_config();
+    c.rank = o->rank;
+    c.alpha = o->alpha;
+    c.use_rslora = o->rslora;
+    c.init = o->pissa ? LR_LORA_INIT_PISSA : LR_LORA_INIT_GAUSSIAN;
+    c.targets = r->targets;
+    c.seed = o->seed + 1;
+    snprintf(r->adapter, sizeof r->adapter, "digit%d", digit);
+    if (lr_lora_init(&r->lm, &r->net, &e) || lr_lora_config_check(&c, &r->net, &e) ||
+        lr_lora_add(r->lm, r->adapter, &c, &e) || lr_lora_select(r->lm, r->adapter, &e)) {
+        fail_msg("creating the adapter", &e);
+        return 1;
+    }
+    lr_lora_freeze_base(r->lm, true);
+    return 0;
+}
+
+/* Step 3b: freeze the base and train the adapters on one digit. */
+static int finetune(run *r, int digit, double *t_ft)
+{
+    lr_err e = { { 0 } };
+    const options *o = &r->o;
+    lr_train_params tp = lr_train_default_params();
+    tp.batch = o->batch;
+    tp.epochs = o->steps;      /* enough epochs for any step count; max_steps stops it */
+    tp.max_steps = o->steps;
+    tp.seed = o->seed;
+    tp.only_label = digit;
+    tp.adam.lr = o->ft_lr;
+    if (lr_train_count_steps(&r->train, &tp, &r->ft_steps, &e)) {
+        fail_msg("fine-tuning", &e);
+        return 1;
+    }
+    r->ft_curve = calloc(r->ft_steps ? r->ft_steps : 1, sizeof *r->ft_curve);
+    if (!r->ft_curve) { fprintf(stderr, PROG ": out of memory\n"); return 1; }
+    tp.loss_curve = r->ft_curve;
+    tp.loss_curve_len = r->ft_steps;
+    size_t n_digit = 0;
+    for (size_t i = 0; i < r->train.n; i++) n_digit += r->train.labels[i] == digit;
+    if (text(r)) {
+        printf("\n== 3. Fine-tuning the adapters on digit %d: base frozen, %zu steps of batch %zu "
+               "(%zu training images of %d), Adam lr %g ==\n", digit, r->ft_steps, o->batch,
+               n_digit, digit, (double)o->ft_lr);
+        fflush(stdout);
+    }
+    progress pg;
+    progress_start(&pg, "fine-tune", o, r->ft_steps, &tp);
+    double t0 = now_s();
+    lr_train_result res;
+    if (lr_train(&r->net, &r->train, &tp, &res, &e)) {
+        if (pg.drawn) fputc('\n', stderr);
+        fail_msg("fine-tuning", &e);
+        return 1;
+    }
+    *t_ft = now_s() - t0;
+    if (text(r))
+        printf("trained %zu steps in %.3f s (%.0f steps/s), mean loss %.4f, last %.4f\n",
+               res.steps, *t_ft, (double)res.steps / *t_ft, (double)res.avg_loss,
+               (double)res.last_loss);
+    json_t *p = json_object();
+    json_object_set_new(p, "digit", json_integer(digit));
+    json_object_set_new(p, "steps", json_integer((json_int_t)res.steps));
+    json_object_set_new(p, "avg_loss", json_real(res.avg_loss));
+    json_object_set_new(p, "last_loss", json_real(res.last_loss));
+    json_object_set_new(p, "seconds", json_real(*t_ft));
+    json_t *curve = json_array();
+    for (size_t i = 0; i < res.steps && i < r->ft_steps; i++)
+        json_array_append_new(curve, json_real(r->ft_curve[i]));
+    json_object_set_new(p, "loss_curve", curve);
+    json_object_set_new(r->js, "finetune", p);
+    return 0;
+}
+
+static bool same_eval(const lr_eval_result *a, const lr_eval_result *b)
+{
+    return a->n == b->n && a->correct == b->correct &&
+           memcmp(a->wrong, b->wrong, sizeof a->wrong) == 0 &&
+           memcmp(a->confusion, b->confusion, sizeof a->confusion) == 0;
+}
+
+/* Step 5: what the fine-tune gained on the target and cost on every other digit. */
+static void forgetting(run *r, int digit, const lr_eval_result *before, const lr_eval_result *on)
+{
+    size_t others_before = 0, others_after = 0;
+    json_t *change = json_array();
+    if (text(r)) {
+        printf("\n== 5. Forgetting: per-digit change with the adapter (digit %d targeted) ==\n",
+               digit);
+        printf("  digit  before  after  change  error before -> after\n");
+    }
+    for (int d = 0; d < N_DIGITS; d++) {
+        long diff = (long)on->wrong[d] - (long)before->wrong[d];
+        if (d != digit) {
+            others_before += before->wrong[d];
+            others_after += on->wrong[d];
+        }
+        json_array_append_new(change, json_integer(diff));
+        if (!text(r)) continue;
+        double c = r->count[d] ? 100.0 / (double)r->count[d] : 0.0;
+        printf("  %5d  %6zu  %5zu  %+6ld  %5.2f%% -> %5.2f%%%s\n", d, before->wrong[d],
+               on->wrong[d], diff, c * (double)before->wrong[d], c * (double)on->wrong[d],
+               d == digit ? "   <- target" : "");
+    }
+    size_t tb = before->wrong[digit], ta = on->wrong[digit];
+    double factor = ta ? (double)tb / (double)ta : INFINITY;
+    if (text(r)) {
+        printf("  target digit %d: %zu -> %zu wrong (", digit, tb, ta);
+        if (ta) printf("%.1fx fewer", factor);
+        else printf("none left");
+        printf(")\n  other digits:   %zu -> %zu wrong (%+ld)\n", others_before, others_after,
+               (long)others_after - (long)others_before);
+        printf("  overall accuracy %.4f -> %.4f\n", before->accuracy, on->accuracy);
+    }
+    json_t *p = json_object();
+    json_object_set_new(p, "change", change);
+    json_object_set_new(p, "target_before", json_integer((json_int_t)tb));
+    json_object_set_new(p, "target_after", json_integer((json_int_t)ta));
+    json_object_set_new(p, "target_reduction_factor", ta ? json_real(factor) : json_null());
+    json_object_set_new(p, "others_before", json_integer((json_int_t)others_before));
+    json_object_set_new(p, "others_after", json_integer((json_int_t)others_after));
+    json_object_set_new(r->js, "forgetting", p);
+}
+
+/* Step 6: the adapter (PEFT layout) and the chart. */
+static int save_outputs(run *r, int digit, const lr_eval_result *before, const lr_eval_result *on)
+{
+    (void)digit; (void)before; (void)on;
+    lr_err e = { { 0 } };
+    const options *o = &r->o;
+    if (o->adapter_out) {
+        /* the base is named by the checkpoint it lives in, when there is one */
+        const char *base = o->save ? o->save : o->load;
+        if (lr_adapter_save(r->lm, r->adapter, o->adapter_out, base, &e)) {
+            fail_msg("--adapter-out", &e);
+            return 1;
+        }
+        if (text(r)) printf("\nsaved adapter '%s' to %s/ (%s, %s)\n", r->adapter, o->adapter_out,
+                            LR_ADAPTER_WEIGHTS, LR_ADAPTER_CONFIG);
+        json_object_set_new(r->js, "adapter_out", json_string(o->adapter_out));
+    }
+    if (r->o.plot) {
+        fprintf(stderr, PROG ": --plot is not available in this build yet\n");
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static run r;   /* static: zeroed, and large arrays stay off the stack */
+    int rc = parse_options(argc, argv, &r.o);
+    if (rc) return rc;
+    options *o = &r.o;
+    if (o->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;
+    }
+    lr_blas_set_threads(o->threads);
+    r.js = json_object();
+    lr_err e = { { 0 } };
+    double t_start = now_s(), t_load = 0, t_pretrain = 0, t_ft = 0, t_eval[3] = { 0, 0, 0 };
+    int status = 1;
+
+    if (text(&r)) {
+        printf("lr-mnist: LoRA fine-tuning on MNIST with lowrank\n");
+        printf("seed %" PRIu64 ", %d thread%s\n", o->seed, o->threads, o->threads == 1 ? "" : "s");
+    }
+    json_object_set_new(r.js, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(r.js, "threads", json_integer(o->threads));
+
+    double t0 = now_s();
+    if (load_data(&r)) goto out;
+    t_load = now_s() - t0;
+
+    /* 1. the pretrained model and its per-digit errors */
+    if (pretrain(&r, &t_pretrain)) goto out;
+    lr_mlp *net = &r.net;
+    size_t classes = net->sizes[net->n_layers];
+    json_t *layers = json_array();
+    for (size_t i = 0; i <= net->n_layers; i++)
+        json_array_append_new(layers, json_integer((json_int_t)net->sizes[i]));
+    json_object_set_new(r.js, "layers", layers);
+    if (o->save) {
+        lr_checkpoint_info info = { .has_seed = !o->load, .seed = o->seed };
+        if (lr_checkpoint_save(net, o->save, &info, &e)) {
+            fail_msg("--save", &e);
+            goto out;
+        }
+        if (text(&r)) printf("saved the pretrained model to %s\n", o->save);
+        json_object_set_new(r.js, "saved_checkpoint", json_string(o->save));
+    }
+    r.logits_before = malloc(r.test.n * classes * sizeof(float));
+    r.logits_off = malloc(r.test.n * classes * sizeof(float));
+    r.params_pre = malloc(net->n_params * sizeof(float));
+    r.params_copy = malloc(net->n_params * sizeof(float));
+    if (!r.logits_before || !r.logits_off || !r.params_pre || !r.params_copy) {
+        fprintf(stderr, PROG ": out of memory\n");
+        goto out;
+    }
+    lr_eval_result before, on, off;
+    t0 = now_s();
+    if (eval_keep_logits(net, &r.test, r.logits_before, &before, &e)) {
+        fail_msg("evaluating", &e);
+        goto out;
+    }
+    t_eval[0] = now_s() - t0;
+    if (text(&r)) print_wrong_table("pretrained model", &before, r.count);
+    json_object_set_new(r.js, "pretrained", json_eval(&before));
+
+    int digit = o->digit;
+    if (digit < 0) {
+        digit = 0;
+        for (int d = 1; d < N_DIGITS; d++)
+            if (before.wrong[d] > before.wrong[digit]) digit = d;
+        if (text(&r)) printf("--digit worst: digit %d has the most errors (%zu)\n", digit,
+                             before.wrong[digit]);
+    }
+
+    /* 2. the adapter and what it costs */
+    rc = select_lora_layers(o->lora_layers, net->n_layers, r.sel);
+    if (!rc) rc = check_rank(net->sizes, net->n_layers, r.sel, o->rank);
+    if (rc) { status = rc; goto out; }
+    for (size_t i = 0; i < net->n_layers; i++)
+        if (r.sel[i]) r.targets |= 1u << i;
+    if (param_table(&r)) goto out;
+
+    /* 3. freeze, remember the base bit for bit, fine-tune */
+    size_t pbytes = net->n_params * sizeof(float);
+    memcpy(r.params_pre, net->params, pbytes);
+    if (make_adapter(&r, digit)) goto out;
+    memcpy(r.params_copy, net->params, pbytes);   /* PiSSA: the residual */
+    uint64_t sum_before = fnv1a64(net->params, pbytes);
+    if (finetune(&r, digit, &t_ft)) goto out;
+    uint64_t sum_after = fnv1a64(net->params, pbytes);
+    bool frozen_same = memcmp(r.params_copy, net->params, pbytes) == 0;
+
+    /* 4. LoRA on, LoRA off */
+    t0 = now_s();
+    if (eval_keep_logits(net, &r.test, r.logits_off, &on, &e)) {
+        fail_msg("evaluating with LoRA", &e);
+        goto out;
+    }
+    t_eval[1] = now_s() - t0;
+    lr_lora_set_enabled(r.lm, false);
+    t0 = now_s();
+    if (eval_keep_logits(net, &r.test, r.logits_off, &off, &e)) {
+        fail_msg("evaluating with LoRA disabled", &e);
+        goto out;
+    }
+    t_eval[2] = now_s() - t0;
+    lr_lora_set_enabled(r.lm, true);
+    /* Gaussian: disabled runs W0 itself and must match step 1 exactly. PiSSA: disabled runs
+     * the residual W0 - s*B0*A0; W0 comes back when the adapter is removed (checked below). */
+    bool off_same = same_eval(&before, &off) &&
+                    memcmp(r.logits_before, r.logits_off, r.test.n * classes * sizeof(float)) == 0;
+    bool off_checked = !o->pissa;
+    if (text(&r)) {
+        printf("\n== 4. Per-digit errors: pretrained, LoRA enabled, LoRA disabled ==\n");
+        printf("  digit  of test  pretrained  LoRA on  %s\n", o->pissa ? "residual" : "LoRA off");
+        for (int d = 0; d < N_DIGITS; d++)
+            printf("  %5d  %7zu  %10zu  %7zu  %8zu%s\n", d, r.count[d], before.wrong[d],
+                   on.wrong[d], off.wrong[d], d == digit ? "   <- target" : "");
+        printf("  accuracy        %10.4f  %7.4f  %8.4f\n", before.accuracy, on.accuracy,
+               off.accuracy);
+        if (off_checked)
+            printf("LoRA disabled equals the pretrained model: %s (all %zu predictions and "
+                   "logits compared bit for bit)\n", off_same ? "yes" : "NO", r.test.n);
+        else
+            printf("LoRA disabled runs PiSSA's residual base (W0 - s*B0*A0); W0 is checked when "
+                   "the adapter is removed, below.\n");
+        printf("frozen weights (%zu floats) FNV-1a before fine-tuning %016" PRIx64
+               ", after %016" PRIx64 ": %s\n", net->n_params, sum_before, sum_after,
+               frozen_same ? "bit-identical" : "CHANGED");
+    }
+    json_object_set_new(r.js, "lora_enabled", json_eval(&on));
+    json_object_set_new(r.js, o->pissa ? "residual" : "lora_disabled", json_eval(&off));
+    if (off_checked)
+        json_object_set_new(r.js, "disabled_equals_pretrained", json_boolean(off_same));
+    char hex[2][17];
+    snprintf(hex[0], sizeof hex[0], "%016" PRIx64, sum_before);
+    snprintf(hex[1], sizeof hex[1], "%016" PRIx64, sum_after);
+    json_object_set_new(r.js, "frozen_checksum_before", json_string(hex[0]));
+    json_object_set_new(r.js, "frozen_checksum_after", json_string(hex[1]));
+    json_object_set_new(r.js, "frozen_unchanged", json_boolean(frozen_same));
+
+    /* 5. forgetting */
+    forgetting(&r, digit, &before, &on);
+
+    /* 6. outputs */
+    if (save_outputs(&r, digit, &before, &on)) goto out;
+
+    /* PiSSA: removing the adapter must give back the pretrained W0 and its results */
+    if (o->pissa) {
+        if (lr_lora_remove(r.lm, r.adapter, &e)) {
+            fail_msg("removing the PiSSA adapter", &e);
+            goto out;
+        }
+        bool w_back = memcmp(r.params_pre, net->params, pbytes) == 0;
+        t0 = now_s();
+        if (eval_keep_logits(net, &r.test, r.logits_off, &off, &e)) {
+            fail_msg("evaluating the restored model", &e);
+            goto out;
+        }
+        t_eval[2] += now_s() - t0;
+        off_same = w_back && same_eval(&before, &off) &&
+                   memcmp(r.logits_before, r.logits_off, r.test.n * classes * sizeof(float)) == 0;
+        off_checked = true;
+        if (text(&r))
+            printf("\nPiSSA adapter removed: W0 restored %s, results equal the pretrained model: "
+                   "%s\n", w_back ? "bit for bit" : "NOT bit for bit", off_same ? "yes" : "NO");
+        json_object_set_new(r.js, "removed_equals_pretrained", json_boolean(off_same));
+    }
+
+    double t_total = now_s() - t_start;
+    double t_ev = t_eval[0] + t_eval[1] + t_eval[2];
+    if (text(&r)) {
+        printf("\n== Time ==\n");
+        printf("  load data   %8.3f s\n", t_load);
+        printf("  pretrain    %8.3f s%s\n", t_pretrain, o->load ? " (loading the checkpoint)" : "");
+        printf("  evaluate    %8.3f s (3 passes over %zu test images)\n", t_ev, r.test.n);
+        printf("  fine-tune   %8.3f s\n", t_ft);
+        printf("  total       %8.3f s\n", t_total);
+    }
+    json_t *tj = json_object();
+    json_object_set_new(tj, "load_data", json_real(t_load));
+    json_object_set_new(tj, "pretrain", json_real(t_pretrain));
+    json_object_set_new(tj, "eval", json_real(t_ev));
+    json_object_set_new(tj, "finetune", json_real(t_ft));
+    json_object_set_new(tj, "total", json_real(t_total));
+    json_object_set_new(r.js, "seconds", tj);
+
+    status = off_same && frozen_same ? 0 : 1;
+    json_object_set_new(r.js, "ok", json_boolean(status == 0));
+    if (o->json) {
+        char *s = json_dumps(r.js, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+        if (s) { puts(s); free(s); }
+    }
+    if (status)
+        fprintf(stderr, PROG ": check FAILED: %s\n",
+                !frozen_same ? "the frozen weights changed during fine-tuning"
+                             : o->pissa ? "removing the PiSSA adapter did not restore the pretrained model"
+                                        : "LoRA-disabled results differ from the pretrained model");
+out:
+    fflush(stdout);
+    run_free(&r);
+    return status;
+}

@@ -1,0 +1,57 @@
+/* linear.h — the dense layer's kernels: forward, backward, the backward fused with Adam,
+ * and the LoRA branch of a layer.
+ *
+ * Shapes follow nn.Linear: x: (batch, in), w: (out, in), b: (out), y: (batch, out),
+ * y = x·wᵀ + b. Batch 10 (the seed's) makes these products thin, so a training step is
+ * bound by streaming w and the Adam moments through memory. lr_linear_backward_adam
+ * therefore makes ONE pass over each row of w: with dy and x in cache it computes that
+ * row's weight gradient dw[o,:] = Σ_b dy[b,o]·x[b,:] in registers, adds the OLD row's
+ * contribution dy[b,o]·w[o,:] to dx, and applies Adam to the row at once; dw is never
+ * stored. Rows are split into a fixed number of parts (independent of the thread count),
+ * each with its own partial dx summed in a fixed order, so results do not depend on the
+ * number of threads.
+ */
+#ifndef LOWRANK_LINEAR_H
+#define LOWRANK_LINEAR_H
+
+#include <stdbool.h>
+#include "lowrank/adam.h"
+#include "lowrank/mat.h"
+#include "lowrank/mlp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y: (batch, out) <- x: (batch, in) · w: (out, in)ᵀ + b: (out) (b may be NULL). */
+lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err);
+
+/* Unfused backward for dy: (batch, out). Each output is optional (data/pointer NULL = skip):
+ * dx: (batch, in) <- dy·w;  dw: (out, in) += dyᵀ·x;  db: (out) += Σ_b dy[b,:]. */
+lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x,
+                             lr_cmat w, lr_err *err);
+
+/* Fused backward + Adam step s on w and b (moments m_w, v_w: (out, in), m_b, v_b: (out)).
+ * dx (optional, data NULL = skip): (batch, in) <- dy·w with the weights BEFORE the update.
+ * Equivalent to lr_linear_backward into zeroed dw, db followed by lr_adam_update on each.
+ * work: at least lr_linear_backward_adam_work(batch, in) floats (partial dx sums).
+ * threads >= 1 (OpenMP; ignored without it). */
+lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
+                                  float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
+                                  const lr_adam_step *s, float *work, int threads,
+                                  lr_err *err);
+size_t lr_linear_backward_adam_work(size_t batch, size_t in);
+
+/* LoRA branch, y += s·(x·Aᵀ)·Bᵀ. u: (batch, rank) <- x·Aᵀ (kept for the backward pass). */
+lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw,
+                              lr_err *err);
+/* LoRA backward for dy: (batch, out), x and u from the forward pass:
+ * lw->gb <- s·dyᵀ·u;  t = s·dy·B: (batch, rank) into t_work;  lw->ga <- tᵀ·x;
+ * dx (optional) += t·A. Never touches the base weights. */
+lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
+                           lr_mat t_work, lr_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

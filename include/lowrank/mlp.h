@@ -1,0 +1,132 @@
+/* mlp.h — a multilayer perceptron of dense layers with ReLU between them, trained with Adam,
+ * with optional LoRA adapters in its hot path.
+ *
+ * The net is a list of layer sizes (784-1000-2000-10, "RichBoyNet", is the seed's model);
+ * layer i (named "linear1", "linear2", … like PyTorch's state dict) maps sizes[i] inputs to
+ * sizes[i+1] outputs, y = x·Wᵀ + b, and ReLU follows every layer but the last. As in llm.c,
+ * every weight and bias lives in ONE allocation (lr_mlp.params, in state-dict order
+ * linear1.weight, linear1.bias, linear2.weight, …) with named views into it, so checkpoints,
+ * checksums and the optimizer see one flat array.
+ *
+ * Training (lr_mlp_train_step) is softmax cross-entropy, mean over the batch, and Adam with
+ * PyTorch's defaults. The backward pass is fused with Adam: each weight row's gradient is
+ * computed in registers and consumed at once by the Adam update, and dx is computed from the
+ * old row in the same pass (see lib/linear.c). A frozen layer gets no weight or bias
+ * gradient and no Adam step at all. A layer may point at a LoRA adapter
+ * (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"): its output is then
+ * y = x·W₀ᵀ + b + s·(x·Aᵀ)·Bᵀ, W₀ + s·BA is never formed, and A, B are trained by Adam.
+ */
+#ifndef LOWRANK_MLP_H
+#define LOWRANK_MLP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lowrank/adam.h"
+#include "lowrank/mat.h"
+#include "lowrank/rng.h"
+#include "lowrank/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LR_MLP_MAX_LAYERS 16
+
+/* One layer's LoRA adapter: delta W = scale * B·A. Owned by whoever created it
+ * (lr_lora_weights_init/free); a layer only points at it. */
+typedef struct lr_lora_weights {
+    size_t rank, in, out;
+    float scale;            /* alpha/r, or alpha/sqrt(r) for rsLoRA */
+    bool enabled;           /* false: the layer computes exactly its base output */
+    lr_mat a, b;            /* a: (rank, in) trainable; b: (out, rank) trainable */
+    lr_mat ga, gb;          /* gradients, same shapes */
+    lr_mat ma, va, mb, vb;  /* Adam first/second moments, same shapes */
+} lr_lora_weights;
+
+/* All matrices zero, enabled = true. rank, in, out >= 1. On failure *lw is empty. */
+lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t in, size_t out,
+                               float scale, lr_err *err); /* all zero */
+/* Frees and empties lw; a no-op on NULL or an empty/zeroed struct. */
+void lr_lora_weights_free(lr_lora_weights *lw);
+
+/* One dense layer: views into lr_mlp.params. */
+typedef struct {
+    char name[16];          /* "linear1", "linear2", … */
+    size_t in, out;
+    lr_mat w;               /* (out, in), ld = in */
+    float *b;               /* (out) */
+    bool frozen;            /* no gradient, no Adam step for w and b */
+    lr_lora_weights *lora;  /* attached adapter or NULL; not owned */
+} lr_layer;
+
+struct lr__mlp_work;        /* private workspace: activations, Adam moments, threads */
+
+typedef struct lr_mlp {
+    size_t n_layers;
+    size_t sizes[LR_MLP_MAX_LAYERS + 1];   /* sizes[0] inputs … sizes[n_layers] outputs */
+    lr_layer layer[LR_MLP_MAX_LAYERS];
+    float *params;          /* (n_params): linear1.weight, linear1.bias, linear2.weight, … */
+    size_t n_params;
+    size_t adam_t;          /* Adam steps taken since the last lr_mlp_reset_optimizer */
+    int threads;            /* worker threads for the kernels (>= 1) */
+    struct lr__mlp_work *work;
+} lr_mlp;
+
+/* The seed's RichBoyNet sizes {784, 1000, 2000, 10}. */
+extern const size_t lr_mlp_default_sizes[4];
+
+/* n_sizes >= 2 entries, each >= 1, at most LR_MLP_MAX_LAYERS layers. Parameters are zero
+ * (call lr_mlp_init_params), nothing frozen, no adapters, 1 thread. On failure *net is
+ * empty (lr_mlp_free on it is a no-op). */
+lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *err);
+void lr_mlp_free(lr_mlp *net);
+
+/* PyTorch's nn.Linear default: weights and biases uniform in [-1/sqrt(in), 1/sqrt(in)),
+ * drawn layer by layer (weight row by row, then bias). Resets the optimizer. */
+void lr_mlp_init_params(lr_mlp *net, lr_rng *rng);
+
+/* Parameter count of an MLP with these sizes (2,807,010 for RichBoyNet); 0 on overflow. */
+size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes);
+
+/* Index of the layer called name ("linear2"), or -1. */
+int lr_mlp_find_layer(const lr_mlp *net, const char *name);
+
+/* Freeze (true) or unfreeze one layer, or all layers. */
+lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err);
+void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
+
+/* Attach (or detach with NULL) an adapter to layer i; shapes must match. */
+lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err);
+
+/* Threads the kernels use (n >= 1; clamped to 1 when built without OpenMP). */
+void lr_mlp_set_threads(lr_mlp *net, int n);
+
+/* Zeroes the Adam step count and the moments of the base parameters and of every attached
+ * adapter: the state of a freshly constructed torch.optim.Adam. */
+void lr_mlp_reset_optimizer(lr_mlp *net);
+
+/* logits: (batch, out) <- the network's output for x: (batch, in). Any batch >= 1; large
+ * batches go through sgemm. No gradient state is kept. */
+lr_status lr_mlp_forward(lr_mlp *net, const float *x, size_t batch, float *logits, lr_err *err);
+
+/* One Adam step on the mean cross-entropy of x: (batch, in) with labels (batch), each
+ * < out. *loss (if non-NULL) <- the batch's loss before the step. Trainable: unfrozen base
+ * weights and biases, and the A, B of attached, enabled adapters (LR_EINVAL when there is
+ * nothing to train). A NaN/Inf layer output or loss stops before any parameter changes, a
+ * NaN/Inf gradient before the layer it reaches is updated, with LR_ENONFINITE and a message
+ * naming the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). */
+lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                            const lr_adam_params *adam, float *loss, lr_err *err);
+
+/* Gradients without an update (the unfused path, for tests and for callers that want
+ * them): grad: (n_params), same layout as params, <- d loss / d params (entries of frozen
+ * layers are set to 0); the ga, gb of attached, enabled adapters <- their gradients;
+ * dx (optional): (batch, in) <- d loss / d x. *loss <- the loss. */
+lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                           float *grad, float *dx, float *loss, lr_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

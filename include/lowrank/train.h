@@ -1,0 +1,63 @@
+/* train.h — the data loop: seeded shuffling, batching, per-batch normalisation, progress.
+ *
+ * One epoch is a fresh permutation of the examples (lr_rng_permutation, from an lr_rng
+ * seeded once per run) cut into consecutive batches, the last one possibly short, as the
+ * seed's loop over torch.randperm does. Pixels are normalised per batch from the uint8 set
+ * (lr_mnist_normalize). With only_label set, the examples of that label are selected first
+ * and then shuffled (the seed's x[y == digit]). The same seed and the same thread count give
+ * a bit-identical run. The library never prints: progress goes through a callback.
+ */
+#ifndef LOWRANK_TRAIN_H
+#define LOWRANK_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lowrank/adam.h"
+#include "lowrank/idx.h"
+#include "lowrank/mlp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called after steps step (1-based) of steps_total with the running mean loss so far. */
+typedef void (*lr_train_progress_fn)(void *ctx, size_t step, size_t steps_total,
+                                     float avg_loss);
+
+typedef struct {
+    size_t batch;           /* 10 */
+    size_t epochs;          /* 1 */
+    uint64_t seed;          /* 0; shuffling only (parameters are initialised elsewhere) */
+    lr_adam_params adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
+    int only_label;         /* -1: every example; 0..9: only examples with this label */
+    size_t max_steps;       /* 0: no limit; else stop after this many steps (e.g. 100) */
+    bool keep_optimizer;    /* false: start from a fresh Adam state (as the seed's train()) */
+    float *loss_curve;      /* optional: loss of each step, loss_curve_len entries at most */
+    size_t loss_curve_len;
+    lr_train_progress_fn progress;  /* optional */
+    void *progress_ctx;
+    size_t progress_every;  /* call progress every N steps and at the last step; 0 = 1 */
+} lr_train_params;
+
+lr_train_params lr_train_default_params(void);
+
+typedef struct {
+    size_t steps;           /* steps taken */
+    size_t examples;        /* examples seen */
+    float avg_loss;         /* mean of the per-step losses */
+    float last_loss;
+} lr_train_result;
+
+/* The number of steps lr_train will take with these parameters (to size loss_curve). */
+lr_status lr_train_count_steps(const lr_mnist *data, const lr_train_params *p, size_t *steps,
+                               lr_err *err);
+
+/* Trains net on data (rows*cols must equal the net's input size, labels < its output size).
+ * res may be NULL. On error (bad input, LR_ENONFINITE) res holds the steps completed. */
+lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p,
+                   lr_train_result *res, lr_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,32 @@
+/* adam.c — Adam's per-step scalars and the plain element-wise update (torch.optim.Adam). */
+#include <math.h>
+#include "lowrank/adam.h"
+
+lr_adam_params lr_adam_default_params(void)
+{
+    lr_adam_params p = { 1e-3, 0.9, 0.999, 1e-8 };
+    return p;
+}
+
+lr_adam_step lr_adam_step_for(const lr_adam_params *p, size_t t)
+{
+    /* As torch/optim/adam.py (single-tensor path): bias_correction1 = 1 - beta1 ** step,
+     * step_size = lr / bias_correction1, bias_correction2_sqrt = math.sqrt(1 - beta2 ** step),
+     * all in double; the tensor ops then see these scalars as float32. */
+    double tt = (double)(t ? t : 1);
+    double bc1 = 1.0 - pow(p->beta1, tt), bc2 = 1.0 - pow(p->beta2, tt);
+    lr_adam_step s;
+    s.beta1 = (float)p->beta1;
+    s.one_minus_beta1 = (float)(1.0 - p->beta1);
+    s.beta2 = (float)p->beta2;
+    s.one_minus_beta2 = (float)(1.0 - p->beta2);
+    s.eps = (float)p->eps;
+    s.step_size = (float)(p->lr / bc1);
+    s.bc2_sqrt = (float)sqrt(bc2);
+    return s;
+}
+
+void lr_adam_update(float *p, float *m, float *v, const float *g, size_t n, const lr_adam_step *s)
+{
+    for (size_t i = 0; i < n; i++) p[i] = lr_adam_elem(p[i], g[i], &m[i], &v[i], s);
+}

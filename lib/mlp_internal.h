@@ -1,0 +1,25 @@
+/* mlp_internal.h — private entry points shared by linear.c and mlp.c (lr__ names). */
+#ifndef LOWRANK_MLP_INTERNAL_H
+#define LOWRANK_MLP_INTERNAL_H
+
+#include <stdbool.h>
+#include "lowrank/adam.h"
+#include "lowrank/mat.h"
+
+/* y: (batch, out) <- x·wᵀ + b with `threads` workers over rows of w; shapes already checked,
+ * batch >= 1. Small batches use the row-streaming kernel, large ones sgemm. */
+void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int threads);
+
+/* dx: (batch, in) <- dy: (batch, out) · w: (out, in), streaming w's rows once (the frozen
+ * layer's backward); work as lr_linear_backward_adam_work. Shapes already checked. */
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads);
+
+/* lr_linear_backward_adam with the row order reversed when `reverse` (the training step
+ * alternates it every step: the rows the last step touched last are then touched first,
+ * while they are still in the last-level cache). */
+lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
+                                      float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
+                                      const lr_adam_step *s, float *work, int threads, bool reverse,
+                                      lr_err *err);
+
+#endif

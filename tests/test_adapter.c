@@ -1,0 +1,492 @@
+/* test_adapter.c — PEFT-layout adapter files: round trip, the config we write, and every
+ * mismatch and malformed-file case with its message. */
+#include "lr_test.h"
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <dirent.h>
+#include "lowrank/adapter.h"
+#include "lowrank/lora.h"
+#include "lowrank/mlp.h"
+#include "lowrank/safetensors.h"
+
+static const size_t SIZES[4] = { 7, 6, 5, 4 };
+#define BATCH 2
+
+typedef struct {
+    lr_mlp net;
+    lr_lora *lm;
+    char *dir;    /* a fresh temp dir */
+    char *ad;     /* dir/ad: the adapter directory */
+    float x[BATCH * 7];
+} fixture;
+
+static void randomize_b(lr_lora *lm, const char *name, uint64_t seed)
+{
+    lr_rng rng;
+    lr_rng_seed(&rng, seed);
+    for (size_t i = 0; i < lr_lora_net(lm)->n_layers; i++) {
+        lr_lora_weights *w = lr_lora_layer(lm, name, i);
+        if (w) lr_rng_fill_normal(&rng, w->b, 0.0f, 0.5f);
+    }
+}
+
+/* Adapter "a": rank 2, α 3, rsLoRA, on linear1 and linear3, saved to f->ad. */
+static void fx_init(fixture *f, const size_t *sizes)
+{
+    lr_rng rng;
+    lr_rng_seed(&rng, 5);
+    assert_int_equal(lr_mlp_init(&f->net, sizes ? sizes : SIZES, 4, NULL), LR_OK);
+    lr_mlp_init_params(&f->net, &rng);
+    for (size_t i = 0; i < BATCH * 7; i++) f->x[i] = lr_rng_normal(&rng);
+    assert_int_equal(lr_lora_init(&f->lm, &f->net, NULL), LR_OK);
+    f->dir = lr_test_tmpdir();
+    f->ad = lr_test_path(f->dir, "ad");
+    lr_lora_config c = lr_lora_default_config();
+    c.rank = 2;
+    c.alpha = 3.0f;
+    c.use_rslora = true;
+    c.targets = 0x5;
+    c.seed = 9;
+    assert_int_equal(lr_lora_add(f->lm, "a", &c, NULL), LR_OK);
+    randomize_b(f->lm, "a", 3);
+    lr_err e;
+    if (lr_adapter_save(f->lm, "a", f->ad, "RichBoyNet-test", &e)) fail_msg("%s", e.msg);
+}
+
+static void fx_free(fixture *f)
+{
+    lr_lora_free(f->lm);
+    lr_mlp_free(&f->net);
+    lr_test_rmtree(f->dir);
+    free(f->dir);
+    free(f->ad);
+}
+
+static char *ad_file(const fixture *f, const char *name) { return lr_test_path(f->ad, name); }
+
+/* Rewrites adapter_config.json with field `key` set to `v` (NULL: deleted). */
+static void edit_config(const fixture *f, const char *key, json_t *v)
+{
+    char *p = ad_file(f, LR_ADAPTER_CONFIG);
+    json_error_t je;
+    json_t *o = json_load_file(p, 0, &je);
+    assert_non_null(o);
+    if (v) json_object_set_new(o, key, v);
+    else json_object_del(o, key);
+    assert_int_equal(json_dump_file(o, p, JSON_INDENT(2)), 0);
+    json_decref(o);
+    free(p);
+}
+
+/* Rewrites adapter_model.safetensors with the tensors of adapter `name` (as saved), minus
+ * `drop` (may be NULL), plus `extra` (may be NULL). */
+static void write_tensors(const fixture *f, const char *drop, const lr_st_tensor *extra)
+{
+    char *p = ad_file(f, LR_ADAPTER_WEIGHTS);
+    lr_safetensors *st;
+    lr_err e;
+    if (lr_safetensors_open(&st, p, &e)) fail_msg("%s", e.msg);
+    lr_st_tensor t[16];
+    size_t n = 0;
+    for (size_t i = 0; i < lr_safetensors_count(st); i++) {
+        const lr_st_tensor *s = lr_safetensors_at(st, i);
+        if (drop && strcmp(s->name, drop) == 0) continue;
+        t[n++] = *s;
+    }
+    if (extra) t[n++] = *extra;
+    /* the data point into st: write to a second file, then move it over */
+    char *q = ad_file(f, "new.safetensors");
+    if (lr_safetensors_write(q, t, n, NULL, 0, &e)) fail_msg("%s", e.msg);
+    lr_safetensors_free(st);
+    assert_int_equal(rename(q, p), 0);
+    free(p);
+    free(q);
+}
+
+static lr_status load(fixture *f, const char *name, lr_err *e)
+{
+    e->msg[0] = '\0';
+    return lr_adapter_load(f->lm, name, f->ad, NULL, e);
+}
+
+/* ------------------------------------------------------------- round trip --------- */
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    lr_adapter_info info;
+    if (lr_adapter_load(f.lm, "b", f.ad, &info, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(info.cfg.rank, 2);
+    assert_true(info.cfg.alpha == 3.0f);
+    assert_true(info.cfg.use_rslora);
+    assert_int_equal(info.cfg.targets, 0x5);
+    assert_int_equal(info.cfg.init, LR_LORA_INIT_GAUSSIAN);
+    assert_string_equal(info.init_lora_weights, "gaussian");
+    assert_string_equal(info.base_model, "RichBoyNet-test");
+    assert_true(info.inference_mode);
+    assert_null(lr_lora_layer(f.lm, "b", 1));
+    for (size_t i = 0; i < 3; i += 2) {
+        lr_lora_weights *a = lr_lora_layer(f.lm, "a", i), *b = lr_lora_layer(f.lm, "b", i);
+        assert_true(a->scale == b->scale);
+        assert_memory_equal(a->a.data, b->a.data, a->a.rows * a->a.cols * sizeof(float));
+        assert_memory_equal(a->b.data, b->b.data, a->b.rows * a->b.cols * sizeof(float));
+    }
+    assert_null(lr_lora_selected(f.lm)); /* loading does not select */
+    /* the files: no temp files left, PEFT's tensor names, the config fields */
+    DIR *d = opendir(f.ad);
+    struct dirent *de;
+    size_t n = 0;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' || strstr(de->d_name, "tmp")) n++;
+    closedir(d);
+    assert_int_equal(n, 2);
+    char *p = ad_file(&f, LR_ADAPTER_WEIGHTS);
+    lr_safetensors *st;
+    assert_int_equal(lr_safetensors_open(&st, p, NULL), LR_OK);
+    assert_int_equal(lr_safetensors_count(st), 4);
+    const lr_st_tensor *t = lr_safetensors_find(st, "base_model.model.linear3.lora_B.weight");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, LR_ST_F32);
+    assert_int_equal(t->shape[0], 4);
+    assert_int_equal(t->shape[1], 2);
+    t = lr_safetensors_find(st, "base_model.model.linear1.lora_A.weight");
+    assert_non_null(t);
+    assert_int_equal(t->shape[0], 2);
+    assert_int_equal(t->shape[1], 7);
+    assert_string_equal(lr_safetensors_meta(st, "format"), "pt");
+    lr_safetensors_free(st);
+    free(p);
+    p = ad_file(&f, LR_ADAPTER_CONFIG);
+    json_error_t je;
+    json_t *o = json_load_file(p, 0, &je);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "peft_type")), "LORA");
+    assert_int_equal(json_integer_value(json_object_get(o, "r")), 2);
+    assert_int_equal(json_integer_value(json_object_get(o, "lora_alpha")), 3);
+    assert_true(json_is_true(json_object_get(o, "use_rslora")));
+    assert_string_equal(json_string_value(json_object_get(o, "bias")), "none");
+    assert_true(json_is_null(json_object_get(o, "task_type")));
+    assert_true(json_is_false(json_object_get(o, "fan_in_fan_out")));
+    assert_true(json_number_value(json_object_get(o, "lora_dropout")) == 0.0);
+    json_t *tm = json_object_get(o, "target_modules");
+    assert_int_equal(json_array_size(tm), 2);
+    assert_string_equal(json_string_value(json_array_get(tm, 0)), "linear1");
+    assert_string_equal(json_string_value(json_array_get(tm, 1)), "linear3");
+    json_decref(o);
+    free(p);
+    /* read_config alone */
+    assert_int_equal(lr_adapter_read_config(f.lm, f.ad, &info, &e), LR_OK);
+    assert_int_equal(info.cfg.rank, 2);
+    /* overwriting an existing adapter directory works and leaves no temp files */
+    assert_int_equal(lr_adapter_save(f.lm, "b", f.ad, NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, "c", f.ad, &info, &e), LR_OK);
+    assert_string_equal(info.base_model, "");
+    fx_free(&f);
+}
+
+/* Two adapters loaded side by side and switched give what each gives alone. */
+static void test_switch_loaded(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    lr_lora_config c = lr_lora_default_config();
+    c.seed = 4;
+    assert_int_equal(lr_lora_add(f.lm, "z", &c, NULL), LR_OK);
+    randomize_b(f.lm, "z", 8);
+    char *zdir = lr_test_path(f.dir, "z");
+    assert_int_equal(lr_adapter_save(f.lm, "z", zdir, NULL, &e), LR_OK);
+    float alone_a[BATCH * 4], alone_z[BATCH * 4], out[BATCH * 4];
+    /* alone: a fresh module per adapter */
+    const char *dirs[2] = { f.ad, zdir };
+    float *alone[2] = { alone_a, alone_z };
+    for (int k = 0; k < 2; k++) {
+        lr_lora *m;
+        assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
+        if (lr_adapter_load(m, "x", dirs[k], NULL, &e)) fail_msg("%s", e.msg);
+        assert_int_equal(lr_lora_select(m, "x", NULL), LR_OK);
+        assert_int_equal(lr_mlp_forward(&f.net, f.x, BATCH, alone[k], NULL), LR_OK);
+        lr_lora_free(m);
+    }
+    assert_true(memcmp(alone_a, alone_z, sizeof alone_a) != 0);
+    lr_lora *m;
+    assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
+    lr_lora_free(f.lm); /* (detaches "a" and "z" of the first module) */
+    f.lm = m;
+    assert_int_equal(lr_adapter_load(m, "a", f.ad, NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(m, "z", zdir, NULL, &e), LR_OK);
+    for (int rep = 0; rep < 3; rep++)
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(lr_lora_select(m, k ? "z" : "a", NULL), LR_OK);
+            assert_int_equal(lr_mlp_forward(&f.net, f.x, BATCH, out, NULL), LR_OK);
+            assert_memory_equal(out, alone[k], sizeof out);
+        }
+    free(zdir);
+    fx_free(&f);
+}
+
+static void test_pissa_config(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    lr_lora_config c = lr_lora_default_config();
+    c.init = LR_LORA_INIT_PISSA;
+    c.alpha = 2.5f;
+    if (lr_lora_add(f.lm, "p", &c, &e)) fail_msg("%s", e.msg);
+    char *pdir = lr_test_path(f.dir, "p");
+    assert_int_equal(lr_adapter_save(f.lm, "p", pdir, NULL, &e), LR_OK);
+    lr_adapter_info info;
+    assert_int_equal(lr_adapter_read_config(f.lm, pdir, &info, &e), LR_OK);
+    assert_string_equal(info.init_lora_weights, "pissa");
+    assert_int_equal(info.cfg.init, LR_LORA_INIT_PISSA);
+    assert_true(info.cfg.alpha == 2.5f); /* non-integral α written as a real */
+    /* loading it does not rewrite the base again */
+    float *w = malloc(f.net.n_params * sizeof(float));
+    memcpy(w, f.net.params, f.net.n_params * sizeof(float));
+    assert_int_equal(lr_adapter_load(f.lm, "p2", pdir, NULL, &e), LR_OK);
+    assert_memory_equal(w, f.net.params, f.net.n_params * sizeof(float));
+    free(w);
+    free(pdir);
+    fx_free(&f);
+}
+
+/* ------------------------------------------------------------- mismatches --------- */
+
+static void test_wrong_shape(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    /* a base whose linear1 has 8 outputs: linear1.lora_B must be (8, 2) */
+    static const size_t other[4] = { 7, 8, 5, 4 };
+    lr_mlp net2;
+    assert_int_equal(lr_mlp_init(&net2, other, 4, NULL), LR_OK);
+    lr_lora *m;
+    assert_int_equal(lr_lora_init(&m, &net2, NULL), LR_OK);
+    lr_err e;
+    assert_int_equal(lr_adapter_load(m, "a", f.ad, NULL, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "adapter_model.safetensors: base_model.model.linear1.lora_B.weight: "
+                               "expected shape (8, 2), got (6, 2)");
+    assert_int_equal(lr_lora_count(m), 0);
+    lr_lora_free(m);
+    lr_mlp_free(&net2);
+    /* a tensor with its dimensions swapped */
+    char *p = ad_file(&f, LR_ADAPTER_WEIGHTS);
+    float z[14] = { 0 };
+    lr_st_tensor t = { "base_model.model.linear1.lora_A.weight", LR_ST_F32, 2, { 7, 2 }, z };
+    write_tensors(&f, "base_model.model.linear1.lora_A.weight", &t);
+    assert_int_equal(load(&f, "b", &e), LR_EDIM);
+    assert_msg_contains(e.msg, "base_model.model.linear1.lora_A.weight: expected shape (2, 7), got (7, 2)");
+    free(p);
+    fx_free(&f);
+}
+
+static void test_wrong_rank(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    edit_config(&f, "r", json_integer(3));
+    assert_int_equal(load(&f, "b", &e), LR_EDIM);
+    assert_msg_contains(e.msg, "base_model.model.linear1.lora_A.weight: expected shape (3, 7), got (2, 7)");
+    assert_msg_contains(e.msg, "r = 3 in adapter_config.json");
+    edit_config(&f, "r", json_integer(0));
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "r must be an integer >= 1");
+    edit_config(&f, "r", json_string("2"));
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    edit_config(&f, "r", NULL);
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "missing field \"r\"");
+    assert_int_equal(lr_lora_count(f.lm), 1);
+    fx_free(&f);
+}
+
+static void test_missing_and_extra_tensor(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    write_tensors(&f, "base_model.model.linear3.lora_B.weight", NULL);
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "adapter_model.safetensors: missing tensor base_model.model.linear3.lora_B.weight");
+    float z[12] = { 0 };
+    lr_st_tensor t = { "base_model.model.linear3.lora_B.weight", LR_ST_F32, 2, { 4, 2 }, z };
+    write_tensors(&f, NULL, &t);
+    assert_int_equal(load(&f, "b", &e), LR_OK); /* repaired */
+    /* a tensor for a layer the config does not target */
+    lr_st_tensor x = { "base_model.model.linear2.lora_A.weight", LR_ST_F32, 2, { 2, 6 }, z };
+    write_tensors(&f, NULL, &x);
+    assert_int_equal(load(&f, "c", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "unexpected");
+    assert_msg_contains(e.msg, "base_model.model.linear2.lora_A.weight");
+    assert_null(lr_lora_config_of(f.lm, "c"));
+    fx_free(&f);
+}
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    float z[14] = { 0 };
+    z[9] = NAN;
+    lr_st_tensor t = { "base_model.model.linear1.lora_A.weight", LR_ST_F32, 2, { 2, 7 }, z };
+    write_tensors(&f, "base_model.model.linear1.lora_A.weight", &t);
+    assert_int_equal(load(&f, "b", &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "base_model.model.linear1.lora_A.weight: entry (1, 2) is NaN");
+    /* an integer dtype is refused */
+    int32_t iz[14] = { 0 };
+    lr_st_tensor ti = { "base_model.model.linear1.lora_A.weight", LR_ST_I32, 2, { 2, 7 }, iz };
+    write_tensors(&f, "base_model.model.linear1.lora_A.weight", &ti);
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "base_model.model.linear1.lora_A.weight");
+    /* a truncated file is caught by the safetensors validation, naming the file */
+    char *p = ad_file(&f, LR_ADAPTER_WEIGHTS);
+    lr_test_write_file(p, "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":", 13);
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "adapter_model.safetensors");
+    free(p);
+    assert_int_equal(lr_lora_count(f.lm), 1);
+    fx_free(&f);
+}
+
+static void test_bad_config(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    char *p = ad_file(&f, LR_ADAPTER_CONFIG);
+    char *good = NULL;
+    {
+        json_error_t je;
+        json_t *o = json_load_file(p, 0, &je);
+        good = json_dumps(o, 0);
+        json_decref(o);
+    }
+    lr_test_write_file(p, "{\"peft_type\": \"LORA\",", 21);
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "adapter_config.json: line");
+    lr_test_write_file(p, "[1, 2]", 6);
+    assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "not a JSON object");
+    struct { const char *key; json_t *v; lr_status s; const char *msg; } cases[] = {
+        { "peft_type", json_string("IA3"), LR_EFORMAT, "peft_type is \"IA3\", expected \"LORA\"" },
+        { "peft_type", json_integer(1), LR_EFORMAT, "peft_type is not a string" },
+        { "peft_type", NULL, LR_EFORMAT, "missing field \"peft_type\"" },
+        { "lora_alpha", json_real(0.0), LR_EFORMAT, "lora_alpha must be a number > 0" },
+        { "lora_alpha", json_string("8"), LR_EFORMAT, "lora_alpha must be a number > 0" },
+        { "lora_alpha", NULL, LR_EFORMAT, "missing field \"lora_alpha\"" },
+        { "use_rslora", json_string("yes"), LR_EFORMAT, "use_rslora must be true or false" },
+        { "target_modules", json_string(".*linear.*"), LR_EFORMAT, "regular expression" },
+        { "target_modules", json_array(), LR_EFORMAT, "non-empty list" },
+        { "target_modules", json_pack("[s]", "q_proj"), LR_EDIM, "\"q_proj\", which is not a layer of the base" },
+        { "target_modules", json_pack("[i]", 1), LR_EFORMAT, "target_modules[0] is not a string" },
+        { "target_modules", NULL, LR_EFORMAT, "missing field \"target_modules\"" },
+        { "use_dora", json_true(), LR_EFORMAT, "use_dora is set, which is not supported" },
+        { "bias", json_string("all"), LR_EFORMAT, "bias must be \"none\"" },
+        { "fan_in_fan_out", json_true(), LR_EFORMAT, "fan_in_fan_out is set" },
+        { "rank_pattern", json_pack("{s:i}", "linear1", 4), LR_EFORMAT, "rank_pattern is set" },
+        { "modules_to_save", json_pack("[s]", "linear3"), LR_EFORMAT, "modules_to_save is set" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lr_test_write_file(p, good, strlen(good));
+        edit_config(&f, cases[i].key, cases[i].v);
+        lr_status s = load(&f, "b", &e);
+        if (s != cases[i].s || !strstr(e.msg, cases[i].msg))
+            fail_msg("case %zu (%s): status %d, message \"%s\", expected \"%s\"", i, cases[i].key,
+                     (int)s, e.msg, cases[i].msg);
+        assert_msg_contains(e.msg, "adapter_config.json");
+    }
+    /* fields we ignore, and init_lora_weights as a boolean */
+    lr_test_write_file(p, good, strlen(good));
+    edit_config(&f, "lora_dropout", json_real(0.1));
+    edit_config(&f, "task_type", json_string("CAUSAL_LM"));
+    edit_config(&f, "init_lora_weights", json_true());
+    lr_adapter_info info;
+    assert_int_equal(lr_adapter_load(f.lm, "b", f.ad, &info, &e), LR_OK);
+    assert_string_equal(info.init_lora_weights, "true");
+    assert_int_equal(lr_lora_count(f.lm), 2);
+    free(good);
+    free(p);
+    fx_free(&f);
+}
+
+static void test_missing_files(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    char *p = ad_file(&f, LR_ADAPTER_WEIGHTS);
+    assert_int_equal(remove(p), 0);
+    assert_int_equal(load(&f, "b", &e), LR_EIO);
+    assert_msg_contains(e.msg, "adapter_model.safetensors");
+    free(p);
+    p = ad_file(&f, LR_ADAPTER_CONFIG);
+    assert_int_equal(remove(p), 0);
+    assert_int_equal(load(&f, "b", &e), LR_EIO);
+    assert_msg_contains(e.msg, "ad/adapter_config.json: cannot open");
+    free(p);
+    char *none = lr_test_path(f.dir, "nope");
+    assert_int_equal(lr_adapter_load(f.lm, "b", none, NULL, &e), LR_EIO);
+    assert_msg_contains(e.msg, "nope/adapter_config.json");
+    free(none);
+    assert_int_equal(lr_lora_count(f.lm), 1);
+    fx_free(&f);
+}
+
+static void test_save_errors(void **state)
+{
+    (void)state;
+    fixture f;
+    fx_init(&f, NULL);
+    lr_err e;
+    assert_int_equal(lr_adapter_save(f.lm, "nope", f.ad, NULL, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "no adapter named \"nope\"");
+    /* the target is a file, not a directory */
+    char *p = ad_file(&f, LR_ADAPTER_CONFIG);
+    assert_int_equal(lr_adapter_save(f.lm, "a", p, NULL, &e), LR_EIO);
+    assert_msg_contains(e.msg, "not a directory");
+    /* a missing parent directory */
+    char *q = lr_test_path(f.dir, "no/such/dir");
+    assert_int_equal(lr_adapter_save(f.lm, "a", q, NULL, &e), LR_EIO);
+    assert_msg_contains(e.msg, "cannot create directory");
+    assert_int_equal(lr_adapter_load(f.lm, "a", f.ad, NULL, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "\"a\" already exists");
+    assert_int_equal(lr_adapter_save(NULL, "a", f.ad, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_load(f.lm, NULL, f.ad, NULL, &e), LR_EINVAL);
+    free(p);
+    free(q);
+    fx_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_switch_loaded),
+        cmocka_unit_test(test_pissa_config),
+        cmocka_unit_test(test_wrong_shape),
+        cmocka_unit_test(test_wrong_rank),
+        cmocka_unit_test(test_missing_and_extra_tensor),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_missing_files),
+        cmocka_unit_test(test_save_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

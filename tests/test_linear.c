@@ -1,0 +1,341 @@
+/* test_linear.c — dense-layer kernels against naive double loops: forward (row-streaming
+ * kernel and sgemm path), unfused backward, the fused backward+Adam kernel (with and
+ * without dx, any thread count bit-identical), the LoRA branch, central differences in
+ * double for every gradient, and shape checks. */
+#include <math.h>
+#include <stdlib.h>
+#include "lr_test.h"
+#include "lowrank/linear.h"
+#include "lowrank/rng.h"
+
+static float *randv(lr_rng *r, size_t n, float sd)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = sd * lr_rng_normal(r);
+    return p;
+}
+
+/* y = x·wᵀ + b in double */
+static void ref_forward(double *y, const float *x, const float *w, const float *b, size_t batch,
+                        size_t in, size_t out)
+{
+    for (size_t i = 0; i < batch; i++)
+        for (size_t o = 0; o < out; o++) {
+            double s = b ? b[o] : 0.0;
+            for (size_t j = 0; j < in; j++) s += (double)x[i * in + j] * w[o * in + j];
+            y[i * out + o] = s;
+        }
+}
+
+static void test_forward_matches_reference(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 3);
+    size_t batches[] = { 1, 3, 10, 12, 13, 33, 40 }, ins[] = { 5, 37, 600, 1030 };
+    for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++)
+        for (size_t ii = 0; ii < sizeof ins / sizeof *ins; ii++) {
+            size_t batch = batches[bi], in = ins[ii], out = 7;
+            float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 1);
+            float *y = malloc(batch * out * sizeof *y);
+            double *yr = malloc(batch * out * sizeof *yr);
+            assert_int_equal(lr_linear_forward(lr_mat_view(y, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                               lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
+            ref_forward(yr, x, w, b, batch, in, out);
+            for (size_t i = 0; i < batch * out; i++) assert_allclose(y[i], yr[i], 1e-5, 1e-5);
+            /* no bias */
+            assert_int_equal(lr_linear_forward(lr_mat_view(y, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                               lr_cmat_view(w, out, in, in), NULL, NULL), LR_OK);
+            ref_forward(yr, x, w, NULL, batch, in, out);
+            for (size_t i = 0; i < batch * out; i++) assert_allclose(y[i], yr[i], 1e-5, 1e-5);
+            free(x), free(w), free(b), free(y), free(yr);
+        }
+}
+
+/* Loss used for the difference checks: L = Σ c ⊙ (x·wᵀ + b), in double. */
+static double ref_proj_loss(const double *x, const double *w, const double *b, const float *c,
+                            size_t batch, size_t in, size_t out)
+{
+    double L = 0;
+    for (size_t i = 0; i < batch; i++)
+        for (size_t o = 0; o < out; o++) {
+            double s = b[o];
+            for (size_t j = 0; j < in; j++) s += x[i * in + j] * w[o * in + j];
+            L += c[i * out + o] * s;
+        }
+    return L;
+}
+
+static double *to_double(const float *p, size_t n)
+{
+    double *d = malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = p[i];
+    return d;
+}
+
+/* Central difference of ref_proj_loss with respect to entry k of the array v. */
+static double fd(double *v, size_t k, const double *x, const double *w, const double *b,
+                 const float *c, size_t batch, size_t in, size_t out)
+{
+    double h = 1e-4, keep = v[k];
+    v[k] = keep + h;
+    double fp = ref_proj_loss(x, w, b, c, batch, in, out);
+    v[k] = keep - h;
+    double fm = ref_proj_loss(x, w, b, c, batch, in, out);
+    v[k] = keep;
+    return (fp - fm) / (2 * h);
+}
+
+static void test_backward_by_central_differences(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 4);
+    size_t batch = 3, in = 11, out = 5;
+    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.3f), *b = randv(&r, out, 1);
+    float *c = randv(&r, batch * out, 1); /* dy = c */
+    float *dx = malloc(batch * in * 4), *dw = calloc(out * in, 4), *db = calloc(out, 4);
+    assert_int_equal(lr_linear_backward(lr_mat_view(dx, batch, in, in), lr_mat_view(dw, out, in, in), db,
+                                        lr_cmat_view(c, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                        lr_cmat_view(w, out, in, in), NULL), LR_OK);
+    double *xd = to_double(x, batch * in), *wd = to_double(w, out * in), *bd = to_double(b, out);
+    for (size_t k = 0; k < batch * in; k++)
+        assert_allclose(dx[k], fd(xd, k, xd, wd, bd, c, batch, in, out), 1e-5, 1e-6);
+    for (size_t k = 0; k < out * in; k++)
+        assert_allclose(dw[k], fd(wd, k, xd, wd, bd, c, batch, in, out), 1e-5, 1e-6);
+    for (size_t k = 0; k < out; k++)
+        assert_allclose(db[k], fd(bd, k, xd, wd, bd, c, batch, in, out), 1e-5, 1e-6);
+    /* backward ADDS into dw and db */
+    assert_int_equal(lr_linear_backward(lr_mat_view(NULL, 0, 0, 0), lr_mat_view(dw, out, in, in), db,
+                                        lr_cmat_view(c, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                        lr_cmat_view(w, out, in, in), NULL), LR_OK);
+    assert_allclose(dw[7], 2 * fd(wd, 7, xd, wd, bd, c, batch, in, out), 1e-5, 1e-6);
+    assert_allclose(db[2], 2 * fd(bd, 2, xd, wd, bd, c, batch, in, out), 1e-5, 1e-6);
+    free(x), free(w), free(b), free(c), free(dx), free(dw), free(db), free(xd), free(wd), free(bd);
+}
+
+/* The fused kernel must equal: dW = dyᵀx, db = Σ dy, dx = dy·w_old (naive, double), then
+ * Adam on each element (lr_adam_elem). */
+static void check_fused(size_t batch, size_t in, size_t out, bool want_dx, int threads, size_t t)
+{
+    lr_rng r;
+    lr_rng_seed(&r, 100 + batch + in + out);
+    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 0.1f);
+    float *dy = randv(&r, batch * out, 0.5f);
+    float *m = randv(&r, out * in, 0.01f), *v = randv(&r, out * in, 0.01f);
+    float *mb = randv(&r, out, 0.01f), *vb = randv(&r, out, 0.01f);
+    for (size_t i = 0; i < out * in; i++) v[i] = fabsf(v[i]);
+    for (size_t i = 0; i < out; i++) vb[i] = fabsf(vb[i]);
+    float *w2 = malloc(out * in * 4), *m2 = malloc(out * in * 4), *v2 = malloc(out * in * 4);
+    float *b2 = malloc(out * 4), *mb2 = malloc(out * 4), *vb2 = malloc(out * 4);
+    memcpy(w2, w, out * in * 4), memcpy(m2, m, out * in * 4), memcpy(v2, v, out * in * 4);
+    memcpy(b2, b, out * 4), memcpy(mb2, mb, out * 4), memcpy(vb2, vb, out * 4);
+    float *dx = malloc(batch * in * 4), *work = malloc(lr_linear_backward_adam_work(batch, in) * 4);
+    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_step s = lr_adam_step_for(&ap, t);
+    lr_mat dxv = want_dx ? lr_mat_view(dx, batch, in, in) : lr_mat_view(NULL, 0, 0, 0);
+    assert_int_equal(lr_linear_backward_adam(dxv, lr_mat_view(w, out, in, in), b, lr_mat_view(m, out, in, in),
+                                             lr_mat_view(v, out, in, in), mb, vb,
+                                             lr_cmat_view(dy, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                             &s, work, threads, NULL), LR_OK);
+    for (size_t o = 0; o < out; o++) {
+        for (size_t j = 0; j < in; j++) {
+            double g = 0;
+            for (size_t i = 0; i < batch; i++) g += (double)dy[i * out + o] * x[i * in + j];
+            size_t k = o * in + j;
+            float want = lr_adam_elem(w2[k], (float)g, &m2[k], &v2[k], &s);
+            assert_allclose(m[k], m2[k], 1e-5, 1e-7);
+            assert_allclose(v[k], v2[k], 1e-4, 1e-9);
+            assert_allclose(w[k], want, 1e-6, 1e-6);
+        }
+        double g = 0;
+        for (size_t i = 0; i < batch; i++) g += dy[i * out + o];
+        float want = lr_adam_elem(b2[o], (float)g, &mb2[o], &vb2[o], &s);
+        assert_allclose(b[o], want, 1e-6, 1e-6);
+    }
+    if (want_dx)
+        for (size_t i = 0; i < batch; i++)
+            for (size_t j = 0; j < in; j++) {
+                double sdx = 0;
+                for (size_t o = 0; o < out; o++) sdx += (double)dy[i * out + o] * w2[o * in + j];
+                assert_allclose(dx[i * in + j], sdx, 1e-5, 1e-5);
+            }
+    free(x), free(w), free(b), free(dy), free(m), free(v), free(mb), free(vb);
+    free(w2), free(m2), free(v2), free(b2), free(mb2), free(vb2), free(dx), free(work);
+}
+
+static void test_fused_backward_adam_matches_naive(void **state)
+{
+    (void)state;
+    /* rows not a multiple of 4 or of the parts, columns not a multiple of 8 or of the
+     * column block, batch 1 and 10 */
+    check_fused(10, 37, 13, true, 1, 1);
+    check_fused(10, 300, 9, false, 2, 5);
+    check_fused(1, 8, 4, true, 2, 2);
+    check_fused(7, 600, 21, true, 2, 100);
+    check_fused(10, 5, 3, true, 1, 3);
+}
+
+static void test_fused_is_thread_count_independent(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 9);
+    size_t batch = 10, in = 300, out = 50;
+    float *x = randv(&r, batch * in, 1), *dy = randv(&r, batch * out, 1);
+    float *w[2], *m[2], *v[2], *b[2], *mb[2], *vb[2], *dx[2];
+    float *w0 = randv(&r, out * in, 0.1f), *work = malloc(lr_linear_backward_adam_work(batch, in) * 4);
+    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_step s = lr_adam_step_for(&ap, 1);
+    for (int k = 0; k < 2; k++) {
+        w[k] = malloc(out * in * 4), memcpy(w[k], w0, out * in * 4);
+        m[k] = calloc(out * in, 4), v[k] = calloc(out * in, 4);
+        b[k] = calloc(out, 4), mb[k] = calloc(out, 4), vb[k] = calloc(out, 4);
+        dx[k] = malloc(batch * in * 4);
+        assert_int_equal(lr_linear_backward_adam(lr_mat_view(dx[k], batch, in, in), lr_mat_view(w[k], out, in, in),
+                                                 b[k], lr_mat_view(m[k], out, in, in), lr_mat_view(v[k], out, in, in),
+                                                 mb[k], vb[k], lr_cmat_view(dy, batch, out, out),
+                                                 lr_cmat_view(x, batch, in, in), &s, work, k + 1, NULL), LR_OK);
+    }
+    assert_memory_equal(w[0], w[1], out * in * 4);
+    assert_memory_equal(dx[0], dx[1], batch * in * 4);
+    assert_memory_equal(v[0], v[1], out * in * 4);
+    for (int k = 0; k < 2; k++) free(w[k]), free(m[k]), free(v[k]), free(b[k]), free(mb[k]), free(vb[k]), free(dx[k]);
+    free(x), free(dy), free(w0), free(work);
+}
+
+/* LoRA: y = x·W₀ᵀ + b + s·(x·Aᵀ)·Bᵀ equals the dense layer with W₀ + s·BA. */
+static void test_lora_forward_equals_merged_dense(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 5);
+    size_t batch = 4, in = 19, out = 6, rank = 3;
+    lr_lora_weights lw;
+    assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 0.7f, NULL), LR_OK);
+    lr_rng_fill_normal(&r, lw.a, 0, 1);
+    lr_rng_fill_normal(&r, lw.b, 0, 1);
+    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.2f), *b = randv(&r, out, 1);
+    float y[4 * 6], u[4 * 3], wm[6 * 19];
+    double yr[4 * 6];
+    for (size_t o = 0; o < out; o++)
+        for (size_t j = 0; j < in; j++) {
+            double d = w[o * in + j];
+            for (size_t k = 0; k < rank; k++) d += 0.7 * lw.b.data[o * rank + k] * lw.a.data[k * in + j];
+            wm[o * in + j] = (float)d;
+        }
+    assert_int_equal(lr_linear_forward(lr_mat_view(y, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                       lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
+    assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
+                                         lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
+    ref_forward(yr, x, wm, b, batch, in, out);
+    for (size_t i = 0; i < batch * out; i++) assert_allclose(y[i], yr[i], 1e-5, 1e-5);
+    lr_lora_weights_free(&lw);
+    free(x), free(w), free(b);
+}
+
+/* L = Σ c ⊙ (s·(x·Aᵀ)·Bᵀ), double; v points at the entry being varied. */
+static double lora_loss(const double *x, const double *a, const double *bm, double s, const float *c,
+                        size_t batch, size_t in, size_t out, size_t rank)
+{
+    double L = 0;
+    for (size_t i = 0; i < batch; i++)
+        for (size_t o = 0; o < out; o++) {
+            double y = 0;
+            for (size_t k = 0; k < rank; k++) {
+                double uk = 0;
+                for (size_t j = 0; j < in; j++) uk += x[i * in + j] * a[k * in + j];
+                y += bm[o * rank + k] * uk;
+            }
+            L += c[i * out + o] * s * y;
+        }
+    return L;
+}
+
+static void test_lora_backward_by_central_differences(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 6);
+    size_t batch = 3, in = 7, out = 5, rank = 2;
+    lr_lora_weights lw;
+    assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 1.5f, NULL), LR_OK);
+    lr_rng_fill_normal(&r, lw.a, 0, 1);
+    lr_rng_fill_normal(&r, lw.b, 0, 1);
+    float *x = randv(&r, batch * in, 1), *c = randv(&r, batch * out, 1);
+    float y[3 * 5] = { 0 }, u[3 * 2], t[3 * 2], dx[3 * 7] = { 0 };
+    assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
+                                         lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
+    assert_int_equal(lr_lora_backward(lr_mat_view(dx, batch, in, in), &lw, lr_cmat_view(c, batch, out, out),
+                                      lr_cmat_view(x, batch, in, in), lr_cmat_view(u, batch, rank, rank),
+                                      lr_mat_view(t, batch, rank, rank), NULL), LR_OK);
+    double *xd = to_double(x, batch * in), *ad = to_double(lw.a.data, rank * in);
+    double *bd = to_double(lw.b.data, out * rank), h = 1e-5;
+    double *vars[3] = { ad, bd, xd };
+    const float *got[3] = { lw.ga.data, lw.gb.data, dx };
+    size_t n[3] = { rank * in, out * rank, batch * in };
+    for (int which = 0; which < 3; which++)
+        for (size_t k = 0; k < n[which]; k++) {
+            double keep = vars[which][k];
+            vars[which][k] = keep + h;
+            double fp = lora_loss(xd, ad, bd, 1.5, c, batch, in, out, rank);
+            vars[which][k] = keep - h;
+            double fm = lora_loss(xd, ad, bd, 1.5, c, batch, in, out, rank);
+            vars[which][k] = keep;
+            assert_allclose(got[which][k], (fp - fm) / (2 * h), 1e-4, 1e-5);
+        }
+    lr_lora_weights_free(&lw);
+    free(x), free(c), free(xd), free(ad), free(bd);
+}
+
+static void test_bad_shapes(void **state)
+{
+    (void)state;
+    float buf[64] = { 0 }, work[256];
+    lr_err e;
+    lr_mat y = lr_mat_view(buf, 2, 3, 3);
+    lr_cmat x = lr_cmat_view(buf, 2, 4, 4), w = lr_cmat_view(buf, 3, 4, 4), wbad = lr_cmat_view(buf, 3, 5, 5);
+    assert_int_equal(lr_linear_forward(y, x, wbad, NULL, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "w is 3 x 5");
+    assert_int_equal(lr_linear_forward(lr_mat_view(buf, 2, 3, 2), x, w, NULL, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "ld 2 is smaller than cols 3");
+    assert_int_equal(lr_linear_forward(lr_mat_view(NULL, 2, 3, 3), x, w, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_linear_backward(lr_mat_view(buf, 2, 3, 3), lr_mat_view(NULL, 0, 0, 0), NULL,
+                                        lr_cm(y), x, w, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "dx is 2 x 3, want 2 x 4");
+    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_step s = lr_adam_step_for(&ap, 1);
+    lr_mat wm = lr_mat_view(buf, 3, 4, 4), mbad = lr_mat_view(buf, 4, 4, 4);
+    assert_int_equal(lr_linear_backward_adam(lr_mat_view(NULL, 0, 0, 0), wm, buf, mbad, wm, buf, buf, lr_cm(y),
+                                             x, &s, work, 1, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "moments are 4 x 4");
+    assert_int_equal(lr_linear_backward_adam(lr_mat_view(NULL, 0, 0, 0), wm, buf, wm, wm, buf, buf, lr_cm(y),
+                                             x, NULL, work, 1, &e), LR_EINVAL);
+    assert_int_equal(lr_linear_backward_adam(lr_mat_view(buf, 2, 4, 4), wm, buf, wm, wm, buf, buf, lr_cm(y),
+                                             x, &s, NULL, 1, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "work is NULL");
+    lr_lora_weights lw;
+    assert_int_equal(lr_lora_weights_init(&lw, 0, 4, 3, 1, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "rank 0");
+    assert_int_equal(lr_lora_weights_init(&lw, 2, 5, 3, 1, &e), LR_OK);
+    assert_int_equal(lr_lora_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, &lw, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "layer is 4 -> 3");
+    assert_int_equal(lr_lora_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, NULL, &e), LR_EINVAL);
+    lr_lora_weights_free(&lw);
+    lr_lora_weights_free(&lw); /* twice: a no-op */
+    lr_lora_weights_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_matches_reference),
+        cmocka_unit_test(test_backward_by_central_differences),
+        cmocka_unit_test(test_fused_backward_adam_matches_naive),
+        cmocka_unit_test(test_fused_is_thread_count_independent),
+        cmocka_unit_test(test_lora_forward_equals_merged_dense),
+        cmocka_unit_test(test_lora_backward_by_central_differences),
+        cmocka_unit_test(test_bad_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,413 @@
+/* test_mlp.c — the MLP: layout and init, gradients of every layer (base and LoRA A/B, dx
+ * through a LoRA layer) against central differences of a double-precision reference,
+ * the fused training step against gradients + Adam, frozen weights untouched, disabled
+ * adapters bit-equal to the base, thread-count independence, NaN injection, bad inputs. */
+#include <math.h>
+#include <stdlib.h>
+#include "lr_test.h"
+#include "lowrank/mlp.h"
+
+static const size_t small_sizes[4] = { 9, 7, 6, 4 };
+
+/* ---- double reference: forward + mean cross-entropy of the net (adapters included) ---- */
+typedef struct {
+    const lr_mlp *net;
+    double *p;                     /* params in double */
+    double *a[LR_MLP_MAX_LAYERS];  /* adapter A in double (or NULL) */
+    double *b[LR_MLP_MAX_LAYERS];
+    double *x;                     /* (batch, in) */
+    const uint8_t *y;
+    size_t batch;
+} ref_t;
+
+static double ref_loss(const ref_t *r)
+{
+    const lr_mlp *net = r->net;
+    size_t maxw = 0;
+    for (size_t i = 0; i <= net->n_layers; i++) maxw = net->sizes[i] > maxw ? net->sizes[i] : maxw;
+    double *cur = malloc(r->batch * maxw * sizeof *cur), *nxt = malloc(r->batch * maxw * sizeof *nxt);
+    memcpy(cur, r->x, r->batch * net->sizes[0] * sizeof *cur);
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const lr_layer *ly = &net->layer[l];
+        const double *w = r->p + (ly->w.data - net->params), *bias = r->p + (ly->b - net->params);
+        const lr_lora_weights *lw = ly->lora && ly->lora->enabled ? ly->lora : NULL;
+        for (size_t i = 0; i < r->batch; i++)
+            for (size_t o = 0; o < ly->out; o++) {
+                double s = bias[o];
+                for (size_t j = 0; j < ly->in; j++) s += w[o * ly->in + j] * cur[i * ly->in + j];
+                if (lw)
+                    for (size_t k = 0; k < lw->rank; k++) {
+                        double u = 0;
+                        for (size_t j = 0; j < ly->in; j++) u += r->a[l][k * ly->in + j] * cur[i * ly->in + j];
+                        s += lw->scale * r->b[l][o * lw->rank + k] * u;
+                    }
+                nxt[i * ly->out + o] = (l + 1 < net->n_layers && s < 0) ? 0 : s;
+            }
+        double *t = cur;
+        cur = nxt;
+        nxt = t;
+    }
+    size_t k = net->sizes[net->n_layers];
+    double tot = 0;
+    for (size_t i = 0; i < r->batch; i++) {
+        double mx = cur[i * k];
+        for (size_t j = 0; j < k; j++) mx = fmax(mx, cur[i * k + j]);
+        double se = 0;
+        for (size_t j = 0; j < k; j++) se += exp(cur[i * k + j] - mx);
+        tot += log(se) + mx - cur[i * k + r->y[i]];
+    }
+    free(cur);
+    free(nxt);
+    return tot / (double)r->batch;
+}
+
+static double central(const ref_t *r, double *v, size_t k)
+{
+    double h = 1e-5, keep = v[k];
+    v[k] = keep + h;
+    double fp = ref_loss(r);
+    v[k] = keep - h;
+    double fm = ref_loss(r);
+    v[k] = keep;
+    return (fp - fm) / (2 * h);
+}
+
+static double *dcopy(const float *p, size_t n)
+{
+    double *d = malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = p[i];
+    return d;
+}
+
+static void make_net(lr_mlp *net, uint64_t seed)
+{
+    assert_int_equal(lr_mlp_init(net, small_sizes, 4, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, seed);
+    lr_mlp_init_params(net, &r);
+}
+
+static void make_batch(float *x, uint8_t *y, size_t batch, size_t in, size_t classes, uint64_t seed)
+{
+    lr_rng r;
+    lr_rng_seed(&r, seed);
+    for (size_t i = 0; i < batch * in; i++) x[i] = lr_rng_normal(&r);
+    for (size_t i = 0; i < batch; i++) y[i] = (uint8_t)lr_rng_below(&r, classes);
+}
+
+static void test_layout_and_init(void **state)
+{
+    (void)state;
+    assert_int_equal(lr_mlp_count_params(lr_mlp_default_sizes, 4), 2807010);
+    lr_mlp net;
+    assert_int_equal(lr_mlp_init(&net, lr_mlp_default_sizes, 4, NULL), LR_OK);
+    assert_int_equal(net.n_params, 2807010);
+    assert_int_equal(net.n_layers, 3);
+    assert_string_equal(net.layer[0].name, "linear1");
+    assert_string_equal(net.layer[2].name, "linear3");
+    assert_int_equal(lr_mlp_find_layer(&net, "linear2"), 1);
+    assert_int_equal(lr_mlp_find_layer(&net, "linear4"), -1);
+    /* one allocation in state-dict order: linear1.weight, linear1.bias, linear2.weight, … */
+    assert_ptr_equal(net.layer[0].w.data, net.params);
+    assert_ptr_equal(net.layer[0].b, net.params + 784 * 1000);
+    assert_ptr_equal(net.layer[1].w.data, net.params + 784 * 1000 + 1000);
+    assert_ptr_equal(net.layer[2].b + 10, net.params + net.n_params);
+    assert_true(net.layer[1].w.rows == 2000 && net.layer[1].w.cols == 1000);
+    lr_rng r;
+    lr_rng_seed(&r, 0);
+    lr_mlp_init_params(&net, &r);
+    /* PyTorch's bound 1/sqrt(fan_in), for weights and biases; uniform, so the extremes get close */
+    for (size_t l = 0; l < 3; l++) {
+        const lr_layer *ly = &net.layer[l];
+        double bound = 1 / sqrt((double)ly->in), mx = 0;
+        for (size_t i = 0; i < ly->out * ly->in; i++) mx = fmax(mx, fabs(ly->w.data[i]));
+        for (size_t i = 0; i < ly->out; i++) assert_true(fabs(ly->b[i]) <= bound);
+        assert_true(mx <= bound && mx > 0.99 * bound);
+    }
+    /* seeded: the same seed gives the same parameters */
+    lr_mlp net2;
+    assert_int_equal(lr_mlp_init(&net2, lr_mlp_default_sizes, 4, NULL), LR_OK);
+    lr_rng_seed(&r, 0);
+    lr_mlp_init_params(&net2, &r);
+    assert_memory_equal(net.params, net2.params, net.n_params * sizeof(float));
+    lr_mlp_free(&net);
+    lr_mlp_free(&net2);
+    lr_mlp_free(&net2); /* twice: no-op */
+    lr_mlp_free(NULL);
+}
+
+static void test_gradients_by_central_differences(void **state)
+{
+    (void)state;
+    lr_mlp net;
+    make_net(&net, 1);
+    /* an adapter on the middle layer (so dx flows through a LoRA layer into linear1) and
+     * one on the last layer */
+    lr_lora_weights lw1, lw2;
+    assert_int_equal(lr_lora_weights_init(&lw1, 2, 7, 6, 0.5f, NULL), LR_OK);
+    assert_int_equal(lr_lora_weights_init(&lw2, 1, 6, 4, 2.0f, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 2);
+    lr_rng_fill_normal(&r, lw1.a, 0, 1);
+    lr_rng_fill_normal(&r, lw1.b, 0, 0.5f);
+    lr_rng_fill_normal(&r, lw2.a, 0, 1);
+    lr_rng_fill_normal(&r, lw2.b, 0, 0.5f);
+    assert_int_equal(lr_mlp_set_lora(&net, 1, &lw1, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_lora(&net, 2, &lw2, NULL), LR_OK);
+    size_t batch = 5;
+    float x[5 * 9], dx[5 * 9], loss;
+    uint8_t y[5];
+    make_batch(x, y, batch, 9, 4, 3);
+    float *grad = malloc(net.n_params * sizeof *grad);
+    assert_int_equal(lr_mlp_gradients(&net, x, y, batch, grad, dx, &loss, NULL), LR_OK);
+    ref_t ref = { &net, dcopy(net.params, net.n_params), { 0 }, { 0 }, dcopy(x, batch * 9), y, batch };
+    ref.a[1] = dcopy(lw1.a.data, 2 * 7), ref.b[1] = dcopy(lw1.b.data, 6 * 2);
+    ref.a[2] = dcopy(lw2.a.data, 6), ref.b[2] = dcopy(lw2.b.data, 4);
+    assert_allclose(loss, ref_loss(&ref), 1e-5, 0);
+    for (size_t k = 0; k < net.n_params; k++) assert_allclose(grad[k], central(&ref, ref.p, k), 1e-3, 1e-5);
+    for (size_t k = 0; k < batch * 9; k++) assert_allclose(dx[k], central(&ref, ref.x, k), 1e-3, 1e-5);
+    for (size_t k = 0; k < 14; k++) assert_allclose(lw1.ga.data[k], central(&ref, ref.a[1], k), 1e-3, 1e-5);
+    for (size_t k = 0; k < 12; k++) assert_allclose(lw1.gb.data[k], central(&ref, ref.b[1], k), 1e-3, 1e-5);
+    for (size_t k = 0; k < 6; k++) assert_allclose(lw2.ga.data[k], central(&ref, ref.a[2], k), 1e-3, 1e-5);
+    for (size_t k = 0; k < 4; k++) assert_allclose(lw2.gb.data[k], central(&ref, ref.b[2], k), 1e-3, 1e-5);
+    /* frozen layers get no gradient at all (their entries are zero) */
+    lr_mlp_freeze_all(&net, true);
+    assert_int_equal(lr_mlp_gradients(&net, x, y, batch, grad, NULL, &loss, NULL), LR_OK);
+    for (size_t k = 0; k < net.n_params; k++) assert_true(grad[k] == 0.0f);
+    assert_allclose(lw1.ga.data[3], central(&ref, ref.a[1], 3), 1e-3, 1e-5);
+    free(grad), free(ref.p), free(ref.x);
+    for (int l = 1; l < 3; l++) free(ref.a[l]), free(ref.b[l]);
+    lr_lora_weights_free(&lw1);
+    lr_lora_weights_free(&lw2);
+    lr_mlp_free(&net);
+}
+
+/* The fused step = gradients + Adam on every trainable tensor. */
+static void test_train_step_equals_gradients_plus_adam(void **state)
+{
+    (void)state;
+    lr_mlp net, ref;
+    make_net(&net, 4);
+    make_net(&ref, 4);
+    lr_lora_weights lw, lwr;
+    assert_int_equal(lr_lora_weights_init(&lw, 2, 6, 4, 0.5f, NULL), LR_OK);
+    assert_int_equal(lr_lora_weights_init(&lwr, 2, 6, 4, 0.5f, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 5);
+    lr_rng_fill_normal(&r, lw.a, 0, 1);
+    lr_mat_copy(lwr.a, lr_cm(lw.a), NULL);
+    assert_int_equal(lr_mlp_set_lora(&net, 2, &lw, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_lora(&ref, 2, &lwr, NULL), LR_OK);
+    /* linear2 frozen: only linear1, linear3 and the adapter train */
+    lr_mlp_set_frozen(&net, 1, true, NULL);
+    lr_mlp_set_frozen(&ref, 1, true, NULL);
+    float x[10 * 9], loss, lossr;
+    uint8_t y[10];
+    float *g = malloc(net.n_params * sizeof *g), *m = calloc(net.n_params, sizeof *m), *v = calloc(net.n_params, sizeof *v);
+    lr_adam_params ap = lr_adam_default_params();
+    ap.lr = 0.01;
+    for (size_t t = 1; t <= 3; t++) {
+        make_batch(x, y, 10, 9, 4, 10 + t);
+        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_gradients(&ref, x, y, 10, g, NULL, &lossr, NULL), LR_OK);
+        assert_allclose(loss, lossr, 1e-5, 1e-6);
+        lr_adam_step s = lr_adam_step_for(&ap, t);
+        for (size_t l = 0; l < 3; l++) {
+            if (ref.layer[l].frozen) continue;
+            size_t o0 = (size_t)(ref.layer[l].w.data - ref.params), n = ref.layer[l].out * (ref.layer[l].in + 1);
+            lr_adam_update(ref.params + o0, m + o0, v + o0, g + o0, n, &s);
+        }
+        lr_adam_update(lwr.a.data, lwr.ma.data, lwr.va.data, lwr.ga.data, 12, &s);
+        lr_adam_update(lwr.b.data, lwr.mb.data, lwr.vb.data, lwr.gb.data, 8, &s);
+    }
+    assert_int_equal(net.adam_t, 3);
+    assert_mat_allclose(lr_cmat_view(net.params, 1, net.n_params, net.n_params),
+                        lr_cmat_view(ref.params, 1, ref.n_params, ref.n_params), 1e-5, 1e-6);
+    assert_mat_allclose(lr_cm(lw.a), lr_cm(lwr.a), 1e-5, 1e-6);
+    assert_mat_allclose(lr_cm(lw.b), lr_cm(lwr.b), 1e-5, 1e-6);
+    /* the frozen layer never moved */
+    assert_memory_equal(net.layer[1].w.data, ref.layer[1].w.data, 6 * 7 * sizeof(float));
+    free(g), free(m), free(v);
+    lr_lora_weights_free(&lw);
+    lr_lora_weights_free(&lwr);
+    lr_mlp_free(&net);
+    lr_mlp_free(&ref);
+}
+
+static void test_lora_never_writes_frozen_base(void **state)
+{
+    (void)state;
+    lr_mlp net;
+    assert_int_equal(lr_mlp_init(&net, (size_t[]){ 30, 40, 20, 10 }, 4, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 8);
+    lr_mlp_init_params(&net, &r);
+    lr_lora_weights lw[3];
+    for (size_t l = 0; l < 3; l++) {
+        assert_int_equal(lr_lora_weights_init(&lw[l], 1, net.layer[l].in, net.layer[l].out, 1.0f, NULL), LR_OK);
+        lr_rng_fill_normal(&r, lw[l].a, 0, 1);
+        assert_int_equal(lr_mlp_set_lora(&net, l, &lw[l], NULL), LR_OK);
+    }
+    lr_mlp_freeze_all(&net, true);
+    float *before = malloc(net.n_params * sizeof *before);
+    memcpy(before, net.params, net.n_params * sizeof *before);
+    float x[10 * 30], loss;
+    uint8_t y[10];
+    lr_adam_params ap = lr_adam_default_params();
+    for (int t = 0; t < 5; t++) {
+        make_batch(x, y, 10, 30, 10, 20 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    }
+    assert_memory_equal(before, net.params, net.n_params * sizeof *before);
+    /* while the adapters did train: B left zero */
+    double nb = 0;
+    for (size_t l = 0; l < 3; l++) nb += lr_mat_norm_fro(lr_cm(lw[l].b));
+    assert_true(nb > 0);
+    /* disabled adapters: exactly the base output, bit for bit (same code path) */
+    float with_off[10 * 10], base[10 * 10], with_on[10 * 10];
+    for (size_t l = 0; l < 3; l++) lw[l].enabled = false;
+    assert_int_equal(lr_mlp_forward(&net, x, 10, with_off, NULL), LR_OK);
+    for (size_t l = 0; l < 3; l++) lr_mlp_set_lora(&net, l, NULL, NULL);
+    assert_int_equal(lr_mlp_forward(&net, x, 10, base, NULL), LR_OK);
+    assert_memory_equal(with_off, base, sizeof base);
+    for (size_t l = 0; l < 3; l++) {
+        lw[l].enabled = true;
+        lr_mlp_set_lora(&net, l, &lw[l], NULL);
+    }
+    assert_int_equal(lr_mlp_forward(&net, x, 10, with_on, NULL), LR_OK);
+    assert_true(memcmp(with_on, base, sizeof base) != 0);
+    /* and with every adapter disabled and every layer frozen there is nothing to train */
+    for (size_t l = 0; l < 3; l++) lw[l].enabled = false;
+    lr_err e;
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "nothing to train");
+    for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]);
+    free(before);
+    lr_mlp_free(&net);
+}
+
+static void test_threads_and_batch_paths_agree(void **state)
+{
+    (void)state;
+    size_t sizes[4] = { 50, 64, 40, 10 };
+    lr_mlp a, b;
+    assert_int_equal(lr_mlp_init(&a, sizes, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_init(&b, sizes, 4, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 11);
+    lr_mlp_init_params(&a, &r);
+    memcpy(b.params, a.params, a.n_params * sizeof(float));
+    lr_mlp_set_threads(&b, 2);
+    float x[10 * 50], la, lb;
+    uint8_t y[10];
+    lr_adam_params ap = lr_adam_default_params();
+    for (int t = 0; t < 4; t++) {
+        make_batch(x, y, 10, 50, 10, 30 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&b, x, y, 10, &ap, &lb, NULL), LR_OK);
+        assert_true(la == lb);
+    }
+    assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
+    /* a big batch (sgemm path) agrees with small batches (row-streaming kernel) */
+    size_t n = 1500;
+    float *xs = malloc(n * 50 * sizeof *xs), *big = malloc(n * 10 * sizeof *big), small[10 * 10];
+    uint8_t *ys = malloc(n);
+    make_batch(xs, ys, n, 50, 10, 40);
+    assert_int_equal(lr_mlp_forward(&a, xs, n, big, NULL), LR_OK);
+    for (size_t i = 0; i < n; i += 300) {
+        assert_int_equal(lr_mlp_forward(&a, xs + i * 50, 10, small, NULL), LR_OK);
+        assert_mat_allclose(lr_cmat_view(small, 10, 10, 10), lr_cmat_view(big + i * 10, 10, 10, 10), 1e-5, 1e-5);
+    }
+    free(xs), free(big), free(ys);
+    lr_mlp_free(&a);
+    lr_mlp_free(&b);
+}
+
+static void test_nonfinite_names_step_and_layer(void **state)
+{
+    (void)state;
+    lr_mlp net;
+    make_net(&net, 12);
+    float x[3 * 9], loss;
+    uint8_t y[3];
+    make_batch(x, y, 3, 9, 4, 13);
+    lr_adam_params ap = lr_adam_default_params();
+    lr_err e;
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_OK);
+    /* a NaN weight in linear2 at step 3 */
+    net.layer[1].w.data[5] = NAN;
+    float *before = malloc(net.n_params * sizeof *before);
+    memcpy(before, net.params, net.n_params * sizeof *before);
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "step 3");
+    assert_msg_contains(e.msg, "linear2");
+    assert_memory_equal(before, net.params, net.n_params * sizeof *before); /* nothing updated */
+    net.layer[1].w.data[5] = 0.1f;
+    /* an infinite input: linear1 */
+    x[4] = INFINITY;
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "linear1");
+    free(before);
+    lr_mlp_free(&net);
+}
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    lr_mlp net;
+    lr_err e;
+    assert_int_equal(lr_mlp_init(NULL, small_sizes, 4, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_init(&net, NULL, 4, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_init(&net, small_sizes, 1, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "1 layer sizes");
+    assert_int_equal(lr_mlp_init(&net, (size_t[]){ 3, 0, 2 }, 3, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "entry 1");
+    size_t many[LR_MLP_MAX_LAYERS + 2];
+    for (size_t i = 0; i < LR_MLP_MAX_LAYERS + 2; i++) many[i] = 2;
+    assert_int_equal(lr_mlp_init(&net, many, LR_MLP_MAX_LAYERS + 2, &e), LR_EINVAL);
+    lr_mlp_free(&net); /* empty after a failed init: no-op */
+    make_net(&net, 14);
+    float x[2 * 9], out[2 * 4], loss;
+    uint8_t y[2] = { 1, 3 }, ybad[2] = { 1, 4 };
+    lr_adam_params ap = lr_adam_default_params();
+    assert_int_equal(lr_mlp_forward(&net, NULL, 2, out, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_forward(&net, x, 0, out, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "batch is 0");
+    assert_int_equal(lr_mlp_forward(NULL, x, 2, out, &e), LR_EINVAL);
+    memset(x, 0, sizeof x);
+    assert_int_equal(lr_mlp_train_step(&net, x, ybad, 2, &ap, &loss, &e), LR_ERANGE);
+    assert_msg_contains(e.msg, "label 4 of example 1");
+    assert_int_equal(lr_mlp_train_step(&net, x, NULL, 2, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 2, NULL, &loss, &e), LR_EINVAL);
+    ap.beta2 = 1.0;
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 2, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "betas");
+    lr_lora_weights lw;
+    assert_int_equal(lr_lora_weights_init(&lw, 2, 7, 5, 1.0f, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_lora(&net, 1, &lw, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "linear2 is 7 -> 6");
+    assert_int_equal(lr_mlp_set_lora(&net, 3, NULL, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "layer 3 does not exist");
+    assert_int_equal(lr_mlp_set_frozen(&net, 9, true, &e), LR_EINVAL);
+    float *g = malloc(net.n_params * sizeof *g);
+    assert_int_equal(lr_mlp_gradients(&net, x, y, 2, NULL, NULL, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_gradients(&net, x, ybad, 2, g, NULL, &loss, &e), LR_ERANGE);
+    free(g);
+    lr_lora_weights_free(&lw);
+    lr_mlp_free(&net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout_and_init),
+        cmocka_unit_test(test_gradients_by_central_differences),
+        cmocka_unit_test(test_train_step_equals_gradients_plus_adam),
+        cmocka_unit_test(test_lora_never_writes_frozen_base),
+        cmocka_unit_test(test_threads_and_batch_paths_agree),
+        cmocka_unit_test(test_nonfinite_names_step_and_layer),
+        cmocka_unit_test(test_bad_inputs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
