@@ -41,6 +41,8 @@
 #include "lowrank/rng.h"
 #include "lowrank/train.h"
 
+#include "plot.h"
+
 #define PROG "lr-mnist"
 #define N_DIGITS 10
 
@@ -51,6 +53,7 @@ typedef struct {
     const char *load, *save, *adapter_out, *plot;
     uint64_t seed;
     size_t epochs, batch;
+    size_t limit_train;         /* 0: all training images; else the first N */
     float lr;
     size_t sizes[LR_MLP_MAX_LAYERS + 1];
     size_t n_sizes;
@@ -94,6 +97,7 @@ static void usage(FILE *f)
 "  --lr X             Adam learning rate for pretraining (default 0.001)\n"
 "  --layers A,B,...   layer sizes, first 784 and last 10 (default 784,1000,2000,10)\n"
 "  --threads N        worker threads (default: the number of CPUs)\n"
+"  --limit-train N    use only the first N training images (quick runs and tests)\n"
 "\n"
 "LoRA fine-tuning:\n"
 "  --rank R           adapter rank r >= 1 (default 1)\n"
@@ -308,7 +312,7 @@ static int parse_options(int argc, char **argv, options *o)
         static const char *const valued[] = {
             "--data", "--load", "--save", "--adapter-out", "--plot", "--seed", "--epochs",
             "--batch", "--lr", "--layers", "--threads", "--rank", "--alpha", "--init",
-            "--lora-layers", "--steps", "--ft-lr", "--digit",
+            "--lora-layers", "--steps", "--ft-lr", "--digit", "--limit-train",
         };
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
@@ -340,6 +344,8 @@ static int parse_options(int argc, char **argv, options *o)
             rc = opt_size(name, val, 1, 1000, &o->epochs);
         } else if (strcmp(name, "--batch") == 0) {
             rc = opt_size(name, val, 1, 60000, &o->batch);
+        } else if (strcmp(name, "--limit-train") == 0) {
+            rc = opt_size(name, val, 1, SIZE_MAX, &o->limit_train);
         } else if (strcmp(name, "--lr") == 0) {
             rc = opt_pos_float(name, val, &o->lr);
         } else if (strcmp(name, "--layers") == 0) {
@@ -595,6 +601,7 @@ static int load_data(run *r)
         if (!r->o.data_dir) fprintf(stderr, "  (scripts/setup.sh fetches and checks the files)\n");
         return 1;
     }
+    if (r->o.limit_train && r->o.limit_train < r->train.n) r->train.n = r->o.limit_train;
     for (size_t i = 0; i < r->test.n; i++) r->count[r->test.labels[i]]++;
     if (text(r))
         printf("data: %s (%zu training, %zu test images)\n", dir, r->train.n, r->test.n);
@@ -881,9 +888,9 @@ static void forgetting(run *r, int digit, const lr_eval_result *before, const lr
 }
 
 /* Step 6: the adapter (PEFT layout) and the chart. */
-static int save_outputs(run *r, int digit, const lr_eval_result *before, const lr_eval_result *on)
+static int save_outputs(run *r, int digit, const lr_eval_result *before, const lr_eval_result *on,
+                        const lr_eval_result *off)
 {
-    (void)digit; (void)before; (void)on;
     lr_err e = { { 0 } };
     const options *o = &r->o;
     if (o->adapter_out) {
@@ -897,9 +904,26 @@ static int save_outputs(run *r, int digit, const lr_eval_result *before, const l
                             LR_ADAPTER_WEIGHTS, LR_ADAPTER_CONFIG);
         json_object_set_new(r->js, "adapter_out", json_string(o->adapter_out));
     }
-    if (r->o.plot) {
-        fprintf(stderr, PROG ": --plot is not available in this build yet\n");
-        return 1;
+    if (o->plot) {
+        int wrong[3][10];
+        for (int d = 0; d < N_DIGITS; d++) {
+            wrong[0][d] = (int)before->wrong[d];
+            wrong[1][d] = (int)on->wrong[d];
+            wrong[2][d] = (int)off->wrong[d];
+        }
+        char on_name[48], title[160];
+        snprintf(on_name, sizeof on_name, "LoRA on (fine-tuned on %d)", digit);
+        const char *names[3] = { "pretrained", on_name, o->pissa ? "residual base" : "LoRA off" };
+        snprintf(title, sizeof title, "lr-mnist: rank-%zu LoRA fine-tuned on digit %d, seed %"
+                 PRIu64 " (loss: the fine-tuning steps)", o->rank, digit, o->seed);
+        char msg[256] = "";
+        if (lr_plot_svg(o->plot, title, (const int(*)[10])wrong, names, 3, r->ft_curve,
+                        r->ft_steps, msg, sizeof msg)) {
+            fprintf(stderr, PROG ": --plot: %s\n", msg[0] ? msg : "cannot write the chart");
+            return 1;
+        }
+        if (text(r)) printf("wrote the chart to %s\n", o->plot);
+        json_object_set_new(r->js, "plot", json_string(o->plot));
     }
     return 0;
 }
@@ -1046,7 +1070,7 @@ int main(int argc, char **argv)
     forgetting(&r, digit, &before, &on);
 
     /* 6. outputs */
-    if (save_outputs(&r, digit, &before, &on)) goto out;
+    if (save_outputs(&r, digit, &before, &on, &off)) goto out;
 
     /* PiSSA: removing the adapter must give back the pretrained W0 and its results */
     if (o->pissa) {

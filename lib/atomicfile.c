@@ -22,6 +22,26 @@ static char *dir_of(const char *path)
     return d;
 }
 
+/* The process umask. Linux shows it in /proc/self/status, which reads it without changing
+ * it; elsewhere umask() must set and restore it, which races with threads creating files. */
+static mode_t current_umask(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned m;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Umask: %o", &m) == 1) {
+                fclose(f);
+                return (mode_t)(m & 0777);
+            }
+        fclose(f);
+    }
+    mode_t mask = umask(022);
+    umask(mask);
+    return mask;
+}
+
 static void release(lr_atomic_file *af)
 {
     free(af->tmp_path);
@@ -84,9 +104,7 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
         mode = st.st_mode & 07777;
     } else {
-        mode_t mask = umask(022); /* read the umask (no getter exists) and put it back */
-        umask(mask);
-        mode = 0666 & ~mask;
+        mode = 0666 & ~current_umask();
     }
     (void)fchmod(fd, mode); /* best effort: a mode we cannot set is no reason to fail */
 

@@ -27,6 +27,7 @@ typedef struct {
     uint32_t mask;                              /* layers it covers */
     lr_lora_weights w[LR_MLP_MAX_LAYERS];       /* rank 0 where not targeted */
     lr_mat pissa_w0[LR_MLP_MAX_LAYERS];         /* PiSSA: the original W₀ of each layer */
+    bool rewrote_base;                          /* PiSSA-initialised here (not loaded) */
 } lr__adapter;
 
 struct lr_lora {
@@ -313,7 +314,7 @@ lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_config *cfg, 
     lr_mlp *net = lm->net;
     if (cfg->init == LR_LORA_INIT_PISSA) {
         for (size_t i = 0; i < lm->n; i++)
-            if (lm->ad[i]->cfg.init == LR_LORA_INIT_PISSA) {
+            if (lm->ad[i]->rewrote_base) {
                 adapter_free(a);
                 return lr__fail(err, LR_EINVAL, "lora_add: PiSSA adapter \"%s\" already rewrote the "
                                 "base; remove it before adding another PiSSA adapter", lm->ad[i]->name);
@@ -329,6 +330,7 @@ lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_config *cfg, 
                 return s;
             }
         }
+        a->rewrote_base = true;
     } else {
         lr_rng rng;
         lr_rng_seed(&rng, cfg->seed);

@@ -128,7 +128,7 @@ lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *
     for (size_t i = 0; i < n_sizes; i++) net->sizes[i] = sizes[i];
     for (size_t l = 0; l < net->n_layers; l++) {
         lr_layer *ly = &net->layer[l];
-        snprintf(ly->name, sizeof ly->name, "linear%zu", l + 1);
+        snprintf(ly->name, sizeof ly->name, "linear%u", (unsigned)(l + 1) & 0xffu); /* l < 16 */
         ly->in = sizes[l];
         ly->out = sizes[l + 1];
         ly->w = lr_mat_view(p + off, ly->out, ly->in, ly->in);

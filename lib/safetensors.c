@@ -642,7 +642,7 @@ lr_status lr_safetensors_get_f32(lr_safetensors *st, const char *name, size_t nd
     const unsigned char *p = t->data;
     if (d == LR_ST_F32) {
         if (host_is_little()) {
-            memcpy(dst, p, n * 4);
+            if (n) memcpy(dst, p, n * 4);
         } else {
             for (size_t i = 0; i < n; i++, p += 4) {
                 uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
@@ -866,7 +866,12 @@ lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t n
     for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', af.f) != EOF;
     for (size_t k = 0; ok && k < nt; k++)
         ok = write_le(af.f, t[order[k]].data, nbytes[order[k]], t[order[k]].dtype);
-    /* a failed fwrite leaves the stream's error flag set: commit reports it with errno */
+    if (!ok) {
+        int e = errno;
+        s = lr__fail(err, LR_EIO, "cannot write %s: %s (old file left unchanged)", path,
+                     strerror(e));
+        goto out; /* the abort below removes the temp file */
+    }
     s = lr_atomic_commit(&af, err);
     goto out;
 nomem:

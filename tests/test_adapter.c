@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "lowrank/adapter.h"
 #include "lowrank/lora.h"
 #include "lowrank/mlp.h"
@@ -254,6 +256,11 @@ static void test_pissa_config(void **state)
     memcpy(w, f.net.params, f.net.n_params * sizeof(float));
     assert_int_equal(lr_adapter_load(f.lm, "p2", pdir, NULL, &e), LR_OK);
     assert_memory_equal(w, f.net.params, f.net.n_params * sizeof(float));
+    /* a loaded "pissa" adapter did not rewrite the base: after removing "p", a new PiSSA
+     * adapter may be added beside it */
+    assert_int_equal(lr_lora_add(f.lm, "q", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_remove(f.lm, "p", &e), LR_OK);
+    if (lr_lora_add(f.lm, "q", &c, &e)) fail_msg("%s", e.msg);
     free(w);
     free(pdir);
     fx_free(&f);
@@ -465,6 +472,36 @@ static void test_save_errors(void **state)
     char *q = lr_test_path(f.dir, "no/such/dir");
     assert_int_equal(lr_adapter_save(f.lm, "a", q, NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, "cannot create directory");
+    /* the tensors cannot be committed (their name is taken by a directory): the config
+     * written so far is discarded, the old one stays byte for byte, no temp file remains */
+    char *d2 = lr_test_path(f.dir, "d2");
+    assert_int_equal(lr_adapter_save(f.lm, "a", d2, "old", &e), LR_OK);
+    char *w2 = lr_test_path(d2, LR_ADAPTER_WEIGHTS), *c2 = lr_test_path(d2, LR_ADAPTER_CONFIG);
+    assert_int_equal(remove(w2), 0);
+    assert_int_equal(mkdir(w2, 0700), 0);
+    FILE *fp = fopen(c2, "rb");
+    char before[4096], after[4096];
+    size_t nb = fread(before, 1, sizeof before, fp);
+    fclose(fp);
+    lr_lora_config c = lr_lora_default_config();
+    assert_int_equal(lr_lora_add(f.lm, "other", &c, NULL), LR_OK);
+    assert_int_equal(lr_adapter_save(f.lm, "other", d2, "new", &e), LR_EIO);
+    fp = fopen(c2, "rb");
+    size_t na = fread(after, 1, sizeof after, fp);
+    fclose(fp);
+    assert_int_equal(na, nb);
+    assert_memory_equal(before, after, nb);
+    DIR *dd = opendir(d2);
+    struct dirent *de;
+    size_t n = 0;
+    while ((de = readdir(dd)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) n++;
+    closedir(dd);
+    assert_int_equal(n, 2); /* the config and the directory in the way */
+    rmdir(w2);
+    free(d2);
+    free(w2);
+    free(c2);
     assert_int_equal(lr_adapter_load(f.lm, "a", f.ad, NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"a\" already exists");
     assert_int_equal(lr_adapter_save(NULL, "a", f.ad, NULL, &e), LR_EINVAL);

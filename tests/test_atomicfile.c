@@ -61,6 +61,12 @@ static void test_round_trip_and_replace(void **state)
     assert_null(af.tmp_path);
     assert_file_is(p, "first");
     assert_int_equal(hidden_entries(dir), 0);
+    /* a new file gets 0666 & ~umask, as fopen would give (not mkstemp's 0600) */
+    struct stat st0;
+    assert_int_equal(stat(p, &st0), 0);
+    mode_t mask = umask(027);
+    umask(mask);
+    assert_int_equal(st0.st_mode & 0777, 0666 & ~mask);
 
     /* replacing keeps the old file's mode */
     assert_int_equal(chmod(p, 0640), 0);

@@ -13,7 +13,7 @@
  *     lr_lora_config c = lr_lora_default_config();       rank 1, alpha 1, all layers
  *     lr_lora_add(lm, "digit9", &c, err);                A ~ N(0,1), B = 0: ΔW = 0
  *     lr_lora_select(lm, "digit9", err);                 attach (NULL: run with none)
- *     lr_lora_freeze_base(lm);  lr_mlp_reset_optimizer(&net);
+ *     lr_lora_freeze_base(lm, true);  lr_mlp_reset_optimizer(&net);
  *     ... lr_mlp_train_step(&net, ...) trains only A and B ...
  *     lr_lora_free(lm);
  *
@@ -26,7 +26,7 @@
  *
  * Merge/unmerge (W₀ ± s·B·A, float32 sgemm) is not exact: W₀ + s·BA − s·BA rounds. The
  * drift of a round trip is reported against a copy of the original rows, which merge keeps
- * when asked (LR_LORA_MERGE_KEEP_COPY: out·in floats per merged layer, 8.0 MB for all of
+ * when asked (LR_LORA_MERGE_KEEP_COPY: out·in floats per merged layer, 11.2 MB for all of
  * RichBoyNet) and which unmerge can restore bit for bit.
  *
  * PiSSA (Meng et al. 2024) follows PEFT's convention (LoraLayer.pissa_init): with
@@ -183,7 +183,7 @@ lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
 /* --- parameter accounting (pure; the seed's table) --- */
 
 typedef struct {
-    char name[16];             /* "linear1", …                                          */
+    char name[32];             /* "linear1", …                                          */
     size_t in, out;
     bool lora;                 /* layer carries an adapter                              */
     size_t w_params, b_params; /* out·in, out                                           */

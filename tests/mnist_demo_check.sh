@@ -1,0 +1,129 @@
+#!/bin/sh
+# mnist_demo_check.sh — lr-mnist run as a program (suite 'demo').
+#
+#   mnist_demo_check.sh cli LR_MNIST   every bad option or file: the exit status (2 usage,
+#                                      1 run-time), a message naming the problem, and no
+#                                      output file left behind; --help explains every option.
+#   mnist_demo_check.sh run LR_MNIST   a short real run (--limit-train, few steps) with every
+#                                      output, then --load of the checkpoint it saved; needs
+#                                      MNIST in $LR_MNIST_DIR (exit 77 = skipped otherwise).
+set -u
+mode=$1
+prog=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")   # absolute: one check changes directory
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/lr-mnist-check.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+fail() { printf 'FAIL: %s\n' "$*"; fails=$((fails + 1)); }
+
+# expect STATUS NEEDLE ARGS...: runs prog ARGS, checks the status and that stderr has NEEDLE
+expect() {
+  want=$1; needle=$2; shift 2
+  "$prog" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  got=$?
+  if [ "$got" -ne "$want" ]; then
+    fail "lr-mnist $*: exit $got, want $want; stderr: $(cat "$tmp/err")"
+  elif ! grep -qF -- "$needle" "$tmp/err"; then
+    fail "lr-mnist $*: stderr lacks '$needle': $(cat "$tmp/err")"
+  fi
+}
+
+if [ "$mode" = cli ]; then
+  mkdir "$tmp/adir" "$tmp/empty"
+  : >"$tmp/afile"
+  printf 'not a checkpoint' >"$tmp/garbage.safetensors"
+
+  "$prog" --help >"$tmp/help" 2>&1 || fail "--help: non-zero exit"
+  for o in --data --load --save --adapter-out --plot --seed --epochs --batch --lr --layers \
+           --threads --limit-train --rank --alpha --rslora --init --lora-layers --steps \
+           --ft-lr --digit --json --quiet --help; do
+    grep -qF -- "$o" "$tmp/help" || fail "--help does not explain $o"
+  done
+
+  expect 2 "unknown option '--bogus'" --bogus
+  expect 2 "unexpected argument 'extra'" extra
+  expect 2 "--rank: expected a whole number" --rank 0
+  expect 2 "--rank: expected a whole number" --rank abc
+  expect 2 "--rank needs a value" --rank
+  expect 2 "--digit: expected a digit 0-9 or 'worst', got '10'" --digit 10
+  expect 2 "--digit" --digit worstest
+  expect 2 "first size must be 784" --layers 783,10
+  expect 2 "last size must be 10" --layers 784,1000,9
+  expect 2 "--layers: expected sizes" --layers 784,,10
+  expect 2 "--layers: need at least" --layers 784
+  expect 2 "--lr: expected a positive number, got '-1'" --lr -1
+  expect 2 "--lr: expected a positive number, got 'nan'" --lr nan
+  expect 2 "--ft-lr" --ft-lr 0
+  expect 2 "--alpha" --alpha inf
+  expect 2 "--init: expected gaussian or pissa, got 'svd'" --init svd
+  expect 2 "--lora-layers: no layer '4'" --lora-layers 4
+  expect 2 "--lora-layers: no layer 'linear0'" --lora-layers linear0
+  expect 2 "--lora-layers: no layer '2'" --layers 784,10 --lora-layers 2
+  expect 2 "--rank 11: layer linear3 is 10 x 2000" --rank 11 --lora-layers 3
+  expect 2 "--seed" --seed -1
+  expect 2 "--epochs" --epochs 0
+  expect 2 "--batch" --batch 0
+  expect 2 "--steps" --steps x
+  expect 2 "--threads" --threads 0
+  expect 2 "--limit-train" --limit-train 0
+  expect 2 "--json takes no value" --json=yes
+  expect 2 "--layers and --load conflict" --layers 784,10 --load "$tmp/x.safetensors"
+  expect 2 "directory '$tmp/no/such' does not exist" --save "$tmp/no/such/m.safetensors"
+  expect 2 "'$tmp/adir' is a directory" --save "$tmp/adir"
+  expect 2 "--plot: cannot write '$tmp/none/p.svg'" --plot "$tmp/none/p.svg"
+  expect 2 "'$tmp/afile' exists and is not a directory" --adapter-out "$tmp/afile"
+  expect 2 "--save and --load name the same file" --load "$tmp/m.st" --save "$tmp/m.st"
+
+  # run-time failures: data and checkpoint files, named in the message; no output left
+  expect 1 "--data: '$tmp/nope' is not a directory" --data "$tmp/nope"
+  expect 1 "$tmp/empty" --data "$tmp/empty" --save "$tmp/out.safetensors"
+  [ -e "$tmp/out.safetensors" ] && fail "a failed run left $tmp/out.safetensors"
+  if [ -n "${LR_MNIST_DIR:-}" ] && [ -r "$LR_MNIST_DIR/t10k-labels-idx1-ubyte" ]; then
+    expect 1 "$tmp/missing.safetensors" --data "$LR_MNIST_DIR" --load "$tmp/missing.safetensors"
+    expect 1 "$tmp/garbage.safetensors" --data "$LR_MNIST_DIR" \
+      --load "$tmp/garbage.safetensors" --plot "$tmp/p.svg"
+    [ -e "$tmp/p.svg" ] && fail "a failed run left $tmp/p.svg"
+  fi
+  # the default data directory is resolved from the current directory; say how to get it
+  (cd "$tmp/empty" && "$prog" --quiet >"$tmp/out" 2>"$tmp/err"); st=$?
+  [ "$st" -eq 1 ] || fail "no data/mnist: exit $st, want 1"
+  grep -qF "scripts/setup.sh" "$tmp/err" || fail "no data/mnist: no hint to run scripts/setup.sh"
+  [ -s "$tmp/out" ] && [ "$(grep -c . "$tmp/out")" -gt 3 ] && fail "no data/mnist: printed a report"
+
+elif [ "$mode" = run ]; then
+  d=${LR_MNIST_DIR:-}
+  [ -n "$d" ] && [ -r "$d/train-images-idx3-ubyte" ] || { echo "no MNIST in LR_MNIST_DIR: skipped"; exit 77; }
+  common="--data $d --limit-train 2000 --steps 10 --quiet --threads 1"
+  # shellcheck disable=SC2086
+  "$prog" $common --json --save "$tmp/m.safetensors" --adapter-out "$tmp/ad" \
+    --plot "$tmp/p.svg" >"$tmp/run1.json" 2>"$tmp/err" || fail "run: exit $?: $(cat "$tmp/err")"
+  for f in m.safetensors ad/adapter_model.safetensors ad/adapter_config.json p.svg; do
+    [ -s "$tmp/$f" ] || fail "run: $f not written"
+  done
+  grep -q '"ok": true' "$tmp/run1.json" || fail "run: JSON lacks \"ok\": true"
+  grep -q '"disabled_equals_pretrained": true' "$tmp/run1.json" || fail "run: disabled != pretrained"
+  grep -q '"frozen_unchanged": true' "$tmp/run1.json" || fail "run: frozen weights changed"
+  grep -q '"seed": 0' "$tmp/run1.json" || fail "run: JSON lacks the seed"
+  ls -a "$tmp" "$tmp/ad" | grep -q '\.tmp' && fail "run: temp files left"
+  # the checkpoint gives back the same pretrained model: same per-digit errors
+  # shellcheck disable=SC2086
+  "$prog" $common --json --load "$tmp/m.safetensors" >"$tmp/run2.json" 2>"$tmp/err" ||
+    fail "--load: exit $?: $(cat "$tmp/err")"
+  a=$(tr -d ' \n' <"$tmp/run1.json" | sed 's/.*"pretrained":{\([^}]*\)}.*/\1/')
+  b=$(tr -d ' \n' <"$tmp/run2.json" | sed 's/.*"pretrained":{\([^}]*\)}.*/\1/')
+  [ -n "$a" ] && [ "$a" = "$b" ] || fail "--load: pretrained results differ: $a vs $b"
+  # text mode prints the seed and the checks
+  # shellcheck disable=SC2086
+  "$prog" $common --load "$tmp/m.safetensors" --digit worst >"$tmp/text" 2>"$tmp/err" ||
+    fail "text run: exit $?"
+  for needle in "seed 0" "LoRA disabled equals the pretrained model: yes" "bit-identical" \
+                "--digit worst: digit" "parameters introduced by LoRA" "<- target"; do
+    grep -qF -- "$needle" "$tmp/text" || fail "text run: no '$needle' in the report"
+  done
+else
+  echo "usage: $0 cli|run LR_MNIST" >&2
+  exit 2
+fi
+
+[ "$fails" -eq 0 ] || { printf '%d check(s) failed\n' "$fails"; exit 1; }
+echo "all checks passed"

@@ -1,0 +1,784 @@
+/* test_safetensors.c — the safetensors reader and writer.
+ *
+ * Byte-exact agreement with the reference implementation's own test vectors
+ * (huggingface/safetensors, tensor.rs: test_serialization, test_empty,
+ * test_serialization_forced_alignement), every validation rule on a crafted file, checked
+ * float conversion, and crash-safe writing. Tests run as root, where a read-only directory
+ * does not stop a write, so failed writes are provoked by a missing directory, a directory
+ * in the target's place, and RLIMIT_FSIZE (the read-only case runs for non-root users only).
+ */
+#include "lr_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lowrank/safetensors.h"
+
+/* ---- helpers ---- */
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    unsigned char *b = malloc((size_t)len + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static int hidden_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* 8-byte little-endian length + json + ndata bytes (value i & 0xff), parsed from memory
+ * as "crafted.st". Returns the status and leaves the message in err. */
+static lr_status craft(const char *json, size_t ndata, lr_err *err)
+{
+    size_t h = strlen(json), n = 8 + h + ndata;
+    unsigned char *b = malloc(n);
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    memcpy(b + 8, json, h);
+    for (size_t i = 0; i < ndata; i++) b[8 + h + i] = (unsigned char)i;
+    lr_safetensors *st = (lr_safetensors *)1;
+    lr_status s = lr_safetensors_from_memory(&st, b, n, "crafted.st", err);
+    if (s == LR_OK) {
+        assert_non_null(st);
+        lr_safetensors_free(st);
+    } else {
+        assert_null(st);
+    }
+    free(b);
+    return s;
+}
+
+static void expect_bad(const char *json, size_t ndata, lr_status want, const char *needle)
+{
+    lr_err err = { { 0 } };
+    lr_status s = craft(json, ndata, &err);
+    if (s != want) fail_msg("header %s: status %d, expected %d (%s)", json, s, want, err.msg);
+    assert_msg_contains(err.msg, "crafted.st: ");
+    assert_msg_contains(err.msg, needle);
+}
+
+static void expect_ok(const char *json, size_t ndata)
+{
+    lr_err err = { { 0 } };
+    lr_status s = craft(json, ndata, &err);
+    if (s != LR_OK) fail_msg("header %s refused: %s", json, err.msg);
+}
+
+static lr_status from_bytes(const unsigned char *b, size_t n, lr_err *err)
+{
+    lr_safetensors *st = NULL;
+    lr_status s = lr_safetensors_from_memory(&st, b, n, "crafted.st", err);
+    lr_safetensors_free(st);
+    return s;
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* ---- agreement with the reference's serialised bytes ---- */
+
+static void test_reference_vectors(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "ref.safetensors");
+    const float v[6] = { 0, 1, 2, 3, 4, 5 };
+    lr_err err = { { 0 } };
+
+    /* test_serialization: {"attn.0": F32 (1,2,3)} */
+    lr_st_tensor t = { "attn.0", LR_ST_F32, 3, { 1, 2, 3 }, v };
+    assert_int_equal(lr_safetensors_write(p, &t, 1, NULL, 0, &err), LR_OK);
+    static const unsigned char want1[] = {
+        64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100,
+        116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34,
+        58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115,
+        101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63,
+        0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64 };
+    size_t n;
+    unsigned char *got = slurp(p, &n);
+    assert_int_equal(n, sizeof want1);
+    assert_memory_equal(got, want1, sizeof want1);
+    free(got);
+
+    /* test_serialization_forced_alignement: "attn0" (1,1,2,3), padded with 7 spaces */
+    lr_st_tensor t2 = { "attn0", LR_ST_F32, 4, { 1, 1, 2, 3 }, v };
+    assert_int_equal(lr_safetensors_write(p, &t2, 1, NULL, 0, &err), LR_OK);
+    static const unsigned char want2[] = {
+        72, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 48, 34, 58, 123, 34, 100, 116,
+        121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34, 58,
+        91, 49, 44, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102,
+        115, 101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 32, 32, 32, 32, 32,
+        32, 32, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0,
+        160, 64 };
+    got = slurp(p, &n);
+    assert_int_equal(n, sizeof want2);
+    assert_memory_equal(got, want2, sizeof want2);
+    free(got);
+
+    /* test_empty: no tensors, without and with metadata */
+    assert_int_equal(lr_safetensors_write(p, NULL, 0, NULL, 0, &err), LR_OK);
+    static const unsigned char want3[] = { 8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32 };
+    got = slurp(p, &n);
+    assert_int_equal(n, sizeof want3);
+    assert_memory_equal(got, want3, sizeof want3);
+    free(got);
+    lr_st_meta m = { "framework", "pt" };
+    assert_int_equal(lr_safetensors_write(p, NULL, 0, &m, 1, &err), LR_OK);
+    static const unsigned char want4[] = {
+        40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
+        95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
+        116, 34, 125, 125, 32, 32, 32, 32, 32 };
+    got = slurp(p, &n);
+    assert_int_equal(n, sizeof want4);
+    assert_memory_equal(got, want4, sizeof want4);
+    free(got);
+
+    /* and the reference's hand-written test_deserialization file reads */
+    static const char deser[] = "<\0\0\0\0\0\0\0{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                                "\"data_offsets\":[0,16]}}"
+                                "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    lr_safetensors *st;
+    assert_int_equal(lr_safetensors_from_memory(&st, deser, sizeof deser - 1, "d", &err), LR_OK);
+    assert_int_equal(lr_safetensors_count(st), 1);
+    const lr_st_tensor *x = lr_safetensors_find(st, "test");
+    assert_non_null(x);
+    assert_int_equal(x->dtype, LR_ST_I32);
+    assert_int_equal(x->ndim, 2);
+    lr_safetensors_free(st);
+
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- round trip ---- */
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "rt.safetensors");
+    float w[2 * 3] = { 1.5f, -2.25f, 3e-8f, 1e30f, -0.0f, 7.0f };
+    uint16_t h[3] = { 0x3c00, 0xc000, 0x0001 };      /* F16: 1, -2, 2^-24 */
+    uint16_t bf[2] = { 0x3f80, 0x4049 };             /* BF16: 1, 3.140625 */
+    double d = 0.1;                                  /* scalar F64 */
+    int64_t ids[4] = { -1, 0, 1, INT64_MAX };
+    uint8_t flags[5] = { 1, 2, 3, 4, 5 };
+    lr_st_tensor t[] = {
+        { "b.weight", LR_ST_F32, 2, { 2, 3 }, w },
+        { "a.half", LR_ST_F16, 1, { 3 }, h },
+        { "a.brain", LR_ST_BF16, 2, { 1, 2 }, bf },
+        { "scalar", LR_ST_F64, 0, { 0 }, &d },
+        { "ids", LR_ST_I64, 1, { 4 }, ids },
+        { "flags", LR_ST_U8, 1, { 5 }, flags },
+        { "empty", LR_ST_F32, 2, { 2, 0 }, NULL },
+    };
+    const size_t nt = sizeof t / sizeof *t;
+    lr_st_meta meta[] = { { "format", "pt" }, { "lowrank", "0.1.0 \xc3\xa9\"quoted\"" } };
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_write(p, t, nt, meta, 2, &err), LR_OK);
+    assert_int_equal(hidden_entries(dir), 0);
+
+    lr_safetensors *st;
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    assert_string_equal(lr_safetensors_path(st), p);
+    assert_int_equal(lr_safetensors_count(st), nt);
+    /* file order: dtype alignment descending, then name */
+    const char *order[] = { "ids", "scalar", "b.weight", "empty", "a.brain", "a.half", "flags" };
+    for (size_t i = 0; i < nt; i++) assert_string_equal(lr_safetensors_at(st, i)->name, order[i]);
+    assert_null(lr_safetensors_at(st, nt));
+    /* data 8-byte aligned in the file: the header is padded */
+    unsigned char *raw;
+    size_t n;
+    raw = slurp(p, &n);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | raw[i];
+    assert_int_equal(hl % 8, 0);
+    free(raw);
+
+    for (size_t i = 0; i < nt; i++) {
+        const lr_st_tensor *x = lr_safetensors_find(st, t[i].name);
+        assert_non_null(x);
+        assert_int_equal(x->dtype, t[i].dtype);
+        assert_int_equal(x->ndim, t[i].ndim);
+        for (size_t k = 0; k < x->ndim; k++) assert_int_equal(x->shape[k], t[i].shape[k]);
+        size_t nb;
+        assert_int_equal(lr_st_tensor_nbytes(x, &nb, &err), LR_OK);
+        if (nb) assert_memory_equal(x->data, t[i].data, nb); /* little-endian host */
+    }
+    assert_null(lr_safetensors_find(st, "nope"));
+    assert_string_equal(lr_safetensors_meta(st, "format"), "pt");
+    assert_string_equal(lr_safetensors_meta(st, "lowrank"), "0.1.0 \xc3\xa9\"quoted\"");
+    assert_null(lr_safetensors_meta(st, "absent"));
+    assert_int_equal(lr_safetensors_meta_count(st), 2);
+    assert_string_equal(lr_safetensors_meta_at(st, 0)->key, "format");
+    assert_null(lr_safetensors_meta_at(st, 2));
+
+    /* checked float access */
+    float out[6];
+    size_t s23[2] = { 2, 3 };
+    assert_int_equal(lr_safetensors_get_f32(st, "b.weight", 2, s23, out, &err), LR_OK);
+    for (int i = 0; i < 6; i++) assert_int_equal(fbits(out[i]), fbits(w[i]));
+    size_t s3[1] = { 3 };
+    assert_int_equal(lr_safetensors_get_f32(st, "a.half", 1, s3, out, &err), LR_OK);
+    assert_true(out[0] == 1.0f && out[1] == -2.0f && out[2] == ldexpf(1.0f, -24));
+    size_t s12[2] = { 1, 2 };
+    assert_int_equal(lr_safetensors_get_f32(st, "a.brain", 2, s12, out, &err), LR_OK);
+    assert_true(out[0] == 1.0f && out[1] == 3.140625f);
+    assert_int_equal(lr_safetensors_get_f32(st, "scalar", 0, NULL, out, &err), LR_OK);
+    assert_true(out[0] == 0.1f);
+    size_t s20[2] = { 2, 0 };
+    assert_int_equal(lr_safetensors_get_f32(st, "empty", 2, s20, NULL, &err), LR_OK);
+
+    /* the rest were not consumed */
+    const char *unused[4];
+    assert_int_equal(lr_safetensors_unused(st, unused, 4), 2);
+    assert_string_equal(unused[0], "ids");
+    assert_string_equal(unused[1], "flags");
+    assert_int_equal(lr_safetensors_check_all_used(st, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, p);
+    assert_msg_contains(err.msg, "2 unexpected tensors: ids, flags");
+    assert_int_equal(lr_safetensors_mark_used(st, "ids", &err), LR_OK);
+    assert_int_equal(lr_safetensors_check_all_used(st, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "1 unexpected tensor: flags");
+    assert_int_equal(lr_safetensors_mark_used(st, "flags", &err), LR_OK);
+    assert_int_equal(lr_safetensors_check_all_used(st, &err), LR_OK);
+    assert_int_equal(lr_safetensors_mark_used(st, "ghost", &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "missing tensor ghost");
+    lr_safetensors_free(st);
+    lr_safetensors_free(NULL);
+
+    /* rewriting what was read gives the same bytes */
+    unsigned char *first = slurp(p, &n);
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    lr_st_tensor copy[8];
+    for (size_t i = 0; i < nt; i++) copy[i] = *lr_safetensors_at(st, i);
+    lr_st_meta mcopy[2] = { *lr_safetensors_meta_at(st, 0), *lr_safetensors_meta_at(st, 1) };
+    char *p2 = lr_test_path(dir, "rt2.safetensors");
+    assert_int_equal(lr_safetensors_write(p2, copy, nt, mcopy, 2, &err), LR_OK);
+    size_t n2;
+    unsigned char *second = slurp(p2, &n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(first, second, n);
+    free(first);
+    free(second);
+    lr_safetensors_free(st);
+    free(p2);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- checked access ---- */
+
+static void test_get_f32_errors(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "m.safetensors");
+    float *w = calloc(784 * 1000, sizeof *w);
+    int32_t ints[2] = { 1, 2 };
+    double big[2] = { 1.0, 1e300 };
+    lr_st_tensor t[] = {
+        { "linear1.weight", LR_ST_F32, 2, { 784, 1000 }, w },
+        { "steps", LR_ST_I32, 1, { 2 }, ints },
+        { "huge", LR_ST_F64, 1, { 2 }, big },
+    };
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_write(p, t, 3, NULL, 0, &err), LR_OK);
+    lr_safetensors *st;
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    float *dst = malloc(784 * 1000 * sizeof *dst);
+    size_t want[2] = { 1000, 784 };
+    assert_int_equal(lr_safetensors_get_f32(st, "linear1.weight", 2, want, dst, &err), LR_EDIM);
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s: linear1.weight: expected shape (1000, 784), got (784, 1000)", p);
+    assert_string_equal(err.msg, msg);
+    size_t flat[1] = { 784000 };
+    assert_int_equal(lr_safetensors_get_f32(st, "linear1.weight", 1, flat, dst, &err), LR_EDIM);
+    assert_msg_contains(err.msg, "expected shape (784000), got (784, 1000)");
+    assert_int_equal(lr_safetensors_get_f32(st, "linear1.bias", 1, flat, dst, &err), LR_EFORMAT);
+    snprintf(msg, sizeof msg, "%s: missing tensor linear1.bias", p);
+    assert_string_equal(err.msg, msg);
+    size_t two[1] = { 2 };
+    assert_int_equal(lr_safetensors_get_f32(st, "steps", 1, two, dst, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "steps: dtype I32, expected F32");
+    assert_int_equal(lr_safetensors_get_f32(st, "huge", 1, two, dst, &err), LR_ERANGE);
+    assert_msg_contains(err.msg, "huge: element 1 = 1e+300 is outside float32's range");
+    assert_int_equal(lr_safetensors_get_f32(NULL, "x", 0, NULL, dst, &err), LR_EINVAL);
+    /* failures do not mark anything used */
+    assert_int_equal(lr_safetensors_unused(st, NULL, 0), 3);
+    lr_safetensors_free(st);
+    free(dst);
+    free(w);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_half_conversions(void **state)
+{
+    (void)state;
+    /* F16: 1, -2, max 65504, smallest subnormal 2^-24, largest subnormal, smallest normal
+     * 2^-14, +-0, +-inf, NaN */
+    assert_true(lr_f16_to_f32(0x3c00) == 1.0f);
+    assert_true(lr_f16_to_f32(0xc000) == -2.0f);
+    assert_true(lr_f16_to_f32(0x7bff) == 65504.0f);
+    assert_true(lr_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    assert_true(lr_f16_to_f32(0x03ff) == ldexpf(1023.0f, -24));
+    assert_true(lr_f16_to_f32(0x0400) == ldexpf(1.0f, -14));
+    assert_true(lr_f16_to_f32(0x3555) == 0.333251953125f);
+    assert_int_equal(fbits(lr_f16_to_f32(0x0000)), 0x00000000u);
+    assert_int_equal(fbits(lr_f16_to_f32(0x8000)), 0x80000000u);
+    assert_true(isinf(lr_f16_to_f32(0x7c00)) && lr_f16_to_f32(0x7c00) > 0);
+    assert_true(isinf(lr_f16_to_f32(0xfc00)) && lr_f16_to_f32(0xfc00) < 0);
+    assert_true(isnan(lr_f16_to_f32(0x7e00)));
+    /* every finite F16 value widens exactly: compare against the formula in double */
+    for (uint32_t u = 0; u < 0x10000; u++) {
+        uint16_t hv = (uint16_t)u;
+        unsigned e = (hv >> 10) & 0x1f, f = hv & 0x3ff;
+        if (e == 0x1f) continue;
+        double mag = e ? ldexp(1024.0 + f, (int)e - 25) : ldexp((double)f, -24);
+        double want = (hv & 0x8000) ? -mag : mag;
+        if ((double)lr_f16_to_f32(hv) != want) fail_msg("F16 0x%04x -> %.9g, want %.9g", u,
+                                                       (double)lr_f16_to_f32(hv), want);
+    }
+    /* BF16: the top half of a float */
+    assert_true(lr_bf16_to_f32(0x3f80) == 1.0f);
+    assert_true(lr_bf16_to_f32(0xc049) == -3.140625f);
+    assert_true(lr_bf16_to_f32(0x0001) == ldexpf(1.0f, -133));
+    assert_true(isinf(lr_bf16_to_f32(0x7f80)));
+    assert_true(isnan(lr_bf16_to_f32(0x7fc0)));
+
+    /* little-endian decoding from explicit bytes, whatever the host order */
+    static const char hdr[] = "{\"f\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                              "\"h\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[8,10]},"
+                              "\"b\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[10,12]},"
+                              "\"d\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[12,20]}}";
+    size_t hl = sizeof hdr - 1;
+    unsigned char buf[8 + sizeof hdr + 20];
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, hdr, hl);
+    static const unsigned char data[20] = {
+        0x00, 0x00, 0x80, 0x3f,  0x00, 0x00, 0x20, 0xc1, /* 1.0f, -10.0f */
+        0x00, 0x3c,                                      /* F16 1.0 */
+        0x49, 0x40,                                      /* BF16 3.140625 */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x3f,  /* 0.5 */
+    };
+    memcpy(buf + 8 + hl, data, 20);
+    lr_safetensors *st;
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_from_memory(&st, buf, 8 + hl + 20, "le", &err), LR_OK);
+    float out[2];
+    size_t two[1] = { 2 }, one[1] = { 1 };
+    assert_int_equal(lr_safetensors_get_f32(st, "f", 1, two, out, &err), LR_OK);
+    assert_true(out[0] == 1.0f && out[1] == -10.0f);
+    assert_int_equal(lr_safetensors_get_f32(st, "h", 1, one, out, &err), LR_OK);
+    assert_true(out[0] == 1.0f);
+    assert_int_equal(lr_safetensors_get_f32(st, "b", 1, one, out, &err), LR_OK);
+    assert_true(out[0] == 3.140625f);
+    assert_int_equal(lr_safetensors_get_f32(st, "d", 1, one, out, &err), LR_OK);
+    assert_true(out[0] == 0.5f);
+    assert_int_equal(lr_safetensors_check_all_used(st, &err), LR_OK);
+    lr_safetensors_free(st);
+}
+
+/* ---- validation: one crafted file per rule ---- */
+
+#define T16 "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}"
+
+static void test_header_bounds(void **state)
+{
+    (void)state;
+    lr_err err = { { 0 } };
+    unsigned char b[32] = { 0 };
+    /* shorter than the length field (the reference's HeaderTooSmall) */
+    assert_int_equal(from_bytes(b, 0, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "crafted.st: file is 0 bytes, too short");
+    assert_int_equal(from_bytes(b, 7, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "file is 7 bytes");
+    /* over the 100,000,000 limit (HeaderTooLarge); the limit itself is allowed in principle */
+    uint64_t n = 100000001;
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
+    assert_int_equal(from_bytes(b, 16, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "header length 100000001 exceeds the limit of 100000000 bytes");
+    memset(b, 0xff, 8); /* 2^64 - 1: must not wrap around */
+    assert_int_equal(from_bytes(b, 16, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "exceeds the limit");
+    /* past the end of the file (InvalidHeaderLength) */
+    memset(b, 0, 8);
+    b[0] = 60;
+    assert_int_equal(from_bytes(b, 8, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "header length 60 runs past the end of the file (8 bytes)");
+    n = 100000000;
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
+    assert_int_equal(from_bytes(b, 32, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "runs past the end");
+    /* empty header */
+    memset(b, 0, 8);
+    assert_int_equal(from_bytes(b, 8, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "does not start with '{'");
+}
+
+static void test_header_text(void **state)
+{
+    (void)state;
+    /* not UTF-8 (InvalidHeader): a stray 0xff, an overlong '/', a surrogate, a cut sequence */
+    expect_bad("{\xff}", 0, LR_EFORMAT, "not valid UTF-8 (byte 0xff at header offset 1)");
+    expect_bad("{\"\xc0\xaf\":1}", 0, LR_EFORMAT, "not valid UTF-8");
+    expect_bad("{\"\xed\xa0\x80\":1}", 0, LR_EFORMAT, "not valid UTF-8");
+    expect_bad("{\"\xf4\x90\x80\x80\":1}", 0, LR_EFORMAT, "not valid UTF-8");
+    expect_bad("{}\xe2\x82", 0, LR_EFORMAT, "not valid UTF-8");
+    /* must start with '{' (InvalidHeaderStart) */
+    expect_bad(" {}", 0, LR_EFORMAT, "does not start with '{'");
+    expect_bad("[]", 0, LR_EFORMAT, "does not start with '{'");
+    /* JSON (InvalidHeaderDeserialization) */
+    expect_bad("{", 0, LR_EFORMAT, "header is not valid JSON");
+    expect_bad("{} x", 0, LR_EFORMAT, "header is not valid JSON");
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+               "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+               2, LR_EFORMAT, "duplicate");
+    expect_bad("{\"t\":{\"dtype\":\"U8\",\"shape\":[99999999999999999999],\"data_offsets\":[0,1]}}",
+               1, LR_EFORMAT, "not valid JSON");
+    /* trailing JSON whitespace is the reference's padding and is fine; so are UTF-8 names */
+    expect_ok("{}\r \t\n", 0);
+    expect_ok("{\"caf\xc3\xa9\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+}
+
+static void test_entries(void **state)
+{
+    (void)state;
+    expect_ok(T16, 16);
+    expect_bad("{\"test\":[1,2]}", 0, LR_EFORMAT, "tensor test: entry is an array");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2]}}", 16, LR_EFORMAT,
+               "missing field \"data_offsets\"");
+    expect_bad("{\"test\":{\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, LR_EFORMAT,
+               "missing field \"dtype\"");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16],\"x\":1}}",
+               16, LR_EFORMAT, "unexpected field \"x\"");
+    /* dtype */
+    expect_bad("{\"test\":{\"dtype\":\"F31\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "tensor test: unknown dtype \"F31\"");
+    expect_bad("{\"test\":{\"dtype\":\"f32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "unknown dtype \"f32\"");
+    expect_bad("{\"test\":{\"dtype\":4,\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "dtype is an integer, expected a string");
+    /* every dtype the reference knows is accepted, with its size */
+    const struct { const char *name; size_t bytes4; } all[] = {
+        { "BOOL", 4 }, { "U8", 4 }, { "I8", 4 }, { "F8_E5M2", 4 }, { "F8_E4M3", 4 },
+        { "F8_E8M0", 4 }, { "I16", 8 }, { "U16", 8 }, { "F16", 8 }, { "BF16", 8 },
+        { "I32", 16 }, { "U32", 16 }, { "F32", 16 }, { "F64", 32 }, { "I64", 32 },
+        { "U64", 32 }, { "C64", 32 }, { "F4", 2 }, { "F6_E2M3", 3 }, { "F6_E3M2", 3 },
+    };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        char h[200];
+        snprintf(h, sizeof h, "{\"t\":{\"dtype\":\"%s\",\"shape\":[4],\"data_offsets\":[0,%zu]}}",
+                 all[i].name, all[i].bytes4);
+        expect_ok(h, all[i].bytes4);
+        lr_st_dtype d;
+        assert_int_equal(lr_st_dtype_parse(all[i].name, &d), LR_OK);
+        assert_string_equal(lr_st_dtype_name(d), all[i].name);
+    }
+    assert_null(lr_st_dtype_name(LR_ST_NDTYPES));
+    assert_int_equal(lr_st_dtype_bits(LR_ST_NDTYPES), 0);
+    /* sub-byte types must fill whole bytes */
+    expect_bad("{\"t\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, LR_EFORMAT,
+               "3 elements of F4 do not fill whole bytes");
+    /* shape */
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":4,\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "shape is an integer, expected an array");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,-2],\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "shape[1] is not a non-negative integer");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2.0],\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "shape[1] is not a non-negative integer");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[\"2\",2],\"data_offsets\":[0,16]}}", 16,
+               LR_EFORMAT, "shape[0] is not a non-negative integer");
+    expect_bad("{\"t\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1,
+               LR_EFORMAT, "tensor t has 9 dimensions, at most 8 supported");
+    expect_ok("{\"t\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1);
+    /* test_empty_shapes_allowed and test_zero_sized_tensor */
+    expect_ok("{\"test\":{\"dtype\":\"I32\",\"shape\":[],\"data_offsets\":[0,4]}}", 4);
+    expect_ok("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],\"data_offsets\":[0, 0]}}", 0);
+    /* data_offsets */
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0]}}", 16,
+               LR_EFORMAT, "data_offsets must be an array [begin, end]");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16,32]}}", 16,
+               LR_EFORMAT, "data_offsets must be an array [begin, end]");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[-1,16]}}", 16,
+               LR_EFORMAT, "data_offsets must be non-negative integers");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":{\"a\":1}}}", 16,
+               LR_EFORMAT, "data_offsets must be an array");
+}
+
+static void test_overflow(void **state)
+{
+    (void)state;
+    /* the reference's test_validation_overflow: element count, then bytes */
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[4,9223372036854775807],\"data_offsets\":[0,16]}}",
+               16, LR_ERANGE, "tensor test: element count of shape (4, 9223372036854775807) overflows");
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,9223372036854775807],\"data_offsets\":[0,16]}}",
+               16, LR_ERANGE, "byte count of shape (2, 9223372036854775807) x I32 overflows");
+    /* as in the reference (checked_mul from 1), a leading 0 makes the count 0 before any
+     * product could overflow: such a file is accepted */
+    expect_ok("{\"test\":{\"dtype\":\"U8\",\"shape\":[0,9223372036854775807,9223372036854775807],"
+              "\"data_offsets\":[0,0]}}", 0);
+}
+
+static void test_offsets(void **state)
+{
+    (void)state;
+    /* test_invalid_info: bytes do not match shape x dtype */
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0, 4]}}", 4,
+               LR_EFORMAT, "tensor test: data_offsets [0, 4] hold 4 bytes, but shape (2, 2) of I32 needs 16");
+    /* must start at 0 */
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[4,20]}}", 20,
+               LR_EFORMAT, "data_offsets [4, 20] begin at 4, expected 0");
+    /* a gap between tensors */
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+               "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5]}}", 5, LR_EFORMAT,
+               "tensor b: data_offsets [3, 5] begin at 3, expected 2 (offsets must start at 0 and be contiguous: gap)");
+    /* overlap (the reference's test_json_attack: ten tensors all at [0,16]) */
+    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+               "\"c\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, LR_EFORMAT,
+               "expected 16 (offsets must start at 0 and be contiguous: overlap)");
+    /* end before begin */
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]},"
+               "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+               "\"c\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,1]}}", 2, LR_EFORMAT,
+               "tensor c: data_offsets [2, 1]");
+    /* entries may come in any order in the JSON: they are sorted by offset */
+    expect_ok("{\"z\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[3,5]},"
+              "\"y\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}", 5);
+    /* offsets past the end of the file */
+    expect_bad("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 14,
+               LR_EFORMAT, "file is 82 bytes, expected 84 (8 + 60 header + 16 data): data section truncated");
+}
+
+static void test_file_length(void **state)
+{
+    (void)state;
+    /* test_metadata_incomplete_buffer: extra bytes (a polyglot file), and missing bytes */
+    expect_bad(T16, 17, LR_EFORMAT, "extra bytes after the last tensor");
+    expect_bad(T16, 15, LR_EFORMAT, "data section truncated");
+    expect_bad("{}", 1, LR_EFORMAT, "file is 11 bytes, expected 10");
+}
+
+static void test_metadata(void **state)
+{
+    (void)state;
+    expect_ok("{\"__metadata__\":{\"format\":\"pt\",\"k\":\"\"}}", 0);
+    expect_ok("{\"__metadata__\":{}}", 0);
+    expect_bad("{\"__metadata__\":[\"a\"]}", 0, LR_EFORMAT,
+               "__metadata__ is an array, expected an object of strings");
+    expect_bad("{\"__metadata__\":\"pt\"}", 0, LR_EFORMAT, "__metadata__ is a string");
+    expect_bad("{\"__metadata__\":{\"step\":100}}", 0, LR_EFORMAT,
+               "__metadata__ value for \"step\" is an integer, expected a string");
+    expect_bad("{\"__metadata__\":{\"a\":{\"b\":\"c\"}}}", 0, LR_EFORMAT, "is an object");
+    expect_bad("{\"__metadata__\":{\"a\":null}}", 0, LR_EFORMAT, "is null");
+    expect_bad("{\"__metadata__\":{\"a\":\"x\",\"a\":\"y\"}}", 0, LR_EFORMAT, "duplicate");
+}
+
+/* ---- writer arguments ---- */
+
+static void test_write_arguments(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "w.safetensors");
+    float v[4] = { 0 };
+    lr_err err = { { 0 } };
+    lr_st_tensor dup[2] = { { "a", LR_ST_F32, 1, { 2 }, v }, { "a", LR_ST_F32, 1, { 2 }, v + 2 } };
+    assert_int_equal(lr_safetensors_write(p, dup, 2, NULL, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "tensor name a appears twice");
+    lr_st_tensor reserved = { "__metadata__", LR_ST_F32, 1, { 2 }, v };
+    assert_int_equal(lr_safetensors_write(p, &reserved, 1, NULL, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "__metadata__");
+    lr_st_tensor nodata = { "x", LR_ST_F32, 1, { 2 }, NULL };
+    assert_int_equal(lr_safetensors_write(p, &nodata, 1, NULL, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "tensor x has no data");
+    lr_st_tensor noname = { NULL, LR_ST_F32, 1, { 2 }, v };
+    assert_int_equal(lr_safetensors_write(p, &noname, 1, NULL, 0, &err), LR_EINVAL);
+    lr_st_tensor badutf = { "\xff", LR_ST_F32, 1, { 2 }, v };
+    assert_int_equal(lr_safetensors_write(p, &badutf, 1, NULL, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "not valid UTF-8");
+    lr_st_tensor baddt = { "x", (lr_st_dtype)99, 1, { 2 }, v };
+    assert_int_equal(lr_safetensors_write(p, &baddt, 1, NULL, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "invalid dtype 99");
+    lr_st_tensor deep = { "x", LR_ST_F32, 9, { 1 }, v };
+    assert_int_equal(lr_safetensors_write(p, &deep, 1, NULL, 0, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "9 dimensions");
+    lr_st_meta mdup[2] = { { "k", "1" }, { "k", "2" } };
+    assert_int_equal(lr_safetensors_write(p, NULL, 0, mdup, 2, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "metadata key k appears twice");
+    lr_st_meta mnull = { "k", NULL };
+    assert_int_equal(lr_safetensors_write(p, NULL, 0, &mnull, 1, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_write(p, NULL, 1, NULL, 0, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_write("", NULL, 0, NULL, 0, &err), LR_EINVAL);
+    /* nothing was created by any of these */
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(hidden_entries(dir), 0);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- opening and crash-safe writing ---- */
+
+static void test_open_errors(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "absent.safetensors");
+    lr_safetensors *st = (lr_safetensors *)1;
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_EIO);
+    assert_null(st);
+    assert_msg_contains(err.msg, p);
+    assert_msg_contains(err.msg, strerror(ENOENT));
+    assert_int_equal(lr_safetensors_open(&st, dir, &err), LR_EIO);
+    assert_msg_contains(err.msg, "is a directory");
+    assert_int_equal(lr_safetensors_open(&st, "", &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_open(NULL, p, &err), LR_EINVAL);
+    /* a bad file on disk names its path */
+    lr_test_write_file(p, "\x02\0\0\0\0\0\0\0{}x", 11);
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, p);
+    assert_msg_contains(err.msg, "extra bytes");
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+static void write_old(const char *p, float *v)
+{
+    lr_st_tensor t = { "old", LR_ST_F32, 1, { 4 }, v };
+    assert_int_equal(lr_safetensors_write(p, &t, 1, NULL, 0, NULL), LR_OK);
+}
+
+static void assert_old_intact(const char *p)
+{
+    lr_safetensors *st;
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    float out[4];
+    size_t four[1] = { 4 };
+    assert_int_equal(lr_safetensors_get_f32(st, "old", 1, four, out, &err), LR_OK);
+    assert_true(out[0] == 1.0f && out[3] == 4.0f);
+    lr_safetensors_free(st);
+}
+
+static void test_failed_writes_keep_old(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "ckpt.safetensors");
+    float old[4] = { 1, 2, 3, 4 };
+    write_old(p, old);
+    lr_err err = { { 0 } };
+
+    /* the write fails part-way (file size limit, as a full disk would) */
+    static float big[1 << 16];
+    lr_st_tensor t = { "new", LR_ST_F32, 1, { 1 << 16 }, big };
+    struct rlimit saved, small;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    small = saved;
+    small.rlim_cur = 8192;
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    lr_status s = lr_safetensors_write(p, &t, 1, NULL, 0, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    signal(SIGXFSZ, oldsig);
+    assert_int_equal(s, LR_EIO);
+    assert_msg_contains(err.msg, p);
+    assert_msg_contains(err.msg, strerror(EFBIG));
+    assert_old_intact(p);
+    assert_int_equal(hidden_entries(dir), 0);
+
+    /* the directory does not exist */
+    char *nodir = lr_test_path(dir, "no/such/dir/ckpt.safetensors");
+    assert_int_equal(lr_safetensors_write(nodir, &t, 1, NULL, 0, &err), LR_EIO);
+    assert_msg_contains(err.msg, nodir);
+    free(nodir);
+
+    /* a directory where the file should go: rename fails, the directory stays */
+    char *sub = lr_test_path(dir, "taken");
+    assert_int_equal(mkdir(sub, 0755), 0);
+    char *inner = lr_test_path(sub, "ckpt.safetensors");
+    write_old(inner, old);
+    assert_int_equal(lr_safetensors_write(sub, &t, 1, NULL, 0, &err), LR_EIO);
+    assert_msg_contains(err.msg, "rename");
+    assert_old_intact(inner);
+    assert_int_equal(hidden_entries(dir), 0);
+    free(inner);
+    free(sub);
+
+    /* a read-only directory, where that means something (not for root) */
+    if (geteuid() != 0) {
+        assert_int_equal(chmod(dir, 0555), 0);
+        assert_int_equal(lr_safetensors_write(p, &t, 1, NULL, 0, &err), LR_EIO);
+        assert_msg_contains(err.msg, strerror(EACCES));
+        chmod(dir, 0755);
+        assert_old_intact(p);
+    }
+
+    /* and a good write replaces the file */
+    assert_int_equal(lr_safetensors_write(p, &t, 1, NULL, 0, &err), LR_OK);
+    lr_safetensors *st;
+    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    assert_non_null(lr_safetensors_find(st, "new"));
+    assert_null(lr_safetensors_find(st, "old"));
+    lr_safetensors_free(st);
+    assert_int_equal(hidden_entries(dir), 0);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_vectors),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_get_f32_errors),
+        cmocka_unit_test(test_half_conversions),
+        cmocka_unit_test(test_header_bounds),
+        cmocka_unit_test(test_header_text),
+        cmocka_unit_test(test_entries),
+        cmocka_unit_test(test_overflow),
+        cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_file_length),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_write_arguments),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_failed_writes_keep_old),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
