@@ -950,6 +950,21 @@ int main(int argc, char **argv)
     }
     json_object_set_new(r.js, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(r.js, "threads", json_integer(o->threads));
+    json_t *cfg = json_object();
+    json_object_set_new(cfg, "data", json_string(o->data_dir ? o->data_dir : "data/mnist"));
+    json_object_set_new(cfg, "epochs", json_integer((json_int_t)o->epochs));
+    json_object_set_new(cfg, "batch", json_integer((json_int_t)o->batch));
+    json_object_set_new(cfg, "lr", json_real(o->lr));
+    json_object_set_new(cfg, "limit_train", json_integer((json_int_t)o->limit_train));
+    json_object_set_new(cfg, "rank", json_integer((json_int_t)o->rank));
+    json_object_set_new(cfg, "alpha", json_real(o->alpha));
+    json_object_set_new(cfg, "rslora", json_boolean(o->rslora));
+    json_object_set_new(cfg, "init", json_string(o->pissa ? "pissa" : "gaussian"));
+    json_object_set_new(cfg, "lora_layers", json_string(o->lora_layers ? o->lora_layers : "all"));
+    json_object_set_new(cfg, "steps", json_integer((json_int_t)o->steps));
+    json_object_set_new(cfg, "ft_lr", json_real(o->ft_lr));
+    json_object_set_new(cfg, "digit", o->digit < 0 ? json_string("worst") : json_integer(o->digit));
+    json_object_set_new(r.js, "config", cfg);
 
     double t0 = now_s();
     if (load_data(&r)) goto out;

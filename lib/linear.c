@@ -18,17 +18,13 @@
 #include "lowrank/blas.h"
 #include "internal.h"
 #include "mlp_internal.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LR__X86 1
 #include <immintrin.h>
 #endif
 
-/* Row parts of the fused backward: fixed, so results do not depend on the thread count. */
-#define LR__PARTS 4
 /* Largest batch the register-tiled forward handles in one tile. */
 #define LR__FB 12
 /* Batches up to this size use the row-streaming forward; larger ones sgemm. */
@@ -138,17 +134,18 @@ static void fwd_rows(float *y, size_t ldy, const float *x, size_t ldx, const flo
     }
 }
 
-static int clamp_threads(int threads, size_t work_rows)
+typedef struct {
+    lr_mat y;
+    lr_cmat x, w;
+    const float *b;
+} fwd_job;
+
+static void fwd_chunk(void *ctx, size_t c)
 {
-#ifdef _OPENMP
-    if (threads < 1) threads = 1;
-    if ((size_t)threads > work_rows) threads = work_rows ? (int)work_rows : 1;
-    return threads;
-#else
-    (void)threads;
-    (void)work_rows;
-    return 1;
-#endif
+    const fwd_job *j = ctx;
+    size_t out = j->w.rows, o0 = 64 * c, o1 = o0 + 64 < out ? o0 + 64 : out;
+    fwd_rows(j->y.data, j->y.ld, j->x.data, j->x.ld, j->w.data, j->w.ld, j->b, j->x.rows, j->x.cols,
+             o0, o1);
 }
 
 /* The forward kernel with threads over row ranges (each y entry is computed the same way
@@ -163,19 +160,10 @@ void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int t
         lr_gemm(y, 1.0f, x, false, w, true, 1.0f, NULL);
         return;
     }
-    int nt = clamp_threads(threads, out / 64 + 1);
-    if (nt <= 1) {
-        fwd_rows(y.data, y.ld, x.data, x.ld, w.data, w.ld, b, batch, in, 0, out);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        size_t o0 = out * (size_t)t / (size_t)n, o1 = out * (size_t)(t + 1) / (size_t)n;
-        fwd_rows(y.data, y.ld, x.data, x.ld, w.data, w.ld, b, batch, in, o0, o1);
-    }
-#endif
+    /* rows in chunks of 64, handed out dynamically: each y entry is computed the same way
+     * whoever computes it, so the output does not depend on the thread count */
+    fwd_job job = { y, x, w, b };
+    lr__parallel_for(threads, (out + 63) / 64, fwd_chunk, &job);
 }
 
 lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err)
@@ -219,35 +207,40 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
     return LR_OK;
 }
 
-size_t lr_linear_backward_adam_work(size_t batch, size_t in) { return LR__PARTS * batch * in; }
+size_t lr_linear_backward_adam_work(size_t batch, size_t in)
+{
+    (void)batch;
+    (void)in;
+    return 0; /* the column-chunked kernel writes dx in place: no partial sums */
+}
 
 /* Arguments of one fused pass, shared by the kernels. */
 typedef struct {
     float *w, *mw, *vw;          /* (out, in), ld ldw / ldm / ldv */
     size_t ldw, ldm, ldv;
     const float *dy, *x;         /* (batch, out) ld lddy; (batch, in) ld ldx */
-    size_t lddy, ldx, batch, in;
+    size_t lddy, ldx, batch, in, out;
+    float *dx;                   /* (batch, in) ld lddx, or NULL */
+    size_t lddx;
     const lr_adam_step *s;       /* NULL: dx only (a frozen layer), w untouched */
-    bool reverse;                /* walk rows and column blocks backwards (see below) */
+    bool reverse;                /* walk rows and chunks backwards (see lr__linear_backward_adam_ex) */
 } fused_args;
 
-/* Column block of the fused pass: x and the partial dx of the batch (2 x 10 x 256 floats,
- * 20 KB) stay in L1 while the rows stream past. */
-#define LR__BJ 256
-
-/* Rows [o0, o1): plain C. dxp (batch, in) accumulates dy[b,o]·w_old[o,:] when non-NULL. */
-static void fused_rows_c(const fused_args *a, float *dxp, size_t o0, size_t o1)
+/* Columns [j0, j1), every row: plain C. */
+static void fused_cols_c(const fused_args *a, size_t j0, size_t j1)
 {
-    size_t in = a->in, batch = a->batch;
-    for (size_t k = o0; k < o1; k++) {
-        size_t o = a->reverse ? o1 - 1 - (k - o0) : k;
+    size_t batch = a->batch, out = a->out;
+    if (a->dx)
+        for (size_t b = 0; b < batch; b++) memset(a->dx + b * a->lddx + j0, 0, (j1 - j0) * sizeof(float));
+    for (size_t k = 0; k < out; k++) {
+        size_t o = a->reverse ? out - 1 - k : k;
         float *wr = a->w + o * a->ldw;
-        for (size_t j = 0; j < in; j++) {
+        for (size_t j = j0; j < j1; j++) {
             float g = 0.0f, wold = wr[j];
             for (size_t b = 0; b < batch; b++) {
                 float d = a->dy[b * a->lddy + o];
-                g += d * a->x[b * a->ldx + j];
-                if (dxp) dxp[b * in + j] += d * wold;
+                if (a->s) g += d * a->x[b * a->ldx + j];
+                if (a->dx) a->dx[b * a->lddx + j] += d * wold;
             }
             if (a->s)
                 wr[j] = lr_adam_elem(wold, g, a->mw + o * a->ldm + j, a->vw + o * a->ldv + j, a->s);
@@ -277,15 +270,15 @@ adam8(__m256 w, __m256 g, float *m, float *v, const lr_adam_step *s)
  * registers over the batch loop, dx takes the old weights' contribution, then Adam writes
  * the rows back. UPD = 0: dx only. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-fused_block_avx2(const fused_args *a, float *dxp, size_t o, size_t j0, size_t j1, const int R,
+fused_block_avx2(const fused_args *a, size_t o, size_t j0, size_t j1, const int R,
                  const int want_dx, const int UPD)
 {
-    size_t in = a->in, batch = a->batch, j = j0;
+    size_t batch = a->batch, j = j0;
     float *wr[4], *mr[4], *vr[4];
     for (int r = 0; r < R; r++) {
         wr[r] = a->w + (o + r) * a->ldw;
-        mr[r] = a->mw ? a->mw + (o + r) * a->ldm : NULL;
-        vr[r] = a->vw ? a->vw + (o + r) * a->ldv : NULL;
+        mr[r] = UPD ? a->mw + (o + r) * a->ldm : NULL;
+        vr[r] = UPD ? a->vw + (o + r) * a->ldv : NULL;
     }
     for (; j + 8 <= j1; j += 8) {
         __m256 g[4], wv[4];
@@ -302,7 +295,7 @@ fused_block_avx2(const fused_args *a, float *dxp, size_t o, size_t j0, size_t j1
                 for (int r = 0; r < R; r++) g[r] = _mm256_fmadd_ps(d[r], xv, g[r]);
             }
             if (want_dx) {
-                float *dp = dxp + b * in + j;
+                float *dp = a->dx + b * a->lddx + j;
                 __m256 acc = _mm256_loadu_ps(dp);
                 for (int r = 0; r < R; r++) acc = _mm256_fmadd_ps(d[r], wv[r], acc);
                 _mm256_storeu_ps(dp, acc);
@@ -317,85 +310,75 @@ fused_block_avx2(const fused_args *a, float *dxp, size_t o, size_t j0, size_t j1
             float gs = 0.0f, wold = wr[r][j];
             for (size_t b = 0; b < batch; b++) {
                 float d = a->dy[b * a->lddy + o + r];
-                gs = fmaf(d, a->x[b * a->ldx + j], gs);
-                if (want_dx) dxp[b * in + j] = fmaf(d, wold, dxp[b * in + j]);
+                if (UPD) gs = fmaf(d, a->x[b * a->ldx + j], gs);
+                if (want_dx) {
+                    float *dp = a->dx + b * a->lddx + j;
+                    *dp = fmaf(d, wold, *dp);
+                }
             }
             if (UPD) wr[r][j] = lr_adam_elem(wold, gs, &mr[r][j], &vr[r][j], a->s);
         }
 }
 
 #define LR__FUSED_VARIANT(NAME, WANT_DX, UPD)                                                \
-    __attribute__((target("avx2,fma"))) static void NAME(const fused_args *a, float *dxp,    \
-                                                         size_t o0, size_t o1)               \
+    __attribute__((target("avx2,fma"))) static void NAME(const fused_args *a, size_t j0,     \
+                                                         size_t j1)                          \
     {                                                                                        \
-        size_t in = a->in, nb = (in + LR__BJ - 1) / LR__BJ, n4 = (o1 - o0) / 4;              \
-        for (size_t kb = 0; kb < nb; kb++) {                                                 \
-            size_t jb = a->reverse ? nb - 1 - kb : kb;                                       \
-            size_t j0 = jb * LR__BJ, j1 = in - j0 < LR__BJ ? in : j0 + LR__BJ;                \
-            if (!a->reverse) {                                                               \
-                for (size_t k = 0; k < n4; k++)                                              \
-                    fused_block_avx2(a, dxp, o0 + 4 * k, j0, j1, 4, WANT_DX, UPD);           \
-                for (size_t o = o0 + 4 * n4; o < o1; o++)                                    \
-                    fused_block_avx2(a, dxp, o, j0, j1, 1, WANT_DX, UPD);                    \
-            } else {                                                                         \
-                for (size_t o = o1; o-- > o0 + 4 * n4;)                                      \
-                    fused_block_avx2(a, dxp, o, j0, j1, 1, WANT_DX, UPD);                    \
-                for (size_t k = n4; k-- > 0;)                                                \
-                    fused_block_avx2(a, dxp, o0 + 4 * k, j0, j1, 4, WANT_DX, UPD);           \
-            }                                                                                \
+        size_t out = a->out, n4 = out / 4;                                                   \
+        if (WANT_DX)                                                                         \
+            for (size_t b = 0; b < a->batch; b++)                                            \
+                memset(a->dx + b * a->lddx + j0, 0, (j1 - j0) * sizeof(float));              \
+        if (!a->reverse) {                                                                   \
+            for (size_t k = 0; k < n4; k++) fused_block_avx2(a, 4 * k, j0, j1, 4, WANT_DX, UPD); \
+            for (size_t o = 4 * n4; o < out; o++) fused_block_avx2(a, o, j0, j1, 1, WANT_DX, UPD); \
+        } else {                                                                             \
+            for (size_t o = out; o-- > 4 * n4;) fused_block_avx2(a, o, j0, j1, 1, WANT_DX, UPD); \
+            for (size_t k = n4; k-- > 0;) fused_block_avx2(a, 4 * k, j0, j1, 4, WANT_DX, UPD); \
         }                                                                                    \
     }
-LR__FUSED_VARIANT(fused_rows_avx2_dx, 1, 1)
-LR__FUSED_VARIANT(fused_rows_avx2_nodx, 0, 1)
-LR__FUSED_VARIANT(fused_rows_avx2_dxonly, 1, 0)
+LR__FUSED_VARIANT(fused_cols_avx2_dx, 1, 1)
+LR__FUSED_VARIANT(fused_cols_avx2_nodx, 0, 1)
+LR__FUSED_VARIANT(fused_cols_avx2_dxonly, 1, 0)
 #endif
 
-static void fused_rows(const fused_args *a, float *dxp, size_t o0, size_t o1)
+static void fused_cols(const fused_args *a, size_t j0, size_t j1)
 {
 #ifdef LR__X86
     if (have_avx2()) {
-        if (!a->s) fused_rows_avx2_dxonly(a, dxp, o0, o1);
-        else if (dxp) fused_rows_avx2_dx(a, dxp, o0, o1);
-        else fused_rows_avx2_nodx(a, NULL, o0, o1);
+        if (!a->s) fused_cols_avx2_dxonly(a, j0, j1);
+        else if (a->dx) fused_cols_avx2_dx(a, j0, j1);
+        else fused_cols_avx2_nodx(a, j0, j1);
         return;
     }
 #endif
-    fused_rows_c(a, dxp, o0, o1);
+    fused_cols_c(a, j0, j1);
 }
 
-/* Runs the row parts (in reverse order when a->reverse) and sums their partial dx. */
-static void fused_run(const fused_args *a, lr_mat dx, float *work, size_t out, int threads)
+/* Column chunks: every element of w, of dw and of dx belongs to exactly one chunk, so the
+ * chunks are independent and the result does not depend on which thread runs which (or
+ * on the thread count). An even number of chunks of about 128 columns (a multiple of 8)
+ * keeps x's and dx's pieces in L1 and the threads balanced; they are handed out
+ * dynamically so a thread the OS preempts does not hold the other back. */
+static size_t fused_chunks(const fused_args *a) { return 2 * ((a->in + 255) / 256); }
+
+static void fused_chunk(void *ctx, size_t k)
 {
-    size_t batch = a->batch, in = a->in, part = batch * in;
-    float *dxw = dx.data ? work : NULL;
-    if (dxw) memset(dxw, 0, LR__PARTS * part * sizeof(float));
-    int nt = clamp_threads(threads, LR__PARTS);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-#endif
-    for (int k = 0; k < LR__PARTS; k++) {
-        int p = a->reverse ? LR__PARTS - 1 - k : k;
-        size_t o0 = out * (size_t)p / LR__PARTS, o1 = out * (size_t)(p + 1) / LR__PARTS;
-        fused_rows(a, dxw ? dxw + (size_t)p * part : NULL, o0, o1);
-    }
-    (void)nt;
-    if (dxw)
-        for (size_t bb = 0; bb < batch; bb++) {
-            float *d = dx.data + bb * dx.ld;
-            const float *p0 = dxw + bb * in;
-            for (size_t j = 0; j < in; j++) {
-                float t = p0[j];
-                for (size_t p = 1; p < LR__PARTS; p++) t += p0[p * part + j];
-                d[j] = t;
-            }
-        }
+    const fused_args *a = ctx;
+    size_t in = a->in, nch = fused_chunks(a), c = a->reverse ? nch - 1 - k : k;
+    size_t j0 = (in * c / nch) & ~(size_t)7, j1 = c + 1 == nch ? in : (in * (c + 1) / nch) & ~(size_t)7;
+    if (j1 > j0) fused_cols(a, j0, j1);
 }
 
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads)
+static void fused_run(const fused_args *a, int threads)
+{
+    lr__parallel_for(threads, fused_chunks(a), fused_chunk, (void *)a);
+}
+
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, int threads)
 {
     fused_args a = { (float *)w.data, NULL, NULL, w.ld, 0, 0, dy.data, NULL, dy.ld, 0,
-                     dy.rows, w.cols, NULL, reverse };
-    fused_run(&a, dx, work, w.rows, threads);
+                     dy.rows, w.cols, w.rows, dx.data, dx.ld, NULL, reverse };
+    fused_run(&a, threads);
 }
 
 lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
@@ -421,11 +404,10 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
         return lr__fail(err, LR_EDIM, "linear backward_adam: dx is %zu x %zu, want %zu x %zu", dx.rows,
                         dx.cols, x.rows, x.cols);
     size_t batch = x.rows, in = x.cols, out = w.rows;
-    if (dx.data && batch && in && !work)
-        return lr__fail(err, LR_EINVAL, "linear backward_adam: work is NULL");
     fused_args a = { w.data, m_w.data, v_w.data, w.ld, m_w.ld, v_w.ld, dy.data, x.data,
-                     dy.ld, x.ld, batch, in, s, reverse };
-    fused_run(&a, dx, work, out, threads);
+                     dy.ld, x.ld, batch, in, out, dx.data, dx.ld, s, reverse };
+    (void)work;
+    fused_run(&a, threads);
     /* bias: gradient Σ_b dy[b,o], summed in batch order like the weights' rows */
     for (size_t o = 0; o < out; o++) {
         float g = 0.0f;

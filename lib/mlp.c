@@ -218,12 +218,7 @@ lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err
 void lr_mlp_set_threads(lr_mlp *net, int n)
 {
     if (!net) return;
-#ifdef _OPENMP
-    net->threads = n < 1 ? 1 : n;
-#else
-    (void)n;
-    net->threads = 1;
-#endif
+    net->threads = n < 1 ? 1 : (n > 16 ? 16 : n);
 }
 
 static void zero_mat(lr_mat m)
@@ -459,7 +454,7 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
                                                  err)))
                 return s;
         } else if (need_dx) {
-            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, false, net->threads);
+            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), false, net->threads);
         }
         if (lora_on(ly)) {
             lr_lora_weights *lw = ly->lora;

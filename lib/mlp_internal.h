@@ -10,9 +10,9 @@
  * batch >= 1. Small batches use the row-streaming kernel, large ones sgemm. */
 void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int threads);
 
-/* dx: (batch, in) <- dy: (batch, out) · w: (out, in), streaming w's rows once (the frozen
- * layer's backward); work as lr_linear_backward_adam_work. Shapes already checked. */
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads);
+/* dx: (batch, in) <- dy: (batch, out) · w: (out, in), streaming w once (the frozen layer's
+ * backward, same kernel as the fused pass without the update). Shapes already checked. */
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, int threads);
 
 /* lr_linear_backward_adam with the row order reversed when `reverse` (the training step
  * alternates it every step: the rows the last step touched last are then touched first,

@@ -8,14 +8,16 @@
  *
  * Layout: the thin matrices are kept transposed, qt: (l,M) and zt: (l,N) in
  * row-major, which is exactly LAPACK's column-major (M,l) and (N,l). So the QR
- * factorisations (sgeqrf + sorgqr) run on them in place with no copies, and every
+ * factorisations (orth() below) run on them in place with no copies, and every
  * product with t is one sgemm reading a where it lies:
  *   qt <- zt·tᵀ   (l,M) = (l,N)·(N,M)
  *   zt <- qt·t    (l,N) = (l,M)·(M,N)
- * All buffers are allocated once per call. The flop count is that of the
+ * Workspace: two allocations per call, released before returning. The flop count is that of the
  * algorithm, (2q+2)·2·M·N·l in sgemm; docs/math.md gives the measurements.
  */
+#include <float.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +37,7 @@ typedef struct {
     size_t lda;
     bool tr;          /* t = aᵀ (when m < n) */
     size_t M, N, l;
-    float *tau, *work;
+    float *tau, *work, *gram;
     lapack_int lwork;
 } rs_ctx;
 
@@ -56,8 +58,9 @@ static void mul_t(const rs_ctx *c, float *out, const float *in)
                 out, (blasint)c->N);
 }
 
-/* Replaces the column-major (rows, l) matrix x by the Q of its Householder QR. */
-static lr_status orth(const rs_ctx *c, float *x, size_t rows, lr_err *err)
+/* Replaces the column-major (rows, l) matrix x by the Q of its Householder QR
+ * (LAPACK sgeqrf + sorgqr). */
+static lr_status orth_householder(const rs_ctx *c, float *x, size_t rows, lr_err *err)
 {
     lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)c->l, x,
                                           (lapack_int)rows, c->tau, c->work, c->lwork);
@@ -68,6 +71,46 @@ static lr_status orth(const rs_ctx *c, float *x, size_t rows, lr_err *err)
         return lr__fail(err, LR_EINVAL, "rsvd: QR argument %d had an illegal value (a bug in lowrank)",
                         (int)-info);
     return LR_OK; /* geqrf/orgqr have no info > 0 */
+}
+
+/* One Cholesky-QR sweep: g = xᵀx + shift·I = rᵀr, x <- x·r⁻¹. Returns false
+ * when the Cholesky factorisation breaks down (x numerically rank-deficient). */
+static bool cholqr_sweep(const rs_ctx *c, float *x, size_t rows, bool shifted)
+{
+    const blasint l = (blasint)c->l, M = (blasint)rows;
+    float *g = c->gram;
+    cblas_ssyrk(CblasColMajor, CblasUpper, CblasTrans, l, M, 1.0f, x, M, 0.0f, g, l);
+    if (shifted) {
+        /* Fukaya et al. 2020, shift 11·(M·l + l(l+1))·u·‖x‖², with ‖x‖_2 <= ‖x‖_F */
+        double fro2 = 0;
+        for (blasint i = 0; i < l; i++) fro2 += g[i * l + i];
+        float sh = (float)(11.0 * ((double)M * l + (double)l * (l + 1)) * (FLT_EPSILON / 2) * fro2);
+        for (blasint i = 0; i < l; i++) g[i * l + i] += sh;
+    }
+    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'U', l, g, l) != 0) return false;
+    for (blasint i = 0; i < l; i++)
+        if (!(g[i * l + i] > 0) || !isfinite(g[i * l + i])) return false;
+    cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, M, l, 1.0f, g, l, x, M);
+    return true;
+}
+
+/* Orthonormalises the column-major (rows, l) matrix x in place, keeping its range.
+ * Between power iterations we use shifted Cholesky-QR3 (Fukaya, Kannan,
+ * Nakatsukasa, Yamamoto & Yanagisawa, SISC 2020): three Gram/Cholesky/triangular
+ * solve sweeps, all level-3 BLAS, orthonormal to working precision for any
+ * condition number up to about 1/u. Householder QR is level-2 bound on these
+ * tall, thin panels and issues hundreds of small threaded BLAS calls, which is
+ * where a contended 2-core machine loses most time. If a Cholesky factorisation
+ * still breaks down (x exactly rank-deficient, e.g. a = 0), Householder QR
+ * takes over; the last orthonormalisation, the one defining the final Q, is
+ * always Householder (see lr_rsvd). */
+static lr_status orth(const rs_ctx *c, float *x, size_t rows, bool householder, lr_err *err)
+{
+    if (householder || c->l > rows) return orth_householder(c, x, rows, err);
+    if (cholqr_sweep(c, x, rows, true) && cholqr_sweep(c, x, rows, false) &&
+        cholqr_sweep(c, x, rows, false))
+        return LR_OK;
+    return orth_householder(c, x, rows, err);
 }
 
 static lr_status lwork_for(rs_ctx *c, lr_err *err)
@@ -110,38 +153,43 @@ lr_status lr_rsvd(lr_cmat a, size_t r, float *s, lr_mat u, lr_mat vt, const lr_r
         return lr__fail(err, LR_ERANGE, "rsvd: a %zu x %zu matrix exceeds BLAS/LAPACK's 32-bit sizes", m, n);
     if ((st = lr_mat_check_finite(a, "rsvd input", err))) return st;
 
-    rs_ctx c = { a.data, a.ld, m < n, m < n ? n : m, m < n ? m : n, 0, NULL, NULL, 0 };
+    rs_ctx c = { a.data, a.ld, m < n, m < n ? n : m, m < n ? m : n, 0, NULL, NULL, NULL, 0 };
     c.l = r + o.oversample > k ? k : r + o.oversample;
     const size_t M = c.M, N = c.N, l = c.l;
     if ((double)l * (double)M > (double)INT_MAX)
         return lr__fail(err, LR_ERANGE, "rsvd: %zu x %zu sample exceeds LAPACK's 32-bit sizes", M, l);
     if ((st = lwork_for(&c, err))) return st;
 
-    /* one allocation: qt (l,M), zt (l,N), tau (l), work, b-svd: ub (l,l), sb (l) */
-    size_t total = l * M + l * N + l + (size_t)c.lwork + l * l + l;
+    /* one allocation: qt (l,M), zt (l,N), ub (l,l), sb (l), tau (l), gram (l,l), work */
+    size_t total = l * M + l * N + l * l + l + l + l * l + (size_t)c.lwork;
     float *buf = malloc(total * sizeof *buf);
     if (!buf) return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats of workspace", total);
     float *qt = buf, *zt = qt + l * M, *ub = zt + l * N, *sb = ub + l * l;
     c.tau = sb + l;
-    c.work = c.tau + l;
+    c.gram = c.tau + l;
+    c.work = c.gram + l * l;
 
     /* Ωᵀ: (l,N) Gaussian, filled row by row (the same seed gives the same Ω) */
     lr_rng_fill_normal(rng, lr_mat_view(zt, l, N, N), 0.0f, 1.0f);
     mul_tt(&c, qt, zt);                                   /* Y = t·Ω        */
-    if ((st = orth(&c, qt, M, err))) goto done;           /* Q = qr(Y)      */
+    if ((st = orth(&c, qt, M, o.power_iters == 0, err))) goto done;    /* Q = qr(Y)  */
     for (size_t it = 0; it < o.power_iters; it++) {
-        mul_t(&c, zt, qt);                                /* Z = tᵀ·Q       */
-        if ((st = orth(&c, zt, N, err))) goto done;       /* Q̃ = qr(Z)     */
-        mul_tt(&c, qt, zt);                               /* Y = t·Q̃       */
-        if ((st = orth(&c, qt, M, err))) goto done;       /* Q = qr(Y)      */
+        const bool last = it + 1 == o.power_iters;
+        mul_t(&c, zt, qt);                                             /* Z = tᵀ·Q   */
+        if ((st = orth(&c, zt, N, false, err))) goto done;             /* Q̃ = qr(Z) */
+        mul_tt(&c, qt, zt);                                            /* Y = t·Q̃   */
+        if ((st = orth(&c, qt, M, last, err))) goto done;              /* Q = qr(Y)  */
     }
     mul_t(&c, zt, qt);                                    /* B = Qᵀ·t: (l,N) */
 
-    /* B = Ub·S·Vbᵀ; reuse qt? no: qt is still needed. vb goes into a fresh view. */
+    /* B = Ub·S·Vbᵀ, the small thin SVD; vb: (l,N) holds Vbᵀ (qt is still needed) */
     {
         float *vb = malloc(l * N * sizeof *vb);
         if (!vb) { st = lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", l * N); goto done; }
         st = lr_svd(lr_cmat_view(zt, l, N, N), sb, lr_mat_view(ub, l, l, l), lr_mat_view(vb, l, N, N), err);
+        if (st == LR_ENONFINITE)
+            st = lr__fail(err, LR_ENONFINITE,
+                          "rsvd: the products overflowed float32 (entries of a near FLT_MAX); scale a down");
         if (!st) {
             memcpy(s, sb, r * sizeof *s);
             if (!c.tr) {

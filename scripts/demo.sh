@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build >&2
-exec build/demos/lr-svd-demo "$@"
+exec build/demos/lr-mnist "$@"

@@ -105,6 +105,20 @@ static void test_exact_low_rank_and_clamp(void **st)
     assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 5, &o, &rng, NULL), LR_OK);
     assert_true(err_of(lr_cm(w), &f) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
     lr_usv_free(&f);
+    /* with power iterations the samples are rank-deficient (5 < l = 15): the
+     * Cholesky-QR sweeps break down and Householder QR takes over */
+    o.power_iters = 3;
+    assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 5, &o, &rng, NULL), LR_OK);
+    assert_true(err_of(lr_cm(w), &f) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
+    assert_true(orth(lr_cm(f.u), true) < 1e-5);
+    lr_usv_free(&f);
+    /* the zero matrix: zero values, orthonormal factors all the same */
+    lr_mat_fill(w, 0);
+    assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 3, NULL, &rng, NULL), LR_OK);
+    assert_true(f.s[0] == 0 && f.s[2] == 0);
+    assert_true(orth(lr_cm(f.u), true) < 1e-5);
+    assert_true(orth(lr_cm(f.vt), false) < 1e-5);
+    lr_usv_free(&f);
     /* r + p > min(m,n): the sample is clamped to the whole space; error is optimal */
     lr_mat_free(&w);
     lr_mat_init(&w, 20, 15, NULL);
@@ -177,7 +191,15 @@ static void test_bad_input(void **st)
         assert_int_equal(lr_rsvd(lr_cmat_view(b, 3, 4, 4), 2, s, U, VT, NULL, &rng, &err), LR_ENONFINITE);
         assert_msg_contains(err.msg, "(2,3)");
     }
+    /* finite entries whose products overflow float32 */
+    lr_mat big;
+    lr_mat_init(&big, 60, 40, NULL);
+    lr_mat_fill(big, 3e38f);
     lr_usv f;
+    assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(big), 2, NULL, &rng, &err), LR_ENONFINITE);
+    assert_msg_contains(err.msg, "overflowed");
+    assert_null(f.u.data);
+    lr_mat_free(&big);
     assert_int_equal(lr_usv_from_rsvd(&f, A, 9, NULL, &rng, &err), LR_EINVAL);
     assert_null(f.u.data);
     assert_int_equal(lr_usv_from_rsvd(NULL, A, 2, NULL, &rng, &err), LR_EINVAL);

@@ -7,9 +7,8 @@
  * therefore makes ONE pass over each row of w: with dy and x in cache it computes that
  * row's weight gradient dw[o,:] = Σ_b dy[b,o]·x[b,:] in registers, adds the OLD row's
  * contribution dy[b,o]·w[o,:] to dx, and applies Adam to the row at once; dw is never
- * stored. Rows are split into a fixed number of parts (independent of the thread count),
- * each with its own partial dx summed in a fixed order, so results do not depend on the
- * number of threads.
+ * stored. The work is split into column chunks (each element of w, dw and dx belongs to
+ * one chunk), so results do not depend on the number of threads.
  */
 #ifndef LOWRANK_LINEAR_H
 #define LOWRANK_LINEAR_H
@@ -34,7 +33,7 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
 /* Fused backward + Adam step s on w and b (moments m_w, v_w: (out, in), m_b, v_b: (out)).
  * dx (optional, data NULL = skip): (batch, in) <- dy·w with the weights BEFORE the update.
  * Equivalent to lr_linear_backward into zeroed dw, db followed by lr_adam_update on each.
- * work: at least lr_linear_backward_adam_work(batch, in) floats (partial dx sums).
+ * work: lr_linear_backward_adam_work(batch, in) floats (currently 0: may be NULL).
  * threads >= 1 (OpenMP; ignored without it). */
 lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
                                   float *m_b, float *v_b, lr_cmat dy, lr_cmat x,

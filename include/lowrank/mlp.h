@@ -99,7 +99,8 @@ void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
 /* Attach (or detach with NULL) an adapter to layer i; shapes must match. */
 lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err);
 
-/* Threads the kernels use (n >= 1; clamped to 1 when built without OpenMP). */
+/* Threads the training kernels use (clamped to 1..16; the caller's thread is one of them).
+ * Results do not depend on it. */
 void lr_mlp_set_threads(lr_mlp *net, int n);
 
 /* Zeroes the Adam step count and the moments of the base parameters and of every attached

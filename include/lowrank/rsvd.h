@@ -7,8 +7,10 @@
  *   B = Qᵀ·a: (l,n);  B = Ũ·S·Vᵀ (small thin SVD);  u = Q·Ũ[:, :r], s = S[:r],
  *   vt = Vᵀ[:r, :].
  * Re-orthonormalisation between the power iterations keeps the columns from
- * collapsing onto the leading singular vector in float32 (HMT §4.5); it uses
- * Householder QR (LAPACK sgeqrf/sorgqr). The work is done on the shorter side:
+ * collapsing onto the leading singular vector in float32 (HMT §4.5). The
+ * intermediate ones use shifted Cholesky-QR3 (level-3 BLAS, falls back to
+ * Householder on breakdown); the last one, which defines Q, is Householder QR
+ * (LAPACK sgeqrf/sorgqr). The work is done on the shorter side:
  * when m < n the same steps run on aᵀ (no copy is made, only the roles of the
  * products change). docs/math.md says more, and what was measured.
  *
