@@ -54,18 +54,18 @@ typedef struct {
     uint64_t seed;
     size_t epochs, batch;
     size_t limit_train;         /* 0: all training images; else the first N */
-    float lr;
+    double lr;                  /* kept in double so --json shows what was typed */
     size_t sizes[LR_MLP_MAX_LAYERS + 1];
     size_t n_sizes;
     bool sizes_given;
     int threads;                /* 0: number of online CPUs */
     size_t rank;
-    float alpha;
+    double alpha;
     bool rslora;
     bool pissa;
     const char *lora_layers;    /* NULL: every layer */
     size_t steps;
-    float ft_lr;
+    double ft_lr;
     int digit;                  /* 0..9, or -1 for "worst" */
     bool json, quiet;
 } options;
@@ -155,14 +155,14 @@ static int opt_size(const char *opt, const char *s, size_t lo, size_t hi, size_t
 }
 
 /* A finite number > 0 (learning rates, alpha). */
-static int opt_pos_float(const char *opt, const char *s, float *out)
+static int opt_pos_float(const char *opt, const char *s, double *out)
 {
     char *end;
     errno = 0;
     double v = (s && *s) ? strtod(s, &end) : 0.0;
-    if (!s || !*s || errno || *end || !isfinite(v) || v <= 0.0 || v > 1e6)
-        return usage_error("%s: expected a positive number, got '%s'", opt, s ? s : "");
-    *out = (float)v;
+    if (!s || !*s || errno || *end || !isfinite(v) || v <= 0.0 || (float)v <= 0.0f || v > 1e6)
+        return usage_error("%s: expected a positive number (at most 1e6), got '%s'", opt, s ? s : "");
+    *out = v;
     return 0;
 }
 
@@ -271,13 +271,13 @@ static int parse_options(int argc, char **argv, options *o)
     memset(o, 0, sizeof *o);
     o->epochs = 1;
     o->batch = 10;
-    o->lr = 1e-3f;
+    o->lr = 1e-3;
     o->n_sizes = 4;
     memcpy(o->sizes, lr_mlp_default_sizes, sizeof lr_mlp_default_sizes);
     o->rank = 1;
-    o->alpha = 1.0f;
+    o->alpha = 1.0;
     o->steps = 100;
-    o->ft_lr = 1e-3f;
+    o->ft_lr = 1e-3;
     o->digit = 9;
 
     for (int i = 1; i < argc; i++) {
@@ -644,6 +644,7 @@ static int pretrain(run *r, double *t_pretrain)
         }
         json_t *p = json_object();
         json_object_set_new(p, "loaded_from", json_string(o->load));
+        json_object_set_new(p, "seconds", json_real(*t_pretrain));
         if (info.has_seed) json_object_set_new(p, "checkpoint_seed", json_integer((json_int_t)info.seed));
         json_object_set_new(r->js, "pretrain", p);
         return 0;
@@ -661,7 +662,7 @@ static int pretrain(run *r, double *t_pretrain)
     tp.batch = o->batch;
     tp.epochs = o->epochs;
     tp.seed = o->seed;
-    tp.adam.lr = o->lr;
+    tp.adam.lr = (float)o->lr;
     if (lr_train_count_steps(&r->train, &tp, &r->pre_steps, &e)) {
         fail_msg("pretraining", &e);
         return 1;
@@ -766,7 +767,7 @@ static int make_adapter(run *r, int digit)
     const options *o = &r->o;
     lr_lora_config c = lr_lora_default_config();
     c.rank = o->rank;
-    c.alpha = o->alpha;
+    c.alpha = (float)o->alpha;
     c.use_rslora = o->rslora;
     c.init = o->pissa ? LR_LORA_INIT_PISSA : LR_LORA_INIT_GAUSSIAN;
     c.targets = r->targets;
@@ -792,7 +793,7 @@ static int finetune(run *r, int digit, double *t_ft)
     tp.max_steps = o->steps;
     tp.seed = o->seed;
     tp.only_label = digit;
-    tp.adam.lr = o->ft_lr;
+    tp.adam.lr = (float)o->ft_lr;
     if (lr_train_count_steps(&r->train, &tp, &r->ft_steps, &e)) {
         fail_msg("fine-tuning", &e);
         return 1;

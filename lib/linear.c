@@ -5,9 +5,14 @@
  * and written) in the update. So:
  *  - the forward pass for small batches reads each weight row ONCE for the whole batch
  *    (register tile of up to LR__FB batch rows), instead of sgemm's packing copy;
- *  - the backward pass never stores a weight gradient: lr_linear_backward_adam walks the
- *    rows of w once, R rows at a time, and for each column chunk forms the gradient in
- *    registers, adds the old weights' contribution to dx, and applies Adam in place.
+ *  - the backward pass never stores a weight gradient: lr_linear_backward_adam walks w
+ *    once, 4 rows at a time, and for each 8-column chunk forms the gradient in registers,
+ *    adds the old weights' contribution to dx, and applies Adam in place;
+ *  - the work is cut into independent pieces (row chunks forward, column chunks backward:
+ *    every output element belongs to one piece) handed to threads dynamically by
+ *    lr__parallel_for, so results do not depend on the thread count or the schedule;
+ *  - the training step alternates the direction of the backward walk every step, so the
+ *    rows touched last (still in the last-level cache) are touched first next time.
  * The x86 kernels use AVX2+FMA (chosen at run time with __builtin_cpu_supports, so the
  * build stays portable); other machines run the plain C loops, which compute the same
  * quantities in the same order up to the FMA roundings.

@@ -3,7 +3,7 @@
  *
  * Reproducibility: the shuffle comes from one lr_rng seeded with p->seed (one permutation
  * per epoch, drawn in epoch order), batches are consecutive slices of it, and every kernel
- * sums in a fixed order, so the same seed and thread count give a bit-identical run.
+ * sums in a fixed order (whatever the thread count), so the same seed gives a bit-identical run.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -51,8 +51,8 @@ if [ "$mode" = cli ]; then
   expect 2 "last size must be 10" --layers 784,1000,9
   expect 2 "--layers: expected sizes" --layers 784,,10
   expect 2 "--layers: need at least" --layers 784
-  expect 2 "--lr: expected a positive number, got '-1'" --lr -1
-  expect 2 "--lr: expected a positive number, got 'nan'" --lr nan
+  expect 2 "--lr: expected a positive number (at most 1e6), got '-1'" --lr -1
+  expect 2 "--lr: expected a positive number (at most 1e6), got 'nan'" --lr nan
   expect 2 "--ft-lr" --ft-lr 0
   expect 2 "--alpha" --alpha inf
   expect 2 "--init: expected gaussian or pissa, got 'svd'" --init svd

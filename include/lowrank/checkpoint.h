@@ -10,8 +10,10 @@
  * Writing goes through the safetensors writer, which is crash-safe (temp file, fsync,
  * rename, fsync of the directory): on failure the old checkpoint is intact and no temp file
  * remains. Reading validates the file (see safetensors.h) and then the tensors against the
- * model: every expected name present, no extra names, dtype F32, and each shape; a message
- * names the file, the tensor, the expected and the found shape.
+ * model: every expected name present, no extra names, each shape exact, dtype F32 (F16, BF16
+ * and F64 are converted, as a PyTorch user may have saved in half precision); a message
+ * names the file, the tensor, the expected and the found shape:
+ *     m.safetensors: linear1.weight: expected shape (1000, 784), got (784, 1000)
  */
 #ifndef LOWRANK_CHECKPOINT_H
 #define LOWRANK_CHECKPOINT_H

@@ -4,8 +4,8 @@
  * seeded once per run) cut into consecutive batches, the last one possibly short, as the
  * seed's loop over torch.randperm does. Pixels are normalised per batch from the uint8 set
  * (lr_mnist_normalize). With only_label set, the examples of that label are selected first
- * and then shuffled (the seed's x[y == digit]). The same seed and the same thread count give
- * a bit-identical run. The library never prints: progress goes through a callback.
+ * and then shuffled (the seed's x[y == digit]). The same seed gives a bit-identical run,
+ * whatever the thread count. The library never prints: progress goes through a callback.
  */
 #ifndef LOWRANK_TRAIN_H
 #define LOWRANK_TRAIN_H
