@@ -915,8 +915,8 @@ static int save_outputs(run *r, int digit, const lr_eval_result *before, const l
         char on_name[48], title[160];
         snprintf(on_name, sizeof on_name, "LoRA on (fine-tuned on %d)", digit);
         const char *names[3] = { "pretrained", on_name, o->pissa ? "residual base" : "LoRA off" };
-        snprintf(title, sizeof title, "lr-mnist: rank-%zu LoRA fine-tuned on digit %d, seed %"
-                 PRIu64 " (loss: the fine-tuning steps)", o->rank, digit, o->seed);
+        snprintf(title, sizeof title, "lr-mnist: rank-%zu LoRA fine-tuned on digit %d (seed %"
+                 PRIu64 "); below, the fine-tuning loss", o->rank, digit, o->seed);
         char msg[256] = "";
         if (lr_plot_svg(o->plot, title, (const int(*)[10])wrong, names, 3, r->ft_curve,
                         r->ft_steps, msg, sizeof msg)) {

@@ -13,6 +13,7 @@
  *               d = relu'(act[l]) ⊙ dx.
  * Layers below the lowest trainable one are not visited at all.
  */
+#define _DEFAULT_SOURCE 1 /* madvise's MADV_HUGEPAGE (Linux) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 #include "lowrank/mlp.h"
 #include "internal.h"
 #include "mlp_internal.h"
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 const size_t lr_mlp_default_sizes[4] = { 784, 1000, 2000, 10 };
 
@@ -81,6 +85,24 @@ void lr_lora_weights_free(lr_lora_weights *lw)
 
 /* ------------------------------------------------------------- construction -------- */
 
+/* Zeroed n floats for the parameters and the Adam moments (12 bytes per parameter, 34 MB for
+ * RichBoyNet). Aligned to 2 MiB and marked for transparent huge pages where Linux offers
+ * them: the backward pass walks these arrays in column chunks, row after row, and with 4 KiB
+ * pages nearly every row would be a TLB miss. Released with free(). */
+static float *alloc_floats(size_t n)
+{
+    size_t bytes = n * sizeof(float), align = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes < align) return calloc(n, sizeof(float));
+    size_t rounded = (bytes + align - 1) / align * align;
+    if (posix_memalign(&p, align, rounded) != 0) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
 size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes)
 {
     if (!sizes || n_sizes < 2) return 0;
@@ -107,9 +129,9 @@ lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *
     size_t n = lr_mlp_count_params(sizes, n_sizes);
     if (n == 0 || n > SIZE_MAX / (3 * sizeof(float)))
         return lr__fail(err, LR_ERANGE, "mlp_init: parameter count overflows");
-    float *p = calloc(n, sizeof(float));
+    float *p = alloc_floats(n);
     struct lr__mlp_work *w = calloc(1, sizeof *w);
-    float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
+    float *m = alloc_floats(n), *v = alloc_floats(n);
     if (!p || !w || !m || !v) {
         free(p);
         free(w);
