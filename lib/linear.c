@@ -432,6 +432,18 @@ lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_
 
 /* ------------------------------------------------------------------- LoRA ---------- */
 
+/* Σ a[j]·b[j] with 8 partial sums (vectorisable without reassociation flags). */
+static float dot(const float *a, const float *b, size_t n)
+{
+    float p[8] = { 0 };
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) p[l] += a[j + l] * b[j + l];
+    float s = ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
+    for (; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
 static lr_status lora_check(const lr_lora_weights *lw, size_t in, size_t out, lr_err *err)
 {
     if (!lw) return lr__fail(err, LR_EINVAL, "lora: adapter is NULL");
@@ -452,9 +464,23 @@ lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weigh
     if (y.rows != x.rows || u.rows != x.rows || u.cols != lw->rank)
         return lr__fail(err, LR_EDIM, "lora forward: x has %zu rows, y %zu, u is %zu x %zu (want %zu x %zu)",
                         x.rows, y.rows, u.rows, u.cols, x.rows, lw->rank);
-    /* u = x·Aᵀ (batch, r); y += s·u·Bᵀ. Never forms W₀ + s·BA. */
-    if ((s = lr_gemm(u, 1.0f, x, false, lr_cm(lw->a), true, 0.0f, err))) return s;
-    return lr_gemm(y, lw->scale, lr_cm(u), false, lr_cm(lw->b), true, 1.0f, err);
+    /* u = x·Aᵀ (batch, r); y += s·u·Bᵀ. Never forms W₀ + s·BA. Plain loops, not sgemm:
+     * at rank 1..16 these are a few thousand multiply-adds per example, less than a BLAS
+     * call's set-up, and the training step then never wakes OpenBLAS's threads. */
+    size_t batch = x.rows, in = x.cols, out = y.cols, r = lw->rank;
+    for (size_t b = 0; b < batch; b++) {
+        const float *xb = x.data + b * x.ld;
+        float *ub = u.data + b * u.ld;
+        for (size_t k = 0; k < r; k++) ub[k] = dot(xb, lw->a.data + k * lw->a.ld, in);
+        float *yb = y.data + b * y.ld;
+        for (size_t o = 0; o < out; o++) {
+            const float *bo = lw->b.data + o * lw->b.ld;
+            float t = 0.0f;
+            for (size_t k = 0; k < r; k++) t += ub[k] * bo[k];
+            yb[o] += lw->scale * t;
+        }
+    }
+    return LR_OK;
 }
 
 lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
@@ -473,11 +499,45 @@ lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x
     if (dx.data && (dx.rows != x.rows || dx.cols != x.cols))
         return lr__fail(err, LR_EDIM, "lora backward: dx is %zu x %zu, want %zu x %zu", dx.rows,
                         dx.cols, x.rows, x.cols);
-    /* gB = s·dyᵀ·u (out, r); t = s·dy·B (batch, r); gA = tᵀ·x (r, in); dx += t·A */
-    if ((s = lr_gemm(lw->gb, lw->scale, dy, true, u, false, 0.0f, err))) return s;
-    if ((s = lr_gemm(t_work, lw->scale, dy, false, lr_cm(lw->b), false, 0.0f, err))) return s;
-    if ((s = lr_gemm(lw->ga, 1.0f, lr_cm(t_work), true, x, false, 0.0f, err))) return s;
-    if (dx.data && (s = lr_gemm(dx, 1.0f, lr_cm(t_work), false, lr_cm(lw->a), false, 1.0f, err)))
-        return s;
+    /* gB = s·dyᵀ·u (out, r); t = s·dy·B (batch, r); gA = tᵀ·x (r, in); dx += t·A.
+     * Plain loops (see lr_lora_forward_add), each sum in batch order. */
+    size_t batch = x.rows, in = x.cols, out = dy.cols, r = lw->rank;
+    float sc = lw->scale;
+    for (size_t o = 0; o < out; o++) {
+        float *gbo = lw->gb.data + o * lw->gb.ld;
+        for (size_t k = 0; k < r; k++) {
+            float acc = 0.0f;
+            for (size_t b = 0; b < batch; b++) acc += dy.data[b * dy.ld + o] * u.data[b * u.ld + k];
+            gbo[k] = sc * acc;
+        }
+    }
+    for (size_t b = 0; b < batch; b++) {
+        const float *dyb = dy.data + b * dy.ld;
+        float *tb = t_work.data + b * t_work.ld;
+        for (size_t k = 0; k < r; k++) tb[k] = 0.0f;
+        for (size_t o = 0; o < out; o++) {
+            const float *bo = lw->b.data + o * lw->b.ld;
+            for (size_t k = 0; k < r; k++) tb[k] += dyb[o] * bo[k];
+        }
+        for (size_t k = 0; k < r; k++) tb[k] *= sc;
+    }
+    for (size_t k = 0; k < r; k++) {
+        float *gak = lw->ga.data + k * lw->ga.ld;
+        for (size_t j = 0; j < in; j++) gak[j] = 0.0f;
+        for (size_t b = 0; b < batch; b++) {
+            float tk = t_work.data[b * t_work.ld + k];
+            const float *xb = x.data + b * x.ld;
+            for (size_t j = 0; j < in; j++) gak[j] += tk * xb[j];
+        }
+    }
+    if (dx.data)
+        for (size_t b = 0; b < batch; b++) {
+            float *dxb = dx.data + b * dx.ld;
+            for (size_t k = 0; k < r; k++) {
+                float tk = t_work.data[b * t_work.ld + k];
+                const float *ak = lw->a.data + k * lw->a.ld;
+                for (size_t j = 0; j < in; j++) dxb[j] += tk * ak[j];
+            }
+        }
     return LR_OK;
 }
