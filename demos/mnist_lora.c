@@ -662,7 +662,7 @@ static int pretrain(run *r, double *t_pretrain)
     tp.batch = o->batch;
     tp.epochs = o->epochs;
     tp.seed = o->seed;
-    tp.adam.lr = (float)o->lr;
+    tp.adam.lr = o->lr;
     if (lr_train_count_steps(&r->train, &tp, &r->pre_steps, &e)) {
         fail_msg("pretraining", &e);
         return 1;
@@ -793,7 +793,7 @@ static int finetune(run *r, int digit, double *t_ft)
     tp.max_steps = o->steps;
     tp.seed = o->seed;
     tp.only_label = digit;
-    tp.adam.lr = (float)o->ft_lr;
+    tp.adam.lr = o->ft_lr;
     if (lr_train_count_steps(&r->train, &tp, &r->ft_steps, &e)) {
         fail_msg("fine-tuning", &e);
         return 1;
