@@ -2,8 +2,9 @@
 # compare.sh — lowrank's benchmarks side by side with the reference scripts, in one sitting.
 #
 #   scripts/compare.sh [svd|train|all] [THREADS]      (default: all, 2 threads)
+#   LR_ROUNDS=N scripts/compare.sh svd               (SVD rounds, default 3)
 #
-# Runs our benchmark and the reference alternately (3 rounds for SVD, 1 for the slow PyTorch
+# Runs our benchmark and the reference alternately (LR_ROUNDS rounds for SVD, 1 for the slow PyTorch
 # run), prints each run and the median ratio reference/ours. Needs python3-torch and
 # python3-sklearn (apt-get install python3-torch python3-sklearn) and ../shared/reference/.
 # Timings on a shared machine drift: run it on a quiet machine and read the ratios.
@@ -23,8 +24,9 @@ export OPENBLAS_NUM_THREADS=$threads
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 if [ "$what" = svd ] || [ "$what" = all ]; then
-  echo "== randomized / thin SVD and rank, $threads threads (3 rounds, alternating)"
-  for i in 1 2 3; do
+  rounds=${LR_ROUNDS:-3}
+  echo "== randomized / thin SVD and rank, $threads threads ($rounds rounds, alternating)"
+  for i in $(seq "$rounds"); do
     build/tests/bench_svd "$threads" | tail -n 1 > "$out/ours$i.json"
     $py "$ref/numpy_svd.py" --sizes 2000x1000,4096x4096 | tail -n 1 > "$out/ref$i.json"
   done

@@ -1,6 +1,7 @@
 /* lr_test.c — implementations of the shared test helpers. */
 #define _XOPEN_SOURCE 700
 #include "lr_test.h"
+#include <dirent.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -88,4 +89,31 @@ const char *lr_test_mnist_dir(void)
     }
     snprintf(buf, sizeof buf, "%s", d);
     return buf;
+}
+
+unsigned char *lr_test_read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (len < 0) fail_msg("cannot size %s", path);
+    unsigned char *b = malloc((size_t)len + 1);
+    if (!b) fail_msg("out of memory reading %s", path);
+    if (fread(b, 1, (size_t)len, f) != (size_t)len) fail_msg("cannot read %s", path);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+int lr_test_hidden_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) fail_msg("cannot open directory %s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
 }

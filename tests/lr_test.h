@@ -38,6 +38,12 @@ char *lr_test_path(const char *dir, const char *name);
 /* Writes n bytes to path (creating or truncating); fails the test on error. */
 void lr_test_write_file(const char *path, const void *data, size_t n);
 
+/* The whole file, malloc'd (one extra byte, so an empty file gives a valid pointer); fails
+ * the test if it cannot be read. *n <- its length. */
+unsigned char *lr_test_read_file(const char *path, size_t *n);
+/* Entries in dir whose name starts with '.' (other than . and ..): leftover temp files. */
+int lr_test_hidden_entries(const char *dir);
+
 /* MNIST directory from $LR_MNIST_DIR, or NULL when the four files are not there. */
 const char *lr_test_mnist_dir(void);
 

@@ -18,19 +18,6 @@
 
 #include "lowrank/atomicfile.h"
 
-/* Number of entries in dir whose name starts with '.', other than "." and "..". */
-static int hidden_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 static void assert_file_is(const char *path, const char *want)
 {
     FILE *f = fopen(path, "rb");
@@ -54,13 +41,13 @@ static void test_round_trip_and_replace(void **state)
     assert_non_null(af.f);
     /* the temp file is beside the target and hidden */
     assert_non_null(strstr(af.tmp_path, "/.out.bin.tmp-"));
-    assert_int_equal(hidden_entries(dir), 1);
+    assert_int_equal(lr_test_hidden_entries(dir), 1);
     fputs("first", af.f);
     assert_int_equal(lr_atomic_commit(&af, &err), LR_OK);
     assert_null(af.f);
     assert_null(af.tmp_path);
     assert_file_is(p, "first");
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     /* a new file gets 0666 & ~umask, as fopen would give (not mkstemp's 0600) */
     struct stat st0;
     assert_int_equal(stat(p, &st0), 0);
@@ -114,7 +101,7 @@ static void test_abort_keeps_old(void **state)
     lr_atomic_abort(&af);
     assert_null(af.f);
     assert_file_is(p, "old");
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     lr_atomic_abort(&af); /* twice is fine */
     free(p);
     lr_test_rmtree(dir);
@@ -133,7 +120,7 @@ static void test_missing_directory(void **state)
     assert_msg_contains(err.msg, strerror(ENOENT));
     assert_null(af.f);
     lr_atomic_abort(&af);
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
 
     assert_int_equal(lr_atomic_open(&af, "", &err), LR_EINVAL);
     assert_int_equal(lr_atomic_open(&af, NULL, &err), LR_EINVAL);
@@ -163,7 +150,7 @@ static void test_rename_fails(void **state)
     assert_msg_contains(err.msg, "rename");
     assert_null(af.f);
     assert_file_is(inner, "old");
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(inner);
     free(p);
     lr_test_rmtree(dir);
@@ -198,7 +185,7 @@ static void test_write_fails_fsize(void **state)
     assert_msg_contains(err.msg, p);
     assert_msg_contains(err.msg, "old file left unchanged");
     assert_file_is(p, "old");
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(p);
     lr_test_rmtree(dir);
     free(dir);
@@ -228,7 +215,7 @@ static void test_write_fails_at_flush(void **state)
     assert_int_equal(lr_atomic_commit(&af, &err), LR_EIO);
     assert_msg_contains(err.msg, strerror(ENOSPC));
     assert_file_is(p, "old");
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(p);
     lr_test_rmtree(dir);
     free(dir);
@@ -249,7 +236,7 @@ static void test_read_only_dir(void **state)
     assert_msg_contains(err.msg, strerror(EACCES));
     chmod(dir, 0755);
     assert_file_is(p, "old");
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(p);
     lr_test_rmtree(dir);
     free(dir);

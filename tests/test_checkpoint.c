@@ -29,21 +29,6 @@ static void make_net(lr_mlp *net, const size_t *sizes, size_t n, uint64_t seed)
     lr_mlp_init_params(net, &rng);
 }
 
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(len > 0 ? (size_t)len : 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
 /* Writes a safetensors file: tensors `names[i]` of dtype `dtypes[i]` (NULL = F32) with shapes
  * dims[i][0..nd[i]), data zero-filled, contiguous in order. */
 typedef struct {
@@ -170,7 +155,7 @@ static void test_pytorch_layout(void **state)
     lr_checkpoint_info info = { .has_seed = true, .seed = 42 };
     assert_int_equal(lr_checkpoint_save(&net, path, &info, &e), LR_OK);
     size_t n;
-    unsigned char *buf = read_all(path, &n);
+    unsigned char *buf = lr_test_read_file(path, &n);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | buf[i];
     assert_true(8 + hl <= n);
@@ -396,7 +381,7 @@ static void test_failed_write_keeps_old(void **state)
     make_net(&big, lr_mlp_default_sizes, 4, 2);
     assert_int_equal(lr_checkpoint_save(&small_net, path, NULL, &e), LR_OK);
     size_t n_old;
-    unsigned char *old = read_all(path, &n_old);
+    unsigned char *old = lr_test_read_file(path, &n_old);
 
     struct rlimit saved, lim;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
@@ -410,7 +395,7 @@ static void test_failed_write_keeps_old(void **state)
     assert_int_equal(st, LR_EIO);
     assert_msg_contains(e.msg, path);
     size_t n_now;
-    unsigned char *now = read_all(path, &n_now);
+    unsigned char *now = lr_test_read_file(path, &n_now);
     assert_int_equal(n_now, n_old);
     assert_memory_equal(now, old, n_old);
     free(now);

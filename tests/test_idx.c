@@ -43,21 +43,6 @@ static void write_gz(const char *path, const void *data, size_t n)
     assert_int_equal(gzclose(g), Z_OK);
 }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    rewind(f);
-    unsigned char *b = malloc((size_t)len + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 /* A synthetic set: n images of r x c pixels and n labels, deterministic. */
 static void make_set(size_t n, size_t r, size_t c, uint8_t **px, uint8_t **lb)
 {
@@ -412,7 +397,7 @@ static void test_bad_gzip(void **state)
     write_images(ip, 1, 3, 28, 28, px);
     write_labels(lp, 0, 3, lb);
     size_t n;
-    unsigned char *gz = slurp(ip, &n);
+    unsigned char *gz = lr_test_read_file(ip, &n);
     lr_mnist m;
     lr_err err = { { 0 } };
 

@@ -108,20 +108,6 @@ static int count_entries(const char *dir)
     return n;
 }
 
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
-
 /* ---- numpy's bytes in, our bytes out --------------------------------------------- */
 
 static void test_numpy_fixtures(void **state)
@@ -149,7 +135,7 @@ static void test_save_matches_numpy_bytes(void **state)
     lr_err e;
     assert_int_equal(lr_npy_save(p, lr_cmat_view(padded, 2, 3, 4), &e), LR_OK);
     size_t n;
-    unsigned char *got = read_all(p, &n);
+    unsigned char *got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof np_f4_v1);
     assert_memory_equal(got, np_f4_v1, n);
     free(got);
@@ -174,7 +160,7 @@ static void test_round_trip(void **state)
         assert_int_equal(lr_npy_save(p, lr_cm(w), &e), LR_OK);
         /* data must start on a 64-byte boundary, as numpy writes it */
         size_t n;
-        unsigned char *raw = read_all(p, &n);
+        unsigned char *raw = lr_test_read_file(p, &n);
         assert_int_equal((n - w.rows * w.cols * 4) % 64, 0);
         assert_int_equal(raw[n - w.rows * w.cols * 4 - 1], '\n');
         free(raw);
@@ -453,7 +439,7 @@ static void test_failed_save_leaves_nothing(void **state)
     assert_msg_contains(e.msg, "old.npy");
     assert_int_equal(count_entries(dir), 2); /* sub/ and old.npy, no temp file */
     size_t n;
-    unsigned char *got = read_all(p, &n);
+    unsigned char *got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof np_f4_v1);
     assert_memory_equal(got, np_f4_v1, n);
     free(got);

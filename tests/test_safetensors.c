@@ -23,33 +23,6 @@
 
 /* ---- helpers ---- */
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    rewind(f);
-    unsigned char *b = malloc((size_t)len + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
-static int hidden_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 /* 8-byte little-endian length + json + ndata bytes (value i & 0xff), parsed from memory
  * as "crafted.st". Returns the status and leaves the message in err. */
 static lr_status craft(const char *json, size_t ndata, lr_err *err)
@@ -122,7 +95,7 @@ static void test_reference_vectors(void **state)
         101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63,
         0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64 };
     size_t n;
-    unsigned char *got = slurp(p, &n);
+    unsigned char *got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof want1);
     assert_memory_equal(got, want1, sizeof want1);
     free(got);
@@ -137,7 +110,7 @@ static void test_reference_vectors(void **state)
         115, 101, 116, 115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125, 32, 32, 32, 32, 32,
         32, 32, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0,
         160, 64 };
-    got = slurp(p, &n);
+    got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof want2);
     assert_memory_equal(got, want2, sizeof want2);
     free(got);
@@ -145,7 +118,7 @@ static void test_reference_vectors(void **state)
     /* test_empty: no tensors, without and with metadata */
     assert_int_equal(lr_safetensors_write(p, NULL, 0, NULL, 0, &err), LR_OK);
     static const unsigned char want3[] = { 8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32 };
-    got = slurp(p, &n);
+    got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof want3);
     assert_memory_equal(got, want3, sizeof want3);
     free(got);
@@ -155,7 +128,7 @@ static void test_reference_vectors(void **state)
         40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
         95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
         116, 34, 125, 125, 32, 32, 32, 32, 32 };
-    got = slurp(p, &n);
+    got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof want4);
     assert_memory_equal(got, want4, sizeof want4);
     free(got);
@@ -204,7 +177,7 @@ static void test_round_trip(void **state)
     lr_st_meta meta[] = { { "format", "pt" }, { "lowrank", "0.1.0 \xc3\xa9\"quoted\"" } };
     lr_err err = { { 0 } };
     assert_int_equal(lr_safetensors_write(p, t, nt, meta, 2, &err), LR_OK);
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
 
     lr_safetensors *st;
     assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
@@ -217,7 +190,7 @@ static void test_round_trip(void **state)
     /* data 8-byte aligned in the file: the header is padded */
     unsigned char *raw;
     size_t n;
-    raw = slurp(p, &n);
+    raw = lr_test_read_file(p, &n);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | raw[i];
     assert_int_equal(hl % 8, 0);
@@ -276,7 +249,7 @@ static void test_round_trip(void **state)
     lr_safetensors_free(NULL);
 
     /* rewriting what was read gives the same bytes */
-    unsigned char *first = slurp(p, &n);
+    unsigned char *first = lr_test_read_file(p, &n);
     assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
     lr_st_tensor copy[8];
     for (size_t i = 0; i < nt; i++) copy[i] = *lr_safetensors_at(st, i);
@@ -284,7 +257,7 @@ static void test_round_trip(void **state)
     char *p2 = lr_test_path(dir, "rt2.safetensors");
     assert_int_equal(lr_safetensors_write(p2, copy, nt, mcopy, 2, &err), LR_OK);
     size_t n2;
-    unsigned char *second = slurp(p2, &n2);
+    unsigned char *second = lr_test_read_file(p2, &n2);
     assert_int_equal(n, n2);
     assert_memory_equal(first, second, n);
     free(first);
@@ -644,7 +617,7 @@ static void test_write_arguments(void **state)
     assert_int_equal(lr_safetensors_write("", NULL, 0, NULL, 0, &err), LR_EINVAL);
     /* nothing was created by any of these */
     assert_int_equal(access(p, F_OK), -1);
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(p);
     lr_test_rmtree(dir);
     free(dir);
@@ -720,7 +693,7 @@ static void test_failed_writes_keep_old(void **state)
     assert_msg_contains(err.msg, p);
     assert_msg_contains(err.msg, strerror(EFBIG));
     assert_old_intact(p);
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
 
     /* the directory does not exist */
     char *nodir = lr_test_path(dir, "no/such/dir/ckpt.safetensors");
@@ -736,7 +709,7 @@ static void test_failed_writes_keep_old(void **state)
     assert_int_equal(lr_safetensors_write(sub, &t, 1, NULL, 0, &err), LR_EIO);
     assert_msg_contains(err.msg, "rename");
     assert_old_intact(inner);
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(inner);
     free(sub);
 
@@ -756,7 +729,7 @@ static void test_failed_writes_keep_old(void **state)
     assert_non_null(lr_safetensors_find(st, "new"));
     assert_null(lr_safetensors_find(st, "old"));
     lr_safetensors_free(st);
-    assert_int_equal(hidden_entries(dir), 0);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
     free(p);
     lr_test_rmtree(dir);
     free(dir);
