@@ -75,15 +75,15 @@ static void copy_compact(float *dst, lr_cmat a)
     for (size_t i = 0; i < a.rows; i++) memcpy(dst + i * a.cols, a.data + i * a.ld, a.cols * sizeof(float));
 }
 
-/* One driver run on the column-major aᵀ: (n,m) held in `acopy` (destroyed).
- * want_uv: jobz 'S' (gesdd) / jobu = jobvt = 'S' (gesvd), else values only.
- * lu/ldu is LAPACK's U (our vt), lvt/ldvt LAPACK's VT (our u). */
-static lr_status run_driver(lr_svd_driver drv, bool want_uv, size_t m, size_t n, float *acopy,
+/* One driver run on the column-major (rows, cols) matrix held in `acopy` (destroyed, lda =
+ * rows). want_uv: jobz 'S' (gesdd) / jobu = jobvt = 'S' (gesvd), else values only.
+ * lu/ldu receives LAPACK's column-major U, lvt/ldvt its VT. */
+static lr_status run_driver(lr_svd_driver drv, bool want_uv, size_t rows, size_t cols, float *acopy,
                             float *s, float *lu, lapack_int ldu, float *lvt, lapack_int ldvt,
                             lr_err *err)
 {
-    const lapack_int M = (lapack_int)n, N = (lapack_int)m, lda = (lapack_int)n;
-    const size_t k = m < n ? m : n;
+    const lapack_int M = (lapack_int)rows, N = (lapack_int)cols, lda = (lapack_int)rows;
+    const size_t k = rows < cols ? rows : cols;
     float q = 0, dummy_u = 0, dummy_vt = 0;
     lapack_int info, lwork = 0;
     lr_status st;
@@ -121,6 +121,46 @@ static lr_status run_driver(lr_svd_driver drv, bool want_uv, size_t m, size_t n,
     return info ? translate_info(info, "sgesvd", err) : LR_OK;
 }
 
+/* acopy <- a in column-major order (m,n), lda = m. */
+static void copy_colmajor(float *dst, lr_cmat a)
+{
+    for (size_t j = 0; j < a.cols; j++)
+        for (size_t i = 0; i < a.rows; i++) dst[j * a.rows + i] = a.data[i * a.ld + j];
+}
+
+/* The thin SVD of a tall a (m > n). The compact row-major copy would hand LAPACK the wide
+ * aᵀ, whose driver path starts with an LQ factorisation; a column-major copy gives it the
+ * tall a and the QR-first path, which is faster here (sgesdd on 2000x1000: 0.21 s tall
+ * against 0.27 s wide, 2 OpenBLAS threads), as numpy does. U and VT then come back
+ * column-major and are transposed into u and vt. */
+static lr_status svd_tall(lr_svd_opts o, lr_cmat a, float *s, lr_mat u, lr_mat vt, float *acopy,
+                          lr_err *err)
+{
+    const size_t m = a.rows, n = a.cols, k = n;
+    float *lu = malloc(m * k * sizeof *lu), *lvt = malloc(k * n * sizeof *lvt);
+    if (!lu || !lvt) {
+        free(lu);
+        free(lvt);
+        return lr__fail(err, LR_ENOMEM, "svd: cannot allocate %zu x %zu and %zu x %zu factors", m, k,
+                        k, n);
+    }
+    copy_colmajor(acopy, a);
+    lr_status st = run_driver(o.driver, true, m, n, acopy, s, lu, (lapack_int)m, lvt, (lapack_int)k, err);
+    if (st == LR_ENOCONV && o.driver == LR_SVD_GESDD && o.fallback) {
+        copy_colmajor(acopy, a); /* gesdd destroyed it */
+        st = run_driver(LR_SVD_GESVD, true, m, n, acopy, s, lu, (lapack_int)m, lvt, (lapack_int)k, err);
+    }
+    if (st == LR_OK) {
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < k; j++) u.data[i * u.ld + j] = lu[j * m + i];
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = 0; j < n; j++) vt.data[i * vt.ld + j] = lvt[j * k + i];
+    }
+    free(lu);
+    free(lvt);
+    return st;
+}
+
 static lr_status svd_common(lr_cmat a, float *s, bool want_uv, lr_mat u, lr_mat vt,
                             const lr_svd_opts *opts, lr_err *err)
 {
@@ -148,13 +188,18 @@ static lr_status svd_common(lr_cmat a, float *s, bool want_uv, lr_mat u, lr_mat 
 
     float *acopy = malloc(m * n * sizeof *acopy); /* m*n fits: checked by lr_mat_check */
     if (!acopy) return lr__fail(err, LR_ENOMEM, "svd: cannot allocate a %zu x %zu copy", m, n);
+    if (want_uv && m > n) {
+        st = svd_tall(o, a, s, u, vt, acopy, err);
+        free(acopy);
+        return st;
+    }
     copy_compact(acopy, a);
     float *lu = want_uv ? vt.data : NULL, *lvt = want_uv ? u.data : NULL;
     lapack_int ldu = want_uv ? (lapack_int)vt.ld : 1, ldvt = want_uv ? (lapack_int)u.ld : 1;
-    st = run_driver(o.driver, want_uv, m, n, acopy, s, lu, ldu, lvt, ldvt, err);
+    st = run_driver(o.driver, want_uv, n, m, acopy, s, lu, ldu, lvt, ldvt, err);
     if (st == LR_ENOCONV && o.driver == LR_SVD_GESDD && o.fallback) {
         copy_compact(acopy, a); /* gesdd destroyed it */
-        st = run_driver(LR_SVD_GESVD, want_uv, m, n, acopy, s, lu, ldu, lvt, ldvt, err);
+        st = run_driver(LR_SVD_GESVD, want_uv, n, m, acopy, s, lu, ldu, lvt, ldvt, err);
     }
     free(acopy);
     return st;
