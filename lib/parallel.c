@@ -12,8 +12,7 @@ static struct {
     pthread_mutex_t busy;          /* held by the one caller using the pool */
     pthread_mutex_t lock;          /* protects gen and the sleep */
     pthread_cond_t wake;
-    pthread_once_t once;
-    int started;                   /* workers created */
+    int started;                   /* workers created (only as many as callers asked for) */
     atomic_uint gen;               /* job generation; workers run each new one once */
     /* the current job */
     lr__task_fn fn;
@@ -23,7 +22,7 @@ static struct {
     atomic_size_t next, done;
     atomic_int inside;             /* workers between "may I join?" and leaving the job */
 } pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-           PTHREAD_ONCE_INIT, 0, 0, NULL, NULL, 0, 0, 0, 0, 0 };
+           0, 0, NULL, NULL, 0, 0, 0, 0, 0 };
 
 static void run_chunks(void)
 {
@@ -62,14 +61,18 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void start_workers(void)
+/* Creates workers until `want` exist (called with `busy` held). Only as many as asked for:
+ * every worker wakes and spins on each job, so idle extra workers would take CPU time from
+ * the ones doing the work (with 15 of them on a 2-core machine a 2-thread step was slower
+ * than a 1-thread one). */
+static void grow_workers(int want)
 {
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    for (int i = 0; i < LR__MAX_WORKERS; i++) {
+    while (pool.started < want && pool.started < LR__MAX_WORKERS) {
         pthread_t t;
-        if (pthread_create(&t, &at, worker, (void *)(size_t)i) != 0) break;
+        if (pthread_create(&t, &at, worker, (void *)(size_t)pool.started) != 0) break;
         pool.started++;
     }
     pthread_attr_destroy(&at);
@@ -78,7 +81,7 @@ static void start_workers(void)
 void lr__parallel_for(int threads, size_t n, lr__task_fn fn, void *ctx)
 {
     if (threads > 1 && n > 1 && pthread_mutex_trylock(&pool.busy) == 0) {
-        pthread_once(&pool.once, start_workers);
+        grow_workers(threads - 1);
         int workers = threads - 1 < pool.started ? threads - 1 : pool.started;
         if (workers > 0) {
             pool.fn = fn;
