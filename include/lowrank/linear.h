@@ -34,7 +34,7 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
  * dx (optional, data NULL = skip): (batch, in) <- dy·w with the weights BEFORE the update.
  * Equivalent to lr_linear_backward into zeroed dw, db followed by lr_adam_update on each.
  * work: lr_linear_backward_adam_work(batch, in) floats (currently 0: may be NULL).
- * threads >= 1 (OpenMP; ignored without it). */
+ * threads >= 1: workers of the library's own pool; the result does not depend on it. */
 lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
                                   float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
                                   const lr_adam_step *s, float *work, int threads,
