@@ -14,21 +14,9 @@
 #include "lowrank/adapter.h"
 #include "lowrank/blas.h"
 #include "lowrank/lora.h"
+#include "bench.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-#define DIE(s, e)                                                                          \
-    do {                                                                                   \
-        if (s) {                                                                           \
-            fprintf(stderr, "bench_lora: %s (%s)\n", (e).msg, lr_status_str(s));          \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#define DIE(s, e) LR_BENCH_CHECK("bench_lora", s, e)
 
 static double max_abs(const float *a, const float *b, size_t n)
 {
@@ -69,12 +57,12 @@ int main(int argc, char **argv)
         DIE(lr_lora_add(lm, name, &c, &e), e);
         for (size_t i = 0; i < 3; i++) lr_rng_fill_normal(&rng, lr_lora_layer(lm, name, i)->b, 0, 0.01f);
         DIE(lr_lora_select(lm, name, &e), e);
-        double t0 = now();
+        double t0 = lr_bench_now();
         DIE(lr_lora_merge(lm, LR_LORA_MERGE_KEEP_COPY, &e), e);
-        double t1 = now();
+        double t1 = lr_bench_now();
         lr_lora_drift d;
         DIE(lr_lora_unmerge(lm, false, &d, &e), e);
-        double t2 = now();
+        double t2 = lr_bench_now();
         printf("merge/unmerge rank %zu: %.1f / %.1f ms; drift max |W - W0| per layer %.3g %.3g %.3g "
                "(all %.3g)\n", ranks[k], 1e3 * (t1 - t0), 1e3 * (t2 - t1), d.max_abs[0], d.max_abs[1],
                d.max_abs[2], d.max_abs_all);
@@ -90,9 +78,9 @@ int main(int argc, char **argv)
         c.init = LR_LORA_INIT_PISSA;
         c.rank = ranks[k];
         c.alpha = 2.0f * (float)ranks[k];
-        double t0 = now();
+        double t0 = lr_bench_now();
         DIE(lr_lora_add(lm, "p", &c, &e), e);
-        double t1 = now();
+        double t1 = lr_bench_now();
         DIE(lr_lora_select(lm, "p", &e), e);
         DIE(lr_mlp_forward(&net, x, B, y1, &e), e);
         printf("PiSSA rank %zu (alpha %g): init %.2f s (3 SVDs); output vs base max |diff| %.3g "
@@ -123,9 +111,9 @@ int main(int argc, char **argv)
         lr_lora_extract_report rep;
         char name[16];
         snprintf(name, sizeof name, "x%zu", xr[k]);
-        double t0 = now();
+        double t0 = lr_bench_now();
         DIE(lr_lora_extract(lm, name, &ft, &c, &rep, &e), e);
-        printf("extract rank %zu: %.2f s\n", xr[k], now() - t0);
+        printf("extract rank %zu: %.2f s\n", xr[k], lr_bench_now() - t0);
         for (size_t l = 0; l < 3; l++)
             printf("  linear%zu  |dW|_F %.4f  error measured %.4f  Eckart-Young %.4f  sigma_r+1 %.4g  "
                    "params dense %zu lora %zu saved %lld\n", l + 1, rep.row[l].delta_fro,
@@ -138,11 +126,11 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir)) return 1;
     char sub[64];
     snprintf(sub, sizeof sub, "%s/x8", dir);
-    double t0 = now();
+    double t0 = lr_bench_now();
     DIE(lr_adapter_save(lm, "x8", sub, "RichBoyNet", &e), e);
-    double t1 = now();
+    double t1 = lr_bench_now();
     DIE(lr_adapter_load(lm, "x8-again", sub, NULL, &e), e);
-    double t2 = now();
+    double t2 = lr_bench_now();
     char f1[96], f2[96];
     snprintf(f1, sizeof f1, "%s/%s", sub, LR_ADAPTER_WEIGHTS);
     snprintf(f2, sizeof f2, "%s/%s", sub, LR_ADAPTER_CONFIG);

@@ -20,15 +20,9 @@
 #include "lowrank/rng.h"
 #include "lowrank/rsvd.h"
 #include "lowrank/svd.h"
+#include "bench.h"
 
 #define REPS 3
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(const char *what, lr_status st, const lr_err *err)
 {
@@ -98,9 +92,9 @@ static void bench_rsvd(row *R, lr_mat w, size_t r)
         lr_rng rng;
         lr_rng_seed(&rng, 0);
         lr_usv_free(&f);
-        double t = now();
+        double t = lr_bench_now();
         if ((st = lr_usv_from_rsvd(&f, lr_cm(w), r, NULL, &rng, &err))) die("rsvd", st, &err);
-        t = now() - t;
+        t = lr_bench_now() - t;
         if (t < best) best = t;
     }
     /* error: b = u·diag(s), then ‖w − b·vt‖_F */
@@ -123,22 +117,22 @@ static void bench_svd(row *R, lr_mat w)
     double b1 = 1e30, b2 = 1e30, b3 = 1e30, t;
     for (int rep = 0; rep < REPS; rep++) {
         lr_usv f;
-        t = now();
+        t = lr_bench_now();
         if ((st = lr_usv_from_svd(&f, lr_cm(w), &err))) die("svd", st, &err);
-        t = now() - t;
+        t = lr_bench_now() - t;
         if (t < b1) b1 = t;
         lr_usv_free(&f);
     }
     for (int rep = 0; rep < REPS; rep++) {
-        t = now();
+        t = lr_bench_now();
         if ((st = lr_svd_values(lr_cm(w), s, &err))) die("svd values", st, &err);
-        t = now() - t;
+        t = lr_bench_now() - t;
         if (t < b2) b2 = t;
     }
     for (int rep = 0; rep < REPS; rep++) {
-        t = now();
+        t = lr_bench_now();
         if ((st = lr_rank(lr_cm(w), NULL, &R->rank, NULL, &err))) die("rank", st, &err);
-        t = now() - t;
+        t = lr_bench_now() - t;
         if (t < b3) b3 = t;
     }
     free(s);

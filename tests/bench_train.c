@@ -19,6 +19,7 @@
 #include "lowrank/idx.h"
 #include "lowrank/mlp.h"
 #include "lowrank/train.h"
+#include "bench.h"
 
 /* CPU time of the whole process (all threads): what a run costs when the machine is shared
  * (wall time then depends on the other load; the bench prints both and the load average). */
@@ -40,20 +41,7 @@ static double loadavg(void)
     return l;
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-#define DIE(s, e)                                                                          \
-    do {                                                                                   \
-        if (s) {                                                                           \
-            fprintf(stderr, "bench_train: %s (%s)\n", (e).msg, lr_status_str(s));         \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#define DIE(s, e) LR_BENCH_CHECK("bench_train", s, e)
 
 /* ---- memory bandwidth: STREAM-like triad a = b + s*c over arrays far beyond L3 ---- */
 typedef struct { float *a, *b, *c; size_t n; } triad_arg;
@@ -73,14 +61,14 @@ static double triad_gbs(int threads)
     for (int rep = 0; rep < 4; rep++) {
         pthread_t th[16];
         triad_arg arg[16];
-        double t0 = now();
+        double t0 = lr_bench_now();
         for (int k = 0; k < threads; k++) {
             size_t i0 = n * (size_t)k / (size_t)threads, i1 = n * (size_t)(k + 1) / (size_t)threads;
             arg[k] = (triad_arg){ a + i0, b + i0, c + i0, i1 - i0 };
             pthread_create(&th[k], NULL, triad_run, &arg[k]);
         }
         for (int k = 0; k < threads; k++) pthread_join(th[k], NULL);
-        double dt = now() - t0;
+        double dt = lr_bench_now() - t0;
         if (dt < best) best = dt;
     }
     volatile float sink = a[n / 2];
@@ -168,12 +156,12 @@ int main(int argc, char **argv)
         for (int b = 0; b < 10; b++) idx[b] = ((size_t)r * 10 + (size_t)b) % train.n;
         lr_mnist_normalize(x, &train, idx, 10);
         for (int b = 0; b < 10; b++) y[b] = train.labels[idx[b]];
-        double t0 = now();
+        double t0 = lr_bench_now();
         DIE(lr_mlp_forward(&net, x, 10, logits, &e), e);
-        double t1 = now();
+        double t1 = lr_bench_now();
         float loss;
         DIE(lr_mlp_train_step(&net, x, y, 10, &adam, &loss, &e), e);
-        double t2 = now();
+        double t2 = lr_bench_now();
         if (r >= 20) tf += t1 - t0, ts += t2 - t1;
     }
     tf /= reps, ts /= reps;
@@ -192,18 +180,18 @@ int main(int argc, char **argv)
     lr_mlp_init_params(&net, &rng);
     lr_train_params tp = lr_train_default_params();
     lr_train_result tr;
-    double la0 = loadavg(), c0 = cpu_now(), t0 = now();
+    double la0 = loadavg(), c0 = cpu_now(), t0 = lr_bench_now();
     DIE(lr_train(&net, &train, &tp, &tr, &e), e);
-    double epoch = now() - t0, epoch_cpu = cpu_now() - c0;
+    double epoch = lr_bench_now() - t0, epoch_cpu = cpu_now() - c0;
     size_t epoch_steps = tr.steps;
     printf("one epoch: %zu steps in %.2f s wall (%.3f ms/step), %.2f s CPU, mean loss %.4f "
            "(load average %.2f before, %.2f after)\n", tr.steps, epoch, epoch * 1e3 / (double)tr.steps,
            epoch_cpu, (double)tr.avg_loss, la0, loadavg());
 
     lr_eval_result er;
-    t0 = now();
+    t0 = lr_bench_now();
     DIE(lr_eval(&net, &test, 1000, &er, &e), e);
-    double tev = now() - t0;
+    double tev = lr_bench_now() - t0;
     printf("eval of %zu images: %.3f s, accuracy %.4f\n", er.n, tev, er.accuracy);
 
     /* LoRA rank 1 on every layer, base frozen, 100 steps on digit 9 */
@@ -217,9 +205,9 @@ int main(int argc, char **argv)
     tp.only_label = 9;
     tp.max_steps = 100;
     c0 = cpu_now();
-    t0 = now();
+    t0 = lr_bench_now();
     DIE(lr_train(&net, &train, &tp, &tr, &e), e);
-    double tl = now() - t0, tl_cpu = cpu_now() - c0;
+    double tl = lr_bench_now() - t0, tl_cpu = cpu_now() - c0;
     printf("LoRA fine-tune: %zu steps in %.1f ms wall (%.3f ms/step incl. batching) = %.3fx a full "
            "step; %.1f ms CPU = %.3fx a full step's CPU\n", tr.steps, tl * 1e3, tl * 1e3 / (double)tr.steps,
            tl / (double)tr.steps / ts, tl_cpu * 1e3, tl_cpu / (double)tr.steps / (epoch_cpu / (double)epoch_steps));
