@@ -1,6 +1,7 @@
 /* lr_test.c — implementations of the shared test helpers. */
 #define _XOPEN_SOURCE 700
 #include "lr_test.h"
+#include "lowrank/lora.h"
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
@@ -116,4 +117,28 @@ int lr_test_hidden_entries(const char *dir)
         if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
     closedir(d);
     return n;
+}
+
+double lr_test_svd_residual(lr_cmat a, const float *s, lr_cmat u, lr_cmat vt)
+{
+    size_t k = s ? u.cols : 0;
+    double r = 0;
+    for (size_t i = 0; i < a.rows; i++)
+        for (size_t j = 0; j < a.cols; j++) {
+            double t = a.data[i * a.ld + j];
+            for (size_t p = 0; p < k; p++)
+                t -= (double)u.data[i * u.ld + p] * s[p] * vt.data[p * vt.ld + j];
+            r += t * t;
+        }
+    return sqrt(r);
+}
+
+void lr_test_randomize_lora_b(struct lr_lora *lm, const char *name, uint64_t seed)
+{
+    lr_rng rng;
+    lr_rng_seed(&rng, seed);
+    for (size_t i = 0; i < lr_lora_net(lm)->n_layers; i++) {
+        lr_lora_weights *w = lr_lora_layer(lm, name, i);
+        if (w) lr_rng_fill_normal(&rng, w->b, 0.0f, 0.5f);
+    }
 }

@@ -44,6 +44,13 @@ unsigned char *lr_test_read_file(const char *path, size_t *n);
 /* Entries in dir whose name starts with '.' (other than . and ..): leftover temp files. */
 int lr_test_hidden_entries(const char *dir);
 
+/* ‖a − u·diag(s)·vt‖_F in double; k = u.cols terms (none when s is NULL). */
+double lr_test_svd_residual(lr_cmat a, const float *s, lr_cmat u, lr_cmat vt);
+
+/* Gives every B of LoRA adapter `name` on lm N(0, 0.5²) entries (seeded), so that ΔW != 0. */
+struct lr_lora;
+void lr_test_randomize_lora_b(struct lr_lora *lm, const char *name, uint64_t seed);
+
 /* MNIST directory from $LR_MNIST_DIR, or NULL when the four files are not there. */
 const char *lr_test_mnist_dir(void);
 

@@ -25,16 +25,6 @@ typedef struct {
     float x[BATCH * 7];
 } fixture;
 
-static void randomize_b(lr_lora *lm, const char *name, uint64_t seed)
-{
-    lr_rng rng;
-    lr_rng_seed(&rng, seed);
-    for (size_t i = 0; i < lr_lora_net(lm)->n_layers; i++) {
-        lr_lora_weights *w = lr_lora_layer(lm, name, i);
-        if (w) lr_rng_fill_normal(&rng, w->b, 0.0f, 0.5f);
-    }
-}
-
 /* Adapter "a": rank 2, α 3, rsLoRA, on linear1 and linear3, saved to f->ad. */
 static void fx_init(fixture *f, const size_t *sizes)
 {
@@ -53,7 +43,7 @@ static void fx_init(fixture *f, const size_t *sizes)
     c.targets = 0x5;
     c.seed = 9;
     assert_int_equal(lr_lora_add(f->lm, "a", &c, NULL), LR_OK);
-    randomize_b(f->lm, "a", 3);
+    lr_test_randomize_lora_b(f->lm, "a", 3);
     lr_err e;
     if (lr_adapter_save(f->lm, "a", f->ad, "RichBoyNet-test", &e)) fail_msg("%s", e.msg);
 }
@@ -202,7 +192,7 @@ static void test_switch_loaded(void **state)
     lr_lora_config c = lr_lora_default_config();
     c.seed = 4;
     assert_int_equal(lr_lora_add(f.lm, "z", &c, NULL), LR_OK);
-    randomize_b(f.lm, "z", 8);
+    lr_test_randomize_lora_b(f.lm, "z", 8);
     char *zdir = lr_test_path(f.dir, "z");
     assert_int_equal(lr_adapter_save(f.lm, "z", zdir, NULL, &e), LR_OK);
     float alone_a[BATCH * 4], alone_z[BATCH * 4], out[BATCH * 4];

@@ -37,17 +37,6 @@ static void fx_free(fixture *f)
     lr_mlp_free(&f->net);
 }
 
-/* Gives every B of adapter `name` N(0, 0.5²) entries so that ΔW != 0. */
-static void randomize_b(lr_lora *lm, const char *name, uint64_t seed)
-{
-    lr_rng rng;
-    lr_rng_seed(&rng, seed);
-    for (size_t i = 0; i < lr_lora_net(lm)->n_layers; i++) {
-        lr_lora_weights *w = lr_lora_layer(lm, name, i);
-        if (w) lr_rng_fill_normal(&rng, w->b, 0.0f, 0.5f);
-    }
-}
-
 static void forward(lr_mlp *net, const float *x, float *out)
 {
     lr_err e;
@@ -224,7 +213,7 @@ static void test_forward_equals_merged_dense(void **state)
     c.alpha = 5.0f;
     c.targets = 0x5; /* linear1, linear3 */
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
-    randomize_b(f.lm, "a", 7);
+    lr_test_randomize_lora_b(f.lm, "a", 7);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     assert_null(f.net.layer[1].lora);
     float got[BATCH * 4], want[BATCH * 4];
@@ -312,7 +301,7 @@ static void test_gradients_central_differences(void **state)
     c.alpha = 3.0f;
     c.use_rslora = true;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
-    randomize_b(f.lm, "a", 9);
+    lr_test_randomize_lora_b(f.lm, "a", 9);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     lr_lora_freeze_base(f.lm, true);
     float *grad = calloc(f.net.n_params, sizeof(float));
@@ -388,7 +377,7 @@ static void test_disabled_equals_base(void **state)
     lr_lora_config c = lr_lora_default_config();
     c.rank = 2;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
-    randomize_b(f.lm, "a", 3);
+    lr_test_randomize_lora_b(f.lm, "a", 3);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     forward(&f.net, f.x, on);
     assert_true(memcmp(on, base, sizeof base) != 0);
@@ -429,7 +418,7 @@ static void test_merge_unmerge(void **state)
     c.rank = 2;
     c.alpha = 3.0f;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
-    randomize_b(f.lm, "a", 5);
+    lr_test_randomize_lora_b(f.lm, "a", 5);
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no adapter is selected");
     assert_int_equal(lr_lora_unmerge(f.lm, false, NULL, &e), LR_EINVAL);
@@ -651,7 +640,7 @@ static void test_switching(void **state)
     /* "a" alone */
     c.seed = 1;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
-    randomize_b(f.lm, "a", 11);
+    lr_test_randomize_lora_b(f.lm, "a", 11);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     forward(&f.net, f.x, a1);
     assert_int_equal(lr_lora_remove(f.lm, "a", NULL), LR_OK);
@@ -663,14 +652,14 @@ static void test_switching(void **state)
     c.rank = 2;
     c.targets = 0x2;
     assert_int_equal(lr_lora_add(f.lm, "b", &c, NULL), LR_OK);
-    randomize_b(f.lm, "b", 12);
+    lr_test_randomize_lora_b(f.lm, "b", 12);
     assert_int_equal(lr_lora_select(f.lm, "b", NULL), LR_OK);
     forward(&f.net, f.x, b1);
     /* now "a" again beside "b", switched back and forth */
     c = lr_lora_default_config();
     c.seed = 1;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
-    randomize_b(f.lm, "a", 11);
+    lr_test_randomize_lora_b(f.lm, "a", 11);
     assert_int_equal(lr_lora_count(f.lm), 2);
     assert_string_equal(lr_lora_name(f.lm, 0), "b");
     assert_string_equal(lr_lora_name(f.lm, 1), "a");

@@ -38,19 +38,6 @@ static double build(lr_mat w, size_t rank, size_t r, uint64_t seed)
     return sqrt(opt);
 }
 
-/* ‖w − u·diag(s)·vt‖_F, in double */
-static double err_of(lr_cmat w, const lr_usv *f)
-{
-    double e = 0;
-    for (size_t i = 0; i < w.rows; i++)
-        for (size_t j = 0; j < w.cols; j++) {
-            double t = w.data[i * w.ld + j];
-            for (size_t p = 0; p < f->k; p++) t -= (double)f->u.data[i * f->u.ld + p] * f->s[p] * f->vt.data[p * f->vt.ld + j];
-            e += t * t;
-        }
-    return sqrt(e);
-}
-
 static double orth(lr_cmat x, bool cols)
 {
     size_t k = cols ? x.cols : x.rows, len = cols ? x.rows : x.cols;
@@ -76,7 +63,7 @@ static void check_decaying(size_t m, size_t n, size_t r)
     lr_usv f;
     lr_err err = { { 0 } };
     if (lr_usv_from_rsvd(&f, lr_cm(w), r, NULL, &rng, &err) != LR_OK) fail_msg("%s", err.msg);
-    double e = err_of(lr_cm(w), &f);
+    double e = lr_test_svd_residual(lr_cm(w), f.s, lr_cm(f.u), lr_cm(f.vt));
     if (!(e <= 1.01 * opt)) fail_msg("%zu x %zu rank %zu: error %.6g > 1.01 x optimal %.6g", m, n, r, e, opt);
     assert_true(orth(lr_cm(f.u), true) < 1e-5);
     assert_true(orth(lr_cm(f.vt), false) < 1e-5);
@@ -103,13 +90,13 @@ static void test_exact_low_rank_and_clamp(void **st)
     lr_rsvd_opts o = lr_rsvd_default_opts();
     o.power_iters = 0;
     assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 5, &o, &rng, NULL), LR_OK);
-    assert_true(err_of(lr_cm(w), &f) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
+    assert_true(lr_test_svd_residual(lr_cm(w), f.s, lr_cm(f.u), lr_cm(f.vt)) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
     lr_usv_free(&f);
     /* with power iterations the samples are rank-deficient (5 < l = 15): the
      * Cholesky-QR sweeps break down and Householder QR takes over */
     o.power_iters = 3;
     assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 5, &o, &rng, NULL), LR_OK);
-    assert_true(err_of(lr_cm(w), &f) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
+    assert_true(lr_test_svd_residual(lr_cm(w), f.s, lr_cm(f.u), lr_cm(f.vt)) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
     assert_true(orth(lr_cm(f.u), true) < 1e-5);
     lr_usv_free(&f);
     /* the zero matrix: zero values, orthonormal factors all the same */
@@ -124,11 +111,11 @@ static void test_exact_low_rank_and_clamp(void **st)
     lr_mat_init(&w, 20, 15, NULL);
     double opt = build(w, (size_t)-1, 10, 5);
     assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 10, NULL, &rng, NULL), LR_OK);
-    assert_allclose(err_of(lr_cm(w), &f), opt, 1e-3, 1e-6);
+    assert_allclose(lr_test_svd_residual(lr_cm(w), f.s, lr_cm(f.u), lr_cm(f.vt)), opt, 1e-3, 1e-6);
     lr_usv_free(&f);
     /* r = min(m,n) */
     assert_int_equal(lr_usv_from_rsvd(&f, lr_cm(w), 15, NULL, &rng, NULL), LR_OK);
-    assert_true(err_of(lr_cm(w), &f) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
+    assert_true(lr_test_svd_residual(lr_cm(w), f.s, lr_cm(f.u), lr_cm(f.vt)) < 1e-5 * lr_mat_norm_fro(lr_cm(w)));
     lr_usv_free(&f);
     lr_mat_free(&w);
 }

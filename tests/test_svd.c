@@ -83,21 +83,6 @@ static void make_matrix(lr_mat a, int type, lr_rng *rng)
     free(sig);
 }
 
-/* ‖A − U·diag(s)·Vᵀ‖_F in double */
-static double residual(lr_cmat a, const float *s, lr_cmat u, lr_cmat vt)
-{
-    size_t k = s ? u.cols : 0;
-    double r = 0;
-    for (size_t i = 0; i < a.rows; i++)
-        for (size_t j = 0; j < a.cols; j++) {
-            double t = a.data[i * a.ld + j];
-            for (size_t p = 0; p < k; p++)
-                t -= (double)u.data[i * u.ld + p] * s[p] * vt.data[p * vt.ld + j];
-            r += t * t;
-        }
-    return sqrt(r);
-}
-
 /* ‖I − XᵀX‖_F for the columns of x (cols = true) or ‖I − X·Xᵀ‖_F for its rows */
 static double orth_err(lr_cmat x, bool cols)
 {
@@ -143,7 +128,7 @@ static void check_one(size_t m, size_t n, int type, lr_svd_driver drv, size_t pa
     if (st != LR_OK) fail_msg("%zu x %zu %s: %s", m, n, type_name[type], err.msg);
     assert_memory_equal(keep, abuf, (m * (n + pad) + 1) * sizeof(float)); /* input untouched */
     double anorm = lr_mat_norm_fro(lr_cm(a));
-    double r_res = ratio(residual(lr_cm(a), s, lr_cm(u), lr_cm(vt)), anorm * (double)mx * EPS);
+    double r_res = ratio(lr_test_svd_residual(lr_cm(a), s, lr_cm(u), lr_cm(vt)), anorm * (double)mx * EPS);
     double r_u = m ? orth_err(lr_cm(u), true) / ((double)m * EPS) : 0;
     double r_v = n ? orth_err(lr_cm(vt), false) / ((double)n * EPS) : 0;
     st = lr_svd_values_ex(lr_cm(a), s2, &o, &err);
@@ -206,7 +191,7 @@ static void test_usv_alloc(void **st)
     assert_int_equal(f.k, 4);
     assert_int_equal(f.u.rows, 7);
     assert_int_equal(f.vt.cols, 4);
-    assert_true(residual(lr_cm(a), f.s, lr_cm(f.u), lr_cm(f.vt)) < 50 * 7 * EPS * lr_mat_norm_fro(lr_cm(a)));
+    assert_true(lr_test_svd_residual(lr_cm(a), f.s, lr_cm(f.u), lr_cm(f.vt)) < 50 * 7 * EPS * lr_mat_norm_fro(lr_cm(a)));
     lr_usv_free(&f);
     lr_usv_free(&f);   /* twice: no-op */
     lr_usv_free(NULL);
