@@ -57,7 +57,7 @@ lr_status lr_eval(lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_resul
     if (!data->pixels || !data->labels) return lr__fail(err, LR_EINVAL, "eval: data has no pixels or labels");
     if (batch == 0) batch = 1000;
     if (batch > data->n) batch = data->n;
-    float *x = malloc(batch * d * sizeof *x), *logits = malloc(batch * classes * sizeof *logits);
+    float *x = lr__alloc_floats64(batch * d), *logits = malloc(batch * classes * sizeof *logits);
     lr_status s = LR_OK;
     if (!x || !logits) s = lr__fail(err, LR_ENOMEM, "eval: cannot allocate a batch of %zu", batch);
     for (size_t b0 = 0; !s && b0 < data->n; b0 += batch) {

@@ -18,6 +18,8 @@
  * quantities in the same order up to the FMA roundings.
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "lowrank/linear.h"
 #include "lowrank/blas.h"
@@ -35,18 +37,35 @@
 /* Batches up to this size use the row-streaming forward; larger ones sgemm. */
 #define LR__SMALL_BATCH 32
 
-static int have_avx2(void)
+/* The instruction sets the kernels may use, found once at run time (the build stays
+ * portable). lr__linear_force_isa lowers it, so the tests can check that every kernel
+ * gives the same bits. */
+enum { LR__ISA_C = 0, LR__ISA_AVX2 = 1, LR__ISA_AVX512 = 2 };
+static int isa_cap = 2;
+
+static int have_isa(void)
 {
 #ifdef LR__X86
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+        cached = avx512 ? LR__ISA_AVX512 : avx2 ? LR__ISA_AVX2 : LR__ISA_C;
     }
-    return cached;
+    return cached < isa_cap ? cached : isa_cap;
 #else
-    return 0;
+    return LR__ISA_C;
 #endif
+}
+
+static int have_avx2(void) { return have_isa() >= LR__ISA_AVX2; }
+
+int lr__linear_force_isa(int level)
+{
+    int old = isa_cap;
+    isa_cap = level < 0 ? 2 : level;
+    return old;
 }
 
 /* ---------------------------------------------------------------- forward ---------- */
@@ -67,6 +86,15 @@ static void fwd_rows_c(float *y, size_t ldy, const float *x, size_t ldx, const f
 }
 
 #ifdef LR__X86
+/* Asks for the line `ahead` floats past p (integer arithmetic: the address may lie past
+ * the end of the array, which a prefetch may touch but a pointer may not point to).
+ * __builtin_prefetch, not _mm_prefetch: GCC 12 dropped the latter as dead code once
+ * inlined here into the avx2 kernels. */
+static inline void lr__prefetch_at(const float *p, size_t ahead)
+{
+    __builtin_prefetch((const void *)((uintptr_t)p + sizeof(float) * ahead), 0, 3);
+}
+
 __attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -75,52 +103,83 @@ __attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* One row against BT batch rows over columns [j0, j1), all accumulators in registers: the
- * row piece is read once for the whole batch. y += the partial dot products (the first
- * column block starts from the bias). */
+/* R rows (o, o+1, ...) against BT batch rows over columns [j0, j1), all accumulators in
+ * registers: each row piece is read once for the whole batch, and each x piece once for
+ * the R rows. y += the partial dot products (the first column block starts from the bias).
+ * Every y[b, o] is summed in the same order whatever R is (8 lane sums over the column
+ * blocks, then the lanes, then the tail), so the 1- and 2-row kernels agree bit for bit. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-fwd_row_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *wr, float bias,
-             size_t j0, size_t j1, size_t o, const int BT)
+fwd_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw,
+              const float *bias, size_t j0, size_t j1, size_t o, const int R, const int BT)
 {
-    __m256 acc[LR__FB];
-    for (int b = 0; b < BT; b++) acc[b] = _mm256_setzero_ps();
+    __m256 acc[2][LR__FB];
+    const float *wr[2];
+    for (int r = 0; r < R; r++) {
+        wr[r] = w + (o + (size_t)r) * ldw;
+        for (int b = 0; b < BT; b++) acc[r][b] = _mm256_setzero_ps();
+    }
     size_t j = j0;
     for (; j + 8 <= j1; j += 8) {
-        __m256 wv = _mm256_loadu_ps(wr + j);
-        for (int b = 0; b < BT; b++)
-            acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)b * ldx + j), acc[b]);
+        __m256 wv[2];
+        for (int r = 0; r < R; r++) {
+            wv[r] = _mm256_loadu_ps(wr[r] + j);
+            /* the hardware prefetcher alone left the row streams at ~5 GB/s; asking for
+             * the same columns two rows ahead took layer 2's forward from 2.1 to 0.9 ms
+             * (1 core), better than 2 KB ahead in the same row (1.05 ms) */
+            lr__prefetch_at(wr[r] + j, 2 * ldw);
+        }
+        for (int b = 0; b < BT; b++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)b * ldx + j);
+            for (int r = 0; r < R; r++) acc[r][b] = _mm256_fmadd_ps(wv[r], xv, acc[r][b]);
+        }
     }
-    for (int b = 0; b < BT; b++) {
-        float s = hsum8(acc[b]);
-        const float *xr = x + (size_t)b * ldx;
-        for (size_t jj = j; jj < j1; jj++) s = fmaf(wr[jj], xr[jj], s);
-        float *yp = y + (size_t)b * ldy + o;
-        *yp = (j0 == 0 ? bias : *yp) + s;
-    }
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < BT; b++) {
+            float s = hsum8(acc[r][b]);
+            const float *xr = x + (size_t)b * ldx;
+            for (size_t jj = j; jj < j1; jj++) s = fmaf(wr[r][jj], xr[jj], s);
+            float *yp = y + (size_t)b * ldy + o + (size_t)r;
+            *yp = (j0 == 0 ? (bias ? bias[o + (size_t)r] : 0.0f) : *yp) + s;
+        }
 }
 
 /* Columns are taken in blocks of LR__FJ so the batch's piece of x (BT x LR__FJ floats,
- * 24 KB) stays in L1 while every row streams past it. */
-#define LR__FJ 512
-#define LR__FWD_CASE(n)                                                                      \
+ * 48 KB at most: L2) stays in cache while every row streams past it. Whole rows of the
+ * seed's layers (784 and 1000 wide) stream in one go: splitting them in halves (512)
+ * broke each row into two strided streams and cost 20 % more. */
+#define LR__FJ 1024
+/* RMAX = 1: one row at a time (AVX2 has 16 vector registers: a batch of 10 needs 10
+ * accumulators). RMAX = 2: pairs of rows, 20 accumulators, which AVX-512VL's 32 registers
+ * hold: x is then loaded once per two rows (measured 1.x faster on Zen 4). */
+#define LR__FWD_CASE(n, RMAX)                                                                \
     case n:                                                                                  \
         for (size_t j0 = 0; j0 < in; j0 += LR__FJ) {                                         \
-            size_t j1 = in - j0 < LR__FJ ? in : j0 + LR__FJ;                                 \
-            for (size_t o = o0; o < o1; o++)                                                 \
-                fwd_row_avx2(y, ldy, x, ldx, w + o * ldw, bias ? bias[o] : 0.0f, j0, j1, o, n); \
+            size_t j1 = in - j0 < LR__FJ ? in : j0 + LR__FJ, o = o0;                         \
+            if (RMAX == 2 && n <= 10)                                                        \
+                for (; o + 2 <= o1; o += 2) fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, o, 2, n); \
+            for (; o < o1; o++) fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, o, 1, n);  \
         }                                                                                    \
         break;
+#define LR__FWD_SWITCH(RMAX)                                                                 \
+    switch (bt) {                                                                            \
+        LR__FWD_CASE(1, RMAX) LR__FWD_CASE(2, RMAX) LR__FWD_CASE(3, RMAX) LR__FWD_CASE(4, RMAX) \
+        LR__FWD_CASE(5, RMAX) LR__FWD_CASE(6, RMAX) LR__FWD_CASE(7, RMAX) LR__FWD_CASE(8, RMAX) \
+        LR__FWD_CASE(9, RMAX) LR__FWD_CASE(10, RMAX) LR__FWD_CASE(11, RMAX) LR__FWD_CASE(12, RMAX) \
+    default: fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1);                       \
+    }
 
 __attribute__((target("avx2,fma"))) static void
 fwd_rows_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw,
               const float *bias, size_t bt, size_t in, size_t o0, size_t o1)
 {
-    switch (bt) {
-        LR__FWD_CASE(1) LR__FWD_CASE(2) LR__FWD_CASE(3) LR__FWD_CASE(4) LR__FWD_CASE(5)
-        LR__FWD_CASE(6) LR__FWD_CASE(7) LR__FWD_CASE(8) LR__FWD_CASE(9) LR__FWD_CASE(10)
-        LR__FWD_CASE(11) LR__FWD_CASE(12)
-    default: fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1);
-    }
+    LR__FWD_SWITCH(1)
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512vl"))) static void
+fwd_rows_avx512(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw,
+                const float *bias, size_t bt, size_t in, size_t o0, size_t o1)
+{
+    LR__FWD_SWITCH(2)
 }
 #endif
 
@@ -130,7 +189,11 @@ static void fwd_rows(float *y, size_t ldy, const float *x, size_t ldx, const flo
     for (size_t b0 = 0; b0 < batch; b0 += LR__FB) {
         size_t bt = batch - b0 < LR__FB ? batch - b0 : LR__FB;
 #ifdef LR__X86
-        if (have_avx2()) {
+        if (have_isa() >= LR__ISA_AVX512) {
+            fwd_rows_avx512(y + b0 * ldy, ldy, x + b0 * ldx, ldx, w, ldw, bias, bt, in, o0, o1);
+            continue;
+        }
+        if (have_isa() >= LR__ISA_AVX2) {
             fwd_rows_avx2(y + b0 * ldy, ldy, x + b0 * ldx, ldx, w, ldw, bias, bt, in, o0, o1);
             continue;
         }
@@ -212,11 +275,34 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
     return LR_OK;
 }
 
+/* ------------------------------------------------------- fused backward + Adam ---------- */
+
+/* The fused pass is cut into row chunks: chunk c owns rows [row(c), row(c+1)) of w, m and
+ * v, which it streams front to back as a few long sequential runs (the layout DRAM and the
+ * prefetchers serve best; the earlier column chunks read each row in 512-byte pieces and
+ * reached 8 GB/s where whole rows reach 17 GB/s on one core). Every chunk adds its rows'
+ * share of dx into its own partial sum; the partials are then added in chunk order. The
+ * number of chunks depends on `out` only, never on the thread count, so dx is the same
+ * whatever runs it. Chunk 0 writes dx itself; chunks 1.. write to the work buffer. */
+#define LR__NCH_MAX 8
+
+static size_t fused_nch(size_t out)
+{
+    size_t n = out / 128;
+    return n < 1 ? 1 : n > LR__NCH_MAX ? LR__NCH_MAX : n;
+}
+
+/* First row of chunk c (a multiple of 4, so the 4-row blocks never straddle chunks). */
+static size_t fused_row(size_t out, size_t nch, size_t c)
+{
+    return c >= nch ? out : (out * c / nch) & ~(size_t)3;
+}
+
 size_t lr_linear_backward_adam_work(size_t batch, size_t in)
 {
-    (void)batch;
-    (void)in;
-    return 0; /* the column-chunked kernel writes dx in place: no partial sums */
+    size_t n;
+    if (lr_size_mul(batch, in, &n) || n > SIZE_MAX / (LR__NCH_MAX - 1)) return SIZE_MAX;
+    return (LR__NCH_MAX - 1) * n;
 }
 
 /* Arguments of one fused pass, shared by the kernels. */
@@ -227,25 +313,33 @@ typedef struct {
     size_t lddy, ldx, batch, in, out;
     float *dx;                   /* (batch, in) ld lddx, or NULL */
     size_t lddx;
+    float *part;                 /* (nch - 1) partial dx sums of (batch, in), ld in */
+    size_t nch;
     const lr_adam_step *s;       /* NULL: dx only (a frozen layer), w untouched */
     bool reverse;                /* walk rows and chunks backwards (see lr__linear_backward_adam_ex) */
 } fused_args;
 
-/* Columns [j0, j1), every row: plain C. */
-static void fused_cols_c(const fused_args *a, size_t j0, size_t j1)
+/* Where chunk c adds its share of dx: dx itself for chunk 0, else its partial. */
+static float *fused_dx(const fused_args *a, size_t c, size_t *ld)
 {
-    size_t batch = a->batch, out = a->out;
-    if (a->dx)
-        for (size_t b = 0; b < batch; b++) memset(a->dx + b * a->lddx + j0, 0, (j1 - j0) * sizeof(float));
-    for (size_t k = 0; k < out; k++) {
-        size_t o = a->reverse ? out - 1 - k : k;
+    if (!a->dx) return NULL;
+    *ld = c == 0 ? a->lddx : a->in;
+    return c == 0 ? a->dx : a->part + (c - 1) * a->batch * a->in;
+}
+
+/* Rows [o0, o1), every column: plain C. */
+static void fused_rows_c(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx)
+{
+    size_t batch = a->batch, in = a->in;
+    for (size_t k = 0; k < o1 - o0; k++) {
+        size_t o = a->reverse ? o1 - 1 - k : o0 + k;
         float *wr = a->w + o * a->ldw;
-        for (size_t j = j0; j < j1; j++) {
+        for (size_t j = 0; j < in; j++) {
             float g = 0.0f, wold = wr[j];
             for (size_t b = 0; b < batch; b++) {
                 float d = a->dy[b * a->lddy + o];
                 if (a->s) g += d * a->x[b * a->ldx + j];
-                if (a->dx) a->dx[b * a->lddx + j] += d * wold;
+                if (dx) dx[b * lddx + j] += d * wold;
             }
             if (a->s)
                 wr[j] = lr_adam_elem(wold, g, a->mw + o * a->ldm + j, a->vw + o * a->ldv + j, a->s);
@@ -271,21 +365,23 @@ adam8(__m256 w, __m256 g, float *m, float *v, const lr_adam_step *s)
     return _mm256_sub_ps(w, _mm256_mul_ps(_mm256_set1_ps(s->step_size), _mm256_div_ps(mm, denom)));
 }
 
-/* R rows starting at o, columns [j0, j1): per 8-column chunk the R gradients stay in
+/* R rows starting at o, every column: per 8-column chunk the R gradients stay in
  * registers over the batch loop, dx takes the old weights' contribution, then Adam writes
- * the rows back. UPD = 0: dx only. */
+ * the rows back. UPD = 0: dx only. (No software prefetch here: with 4 rows of w, m and v
+ * streaming at once, the hardware prefetchers do better alone; prefetching every stream
+ * measured 5-15 % slower.) */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-fused_block_avx2(const fused_args *a, size_t o, size_t j0, size_t j1, const int R,
+fused_block_avx2(const fused_args *a, size_t o, float *dx, size_t lddx, const int R,
                  const int want_dx, const int UPD)
 {
-    size_t batch = a->batch, j = j0;
+    size_t batch = a->batch, in = a->in, j = 0;
     float *wr[4], *mr[4], *vr[4];
     for (int r = 0; r < R; r++) {
         wr[r] = a->w + (o + r) * a->ldw;
         mr[r] = UPD ? a->mw + (o + r) * a->ldm : NULL;
         vr[r] = UPD ? a->vw + (o + r) * a->ldv : NULL;
     }
-    for (; j + 8 <= j1; j += 8) {
+    for (; j + 8 <= in; j += 8) {
         __m256 g[4], wv[4];
         for (int r = 0; r < R; r++) {
             g[r] = _mm256_setzero_ps();
@@ -300,7 +396,7 @@ fused_block_avx2(const fused_args *a, size_t o, size_t j0, size_t j1, const int 
                 for (int r = 0; r < R; r++) g[r] = _mm256_fmadd_ps(d[r], xv, g[r]);
             }
             if (want_dx) {
-                float *dp = a->dx + b * a->lddx + j;
+                float *dp = dx + b * lddx + j;
                 __m256 acc = _mm256_loadu_ps(dp);
                 for (int r = 0; r < R; r++) acc = _mm256_fmadd_ps(d[r], wv[r], acc);
                 _mm256_storeu_ps(dp, acc);
@@ -310,14 +406,14 @@ fused_block_avx2(const fused_args *a, size_t o, size_t j0, size_t j1, const int 
             for (int r = 0; r < R; r++)
                 _mm256_storeu_ps(wr[r] + j, adam8(wv[r], g[r], mr[r] + j, vr[r] + j, a->s));
     }
-    for (; j < j1; j++)
+    for (; j < in; j++)
         for (int r = 0; r < R; r++) {
             float gs = 0.0f, wold = wr[r][j];
             for (size_t b = 0; b < batch; b++) {
                 float d = a->dy[b * a->lddy + o + r];
                 if (UPD) gs = fmaf(d, a->x[b * a->ldx + j], gs);
                 if (want_dx) {
-                    float *dp = a->dx + b * a->lddx + j;
+                    float *dp = dx + b * lddx + j;
                     *dp = fmaf(d, wold, *dp);
                 }
             }
@@ -325,64 +421,72 @@ fused_block_avx2(const fused_args *a, size_t o, size_t j0, size_t j1, const int 
         }
 }
 
+/* Rows [o0, o1) (o0 a multiple of 4), in blocks of 4 then single rows; reversed walks
+ * take the same blocks in the opposite order. */
 #define LR__FUSED_VARIANT(NAME, WANT_DX, UPD)                                                \
-    __attribute__((target("avx2,fma"))) static void NAME(const fused_args *a, size_t j0,     \
-                                                         size_t j1)                          \
+    __attribute__((target("avx2,fma"))) static void NAME(const fused_args *a, size_t o0,     \
+                                                         size_t o1, float *dx, size_t lddx)  \
     {                                                                                        \
-        size_t out = a->out, n4 = out / 4;                                                   \
-        if (WANT_DX)                                                                         \
-            for (size_t b = 0; b < a->batch; b++)                                            \
-                memset(a->dx + b * a->lddx + j0, 0, (j1 - j0) * sizeof(float));              \
+        size_t n4 = (o1 - o0) / 4, e4 = o0 + 4 * n4;                                          \
         if (!a->reverse) {                                                                   \
-            for (size_t k = 0; k < n4; k++) fused_block_avx2(a, 4 * k, j0, j1, 4, WANT_DX, UPD); \
-            for (size_t o = 4 * n4; o < out; o++) fused_block_avx2(a, o, j0, j1, 1, WANT_DX, UPD); \
+            for (size_t k = 0; k < n4; k++) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, UPD); \
+            for (size_t o = e4; o < o1; o++) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, UPD); \
         } else {                                                                             \
-            for (size_t o = out; o-- > 4 * n4;) fused_block_avx2(a, o, j0, j1, 1, WANT_DX, UPD); \
-            for (size_t k = n4; k-- > 0;) fused_block_avx2(a, 4 * k, j0, j1, 4, WANT_DX, UPD); \
+            for (size_t o = o1; o-- > e4;) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, UPD); \
+            for (size_t k = n4; k-- > 0;) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, UPD); \
         }                                                                                    \
     }
-LR__FUSED_VARIANT(fused_cols_avx2_dx, 1, 1)
-LR__FUSED_VARIANT(fused_cols_avx2_nodx, 0, 1)
-LR__FUSED_VARIANT(fused_cols_avx2_dxonly, 1, 0)
+LR__FUSED_VARIANT(fused_rows_avx2_dx, 1, 1)
+LR__FUSED_VARIANT(fused_rows_avx2_nodx, 0, 1)
+LR__FUSED_VARIANT(fused_rows_avx2_dxonly, 1, 0)
 #endif
-
-static void fused_cols(const fused_args *a, size_t j0, size_t j1)
-{
-#ifdef LR__X86
-    if (have_avx2()) {
-        if (!a->s) fused_cols_avx2_dxonly(a, j0, j1);
-        else if (a->dx) fused_cols_avx2_dx(a, j0, j1);
-        else fused_cols_avx2_nodx(a, j0, j1);
-        return;
-    }
-#endif
-    fused_cols_c(a, j0, j1);
-}
-
-/* Column chunks: every element of w, of dw and of dx belongs to exactly one chunk, so the
- * chunks are independent and the result does not depend on which thread runs which (or
- * on the thread count). An even number of chunks of about 128 columns (a multiple of 8)
- * keeps x's and dx's pieces in L1 and the threads balanced; they are handed out
- * dynamically so a thread the OS preempts does not hold the other back. */
-static size_t fused_chunks(const fused_args *a) { return 2 * ((a->in + 255) / 256); }
 
 static void fused_chunk(void *ctx, size_t k)
 {
     const fused_args *a = ctx;
-    size_t in = a->in, nch = fused_chunks(a), c = a->reverse ? nch - 1 - k : k;
-    size_t j0 = (in * c / nch) & ~(size_t)7, j1 = c + 1 == nch ? in : (in * (c + 1) / nch) & ~(size_t)7;
-    if (j1 > j0) fused_cols(a, j0, j1);
+    size_t c = a->reverse ? a->nch - 1 - k : k, lddx = 0;
+    size_t o0 = fused_row(a->out, a->nch, c), o1 = fused_row(a->out, a->nch, c + 1);
+    float *dx = fused_dx(a, c, &lddx);
+    if (dx)
+        for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, a->in * sizeof(float));
+    if (o1 <= o0) return;
+#ifdef LR__X86
+    if (have_avx2()) {
+        if (!a->s) fused_rows_avx2_dxonly(a, o0, o1, dx, lddx);
+        else if (dx) fused_rows_avx2_dx(a, o0, o1, dx, lddx);
+        else fused_rows_avx2_nodx(a, o0, o1, dx, lddx);
+        return;
+    }
+#endif
+    fused_rows_c(a, o0, o1, dx, lddx);
 }
 
-static void fused_run(const fused_args *a, int threads)
+/* dx += partial 1 + partial 2 + ..., in chunk order, over columns [64k, 64k + 64). */
+static void fused_reduce(void *ctx, size_t k)
 {
-    lr__parallel_for(threads, fused_chunks(a), fused_chunk, (void *)a);
+    const fused_args *a = ctx;
+    size_t j0 = 64 * k, j1 = j0 + 64 < a->in ? j0 + 64 : a->in;
+    for (size_t c = 1; c < a->nch; c++) {
+        const float *p = a->part + (c - 1) * a->batch * a->in;
+        for (size_t b = 0; b < a->batch; b++) {
+            float *d = a->dx + b * a->lddx;
+            const float *q = p + b * a->in;
+            for (size_t j = j0; j < j1; j++) d[j] += q[j];
+        }
+    }
 }
 
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, int threads)
+static void fused_run(fused_args *a, int threads)
+{
+    a->nch = fused_nch(a->out);
+    lr__parallel_for(threads, a->nch, fused_chunk, a);
+    if (a->dx && a->nch > 1) lr__parallel_for(threads, (a->in + 63) / 64, fused_reduce, a);
+}
+
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads)
 {
     fused_args a = { (float *)w.data, NULL, NULL, w.ld, 0, 0, dy.data, NULL, dy.ld, 0,
-                     dy.rows, w.cols, w.rows, dx.data, dx.ld, NULL, reverse };
+                     dy.rows, w.cols, w.rows, dx.data, dx.ld, work, 0, NULL, reverse };
     fused_run(&a, threads);
 }
 
@@ -410,9 +514,18 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
                         dx.cols, x.rows, x.cols);
     size_t batch = x.rows, in = x.cols, out = w.rows;
     fused_args a = { w.data, m_w.data, v_w.data, w.ld, m_w.ld, v_w.ld, dy.data, x.data,
-                     dy.ld, x.ld, batch, in, out, dx.data, dx.ld, s, reverse };
-    (void)work;
+                     dy.ld, x.ld, batch, in, out, dx.data, dx.ld, work, 0, s, reverse };
+    float *own = NULL;
+    if (dx.data && !work && fused_nch(out) > 1) {
+        /* no caller workspace: borrow one for the partial dx sums */
+        own = calloc(lr_linear_backward_adam_work(batch, in), sizeof(float));
+        if (!own)
+            return lr__fail(err, LR_ENOMEM, "linear backward_adam: cannot allocate %zu x %zu partial sums",
+                            batch, in);
+        a.part = own;
+    }
     fused_run(&a, threads);
+    free(own);
     /* bias: gradient Σ_b dy[b,o], summed in batch order like the weights' rows */
     for (size_t o = 0; o < out; o++) {
         float g = 0.0f;

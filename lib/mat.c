@@ -40,6 +40,15 @@ lr_status lr_mat_check_finite(lr_cmat m, const char *name, lr_err *err)
     return LR_OK;
 }
 
+float *lr__alloc_floats64(size_t n)
+{
+    void *p = NULL;
+    size_t bytes;
+    if (lr_size_mul(n ? n : 1, sizeof(float), &bytes) || bytes > SIZE_MAX - 63) return NULL;
+    if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0) return NULL;
+    return p;
+}
+
 lr_status lr_mat_init(lr_mat *m, size_t rows, size_t cols, lr_err *err)
 {
     size_t n;
@@ -47,8 +56,9 @@ lr_status lr_mat_init(lr_mat *m, size_t rows, size_t cols, lr_err *err)
     *m = (lr_mat){ NULL, 0, 0, 0 };
     if (lr_size_mul(rows, cols, &n) != LR_OK || n > SIZE_MAX / sizeof(float))
         return lr__fail(err, LR_ERANGE, "lr_mat_init: %zu x %zu floats overflows", rows, cols);
-    float *d = calloc(n ? n : 1, sizeof(float));
+    float *d = lr__alloc_floats64(n);
     if (!d) return lr__fail(err, LR_ENOMEM, "lr_mat_init: cannot allocate %zu x %zu floats", rows, cols);
+    memset(d, 0, (n ? n : 1) * sizeof(float));
     *m = (lr_mat){ d, rows, cols, cols };
     return LR_OK;
 }

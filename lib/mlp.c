@@ -285,34 +285,46 @@ static lr_status ensure_work(lr_mlp *net, size_t batch, lr_err *err)
     if (w->buf && w->cap >= batch && w->rank_cap >= rank_sum && w->rank_cap >= max_rank) return LR_OK;
     size_t cap = batch > w->cap ? batch : w->cap;
     size_t rcap = rank_sum > w->rank_cap ? rank_sum : w->rank_cap;
-    /* floats: acts Σ sizes[1..L], d0 + d1, dx partials, u, t */
-    size_t per_row = 0;
-    for (size_t i = 1; i <= net->n_layers; i++) per_row += net->sizes[i];
-    per_row += 2 * max_size + rcap + rcap;
-    size_t total, dxw = lr_linear_backward_adam_work(cap, max_in);
-    if (lr_size_mul(per_row, cap, &total) || total > SIZE_MAX / sizeof(float) - dxw - 16)
+    /* floats: acts Σ sizes[1..L], d0 + d1, dx partials, u, t; every region starts on a
+     * cache line (lr__alloc_floats64: the kernels' 32-byte loads must not straddle lines) */
+    size_t region[LR_MLP_MAX_LAYERS + 5], nreg = 0, total = 0;
+    for (size_t i = 1; i <= net->n_layers; i++) region[nreg++] = net->sizes[i];
+    region[nreg++] = max_size;
+    region[nreg++] = max_size;
+    region[nreg++] = rcap;
+    region[nreg++] = rcap;
+    size_t dxw = lr_linear_backward_adam_work(cap, max_in);
+    for (size_t i = 0; i < nreg; i++) {
+        size_t t;
+        if (lr_size_mul(region[i], cap, &t) || t > SIZE_MAX / 8 - total)
+            return lr__fail(err, LR_ERANGE, "mlp: workspace for batch %zu overflows", batch);
+        region[i] = (t + 15) / 16 * 16;
+        total += region[i];
+    }
+    if (dxw > SIZE_MAX / 8 - total)
         return lr__fail(err, LR_ERANGE, "mlp: workspace for batch %zu overflows", batch);
     total += dxw;
-    float *buf = malloc(total * sizeof(float));
+    float *buf = lr__alloc_floats64(total);
     if (!buf) return lr__fail(err, LR_ENOMEM, "mlp: cannot allocate the workspace for batch %zu", batch);
     free(w->buf);
     w->buf = buf;
     w->cap = cap;
     w->rank_cap = rcap;
     float *p = buf;
+    size_t k = 0;
     w->act[0] = NULL;
     for (size_t i = 1; i <= net->n_layers; i++) {
         w->act[i] = p;
-        p += cap * net->sizes[i];
+        p += region[k++];
     }
     w->d0 = p;
-    p += cap * max_size;
+    p += region[k++];
     w->d1 = p;
-    p += cap * max_size;
+    p += region[k++];
     w->u = p;
-    p += cap * rcap;
+    p += region[k++];
     w->t = p;
-    p += cap * rcap;
+    p += region[k++];
     w->dxwork = p;
     return LR_OK;
 }
@@ -476,7 +488,7 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
                                                  err)))
                 return s;
         } else if (need_dx) {
-            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), false, net->threads);
+            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, step & 1, net->threads);
         }
         if (lora_on(ly)) {
             lr_lora_weights *lw = ly->lora;

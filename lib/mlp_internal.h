@@ -11,8 +11,9 @@
 void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int threads);
 
 /* dx: (batch, in) <- dy: (batch, out) · w: (out, in), streaming w once (the frozen layer's
- * backward, same kernel as the fused pass without the update). Shapes already checked. */
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, int threads);
+ * backward, same kernel as the fused pass without the update). Shapes already checked;
+ * work: lr_linear_backward_adam_work(batch, in) floats for the partial sums. */
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads);
 
 /* lr_linear_backward_adam with the row order reversed when `reverse` (the training step
  * alternates it every step: the rows the last step touched last are then touched first,
@@ -21,5 +22,9 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
                                       float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
                                       const lr_adam_step *s, float *work, int threads, bool reverse,
                                       lr_err *err);
+
+/* Caps the instruction set of the dense kernels (0 plain C, 1 AVX2, 2 AVX-512VL; -1 no cap)
+ * and returns the previous cap. For tests: every level must give the same forward bits. */
+int lr__linear_force_isa(int level);
 
 #endif

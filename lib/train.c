@@ -89,7 +89,7 @@ lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p, 
     size_t *sel = malloc(n_sel * sizeof *sel), *perm = malloc(n_sel * sizeof *perm);
     size_t *idx = malloc(p->batch * sizeof *idx);
     uint8_t *y = malloc(p->batch);
-    float *x = malloc(p->batch * d * sizeof *x);
+    float *x = lr__alloc_floats64(p->batch * d); /* batch*d fits: checked with the data */
     if (!sel || !perm || !idx || !y || !x) {
         s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n_sel);
         goto done;

@@ -3,7 +3,9 @@
  * without dx, any thread count bit-identical), the LoRA branch, central differences in
  * double for every gradient, and shape checks. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include "lr_test.h"
 #include "lowrank/linear.h"
 #include "lowrank/rng.h"
@@ -176,32 +178,79 @@ static void test_fused_backward_adam_matches_naive(void **state)
     check_fused(10, 5, 3, true, 1, 3);
 }
 
+/* One fused pass on copies of the same state; returns nothing, fills w, v, dx. */
+static void fused_once(size_t batch, size_t in, size_t out, const float *x, const float *dy, const float *w0,
+                       float *w, float *v, float *dx, bool with_work, int threads)
+{
+    float *m = calloc(out * in, 4), *b = calloc(out, 4), *mb = calloc(out, 4), *vb = calloc(out, 4);
+    float *work = with_work ? malloc(lr_linear_backward_adam_work(batch, in) * 4 + 4) : NULL;
+    memcpy(w, w0, out * in * 4);
+    memset(v, 0, out * in * 4);
+    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_step s = lr_adam_step_for(&ap, 1);
+    assert_int_equal(lr_linear_backward_adam(lr_mat_view(dx, batch, in, in), lr_mat_view(w, out, in, in), b,
+                                             lr_mat_view(m, out, in, in), lr_mat_view(v, out, in, in), mb, vb,
+                                             lr_cmat_view(dy, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                             &s, work, threads, NULL), LR_OK);
+    free(m), free(b), free(mb), free(vb), free(work);
+}
+
+/* The pass is cut into row chunks whose dx shares are added in chunk order: 1, 2 or 3
+ * threads, and a caller workspace or none, must give the same bits. out = 50, 300 and
+ * 1100 make 1, 2 and 8 chunks. */
 static void test_fused_is_thread_count_independent(void **state)
 {
     (void)state;
-    lr_rng r;
-    lr_rng_seed(&r, 9);
-    size_t batch = 10, in = 300, out = 50;
-    float *x = randv(&r, batch * in, 1), *dy = randv(&r, batch * out, 1);
-    float *w[2], *m[2], *v[2], *b[2], *mb[2], *vb[2], *dx[2];
-    float *w0 = randv(&r, out * in, 0.1f), *work = malloc(lr_linear_backward_adam_work(batch, in) * 4 + 4);
-    lr_adam_params ap = lr_adam_default_params();
-    lr_adam_step s = lr_adam_step_for(&ap, 1);
-    for (int k = 0; k < 2; k++) {
-        w[k] = malloc(out * in * 4), memcpy(w[k], w0, out * in * 4);
-        m[k] = calloc(out * in, 4), v[k] = calloc(out * in, 4);
-        b[k] = calloc(out, 4), mb[k] = calloc(out, 4), vb[k] = calloc(out, 4);
-        dx[k] = malloc(batch * in * 4);
-        assert_int_equal(lr_linear_backward_adam(lr_mat_view(dx[k], batch, in, in), lr_mat_view(w[k], out, in, in),
-                                                 b[k], lr_mat_view(m[k], out, in, in), lr_mat_view(v[k], out, in, in),
-                                                 mb[k], vb[k], lr_cmat_view(dy, batch, out, out),
-                                                 lr_cmat_view(x, batch, in, in), &s, work, k + 1, NULL), LR_OK);
+    const size_t outs[3] = { 50, 300, 1100 };
+    for (int c = 0; c < 3; c++) {
+        lr_rng r;
+        lr_rng_seed(&r, 9);
+        size_t batch = 10, in = 300, out = outs[c];
+        float *x = randv(&r, batch * in, 1), *dy = randv(&r, batch * out, 1);
+        float *w0 = randv(&r, out * in, 0.1f);
+        float *w[4], *v[4], *dx[4];
+        for (int k = 0; k < 4; k++) {
+            w[k] = malloc(out * in * 4), v[k] = malloc(out * in * 4), dx[k] = malloc(batch * in * 4);
+            /* k = 0..2: 1..3 threads with a workspace; k = 3: 2 threads, no workspace */
+            fused_once(batch, in, out, x, dy, w0, w[k], v[k], dx[k], k < 3, k < 3 ? k + 1 : 2);
+        }
+        for (int k = 1; k < 4; k++) {
+            assert_memory_equal(w[0], w[k], out * in * 4);
+            assert_memory_equal(dx[0], dx[k], batch * in * 4);
+            assert_memory_equal(v[0], v[k], out * in * 4);
+        }
+        for (int k = 0; k < 4; k++) free(w[k]), free(v[k]), free(dx[k]);
+        free(x), free(dy), free(w0);
     }
-    assert_memory_equal(w[0], w[1], out * in * 4);
-    assert_memory_equal(dx[0], dx[1], batch * in * 4);
-    assert_memory_equal(v[0], v[1], out * in * 4);
-    for (int k = 0; k < 2; k++) free(w[k]), free(m[k]), free(v[k]), free(b[k]), free(mb[k]), free(vb[k]), free(dx[k]);
-    free(x), free(dy), free(w0), free(work);
+}
+
+/* Private switch of lib/linear.c (see lib/mlp_internal.h): caps the kernels' instruction
+ * set. 2 = AVX-512VL (two rows per pass), 1 = AVX2 (one row). */
+int lr__linear_force_isa(int level);
+
+/* The AVX-512 forward (two rows at a time) and the AVX2 one (one row) sum every output in
+ * the same order, so a machine with or without AVX-512 gives the same bits. On a machine
+ * without them both runs fall back to the same kernel and the check holds trivially. */
+static void test_forward_same_bits_on_every_isa(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 21);
+    const size_t shapes[4][3] = { { 10, 1000, 67 }, { 7, 784, 130 }, { 12, 2000, 9 }, { 1, 13, 3 } };
+    for (int c = 0; c < 4; c++) {
+        size_t batch = shapes[c][0], in = shapes[c][1], out = shapes[c][2];
+        float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 0.1f);
+        float *y[2];
+        for (int k = 0; k < 2; k++) {
+            y[k] = malloc(batch * out * 4);
+            int old = lr__linear_force_isa(2 - k);
+            assert_int_equal(lr_linear_forward(lr_mat_view(y[k], batch, out, out), lr_cmat_view(x, batch, in, in),
+                                               lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
+            lr__linear_force_isa(old);
+        }
+        assert_memory_equal(y[0], y[1], batch * out * 4);
+        free(x), free(w), free(b), free(y[0]), free(y[1]);
+    }
 }
 
 /* LoRA: y = x·W₀ᵀ + b + s·(x·Aᵀ)·Bᵀ equals the dense layer with W₀ + s·BA. */
@@ -333,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_backward_by_central_differences),
         cmocka_unit_test(test_fused_backward_adam_matches_naive),
         cmocka_unit_test(test_fused_is_thread_count_independent),
+        cmocka_unit_test(test_forward_same_bits_on_every_isa),
         cmocka_unit_test(test_lora_forward_equals_merged_dense),
         cmocka_unit_test(test_lora_backward_by_central_differences),
         cmocka_unit_test(test_bad_shapes),
