@@ -301,18 +301,18 @@ static double lora_loss(const double *x, const double *a, const double *bm, doub
     return L;
 }
 
-static void test_lora_backward_by_central_differences(void **state)
+/* rank 1 takes its own (contiguous-column) path, rank 2 the general one */
+static void check_lora_backward(size_t rank)
 {
-    (void)state;
     lr_rng r;
-    lr_rng_seed(&r, 6);
-    size_t batch = 3, in = 7, out = 5, rank = 2;
+    lr_rng_seed(&r, 6 + rank);
+    size_t batch = 3, in = 7, out = 13;
     lr_lora_weights lw;
     assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 1.5f, NULL), LR_OK);
     lr_rng_fill_normal(&r, lw.a, 0, 1);
     lr_rng_fill_normal(&r, lw.b, 0, 1);
     float *x = randv(&r, batch * in, 1), *c = randv(&r, batch * out, 1);
-    float y[3 * 5] = { 0 }, u[3 * 2], t[3 * 2], dx[3 * 7] = { 0 };
+    float y[3 * 13] = { 0 }, u[3 * 2], t[3 * 2], dx[3 * 7] = { 0 };
     assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
                                          lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
     assert_int_equal(lr_lora_backward(lr_mat_view(dx, batch, in, in), &lw, lr_cmat_view(c, batch, out, out),
@@ -335,6 +335,13 @@ static void test_lora_backward_by_central_differences(void **state)
         }
     lr_lora_weights_free(&lw);
     free(x), free(c), free(xd), free(ad), free(bd);
+}
+
+static void test_lora_backward_by_central_differences(void **state)
+{
+    (void)state;
+    check_lora_backward(1);
+    check_lora_backward(2);
 }
 
 static void test_bad_shapes(void **state)
