@@ -463,11 +463,16 @@ dxonly_block_avx2(const fused_args *a, size_t o0, size_t o1, float *dx, size_t l
             acc[b][c] = first ? _mm256_setzero_ps()
                               : _mm256_loadu_ps(dx + (b0 + (size_t)b) * lddx + j + 8 * (size_t)c);
     size_t n = o1 - o0;
+    uintptr_t next = (uintptr_t)(LR__DXG * a->ldw * sizeof(float));
+    if (a->reverse) next = (uintptr_t)0 - next; /* wraps: the group before, as an address offset */
     for (size_t k = 0; k < n; k++) {
         size_t o = a->reverse ? o1 - 1 - k : o0 + k;
         const float *wr = a->w + o * a->ldw + j;
         __m256 wv[2];
         for (int c = 0; c < CB; c++) wv[c] = _mm256_loadu_ps(wr + 8 * c);
+        /* the same columns of the next group's rows, so they are in cache when its turn
+         * comes (rows are 4 KB apart: the hardware prefetchers do not follow this walk) */
+        __builtin_prefetch((const void *)((uintptr_t)wr + next), 0, 3);
         const float *dyo = a->dy + b0 * a->lddy + o;
         for (int b = 0; b < BT; b++) {
             __m256 d = _mm256_broadcast_ss(dyo + (size_t)b * a->lddy);
