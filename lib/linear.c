@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "mlp_internal.h"
 #include "parallel.h"
+#include "adam_simd.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LR__X86 1
@@ -292,11 +293,11 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
  * share of dx into its own partial sum; the partials are then added in chunk order. The
  * number of chunks depends on `out` only, never on the thread count, so dx is the same
  * whatever runs it. Chunk 0 writes dx itself; chunks 1.. write to the work buffer. */
-#define LR__NCH_MAX 8
+#define LR__NCH_MAX 16
 
 static size_t fused_nch(size_t out)
 {
-    size_t n = out / 128;
+    size_t n = out / 64;
     return n < 1 ? 1 : n > LR__NCH_MAX ? LR__NCH_MAX : n;
 }
 
@@ -356,23 +357,6 @@ static void fused_rows_c(const fused_args *a, size_t o0, size_t o1, float *dx, s
 }
 
 #ifdef LR__X86
-/* Adam on 8 lanes, the same operations in the same order as lr_adam_elem (no FMA), so the
- * update matches the scalar formula bit for bit given the same gradient. */
-__attribute__((target("avx2,fma"), always_inline)) static inline __m256
-adam8(__m256 w, __m256 g, float *m, float *v, const lr_adam_step *s)
-{
-    __m256 mm = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->beta1), _mm256_loadu_ps(m)),
-                              _mm256_mul_ps(_mm256_set1_ps(s->one_minus_beta1), g));
-    __m256 vv = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(s->beta2), _mm256_loadu_ps(v)),
-                              _mm256_mul_ps(_mm256_set1_ps(s->one_minus_beta2),
-                                            _mm256_mul_ps(g, g)));
-    _mm256_storeu_ps(m, mm);
-    _mm256_storeu_ps(v, vv);
-    __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), _mm256_set1_ps(s->bc2_sqrt)),
-                                 _mm256_set1_ps(s->eps));
-    return _mm256_sub_ps(w, _mm256_mul_ps(_mm256_set1_ps(s->step_size), _mm256_div_ps(mm, denom)));
-}
-
 /* R rows starting at o, every column: per 8-column chunk the R gradients stay in
  * registers over the batch loop, dx takes the old weights' contribution, then Adam writes
  * the rows back. UPD = 0: dx only. (No software prefetch here: with 4 rows of w, m and v

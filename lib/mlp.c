@@ -427,6 +427,11 @@ static size_t lowest_trainable(const lr_mlp *net)
 
 static void adam_mat(lr_mat p, lr_mat m, lr_mat v, lr_mat g, const lr_adam_step *s)
 {
+    if (p.ld == p.cols && m.ld == p.cols && v.ld == p.cols && g.ld == p.cols) {
+        /* one flat call: a rank-1 B is out rows of 1 float, too short for the SIMD path */
+        lr_adam_update(p.data, m.data, v.data, g.data, p.rows * p.cols, s);
+        return;
+    }
     for (size_t i = 0; i < p.rows; i++)
         lr_adam_update(p.data + i * p.ld, m.data + i * m.ld, v.data + i * v.ld, g.data + i * g.ld,
                        p.cols, s);

@@ -62,13 +62,19 @@ static void test_update_matches_double_reference(void **state)
         assert_allclose(m[i], md[i], 1e-5, 1e-6);
         assert_allclose(v[i], vd[i], 1e-5, 1e-6);
     }
-    /* lr_adam_update is lr_adam_elem element-wise, bit for bit */
-    float q = p[3], mq = m[3], vq = v[3], r[1] = { p[3] }, mr[1] = { m[3] }, vr[1] = { v[3] };
+    /* lr_adam_update is lr_adam_elem element-wise, bit for bit: over all N = 37 entries,
+     * i.e. the 8-lane SIMD path (where the machine has it) and the scalar tail */
+    float q[N], mq[N], vq[N];
     lr_adam_step s = lr_adam_step_for(&ap, T + 1);
-    q = lr_adam_elem(q, 0.7f, &mq, &vq, &s);
-    float gg[1] = { 0.7f };
-    lr_adam_update(r, mr, vr, gg, 1, &s);
-    assert_true(q == r[0] && mq == mr[0] && vq == vr[0]);
+    for (int i = 0; i < N; i++) {
+        g[i] = 0.7f - 0.05f * (float)i;
+        mq[i] = m[i], vq[i] = v[i];
+        q[i] = lr_adam_elem(p[i], g[i], &mq[i], &vq[i], &s);
+    }
+    lr_adam_update(p, m, v, g, N, &s);
+    assert_memory_equal(q, p, sizeof q);
+    assert_memory_equal(mq, m, sizeof mq);
+    assert_memory_equal(vq, v, sizeof vq);
 }
 
 int main(void)
