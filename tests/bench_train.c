@@ -96,6 +96,12 @@ static double triad_gbs_child(int threads)
     return r;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void synthetic(lr_mnist *m, size_t n, uint64_t seed)
 {
     lr_rng r;
@@ -183,7 +189,6 @@ int main(int argc, char **argv)
     double la0 = loadavg(), c0 = cpu_now(), t0 = lr_bench_now();
     DIE(lr_train(&net, &train, &tp, &tr, &e), e);
     double epoch = lr_bench_now() - t0, epoch_cpu = cpu_now() - c0;
-    size_t epoch_steps = tr.steps;
     printf("one epoch: %zu steps in %.2f s wall (%.3f ms/step), %.2f s CPU, mean loss %.4f "
            "(load average %.2f before, %.2f after)\n", tr.steps, epoch, epoch * 1e3 / (double)tr.steps,
            epoch_cpu, (double)tr.avg_loss, la0, loadavg());
@@ -208,11 +213,42 @@ int main(int argc, char **argv)
     t0 = lr_bench_now();
     DIE(lr_train(&net, &train, &tp, &tr, &e), e);
     double tl = lr_bench_now() - t0, tl_cpu = cpu_now() - c0;
-    printf("LoRA fine-tune: %zu steps in %.1f ms wall (%.3f ms/step incl. batching) = %.3fx a full "
-           "step; %.1f ms CPU = %.3fx a full step's CPU\n", tr.steps, tl * 1e3, tl * 1e3 / (double)tr.steps,
-           tl / (double)tr.steps / ts, tl_cpu * 1e3, tl_cpu / (double)tr.steps / (epoch_cpu / (double)epoch_steps));
+    printf("LoRA fine-tune: %zu steps in %.1f ms wall (%.3f ms/step incl. batching), %.1f ms CPU\n",
+           tr.steps, tl * 1e3, tl * 1e3 / (double)tr.steps, tl_cpu * 1e3);
     DIE(lr_eval(&net, &test, 1000, &er, &e), e);
     printf("  after fine-tune: accuracy %.4f, digit-9 wrong %zu\n", er.accuracy, er.wrong[9]);
+
+    /* LoRA step against full step measured in the same minutes: rounds of 20 full steps
+     * (nothing frozen, no adapters) then 20 LoRA steps (base frozen, rank-1 adapters), on
+     * the same net and the same batches; the median of the per-round ratios. A shared
+     * machine's load drifts over seconds, which skews two figures taken minutes apart. */
+    enum { ROUNDS = 15, PER = 20 };
+    double ratio[ROUNDS], tfull[ROUNDS], tlora[ROUNDS];
+    for (int rd = 0; rd < ROUNDS; rd++) {
+        for (int mode = 0; mode < 2; mode++) {
+            for (int l = 0; l < 3; l++) DIE(lr_mlp_set_lora(&net, (size_t)l, mode ? &lw[l] : NULL, &e), e);
+            lr_mlp_freeze_all(&net, mode == 1);
+            double t = 0;
+            for (int k = 0; k < PER; k++) {
+                for (int b = 0; b < 10; b++) idx[b] = ((size_t)(rd * PER + k) * 10 + (size_t)b) % train.n;
+                lr_mnist_normalize(x, &train, idx, 10);
+                for (int b = 0; b < 10; b++) y[b] = train.labels[idx[b]];
+                float loss;
+                double t1 = lr_bench_now();
+                DIE(lr_mlp_train_step(&net, x, y, 10, &adam, &loss, &e), e);
+                t += lr_bench_now() - t1;
+            }
+            (mode ? tlora : tfull)[rd] = t / PER;
+        }
+        ratio[rd] = tlora[rd] / tfull[rd];
+    }
+    qsort(ratio, ROUNDS, sizeof *ratio, cmp_double);
+    qsort(tfull, ROUNDS, sizeof *tfull, cmp_double);
+    qsort(tlora, ROUNDS, sizeof *tlora, cmp_double);
+    printf("LoRA step vs full step, interleaved (%d rounds of %d + %d steps): full %.3f ms, LoRA %.3f ms "
+           "(medians); ratio median %.3f (range %.3f-%.3f)\n", ROUNDS, PER, PER, tfull[ROUNDS / 2] * 1e3,
+           tlora[ROUNDS / 2] * 1e3, ratio[ROUNDS / 2], ratio[0], ratio[ROUNDS - 1]);
+    for (int l = 0; l < 3; l++) DIE(lr_mlp_set_lora(&net, (size_t)l, NULL, &e), e);
     for (int l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]);
 
     struct rusage ru;

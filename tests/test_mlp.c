@@ -323,6 +323,36 @@ static void test_threads_and_batch_paths_agree(void **state)
     lr_mlp_free(&b);
 }
 
+/* lr_mlp_reset_optimizer zeroes a frozen layer's moments lazily, when it is first updated:
+ * freezing, resetting and unfreezing must train exactly like a reset with nothing frozen. */
+static void test_reset_optimizer_with_frozen_layer(void **state)
+{
+    (void)state;
+    lr_mlp a, b;
+    make_net(&a, 5);
+    make_net(&b, 5);
+    float x[10 * 9], la, lb;
+    uint8_t y[10];
+    lr_adam_params ap = lr_adam_default_params();
+    for (int t = 0; t < 3; t++) { /* both get non-zero moments */
+        make_batch(x, y, 10, 9, 4, 60 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&b, x, y, 10, &ap, &lb, NULL), LR_OK);
+    }
+    assert_int_equal(lr_mlp_set_frozen(&a, 1, true, NULL), LR_OK);
+    lr_mlp_reset_optimizer(&a);
+    assert_int_equal(lr_mlp_set_frozen(&a, 1, false, NULL), LR_OK);
+    lr_mlp_reset_optimizer(&b);
+    for (int t = 0; t < 2; t++) {
+        make_batch(x, y, 10, 9, 4, 70 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&b, x, y, 10, &ap, &lb, NULL), LR_OK);
+    }
+    assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
+    lr_mlp_free(&a);
+    lr_mlp_free(&b);
+}
+
 static void test_nonfinite_names_step_and_layer(void **state)
 {
     (void)state;
@@ -406,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_train_step_equals_gradients_plus_adam),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
         cmocka_unit_test(test_threads_and_batch_paths_agree),
+        cmocka_unit_test(test_reset_optimizer_with_frozen_layer),
         cmocka_unit_test(test_nonfinite_names_step_and_layer),
         cmocka_unit_test(test_bad_inputs),
     };
