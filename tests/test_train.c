@@ -3,6 +3,7 @@
  * behave, and bad inputs are refused. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "lr_test.h"
 #include "lowrank/train.h"
 
@@ -72,6 +73,50 @@ static void test_loss_falls_and_runs_repeat_exactly(void **state)
     assert_allclose(r1.avg_loss, mean / 90, 1e-6, 0);
     lr_mnist_free(&d);
     free(p1), free(p2);
+}
+
+/* lr_train is lr_mlp_train_step over lr_rng_permutation's batches, bit for bit: what a
+ * caller writing the loop by hand gets. 305 examples: batches of 10 and a last one of 5,
+ * over 2 epochs. */
+static void test_train_equals_plain_steps(void **state)
+{
+    (void)state;
+    lr_mnist d = { 0 };
+    synth(&d, 305, 3);
+    const size_t sizes[4] = { 16, 32, 16, 4 };
+    lr_mlp a, b;
+    assert_int_equal(lr_mlp_init(&a, sizes, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_init(&b, sizes, 4, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 8);
+    lr_mlp_init_params(&a, &r);
+    memcpy(b.params, a.params, a.n_params * sizeof(float));
+    lr_train_params p = lr_train_default_params();
+    p.seed = 5;
+    p.epochs = 2;
+    lr_train_result res;
+    assert_int_equal(lr_train(&a, &d, &p, &res, NULL), LR_OK);
+    /* the same run by hand: lr_train's shuffle is lr_rng_permutation per epoch */
+    lr_rng_seed(&r, p.seed);
+    size_t perm[305], idx[10];
+    float x[10 * 16], loss;
+    uint8_t y[10];
+    size_t steps = 0;
+    for (size_t e = 0; e < 2; e++) {
+        lr_rng_permutation(&r, perm, d.n);
+        for (size_t b0 = 0; b0 < d.n; b0 += 10) {
+            size_t bs = d.n - b0 < 10 ? d.n - b0 : 10;
+            for (size_t k = 0; k < bs; k++) idx[k] = perm[b0 + k], y[k] = d.labels[idx[k]];
+            lr_mnist_normalize(x, &d, idx, bs);
+            assert_int_equal(lr_mlp_train_step(&b, x, y, bs, &p.adam, &loss, NULL), LR_OK);
+            steps++;
+        }
+    }
+    assert_int_equal(res.steps, steps);
+    assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
+    lr_mlp_free(&a);
+    lr_mlp_free(&b);
+    lr_mnist_free(&d);
 }
 
 static void test_label_filter_step_limit_progress(void **state)
@@ -166,6 +211,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls_and_runs_repeat_exactly),
+        cmocka_unit_test(test_train_equals_plain_steps),
         cmocka_unit_test(test_label_filter_step_limit_progress),
         cmocka_unit_test(test_bad_inputs),
     };
