@@ -4,18 +4,22 @@
  * weights (11 MB) in the forward pass and the weights plus Adam's two moments (34 MB, read
  * and written) in the update. So:
  *  - the forward pass for small batches reads each weight row ONCE for the whole batch
- *    (register tile of up to LR__FB batch rows), instead of sgemm's packing copy;
+ *    (register tile of up to LR__FB batch rows, two rows at a time with AVX-512VL),
+ *    instead of sgemm's packing copy, and prefetches the rows two ahead;
  *  - the backward pass never stores a weight gradient: lr_linear_backward_adam walks w
- *    once, 4 rows at a time, and for each 8-column chunk forms the gradient in registers,
- *    adds the old weights' contribution to dx, and applies Adam in place;
- *  - the work is cut into independent pieces (row chunks forward, column chunks backward:
- *    every output element belongs to one piece) handed to threads dynamically by
- *    lr__parallel_for, so results do not depend on the thread count or the schedule;
+ *    once, 4 whole rows at a time, and for each 8-column chunk forms the gradient in
+ *    registers, adds the old weights' contribution to dx, and applies Adam in place;
+ *  - a frozen layer's dx (LoRA) has its own register-blocked kernel (dxonly_*);
+ *  - the work is cut into independent pieces (row chunks of 64 forward; up to 16 row chunks
+ *    backward, each adding its share of dx into its own partial sum, the partials then
+ *    added in chunk order) handed to threads dynamically by lr__parallel_for; the pieces
+ *    depend on the shapes only, so results do not depend on the thread count or schedule;
  *  - the training step alternates the direction of the backward walk every step, so the
- *    rows touched last (still in the last-level cache) are touched first next time.
- * The x86 kernels use AVX2+FMA (chosen at run time with __builtin_cpu_supports, so the
- * build stays portable); other machines run the plain C loops, which compute the same
- * quantities in the same order up to the FMA roundings.
+ *    rows touched last (possibly still in the last-level cache) are touched first next time.
+ * The x86 kernels use AVX2+FMA, and AVX-512VL's extra registers where present (chosen at
+ * run time with __builtin_cpu_supports, so the build stays portable; AVX2 and AVX-512 give
+ * the same bits); other machines run the plain C loops, which compute the same quantities
+ * in the same order up to the FMA roundings.
  */
 #include <math.h>
 #include <stdint.h>

@@ -88,8 +88,9 @@ void lr_lora_weights_free(lr_lora_weights *lw)
 
 /* Zeroed n floats for the parameters and the Adam moments (12 bytes per parameter, 34 MB for
  * RichBoyNet). Aligned to 2 MiB and marked for transparent huge pages where Linux offers
- * them: the backward pass walks these arrays in column chunks, row after row, and with 4 KiB
- * pages nearly every row would be a TLB miss. Released with free(). */
+ * them: the kernels stream several rows at once (and the frozen-layer dx kernel steps
+ * across rows), and with 4 KiB pages most row switches would be a TLB miss. Released with
+ * free(). */
 static float *alloc_floats(size_t n)
 {
     size_t bytes = n * sizeof(float), align = (size_t)2 << 20;

@@ -7,8 +7,9 @@
  * therefore makes ONE pass over each row of w: with dy and x in cache it computes that
  * row's weight gradient dw[o,:] = Σ_b dy[b,o]·x[b,:] in registers, adds the OLD row's
  * contribution dy[b,o]·w[o,:] to dx, and applies Adam to the row at once; dw is never
- * stored. The work is split into column chunks (each element of w, dw and dx belongs to
- * one chunk), so results do not depend on the number of threads.
+ * stored. The work is split into row chunks that depend on the shapes only (each adds
+ * its share of dx into its own partial sum; the partials are added in chunk order), so
+ * results do not depend on the number of threads.
  */
 #ifndef LOWRANK_LINEAR_H
 #define LOWRANK_LINEAR_H
@@ -33,7 +34,8 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
 /* Fused backward + Adam step s on w and b (moments m_w, v_w: (out, in), m_b, v_b: (out)).
  * dx (optional, data NULL = skip): (batch, in) <- dy·w with the weights BEFORE the update.
  * Equivalent to lr_linear_backward into zeroed dw, db followed by lr_adam_update on each.
- * work: lr_linear_backward_adam_work(batch, in) floats (currently 0: may be NULL).
+ * work: lr_linear_backward_adam_work(batch, in) floats for the partial dx sums (15·batch·in;
+ * NULL: the call allocates them itself, or fails with LR_ENOMEM).
  * threads >= 1: workers of the library's own pool; the result does not depend on it. */
 lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
                                   float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
