@@ -173,13 +173,16 @@ fwd_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, 
             for (; o < o1; o++) fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, o, 1, n);  \
         }                                                                                    \
         break;
-#define LR__FWD_SWITCH(RMAX)                                                                 \
+/* switch (bt) over the register tile's batch sizes 1..LR__FB: CASE(n, ARG) for each, so
+ * every size gets its own fully unrolled kernel; DEFAULT for anything else. */
+#define LR__BT_SWITCH(CASE, ARG, DEFAULT)                                                    \
     switch (bt) {                                                                            \
-        LR__FWD_CASE(1, RMAX) LR__FWD_CASE(2, RMAX) LR__FWD_CASE(3, RMAX) LR__FWD_CASE(4, RMAX) \
-        LR__FWD_CASE(5, RMAX) LR__FWD_CASE(6, RMAX) LR__FWD_CASE(7, RMAX) LR__FWD_CASE(8, RMAX) \
-        LR__FWD_CASE(9, RMAX) LR__FWD_CASE(10, RMAX) LR__FWD_CASE(11, RMAX) LR__FWD_CASE(12, RMAX) \
-    default: fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1);                       \
+        CASE(1, ARG) CASE(2, ARG) CASE(3, ARG) CASE(4, ARG) CASE(5, ARG) CASE(6, ARG)        \
+        CASE(7, ARG) CASE(8, ARG) CASE(9, ARG) CASE(10, ARG) CASE(11, ARG) CASE(12, ARG)     \
+    default: DEFAULT;                                                                        \
     }
+#define LR__FWD_SWITCH(RMAX)                                                                 \
+    LR__BT_SWITCH(LR__FWD_CASE, RMAX, fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1))
 
 __attribute__((target("avx2,fma"))) static void
 fwd_rows_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw,
@@ -476,13 +479,7 @@ dxonly_block_avx2(const fused_args *a, size_t o0, size_t o1, float *dx, size_t l
     case n:                                                                                  \
         dxonly_block_avx2(a, g0, g1, dx, lddx, b0, j, first, CB, n);                         \
         break;
-#define LR__DXO_SWITCH(CB)                                                                   \
-    switch (bt) {                                                                            \
-        LR__DXO_CASE(1, CB) LR__DXO_CASE(2, CB) LR__DXO_CASE(3, CB) LR__DXO_CASE(4, CB)      \
-        LR__DXO_CASE(5, CB) LR__DXO_CASE(6, CB) LR__DXO_CASE(7, CB) LR__DXO_CASE(8, CB)      \
-        LR__DXO_CASE(9, CB) LR__DXO_CASE(10, CB) LR__DXO_CASE(11, CB) LR__DXO_CASE(12, CB)   \
-    default: break;                                                                          \
-    }
+#define LR__DXO_SWITCH(CB) LR__BT_SWITCH(LR__DXO_CASE, CB, break)
 
 /* Rows go in groups of LR__DXG (64 KB of a 1000-wide layer, contiguous, so they stream and
  * stay in cache while the column blocks sweep them); the sums carry over from group to
