@@ -228,6 +228,64 @@ static void test_fused_is_thread_count_independent(void **state)
  * set. 2 = AVX-512VL (two rows per pass), 1 = AVX2 (one row). */
 int lr__linear_force_isa(int level);
 
+/* Private entry of lib/linear.c (lib/mlp_internal.h): dx <- dy·w for a frozen layer. */
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads);
+
+/* Zeros behind a ReLU are skipped: whole 8-column blocks of x that are zero in every batch
+ * row (forward), rows of w whose dy is zero in every batch row (dx of a frozen layer). That
+ * must not change a bit. The reference is the same kernel with nothing to skip: one more
+ * batch row of ones makes every block and row active, and each output row is computed the
+ * same way whatever the other rows are. */
+static void test_skipping_zeros_changes_no_bit(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 33);
+    size_t in = 1000, out = 300, n = 10;
+    float *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 0.1f);
+    float *x = randv(&r, (n + 1) * in, 1), *dy = randv(&r, (n + 1) * out, 1);
+    for (size_t q = 0; q < in / 8; q++) /* 7 of 8 column blocks zero in all n rows */
+        if (q % 8)
+            for (size_t i = 0; i < n; i++) memset(x + i * in + 8 * q, 0, 8 * sizeof(float));
+    for (size_t o = 0; o < out; o++) /* 5 of 6 rows of dy zero in all n rows */
+        if (o % 6)
+            for (size_t i = 0; i < n; i++) dy[i * out + o] = 0.0f;
+    for (size_t q = 1; q < in / 8; q += 8) x[3 * in + 8 * q + 7] = -0.5f; /* one value in a block */
+    for (size_t o = 1; o < out; o += 6) dy[4 * out + o] = -0.25f;         /* one value in a row */
+    for (size_t j = 0; j < in; j++) x[n * in + j] = 1.0f;
+    for (size_t o = 0; o < out; o++) dy[n * out + o] = 1.0f;
+    float *y1 = malloc(n * out * 4), *y2 = malloc((n + 1) * out * 4);
+    float *d1 = malloc(n * in * 4), *d2 = malloc((n + 1) * in * 4);
+    float *work = malloc(lr_linear_backward_adam_work(n + 1, in) * 4);
+    for (int isa = 2; isa >= 1; isa--) {
+        int old = lr__linear_force_isa(isa);
+        assert_int_equal(lr_linear_forward(lr_mat_view(y1, n, out, out), lr_cmat_view(x, n, in, in),
+                                           lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
+        assert_int_equal(lr_linear_forward(lr_mat_view(y2, n + 1, out, out), lr_cmat_view(x, n + 1, in, in),
+                                           lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
+        assert_memory_equal(y1, y2, n * out * 4);
+        for (int rev = 0; rev < 2; rev++) {
+            lr__linear_dx_mt(lr_mat_view(d1, n, in, in), lr_cmat_view(dy, n, out, out),
+                             lr_cmat_view(w, out, in, in), work, rev, 2);
+            lr__linear_dx_mt(lr_mat_view(d2, n + 1, in, in), lr_cmat_view(dy, n + 1, out, out),
+                             lr_cmat_view(w, out, in, in), work, rev, 2);
+            assert_memory_equal(d1, d2, n * in * 4);
+        }
+        lr__linear_force_isa(old);
+    }
+    /* and the skipped sums are still right: y and dx against double */
+    double *yr = malloc(n * out * sizeof *yr);
+    ref_forward(yr, x, w, b, n, in, out);
+    for (size_t k = 0; k < n * out; k++) assert_allclose(y1[k], yr[k], 1e-4, 1e-4);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < in; j++) {
+            double sdx = 0;
+            for (size_t o = 0; o < out; o++) sdx += (double)dy[i * out + o] * w[o * in + j];
+            assert_allclose(d1[i * in + j], sdx, 1e-4, 1e-4);
+        }
+    free(w), free(b), free(x), free(dy), free(y1), free(y2), free(d1), free(d2), free(work), free(yr);
+}
+
 /* The AVX-512 forward (two rows at a time) and the AVX2 one (one row) sum every output in
  * the same order, so a machine with or without AVX-512 gives the same bits. On a machine
  * without them both runs fall back to the same kernel and the check holds trivially. */
@@ -390,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_fused_backward_adam_matches_naive),
         cmocka_unit_test(test_fused_is_thread_count_independent),
         cmocka_unit_test(test_forward_same_bits_on_every_isa),
+        cmocka_unit_test(test_skipping_zeros_changes_no_bit),
         cmocka_unit_test(test_lora_forward_equals_merged_dense),
         cmocka_unit_test(test_lora_backward_by_central_differences),
         cmocka_unit_test(test_bad_shapes),
