@@ -569,8 +569,7 @@ static bool dy_row_active(const fused_args *a, size_t o)
                     for (size_t jj = in8; jj < in; jj++) dp[jj] = fmaf(d, wr[jj], dp[jj]);   \
                 }                                                                            \
             }                                                                                \
-        }                                                                                    \
-        (void)first; /* no active row at all: dx keeps the zeros fused_chunk wrote */        \
+        } /* no active row at all: dx keeps the zeros fused_chunk wrote */                   \
     }
 LR__DXO_VARIANT(dxonly_rows_avx2, "avx2,fma", 1)
 LR__DXO_VARIANT(dxonly_rows_avx512, "avx2,fma,avx512f,avx512vl", 2)
