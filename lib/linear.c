@@ -546,6 +546,8 @@ static bool dy_row_active(const fused_args *a, size_t o)
         size_t in = a->in, in8 = in & ~(size_t)7, nrows = o1 - o0;                           \
         uint32_t list[LR__DXW];                                                              \
         bool first = true;                                                                   \
+        for (size_t b = 0; b < a->batch && in8 < in; b++) /* the scalar tail accumulates */  \
+            memset(dx + b * lddx + in8, 0, (in - in8) * sizeof(float));                      \
         for (size_t w0 = 0; w0 < nrows; w0 += LR__DXW) {                                     \
             size_t nl = 0, wn = nrows - w0 < LR__DXW ? nrows - w0 : LR__DXW;                 \
             for (size_t k = w0; k < w0 + wn; k++) {                                          \
@@ -569,7 +571,9 @@ static bool dy_row_active(const fused_args *a, size_t o)
                     for (size_t jj = in8; jj < in; jj++) dp[jj] = fmaf(d, wr[jj], dp[jj]);   \
                 }                                                                            \
             }                                                                                \
-        } /* no active row at all: dx keeps the zeros fused_chunk wrote */                   \
+        }                                                                                    \
+        if (first) /* no active row at all: this share of dx is zero */                      \
+            for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, in8 * sizeof(float)); \
     }
 LR__DXO_VARIANT(dxonly_rows_avx2, "avx2,fma", 1)
 LR__DXO_VARIANT(dxonly_rows_avx512, "avx2,fma,avx512f,avx512vl", 2)
@@ -581,14 +585,19 @@ static void fused_chunk(void *ctx, size_t k)
     size_t c = a->reverse ? a->nch - 1 - k : k, lddx = 0;
     size_t o0 = fused_row(a->out, a->nch, c), o1 = fused_row(a->out, a->nch, c + 1);
     float *dx = fused_dx(a, c, &lddx);
+#ifdef LR__X86
+    if (have_avx2() && !a->s) { /* writes its whole share of dx itself */
+        if (have_isa() >= LR__ISA_AVX512) dxonly_rows_avx512(a, o0, o1, dx, lddx);
+        else dxonly_rows_avx2(a, o0, o1, dx, lddx);
+        return;
+    }
+#endif
     if (dx)
         for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, a->in * sizeof(float));
     if (o1 <= o0) return;
 #ifdef LR__X86
     if (have_avx2()) {
-        if (!a->s && have_isa() >= LR__ISA_AVX512) dxonly_rows_avx512(a, o0, o1, dx, lddx);
-        else if (!a->s) dxonly_rows_avx2(a, o0, o1, dx, lddx);
-        else if (dx) fused_rows_avx2_dx(a, o0, o1, dx, lddx);
+        if (dx) fused_rows_avx2_dx(a, o0, o1, dx, lddx);
         else fused_rows_avx2_nodx(a, o0, o1, dx, lddx);
         return;
     }

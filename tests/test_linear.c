@@ -273,6 +273,20 @@ static void test_skipping_zeros_changes_no_bit(void **state)
         }
         lr__linear_force_isa(old);
     }
+    /* a dy that is zero everywhere leaves no row to use: dx must still come out all zeros
+     * (over a buffer full of garbage), tail columns included */
+    size_t in2 = 1003;
+    float *w2 = randv(&r, out * in2, 0.1f), *dz = calloc(n * out, 4), *d3 = malloc(n * in2 * 4);
+    float *work2 = malloc(lr_linear_backward_adam_work(n, in2) * 4);
+    for (int isa = 2; isa >= 1; isa--) {
+        int old = lr__linear_force_isa(isa);
+        for (size_t k = 0; k < n * in2; k++) d3[k] = 7.0f;
+        lr__linear_dx_mt(lr_mat_view(d3, n, in2, in2), lr_cmat_view(dz, n, out, out),
+                         lr_cmat_view(w2, out, in2, in2), work2, false, 2);
+        for (size_t k = 0; k < n * in2; k++) assert_true(d3[k] == 0.0f);
+        lr__linear_force_isa(old);
+    }
+    free(w2), free(dz), free(d3), free(work2);
     /* and the skipped sums are still right: y and dx against double */
     double *yr = malloc(n * out * sizeof *yr);
     ref_forward(yr, x, w, b, n, in, out);
