@@ -1,7 +1,7 @@
 /* adam.c — Adam's per-step scalars and the plain element-wise update (torch.optim.Adam). */
 #include <math.h>
 #include "lowrank/adam.h"
-#include "adam_simd.h"
+#include "simd.h"
 
 lr_adam_params lr_adam_default_params(void)
 {
@@ -45,8 +45,7 @@ void lr_adam_update(float *p, float *m, float *v, const float *g, size_t n, cons
 {
     size_t i = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) i = update_avx2(p, m, v, g, n, s);
+    if (lr__cpu_avx2_fma()) i = update_avx2(p, m, v, g, n, s);
 #endif
     for (; i < n; i++) p[i] = lr_adam_elem(p[i], g[i], &m[i], &v[i], s);
 }

@@ -30,7 +30,7 @@
 #include "internal.h"
 #include "mlp_internal.h"
 #include "parallel.h"
-#include "adam_simd.h"
+#include "simd.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LR__X86 1
@@ -57,8 +57,7 @@ static int have_isa(void)
 #ifdef LR__X86
     static int cached = -1;
     if (cached < 0) {
-        __builtin_cpu_init();
-        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx2 = lr__cpu_avx2_fma();
         int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
         cached = avx512 ? LR__ISA_AVX512 : avx2 ? LR__ISA_AVX2 : LR__ISA_C;
     }

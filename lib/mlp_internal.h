@@ -10,9 +10,10 @@
  * batch >= 1. Small batches use the row-streaming kernel, large ones sgemm. */
 void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int threads);
 
-/* dx: (batch, in) <- dy: (batch, out) · w: (out, in), streaming w once (the frozen layer's
- * backward, same kernel as the fused pass without the update). Shapes already checked;
- * work: lr_linear_backward_adam_work(batch, in) floats for the partial sums. */
+/* dx: (batch, in) <- dy: (batch, out) · w: (out, in) for a frozen layer: the fused pass's
+ * row chunks and partial sums, with its own register-blocked kernel that leaves out the rows
+ * whose dy is zero for the whole batch (same bits). Shapes already checked; work:
+ * lr_linear_backward_adam_work(batch, in) floats for the partial sums. */
 void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads);
 
 /* lr_linear_backward_adam with the row order reversed when `reverse` (the training step
@@ -24,7 +25,8 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
                                       lr_err *err);
 
 /* Caps the instruction set of the dense kernels (0 plain C, 1 AVX2, 2 AVX-512VL; -1 no cap)
- * and returns the previous cap. For tests: every level must give the same forward bits. */
+ * and returns the previous cap. For tests: AVX2 and AVX-512VL must give the same bits (the
+ * plain C loops round differently, without FMA). */
 int lr__linear_force_isa(int level);
 
 #endif

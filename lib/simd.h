@@ -1,12 +1,25 @@
-/* adam_simd.h — Adam's element update on 8 lanes (AVX2), shared by the fused kernels in
- * linear.c and lr_adam_update (private, not installed). */
-#ifndef LOWRANK_ADAM_SIMD_H
-#define LOWRANK_ADAM_SIMD_H
+/* simd.h — x86 SIMD pieces shared by lib/ (private, not installed): the run-time check for
+ * AVX2+FMA, and Adam's element update on 8 lanes, used by the fused kernels in linear.c and
+ * by lr_adam_update. */
+#ifndef LOWRANK_SIMD_H
+#define LOWRANK_SIMD_H
 
 #include "lowrank/adam.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+/* Whether this CPU runs AVX2 and FMA, found once per file that asks (the build stays
+ * portable: only the kernels carry target attributes). */
+static inline int lr__cpu_avx2_fma(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
 
 /* Adam on 8 lanes, the same operations in the same order as lr_adam_elem (no FMA), so the
  * update matches the scalar formula bit for bit given the same gradient. */
