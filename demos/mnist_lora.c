@@ -33,6 +33,7 @@
 
 #include "lowrank/adapter.h"
 #include "lowrank/blas.h"
+#include "lowrank/cpu.h"
 #include "lowrank/checkpoint.h"
 #include "lowrank/eval.h"
 #include "lowrank/idx.h"
@@ -68,6 +69,7 @@ typedef struct {
     double ft_lr;
     int digit;                  /* 0..9, or -1 for "worst" */
     bool json, quiet;
+    bool keep_subnormals;       /* LR_FP_IEEE instead of the default flush-to-zero */
 } options;
 
 static void usage(FILE *f)
@@ -97,6 +99,8 @@ static void usage(FILE *f)
 "  --lr X             Adam learning rate for pretraining (default 0.001)\n"
 "  --layers A,B,...   layer sizes, first 784 and last 10 (default 784,1000,2000,10)\n"
 "  --threads N        worker threads (default: the number of CPUs)\n"
+"  --keep-subnormals  strict IEEE arithmetic: do not flush subnormal floats to zero\n"
+"                     (slow on many x86 CPUs; the default flushes them, see docs/training.md)\n"
 "  --limit-train N    use only the first N training images (quick runs and tests)\n"
 "\n"
 "LoRA fine-tuning:\n"
@@ -116,6 +120,8 @@ static void usage(FILE *f)
 "  --json             print one JSON object with all results on stdout (progress on stderr)\n"
 "  --quiet            no progress display\n"
 "  --help             this text\n"
+"\n"
+"Environment: LR_ISA=generic|avx2|avx512 caps the kernels' instruction set.\n"
 "\n"
 "Exit status: 0 ok; 1 a failure or a failed check (LoRA-disabled results differ from the\n"
 "pretrained ones, or the frozen weights changed); 2 a bad option.\n");
@@ -298,7 +304,7 @@ static int parse_options(int argc, char **argv, options *o)
         name[nlen] = '\0';
         if (eq) val = eq + 1;
 
-        static const char *const flags[] = { "--rslora", "--json", "--quiet" };
+        static const char *const flags[] = { "--rslora", "--json", "--quiet", "--keep-subnormals" };
         bool is_flag = false;
         for (size_t k = 0; k < sizeof flags / sizeof *flags; k++)
             if (strcmp(name, flags[k]) == 0) is_flag = true;
@@ -306,6 +312,7 @@ static int parse_options(int argc, char **argv, options *o)
             if (val) return usage_error("%s takes no value, got '%s'", name, a);
             if (strcmp(name, "--rslora") == 0) o->rslora = true;
             else if (strcmp(name, "--json") == 0) o->json = true;
+            else if (strcmp(name, "--keep-subnormals") == 0) o->keep_subnormals = true;
             else o->quiet = true;
             continue;
         }
@@ -688,10 +695,12 @@ static int pretrain(run *r, double *t_pretrain)
     }
     *t_pretrain = now_s() - t0;
     if (text(r))
-        printf("trained %zu steps in %.2f s (%.0f steps/s), mean loss %.4f, last %.4f\n",
-               res.steps, *t_pretrain, (double)res.steps / *t_pretrain, (double)res.avg_loss,
-               (double)res.last_loss);
+        printf("trained %zu steps in %.2f s (%.0f steps/s; first tenth %.0f, last tenth %.0f), "
+               "mean loss %.4f, last %.4f\n", res.steps, *t_pretrain, (double)res.steps / *t_pretrain,
+               res.rate_first_tenth, res.rate_last_tenth, (double)res.avg_loss, (double)res.last_loss);
     json_t *p = json_object();
+    json_object_set_new(p, "steps_per_s_first_tenth", json_real(res.rate_first_tenth));
+    json_object_set_new(p, "steps_per_s_last_tenth", json_real(res.rate_last_tenth));
     json_object_set_new(p, "steps", json_integer((json_int_t)res.steps));
     json_object_set_new(p, "avg_loss", json_real(res.avg_loss));
     json_object_set_new(p, "last_loss", json_real(res.last_loss));
@@ -935,20 +944,27 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &r.o);
     if (rc) return rc;
     options *o = &r.o;
+    lr_err e = { { 0 } };
+    lr_isa isa;
+    if (lr_cpu_isa_env(&isa, &e)) return usage_error("%s", e.msg);
+    lr_fp_mode_set(o->keep_subnormals ? LR_FP_IEEE : LR_FP_FLUSH);
     if (o->threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;
     }
     lr_blas_set_threads(o->threads);
     r.js = json_object();
-    lr_err e = { { 0 } };
     double t_start = now_s(), t_load = 0, t_pretrain = 0, t_ft = 0, t_eval[3] = { 0, 0, 0 };
     int status = 1;
 
     if (text(&r)) {
         printf("lr-mnist: LoRA fine-tuning on MNIST with lowrank\n");
-        printf("seed %" PRIu64 ", %d thread%s\n", o->seed, o->threads, o->threads == 1 ? "" : "s");
+        printf("seed %" PRIu64 ", %d thread%s, %s kernels, subnormals %s\n", o->seed, o->threads,
+               o->threads == 1 ? "" : "s", lr_isa_name(lr_cpu_isa()),
+               o->keep_subnormals ? "kept" : "flushed");
     }
+    json_object_set_new(r.js, "kernels", json_string(lr_isa_name(lr_cpu_isa())));
+    json_object_set_new(r.js, "subnormals", json_string(o->keep_subnormals ? "kept" : "flushed"));
     json_object_set_new(r.js, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(r.js, "threads", json_integer(o->threads));
     json_t *cfg = json_object();

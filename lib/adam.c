@@ -2,6 +2,7 @@
 #include <math.h>
 #include "lowrank/adam.h"
 #include "simd.h"
+#include "cpu_internal.h"
 
 lr_adam_params lr_adam_default_params(void)
 {
@@ -43,6 +44,7 @@ __attribute__((target("avx2,fma"))) static size_t update_avx2(float *p, float *m
 
 void lr_adam_update(float *p, float *m, float *v, const float *g, size_t n, const lr_adam_step *s)
 {
+    LR__FP_SCOPE();
     size_t i = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (lr__cpu_avx2_fma()) i = update_avx2(p, m, v, g, n, s);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "lowrank/eval.h"
 #include "internal.h"
+#include "cpu_internal.h"
 
 size_t lr_argmax(const float *x, size_t n)
 {
@@ -43,6 +44,7 @@ lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *l
 
 lr_status lr_eval(lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res, lr_err *err)
 {
+    LR__FP_SCOPE();
     if (!net || !net->params || !data || !res)
         return lr__fail(err, LR_EINVAL, "eval: net, data or res is NULL");
     lr_eval_reset(res);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include "lowrank/linear.h"
 #include "lowrank/blas.h"
+#include "cpu_internal.h"
 #include "internal.h"
 #include "mlp_internal.h"
 #include "parallel.h"
@@ -46,22 +47,13 @@
 /* Batches up to this size use the row-streaming forward; larger ones sgemm. */
 #define LR__SMALL_BATCH 32
 
-/* The instruction sets the kernels may use, found once at run time (the build stays
- * portable). lr__linear_force_isa lowers it, so the tests can check that every kernel
- * gives the same bits. */
-enum { LR__ISA_C = 0, LR__ISA_AVX2 = 1, LR__ISA_AVX512 = 2 };
-static int isa_cap = 2;
+/* The kernel families (cpu.h): the CPU's best, capped by LR_ISA and by the tests. */
+enum { LR__ISA_C = LR_ISA_GENERIC, LR__ISA_AVX2 = LR_ISA_AVX2, LR__ISA_AVX512 = LR_ISA_AVX512 };
 
 static int have_isa(void)
 {
 #ifdef LR__X86
-    static int cached = -1;
-    if (cached < 0) {
-        int avx2 = lr__cpu_avx2_fma();
-        int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-        cached = avx512 ? LR__ISA_AVX512 : avx2 ? LR__ISA_AVX2 : LR__ISA_C;
-    }
-    return cached < isa_cap ? cached : isa_cap;
+    return lr__isa();
 #else
     return LR__ISA_C;
 #endif
@@ -69,12 +61,7 @@ static int have_isa(void)
 
 static int have_avx2(void) { return have_isa() >= LR__ISA_AVX2; }
 
-int lr__linear_force_isa(int level)
-{
-    int old = isa_cap;
-    isa_cap = level < 0 ? 2 : level;
-    return old;
-}
+int lr__linear_force_isa(int level) { return lr__isa_force(level); }
 
 /* ---------------------------------------------------------------- forward ---------- */
 
@@ -292,6 +279,7 @@ void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int t
 
 lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = lr_mat_check(lr_cm(y), "linear y", err)) || (s = lr_mat_check(x, "linear x", err)) ||
         (s = lr_mat_check(w, "linear w", err)))
@@ -310,6 +298,7 @@ lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_e
 lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x, lr_cmat w,
                              lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = lr_mat_check(dy, "linear dy", err)) || (s = lr_mat_check(x, "linear x", err)) ||
         (s = lr_mat_check(w, "linear w", err)))
@@ -682,6 +671,7 @@ lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_
                                   float *v_b, lr_cmat dy, lr_cmat x, const lr_adam_step *s,
                                   float *work, int threads, lr_err *err)
 {
+    LR__FP_SCOPE();
     return lr__linear_backward_adam_ex(dx, w, b, m_w, v_w, m_b, v_b, dy, x, s, work, threads, false,
                                        err);
 }
@@ -713,6 +703,7 @@ static lr_status lora_check(const lr_lora_weights *lw, size_t in, size_t out, lr
 
 lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw, lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = lr_mat_check(lr_cm(y), "lora y", err)) || (s = lr_mat_check(x, "lora x", err)) ||
         (s = lr_mat_check(lr_cm(u), "lora u", err)) || (s = lora_check(lw, x.cols, y.cols, err)))
@@ -749,6 +740,7 @@ lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weigh
 lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
                            lr_mat t_work, lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = lr_mat_check(dy, "lora dy", err)) || (s = lr_mat_check(x, "lora x", err)) ||
         (s = lr_mat_check(u, "lora u", err)) || (s = lr_mat_check(lr_cm(t_work), "lora t", err)) ||

@@ -19,6 +19,7 @@
 #include "lowrank/svd.h"
 #include "internal.h"
 #include "lora_internal.h"
+#include "cpu_internal.h"
 
 typedef struct {
     char name[LR_LORA_NAME_MAX];
@@ -430,6 +431,7 @@ void lr_lora_freeze_base(lr_lora *lm, bool frozen)
 
 lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
 {
+    LR__FP_SCOPE();
     if (!lm) return lr__fail(err, LR_EINVAL, "lora_merge: module is NULL");
     lr_status s = not_merged(lm, "lora_merge", err);
     if (s) return s;
@@ -466,6 +468,7 @@ lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
 
 lr_status lr_lora_unmerge(lr_lora *lm, bool restore, lr_lora_drift *drift, lr_err *err)
 {
+    LR__FP_SCOPE();
     if (!lm) return lr__fail(err, LR_EINVAL, "lora_unmerge: module is NULL");
     if (!lm->merged) return lr__fail(err, LR_EINVAL, "lora_unmerge: nothing is merged");
     if (restore && !lm->have_copy)

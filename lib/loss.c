@@ -4,10 +4,12 @@
 #include <math.h>
 #include "lowrank/loss.h"
 #include "internal.h"
+#include "cpu_internal.h"
 
 lr_status lr_softmax_xent(float *loss, float *dlogits, const float *logits, const uint8_t *labels,
                           size_t batch, size_t classes, lr_err *err)
 {
+    LR__FP_SCOPE();
     if (!loss || !logits || !labels)
         return lr__fail(err, LR_EINVAL, "softmax_xent: loss, logits or labels is NULL");
     if (batch == 0 || classes == 0)

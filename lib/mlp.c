@@ -25,6 +25,7 @@
 #include "lowrank/mlp.h"
 #include "internal.h"
 #include "mlp_internal.h"
+#include "cpu_internal.h"
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -410,6 +411,7 @@ static lr_status check_io(const lr_mlp *net, const void *x, size_t batch, const 
 
 lr_status lr_mlp_forward(lr_mlp *net, const float *x, size_t batch, float *logits, lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = check_io(net, x, batch, logits, "mlp_forward", err))) return s;
     size_t in = net->sizes[0], out = net->sizes[net->n_layers];
@@ -469,6 +471,7 @@ static lr_status check_adam(const lr_adam_params *a, lr_err *err)
 lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
                             const lr_adam_params *adam, float *loss, lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = check_io(net, x, batch, labels, "mlp_train_step", err)) ||
         (s = check_labels(net, labels, batch, "mlp_train_step", err)) || (s = check_adam(adam, err)))
@@ -534,6 +537,7 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
 lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch, float *grad,
                            float *dxout, float *loss, lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if ((s = check_io(net, x, batch, labels, "mlp_gradients", err)) ||
         (s = check_labels(net, labels, batch, "mlp_gradients", err)))
@@ -567,6 +571,46 @@ lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, s
         float *tmp = d;
         d = dn;
         dn = tmp;
+    }
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ diagnostics ------ */
+
+static size_t count_subnormal(const float *p, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += fpclassify(p[i]) == FP_SUBNORMAL;
+    return k;
+}
+
+static size_t count_subnormal_mat(lr_mat a)
+{
+    size_t k = 0;
+    for (size_t i = 0; a.data && i < a.rows; i++) k += count_subnormal(a.data + i * a.ld, a.cols);
+    return k;
+}
+
+lr_status lr_mlp_count_subnormals(const lr_mlp *net, lr_mlp_subnormals *out, lr_err *err)
+{
+    if (!net || !net->params || !net->work || !out)
+        return lr__fail(err, LR_EINVAL, "mlp_count_subnormals: net (initialised) or out is NULL");
+    const struct lr__mlp_work *w = net->work;
+    memset(out, 0, sizeof *out);
+    out->params = count_subnormal(net->params, net->n_params);
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const lr_layer *ly = &net->layer[l];
+        const lr_lora_weights *lw = ly->lora;
+        if (!w->stale[l]) { /* a stale layer's moments count as the zeros they stand for */
+            size_t off = (size_t)(ly->w.data - net->params), n = ly->out * ly->in + ly->out;
+            out->adam_m += count_subnormal(w->m + off, n);
+            out->adam_v += count_subnormal(w->v + off, n);
+        }
+        if (w->buf) out->activations += count_subnormal(w->act[l + 1], w->cap * net->sizes[l + 1]);
+        if (!lw) continue;
+        out->params += count_subnormal_mat(lw->a) + count_subnormal_mat(lw->b);
+        out->adam_m += count_subnormal_mat(lw->ma) + count_subnormal_mat(lw->mb);
+        out->adam_v += count_subnormal_mat(lw->va) + count_subnormal_mat(lw->vb);
     }
     return LR_OK;
 }

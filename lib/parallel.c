@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include "cpu_internal.h"
 #include "parallel.h"
 
 #define LR__MAX_WORKERS 15
@@ -18,11 +19,12 @@ static struct {
     lr__task_fn fn;
     void *ctx;
     size_t n;
+    unsigned fpcsr;                /* the caller's floating-point control register */
     atomic_int active;             /* workers allowed to join the job */
     atomic_size_t next, done;
     atomic_int inside;             /* workers between "may I join?" and leaving the job */
 } pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-           0, 0, NULL, NULL, 0, 0, 0, 0, 0 };
+           0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0 };
 
 static void run_chunks(void)
 {
@@ -36,6 +38,8 @@ static void run_chunks(void)
 static void *worker(void *arg)
 {
     int id = (int)(size_t)arg;
+    /* flush subnormals for the worker's whole life (each job then sets the caller's mode) */
+    lr__fp_set(lr__fp_get() | LR__FP_FLUSH_BITS);
     unsigned seen = atomic_load(&pool.gen);
     for (;;) {
         unsigned g;
@@ -55,7 +59,11 @@ static void *worker(void *arg)
         /* announce first, then check: the caller clears `active` and then waits for
          * `inside` to drain, so no worker can touch a job after its caller returned */
         atomic_fetch_add(&pool.inside, 1);
-        if (id < atomic_load(&pool.active)) run_chunks();
+        if (id < atomic_load(&pool.active)) {
+            /* run the job in the mode of the call that started it (FTZ/DAZ or strict IEEE) */
+            if (lr__fp_get() != pool.fpcsr) lr__fp_set(pool.fpcsr);
+            run_chunks();
+        }
         atomic_fetch_sub(&pool.inside, 1);
     }
     return NULL;
@@ -87,6 +95,7 @@ void lr__parallel_for(int threads, size_t n, lr__task_fn fn, void *ctx)
             pool.fn = fn;
             pool.ctx = ctx;
             pool.n = n;
+            pool.fpcsr = lr__fp_get();
             atomic_store(&pool.next, 0);
             atomic_store(&pool.done, 0);
             atomic_store(&pool.active, workers);

@@ -5,21 +5,14 @@
 #define LOWRANK_SIMD_H
 
 #include "lowrank/adam.h"
+#include "cpu_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* Whether this CPU runs AVX2 and FMA, found once per file that asks (the build stays
- * portable: only the kernels carry target attributes). */
-static inline int lr__cpu_avx2_fma(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
+/* Whether the kernels may use AVX2 and FMA (the CPU has them and LR_ISA allows them; the
+ * build stays portable: only the kernels carry target attributes). */
+static inline int lr__cpu_avx2_fma(void) { return lr__isa() >= LR_ISA_AVX2; }
 
 /* Adam on 8 lanes, the same operations in the same order as lr_adam_elem (no FMA), so the
  * update matches the scalar formula bit for bit given the same gradient. */

@@ -7,9 +7,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "lowrank/rng.h"
 #include "lowrank/train.h"
 #include "internal.h"
+#include "cpu_internal.h"
 
 lr_train_params lr_train_default_params(void)
 {
@@ -47,6 +49,22 @@ static size_t count_selected(const lr_mnist *data, int only)
     return k;
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Step rates of the first and last tenth from the times at steps 0, n/10, n - n/10, n. */
+static void set_rates(lr_train_result *res, size_t n, const double *t)
+{
+    size_t tenth = n / 10;
+    if (!res || tenth == 0) return;
+    res->rate_first_tenth = t[1] > t[0] ? (double)tenth / (t[1] - t[0]) : 0;
+    res->rate_last_tenth = t[3] > t[2] ? (double)tenth / (t[3] - t[2]) : 0;
+}
+
 static size_t total_steps(size_t n_sel, const lr_train_params *p)
 {
     size_t per_epoch = (n_sel + p->batch - 1) / p->batch, steps = per_epoch * p->epochs;
@@ -68,6 +86,7 @@ lr_status lr_train_count_steps(const lr_mnist *data, const lr_train_params *p, s
 lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p, lr_train_result *res,
                    lr_err *err)
 {
+    LR__FP_SCOPE();
     lr_status s;
     if (res) memset(res, 0, sizeof *res);
     if (!net || !net->params) return lr__fail(err, LR_EINVAL, "train: net is NULL or not initialised");
@@ -99,7 +118,8 @@ lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p, 
     if (!p->keep_optimizer) lr_mlp_reset_optimizer(net);
     lr_rng rng;
     lr_rng_seed(&rng, p->seed);
-    double loss_sum = 0.0;
+    double loss_sum = 0.0, tmark[4] = { 0, 0, 0, 0 };
+    tmark[0] = now_s();
     size_t step = 0, every = p->progress_every ? p->progress_every : 1;
     for (size_t e = 0; e < p->epochs && step < steps_total; e++) {
         lr_rng_permutation(&rng, perm, n_sel);
@@ -115,7 +135,14 @@ lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p, 
             if (step < p->loss_curve_len) p->loss_curve[step] = loss;
             loss_sum += loss;
             step++;
+            if (step == steps_total / 10) tmark[1] = now_s();
+            if (step == steps_total - steps_total / 10) tmark[2] = now_s();
+            if (step == steps_total) {
+                tmark[3] = now_s();
+                set_rates(res, steps_total, tmark);
+            }
             if (res) {
+                res->seconds = now_s() - tmark[0];
                 res->steps = step;
                 res->examples += bs;
                 res->avg_loss = (float)(loss_sum / (double)step);

@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # test.sh — the whole test suite, as CI runs it:
 #   1. scripts/setup.sh (packages, MNIST, build) for build-ci with werror,
-#   2. every test there, then the same tests in build-asan (-Db_sanitize=address,undefined),
-#   3. one closing line "N passed, N failed"; exit status non-zero on any failure.
+#   2. every test there, the full-epoch end-to-end test included;
+#   3. the unit suite and the short lr-mnist runs again with LR_ISA=generic (the plain-C
+#      kernels, which never run by default on an x86 CPU with AVX2);
+#   4. every test but the full-epoch one in build-asan (-Db_sanitize=address,undefined);
+#   5. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release || exit 1
 scripts/setup.sh build-asan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false || exit 1
 
 status=0
-for b in build-ci build-asan; do
-  echo "== meson test -C $b"
-  meson test -C "$b" --print-errorlogs --num-processes 2 || status=1
-done
-python3 - build-ci build-asan <<'PY'
+run() { # run LOGBASE BUILD [meson test options...]
+  local log=$1 b=$2; shift 2
+  echo "== meson test -C $b $* (log $log)"
+  meson test -C "$b" --print-errorlogs --num-processes 2 --logbase "$log" "$@" || status=1
+}
+run testlog build-ci
+LR_ISA=generic run testlog-generic build-ci --suite unit --suite demo
+run testlog build-asan --no-suite e2e
+python3 - build-ci/meson-logs/testlog.json build-ci/meson-logs/testlog-generic.json \
+  build-asan/meson-logs/testlog.json <<'PY'
 import json, sys
 passed = failed = skipped = 0
-for b in sys.argv[1:]:
+for log in sys.argv[1:]:
     try:
-        lines = open(f"{b}/meson-logs/testlog.json").read().splitlines()
+        lines = open(log).read().splitlines()
     except OSError:
-        failed += 1; print(f"{b}: no test log"); continue
+        failed += 1; print(f"{log}: no test log"); continue
     for line in lines:
         r = json.loads(line)["result"]
         if r in ("OK", "EXPECTEDFAIL"): passed += 1

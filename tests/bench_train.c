@@ -3,7 +3,10 @@
  * Prints: ms/step for the forward pass and for backward+Adam (fused), the bytes of weights
  * and optimizer state one step moves against a measured memory bandwidth (triad), the full
  * epoch, evaluation of 10,000 images, a LoRA (rank 1, all layers, base frozen) step against
- * a full step, and peak RSS. Real MNIST when $LR_MNIST_DIR holds it, else synthetic data.
+ * a full step, and peak RSS. The epoch runs twice, with subnormals flushed (the library's default)
+ * and kept (LR_FP_IEEE): each run prints its step rate over the first and the last tenth of the
+ * epoch, the subnormal floats left in the parameters, Adam's moments and the activations, and
+ * a checksum of the weights (the two must agree). Real MNIST when $LR_MNIST_DIR holds it, else synthetic data.
  * Usage: bench_train [THREADS] (default $LR_THREADS, else 2). Never fails on time.
  */
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 #include <time.h>
 #include "lowrank/blas.h"
+#include "lowrank/cpu.h"
 #include "lowrank/eval.h"
 #include "lowrank/idx.h"
 #include "lowrank/mlp.h"
@@ -96,6 +100,15 @@ static double triad_gbs_child(int threads)
     return r;
 }
 
+/* FNV-1a over bytes: the demo's checksum of the weights. */
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -136,8 +149,8 @@ int main(int argc, char **argv)
         synthetic(&train, 60000, 1);
         synthetic(&test, 10000, 2);
     }
-    printf("bench_train: RichBoyNet 784-1000-2000-10, batch 10, %d thread(s), %s data\n", threads,
-           real ? "real MNIST" : "synthetic");
+    printf("bench_train: RichBoyNet 784-1000-2000-10, batch 10, %d thread(s), %s data, kernels %s\n",
+           threads, real ? "real MNIST" : "synthetic", lr_isa_name(lr_cpu_isa()));
 
     double bw1 = triad_gbs_child(1), bwn = threads > 1 ? triad_gbs_child(threads) : bw1;
     printf("memory bandwidth (triad, 128 MB arrays): %.1f GB/s 1 thread, %.1f GB/s %d threads\n", bw1,
@@ -181,20 +194,35 @@ int main(int argc, char **argv)
            (fwd_bytes + upd_bytes) / 1e6, (fwd_bytes + upd_bytes) / ts / 1e9,
            100.0 * (fwd_bytes + upd_bytes) / ts / 1e9 / bwn, threads);
 
-    /* full epoch like the seed: fresh init, seed 0 */
-    lr_rng_seed(&rng, 0);
-    lr_mlp_init_params(&net, &rng);
+    /* full epoch like the seed: fresh init, seed 0; IEEE mode first, the default last (the
+     * LoRA figures below start from the default run's weights) */
     lr_train_params tp = lr_train_default_params();
     lr_train_result tr;
-    double la0 = loadavg(), c0 = cpu_now(), t0 = lr_bench_now();
-    DIE(lr_train(&net, &train, &tp, &tr, &e), e);
-    double epoch = lr_bench_now() - t0, epoch_cpu = cpu_now() - c0;
-    printf("one epoch: %zu steps in %.2f s wall (%.3f ms/step), %.2f s CPU, mean loss %.4f "
-           "(load average %.2f before, %.2f after)\n", tr.steps, epoch, epoch * 1e3 / (double)tr.steps,
-           epoch_cpu, (double)tr.avg_loss, la0, loadavg());
-
+    uint64_t sum[2];
+    for (int k = 0; k < 2; k++) {
+        lr_fp_mode mode = k == 0 ? LR_FP_IEEE : LR_FP_FLUSH;
+        lr_fp_mode_set(mode);
+        lr_rng_seed(&rng, 0);
+        lr_mlp_init_params(&net, &rng);
+        double la0 = loadavg(), c0 = cpu_now();
+        DIE(lr_train(&net, &train, &tp, &tr, &e), e);
+        double epoch_cpu = cpu_now() - c0;
+        lr_mlp_subnormals sn;
+        DIE(lr_mlp_count_subnormals(&net, &sn, &e), e);
+        sum[k] = fnv1a(net.params, net.n_params * sizeof(float));
+        printf("one epoch, subnormals %s: %zu steps in %.2f s wall (%.3f ms/step), %.2f s CPU, mean loss "
+               "%.4f (load average %.2f before, %.2f after)\n", mode == LR_FP_IEEE ? "kept (LR_FP_IEEE)"
+               : "flushed (default)", tr.steps, tr.seconds, tr.seconds * 1e3 / (double)tr.steps,
+               epoch_cpu, (double)tr.avg_loss, la0, loadavg());
+        printf("  step rate: first tenth %.0f steps/s, last tenth %.0f steps/s (ratio %.2f)\n",
+               tr.rate_first_tenth, tr.rate_last_tenth, tr.rate_last_tenth / tr.rate_first_tenth);
+        printf("  subnormal floats at the end: params %zu, Adam m %zu, Adam v %zu, activations %zu; "
+               "weights checksum %016llx\n", sn.params, sn.adam_m, sn.adam_v, sn.activations,
+               (unsigned long long)sum[k]);
+    }
+    printf("  weights %s with subnormals flushed and kept\n", sum[0] == sum[1] ? "bit-identical" : "DIFFER");
     lr_eval_result er;
-    t0 = lr_bench_now();
+    double t0 = lr_bench_now();
     DIE(lr_eval(&net, &test, 1000, &er, &e), e);
     double tev = lr_bench_now() - t0;
     printf("eval of %zu images: %.3f s, accuracy %.4f\n", er.n, tev, er.accuracy);
@@ -209,7 +237,7 @@ int main(int argc, char **argv)
     lr_mlp_freeze_all(&net, true);
     tp.only_label = 9;
     tp.max_steps = 100;
-    c0 = cpu_now();
+    double c0 = cpu_now();
     t0 = lr_bench_now();
     DIE(lr_train(&net, &train, &tp, &tr, &e), e);
     double tl = lr_bench_now() - t0, tl_cpu = cpu_now() - c0;

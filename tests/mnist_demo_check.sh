@@ -36,7 +36,7 @@ if [ "$mode" = cli ]; then
   "$prog" --help >"$tmp/help" 2>&1 || fail "--help: non-zero exit"
   for o in --data --load --save --adapter-out --plot --seed --epochs --batch --lr --layers \
            --threads --limit-train --rank --alpha --rslora --init --lora-layers --steps \
-           --ft-lr --digit --json --quiet --help; do
+           --ft-lr --digit --json --quiet --keep-subnormals LR_ISA --help; do
     grep -qF -- "$o" "$tmp/help" || fail "--help does not explain $o"
   done
 
@@ -67,6 +67,11 @@ if [ "$mode" = cli ]; then
   expect 2 "--threads" --threads 0
   expect 2 "--limit-train" --limit-train 0
   expect 2 "--json takes no value" --json=yes
+  expect 2 "--keep-subnormals takes no value" --keep-subnormals=1
+  LR_ISA=sse9 "$prog" --help >/dev/null 2>&1 || fail "LR_ISA=sse9 --help: --help must still work"
+  LR_ISA=sse9 "$prog" --steps 1 >"$tmp/out" 2>"$tmp/err" </dev/null
+  [ $? -eq 2 ] && grep -qF 'LR_ISA="sse9": expected generic, avx2 or avx512' "$tmp/err" ||
+    fail "LR_ISA=sse9: want exit 2 naming the value; stderr: $(cat "$tmp/err")"
   expect 2 "--layers and --load conflict" --layers 784,10 --load "$tmp/x.safetensors"
   expect 2 "directory '$tmp/no/such' does not exist" --save "$tmp/no/such/m.safetensors"
   expect 2 "'$tmp/adir' is a directory" --save "$tmp/adir"
@@ -104,6 +109,16 @@ elif [ "$mode" = run ]; then
   grep -q '"disabled_equals_pretrained": true' "$tmp/run1.json" || fail "run: disabled != pretrained"
   grep -q '"frozen_unchanged": true' "$tmp/run1.json" || fail "run: frozen weights changed"
   grep -q '"seed": 0' "$tmp/run1.json" || fail "run: JSON lacks the seed"
+  grep -q '"steps_per_s_last_tenth": [1-9]' "$tmp/run1.json" || fail "run: JSON lacks the last tenth's step rate"
+  grep -q '"subnormals": "flushed"' "$tmp/run1.json" || fail "run: JSON lacks \"subnormals\": \"flushed\""
+  # strict IEEE mode and the generic kernels pretrain to the same per-digit errors here
+  for variant in --keep-subnormals; do
+    # shellcheck disable=SC2086
+    "$prog" $common --json $variant >"$tmp/run3.json" 2>"$tmp/err" || fail "run $variant: exit $?: $(cat "$tmp/err")"
+    a=$(tr -d ' \n' <"$tmp/run1.json" | sed 's/.*"pretrained":{\([^}]*\)}.*/\1/')
+    b=$(tr -d ' \n' <"$tmp/run3.json" | sed 's/.*"pretrained":{\([^}]*\)}.*/\1/')
+    [ -n "$a" ] && [ "$a" = "$b" ] || fail "run $variant: pretrained results differ: $a vs $b"
+  done
   ls -a "$tmp" "$tmp/ad" | grep -q '\.tmp' && fail "run: temp files left"
   # the checkpoint gives back the same pretrained model: same per-digit errors
   # shellcheck disable=SC2086

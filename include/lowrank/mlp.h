@@ -127,6 +127,16 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
 lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
                            float *grad, float *dx, float *loss, lr_err *err);
 
+/* Subnormal floats (0 < |x| < FLT_MIN = 1.18e-38) the net holds: in its parameters, in Adam's
+ * first and second moments (base parameters and attached adapters), and in the activation
+ * buffers of the last batch it ran. A diagnostic: on many x86 CPUs every operation that reads
+ * or makes one takes a slow microcode assist (see cpu.h). */
+typedef struct {
+    size_t params, adam_m, adam_v, activations;
+} lr_mlp_subnormals;
+
+lr_status lr_mlp_count_subnormals(const lr_mlp *net, lr_mlp_subnormals *out, lr_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,11 @@ typedef struct {
     size_t examples;        /* examples seen */
     float avg_loss;         /* mean of the per-step losses */
     float last_loss;
+    double seconds;         /* wall time of the steps (batching included) */
+    /* steps per second over the first and the last tenth of the steps (0 when fewer than 10
+     * steps were taken): a rate that falls over a run points at subnormal floats (cpu.h) or
+     * at a machine that got busier */
+    double rate_first_tenth, rate_last_tenth;
 } lr_train_result;
 
 /* The number of steps lr_train will take with these parameters (to size loss_curve). */
