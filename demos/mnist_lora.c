@@ -358,7 +358,7 @@ static int parse_options(int argc, char **argv, options *o)
         } else if (strcmp(name, "--layers") == 0) {
             rc = parse_layers(val, o);
         } else if (strcmp(name, "--threads") == 0) {
-            rc = opt_size(name, val, 1, 256, &z);
+            rc = opt_size(name, val, 1, LR_POOL_MAX_THREADS, &z);
             o->threads = (int)z;
         } else if (strcmp(name, "--rank") == 0) {
             rc = opt_size(name, val, 1, 100000, &o->rank);
@@ -639,7 +639,10 @@ static int pretrain(run *r, double *t_pretrain)
                     "needs 784 to 10\n", o->load, r->net.sizes[0], r->net.sizes[r->net.n_layers]);
             return 1;
         }
-        lr_mlp_set_threads(&r->net, o->threads);
+        if (lr_mlp_set_threads(&r->net, o->threads, &e)) {
+            fail_msg("starting the worker threads", &e);
+            return 1;
+        }
         *t_pretrain = now_s() - t0;
         char sz[128];
         print_sizes(sz, sizeof sz, &r->net);
@@ -660,7 +663,10 @@ static int pretrain(run *r, double *t_pretrain)
         fail_msg("creating the model", &e);
         return 1;
     }
-    lr_mlp_set_threads(&r->net, o->threads);
+    if (lr_mlp_set_threads(&r->net, o->threads, &e)) {
+        fail_msg("starting the worker threads", &e);
+        return 1;
+    }
     lr_rng rng;
     lr_rng_seed(&rng, o->seed);
     lr_mlp_init_params(&r->net, &rng);
@@ -950,7 +956,7 @@ int main(int argc, char **argv)
     lr_fp_mode_set(o->keep_subnormals ? LR_FP_IEEE : LR_FP_FLUSH);
     if (o->threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o->threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;
+        o->threads = n < 1 ? 1 : n > LR_POOL_MAX_THREADS ? LR_POOL_MAX_THREADS : (int)n;
     }
     lr_blas_set_threads(o->threads);
     r.js = json_object();

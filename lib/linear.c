@@ -30,7 +30,7 @@
 #include "cpu_internal.h"
 #include "internal.h"
 #include "mlp_internal.h"
-#include "parallel.h"
+#include "pool_internal.h"
 #include "simd.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -256,7 +256,7 @@ static size_t fwd_blocks(uint32_t *blk, lr_cmat x)
 
 /* The forward kernel with threads over row ranges (each y entry is computed the same way
  * whatever the split, so the output does not depend on the thread count). */
-void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int threads)
+void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool)
 {
     size_t batch = x.rows, in = x.cols, out = w.rows;
     if (batch > LR__SMALL_BATCH || in == 0) {
@@ -274,7 +274,7 @@ void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, int t
         size_t n = fwd_blocks(blk, x);
         if (n != SIZE_MAX) job.blk = blk, job.nblk = n;
     }
-    lr__parallel_for(threads, (out + 63) / 64, fwd_chunk, &job);
+    lr__parallel_for(pool, (out + 63) / 64, fwd_chunk, &job);
 }
 
 lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err)
@@ -289,7 +289,7 @@ lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_e
                         "(want y %zu x %zu)", x.rows, x.cols, w.rows, w.cols, y.rows, y.cols,
                         x.rows, w.rows);
     if (y.rows == 0 || y.cols == 0) return LR_OK;
-    lr__linear_forward_mt(y, x, w, b, 1);
+    lr__linear_forward_mt(y, x, w, b, NULL);
     return LR_OK;
 }
 
@@ -608,23 +608,23 @@ static void fused_reduce(void *ctx, size_t k)
     }
 }
 
-static void fused_run(fused_args *a, int threads)
+static void fused_run(fused_args *a, const lr_pool *pool)
 {
     a->nch = fused_nch(a->out);
-    lr__parallel_for(threads, a->nch, fused_chunk, a);
-    if (a->dx && a->nch > 1) lr__parallel_for(threads, (a->in + 63) / 64, fused_reduce, a);
+    lr__parallel_for(pool, a->nch, fused_chunk, a);
+    if (a->dx && a->nch > 1) lr__parallel_for(pool, (a->in + 63) / 64, fused_reduce, a);
 }
 
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads)
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool)
 {
     fused_args a = { (float *)w.data, NULL, NULL, w.ld, 0, 0, dy.data, NULL, dy.ld, 0,
                      dy.rows, w.cols, w.rows, dx.data, dx.ld, work, 0, NULL, reverse };
-    fused_run(&a, threads);
+    fused_run(&a, pool);
 }
 
 lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
                                       float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
-                                      const lr_adam_step *s, float *work, int threads, bool reverse,
+                                      const lr_adam_step *s, float *work, const lr_pool *pool, bool reverse,
                                       lr_err *err)
 {
     lr_status st;
@@ -656,7 +656,7 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
                             batch, in);
         a.part = own;
     }
-    fused_run(&a, threads);
+    fused_run(&a, pool);
     free(own);
     /* bias: gradient Σ_b dy[b,o], summed in batch order like the weights' rows */
     for (size_t o = 0; o < out; o++) {
@@ -669,10 +669,10 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
 
 lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w, float *m_b,
                                   float *v_b, lr_cmat dy, lr_cmat x, const lr_adam_step *s,
-                                  float *work, int threads, lr_err *err)
+                                  float *work, const lr_pool *pool, lr_err *err)
 {
     LR__FP_SCOPE();
-    return lr__linear_backward_adam_ex(dx, w, b, m_w, v_w, m_b, v_b, dy, x, s, work, threads, false,
+    return lr__linear_backward_adam_ex(dx, w, b, m_w, v_w, m_b, v_b, dy, x, s, work, pool, false,
                                        err);
 }
 

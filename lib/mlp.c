@@ -147,7 +147,6 @@ lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *
     net->params = p;
     net->n_params = n;
     net->work = w;
-    net->threads = 1;
     net->n_layers = n_sizes - 1;
     size_t off = 0;
     for (size_t i = 0; i < n_sizes; i++) net->sizes[i] = sizes[i];
@@ -173,6 +172,7 @@ void lr_mlp_free(lr_mlp *net)
         free(net->work->buf);
         free(net->work);
     }
+    lr_pool_free(&net->pool);
     free(net->params);
     memset(net, 0, sizeof *net);
 }
@@ -240,10 +240,18 @@ lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err
     return LR_OK;
 }
 
-void lr_mlp_set_threads(lr_mlp *net, int n)
+lr_status lr_mlp_set_threads(lr_mlp *net, int n, lr_err *err)
 {
-    if (!net) return;
-    net->threads = n < 1 ? 1 : (n > 16 ? 16 : n);
+    if (!net) return lr__fail(err, LR_EINVAL, "mlp_set_threads: net is NULL");
+    if (n < 1 || n > LR_POOL_MAX_THREADS)
+        return lr__fail(err, LR_EINVAL, "mlp_set_threads: %d threads, expected 1..%d", n, LR_POOL_MAX_THREADS);
+    if (n == lr_pool_threads(&net->pool)) return LR_OK;
+    lr_pool pool;
+    lr_status s = lr_pool_init(&pool, n, err);
+    if (s) return s;
+    lr_pool_free(&net->pool);
+    net->pool = pool;
+    return LR_OK;
 }
 
 static void zero_mat(lr_mat m)
@@ -383,7 +391,7 @@ static lr_status forward_pass(lr_mlp *net, const float *x, size_t batch, float *
         bool last = l + 1 == net->n_layers;
         float *yp = (last && logits) ? logits : w->act[l + 1];
         lr_mat y = lr_mat_view(yp, batch, ly->out, ly->out);
-        lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, net->threads);
+        lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool);
         if (lora_on(ly)) {
             lr_status s = lr_lora_forward_add(y, lora_u(net, l, batch), in, ly->lora, err);
             if (s) return s;
@@ -512,11 +520,11 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
             lr_mat mw = lr_mat_view(w->m + off_w, ly->out, ly->in, ly->in);
             lr_mat vw = lr_mat_view(w->v + off_w, ly->out, ly->in, ly->in);
             if ((s = lr__linear_backward_adam_ex(dx, ly->w, ly->b, mw, vw, w->m + off_b, w->v + off_b,
-                                                 dy, xin, &as, w->dxwork, net->threads, step & 1,
+                                                 dy, xin, &as, w->dxwork, &net->pool, step & 1,
                                                  err)))
                 return s;
         } else if (need_dx) {
-            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, step & 1, net->threads);
+            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, step & 1, &net->pool);
         }
         if (lora_on(ly)) {
             lr_lora_weights *lw = ly->lora;

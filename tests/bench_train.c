@@ -158,7 +158,7 @@ int main(int argc, char **argv)
 
     lr_mlp net;
     DIE(lr_mlp_init(&net, lr_mlp_default_sizes, 4, &e), e);
-    lr_mlp_set_threads(&net, threads);
+    DIE(lr_mlp_set_threads(&net, threads, &e), e);
     lr_rng rng;
     lr_rng_seed(&rng, 0);
     lr_mlp_init_params(&net, &rng);

@@ -80,7 +80,7 @@ static void test_mode_inside_calls_and_restored(void **state)
     lr_mlp net;
     lr_err e = { { 0 } };
     assert_int_equal(lr_mlp_init(&net, sizes, 3, &e), LR_OK);
-    lr_mlp_set_threads(&net, 2);
+    assert_int_equal(lr_mlp_set_threads(&net, 2, &e), LR_OK);
     for (size_t i = 0; i < net.layer[0].w.rows * net.layer[0].w.cols; i++) net.layer[0].w.data[i] = 1e30f;
     for (size_t i = 0; i < 3 * 256; i++) net.layer[1].w.data[i] = 1.0f;
     for (size_t i = 0; i < 3; i++) net.layer[1].b[i] = 0.25f;

@@ -8,6 +8,15 @@
 #include <string.h>
 #include "lr_test.h"
 #include "lowrank/linear.h"
+
+/* Pools of 1..3 threads, started when first asked for and joined at the end of main. */
+static lr_pool pools[4];
+static const lr_pool *pool_n(int threads)
+{
+    if (threads > 1 && !pools[threads].impl)
+        assert_int_equal(lr_pool_init(&pools[threads], threads, NULL), LR_OK);
+    return &pools[threads];
+}
 #include "lowrank/rng.h"
 
 static float *randv(lr_rng *r, size_t n, float sd)
@@ -139,7 +148,7 @@ static void check_fused(size_t batch, size_t in, size_t out, bool want_dx, int t
     assert_int_equal(lr_linear_backward_adam(dxv, lr_mat_view(w, out, in, in), b, lr_mat_view(m, out, in, in),
                                              lr_mat_view(v, out, in, in), mb, vb,
                                              lr_cmat_view(dy, batch, out, out), lr_cmat_view(x, batch, in, in),
-                                             &s, work, threads, NULL), LR_OK);
+                                             &s, work, pool_n(threads), NULL), LR_OK);
     for (size_t o = 0; o < out; o++) {
         for (size_t j = 0; j < in; j++) {
             double g = 0;
@@ -191,7 +200,7 @@ static void fused_once(size_t batch, size_t in, size_t out, const float *x, cons
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(dx, batch, in, in), lr_mat_view(w, out, in, in), b,
                                              lr_mat_view(m, out, in, in), lr_mat_view(v, out, in, in), mb, vb,
                                              lr_cmat_view(dy, batch, out, out), lr_cmat_view(x, batch, in, in),
-                                             &s, work, threads, NULL), LR_OK);
+                                             &s, work, pool_n(threads), NULL), LR_OK);
     free(m), free(b), free(mb), free(vb), free(work);
 }
 
@@ -229,7 +238,7 @@ static void test_fused_is_thread_count_independent(void **state)
 int lr__linear_force_isa(int level);
 
 /* Private entry of lib/linear.c (lib/mlp_internal.h): dx <- dy·w for a frozen layer. */
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, int threads);
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
 
 /* Zeros behind a ReLU are skipped: whole 8-column blocks of x that are zero in every batch
  * row (forward), rows of w whose dy is zero in every batch row (dx of a frozen layer). That
@@ -266,9 +275,9 @@ static void test_skipping_zeros_changes_no_bit(void **state)
         assert_memory_equal(y1, y2, n * out * 4);
         for (int rev = 0; rev < 2; rev++) {
             lr__linear_dx_mt(lr_mat_view(d1, n, in, in), lr_cmat_view(dy, n, out, out),
-                             lr_cmat_view(w, out, in, in), work, rev, 2);
+                             lr_cmat_view(w, out, in, in), work, rev, pool_n(2));
             lr__linear_dx_mt(lr_mat_view(d2, n + 1, in, in), lr_cmat_view(dy, n + 1, out, out),
-                             lr_cmat_view(w, out, in, in), work, rev, 2);
+                             lr_cmat_view(w, out, in, in), work, rev, pool_n(2));
             assert_memory_equal(d1, d2, n * in * 4);
         }
         lr__linear_force_isa(old);
@@ -282,7 +291,7 @@ static void test_skipping_zeros_changes_no_bit(void **state)
         int old = lr__linear_force_isa(isa);
         for (size_t k = 0; k < n * in2; k++) d3[k] = 7.0f;
         lr__linear_dx_mt(lr_mat_view(d3, n, in2, in2), lr_cmat_view(dz, n, out, out),
-                         lr_cmat_view(w2, out, in2, in2), work2, false, 2);
+                         lr_cmat_view(w2, out, in2, in2), work2, false, pool_n(2));
         for (size_t k = 0; k < n * in2; k++) assert_true(d3[k] == 0.0f);
         lr__linear_force_isa(old);
     }
@@ -435,12 +444,12 @@ static void test_bad_shapes(void **state)
     lr_adam_step s = lr_adam_step_for(&ap, 1);
     lr_mat wm = lr_mat_view(buf, 3, 4, 4), mbad = lr_mat_view(buf, 4, 4, 4);
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(NULL, 0, 0, 0), wm, buf, mbad, wm, buf, buf, lr_cm(y),
-                                             x, &s, work, 1, &e), LR_EDIM);
+                                             x, &s, work, NULL, &e), LR_EDIM);
     assert_msg_contains(e.msg, "moments are 4 x 4");
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(NULL, 0, 0, 0), wm, buf, wm, wm, buf, buf, lr_cm(y),
-                                             x, NULL, work, 1, &e), LR_EINVAL);
+                                             x, NULL, work, NULL, &e), LR_EINVAL);
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(buf, 2, 3, 3), wm, buf, wm, wm, buf, buf, lr_cm(y),
-                                             x, &s, NULL, 1, &e), LR_EDIM);
+                                             x, &s, NULL, NULL, &e), LR_EDIM);
     assert_msg_contains(e.msg, "dx is 2 x 3, want 2 x 4");
     lr_lora_weights lw;
     assert_int_equal(lr_lora_weights_init(&lw, 0, 4, 3, 1, &e), LR_EINVAL);
@@ -467,5 +476,7 @@ int main(void)
         cmocka_unit_test(test_lora_backward_by_central_differences),
         cmocka_unit_test(test_bad_shapes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    for (int k = 0; k < 4; k++) lr_pool_free(&pools[k]);
+    return rc;
 }

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include "lowrank/adam.h"
 #include "lowrank/mat.h"
+#include "lowrank/pool.h"
 #include "lowrank/mlp.h"
 
 #ifdef __cplusplus
@@ -36,10 +37,10 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
  * Equivalent to lr_linear_backward into zeroed dw, db followed by lr_adam_update on each.
  * work: lr_linear_backward_adam_work(batch, in) floats for the partial dx sums (15·batch·in;
  * NULL: the call allocates them itself, or fails with LR_ENOMEM).
- * threads >= 1: workers of the library's own pool; the result does not depend on it. */
+ * pool: the threads to use (NULL: the caller's only); the result does not depend on it. */
 lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
                                   float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
-                                  const lr_adam_step *s, float *work, int threads,
+                                  const lr_adam_step *s, float *work, const lr_pool *pool,
                                   lr_err *err);
 size_t lr_linear_backward_adam_work(size_t batch, size_t in);
 

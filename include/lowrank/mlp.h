@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include "lowrank/adam.h"
 #include "lowrank/mat.h"
+#include "lowrank/pool.h"
 #include "lowrank/rng.h"
 #include "lowrank/status.h"
 
@@ -69,7 +70,7 @@ typedef struct lr_mlp {
     float *params;          /* (n_params): linear1.weight, linear1.bias, linear2.weight, … */
     size_t n_params;
     size_t adam_t;          /* Adam steps taken since the last lr_mlp_reset_optimizer */
-    int threads;            /* worker threads for the kernels (>= 1) */
+    lr_pool pool;           /* the kernels' threads (lr_mlp_set_threads), owned by the net */
     struct lr__mlp_work *work;
 } lr_mlp;
 
@@ -99,9 +100,10 @@ void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
 /* Attach (or detach with NULL) an adapter to layer i; shapes must match. */
 lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err);
 
-/* Threads the training kernels use (clamped to 1..16; the caller's thread is one of them).
- * Results do not depend on it. */
-void lr_mlp_set_threads(lr_mlp *net, int n);
+/* Threads the training kernels use, 1..LR_POOL_MAX_THREADS, the calling thread counted (a net
+ * starts with 1). The net owns the pool it starts (lr_mlp_free joins it); results do not
+ * depend on the count. */
+lr_status lr_mlp_set_threads(lr_mlp *net, int n, lr_err *err);
 
 /* Zeroes the Adam step count and the moments of the base parameters and of every attached
  * adapter: the state of a freshly constructed torch.optim.Adam. */
