@@ -472,7 +472,7 @@ static void progress_start(progress *p, const char *label, const options *o, siz
 
 /* Forward the whole test set in batches of 1000, keeping the logits: (n, classes), so a
  * second run can be compared bit for bit, and tally the seed's per-digit table. */
-static lr_status eval_keep_logits(lr_mlp *net, const lr_mnist *test, float *logits,
+static lr_status eval_keep_logits(const lr_mlp *net, const lr_mnist *test, float *logits,
                                   lr_eval_result *res, lr_err *err)
 {
     size_t in = net->sizes[0], classes = net->sizes[net->n_layers];
@@ -481,13 +481,16 @@ static lr_status eval_keep_logits(lr_mlp *net, const lr_mnist *test, float *logi
     if (!x) { snprintf(err->msg, sizeof err->msg, "out of memory"); return LR_ENOMEM; }
     lr_eval_reset(res);
     lr_status st = LR_OK;
+    lr_mlp_ws ws;
+    lr_mlp_ws_init(&ws);
     for (size_t first = 0; first < test->n && !st; first += chunk) {
         size_t b = test->n - first < chunk ? test->n - first : chunk;
         lr_mnist_normalize_range(x, test, first, b);
-        st = lr_mlp_forward(net, x, b, logits + first * classes, err);
+        st = lr_mlp_forward(net, logits + first * classes, x, b, &ws, err);
         if (!st) st = lr_eval_add(res, logits + first * classes, test->labels + first, b, classes,
                                   err);
     }
+    lr_mlp_ws_free(&ws);
     free(x);
     return st;
 }

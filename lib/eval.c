@@ -42,7 +42,7 @@ lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *l
     return LR_OK;
 }
 
-lr_status lr_eval(lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res, lr_err *err)
+lr_status lr_eval(const lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res, lr_err *err)
 {
     LR__FP_SCOPE();
     if (!net || !net->params || !data || !res)
@@ -61,13 +61,16 @@ lr_status lr_eval(lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_resul
     if (batch > data->n) batch = data->n;
     float *x = lr__alloc_floats64(batch * d), *logits = malloc(batch * classes * sizeof *logits);
     lr_status s = LR_OK;
+    lr_mlp_ws ws;
+    lr_mlp_ws_init(&ws);
     if (!x || !logits) s = lr__fail(err, LR_ENOMEM, "eval: cannot allocate a batch of %zu", batch);
     for (size_t b0 = 0; !s && b0 < data->n; b0 += batch) {
         size_t n = data->n - b0 < batch ? data->n - b0 : batch;
         lr_mnist_normalize_range(x, data, b0, n);
-        if ((s = lr_mlp_forward(net, x, n, logits, err))) break;
+        if ((s = lr_mlp_forward(net, logits, x, n, &ws, err))) break;
         s = lr_eval_add(res, logits, data->labels + b0, n, classes, err);
     }
+    lr_mlp_ws_free(&ws);
     free(x);
     free(logits);
     return s;

@@ -357,14 +357,31 @@ static lr_status ensure_work(lr_mlp *net, size_t batch, lr_err *err)
     return LR_OK;
 }
 
-/* u view of layer l's adapter inside the work buffer. */
-static lr_mat lora_u(const lr_mlp *net, size_t l, size_t batch)
+/* Where a forward pass writes: act[l] (cap, sizes[l]) for 1 <= l <= L, and the adapters'
+ * x·Aᵀ, layer after layer, in u (cap, Σ rank). */
+typedef struct {
+    float *act[LR_MLP_MAX_LAYERS + 1];
+    float *u;
+    size_t cap;
+} fwd_bufs;
+
+/* u view of layer l's adapter. */
+static lr_mat lora_u(const lr_mlp *net, const fwd_bufs *fb, size_t l, size_t batch)
 {
     size_t off = 0;
     for (size_t i = 0; i < l; i++)
         if (net->layer[i].lora) off += net->layer[i].lora->rank;
     size_t r = net->layer[l].lora->rank;
-    return lr_mat_view(net->work->u + off * net->work->cap, batch, r, r);
+    return lr_mat_view(fb->u + off * fb->cap, batch, r, r);
+}
+
+static fwd_bufs train_bufs(const lr_mlp *net)
+{
+    fwd_bufs fb;
+    memcpy(fb.act, net->work->act, sizeof fb.act);
+    fb.u = net->work->u;
+    fb.cap = net->work->cap;
+    return fb;
 }
 
 /* ------------------------------------------------------------------- forward -------- */
@@ -381,19 +398,18 @@ static const char *nonfinite_kind(const float *p, size_t n, size_t *at)
 
 /* act[l+1] for every layer; the last layer writes into `logits` when given (ld = out).
  * check: stop at the first layer whose output is not finite, naming it and `step`. */
-static lr_status forward_pass(lr_mlp *net, const float *x, size_t batch, float *logits, bool check,
-                              size_t step, lr_err *err)
+static lr_status forward_pass(const lr_mlp *net, const fwd_bufs *fb, const float *x, size_t batch,
+                              float *logits, bool check, size_t step, lr_err *err)
 {
-    struct lr__mlp_work *w = net->work;
     lr_cmat in = lr_cmat_view(x, batch, net->sizes[0], net->sizes[0]);
     for (size_t l = 0; l < net->n_layers; l++) {
-        lr_layer *ly = &net->layer[l];
+        const lr_layer *ly = &net->layer[l];
         bool last = l + 1 == net->n_layers;
-        float *yp = (last && logits) ? logits : w->act[l + 1];
+        float *yp = (last && logits) ? logits : fb->act[l + 1];
         lr_mat y = lr_mat_view(yp, batch, ly->out, ly->out);
         lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool);
         if (lora_on(ly)) {
-            lr_status s = lr_lora_forward_add(y, lora_u(net, l, batch), in, ly->lora, err);
+            lr_status s = lr_lora_forward_add(y, lora_u(net, fb, l, batch), in, ly->lora, err);
             if (s) return s;
         }
         if (!last) lr_relu_forward(yp, batch * ly->out);
@@ -417,19 +433,67 @@ static lr_status check_io(const lr_mlp *net, const void *x, size_t batch, const 
     return LR_OK;
 }
 
-lr_status lr_mlp_forward(lr_mlp *net, const float *x, size_t batch, float *logits, lr_err *err)
+void lr_mlp_ws_init(lr_mlp_ws *ws)
+{
+    if (ws) memset(ws, 0, sizeof *ws);
+}
+
+void lr_mlp_ws_free(lr_mlp_ws *ws)
+{
+    if (!ws) return;
+    free(ws->buf);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Lays out fb for `rows` rows in ws, growing it when it is too small: hidden activations
+ * (the last layer writes the caller's logits) and the adapters' u, each region on a line. */
+static lr_status ws_layout(const lr_mlp *net, lr_mlp_ws *ws, size_t rows, fwd_bufs *fb, lr_err *err)
+{
+    size_t region[LR_MLP_MAX_LAYERS + 1], total = 0, rank_sum = 0;
+    for (size_t l = 0; l < net->n_layers; l++)
+        if (net->layer[l].lora) rank_sum += net->layer[l].lora->rank;
+    for (size_t i = 1; i <= net->n_layers; i++) {
+        size_t cols = i < net->n_layers ? net->sizes[i] : rank_sum, t;
+        if (lr_size_mul(cols, rows, &t) || t > SIZE_MAX / 8 - total)
+            return lr__fail(err, LR_ERANGE, "mlp_forward: workspace for %zu rows overflows", rows);
+        region[i] = (t + 15) / 16 * 16;
+        total += region[i];
+    }
+    if (ws->floats < total) {
+        float *buf = lr__alloc_floats64(total);
+        if (!buf) return lr__fail(err, LR_ENOMEM, "mlp_forward: cannot allocate %zu floats of workspace", total);
+        free(ws->buf);
+        ws->buf = buf;
+        ws->floats = total;
+    }
+    float *p = ws->buf;
+    memset(fb, 0, sizeof *fb);
+    for (size_t i = 1; i < net->n_layers; i++) {
+        fb->act[i] = p;
+        p += region[i];
+    }
+    fb->u = p; /* region[n_layers] */
+    fb->cap = rows;
+    return LR_OK;
+}
+
+lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_t batch, lr_mlp_ws *ws,
+                         lr_err *err)
 {
     LR__FP_SCOPE();
     lr_status s;
     if ((s = check_io(net, x, batch, logits, "mlp_forward", err))) return s;
     size_t in = net->sizes[0], out = net->sizes[net->n_layers];
     size_t chunk = batch < LR__FWD_CHUNK ? batch : LR__FWD_CHUNK;
-    if ((s = ensure_work(net, chunk, err))) return s;
-    for (size_t b0 = 0; b0 < batch; b0 += chunk) {
+    lr_mlp_ws own = { NULL, 0 };
+    fwd_bufs fb;
+    if ((s = ws_layout(net, ws ? ws : &own, chunk, &fb, err))) return s;
+    for (size_t b0 = 0; b0 < batch && !s; b0 += chunk) {
         size_t n = batch - b0 < chunk ? batch - b0 : chunk;
-        if ((s = forward_pass(net, x + b0 * in, n, logits + b0 * out, false, 0, err))) return s;
+        s = forward_pass(net, &fb, x + b0 * in, n, logits + b0 * out, false, 0, err);
     }
-    return LR_OK;
+    lr_mlp_ws_free(&own);
+    return s;
 }
 
 /* --------------------------------------------------------------------- train -------- */
@@ -491,7 +555,8 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
     if ((s = ensure_work(net, batch, err))) return s;
     struct lr__mlp_work *w = net->work;
     size_t step = net->adam_t + 1, L = net->n_layers;
-    if ((s = forward_pass(net, x, batch, NULL, true, step, err))) return s;
+    fwd_bufs fb = train_bufs(net);
+    if ((s = forward_pass(net, &fb, x, batch, NULL, true, step, err))) return s;
     float lossv;
     size_t nout = net->sizes[L];
     lr_err lerr;
@@ -529,7 +594,7 @@ lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
         if (lora_on(ly)) {
             lr_lora_weights *lw = ly->lora;
             lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
-            if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, l, batch)), t, err))) return s;
+            if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, &fb, l, batch)), t, err))) return s;
             adam_mat(lw->a, lw->ma, lw->va, lw->ga, &as);
             adam_mat(lw->b, lw->mb, lw->vb, lw->gb, &as);
         }
@@ -554,7 +619,8 @@ lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, s
     if ((s = ensure_work(net, batch, err))) return s;
     struct lr__mlp_work *w = net->work;
     size_t L = net->n_layers;
-    if ((s = forward_pass(net, x, batch, NULL, false, 0, err))) return s;
+    fwd_bufs fb = train_bufs(net);
+    if ((s = forward_pass(net, &fb, x, batch, NULL, false, 0, err))) return s;
     if ((s = lr_softmax_xent(loss, w->d0, w->act[L], labels, batch, net->sizes[L], err))) return s;
     memset(grad, 0, net->n_params * sizeof(float));
     float *d = w->d0, *dn = w->d1;
@@ -573,7 +639,7 @@ lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, s
         if (lora_on(ly)) {
             lr_lora_weights *lw = ly->lora;
             lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
-            if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, l, batch)), t, err))) return s;
+            if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, &fb, l, batch)), t, err))) return s;
         }
         if (l > 0) lr_relu_backward(dn, w->act[l], batch * ly->in);
         float *tmp = d;

@@ -34,6 +34,8 @@ int main(int argc, char **argv)
     lr_blas_set_threads(threads > 0 ? threads : 1);
     lr_err e;
     lr_mlp net, ft;
+    lr_mlp_ws ws; /* forward scratch, reused by every timed call */
+    lr_mlp_ws_init(&ws);
     lr_rng rng;
     lr_rng_seed(&rng, 1);
     DIE(lr_mlp_init(&net, lr_mlp_default_sizes, 4, &e), e);
@@ -43,7 +45,7 @@ int main(int argc, char **argv)
     enum { B = 100 };
     float *x = malloc(B * 784 * sizeof(float)), y0[B * 10], y1[B * 10];
     for (size_t i = 0; i < B * 784; i++) x[i] = lr_rng_normal(&rng);
-    DIE(lr_mlp_forward(&net, x, B, y0, &e), e);
+    DIE(lr_mlp_forward(&net, y0, x, B, &ws, &e), e);
     printf("RichBoyNet, OpenBLAS threads %d, %d random inputs\n", lr_blas_get_threads(), B);
 
     /* merge -> unmerge drift at two ranks, B ~ N(0, 0.01²) (a trained B is small) */
@@ -82,7 +84,7 @@ int main(int argc, char **argv)
         DIE(lr_lora_add(lm, "p", &c, &e), e);
         double t1 = lr_bench_now();
         DIE(lr_lora_select(lm, "p", &e), e);
-        DIE(lr_mlp_forward(&net, x, B, y1, &e), e);
+        DIE(lr_mlp_forward(&net, y1, x, B, &ws, &e), e);
         printf("PiSSA rank %zu (alpha %g): init %.2f s (3 SVDs); output vs base max |diff| %.3g "
                "(max |y| %.3g)\n", ranks[k], (double)c.alpha, t1 - t0, max_abs(y0, y1, B * 10),
                max_abs(y0, (float[B * 10]){ 0 }, B * 10));
@@ -145,6 +147,7 @@ int main(int argc, char **argv)
     rmdir(dir);
     lr_lora_free(lm);
     lr_mlp_free(&ft);
+    lr_mlp_ws_free(&ws);
     lr_mlp_free(&net);
     free(x);
     return 0;

@@ -157,6 +157,8 @@ int main(int argc, char **argv)
            bwn, threads);
 
     lr_mlp net;
+    lr_mlp_ws ws; /* forward scratch, reused by every timed call */
+    lr_mlp_ws_init(&ws);
     DIE(lr_mlp_init(&net, lr_mlp_default_sizes, 4, &e), e);
     DIE(lr_mlp_set_threads(&net, threads, &e), e);
     lr_rng rng;
@@ -176,7 +178,7 @@ int main(int argc, char **argv)
         lr_mnist_normalize(x, &train, idx, 10);
         for (int b = 0; b < 10; b++) y[b] = train.labels[idx[b]];
         double t0 = lr_bench_now();
-        DIE(lr_mlp_forward(&net, x, 10, logits, &e), e);
+        DIE(lr_mlp_forward(&net, logits, x, 10, &ws, &e), e);
         double t1 = lr_bench_now();
         float loss;
         DIE(lr_mlp_train_step(&net, x, y, 10, &adam, &loss, &e), e);
@@ -283,6 +285,7 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     printf("peak RSS: %.1f MB\n", (double)ru.ru_maxrss / 1024.0);
     (void)s;
+    lr_mlp_ws_free(&ws);
     lr_mlp_free(&net);
     lr_mnist_free(&train);
     lr_mnist_free(&test);

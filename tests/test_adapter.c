@@ -204,7 +204,7 @@ static void test_switch_loaded(void **state)
         assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
         if (lr_adapter_load(m, "x", dirs[k], NULL, &e)) fail_msg("%s", e.msg);
         assert_int_equal(lr_lora_select(m, "x", NULL), LR_OK);
-        assert_int_equal(lr_mlp_forward(&f.net, f.x, BATCH, alone[k], NULL), LR_OK);
+        assert_int_equal(lr_mlp_forward(&f.net, alone[k], f.x, BATCH, NULL, NULL), LR_OK);
         lr_lora_free(m);
     }
     assert_true(memcmp(alone_a, alone_z, sizeof alone_a) != 0);
@@ -217,7 +217,7 @@ static void test_switch_loaded(void **state)
     for (int rep = 0; rep < 3; rep++)
         for (int k = 0; k < 2; k++) {
             assert_int_equal(lr_lora_select(m, k ? "z" : "a", NULL), LR_OK);
-            assert_int_equal(lr_mlp_forward(&f.net, f.x, BATCH, out, NULL), LR_OK);
+            assert_int_equal(lr_mlp_forward(&f.net, out, f.x, BATCH, NULL, NULL), LR_OK);
             assert_memory_equal(out, alone[k], sizeof out);
         }
     free(zdir);

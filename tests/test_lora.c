@@ -40,7 +40,7 @@ static void fx_free(fixture *f)
 static void forward(lr_mlp *net, const float *x, float *out)
 {
     lr_err e;
-    if (lr_mlp_forward(net, x, BATCH, out, &e) != LR_OK) fail_msg("forward: %s", e.msg);
+    if (lr_mlp_forward(net, out, x, BATCH, NULL, &e) != LR_OK) fail_msg("forward: %s", e.msg);
 }
 
 static lr_cmat logits_view(const float *o) { return lr_cmat_view(o, BATCH, 4, 4); }

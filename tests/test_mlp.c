@@ -3,6 +3,7 @@
  * the fused training step against gradients + Adam, frozen weights untouched, disabled
  * adapters bit-equal to the base, thread-count independence, NaN injection, bad inputs. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include "lr_test.h"
 #include "lowrank/mlp.h"
@@ -266,15 +267,15 @@ static void test_lora_never_writes_frozen_base(void **state)
     /* disabled adapters: exactly the base output, bit for bit (same code path) */
     float with_off[10 * 10], base[10 * 10], with_on[10 * 10];
     for (size_t l = 0; l < 3; l++) lw[l].enabled = false;
-    assert_int_equal(lr_mlp_forward(&net, x, 10, with_off, NULL), LR_OK);
+    assert_int_equal(lr_mlp_forward(&net, with_off, x, 10, NULL, NULL), LR_OK);
     for (size_t l = 0; l < 3; l++) lr_mlp_set_lora(&net, l, NULL, NULL);
-    assert_int_equal(lr_mlp_forward(&net, x, 10, base, NULL), LR_OK);
+    assert_int_equal(lr_mlp_forward(&net, base, x, 10, NULL, NULL), LR_OK);
     assert_memory_equal(with_off, base, sizeof base);
     for (size_t l = 0; l < 3; l++) {
         lw[l].enabled = true;
         lr_mlp_set_lora(&net, l, &lw[l], NULL);
     }
-    assert_int_equal(lr_mlp_forward(&net, x, 10, with_on, NULL), LR_OK);
+    assert_int_equal(lr_mlp_forward(&net, with_on, x, 10, NULL, NULL), LR_OK);
     assert_true(memcmp(with_on, base, sizeof base) != 0);
     /* and with every adapter disabled and every layer frozen there is nothing to train */
     for (size_t l = 0; l < 3; l++) lw[l].enabled = false;
@@ -313,14 +314,67 @@ static void test_threads_and_batch_paths_agree(void **state)
     float *xs = malloc(n * 50 * sizeof *xs), *big = malloc(n * 10 * sizeof *big), small[10 * 10];
     uint8_t *ys = malloc(n);
     make_batch(xs, ys, n, 50, 10, 40);
-    assert_int_equal(lr_mlp_forward(&a, xs, n, big, NULL), LR_OK);
+    assert_int_equal(lr_mlp_forward(&a, big, xs, n, NULL, NULL), LR_OK);
     for (size_t i = 0; i < n; i += 300) {
-        assert_int_equal(lr_mlp_forward(&a, xs + i * 50, 10, small, NULL), LR_OK);
+        assert_int_equal(lr_mlp_forward(&a, small, xs + i * 50, 10, NULL, NULL), LR_OK);
         assert_mat_allclose(lr_cmat_view(small, 10, 10, 10), lr_cmat_view(big + i * 10, 10, 10, 10), 1e-5, 1e-5);
     }
     free(xs), free(big), free(ys);
     lr_mlp_free(&a);
     lr_mlp_free(&b);
+}
+
+/* One const model evaluated by four threads at once, each with its own workspace, the model
+ * with a 2-thread pool and a rank-2 adapter: every thread gets the serial logits to the bit. */
+typedef struct {
+    const lr_mlp *net;
+    const float *x;
+    float *logits; /* (40, 10) */
+    lr_status st;
+} eval_job;
+
+static void *eval_thread(void *arg)
+{
+    eval_job *j = arg;
+    lr_mlp_ws ws;
+    lr_mlp_ws_init(&ws);
+    for (int rep = 0; rep < 20 && !j->st; rep++) j->st = lr_mlp_forward(j->net, j->logits, j->x, 40, &ws, NULL);
+    lr_mlp_ws_free(&ws);
+    return NULL;
+}
+
+static void test_const_model_from_several_threads(void **state)
+{
+    (void)state;
+    const size_t sizes[4] = { 50, 300, 200, 10 };
+    lr_mlp net;
+    lr_lora_weights lw;
+    assert_int_equal(lr_mlp_init(&net, sizes, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_threads(&net, 2, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 12);
+    lr_mlp_init_params(&net, &r);
+    assert_int_equal(lr_lora_weights_init(&lw, 2, 300, 200, 0.5f, NULL), LR_OK);
+    lr_rng_fill_normal(&r, lw.a, 0, 1);
+    lr_rng_fill_normal(&r, lw.b, 0, 1);
+    assert_int_equal(lr_mlp_set_lora(&net, 1, &lw, NULL), LR_OK);
+    float x[40 * 50], want[40 * 10], got[4][40 * 10];
+    uint8_t y[40];
+    make_batch(x, y, 40, 50, 10, 77);
+    assert_int_equal(lr_mlp_forward(&net, want, x, 40, NULL, NULL), LR_OK);
+    pthread_t t[4];
+    eval_job j[4];
+    for (int k = 0; k < 4; k++) {
+        j[k] = (eval_job){ &net, x, got[k], LR_OK };
+        assert_int_equal(pthread_create(&t[k], NULL, eval_thread, &j[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(t[k], NULL);
+        assert_int_equal(j[k].st, LR_OK);
+        assert_memory_equal(got[k], want, sizeof want);
+    }
+    lr_mlp_free(&net);
+    lr_lora_weights_free(&lw);
 }
 
 /* lr_mlp_reset_optimizer zeroes a frozen layer's moments lazily, when it is first updated:
@@ -401,10 +455,10 @@ static void test_bad_inputs(void **state)
     float x[2 * 9], out[2 * 4], loss;
     uint8_t y[2] = { 1, 3 }, ybad[2] = { 1, 4 };
     lr_adam_params ap = lr_adam_default_params();
-    assert_int_equal(lr_mlp_forward(&net, NULL, 2, out, &e), LR_EINVAL);
-    assert_int_equal(lr_mlp_forward(&net, x, 0, out, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_forward(&net, out, NULL, 2, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_forward(&net, out, x, 0, NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "batch is 0");
-    assert_int_equal(lr_mlp_forward(NULL, x, 2, out, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_forward(NULL, out, x, 2, NULL, &e), LR_EINVAL);
     memset(x, 0, sizeof x);
     assert_int_equal(lr_mlp_train_step(&net, x, ybad, 2, &ap, &loss, &e), LR_ERANGE);
     assert_msg_contains(e.msg, "label 4 of example 1");
@@ -436,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_train_step_equals_gradients_plus_adam),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
         cmocka_unit_test(test_threads_and_batch_paths_agree),
+        cmocka_unit_test(test_const_model_from_several_threads),
         cmocka_unit_test(test_reset_optimizer_with_frozen_layer),
         cmocka_unit_test(test_nonfinite_names_step_and_layer),
         cmocka_unit_test(test_bad_inputs),

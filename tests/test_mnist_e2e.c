@@ -51,7 +51,7 @@ static void eval_logits(lr_mlp *net, const lr_mnist *test, float *logits, lr_eva
     for (size_t first = 0; first < test->n; first += chunk) {
         size_t b = test->n - first < chunk ? test->n - first : chunk;
         lr_mnist_normalize_range(x, test, first, b);
-        if (lr_mlp_forward(net, x, b, logits + first * classes, &e)) fail_msg("%s", e.msg);
+        if (lr_mlp_forward(net, logits + first * classes, x, b, NULL, &e)) fail_msg("%s", e.msg);
         if (lr_eval_add(res, logits + first * classes, test->labels + first, b, classes, &e))
             fail_msg("%s", e.msg);
     }

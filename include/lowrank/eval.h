@@ -38,7 +38,7 @@ lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *l
                       size_t batch, size_t classes, lr_err *err);
 
 /* Evaluates net on all of data in batches of `batch` (0 = 1000) with lr_mlp_forward. */
-lr_status lr_eval(lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res,
+lr_status lr_eval(const lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res,
                   lr_err *err);
 
 #ifdef __cplusplus

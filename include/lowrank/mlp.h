@@ -109,9 +109,24 @@ lr_status lr_mlp_set_threads(lr_mlp *net, int n, lr_err *err);
  * adapter: the state of a freshly constructed torch.optim.Adam. */
 void lr_mlp_reset_optimizer(lr_mlp *net);
 
-/* logits: (batch, out) <- the network's output for x: (batch, in). Any batch >= 1; large
- * batches go through sgemm. No gradient state is kept. */
-lr_status lr_mlp_forward(lr_mlp *net, const float *x, size_t batch, float *logits, lr_err *err);
+/* Scratch of forward passes (hidden activations, the adapters' x·Aᵀ), owned by the caller: the
+ * model stays const, so several threads can evaluate one model at once, each with its own
+ * workspace. An empty workspace (lr_mlp_ws_init, or all zeros) grows on first use and keeps
+ * its size for the next calls; lr_mlp_ws_free releases it. */
+typedef struct lr_mlp_ws {
+    float *buf;
+    size_t floats;
+} lr_mlp_ws;
+
+void lr_mlp_ws_init(lr_mlp_ws *ws);
+void lr_mlp_ws_free(lr_mlp_ws *ws);
+
+/* logits: (batch, out) <- the network's output for x: (batch, in). Any batch >= 1 (processed
+ * 1000 rows at a time; large batches go through sgemm). ws NULL: scratch is allocated for the
+ * call. The net is not modified; its pool serves one caller at a time (the others run on
+ * their own thread, with the same result). */
+lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_t batch, lr_mlp_ws *ws,
+                         lr_err *err);
 
 /* One Adam step on the mean cross-entropy of x: (batch, in) with labels (batch), each
  * < out. *loss (if non-NULL) <- the batch's loss before the step. Trainable: unfrozen base
