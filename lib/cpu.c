@@ -65,7 +65,7 @@ lr_status lr_cpu_isa_env(lr_isa *cap, lr_err *err)
 }
 
 static atomic_int env_cap = -1; /* LR_ISA, read once */
-static atomic_int test_cap = 2; /* lr__isa_force */
+static atomic_int api_cap = LR_ISA_AVX512; /* lr_cpu_isa_set */
 
 int lr__isa(void)
 {
@@ -75,11 +75,15 @@ int lr__isa(void)
         e = lr_cpu_isa_env(&c, NULL) == LR_OK ? (int)c : (int)lr_cpu_isa_supported();
         atomic_store(&env_cap, e);
     }
-    int best = (int)lr_cpu_isa_supported(), t = atomic_load(&test_cap);
+    int best = (int)lr_cpu_isa_supported(), t = atomic_load(&api_cap);
     int r = best < e ? best : e;
     return r < t ? r : t;
 }
 
 lr_isa lr_cpu_isa(void) { return (lr_isa)lr__isa(); }
 
-int lr__isa_force(int level) { return atomic_exchange(&test_cap, level < 0 ? 2 : level); }
+lr_isa lr_cpu_isa_set(lr_isa cap)
+{
+    int c = cap <= LR_ISA_GENERIC ? LR_ISA_GENERIC : cap >= LR_ISA_AVX512 ? LR_ISA_AVX512 : (int)cap;
+    return (lr_isa)atomic_exchange(&api_cap, c);
+}

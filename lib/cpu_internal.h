@@ -64,12 +64,8 @@ static inline void lr__fp_leave(const lr__fpscope *s)
 #error "lowrank needs GCC or Clang (the cleanup attribute restores the caller's FP mode)"
 #endif
 
-/* The kernel family the kernels may use (the CPU's best, capped by LR_ISA and by the tests'
- * lr__isa_force). */
+/* The kernel family the kernels may use: lr_cpu_isa() as an int (the CPU's best, capped by
+ * LR_ISA and lr_cpu_isa_set). */
 int lr__isa(void);
-
-/* Caps the kernel family (0 generic, 1 AVX2, 2 AVX-512VL; -1 no cap) and returns the previous
- * cap. For tests: AVX2 and AVX-512VL must give the same bits. */
-int lr__isa_force(int level);
 
 #endif

@@ -61,8 +61,6 @@ static int have_isa(void)
 
 static int have_avx2(void) { return have_isa() >= LR__ISA_AVX2; }
 
-int lr__linear_force_isa(int level) { return lr__isa_force(level); }
-
 /* ---------------------------------------------------------------- forward ---------- */
 
 /* y[b, o] for b < bt, o in [o0, o1): plain C. */

@@ -25,9 +25,4 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
                                       const lr_adam_step *s, float *work, const lr_pool *pool, bool reverse,
                                       lr_err *err);
 
-/* Caps the instruction set of the dense kernels (0 plain C, 1 AVX2, 2 AVX-512VL; -1 no cap)
- * and returns the previous cap. For tests: AVX2 and AVX-512VL must give the same bits (the
- * plain C loops round differently, without FMA). */
-int lr__linear_force_isa(int level);
-
 #endif

@@ -25,6 +25,14 @@ static void test_isa_names_and_caps(void **state)
     const char *env = getenv("LR_ISA");
     if (env && strcmp(env, "generic") == 0) assert_int_equal(lr_cpu_isa(), LR_ISA_GENERIC);
     if (env && strcmp(env, "avx2") == 0) assert_true(lr_cpu_isa() <= LR_ISA_AVX2);
+    /* the API caps on top of LR_ISA, and gives back the previous cap */
+    lr_isa before = lr_cpu_isa();
+    assert_int_equal(lr_cpu_isa_set(LR_ISA_GENERIC), LR_ISA_AVX512);
+    assert_int_equal(lr_cpu_isa(), LR_ISA_GENERIC);
+    assert_int_equal(lr_cpu_isa_set(LR_ISA_AVX2), LR_ISA_GENERIC);
+    assert_true(lr_cpu_isa() <= LR_ISA_AVX2);
+    assert_int_equal(lr_cpu_isa_set((lr_isa)9), LR_ISA_AVX2); /* out of range: no cap */
+    assert_int_equal(lr_cpu_isa(), before);
 }
 
 static void test_isa_env_parsing(void **state)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lr_test.h"
+#include "lowrank/cpu.h"
 #include "lowrank/linear.h"
 
 /* Pools of 1..3 threads, started when first asked for and joined at the end of main. */
@@ -233,9 +234,6 @@ static void test_fused_is_thread_count_independent(void **state)
     }
 }
 
-/* Private switch of lib/linear.c (see lib/mlp_internal.h): caps the kernels' instruction
- * set. 2 = AVX-512VL (two rows per pass), 1 = AVX2 (one row). */
-int lr__linear_force_isa(int level);
 
 /* Private entry of lib/linear.c (lib/mlp_internal.h): dx <- dy·w for a frozen layer. */
 void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
@@ -267,7 +265,7 @@ static void test_skipping_zeros_changes_no_bit(void **state)
     float *d1 = malloc(n * in * 4), *d2 = malloc((n + 1) * in * 4);
     float *work = malloc(lr_linear_backward_adam_work(n + 1, in) * 4);
     for (int isa = 2; isa >= 1; isa--) {
-        int old = lr__linear_force_isa(isa);
+        lr_isa old = lr_cpu_isa_set((lr_isa)(isa));
         assert_int_equal(lr_linear_forward(lr_mat_view(y1, n, out, out), lr_cmat_view(x, n, in, in),
                                            lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
         assert_int_equal(lr_linear_forward(lr_mat_view(y2, n + 1, out, out), lr_cmat_view(x, n + 1, in, in),
@@ -280,7 +278,7 @@ static void test_skipping_zeros_changes_no_bit(void **state)
                              lr_cmat_view(w, out, in, in), work, rev, pool_n(2));
             assert_memory_equal(d1, d2, n * in * 4);
         }
-        lr__linear_force_isa(old);
+        lr_cpu_isa_set(old);
     }
     /* a dy that is zero everywhere leaves no row to use: dx must still come out all zeros
      * (over a buffer full of garbage), tail columns included */
@@ -288,12 +286,12 @@ static void test_skipping_zeros_changes_no_bit(void **state)
     float *w2 = randv(&r, out * in2, 0.1f), *dz = calloc(n * out, 4), *d3 = malloc(n * in2 * 4);
     float *work2 = malloc(lr_linear_backward_adam_work(n, in2) * 4);
     for (int isa = 2; isa >= 1; isa--) {
-        int old = lr__linear_force_isa(isa);
+        lr_isa old = lr_cpu_isa_set((lr_isa)(isa));
         for (size_t k = 0; k < n * in2; k++) d3[k] = 7.0f;
         lr__linear_dx_mt(lr_mat_view(d3, n, in2, in2), lr_cmat_view(dz, n, out, out),
                          lr_cmat_view(w2, out, in2, in2), work2, false, pool_n(2));
         for (size_t k = 0; k < n * in2; k++) assert_true(d3[k] == 0.0f);
-        lr__linear_force_isa(old);
+        lr_cpu_isa_set(old);
     }
     free(w2), free(dz), free(d3), free(work2);
     /* and the skipped sums are still right: y and dx against double */
@@ -324,10 +322,10 @@ static void test_forward_same_bits_on_every_isa(void **state)
         float *y[2];
         for (int k = 0; k < 2; k++) {
             y[k] = malloc(batch * out * 4);
-            int old = lr__linear_force_isa(2 - k);
+            lr_isa old = lr_cpu_isa_set((lr_isa)(2 - k));
             assert_int_equal(lr_linear_forward(lr_mat_view(y[k], batch, out, out), lr_cmat_view(x, batch, in, in),
                                                lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
-            lr__linear_force_isa(old);
+            lr_cpu_isa_set(old);
         }
         assert_memory_equal(y[0], y[1], batch * out * 4);
         free(x), free(w), free(b), free(y[0]), free(y[1]);

@@ -6,6 +6,7 @@
 #ifndef LOWRANK_ACTIVATION_H
 #define LOWRANK_ACTIVATION_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -13,9 +14,9 @@ extern "C" {
 #endif
 
 /* x: (n) <- max(x, 0). NaN stays NaN (so the non-finite check downstream sees it). */
-void lr_relu_forward(float *x, size_t n);
+LR_API void lr_relu_forward(float *x, size_t n);
 /* dh: (n) <- dh where h > 0, else 0; h: (n) the forward output. */
-void lr_relu_backward(float *dh, const float *h, size_t n);
+LR_API void lr_relu_backward(float *dh, const float *h, size_t n);
 
 #ifdef __cplusplus
 }

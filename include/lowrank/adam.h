@@ -14,6 +14,7 @@
 #ifndef LOWRANK_ADAM_H
 #define LOWRANK_ADAM_H
 
+#include "lowrank/export.h"
 #include <math.h>
 #include <stddef.h>
 
@@ -32,7 +33,7 @@ typedef struct {
 } lr_adam_params;
 
 /* PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8. */
-lr_adam_params lr_adam_default_params(void);
+LR_API lr_adam_params lr_adam_default_params(void);
 
 /* The per-step scalars of step t >= 1. */
 typedef struct {
@@ -43,7 +44,7 @@ typedef struct {
     float bc2_sqrt;                /* sqrt(1 - β2^t) */
 } lr_adam_step;
 
-lr_adam_step lr_adam_step_for(const lr_adam_params *p, size_t t);
+LR_API lr_adam_step lr_adam_step_for(const lr_adam_params *p, size_t t);
 
 /* One element: updates *m, *v and returns the new parameter. */
 static inline float lr_adam_elem(float p, float g, float *m, float *v, const lr_adam_step *s)
@@ -57,8 +58,8 @@ static inline float lr_adam_elem(float p, float g, float *m, float *v, const lr_
 }
 
 /* p, m, v: (n) updated in place with gradient g: (n). */
-void lr_adam_update(float *p, float *m, float *v, const float *g, size_t n,
-                    const lr_adam_step *s);
+LR_API void lr_adam_update(float *p, float *m, float *v, const float *g, size_t n,
+                           const lr_adam_step *s);
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,7 @@
 #ifndef LOWRANK_ADAPTER_H
 #define LOWRANK_ADAPTER_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include "lowrank/lora.h"
 #include "lowrank/status.h"
@@ -50,19 +51,19 @@ typedef struct {
 /* Writes adapter `name` of lm to directory dir (created if missing, mode 0777 & ~umask;
  * existing files of the same names are replaced). base_model (may be NULL -> null) is
  * recorded as base_model_name_or_path. */
-lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir,
-                          const char *base_model, lr_err *err);
+LR_API lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir,
+                                 const char *base_model, lr_err *err);
 
 /* Reads and checks dir/adapter_config.json against lm's net (no tensors). */
-lr_status lr_adapter_read_config(const lr_lora *lm, const char *dir, lr_adapter_info *info,
-                                 lr_err *err);
+LR_API lr_status lr_adapter_read_config(const lr_lora *lm, const char *dir, lr_adapter_info *info,
+                                        lr_err *err);
 
 /* Loads the adapter in dir into lm as a new adapter `name` (not selected), after checking
  * it all; on any error lm is unchanged. info (may be NULL) <- the config read. A "pissa"
  * adapter is loaded as the plain A, B it holds: it is meant for the residual base it was
  * trained on, which the caller must supply (as with PEFT). */
-lr_status lr_adapter_load(lr_lora *lm, const char *name, const char *dir, lr_adapter_info *info,
-                          lr_err *err);
+LR_API lr_status lr_adapter_load(lr_lora *lm, const char *name, const char *dir, lr_adapter_info *info,
+                                 lr_err *err);
 
 #ifdef __cplusplus
 }

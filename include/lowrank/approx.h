@@ -13,6 +13,7 @@
 #ifndef LOWRANK_APPROX_H
 #define LOWRANK_APPROX_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include "lowrank/mat.h"
@@ -30,21 +31,21 @@ typedef struct {
 
 /* Measured error of b·a against w. with_spectral = true also computes the
  * spectral norms (two values-only SVDs: of the residual and of w). */
-lr_status lr_approx_measure(lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral,
-                            lr_approx_err *out, lr_err *err);
+LR_API lr_status lr_approx_measure(lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral,
+                                   lr_approx_err *out, lr_err *err);
 
 /* Eckart–Young prediction for rank r (0 <= r; r >= k means exact) from the
  * singular values s: (k) of w. */
-lr_status lr_approx_predict(const float *s, size_t k, size_t r, lr_approx_err *out,
-                            lr_err *err);
+LR_API lr_status lr_approx_predict(const float *s, size_t k, size_t r, lr_approx_err *out,
+                                   lr_err *err);
 
 /* Energy captured by the first r values: Σ_{i<r} s_i² / Σ s_i², in [0,1];
  * 1 for an all-zero spectrum; r is clamped to k. */
-double lr_approx_energy(const float *s, size_t k, size_t r);
+LR_API double lr_approx_energy(const float *s, size_t k, size_t r);
 
 /* Smallest r whose captured energy is >= target (0 <= target <= 1). */
-lr_status lr_approx_rank_for_energy(const float *s, size_t k, double target, size_t *r,
-                                    lr_err *err);
+LR_API lr_status lr_approx_rank_for_energy(const float *s, size_t k, double target, size_t *r,
+                                           lr_err *err);
 
 typedef enum {
     LR_ERR_FRO = 0,  /* absolute Frobenius  √Σ_{i>r} s_i²           */
@@ -54,8 +55,8 @@ typedef enum {
 } lr_err_kind;
 
 /* Smallest r whose predicted error of the given kind is <= target (>= 0). */
-lr_status lr_approx_rank_for_error(const float *s, size_t k, lr_err_kind kind, double target,
-                                   size_t *r, lr_err *err);
+LR_API lr_status lr_approx_rank_for_error(const float *s, size_t k, lr_err_kind kind, double target,
+                                          size_t *r, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #ifndef LOWRANK_ATOMICFILE_H
 #define LOWRANK_ATOMICFILE_H
 
+#include "lowrank/export.h"
 #include <stdio.h>
 #include "lowrank/status.h"
 
@@ -32,16 +33,16 @@ typedef struct {
 
 /* Opens a temp file for `path`. On failure *af is zeroed (abort on it is a no-op) and the
  * message names the path and strerror ("cannot create temp file for out/m.st: ..."). */
-lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err);
+LR_API lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err);
 
 /* Makes the written data the contents of af->path. Always releases af: on failure the
  * temp file is removed and the old target is untouched (LR_EIO, naming path and strerror).
  * A failed fsync of the directory after the rename is also reported as LR_EIO; then the new
  * file is in place but may not survive a crash. LR_EINVAL if af is not open. */
-lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err);
+LR_API lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err);
 
 /* Discards the temp file. A no-op on a zeroed, committed or already aborted af. */
-void lr_atomic_abort(lr_atomic_file *af);
+LR_API void lr_atomic_abort(lr_atomic_file *af);
 
 #ifdef __cplusplus
 }

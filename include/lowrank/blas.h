@@ -8,6 +8,7 @@
 #ifndef LOWRANK_BLAS_H
 #define LOWRANK_BLAS_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include "lowrank/mat.h"
 
@@ -15,16 +16,16 @@
 extern "C" {
 #endif
 
-lr_status lr_gemm(lr_mat c, float alpha, lr_cmat a, bool trans_a, lr_cmat b, bool trans_b,
-                  float beta, lr_err *err);
+LR_API lr_status lr_gemm(lr_mat c, float alpha, lr_cmat a, bool trans_a, lr_cmat b, bool trans_b,
+                         float beta, lr_err *err);
 
 /* y: (op(a).rows) = alpha * op(a) · x + beta * y; x has op(a).cols entries. */
-lr_status lr_gemv(float *y, float alpha, lr_cmat a, bool trans_a, const float *x,
-                  float beta, lr_err *err);
+LR_API lr_status lr_gemv(float *y, float alpha, lr_cmat a, bool trans_a, const float *x,
+                         float beta, lr_err *err);
 
 /* Sets the number of threads OpenBLAS uses (n >= 1) and reports the current count. */
-void lr_blas_set_threads(int n);
-int lr_blas_get_threads(void);
+LR_API void lr_blas_set_threads(int n);
+LR_API int lr_blas_get_threads(void);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #ifndef LOWRANK_CHECKPOINT_H
 #define LOWRANK_CHECKPOINT_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include "lowrank/mlp.h"
@@ -35,19 +36,19 @@ typedef struct {
 
 /* Saves net's parameters (base weights and biases; adapters are saved apart, adapter.h)
  * to path. info may be NULL (no seed recorded). */
-lr_status lr_checkpoint_save(const lr_mlp *net, const char *path, const lr_checkpoint_info *info,
-                             lr_err *err);
+LR_API lr_status lr_checkpoint_save(const lr_mlp *net, const char *path, const lr_checkpoint_info *info,
+                                    lr_err *err);
 
 /* Loads path into an existing net, whose names and shapes the file must match exactly.
  * On any error net is unchanged. info (nullable) <- the file's metadata. */
-lr_status lr_checkpoint_load(lr_mlp *net, const char *path, lr_checkpoint_info *info,
-                             lr_err *err);
+LR_API lr_status lr_checkpoint_load(lr_mlp *net, const char *path, lr_checkpoint_info *info,
+                                    lr_err *err);
 
 /* Creates *net (lr_mlp_init) with the layer sizes the file's tensors give — linear1 …
  * linearN, consecutive, each weight (out, in) with a bias (out), each layer's in equal to
  * the previous out — and loads it. On failure *net is empty. */
-lr_status lr_checkpoint_load_new(lr_mlp *net, const char *path, lr_checkpoint_info *info,
-                                 lr_err *err);
+LR_API lr_status lr_checkpoint_load_new(lr_mlp *net, const char *path, lr_checkpoint_info *info,
+                                        lr_err *err);
 
 #ifdef __cplusplus
 }

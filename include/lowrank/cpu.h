@@ -28,6 +28,7 @@
 #ifndef LOWRANK_CPU_H
 #define LOWRANK_CPU_H
 
+#include "lowrank/export.h"
 #include "lowrank/status.h"
 
 #ifdef __cplusplus
@@ -40,20 +41,26 @@ typedef enum {
     LR_ISA_AVX512 = 2   /* x86-64 with AVX-512F and AVX-512VL */
 } lr_isa;
 
-/* The kernel family in use: the CPU's best, capped by LR_ISA when that is set and valid. */
-lr_isa lr_cpu_isa(void);
+/* The kernel family in use: the CPU's best, capped by LR_ISA when that is set and valid, and
+ * by lr_cpu_isa_set. */
+LR_API lr_isa lr_cpu_isa(void);
+
+/* Caps the kernel family for the calls that start after it, process-wide (atomic), on top of
+ * LR_ISA; returns the previous cap. LR_ISA_AVX512 removes the cap. A cap above what the CPU
+ * has changes nothing. */
+LR_API lr_isa lr_cpu_isa_set(lr_isa cap);
 
 /* The CPU's best family, whatever LR_ISA says. */
-lr_isa lr_cpu_isa_supported(void);
+LR_API lr_isa lr_cpu_isa_supported(void);
 
 /* "generic", "avx2", "avx512" (or "?" for a value outside the enum). */
-const char *lr_isa_name(lr_isa isa);
+LR_API const char *lr_isa_name(lr_isa isa);
 
 /* LR_ISA's value checked: LR_OK when it is unset or one of generic|avx2|avx512 (with *cap
  * set to it, or to the CPU's best when unset; cap may be NULL); LR_EINVAL with a message
  * naming the value otherwise. The kernels ignore an invalid LR_ISA; programs call this to
  * report it. */
-lr_status lr_cpu_isa_env(lr_isa *cap, lr_err *err);
+LR_API lr_status lr_cpu_isa_env(lr_isa *cap, lr_err *err);
 
 typedef enum {
     LR_FP_FLUSH = 0, /* default: flush-to-zero and denormals-are-zero inside library calls */
@@ -62,12 +69,12 @@ typedef enum {
 
 /* Sets the mode for the library calls that start after it, from any thread (process-wide,
  * atomic); returns the previous mode. */
-lr_fp_mode lr_fp_mode_set(lr_fp_mode mode);
-lr_fp_mode lr_fp_mode_get(void);
+LR_API lr_fp_mode lr_fp_mode_set(lr_fp_mode mode);
+LR_API lr_fp_mode lr_fp_mode_get(void);
 
 /* Whether flush-to-zero is in effect on the calling thread right now (x86: MXCSR.FTZ,
  * AArch64: FPCR.FZ; false elsewhere). For tests and diagnostics. */
-int lr_fp_flushing_now(void);
+LR_API int lr_fp_flushing_now(void);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #ifndef LOWRANK_EVAL_H
 #define LOWRANK_EVAL_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/idx.h"
@@ -28,18 +29,18 @@ typedef struct {
 
 /* Index of the largest of x[0..n), the first one on ties; NaN entries are never chosen
  * unless all are NaN (then 0). n >= 1. */
-size_t lr_argmax(const float *x, size_t n);
+LR_API size_t lr_argmax(const float *x, size_t n);
 
 /* Zeroes res. */
-void lr_eval_reset(lr_eval_result *res);
+LR_API void lr_eval_reset(lr_eval_result *res);
 /* Adds batch rows of logits: (batch, classes) with labels (batch) to res; classes <= 10,
  * labels < classes. Recomputes accuracy. */
-lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *labels,
-                      size_t batch, size_t classes, lr_err *err);
+LR_API lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *labels,
+                             size_t batch, size_t classes, lr_err *err);
 
 /* Evaluates net on all of data in batches of `batch` (0 = 1000) with lr_mlp_forward. */
-lr_status lr_eval(const lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res,
-                  lr_err *err);
+LR_API lr_status lr_eval(const lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res,
+                         lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #ifndef LOWRANK_FACTOR_H
 #define LOWRANK_FACTOR_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include "lowrank/mat.h"
 #include "lowrank/svd.h"
@@ -23,17 +24,17 @@ typedef enum { LR_SPLIT_US = 0, LR_SPLIT_BALANCED } lr_split;
 
 /* b: (m,r), a: (r,n) <- rank-r factors of w: (m,n), via a full thin SVD of w
  * (svd.h). w is not modified. */
-lr_status lr_factor(lr_mat b, lr_mat a, lr_cmat w, size_t r, lr_split split, lr_err *err);
+LR_API lr_status lr_factor(lr_mat b, lr_mat a, lr_cmat w, size_t r, lr_split split, lr_err *err);
 
 /* The same from an SVD already computed (lr_usv_from_svd or lr_usv_from_rsvd):
  * uses its first r columns of u, values of s, rows of vt; r <= svd->k. */
-lr_status lr_factor_from_usv(lr_mat b, lr_mat a, const lr_usv *svd, size_t r, lr_split split,
-                             lr_err *err);
+LR_API lr_status lr_factor_from_usv(lr_mat b, lr_mat a, const lr_usv *svd, size_t r, lr_split split,
+                                    lr_err *err);
 
 /* Allocating convenience: *b: (m,r), *a: (r,n) owned by the caller (lr_mat_free).
  * On failure both are empty. */
-lr_status lr_factor_init(lr_mat *b, lr_mat *a, lr_cmat w, size_t r, lr_split split,
-                         lr_err *err);
+LR_API lr_status lr_factor_init(lr_mat *b, lr_mat *a, lr_cmat w, size_t r, lr_split split,
+                                lr_err *err);
 
 #ifdef __cplusplus
 }

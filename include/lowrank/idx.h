@@ -15,6 +15,7 @@
 #ifndef LOWRANK_IDX_H
 #define LOWRANK_IDX_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/status.h"
@@ -35,42 +36,42 @@ typedef struct {
 /* Reads an IDX image file (magic 0x00000803). want_rows / want_cols: required image size,
  * 0 = any. On success *pixels is malloc'd (n, rows*cols) and owned by the caller (free());
  * on failure it is NULL and nothing is allocated. */
-lr_status lr_idx_read_images(const char *path, size_t want_rows, size_t want_cols,
-                             uint8_t **pixels, size_t *n, size_t *rows, size_t *cols,
-                             lr_err *err);
+LR_API lr_status lr_idx_read_images(const char *path, size_t want_rows, size_t want_cols,
+                                    uint8_t **pixels, size_t *n, size_t *rows, size_t *cols,
+                                    lr_err *err);
 
 /* Reads an IDX label file (magic 0x00000801) whose labels are all <= max_label (9 for MNIST).
  * On success *labels is malloc'd (n) and owned by the caller. */
-lr_status lr_idx_read_labels(const char *path, unsigned max_label, uint8_t **labels, size_t *n,
-                             lr_err *err);
+LR_API lr_status lr_idx_read_labels(const char *path, unsigned max_label, uint8_t **labels, size_t *n,
+                                    lr_err *err);
 
 /* Loads a 28x28 image file and its label file (labels 0..9, same count). On failure *out is
  * empty (lr_mnist_free on it is a no-op). */
-lr_status lr_mnist_load(lr_mnist *out, const char *images_path, const char *labels_path,
-                        lr_err *err);
+LR_API lr_status lr_mnist_load(lr_mnist *out, const char *images_path, const char *labels_path,
+                               lr_err *err);
 
 /* Loads split "train" or "t10k" from dir: <split>-images-idx3-ubyte and
  * <split>-labels-idx1-ubyte, each raw or with ".gz" (the raw file is preferred when both
  * exist). */
-lr_status lr_mnist_load_dir(lr_mnist *out, const char *dir, const char *split, lr_err *err);
+LR_API lr_status lr_mnist_load_dir(lr_mnist *out, const char *dir, const char *split, lr_err *err);
 
 /* Frees and empties m; a no-op on an empty or zeroed lr_mnist and on NULL. */
-void lr_mnist_free(lr_mnist *m);
+LR_API void lr_mnist_free(lr_mnist *m);
 
 /* x: (batch, rows*cols) <- normalised pixels of examples idx[0..batch) of m.
  * Each value is (p / 255.0f - LR_MNIST_MEAN) / LR_MNIST_STD in float32, bit for bit what
  * torchvision's ToTensor + Normalize give. Indices must be < m->n (not checked: hot path). */
-void lr_mnist_normalize(float *x, const lr_mnist *m, const size_t *idx, size_t batch);
+LR_API void lr_mnist_normalize(float *x, const lr_mnist *m, const size_t *idx, size_t batch);
 
 /* As lr_mnist_normalize over `count` consecutive examples starting at `first`
  * (evaluation in order). first + count must be <= m->n. */
-void lr_mnist_normalize_range(float *x, const lr_mnist *m, size_t first, size_t count);
+LR_API void lr_mnist_normalize_range(float *x, const lr_mnist *m, size_t first, size_t count);
 
 /* x as lr_mnist_normalize, and y: (batch) <- labels of the same examples (y may be NULL). */
-void lr_mnist_batch(float *x, int *y, const lr_mnist *m, const size_t *idx, size_t batch);
+LR_API void lr_mnist_batch(float *x, int *y, const lr_mnist *m, const size_t *idx, size_t batch);
 
 /* The normalised value of one pixel byte (the table the functions above use). */
-float lr_mnist_pixel(uint8_t p);
+LR_API float lr_mnist_pixel(uint8_t p);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #ifndef LOWRANK_LINEAR_H
 #define LOWRANK_LINEAR_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include "lowrank/adam.h"
 #include "lowrank/mat.h"
@@ -25,12 +26,12 @@ extern "C" {
 #endif
 
 /* y: (batch, out) <- x: (batch, in) · w: (out, in)ᵀ + b: (out) (b may be NULL). */
-lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err);
+LR_API lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err);
 
 /* Unfused backward for dy: (batch, out). Each output is optional (data/pointer NULL = skip):
  * dx: (batch, in) <- dy·w;  dw: (out, in) += dyᵀ·x;  db: (out) += Σ_b dy[b,:]. */
-lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x,
-                             lr_cmat w, lr_err *err);
+LR_API lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x,
+                                    lr_cmat w, lr_err *err);
 
 /* Fused backward + Adam step s on w and b (moments m_w, v_w: (out, in), m_b, v_b: (out)).
  * dx (optional, data NULL = skip): (batch, in) <- dy·w with the weights BEFORE the update.
@@ -38,20 +39,20 @@ lr_status lr_linear_backward(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cma
  * work: lr_linear_backward_adam_work(batch, in) floats for the partial dx sums (15·batch·in;
  * NULL: the call allocates them itself, or fails with LR_ENOMEM).
  * pool: the threads to use (NULL: the caller's only); the result does not depend on it. */
-lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
-                                  float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
-                                  const lr_adam_step *s, float *work, const lr_pool *pool,
-                                  lr_err *err);
-size_t lr_linear_backward_adam_work(size_t batch, size_t in);
+LR_API lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,
+                                         float *m_b, float *v_b, lr_cmat dy, lr_cmat x,
+                                         const lr_adam_step *s, float *work, const lr_pool *pool,
+                                         lr_err *err);
+LR_API size_t lr_linear_backward_adam_work(size_t batch, size_t in);
 
 /* LoRA branch, y += s·(x·Aᵀ)·Bᵀ. u: (batch, rank) <- x·Aᵀ (kept for the backward pass). */
-lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw,
-                              lr_err *err);
+LR_API lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw,
+                                     lr_err *err);
 /* LoRA backward for dy: (batch, out), x and u from the forward pass:
  * lw->gb <- s·dyᵀ·u;  t = s·dy·B: (batch, rank) into t_work;  lw->ga <- tᵀ·x;
  * dx (optional) += t·A. Never touches the base weights. */
-lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
-                           lr_mat t_work, lr_err *err);
+LR_API lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
+                                  lr_mat t_work, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,7 @@
 #ifndef LOWRANK_LORA_H
 #define LOWRANK_LORA_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,63 +67,63 @@ typedef struct {
     uint64_t seed;          /* for the Gaussian A; default 0                           */
 } lr_lora_config;
 
-lr_lora_config lr_lora_default_config(void);
+LR_API lr_lora_config lr_lora_default_config(void);
 
 /* s = α/r, or α/√r with rsLoRA (0 when r = 0). */
-float lr_lora_scale(size_t rank, float alpha, bool use_rslora);
+LR_API float lr_lora_scale(size_t rank, float alpha, bool use_rslora);
 
 /* Checks a config against a net: rank >= 1, α > 0 finite, targets name existing layers,
  * rank <= min(in, out) of each target when init is PiSSA. */
-lr_status lr_lora_config_check(const lr_lora_config *cfg, const lr_mlp *net, lr_err *err);
+LR_API lr_status lr_lora_config_check(const lr_lora_config *cfg, const lr_mlp *net, lr_err *err);
 
 /* Parses a list of layers into a mask: "all" (or "" -> 0, all), or comma-separated layer
  * names ("linear1,linear3") and/or 1-based layer numbers ("1,3" = the same). */
-lr_status lr_lora_parse_targets(const lr_mlp *net, const char *list, uint32_t *mask,
-                                lr_err *err);
+LR_API lr_status lr_lora_parse_targets(const lr_mlp *net, const char *list, uint32_t *mask,
+                                       lr_err *err);
 /* "gaussian" / "pissa" -> kind; the name of a kind. */
-lr_status lr_lora_parse_init(const char *s, lr_lora_init_kind *kind, lr_err *err);
-const char *lr_lora_init_name(lr_lora_init_kind kind);
+LR_API lr_status lr_lora_parse_init(const char *s, lr_lora_init_kind *kind, lr_err *err);
+LR_API const char *lr_lora_init_name(lr_lora_init_kind kind);
 
 /* The module: the adapters of one base net. Opaque; lr_lora_free(NULL) is a no-op. */
 typedef struct lr_lora lr_lora;
 
-lr_status lr_lora_init(lr_lora **out, lr_mlp *net, lr_err *err);
+LR_API lr_status lr_lora_init(lr_lora **out, lr_mlp *net, lr_err *err);
 /* Detaches every adapter from the net and frees them. The base weights are left as they
  * are (remove a PiSSA adapter or unmerge first to get the original W₀ back). */
-void lr_lora_free(lr_lora *lm);
+LR_API void lr_lora_free(lr_lora *lm);
 
-lr_mlp *lr_lora_net(const lr_lora *lm);
+LR_API lr_mlp *lr_lora_net(const lr_lora *lm);
 
 /* Creates adapter `name` (unique) per cfg. Gaussian: for each target layer in order, A
  * gets rank·in draws of N(0,1) from an lr_rng seeded with cfg->seed; B = 0. PiSSA: see
  * above (needs the SVD of each target W₀; rewrites W₀ to the residual). Does not select. */
-lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_config *cfg, lr_err *err);
+LR_API lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_config *cfg, lr_err *err);
 /* Attaches adapter `name` to its target layers (detaching the previous one); NULL or ""
  * runs with none. LR_EINVAL for an unknown name. */
-lr_status lr_lora_select(lr_lora *lm, const char *name, lr_err *err);
+LR_API lr_status lr_lora_select(lr_lora *lm, const char *name, lr_err *err);
 /* Removes adapter `name` (detached first if selected; its PiSSA base restored). */
-lr_status lr_lora_remove(lr_lora *lm, const char *name, lr_err *err);
+LR_API lr_status lr_lora_remove(lr_lora *lm, const char *name, lr_err *err);
 
 /* The selected adapter's name, or NULL when running with none. */
-const char *lr_lora_selected(const lr_lora *lm);
-size_t lr_lora_count(const lr_lora *lm);
+LR_API const char *lr_lora_selected(const lr_lora *lm);
+LR_API size_t lr_lora_count(const lr_lora *lm);
 /* Name of the i-th adapter (in order of creation), NULL when i >= count. */
-const char *lr_lora_name(const lr_lora *lm, size_t i);
+LR_API const char *lr_lora_name(const lr_lora *lm, size_t i);
 /* The config adapter `name` was created with (NULL if unknown). */
-const lr_lora_config *lr_lora_config_of(const lr_lora *lm, const char *name);
+LR_API const lr_lora_config *lr_lora_config_of(const lr_lora *lm, const char *name);
 /* Adapter `name`'s weights on layer i, or NULL (unknown name, layer not targeted). The
  * pointer stays valid until the adapter is removed. */
-lr_lora_weights *lr_lora_layer(const lr_lora *lm, const char *name, size_t layer);
+LR_API lr_lora_weights *lr_lora_layer(const lr_lora *lm, const char *name, size_t layer);
 
 /* Enable or disable LoRA on one layer, or on all (the global switch; per-layer flags are
  * kept). A disabled layer gives exactly its base output. */
-lr_status lr_lora_set_layer_enabled(lr_lora *lm, size_t layer, bool on, lr_err *err);
-void lr_lora_set_enabled(lr_lora *lm, bool on);
-bool lr_lora_layer_enabled(const lr_lora *lm, size_t layer);
+LR_API lr_status lr_lora_set_layer_enabled(lr_lora *lm, size_t layer, bool on, lr_err *err);
+LR_API void lr_lora_set_enabled(lr_lora *lm, bool on);
+LR_API bool lr_lora_layer_enabled(const lr_lora *lm, size_t layer);
 
 /* Freezes every base layer (weights and biases get no gradient and no Adam step), so a
  * training step changes only the selected adapter's A and B. frozen = false undoes it. */
-void lr_lora_freeze_base(lr_lora *lm, bool frozen);
+LR_API void lr_lora_freeze_base(lr_lora *lm, bool frozen);
 
 typedef enum {
     LR_LORA_MERGE_NO_COPY = 0, /* no memory; the drift cannot be measured or undone     */
@@ -132,7 +133,7 @@ typedef enum {
 /* W₀ += s·B·A for each enabled layer of the selected adapter, which is then detached (its
  * contribution lives in W₀). Until unmerged, add/select/remove/enable and a second merge
  * are LR_EINVAL. LR_EINVAL when nothing is selected. */
-lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err);
+LR_API lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err);
 
 typedef struct {
     size_t n_layers;                      /* layers of the net                       */
@@ -147,8 +148,8 @@ typedef struct {
  * drift of the arithmetic round trip is measured into *drift (may be NULL), and with
  * restore = true W₀ is then overwritten with the copy (bit-exact). restore without a copy
  * is LR_EINVAL (and nothing changes). LR_EINVAL when nothing is merged. */
-lr_status lr_lora_unmerge(lr_lora *lm, bool restore, lr_lora_drift *drift, lr_err *err);
-bool lr_lora_is_merged(const lr_lora *lm);
+LR_API lr_status lr_lora_unmerge(lr_lora *lm, bool restore, lr_lora_drift *drift, lr_err *err);
+LR_API bool lr_lora_is_merged(const lr_lora *lm);
 
 /* --- extraction: the rank-r LoRA nearest a full fine-tune (Eckart–Young) --- */
 
@@ -177,8 +178,8 @@ typedef struct {
  * A = V_rᵀ and B = U_r·S_r / s, so that s·B·A = U_r S_r V_rᵀ for the config's α (the scale
  * is folded into B). cfg->init is ignored; rank <= min(in, out). `ft` must have the same
  * sizes. rep (may be NULL) receives the per-layer errors and parameter counts. */
-lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
-                          const lr_lora_config *cfg, lr_lora_extract_report *rep, lr_err *err);
+LR_API lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
+                                 const lr_lora_config *cfg, lr_lora_extract_report *rep, lr_err *err);
 
 /* --- parameter accounting (pure; the seed's table) --- */
 
@@ -206,8 +207,8 @@ typedef struct {
 
 /* The table for an MLP of these sizes (n_sizes >= 2, at most LR_MLP_MAX_LAYERS layers)
  * with rank-r adapters on the layers in targets (0 = all). LR_ERANGE on overflow. */
-lr_status lr_lora_param_count(const size_t *sizes, size_t n_sizes, uint32_t targets,
-                              size_t rank, lr_lora_param_table *t, lr_err *err);
+LR_API lr_status lr_lora_param_count(const size_t *sizes, size_t n_sizes, uint32_t targets,
+                                     size_t rank, lr_lora_param_table *t, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #ifndef LOWRANK_LOSS_H
 #define LOWRANK_LOSS_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/status.h"
@@ -18,8 +19,8 @@ extern "C" {
  * dlogits (optional, may alias logits): (batch, classes) <- (softmax(logits) - onehot) / batch,
  * the gradient of the mean loss. LR_EINVAL for NULL/batch 0/classes 0, LR_ERANGE for a
  * label >= classes, LR_ENONFINITE when a logit is NaN/Inf (naming the row). */
-lr_status lr_softmax_xent(float *loss, float *dlogits, const float *logits,
-                          const uint8_t *labels, size_t batch, size_t classes, lr_err *err);
+LR_API lr_status lr_softmax_xent(float *loss, float *dlogits, const float *logits,
+                                 const uint8_t *labels, size_t batch, size_t classes, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #ifndef LOWRANK_MAT_H
 #define LOWRANK_MAT_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include "lowrank/status.h"
@@ -31,35 +32,35 @@ static inline float lr_mat_get(lr_cmat m, size_t i, size_t j) { return m.data[i 
 
 /* Checks a view: ld >= cols, data non-NULL when rows*cols > 0, rows*ld fits in
  * size_t. `name` is used in the message ("W: ld 3 smaller than cols 4"). */
-lr_status lr_mat_check(lr_cmat m, const char *name, lr_err *err);
+LR_API lr_status lr_mat_check(lr_cmat m, const char *name, lr_err *err);
 /* LR_ENONFINITE naming the first NaN/Inf entry, else LR_OK. */
-lr_status lr_mat_check_finite(lr_cmat m, const char *name, lr_err *err);
+LR_API lr_status lr_mat_check_finite(lr_cmat m, const char *name, lr_err *err);
 
 /* Owning allocation: rows x cols, ld = cols, zero-filled. On failure *m is empty. */
-lr_status lr_mat_init(lr_mat *m, size_t rows, size_t cols, lr_err *err);
-void lr_mat_free(lr_mat *m);
+LR_API lr_status lr_mat_init(lr_mat *m, size_t rows, size_t cols, lr_err *err);
+LR_API void lr_mat_free(lr_mat *m);
 
 /* Sub-block view [r0, r0+rows) x [c0, c0+cols); LR_EDIM if it does not fit. */
-lr_status lr_mat_block(lr_mat m, size_t r0, size_t c0, size_t rows, size_t cols,
-                       lr_mat *out, lr_err *err);
+LR_API lr_status lr_mat_block(lr_mat m, size_t r0, size_t c0, size_t rows, size_t cols,
+                              lr_mat *out, lr_err *err);
 
 /* dst <- src (same shape, any ld). */
-lr_status lr_mat_copy(lr_mat dst, lr_cmat src, lr_err *err);
-void lr_mat_fill(lr_mat m, float v);
+LR_API lr_status lr_mat_copy(lr_mat dst, lr_cmat src, lr_err *err);
+LR_API void lr_mat_fill(lr_mat m, float v);
 /* dst <- src^T; dst must be (src.cols, src.rows). */
-lr_status lr_mat_transpose(lr_mat dst, lr_cmat src, lr_err *err);
+LR_API lr_status lr_mat_transpose(lr_mat dst, lr_cmat src, lr_err *err);
 
 /* Comparisons. Shapes must match (otherwise false / +inf). allclose is numpy's
  * rule |a-b| <= atol + rtol*|b|, element-wise; equal is bitwise-exact. */
-bool lr_mat_allclose(lr_cmat a, lr_cmat b, float rtol, float atol);
-bool lr_mat_equal(lr_cmat a, lr_cmat b);
-double lr_mat_max_abs_diff(lr_cmat a, lr_cmat b);
+LR_API bool lr_mat_allclose(lr_cmat a, lr_cmat b, float rtol, float atol);
+LR_API bool lr_mat_equal(lr_cmat a, lr_cmat b);
+LR_API double lr_mat_max_abs_diff(lr_cmat a, lr_cmat b);
 
 /* Frobenius norm, accumulated in double. */
-double lr_mat_norm_fro(lr_cmat a);
+LR_API double lr_mat_norm_fro(lr_cmat a);
 
 /* Multiplies a and b, returning LR_ERANGE if the product overflows size_t. */
-lr_status lr_size_mul(size_t a, size_t b, size_t *out);
+LR_API lr_status lr_size_mul(size_t a, size_t b, size_t *out);
 
 #ifdef __cplusplus
 }

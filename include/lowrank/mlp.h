@@ -19,6 +19,7 @@
 #ifndef LOWRANK_MLP_H
 #define LOWRANK_MLP_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +47,10 @@ typedef struct lr_lora_weights {
 } lr_lora_weights;
 
 /* All matrices zero, enabled = true. rank, in, out >= 1. On failure *lw is empty. */
-lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t in, size_t out,
-                               float scale, lr_err *err); /* all zero */
+LR_API lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t in, size_t out,
+                                             float scale, lr_err *err); /* all zero */
 /* Frees and empties lw; a no-op on NULL or an empty/zeroed struct. */
-void lr_lora_weights_free(lr_lora_weights *lw);
+LR_API void lr_lora_weights_free(lr_lora_weights *lw);
 
 /* One dense layer: views into lr_mlp.params. */
 typedef struct {
@@ -75,39 +76,39 @@ typedef struct lr_mlp {
 } lr_mlp;
 
 /* The seed's RichBoyNet sizes {784, 1000, 2000, 10}. */
-extern const size_t lr_mlp_default_sizes[4];
+LR_API extern const size_t lr_mlp_default_sizes[4];
 
 /* n_sizes >= 2 entries, each >= 1, at most LR_MLP_MAX_LAYERS layers. Parameters are zero
  * (call lr_mlp_init_params), nothing frozen, no adapters, 1 thread. On failure *net is
  * empty (lr_mlp_free on it is a no-op). */
-lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *err);
-void lr_mlp_free(lr_mlp *net);
+LR_API lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *err);
+LR_API void lr_mlp_free(lr_mlp *net);
 
 /* PyTorch's nn.Linear default: weights and biases uniform in [-1/sqrt(in), 1/sqrt(in)),
  * drawn layer by layer (weight row by row, then bias). Resets the optimizer. */
-void lr_mlp_init_params(lr_mlp *net, lr_rng *rng);
+LR_API void lr_mlp_init_params(lr_mlp *net, lr_rng *rng);
 
 /* Parameter count of an MLP with these sizes (2,807,010 for RichBoyNet); 0 on overflow. */
-size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes);
+LR_API size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes);
 
 /* Index of the layer called name ("linear2"), or -1. */
-int lr_mlp_find_layer(const lr_mlp *net, const char *name);
+LR_API int lr_mlp_find_layer(const lr_mlp *net, const char *name);
 
 /* Freeze (true) or unfreeze one layer, or all layers. */
-lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err);
-void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
+LR_API lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err);
+LR_API void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
 
 /* Attach (or detach with NULL) an adapter to layer i; shapes must match. */
-lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err);
+LR_API lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err);
 
 /* Threads the training kernels use, 1..LR_POOL_MAX_THREADS, the calling thread counted (a net
  * starts with 1). The net owns the pool it starts (lr_mlp_free joins it); results do not
  * depend on the count. */
-lr_status lr_mlp_set_threads(lr_mlp *net, int n, lr_err *err);
+LR_API lr_status lr_mlp_set_threads(lr_mlp *net, int n, lr_err *err);
 
 /* Zeroes the Adam step count and the moments of the base parameters and of every attached
  * adapter: the state of a freshly constructed torch.optim.Adam. */
-void lr_mlp_reset_optimizer(lr_mlp *net);
+LR_API void lr_mlp_reset_optimizer(lr_mlp *net);
 
 /* Scratch of forward passes (hidden activations, the adapters' x·Aᵀ), owned by the caller: the
  * model stays const, so several threads can evaluate one model at once, each with its own
@@ -118,15 +119,15 @@ typedef struct lr_mlp_ws {
     size_t floats;
 } lr_mlp_ws;
 
-void lr_mlp_ws_init(lr_mlp_ws *ws);
-void lr_mlp_ws_free(lr_mlp_ws *ws);
+LR_API void lr_mlp_ws_init(lr_mlp_ws *ws);
+LR_API void lr_mlp_ws_free(lr_mlp_ws *ws);
 
 /* logits: (batch, out) <- the network's output for x: (batch, in). Any batch >= 1 (processed
  * 1000 rows at a time; large batches go through sgemm). ws NULL: scratch is allocated for the
  * call. The net is not modified; its pool serves one caller at a time (the others run on
  * their own thread, with the same result). */
-lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_t batch, lr_mlp_ws *ws,
-                         lr_err *err);
+LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_t batch, lr_mlp_ws *ws,
+                                lr_err *err);
 
 /* One Adam step on the mean cross-entropy of x: (batch, in) with labels (batch), each
  * < out. *loss (if non-NULL) <- the batch's loss before the step. Trainable: unfrozen base
@@ -134,15 +135,15 @@ lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_
  * nothing to train). A NaN/Inf layer output or loss stops before any parameter changes, a
  * NaN/Inf gradient before the layer it reaches is updated, with LR_ENONFINITE and a message
  * naming the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). */
-lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                            const lr_adam_params *adam, float *loss, lr_err *err);
+LR_API lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                                   const lr_adam_params *adam, float *loss, lr_err *err);
 
 /* Gradients without an update (the unfused path, for tests and for callers that want
  * them): grad: (n_params), same layout as params, <- d loss / d params (entries of frozen
  * layers are set to 0); the ga, gb of attached, enabled adapters <- their gradients;
  * dx (optional): (batch, in) <- d loss / d x. *loss <- the loss. */
-lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                           float *grad, float *dx, float *loss, lr_err *err);
+LR_API lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                                  float *grad, float *dx, float *loss, lr_err *err);
 
 /* Subnormal floats (0 < |x| < FLT_MIN = 1.18e-38) the net holds: in its parameters, in Adam's
  * first and second moments (base parameters and attached adapters), and in the activation
@@ -152,7 +153,7 @@ typedef struct {
     size_t params, adam_m, adam_v, activations;
 } lr_mlp_subnormals;
 
-lr_status lr_mlp_count_subnormals(const lr_mlp *net, lr_mlp_subnormals *out, lr_err *err);
+LR_API lr_status lr_mlp_count_subnormals(const lr_mlp *net, lr_mlp_subnormals *out, lr_err *err);
 
 #ifdef __cplusplus
 }

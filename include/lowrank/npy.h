@@ -22,6 +22,7 @@
 #ifndef LOWRANK_NPY_H
 #define LOWRANK_NPY_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include "lowrank/mat.h"
 
@@ -34,16 +35,16 @@ extern "C" {
  * LR_EIO: cannot open/read; LR_EFORMAT: not a supported .npy (message says what
  * was found); LR_ERANGE: size overflow or a float64 value beyond float32;
  * LR_ENOMEM; LR_EINVAL: NULL arguments. */
-lr_status lr_npy_load(const char *path, lr_mat *out, lr_err *err);
+LR_API lr_status lr_npy_load(const char *path, lr_mat *out, lr_err *err);
 
 /* The same from n bytes in memory; `name` (may be NULL) prefixes messages. */
-lr_status lr_npy_load_mem(const void *buf, size_t n, const char *name, lr_mat *out,
-                          lr_err *err);
+LR_API lr_status lr_npy_load_mem(const void *buf, size_t n, const char *name, lr_mat *out,
+                                 lr_err *err);
 
 /* Writes m as a float32 '<f4' C-order .npy (version 1.0, or 2.0 if the header were
  * ever to need it), crash-safely: temp file + fsync + rename. Any ld is accepted.
  * NaN and Inf are written as they are (numpy can hold them). */
-lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err);
+LR_API lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 #ifndef LOWRANK_POOL_H
 #define LOWRANK_POOL_H
 
+#include "lowrank/export.h"
 #include "lowrank/status.h"
 
 #ifdef __cplusplus
@@ -30,14 +31,14 @@ typedef struct lr_pool {
 
 /* threads: 1..LR_POOL_MAX_THREADS, the caller's own thread counted (threads - 1 workers are
  * started; 1 starts none). On failure the pool is empty and no thread is left running. */
-lr_status lr_pool_init(lr_pool *pool, int threads, lr_err *err);
+LR_API lr_status lr_pool_init(lr_pool *pool, int threads, lr_err *err);
 
 /* Stops and joins the workers and empties the pool; a no-op on NULL or an empty pool. The
  * pool must not be in use by another thread. */
-void lr_pool_free(lr_pool *pool);
+LR_API void lr_pool_free(lr_pool *pool);
 
 /* Threads a job may use, the caller's counted: 1 for NULL or an empty pool. */
-int lr_pool_threads(const lr_pool *pool);
+LR_API int lr_pool_threads(const lr_pool *pool);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #ifndef LOWRANK_RANK_H
 #define LOWRANK_RANK_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include "lowrank/mat.h"
 
@@ -26,21 +27,21 @@ typedef struct {
                       /* LR_TOL_DEFAULT                                           */
 } lr_rank_opts;
 
-lr_rank_opts lr_rank_default_opts(void);
+LR_API lr_rank_opts lr_rank_default_opts(void);
 
 /* The tolerance numpy uses by default: s_max · max(m,n) · FLT_EPSILON. */
-double lr_rank_default_tol(double s_max, size_t m, size_t n);
+LR_API double lr_rank_default_tol(double s_max, size_t m, size_t n);
 
 /* *rank <- numerical rank of a: (m,n). opts NULL = defaults. If tol_used is not
  * NULL it receives the threshold applied (0 for an empty matrix). */
-lr_status lr_rank(lr_cmat a, const lr_rank_opts *opts, size_t *rank, double *tol_used,
-                  lr_err *err);
+LR_API lr_status lr_rank(lr_cmat a, const lr_rank_opts *opts, size_t *rank, double *tol_used,
+                         lr_err *err);
 
 /* The same rule applied to singular values already computed: s: (k), any order
  * (the maximum is searched), of an (m,n) matrix; k may be 0. */
-lr_status lr_rank_from_values(const float *s, size_t k, size_t m, size_t n,
-                              const lr_rank_opts *opts, size_t *rank, double *tol_used,
-                              lr_err *err);
+LR_API lr_status lr_rank_from_values(const float *s, size_t k, size_t m, size_t n,
+                                     const lr_rank_opts *opts, size_t *rank, double *tol_used,
+                                     lr_err *err);
 
 #ifdef __cplusplus
 }

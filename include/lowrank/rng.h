@@ -8,6 +8,7 @@
 #ifndef LOWRANK_RNG_H
 #define LOWRANK_RNG_H
 
+#include "lowrank/export.h"
 #include <stdint.h>
 #include "lowrank/mat.h"
 
@@ -21,20 +22,20 @@ typedef struct {
     double spare;
 } lr_rng;
 
-void lr_rng_seed(lr_rng *rng, uint64_t seed);
-uint64_t lr_rng_u64(lr_rng *rng);
+LR_API void lr_rng_seed(lr_rng *rng, uint64_t seed);
+LR_API uint64_t lr_rng_u64(lr_rng *rng);
 /* Uniform integer in [0, n) without modulo bias; n > 0. */
-uint64_t lr_rng_below(lr_rng *rng, uint64_t n);
+LR_API uint64_t lr_rng_below(lr_rng *rng, uint64_t n);
 /* Uniform float in [0, 1). */
-float lr_rng_uniform(lr_rng *rng);
+LR_API float lr_rng_uniform(lr_rng *rng);
 /* Standard normal N(0, 1). */
-float lr_rng_normal(lr_rng *rng);
+LR_API float lr_rng_normal(lr_rng *rng);
 
 /* m <- uniform in [lo, hi) / N(mean, std^2), row by row. */
-void lr_rng_fill_uniform(lr_rng *rng, lr_mat m, float lo, float hi);
-void lr_rng_fill_normal(lr_rng *rng, lr_mat m, float mean, float std);
+LR_API void lr_rng_fill_uniform(lr_rng *rng, lr_mat m, float lo, float hi);
+LR_API void lr_rng_fill_normal(lr_rng *rng, lr_mat m, float mean, float std);
 /* A uniformly random permutation of 0..n-1 (Fisher–Yates). */
-void lr_rng_permutation(lr_rng *rng, size_t *perm, size_t n);
+LR_API void lr_rng_permutation(lr_rng *rng, size_t *perm, size_t n);
 
 #ifdef __cplusplus
 }

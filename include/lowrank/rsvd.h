@@ -21,6 +21,7 @@
 #ifndef LOWRANK_RSVD_H
 #define LOWRANK_RSVD_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include "lowrank/mat.h"
 #include "lowrank/rng.h"
@@ -35,17 +36,17 @@ typedef struct {
     size_t power_iters; /* q, default 4                                            */
 } lr_rsvd_opts;
 
-lr_rsvd_opts lr_rsvd_default_opts(void);
+LR_API lr_rsvd_opts lr_rsvd_default_opts(void);
 
 /* a: (m,n) in; u: (m,r); s: (r); vt: (r,n); 1 <= r <= min(m,n).
  * rng supplies the Gaussian test matrix (same seed -> same result for the same
  * OpenBLAS thread count). opts NULL = defaults. */
-lr_status lr_rsvd(lr_cmat a, size_t r, float *s, lr_mat u, lr_mat vt, const lr_rsvd_opts *opts,
-                  lr_rng *rng, lr_err *err);
+LR_API lr_status lr_rsvd(lr_cmat a, size_t r, float *s, lr_mat u, lr_mat vt, const lr_rsvd_opts *opts,
+                         lr_rng *rng, lr_err *err);
 
 /* Allocates *out (k = r) and fills it by lr_rsvd. On failure *out is empty. */
-lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
-                           lr_rng *rng, lr_err *err);
+LR_API lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
+                                  lr_rng *rng, lr_err *err);
 
 #ifdef __cplusplus
 }

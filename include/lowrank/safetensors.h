@@ -21,6 +21,7 @@
 #ifndef LOWRANK_SAFETENSORS_H
 #define LOWRANK_SAFETENSORS_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/status.h"
@@ -41,11 +42,11 @@ typedef enum {
 #define LR_ST_MAX_HEADER 100000000u
 
 /* "F32"; NULL for a value out of range. */
-const char *lr_st_dtype_name(lr_st_dtype d);
+LR_API const char *lr_st_dtype_name(lr_st_dtype d);
 /* Bits per element (4 for F4, 6 for F6_*, 8 for U8, 32 for F32, 64 for C64...); 0 if invalid. */
-size_t lr_st_dtype_bits(lr_st_dtype d);
+LR_API size_t lr_st_dtype_bits(lr_st_dtype d);
 /* The dtype named `name` exactly; LR_EFORMAT if unknown. */
-lr_status lr_st_dtype_parse(const char *name, lr_st_dtype *out);
+LR_API lr_status lr_st_dtype_parse(const char *name, lr_st_dtype *out);
 
 /* One tensor. For writing, data is in host byte order (swapped to little-endian on
  * big-endian hosts) and may be NULL only when it has no bytes. In a file opened for reading,
@@ -63,54 +64,54 @@ typedef struct { const char *key, *value; } lr_st_meta;
 
 /* Bytes of a tensor's data: prod(shape) * bits / 8. LR_ERANGE on overflow, LR_EFORMAT if a
  * sub-byte dtype does not fill whole bytes or ndim > LR_ST_MAX_DIMS. */
-lr_status lr_st_tensor_nbytes(const lr_st_tensor *t, size_t *nbytes, lr_err *err);
+LR_API lr_status lr_st_tensor_nbytes(const lr_st_tensor *t, size_t *nbytes, lr_err *err);
 
 /* Writes tensors t[0..nt) and metadata m[0..nm) (m may be NULL when nm is 0; then there is
  * no __metadata__ entry) to path, crash-safely. Names must be unique, valid UTF-8, not
  * "__metadata__"; metadata keys unique. */
-lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
-                               const lr_st_meta *m, size_t nm, lr_err *err);
+LR_API lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
+                                      const lr_st_meta *m, size_t nm, lr_err *err);
 
 /* A loaded file (the whole file is read into memory). */
 typedef struct lr_safetensors lr_safetensors;
 
 /* Reads and validates path. On failure *out is NULL. */
-lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *err);
+LR_API lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *err);
 /* The same from a buffer of n bytes (copied); `name` stands for the file in messages. */
-lr_status lr_safetensors_from_memory(lr_safetensors **out, const void *buf, size_t n,
-                                     const char *name, lr_err *err);
-void lr_safetensors_free(lr_safetensors *st);
+LR_API lr_status lr_safetensors_from_memory(lr_safetensors **out, const void *buf, size_t n,
+                                            const char *name, lr_err *err);
+LR_API void lr_safetensors_free(lr_safetensors *st);
 
 /* The file name given at open. */
-const char *lr_safetensors_path(const lr_safetensors *st);
+LR_API const char *lr_safetensors_path(const lr_safetensors *st);
 /* Tensors in file (offset) order: count, and the i-th (NULL if i >= count). */
-size_t lr_safetensors_count(const lr_safetensors *st);
-const lr_st_tensor *lr_safetensors_at(const lr_safetensors *st, size_t i);
+LR_API size_t lr_safetensors_count(const lr_safetensors *st);
+LR_API const lr_st_tensor *lr_safetensors_at(const lr_safetensors *st, size_t i);
 /* The tensor called name, or NULL. Does not mark it used. */
-const lr_st_tensor *lr_safetensors_find(const lr_safetensors *st, const char *name);
+LR_API const lr_st_tensor *lr_safetensors_find(const lr_safetensors *st, const char *name);
 /* Metadata: the value for key or NULL; count and i-th pair (sorted by key). */
-const char *lr_safetensors_meta(const lr_safetensors *st, const char *key);
-size_t lr_safetensors_meta_count(const lr_safetensors *st);
-const lr_st_meta *lr_safetensors_meta_at(const lr_safetensors *st, size_t i);
+LR_API const char *lr_safetensors_meta(const lr_safetensors *st, const char *key);
+LR_API size_t lr_safetensors_meta_count(const lr_safetensors *st);
+LR_API const lr_st_meta *lr_safetensors_meta_at(const lr_safetensors *st, size_t i);
 
 /* dst: (prod(shape)) <- tensor `name` as float32, checked: it must exist (LR_EFORMAT
  * "m.st: missing tensor linear1.weight"), have exactly this shape (LR_EDIM "m.st:
  * linear1.weight: expected shape (1000, 784), got (784, 1000)") and be F32, F16, BF16 or F64
  * (LR_EFORMAT otherwise). F16 and BF16 widen exactly; F64 rounds to nearest and a finite
  * value outside float's range is LR_ERANGE. Marks the tensor used. */
-lr_status lr_safetensors_get_f32(lr_safetensors *st, const char *name, size_t ndim,
-                                 const size_t *shape, float *dst, lr_err *err);
+LR_API lr_status lr_safetensors_get_f32(lr_safetensors *st, const char *name, size_t ndim,
+                                        const size_t *shape, float *dst, lr_err *err);
 /* Marks a tensor used (for tensors read through find/at); LR_EFORMAT if missing. */
-lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err *err);
+LR_API lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err *err);
 /* Number of tensors not marked used; names[0..min(count,cap)) gets them in file order. */
-size_t lr_safetensors_unused(const lr_safetensors *st, const char **names, size_t cap);
+LR_API size_t lr_safetensors_unused(const lr_safetensors *st, const char **names, size_t cap);
 /* LR_OK if every tensor was used, else LR_EFORMAT listing the unexpected ones
  * ("m.st: 2 unexpected tensors: extra.weight, extra.bias"). */
-lr_status lr_safetensors_check_all_used(const lr_safetensors *st, lr_err *err);
+LR_API lr_status lr_safetensors_check_all_used(const lr_safetensors *st, lr_err *err);
 
 /* Exact conversions, exposed for tests and for callers reading F16/BF16 themselves. */
-float lr_f16_to_f32(uint16_t h);
-float lr_bf16_to_f32(uint16_t b);
+LR_API float lr_f16_to_f32(uint16_t h);
+LR_API float lr_bf16_to_f32(uint16_t b);
 
 #ifdef __cplusplus
 }

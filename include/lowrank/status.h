@@ -8,6 +8,8 @@
 #ifndef LOWRANK_STATUS_H
 #define LOWRANK_STATUS_H
 
+#include "lowrank/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -25,7 +27,7 @@ typedef enum {
 } lr_status;
 
 /* A short, static, human-readable name for a status ("shape mismatch"). */
-const char *lr_status_str(lr_status s);
+LR_API const char *lr_status_str(lr_status s);
 
 /* Optional out-parameter for the reason behind a non-LR_OK status. */
 typedef struct lr_err {

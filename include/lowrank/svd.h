@@ -19,6 +19,7 @@
 #ifndef LOWRANK_SVD_H
 #define LOWRANK_SVD_H
 
+#include "lowrank/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include "lowrank/mat.h"
@@ -37,18 +38,18 @@ typedef struct {
     bool fallback;        /* default true: gesdd info > 0 -> retry with gesvd      */
 } lr_svd_opts;
 
-lr_svd_opts lr_svd_default_opts(void);
+LR_API lr_svd_opts lr_svd_default_opts(void);
 
 /* a: (m,n) in; s: (k); u: (m,k); vt: (k,n); k = min(m,n). a is not modified.
  * u and vt may have any ld >= cols. */
-lr_status lr_svd(lr_cmat a, float *s, lr_mat u, lr_mat vt, lr_err *err);
+LR_API lr_status lr_svd(lr_cmat a, float *s, lr_mat u, lr_mat vt, lr_err *err);
 /* The same with options (opts NULL = defaults). */
-lr_status lr_svd_ex(lr_cmat a, float *s, lr_mat u, lr_mat vt, const lr_svd_opts *opts,
-                    lr_err *err);
+LR_API lr_status lr_svd_ex(lr_cmat a, float *s, lr_mat u, lr_mat vt, const lr_svd_opts *opts,
+                           lr_err *err);
 
 /* Singular values only, s: (k), non-increasing. Cheaper than the full SVD. */
-lr_status lr_svd_values(lr_cmat a, float *s, lr_err *err);
-lr_status lr_svd_values_ex(lr_cmat a, float *s, const lr_svd_opts *opts, lr_err *err);
+LR_API lr_status lr_svd_values(lr_cmat a, float *s, lr_err *err);
+LR_API lr_status lr_svd_values_ex(lr_cmat a, float *s, const lr_svd_opts *opts, lr_err *err);
 
 /* An owning U, S, Vᵀ triple, as produced by lr_usv_from_svd / lr_usv_from_rsvd
  * (rsvd.h) and consumed by factor.h. u: (m,k); s: (k); vt: (k,n).
@@ -61,12 +62,12 @@ typedef struct {
 } lr_usv;
 
 /* Allocates a zero-filled triple of the given sizes (k <= min(m,n)). */
-lr_status lr_usv_init(lr_usv *f, size_t m, size_t n, size_t k, lr_err *err);
+LR_API lr_status lr_usv_init(lr_usv *f, size_t m, size_t n, size_t k, lr_err *err);
 /* Releases it; lr_usv_free(NULL) and freeing an empty triple are no-ops. */
-void lr_usv_free(lr_usv *f);
+LR_API void lr_usv_free(lr_usv *f);
 /* Allocates *out (k = min(m,n)) and fills it with the thin SVD of a.
  * On failure *out is empty and needs no free. */
-lr_status lr_usv_from_svd(lr_usv *out, lr_cmat a, lr_err *err);
+LR_API lr_status lr_usv_from_svd(lr_usv *out, lr_cmat a, lr_err *err);
 
 #ifdef __cplusplus
 }

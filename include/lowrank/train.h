@@ -10,6 +10,7 @@
 #ifndef LOWRANK_TRAIN_H
 #define LOWRANK_TRAIN_H
 
+#include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/adam.h"
@@ -39,7 +40,7 @@ typedef struct {
     size_t progress_every;  /* call progress every N steps and at the last step; 0 = 1 */
 } lr_train_params;
 
-lr_train_params lr_train_default_params(void);
+LR_API lr_train_params lr_train_default_params(void);
 
 typedef struct {
     size_t steps;           /* steps taken */
@@ -54,13 +55,13 @@ typedef struct {
 } lr_train_result;
 
 /* The number of steps lr_train will take with these parameters (to size loss_curve). */
-lr_status lr_train_count_steps(const lr_mnist *data, const lr_train_params *p, size_t *steps,
-                               lr_err *err);
+LR_API lr_status lr_train_count_steps(const lr_mnist *data, const lr_train_params *p, size_t *steps,
+                                      lr_err *err);
 
 /* Trains net on data (rows*cols must equal the net's input size, labels < its output size).
  * res may be NULL. On error (bad input, LR_ENONFINITE) res holds the steps completed. */
-lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p,
-                   lr_train_result *res, lr_err *err);
+LR_API lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p,
+                          lr_train_result *res, lr_err *err);
 
 #ifdef __cplusplus
 }
