@@ -454,7 +454,7 @@ static void on_progress(void *ctx, size_t step, size_t total, float avg_loss)
 }
 
 static void progress_start(progress *p, const char *label, const options *o, size_t total,
-                           lr_train_params *tp)
+                           lr_train_opts *tp)
 {
     p->label = label;
     p->tty = isatty(fileno(stderr));
@@ -472,23 +472,23 @@ static void progress_start(progress *p, const char *label, const options *o, siz
 
 /* Forward the whole test set in batches of 1000, keeping the logits: (n, classes), so a
  * second run can be compared bit for bit, and tally the seed's per-digit table. */
-static lr_status eval_keep_logits(const lr_mlp *net, const lr_mnist *test, float *logits,
+static lr_status eval_keep_logits(const lr_mlp *net, const lr_dataset *test, float *logits,
                                   lr_eval_result *res, lr_err *err)
 {
     size_t in = net->sizes[0], classes = net->sizes[net->n_layers];
     size_t chunk = 1000;
     float *x = malloc(chunk * in * sizeof *x);
     if (!x) { snprintf(err->msg, sizeof err->msg, "out of memory"); return LR_ENOMEM; }
+    uint8_t y[1000];
     lr_eval_reset(res);
     lr_status st = LR_OK;
     lr_mlp_ws ws;
     lr_mlp_ws_init(&ws);
     for (size_t first = 0; first < test->n && !st; first += chunk) {
         size_t b = test->n - first < chunk ? test->n - first : chunk;
-        lr_mnist_normalize_range(x, test, first, b);
+        lr_dataset_range(x, y, test, first, b);
         st = lr_mlp_forward(net, logits + first * classes, x, b, &ws, err);
-        if (!st) st = lr_eval_add(res, logits + first * classes, test->labels + first, b, classes,
-                                  err);
+        if (!st) st = lr_eval_add(res, logits + first * classes, y, b, classes, err);
     }
     lr_mlp_ws_free(&ws);
     free(x);
@@ -558,6 +558,8 @@ static void fail_msg(const char *what, const lr_err *e)
 typedef struct {
     options o;
     lr_mnist train, test;
+    lr_dataset train_set, test_set;  /* views of train and test for the library */
+    size_t *digit_rows;              /* the fine-tuning digit's rows of train */
     lr_mlp net;
     lr_lora *lm;                       /* the adapters over net */
     char adapter[32];                  /* the fine-tuned adapter's name, "digit9" */
@@ -576,6 +578,7 @@ static void run_free(run *r)
 {
     lr_lora_free(r->lm);
     lr_mlp_free(&r->net);
+    free(r->digit_rows);
     lr_mnist_free(&r->train);
     lr_mnist_free(&r->test);
     free(r->logits_before);
@@ -612,6 +615,8 @@ static int load_data(run *r)
         return 1;
     }
     if (r->o.limit_train && r->o.limit_train < r->train.n) r->train.n = r->o.limit_train;
+    r->train_set = lr_mnist_dataset(&r->train);
+    r->test_set = lr_mnist_dataset(&r->test);
     for (size_t i = 0; i < r->test.n; i++) r->count[r->test.labels[i]]++;
     if (text(r))
         printf("data: %s (%zu training, %zu test images)\n", dir, r->train.n, r->test.n);
@@ -674,12 +679,12 @@ static int pretrain(run *r, double *t_pretrain)
     lr_rng_seed(&rng, o->seed);
     lr_mlp_init_params(&r->net, &rng);
 
-    lr_train_params tp = lr_train_default_params();
+    lr_train_opts tp = lr_train_opts_default();
     tp.batch = o->batch;
     tp.epochs = o->epochs;
     tp.seed = o->seed;
     tp.adam.lr = o->lr;
-    if (lr_train_count_steps(&r->train, &tp, &r->pre_steps, &e)) {
+    if (lr_train_count_steps(&r->pre_steps, &r->train_set, &tp, &e)) {
         fail_msg("pretraining", &e);
         return 1;
     }
@@ -697,7 +702,7 @@ static int pretrain(run *r, double *t_pretrain)
     progress pg;
     progress_start(&pg, "pretrain", o, r->pre_steps, &tp);
     lr_train_result res;
-    if (lr_train(&r->net, &r->train, &tp, &res, &e)) {
+    if (lr_train(&r->net, &res, &r->train_set, &tp, &e)) {
         if (pg.drawn) fputc('\n', stderr);
         fail_msg("pretraining", &e);
         return 1;
@@ -805,14 +810,19 @@ static int finetune(run *r, int digit, double *t_ft)
 {
     lr_err e = { { 0 } };
     const options *o = &r->o;
-    lr_train_params tp = lr_train_default_params();
+    lr_train_opts tp = lr_train_opts_default();
     tp.batch = o->batch;
     tp.epochs = o->steps;      /* enough epochs for any step count; max_steps stops it */
     tp.max_steps = o->steps;
     tp.seed = o->seed;
-    tp.only_label = digit;
     tp.adam.lr = o->ft_lr;
-    if (lr_train_count_steps(&r->train, &tp, &r->ft_steps, &e)) {
+    lr_dataset digit_set; /* the seed's x[y == digit] */
+    if (!(r->digit_rows = malloc((r->train.n ? r->train.n : 1) * sizeof *r->digit_rows))) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return 1;
+    }
+    if (lr_dataset_select_label(&digit_set, r->digit_rows, &r->train_set, (unsigned)digit, &e) ||
+        lr_train_count_steps(&r->ft_steps, &digit_set, &tp, &e)) {
         fail_msg("fine-tuning", &e);
         return 1;
     }
@@ -820,8 +830,7 @@ static int finetune(run *r, int digit, double *t_ft)
     if (!r->ft_curve) { fprintf(stderr, PROG ": out of memory\n"); return 1; }
     tp.loss_curve = r->ft_curve;
     tp.loss_curve_len = r->ft_steps;
-    size_t n_digit = 0;
-    for (size_t i = 0; i < r->train.n; i++) n_digit += r->train.labels[i] == digit;
+    size_t n_digit = digit_set.n;
     if (text(r)) {
         printf("\n== 3. Fine-tuning the adapters on digit %d: base frozen, %zu steps of batch %zu "
                "(%zu training images of %d), Adam lr %g ==\n", digit, r->ft_steps, o->batch,
@@ -832,7 +841,7 @@ static int finetune(run *r, int digit, double *t_ft)
     progress_start(&pg, "fine-tune", o, r->ft_steps, &tp);
     double t0 = now_s();
     lr_train_result res;
-    if (lr_train(&r->net, &r->train, &tp, &res, &e)) {
+    if (lr_train(&r->net, &res, &digit_set, &tp, &e)) {
         if (pg.drawn) fputc('\n', stderr);
         fail_msg("fine-tuning", &e);
         return 1;
@@ -1023,7 +1032,7 @@ int main(int argc, char **argv)
     }
     lr_eval_result before, on, off;
     t0 = now_s();
-    if (eval_keep_logits(net, &r.test, r.logits_before, &before, &e)) {
+    if (eval_keep_logits(net, &r.test_set, r.logits_before, &before, &e)) {
         fail_msg("evaluating", &e);
         goto out;
     }
@@ -1060,14 +1069,14 @@ int main(int argc, char **argv)
 
     /* 4. LoRA on, LoRA off */
     t0 = now_s();
-    if (eval_keep_logits(net, &r.test, r.logits_off, &on, &e)) {
+    if (eval_keep_logits(net, &r.test_set, r.logits_off, &on, &e)) {
         fail_msg("evaluating with LoRA", &e);
         goto out;
     }
     t_eval[1] = now_s() - t0;
     lr_lora_set_enabled(r.lm, false);
     t0 = now_s();
-    if (eval_keep_logits(net, &r.test, r.logits_off, &off, &e)) {
+    if (eval_keep_logits(net, &r.test_set, r.logits_off, &off, &e)) {
         fail_msg("evaluating with LoRA disabled", &e);
         goto out;
     }
@@ -1121,7 +1130,7 @@ int main(int argc, char **argv)
         }
         bool w_back = memcmp(r.params_pre, net->params, pbytes) == 0;
         t0 = now_s();
-        if (eval_keep_logits(net, &r.test, r.logits_off, &off, &e)) {
+        if (eval_keep_logits(net, &r.test_set, r.logits_off, &off, &e)) {
             fail_msg("evaluating the restored model", &e);
             goto out;
         }

@@ -42,36 +42,42 @@ lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *l
     return LR_OK;
 }
 
-lr_status lr_eval(const lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res, lr_err *err)
+lr_status lr_eval(lr_eval_result *res, const lr_mlp *net, const lr_dataset *data, size_t batch, lr_err *err)
 {
     LR__FP_SCOPE();
     if (!net || !net->params || !data || !res)
-        return lr__fail(err, LR_EINVAL, "eval: net, data or res is NULL");
+        return lr__fail(err, LR_EINVAL, "eval: res, net or data is NULL");
     lr_eval_reset(res);
-    size_t d = data->rows * data->cols, classes = net->sizes[net->n_layers];
+    lr_status s0 = lr_dataset_check(data, err);
+    if (s0) return s0;
+    size_t d = data->dim, classes = net->sizes[net->n_layers];
     if (d != net->sizes[0])
-        return lr__fail(err, LR_EDIM, "eval: images have %zu pixels, the net takes %zu inputs", d,
+        return lr__fail(err, LR_EDIM, "eval: examples have %zu features, the net takes %zu inputs", d,
                         net->sizes[0]);
     if (classes > LR_EVAL_CLASSES)
         return lr__fail(err, LR_EDIM, "eval: the net has %zu outputs, at most %d supported", classes,
                         LR_EVAL_CLASSES);
+    if (data->classes > classes)
+        return lr__fail(err, LR_EDIM, "eval: the dataset has %zu classes, the net only %zu outputs",
+                        data->classes, classes);
     if (data->n == 0) return LR_OK;
-    if (!data->pixels || !data->labels) return lr__fail(err, LR_EINVAL, "eval: data has no pixels or labels");
     if (batch == 0) batch = 1000;
     if (batch > data->n) batch = data->n;
     float *x = lr__alloc_floats64(batch * d), *logits = malloc(batch * classes * sizeof *logits);
+    uint8_t *y = malloc(batch);
     lr_status s = LR_OK;
     lr_mlp_ws ws;
     lr_mlp_ws_init(&ws);
-    if (!x || !logits) s = lr__fail(err, LR_ENOMEM, "eval: cannot allocate a batch of %zu", batch);
+    if (!x || !logits || !y) s = lr__fail(err, LR_ENOMEM, "eval: cannot allocate a batch of %zu", batch);
     for (size_t b0 = 0; !s && b0 < data->n; b0 += batch) {
         size_t n = data->n - b0 < batch ? data->n - b0 : batch;
-        lr_mnist_normalize_range(x, data, b0, n);
+        lr_dataset_range(x, y, data, b0, n);
         if ((s = lr_mlp_forward(net, logits, x, n, &ws, err))) break;
-        s = lr_eval_add(res, logits, data->labels + b0, n, classes, err);
+        s = lr_eval_add(res, logits, y, n, classes, err);
     }
     lr_mlp_ws_free(&ws);
     free(x);
     free(logits);
+    free(y);
     return s;
 }

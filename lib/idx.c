@@ -433,35 +433,16 @@ float lr_mnist_pixel(uint8_t p)
     return x / LR_MNIST_STD;
 }
 
-static void make_table(float t[256])
+lr_dataset lr_mnist_dataset(const lr_mnist *m)
 {
-    for (int p = 0; p < 256; p++) t[p] = lr_mnist_pixel((uint8_t)p);
-}
-
-void lr_mnist_normalize(float *x, const lr_mnist *m, const size_t *idx, size_t batch)
-{
-    float t[256];
-    make_table(t);
-    const size_t d = m->rows * m->cols;
-    for (size_t b = 0; b < batch; b++) {
-        const uint8_t *src = m->pixels + idx[b] * d;
-        float *dst = x + b * d;
-        for (size_t j = 0; j < d; j++) dst[j] = t[src[j]];
-    }
-}
-
-void lr_mnist_normalize_range(float *x, const lr_mnist *m, size_t first, size_t count)
-{
-    float t[256];
-    make_table(t);
-    const size_t d = m->rows * m->cols;
-    const uint8_t *src = m->pixels + first * d;
-    for (size_t j = 0; j < count * d; j++) x[j] = t[src[j]];
-}
-
-void lr_mnist_batch(float *x, int *y, const lr_mnist *m, const size_t *idx, size_t batch)
-{
-    lr_mnist_normalize(x, m, idx, batch);
-    if (y)
-        for (size_t b = 0; b < batch; b++) y[b] = m->labels[idx[b]];
+    lr_dataset d;
+    memset(&d, 0, sizeof d);
+    d.n = m->n;
+    d.dim = m->rows * m->cols;
+    d.classes = 10;
+    d.type = LR_DATA_U8;
+    d.features = m->pixels;
+    d.labels = m->labels;
+    d.norm = (lr_data_norm){ true, 255.0f, LR_MNIST_MEAN, LR_MNIST_STD };
+    return d;
 }

@@ -149,6 +149,7 @@ int main(int argc, char **argv)
         synthetic(&train, 60000, 1);
         synthetic(&test, 10000, 2);
     }
+    lr_dataset train_set = lr_mnist_dataset(&train), test_set = lr_mnist_dataset(&test);
     printf("bench_train: RichBoyNet 784-1000-2000-10, batch 10, %d thread(s), %s data, kernels %s\n",
            threads, real ? "real MNIST" : "synthetic", lr_isa_name(lr_cpu_isa()));
 
@@ -175,8 +176,7 @@ int main(int argc, char **argv)
     double tf = 0, ts = 0;
     for (int r = 0; r < reps + 20; r++) {
         for (int b = 0; b < 10; b++) idx[b] = ((size_t)r * 10 + (size_t)b) % train.n;
-        lr_mnist_normalize(x, &train, idx, 10);
-        for (int b = 0; b < 10; b++) y[b] = train.labels[idx[b]];
+        lr_dataset_batch(x, y, &train_set, idx, 10);
         double t0 = lr_bench_now();
         DIE(lr_mlp_forward(&net, logits, x, 10, &ws, &e), e);
         double t1 = lr_bench_now();
@@ -198,7 +198,7 @@ int main(int argc, char **argv)
 
     /* full epoch like the seed: fresh init, seed 0; IEEE mode first, the default last (the
      * LoRA figures below start from the default run's weights) */
-    lr_train_params tp = lr_train_default_params();
+    lr_train_opts tp = lr_train_opts_default();
     lr_train_result tr;
     uint64_t sum[2];
     for (int k = 0; k < 2; k++) {
@@ -207,7 +207,7 @@ int main(int argc, char **argv)
         lr_rng_seed(&rng, 0);
         lr_mlp_init_params(&net, &rng);
         double la0 = loadavg(), c0 = cpu_now();
-        DIE(lr_train(&net, &train, &tp, &tr, &e), e);
+        DIE(lr_train(&net, &tr, &train_set, &tp, &e), e);
         double epoch_cpu = cpu_now() - c0;
         lr_mlp_subnormals sn;
         DIE(lr_mlp_count_subnormals(&net, &sn, &e), e);
@@ -225,7 +225,7 @@ int main(int argc, char **argv)
     printf("  weights %s with subnormals flushed and kept\n", sum[0] == sum[1] ? "bit-identical" : "DIFFER");
     lr_eval_result er;
     double t0 = lr_bench_now();
-    DIE(lr_eval(&net, &test, 1000, &er, &e), e);
+    DIE(lr_eval(&er, &net, &test_set, 1000, &e), e);
     double tev = lr_bench_now() - t0;
     printf("eval of %zu images: %.3f s, accuracy %.4f\n", er.n, tev, er.accuracy);
 
@@ -237,15 +237,17 @@ int main(int argc, char **argv)
         DIE(lr_mlp_set_lora(&net, (size_t)l, &lw[l], &e), e);
     }
     lr_mlp_freeze_all(&net, true);
-    tp.only_label = 9;
+    size_t *nine_rows = malloc(train.n * sizeof *nine_rows);
+    lr_dataset nines;
+    DIE(nine_rows ? lr_dataset_select_label(&nines, nine_rows, &train_set, 9, &e) : LR_ENOMEM, e);
     tp.max_steps = 100;
     double c0 = cpu_now();
     t0 = lr_bench_now();
-    DIE(lr_train(&net, &train, &tp, &tr, &e), e);
+    DIE(lr_train(&net, &tr, &nines, &tp, &e), e);
     double tl = lr_bench_now() - t0, tl_cpu = cpu_now() - c0;
     printf("LoRA fine-tune: %zu steps in %.1f ms wall (%.3f ms/step incl. batching), %.1f ms CPU\n",
            tr.steps, tl * 1e3, tl * 1e3 / (double)tr.steps, tl_cpu * 1e3);
-    DIE(lr_eval(&net, &test, 1000, &er, &e), e);
+    DIE(lr_eval(&er, &net, &test_set, 1000, &e), e);
     printf("  after fine-tune: accuracy %.4f, digit-9 wrong %zu\n", er.accuracy, er.wrong[9]);
 
     /* LoRA step against full step measured in the same minutes: rounds of 20 full steps
@@ -261,8 +263,7 @@ int main(int argc, char **argv)
             double t = 0;
             for (int k = 0; k < PER; k++) {
                 for (int b = 0; b < 10; b++) idx[b] = ((size_t)(rd * PER + k) * 10 + (size_t)b) % train.n;
-                lr_mnist_normalize(x, &train, idx, 10);
-                for (int b = 0; b < 10; b++) y[b] = train.labels[idx[b]];
+                lr_dataset_batch(x, y, &train_set, idx, 10);
                 float loss;
                 double t1 = lr_bench_now();
                 DIE(lr_mlp_train_step(&net, x, y, 10, &adam, &loss, &e), e);
@@ -285,6 +286,7 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     printf("peak RSS: %.1f MB\n", (double)ru.ru_maxrss / 1024.0);
     (void)s;
+    free(nine_rows);
     lr_mlp_ws_free(&ws);
     lr_mlp_free(&net);
     lr_mnist_free(&train);

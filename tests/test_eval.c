@@ -36,7 +36,7 @@ static void test_counts(void **state)
     lr_err e;
     uint8_t bad = 3;
     assert_int_equal(lr_eval_add(&r, z, &bad, 1, 3, &e), LR_ERANGE);
-    assert_int_equal(lr_eval_add(&r, z, y, 1, 11, &e), LR_EDIM);
+    assert_int_equal(lr_eval_add(&r, z, y, 1, LR_EVAL_CLASSES + 1, &e), LR_EDIM);
     assert_int_equal(lr_eval_add(NULL, z, y, 1, 3, &e), LR_EINVAL);
     assert_int_equal(r.n, 4); /* unchanged by the failures */
 }
@@ -52,24 +52,31 @@ static void test_eval_constructed_net(void **state)
         if (k < 4) net.layer[0].w.data[k * 4 + k] = 1.0f;
         net.layer[0].b[k] = k < 4 ? 0.0f : -100.0f;
     }
-    lr_mnist d = { 5, 2, 2, malloc(20), malloc(5) };
-    uint8_t labels[5] = { 0, 1, 2, 3, 3 }, bright[5] = { 0, 1, 2, 3, 0 };
-    for (size_t i = 0; i < 5; i++) {
-        for (size_t j = 0; j < 4; j++) d.pixels[i * 4 + j] = (uint8_t)(j == bright[i] ? 255 : 0);
-        d.labels[i] = labels[i];
-    }
+    uint8_t pixels[5 * 4], labels[5] = { 0, 1, 2, 3, 3 }, bright[5] = { 0, 1, 2, 3, 0 };
+    for (size_t i = 0; i < 5; i++)
+        for (size_t j = 0; j < 4; j++) pixels[i * 4 + j] = (uint8_t)(j == bright[i] ? 255 : 0);
+    lr_dataset d = { .n = 5, .dim = 4, .classes = 10, .type = LR_DATA_U8, .features = pixels,
+                     .labels = labels, .norm = { true, 255.0f, 0.1f, 0.5f } };
     lr_eval_result r;
-    assert_int_equal(lr_eval(&net, &d, 2, &r, NULL), LR_OK); /* batches of 2: 2 + 2 + 1 */
+    assert_int_equal(lr_eval(&r, &net, &d, 2, NULL), LR_OK); /* batches of 2: 2 + 2 + 1 */
     assert_int_equal(r.n, 5);
     assert_int_equal(r.correct, 4);
     assert_int_equal(r.wrong[3], 1);
     assert_int_equal(r.confusion[3][0], 1);
     lr_err e;
-    d.cols = 3;
-    assert_int_equal(lr_eval(&net, &d, 0, &r, &e), LR_EDIM);
+    d.dim = 3;
+    assert_int_equal(lr_eval(&r, &net, &d, 0, &e), LR_EDIM);
     assert_msg_contains(e.msg, "the net takes 4 inputs");
-    assert_int_equal(lr_eval(NULL, &d, 0, &r, &e), LR_EINVAL);
-    lr_mnist_free(&d);
+    d.dim = 4;
+    d.classes = 11;
+    assert_int_equal(lr_eval(&r, &net, &d, 0, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "11 classes, the net only 10 outputs");
+    d.classes = 10;
+    labels[2] = 10;
+    assert_int_equal(lr_eval(&r, &net, &d, 0, &e), LR_ERANGE);
+    assert_msg_contains(e.msg, "example 2: label 10 >= 10 classes");
+    assert_int_equal(lr_eval(&r, NULL, &d, 0, &e), LR_EINVAL);
+    assert_int_equal(lr_eval(NULL, &net, &d, 0, &e), LR_EINVAL);
     lr_mlp_free(&net);
 }
 

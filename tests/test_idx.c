@@ -562,19 +562,22 @@ static void test_normalize(void **state)
     uint8_t *px, *lb;
     make_set(5, 28, 28, &px, &lb);
     lr_mnist m = { 5, 28, 28, px, lb };
+    lr_dataset d = lr_mnist_dataset(&m);
+    assert_int_equal(lr_dataset_check(&d, NULL), LR_OK);
+    assert_int_equal(d.dim, 784);
+    assert_int_equal(d.classes, 10);
     size_t idx[3] = { 4, 0, 4 };
     float x[3 * 784];
-    int y[3];
-    lr_mnist_batch(x, y, &m, idx, 3);
+    uint8_t y[3];
+    lr_dataset_batch(x, y, &d, idx, 3);
     for (size_t b = 0; b < 3; b++) {
         assert_int_equal(y[b], lb[idx[b]]);
         for (size_t j = 0; j < 784; j++)
             assert_int_equal(bits(x[b * 784 + j]), bits(lr_mnist_pixel(px[idx[b] * 784 + j])));
     }
     float x2[2 * 784];
-    lr_mnist_normalize_range(x2, &m, 3, 2);
+    lr_dataset_range(x2, NULL, &d, 3, 2);
     for (size_t j = 0; j < 784; j++) assert_int_equal(bits(x2[784 + j]), bits(x[j])); /* row 4 */
-    lr_mnist_batch(x, NULL, &m, idx, 1);
     free(px);
     free(lb);
 }

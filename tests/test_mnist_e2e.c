@@ -41,18 +41,19 @@ static void fixture_free(fixture *f)
 }
 
 /* All test-set logits (n, classes) in batches of 1000, and the seed's per-digit tally. */
-static void eval_logits(lr_mlp *net, const lr_mnist *test, float *logits, lr_eval_result *res)
+static void eval_logits(lr_mlp *net, const lr_mnist *test_set, float *logits, lr_eval_result *res)
 {
     lr_err e = { { 0 } };
     size_t in = net->sizes[0], classes = net->sizes[net->n_layers], chunk = 1000;
     float *x = malloc(chunk * in * sizeof *x);
     assert_non_null(x);
+    lr_dataset test = lr_mnist_dataset(test_set);
     lr_eval_reset(res);
-    for (size_t first = 0; first < test->n; first += chunk) {
-        size_t b = test->n - first < chunk ? test->n - first : chunk;
-        lr_mnist_normalize_range(x, test, first, b);
+    for (size_t first = 0; first < test.n; first += chunk) {
+        size_t b = test.n - first < chunk ? test.n - first : chunk;
+        lr_dataset_range(x, NULL, &test, first, b);
         if (lr_mlp_forward(net, logits + first * classes, x, b, NULL, &e)) fail_msg("%s", e.msg);
-        if (lr_eval_add(res, logits + first * classes, test->labels + first, b, classes, &e))
+        if (lr_eval_add(res, logits + first * classes, test_set->labels + first, b, classes, &e))
             fail_msg("%s", e.msg);
     }
     free(x);
@@ -76,9 +77,10 @@ static int group_setup(void **state)
     lr_rng rng;
     lr_rng_seed(&rng, 0);
     lr_mlp_init_params(&f->net, &rng);
-    lr_train_params tp = lr_train_default_params();   /* batch 10, 1 epoch, lr 1e-3, seed 0 */
+    lr_train_opts tp = lr_train_opts_default();   /* batch 10, 1 epoch, lr 1e-3, seed 0 */
     lr_train_result res;
-    if (lr_train(&f->net, &f->train, &tp, &res, &e)) {
+    lr_dataset train = lr_mnist_dataset(&f->train);
+    if (lr_train(&f->net, &res, &train, &tp, &e)) {
         print_error("setup: pretraining: %s\n", e.msg);
         fixture_free(f);
         return -1;
@@ -132,11 +134,15 @@ static void test_lora_finetune_digit9(void **state)
         if (lr_mlp_set_lora(net, i, &lw[i], &e)) fail_msg("%s", e.msg);
     }
     lr_mlp_freeze_all(net, true);
-    lr_train_params tp = lr_train_default_params();
-    tp.only_label = 9;
+    lr_train_opts tp = lr_train_opts_default();
     tp.max_steps = 100;
     lr_train_result res;
-    if (lr_train(net, &f->train, &tp, &res, &e)) fail_msg("%s", e.msg);
+    lr_dataset train = lr_mnist_dataset(&f->train), nines;
+    size_t *rows = malloc(train.n * sizeof *rows);
+    assert_non_null(rows);
+    if (lr_dataset_select_label(&nines, rows, &train, 9, &e) || lr_train(net, &res, &nines, &tp, &e))
+        fail_msg("%s", e.msg);
+    free(rows);
     assert_int_equal(res.steps, 100);
 
     /* W0 and the biases: not one byte changed */

@@ -1,26 +1,62 @@
-/* test_train.c — the data loop on a small synthetic set: the loss falls, the run is
- * reproducible bit for bit, the label filter / step limit / loss curve / progress callback
- * behave, and bad inputs are refused. */
+/* test_train.c — the data loop on small synthetic datasets that are not MNIST: float
+ * features (Gaussian blobs, 5 classes, normalised) and byte features (4x4 "images"). The loss
+ * falls and a held-out set is learned, the run is reproducible bit for bit and equals plain
+ * train steps, a label subset / step limit / loss curve / progress callback behave, and bad
+ * inputs are refused (the dataset's own checks: test_dataset.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lr_test.h"
+#include "lowrank/eval.h"
 #include "lowrank/train.h"
 
-/* 4x4 images: the label's row is bright, the rest noise. */
-static void synth(lr_mnist *m, size_t n, uint64_t seed)
+typedef struct {
+    void *features;
+    uint8_t *labels;
+    lr_dataset d;
+} synth_t;
+
+static void synth_free(synth_t *s)
+{
+    free(s->features);
+    free(s->labels);
+}
+
+/* n float examples of dim 6 around 5 class centres (centre k: 6 at feature k, the rest 0),
+ * shifted by 10 and scaled by 4 so that the dataset's normalisation matters. */
+static void blobs(synth_t *s, size_t n, uint64_t seed)
 {
     lr_rng r;
     lr_rng_seed(&r, seed);
-    m->n = n, m->rows = 4, m->cols = 4;
-    m->pixels = malloc(n * 16);
-    m->labels = malloc(n);
+    float *f = malloc(n * 6 * sizeof *f);
+    s->labels = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t y = (uint8_t)lr_rng_below(&r, 5);
+        s->labels[i] = y;
+        for (size_t j = 0; j < 6; j++) f[i * 6 + j] = 10.0f + 4.0f * ((j == y ? 6.0f : 0.0f) + (float)lr_rng_normal(&r));
+    }
+    s->features = f;
+    memset(&s->d, 0, sizeof s->d);
+    s->d = (lr_dataset){ .n = n, .dim = 6, .classes = 5, .type = LR_DATA_F32, .features = f,
+                         .labels = s->labels, .norm = { true, 4.0f, 2.5f, 1.0f } };
+}
+
+/* n byte examples of 4x4: the label's row is bright, the rest noise; 4 classes. */
+static void images(synth_t *s, size_t n, uint64_t seed)
+{
+    lr_rng r;
+    lr_rng_seed(&r, seed);
+    uint8_t *px = malloc(n * 16);
+    s->labels = malloc(n);
     for (size_t i = 0; i < n; i++) {
         uint8_t y = (uint8_t)lr_rng_below(&r, 4);
-        m->labels[i] = y;
+        s->labels[i] = y;
         for (size_t j = 0; j < 16; j++)
-            m->pixels[i * 16 + j] = (uint8_t)(j / 4 == y ? 200 + lr_rng_below(&r, 56) : lr_rng_below(&r, 80));
+            px[i * 16 + j] = (uint8_t)(j / 4 == y ? 200 + lr_rng_below(&r, 56) : lr_rng_below(&r, 80));
     }
+    s->features = px;
+    s->d = (lr_dataset){ .n = n, .dim = 16, .classes = 4, .type = LR_DATA_U8, .features = px,
+                         .labels = s->labels, .norm = { true, 255.0f, 0.3f, 0.3f } };
 }
 
 typedef struct { size_t calls, last_step, total; float last_avg; } progress_t;
@@ -32,34 +68,41 @@ static void on_progress(void *ctx, size_t step, size_t total, float avg)
     p->last_step = step, p->total = total, p->last_avg = avg;
 }
 
-static void run(lr_mnist *data, float *params_out, float *curve, size_t ncurve, lr_train_result *res)
+static void run(const lr_dataset *data, const lr_dataset *held_out, float *params_out, float *curve,
+                size_t ncurve, lr_train_result *res, double *acc)
 {
     lr_mlp net;
-    assert_int_equal(lr_mlp_init(&net, (size_t[]){ 16, 32, 16, 4 }, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_init(&net, (size_t[]){ 6, 32, 16, 5 }, 4, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 7);
     lr_mlp_init_params(&net, &r);
-    lr_train_params p = lr_train_default_params();
-    p.seed = 42;
-    p.epochs = 3;
-    p.loss_curve = curve;
-    p.loss_curve_len = ncurve;
+    lr_train_opts o = lr_train_opts_default();
+    o.seed = 42;
+    o.epochs = 3;
+    o.adam.lr = 1e-2;
+    o.loss_curve = curve;
+    o.loss_curve_len = ncurve;
     lr_err e;
-    assert_int_equal(lr_train(&net, data, &p, res, &e), LR_OK);
+    assert_int_equal(lr_train(&net, res, data, &o, &e), LR_OK);
+    lr_eval_result er;
+    assert_int_equal(lr_eval(&er, &net, held_out, 0, &e), LR_OK);
+    *acc = er.accuracy;
     memcpy(params_out, net.params, net.n_params * sizeof(float));
     lr_mlp_free(&net);
 }
 
-static void test_loss_falls_and_runs_repeat_exactly(void **state)
+static void test_float_features_learned_and_repeat_exactly(void **state)
 {
     (void)state;
-    lr_mnist d = { 0 };
-    synth(&d, 300, 1);
-    size_t np = lr_mlp_count_params((size_t[]){ 16, 32, 16, 4 }, 4);
+    synth_t tr, te;
+    blobs(&tr, 300, 1);
+    blobs(&te, 200, 2);
+    size_t np = lr_mlp_count_params((size_t[]){ 6, 32, 16, 5 }, 4);
     float *p1 = malloc(np * 4), *p2 = malloc(np * 4), c1[90], c2[90];
     lr_train_result r1, r2;
-    run(&d, p1, c1, 90, &r1);
-    run(&d, p2, c2, 90, &r2);
+    double acc1, acc2;
+    run(&tr.d, &te.d, p1, c1, 90, &r1, &acc1);
+    run(&tr.d, &te.d, p2, c2, 90, &r2, &acc2);
     assert_int_equal(r1.steps, 90); /* 3 epochs of 30 batches of 10 */
     assert_int_equal(r1.examples, 900);
     assert_memory_equal(p1, p2, np * 4);
@@ -67,11 +110,12 @@ static void test_loss_falls_and_runs_repeat_exactly(void **state)
     double first = 0, last = 0;
     for (int i = 0; i < 10; i++) first += c1[i], last += c1[80 + i];
     assert_true(last < 0.5 * first);
+    assert_true(acc1 > 0.95); /* blobs 6 sigma apart: a learned net separates them */
     assert_allclose(r1.last_loss, c1[89], 0, 0);
     double mean = 0;
     for (int i = 0; i < 90; i++) mean += c1[i];
     assert_allclose(r1.avg_loss, mean / 90, 1e-6, 0);
-    lr_mnist_free(&d);
+    synth_free(&tr), synth_free(&te);
     free(p1), free(p2);
 }
 
@@ -81,8 +125,8 @@ static void test_loss_falls_and_runs_repeat_exactly(void **state)
 static void test_train_equals_plain_steps(void **state)
 {
     (void)state;
-    lr_mnist d = { 0 };
-    synth(&d, 305, 3);
+    synth_t s;
+    images(&s, 305, 3);
     const size_t sizes[4] = { 16, 32, 16, 4 };
     lr_mlp a, b;
     assert_int_equal(lr_mlp_init(&a, sizes, 4, NULL), LR_OK);
@@ -91,24 +135,22 @@ static void test_train_equals_plain_steps(void **state)
     lr_rng_seed(&r, 8);
     lr_mlp_init_params(&a, &r);
     memcpy(b.params, a.params, a.n_params * sizeof(float));
-    lr_train_params p = lr_train_default_params();
-    p.seed = 5;
-    p.epochs = 2;
+    lr_train_opts o = lr_train_opts_default();
+    o.seed = 5;
+    o.epochs = 2;
     lr_train_result res;
-    assert_int_equal(lr_train(&a, &d, &p, &res, NULL), LR_OK);
-    /* the same run by hand: lr_train's shuffle is lr_rng_permutation per epoch */
-    lr_rng_seed(&r, p.seed);
-    size_t perm[305], idx[10];
+    assert_int_equal(lr_train(&a, &res, &s.d, &o, NULL), LR_OK);
+    lr_rng_seed(&r, o.seed);
+    size_t perm[305];
     float x[10 * 16], loss;
     uint8_t y[10];
     size_t steps = 0;
     for (size_t e = 0; e < 2; e++) {
-        lr_rng_permutation(&r, perm, d.n);
-        for (size_t b0 = 0; b0 < d.n; b0 += 10) {
-            size_t bs = d.n - b0 < 10 ? d.n - b0 : 10;
-            for (size_t k = 0; k < bs; k++) idx[k] = perm[b0 + k], y[k] = d.labels[idx[k]];
-            lr_mnist_normalize(x, &d, idx, bs);
-            assert_int_equal(lr_mlp_train_step(&b, x, y, bs, &p.adam, &loss, NULL), LR_OK);
+        lr_rng_permutation(&r, perm, s.d.n);
+        for (size_t b0 = 0; b0 < s.d.n; b0 += 10) {
+            size_t bs = s.d.n - b0 < 10 ? s.d.n - b0 : 10;
+            lr_dataset_batch(x, y, &s.d, perm + b0, bs);
+            assert_int_equal(lr_mlp_train_step(&b, x, y, bs, &o.adam, &loss, NULL), LR_OK);
             steps++;
         }
     }
@@ -116,38 +158,42 @@ static void test_train_equals_plain_steps(void **state)
     assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
     lr_mlp_free(&a);
     lr_mlp_free(&b);
-    lr_mnist_free(&d);
+    synth_free(&s);
 }
 
-static void test_label_filter_step_limit_progress(void **state)
+static void test_label_subset_step_limit_progress(void **state)
 {
     (void)state;
-    lr_mnist d = { 0 };
-    synth(&d, 200, 2);
+    synth_t s;
+    images(&s, 200, 2);
     size_t n2 = 0;
-    for (size_t i = 0; i < d.n; i++) n2 += d.labels[i] == 2;
+    for (size_t i = 0; i < s.d.n; i++) n2 += s.labels[i] == 2;
+    size_t rows[200];
+    lr_dataset two;
+    assert_int_equal(lr_dataset_select_label(&two, rows, &s.d, 2, NULL), LR_OK);
+    assert_int_equal(two.n, n2);
+    for (size_t i = 0; i < two.n; i++) assert_int_equal(s.labels[two.rows[i]], 2);
     lr_mlp net;
     assert_int_equal(lr_mlp_init(&net, (size_t[]){ 16, 8, 4 }, 3, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 1);
     lr_mlp_init_params(&net, &r);
-    lr_train_params p = lr_train_default_params();
-    p.only_label = 2;
+    lr_train_opts o = lr_train_opts_default();
     size_t steps;
-    assert_int_equal(lr_train_count_steps(&d, &p, &steps, NULL), LR_OK);
+    assert_int_equal(lr_train_count_steps(&steps, &two, &o, NULL), LR_OK);
     assert_int_equal(steps, (n2 + 9) / 10);
-    p.max_steps = 3;
-    assert_int_equal(lr_train_count_steps(&d, &p, &steps, NULL), LR_OK);
+    o.max_steps = 3;
+    assert_int_equal(lr_train_count_steps(&steps, &two, &o, NULL), LR_OK);
     assert_int_equal(steps, 3);
     progress_t pr = { 0 };
-    p.progress = on_progress;
-    p.progress_ctx = &pr;
-    p.progress_every = 2;
+    o.progress = on_progress;
+    o.progress_ctx = &pr;
+    o.progress_every = 2;
     float curve[2] = { -1, -1 };
-    p.loss_curve = curve;
-    p.loss_curve_len = 2; /* shorter than the run: only the first two are written */
+    o.loss_curve = curve;
+    o.loss_curve_len = 2; /* shorter than the run: only the first two are written */
     lr_train_result res;
-    assert_int_equal(lr_train(&net, &d, &p, &res, NULL), LR_OK);
+    assert_int_equal(lr_train(&net, &res, &two, &o, NULL), LR_OK);
     assert_int_equal(res.steps, 3);
     assert_int_equal(res.examples, 30);
     assert_int_equal(pr.calls, 2); /* step 2, and the last step 3 */
@@ -157,62 +203,72 @@ static void test_label_filter_step_limit_progress(void **state)
     assert_true(curve[0] > 0 && curve[1] > 0);
     assert_int_equal(net.adam_t, 3); /* fresh Adam state per run */
     /* a batch larger than the set: one short batch per epoch */
-    p.batch = 1000;
-    p.max_steps = 0;
-    p.progress = NULL;
-    p.loss_curve = NULL, p.loss_curve_len = 0;
-    assert_int_equal(lr_train(&net, &d, &p, &res, NULL), LR_OK);
+    o.batch = 1000;
+    o.max_steps = 0;
+    o.progress = NULL;
+    o.loss_curve = NULL, o.loss_curve_len = 0;
+    assert_int_equal(lr_train(&net, &res, &two, &o, NULL), LR_OK);
     assert_int_equal(res.steps, 1);
     assert_int_equal(res.examples, n2);
     lr_mlp_free(&net);
-    lr_mnist_free(&d);
+    synth_free(&s);
 }
 
 static void test_bad_inputs(void **state)
 {
     (void)state;
-    lr_mnist d = { 0 };
-    synth(&d, 20, 3);
+    synth_t s;
+    images(&s, 20, 3);
     lr_mlp net;
     assert_int_equal(lr_mlp_init(&net, (size_t[]){ 16, 4 }, 2, NULL), LR_OK);
-    lr_train_params p = lr_train_default_params();
+    lr_train_opts o = lr_train_opts_default();
     lr_err e;
-    assert_int_equal(lr_train(NULL, &d, &p, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_train(&net, NULL, &p, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_train(&net, &d, NULL, NULL, &e), LR_EINVAL);
-    p.batch = 0;
-    assert_int_equal(lr_train(&net, &d, &p, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_train(NULL, NULL, &s.d, &o, &e), LR_EINVAL);
+    assert_int_equal(lr_train(&net, NULL, NULL, &o, &e), LR_EINVAL);
+    assert_int_equal(lr_train(&net, NULL, &s.d, NULL, &e), LR_EINVAL);
+    o.batch = 0;
+    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "batch size is 0");
-    p = lr_train_default_params();
-    p.only_label = 7; /* no such examples */
-    assert_int_equal(lr_train(&net, &d, &p, NULL, &e), LR_EINVAL);
+    o = lr_train_opts_default();
+    size_t rows[20];
+    lr_dataset none;
+    s.labels[0] = 3;
+    for (size_t i = 1; i < 20; i++) s.labels[i] = s.labels[i] == 3 ? 0 : s.labels[i];
+    assert_int_equal(lr_dataset_select_label(&none, rows, &s.d, 3, &e), LR_OK);
+    s.labels[0] = 0;
+    assert_int_equal(lr_dataset_select_label(&none, rows, &s.d, 3, &e), LR_OK);
+    assert_int_equal(none.n, 0);
+    assert_int_equal(lr_train(&net, NULL, &none, &o, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no examples");
-    p.only_label = -1;
-    p.loss_curve_len = 5;
-    assert_int_equal(lr_train(&net, &d, &p, NULL, &e), LR_EINVAL);
-    p.loss_curve_len = 0;
-    d.labels[3] = 4; /* the net has 4 outputs */
-    assert_int_equal(lr_train(&net, &d, &p, NULL, &e), LR_ERANGE);
-    assert_msg_contains(e.msg, "label 4 of example 3");
-    d.labels[3] = 0;
-    d.cols = 5;
-    assert_int_equal(lr_train(&net, &d, &p, NULL, &e), LR_EDIM);
+    o.loss_curve_len = 5;
+    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EINVAL);
+    o.loss_curve_len = 0;
+    s.labels[3] = 4; /* 4 classes */
+    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_ERANGE);
+    assert_msg_contains(e.msg, "example 3: label 4 >= 4 classes");
+    s.labels[3] = 0;
+    s.d.classes = 5; /* more classes than the net's 4 outputs */
+    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EDIM);
+    assert_msg_contains(e.msg, "5 classes, the net only 4 outputs");
+    s.d.classes = 4;
+    s.d.dim = 15;
+    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EDIM);
     assert_msg_contains(e.msg, "the net takes 16 inputs");
-    d.cols = 4;
+    s.d.dim = 16;
     size_t steps;
-    assert_int_equal(lr_train_count_steps(&d, &p, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_train_count_steps(&d, &p, &steps, &e), LR_OK);
+    assert_int_equal(lr_train_count_steps(NULL, &s.d, &o, &e), LR_EINVAL);
+    assert_int_equal(lr_train_count_steps(&steps, &s.d, &o, &e), LR_OK);
     assert_int_equal(steps, 2);
     lr_mlp_free(&net);
-    lr_mnist_free(&d);
+    synth_free(&s);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_loss_falls_and_runs_repeat_exactly),
+        cmocka_unit_test(test_float_features_learned_and_repeat_exactly),
         cmocka_unit_test(test_train_equals_plain_steps),
-        cmocka_unit_test(test_label_filter_step_limit_progress),
+        cmocka_unit_test(test_label_subset_step_limit_progress),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,14 +10,14 @@
 #include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "lowrank/idx.h"
+#include "lowrank/dataset.h"
 #include "lowrank/mlp.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define LR_EVAL_CLASSES 10
+#define LR_EVAL_CLASSES 64 /* the most classes a result counts (the confusion matrix is fixed) */
 
 typedef struct {
     size_t n;                                          /* examples evaluated */
@@ -33,13 +33,14 @@ LR_API size_t lr_argmax(const float *x, size_t n);
 
 /* Zeroes res. */
 LR_API void lr_eval_reset(lr_eval_result *res);
-/* Adds batch rows of logits: (batch, classes) with labels (batch) to res; classes <= 10,
+/* Adds batch rows of logits: (batch, classes) with labels (batch) to res; classes <= 64,
  * labels < classes. Recomputes accuracy. */
 LR_API lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *labels,
                              size_t batch, size_t classes, lr_err *err);
 
-/* Evaluates net on all of data in batches of `batch` (0 = 1000) with lr_mlp_forward. */
-LR_API lr_status lr_eval(const lr_mlp *net, const lr_mnist *data, size_t batch, lr_eval_result *res,
+/* res <- net evaluated on every example of data, in batches of `batch` (0 = 1000) through
+ * lr_mlp_forward (the dataset's dim = the net's inputs, its classes <= the net's outputs). */
+LR_API lr_status lr_eval(lr_eval_result *res, const lr_mlp *net, const lr_dataset *data, size_t batch,
                          lr_err *err);
 
 #ifdef __cplusplus

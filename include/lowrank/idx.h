@@ -9,8 +9,9 @@
  * expected vs found.
  *
  * Pixels stay as bytes in memory (47 MB for the training set as uint8, 188 MB as float);
- * a batch is normalised when it is used, exactly as torchvision's ToTensor + Normalize((0.1307,),
- * (0.3081,)) does in float32: x = (p / 255.0f - 0.1307f) / 0.3081f.
+ * lr_mnist_dataset gives the view that training and evaluation take (dataset.h), which
+ * normalises each batch when it is used, exactly as torchvision's ToTensor +
+ * Normalize((0.1307,), (0.3081,)) does in float32: x = (p / 255.0f - 0.1307f) / 0.3081f.
  */
 #ifndef LOWRANK_IDX_H
 #define LOWRANK_IDX_H
@@ -18,6 +19,7 @@
 #include "lowrank/export.h"
 #include <stddef.h>
 #include <stdint.h>
+#include "lowrank/dataset.h"
 #include "lowrank/status.h"
 
 #ifdef __cplusplus
@@ -58,19 +60,13 @@ LR_API lr_status lr_mnist_load_dir(lr_mnist *out, const char *dir, const char *s
 /* Frees and empties m; a no-op on an empty or zeroed lr_mnist and on NULL. */
 LR_API void lr_mnist_free(lr_mnist *m);
 
-/* x: (batch, rows*cols) <- normalised pixels of examples idx[0..batch) of m.
- * Each value is (p / 255.0f - LR_MNIST_MEAN) / LR_MNIST_STD in float32, bit for bit what
- * torchvision's ToTensor + Normalize give. Indices must be < m->n (not checked: hot path). */
-LR_API void lr_mnist_normalize(float *x, const lr_mnist *m, const size_t *idx, size_t batch);
+/* The training / evaluation view of m: dim = rows*cols byte features, 10 classes, normalised
+ * as torchvision's ToTensor + Normalize((0.1307,), (0.3081,)) (div 255, LR_MNIST_MEAN,
+ * LR_MNIST_STD), bit for bit. Points into m, which must outlive it. */
+LR_API lr_dataset lr_mnist_dataset(const lr_mnist *m);
 
-/* As lr_mnist_normalize over `count` consecutive examples starting at `first`
- * (evaluation in order). first + count must be <= m->n. */
-LR_API void lr_mnist_normalize_range(float *x, const lr_mnist *m, size_t first, size_t count);
-
-/* x as lr_mnist_normalize, and y: (batch) <- labels of the same examples (y may be NULL). */
-LR_API void lr_mnist_batch(float *x, int *y, const lr_mnist *m, const size_t *idx, size_t batch);
-
-/* The normalised value of one pixel byte (the table the functions above use). */
+/* The normalised value of one pixel byte, (p / 255.0f - LR_MNIST_MEAN) / LR_MNIST_STD: what a
+ * batch of lr_mnist_dataset holds. */
 LR_API float lr_mnist_pixel(uint8_t p);
 
 #ifdef __cplusplus

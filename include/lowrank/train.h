@@ -1,10 +1,10 @@
 /* train.h — the data loop: seeded shuffling, batching, per-batch normalisation, progress.
  *
- * One epoch is a fresh permutation of the examples (lr_rng_permutation, from an lr_rng
- * seeded once per run) cut into consecutive batches, the last one possibly short, as the
- * seed's loop over torch.randperm does. Pixels are normalised per batch from the uint8 set
- * (lr_mnist_normalize). With only_label set, the examples of that label are selected first
- * and then shuffled (the seed's x[y == digit]). The same seed gives a bit-identical run,
+ * One epoch is a fresh permutation of the dataset's examples (lr_rng_permutation, from an
+ * lr_rng seeded once per run) cut into consecutive batches, the last one possibly short, as
+ * the seed's loop over torch.randperm does. Each batch is made by lr_dataset_batch (features
+ * normalised as the dataset says). To train on a subset, such as the seed's x[y == digit],
+ * pass a subset view (lr_dataset_select_label). The same seed gives a bit-identical run,
  * whatever the thread count. The library never prints: progress goes through a callback.
  */
 #ifndef LOWRANK_TRAIN_H
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/adam.h"
-#include "lowrank/idx.h"
+#include "lowrank/dataset.h"
 #include "lowrank/mlp.h"
 
 #ifdef __cplusplus
@@ -30,7 +30,6 @@ typedef struct {
     size_t epochs;          /* 1 */
     uint64_t seed;          /* 0; shuffling only (parameters are initialised elsewhere) */
     lr_adam_params adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
-    int only_label;         /* -1: every example; 0..9: only examples with this label */
     size_t max_steps;       /* 0: no limit; else stop after this many steps (e.g. 100) */
     bool keep_optimizer;    /* false: start from a fresh Adam state (as the seed's train()) */
     float *loss_curve;      /* optional: loss of each step, loss_curve_len entries at most */
@@ -38,9 +37,9 @@ typedef struct {
     lr_train_progress_fn progress;  /* optional */
     void *progress_ctx;
     size_t progress_every;  /* call progress every N steps and at the last step; 0 = 1 */
-} lr_train_params;
+} lr_train_opts;
 
-LR_API lr_train_params lr_train_default_params(void);
+LR_API lr_train_opts lr_train_opts_default(void);
 
 typedef struct {
     size_t steps;           /* steps taken */
@@ -54,14 +53,14 @@ typedef struct {
     double rate_first_tenth, rate_last_tenth;
 } lr_train_result;
 
-/* The number of steps lr_train will take with these parameters (to size loss_curve). */
-LR_API lr_status lr_train_count_steps(const lr_mnist *data, const lr_train_params *p, size_t *steps,
+/* *steps <- the number of steps lr_train will take with these options (to size loss_curve). */
+LR_API lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *o,
                                       lr_err *err);
 
-/* Trains net on data (rows*cols must equal the net's input size, labels < its output size).
- * res may be NULL. On error (bad input, LR_ENONFINITE) res holds the steps completed. */
-LR_API lr_status lr_train(lr_mlp *net, const lr_mnist *data, const lr_train_params *p,
-                          lr_train_result *res, lr_err *err);
+/* Trains net on data (dim = the net's input size, classes <= its output size). res may be
+ * NULL. On error (bad input, LR_ENONFINITE) res holds the steps completed. */
+LR_API lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data,
+                          const lr_train_opts *o, lr_err *err);
 
 #ifdef __cplusplus
 }
