@@ -24,7 +24,7 @@
 #include "lowrank/loss.h"
 #include "lowrank/mlp.h"
 #include "internal.h"
-#include "mlp_internal.h"
+#include "linear_internal.h"
 #include "cpu_internal.h"
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -47,43 +47,6 @@ struct lr__mlp_work {
     float *u;               /* (cap, Σ rank): the adapters' x·Aᵀ, layer after layer */
     float *t;               /* (cap, max rank) */
 };
-
-/* ------------------------------------------------------------- LoRA weights -------- */
-
-lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t in, size_t out, float scale,
-                               lr_err *err)
-{
-    if (!lw) return lr__fail(err, LR_EINVAL, "lora_weights_init: lw is NULL");
-    memset(lw, 0, sizeof *lw);
-    if (rank == 0 || in == 0 || out == 0)
-        return lr__fail(err, LR_EINVAL, "lora_weights_init: rank %zu, in %zu, out %zu must all be >= 1",
-                        rank, in, out);
-    if (!isfinite(scale))
-        return lr__fail(err, LR_EINVAL, "lora_weights_init: scale is not finite");
-    lr_status s;
-    lr_mat *ra[4] = { &lw->a, &lw->ga, &lw->ma, &lw->va };
-    lr_mat *rb[4] = { &lw->b, &lw->gb, &lw->mb, &lw->vb };
-    for (int i = 0; i < 4; i++) {
-        if ((s = lr_mat_init(ra[i], rank, in, err)) || (s = lr_mat_init(rb[i], out, rank, err))) {
-            lr_lora_weights_free(lw);
-            return s;
-        }
-    }
-    lw->rank = rank;
-    lw->in = in;
-    lw->out = out;
-    lw->scale = scale;
-    lw->enabled = true;
-    return LR_OK;
-}
-
-void lr_lora_weights_free(lr_lora_weights *lw)
-{
-    if (!lw) return;
-    lr_mat *all[8] = { &lw->a, &lw->b, &lw->ga, &lw->gb, &lw->ma, &lw->va, &lw->mb, &lw->vb };
-    for (int i = 0; i < 8; i++) lr_mat_free(all[i]);
-    memset(lw, 0, sizeof *lw);
-}
 
 /* ------------------------------------------------------------- construction -------- */
 

@@ -1,7 +1,7 @@
 /* test_linear.c — dense-layer kernels against naive double loops: forward (row-streaming
  * kernel and sgemm path), unfused backward, the fused backward+Adam kernel (with and
- * without dx, any thread count bit-identical), the LoRA branch, central differences in
- * double for every gradient, and shape checks. */
+ * without dx, any thread count bit-identical), central differences in double for every
+ * gradient, and shape checks (the LoRA branch: test_lora_layer.c). */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "lr_test.h"
 #include "lowrank/cpu.h"
 #include "lowrank/linear.h"
+#include "lowrank/rng.h"
 
 /* Pools of 1..3 threads, started when first asked for and joined at the end of main. */
 static lr_pool pools[4];
@@ -18,7 +19,6 @@ static const lr_pool *pool_n(int threads)
         assert_int_equal(lr_pool_init(&pools[threads], threads, NULL), LR_OK);
     return &pools[threads];
 }
-#include "lowrank/rng.h"
 
 static float *randv(lr_rng *r, size_t n, float sd)
 {
@@ -235,7 +235,7 @@ static void test_fused_is_thread_count_independent(void **state)
 }
 
 
-/* Private entry of lib/linear.c (lib/mlp_internal.h): dx <- dy·w for a frozen layer. */
+/* Private entry of lib/linear.c (lib/linear_internal.h): dx <- dy·w for a frozen layer. */
 void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
 
 /* Zeros behind a ReLU are skipped: whole 8-column blocks of x that are zero in every batch
@@ -332,97 +332,6 @@ static void test_forward_same_bits_on_every_isa(void **state)
     }
 }
 
-/* LoRA: y = x·W₀ᵀ + b + s·(x·Aᵀ)·Bᵀ equals the dense layer with W₀ + s·BA. */
-static void test_lora_forward_equals_merged_dense(void **state)
-{
-    (void)state;
-    lr_rng r;
-    lr_rng_seed(&r, 5);
-    size_t batch = 4, in = 19, out = 6, rank = 3;
-    lr_lora_weights lw;
-    assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 0.7f, NULL), LR_OK);
-    lr_rng_fill_normal(&r, lw.a, 0, 1);
-    lr_rng_fill_normal(&r, lw.b, 0, 1);
-    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.2f), *b = randv(&r, out, 1);
-    float y[4 * 6], u[4 * 3], wm[6 * 19];
-    double yr[4 * 6];
-    for (size_t o = 0; o < out; o++)
-        for (size_t j = 0; j < in; j++) {
-            double d = w[o * in + j];
-            for (size_t k = 0; k < rank; k++) d += 0.7 * lw.b.data[o * rank + k] * lw.a.data[k * in + j];
-            wm[o * in + j] = (float)d;
-        }
-    assert_int_equal(lr_linear_forward(lr_mat_view(y, batch, out, out), lr_cmat_view(x, batch, in, in),
-                                       lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
-    assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
-                                         lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
-    ref_forward(yr, x, wm, b, batch, in, out);
-    for (size_t i = 0; i < batch * out; i++) assert_allclose(y[i], yr[i], 1e-5, 1e-5);
-    lr_lora_weights_free(&lw);
-    free(x), free(w), free(b);
-}
-
-/* L = Σ c ⊙ (s·(x·Aᵀ)·Bᵀ), double; v points at the entry being varied. */
-static double lora_loss(const double *x, const double *a, const double *bm, double s, const float *c,
-                        size_t batch, size_t in, size_t out, size_t rank)
-{
-    double L = 0;
-    for (size_t i = 0; i < batch; i++)
-        for (size_t o = 0; o < out; o++) {
-            double y = 0;
-            for (size_t k = 0; k < rank; k++) {
-                double uk = 0;
-                for (size_t j = 0; j < in; j++) uk += x[i * in + j] * a[k * in + j];
-                y += bm[o * rank + k] * uk;
-            }
-            L += c[i * out + o] * s * y;
-        }
-    return L;
-}
-
-/* rank 1 takes its own (contiguous-column) path, rank 2 the general one */
-static void check_lora_backward(size_t rank)
-{
-    lr_rng r;
-    lr_rng_seed(&r, 6 + rank);
-    size_t batch = 3, in = 7, out = 13;
-    lr_lora_weights lw;
-    assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 1.5f, NULL), LR_OK);
-    lr_rng_fill_normal(&r, lw.a, 0, 1);
-    lr_rng_fill_normal(&r, lw.b, 0, 1);
-    float *x = randv(&r, batch * in, 1), *c = randv(&r, batch * out, 1);
-    float y[3 * 13] = { 0 }, u[3 * 2], t[3 * 2], dx[3 * 7] = { 0 };
-    assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
-                                         lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
-    assert_int_equal(lr_lora_backward(lr_mat_view(dx, batch, in, in), &lw, lr_cmat_view(c, batch, out, out),
-                                      lr_cmat_view(x, batch, in, in), lr_cmat_view(u, batch, rank, rank),
-                                      lr_mat_view(t, batch, rank, rank), NULL), LR_OK);
-    double *xd = to_double(x, batch * in), *ad = to_double(lw.a.data, rank * in);
-    double *bd = to_double(lw.b.data, out * rank), h = 1e-5;
-    double *vars[3] = { ad, bd, xd };
-    const float *got[3] = { lw.ga.data, lw.gb.data, dx };
-    size_t n[3] = { rank * in, out * rank, batch * in };
-    for (int which = 0; which < 3; which++)
-        for (size_t k = 0; k < n[which]; k++) {
-            double keep = vars[which][k];
-            vars[which][k] = keep + h;
-            double fp = lora_loss(xd, ad, bd, 1.5, c, batch, in, out, rank);
-            vars[which][k] = keep - h;
-            double fm = lora_loss(xd, ad, bd, 1.5, c, batch, in, out, rank);
-            vars[which][k] = keep;
-            assert_allclose(got[which][k], (fp - fm) / (2 * h), 1e-4, 1e-5);
-        }
-    lr_lora_weights_free(&lw);
-    free(x), free(c), free(xd), free(ad), free(bd);
-}
-
-static void test_lora_backward_by_central_differences(void **state)
-{
-    (void)state;
-    check_lora_backward(1);
-    check_lora_backward(2);
-}
-
 static void test_bad_shapes(void **state)
 {
     (void)state;
@@ -449,16 +358,6 @@ static void test_bad_shapes(void **state)
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(buf, 2, 3, 3), wm, buf, wm, wm, buf, buf, lr_cm(y),
                                              x, &s, NULL, NULL, &e), LR_EDIM);
     assert_msg_contains(e.msg, "dx is 2 x 3, want 2 x 4");
-    lr_lora_weights lw;
-    assert_int_equal(lr_lora_weights_init(&lw, 0, 4, 3, 1, &e), LR_EINVAL);
-    assert_msg_contains(e.msg, "rank 0");
-    assert_int_equal(lr_lora_weights_init(&lw, 2, 5, 3, 1, &e), LR_OK);
-    assert_int_equal(lr_lora_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, &lw, &e), LR_EDIM);
-    assert_msg_contains(e.msg, "layer is 4 -> 3");
-    assert_int_equal(lr_lora_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, NULL, &e), LR_EINVAL);
-    lr_lora_weights_free(&lw);
-    lr_lora_weights_free(&lw); /* twice: a no-op */
-    lr_lora_weights_free(NULL);
 }
 
 int main(void)
@@ -470,8 +369,6 @@ int main(void)
         cmocka_unit_test(test_fused_is_thread_count_independent),
         cmocka_unit_test(test_forward_same_bits_on_every_isa),
         cmocka_unit_test(test_skipping_zeros_changes_no_bit),
-        cmocka_unit_test(test_lora_forward_equals_merged_dense),
-        cmocka_unit_test(test_lora_backward_by_central_differences),
         cmocka_unit_test(test_bad_shapes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

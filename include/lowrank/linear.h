@@ -1,5 +1,5 @@
-/* linear.h — the dense layer's kernels: forward, backward, the backward fused with Adam,
- * and the LoRA branch of a layer.
+/* linear.h — the dense layer's kernels: forward, backward, the backward fused with Adam
+ * (a layer's LoRA branch: lora_layer.h).
  *
  * Shapes follow nn.Linear: x: (batch, in), w: (out, in), b: (out), y: (batch, out),
  * y = x·wᵀ + b. Batch 10 (the seed's) makes these products thin, so a training step is
@@ -19,7 +19,6 @@
 #include "lowrank/adam.h"
 #include "lowrank/mat.h"
 #include "lowrank/pool.h"
-#include "lowrank/mlp.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,15 +43,6 @@ LR_API lr_status lr_linear_backward_adam(lr_mat dx, lr_mat w, float *b, lr_mat m
                                          const lr_adam_step *s, float *work, const lr_pool *pool,
                                          lr_err *err);
 LR_API size_t lr_linear_backward_adam_work(size_t batch, size_t in);
-
-/* LoRA branch, y += s·(x·Aᵀ)·Bᵀ. u: (batch, rank) <- x·Aᵀ (kept for the backward pass). */
-LR_API lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw,
-                                     lr_err *err);
-/* LoRA backward for dy: (batch, out), x and u from the forward pass:
- * lw->gb <- s·dyᵀ·u;  t = s·dy·B: (batch, rank) into t_work;  lw->ga <- tᵀ·x;
- * dx (optional) += t·A. Never touches the base weights. */
-LR_API lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
-                                  lr_mat t_work, lr_err *err);
 
 #ifdef __cplusplus
 }

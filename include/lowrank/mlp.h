@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/adam.h"
+#include "lowrank/lora_layer.h"
 #include "lowrank/mat.h"
 #include "lowrank/pool.h"
 #include "lowrank/rng.h"
@@ -34,23 +35,6 @@ extern "C" {
 #endif
 
 #define LR_MLP_MAX_LAYERS 16
-
-/* One layer's LoRA adapter: delta W = scale * B·A. Owned by whoever created it
- * (lr_lora_weights_init/free); a layer only points at it. */
-typedef struct lr_lora_weights {
-    size_t rank, in, out;
-    float scale;            /* alpha/r, or alpha/sqrt(r) for rsLoRA */
-    bool enabled;           /* false: the layer computes exactly its base output */
-    lr_mat a, b;            /* a: (rank, in) trainable; b: (out, rank) trainable */
-    lr_mat ga, gb;          /* gradients, same shapes */
-    lr_mat ma, va, mb, vb;  /* Adam first/second moments, same shapes */
-} lr_lora_weights;
-
-/* All matrices zero, enabled = true. rank, in, out >= 1. On failure *lw is empty. */
-LR_API lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t in, size_t out,
-                                             float scale, lr_err *err); /* all zero */
-/* Frees and empties lw; a no-op on NULL or an empty/zeroed struct. */
-LR_API void lr_lora_weights_free(lr_lora_weights *lw);
 
 /* One dense layer: views into lr_mlp.params. */
 typedef struct {

@@ -1,6 +1,6 @@
-/* mlp_internal.h — private entry points shared by linear.c and mlp.c (lr__ names). */
-#ifndef LOWRANK_MLP_INTERNAL_H
-#define LOWRANK_MLP_INTERNAL_H
+/* linear_internal.h — the dense kernels' private entry points, for mlp.c (lr__ names). */
+#ifndef LOWRANK_LINEAR_INTERNAL_H
+#define LOWRANK_LINEAR_INTERNAL_H
 
 #include <stdbool.h>
 #include "lowrank/adam.h"
