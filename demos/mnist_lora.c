@@ -788,7 +788,7 @@ static int make_adapter(run *r, int digit)
 {
     lr_err e = { { 0 } };
     const options *o = &r->o;
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = o->rank;
     c.alpha = (float)o->alpha;
     c.use_rslora = o->rslora;
@@ -796,7 +796,7 @@ static int make_adapter(run *r, int digit)
     c.targets = r->targets;
     c.seed = o->seed + 1;
     snprintf(r->adapter, sizeof r->adapter, "digit%d", digit);
-    if (lr_lora_init(&r->lm, &r->net, &e) || lr_lora_config_check(&c, &r->net, &e) ||
+    if (lr_lora_init(&r->lm, &r->net, &e) || lr_lora_opts_check(&c, &r->net, &e) ||
         lr_lora_add(r->lm, r->adapter, &c, &e) || lr_lora_select(r->lm, r->adapter, &e)) {
         fail_msg("creating the adapter", &e);
         return 1;

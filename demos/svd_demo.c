@@ -112,7 +112,7 @@ static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
 {
     memset(o, 0, sizeof *o);
     o->rsvd = lr_rsvd_default_opts();
-    o->tol = lr_rank_default_opts();
+    o->tol = lr_rank_opts_default();
     o->split = LR_SPLIT_US;
     o->top = 10;
     bool has_tol = false;

@@ -4,13 +4,13 @@
 #include "simd.h"
 #include "cpu_internal.h"
 
-lr_adam_params lr_adam_default_params(void)
+lr_adam_opts lr_adam_opts_default(void)
 {
-    lr_adam_params p = { 1e-3, 0.9, 0.999, 1e-8 };
+    lr_adam_opts p = { 1e-3, 0.9, 0.999, 1e-8 };
     return p;
 }
 
-lr_adam_step lr_adam_step_for(const lr_adam_params *p, size_t t)
+lr_adam_step lr_adam_step_for(const lr_adam_opts *p, size_t t)
 {
     /* As torch/optim/adam.py (single-tensor path): bias_correction1 = 1 - beta1 ** step,
      * step_size = lr / bias_correction1, bias_correction2_sqrt = math.sqrt(1 - beta2 ** step),

@@ -36,7 +36,7 @@ static void tensor_key(char *out, const char *layer, char which)
 
 /* ---------------------------------------------------------------- config ---------- */
 
-static json_t *config_json(const lr_lora_config *cfg, const lr_mlp *net, const char *base_model)
+static json_t *config_json(const lr_lora_opts *cfg, const lr_mlp *net, const char *base_model)
 {
     json_t *o = json_object(), *tm = json_array();
     if (!o || !tm) {
@@ -99,7 +99,7 @@ static bool unset(const json_t *v)
 static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_info *info, lr_err *err)
 {
     memset(info, 0, sizeof *info);
-    info->cfg = lr_lora_default_config();
+    info->cfg = lr_lora_opts_default();
     if (!json_is_object(o)) return lr__fail(err, LR_EFORMAT, CF ": the top level is not a JSON object");
     const json_t *v = json_object_get(o, "peft_type");
     if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"peft_type\"");
@@ -196,7 +196,7 @@ lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, 
                           lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_save: NULL argument");
-    const lr_lora_config *cfg = lr_lora_config_of(lm, name);
+    const lr_lora_opts *cfg = lr_lora_opts_of(lm, name);
     if (!cfg) return lr__fail(err, LR_EINVAL, "adapter_save: no adapter named \"%s\"", name);
     const lr_mlp *net = lr_lora_net(lm);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
@@ -246,7 +246,7 @@ lr_status lr_adapter_load(lr_lora *lm, const char *name, const char *dir, lr_ada
                           lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_load: NULL argument");
-    if (lr_lora_config_of(lm, name))
+    if (lr_lora_opts_of(lm, name))
         return lr__fail(err, LR_EINVAL, "adapter_load: adapter \"%s\" already exists", name);
     const lr_mlp *net = lr_lora_net(lm);
     lr_adapter_info inf;
@@ -297,7 +297,7 @@ lr_status lr_adapter_load(lr_lora *lm, const char *name, const char *dir, lr_ada
     }
     if (!s) s = lr_safetensors_check_all_used(st, err);
     if (!s) {
-        lr_lora_config cfg = inf.cfg;
+        lr_lora_opts cfg = inf.cfg;
         s = lr__lora_add_zero(lm, name, &cfg, err);
     }
     if (!s) {

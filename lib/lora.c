@@ -23,7 +23,7 @@
 
 typedef struct {
     char name[LR_LORA_NAME_MAX];
-    lr_lora_config cfg;
+    lr_lora_opts cfg;
     float scale;
     uint32_t mask;                              /* layers it covers */
     lr_lora_weights w[LR_MLP_MAX_LAYERS];       /* rank 0 where not targeted */
@@ -46,9 +46,9 @@ struct lr_lora {
 
 /* ---------------------------------------------------------------- config ---------- */
 
-lr_lora_config lr_lora_default_config(void)
+lr_lora_opts lr_lora_opts_default(void)
 {
-    lr_lora_config c = { 1, 1.0f, false, LR_LORA_INIT_GAUSSIAN, 0, 0 };
+    lr_lora_opts c = { 1, 1.0f, false, LR_LORA_INIT_GAUSSIAN, 0, 0 };
     return c;
 }
 
@@ -59,13 +59,13 @@ float lr_lora_scale(size_t rank, float alpha, bool use_rslora)
     return (float)(use_rslora ? (double)alpha / sqrt((double)rank) : (double)alpha / (double)rank);
 }
 
-uint32_t lr__lora_mask(const lr_lora_config *cfg, const lr_mlp *net)
+uint32_t lr__lora_mask(const lr_lora_opts *cfg, const lr_mlp *net)
 {
     uint32_t all = net->n_layers >= 32 ? 0xffffffffu : ((1u << net->n_layers) - 1u);
     return cfg->targets ? cfg->targets : all;
 }
 
-lr_status lr_lora_config_check(const lr_lora_config *cfg, const lr_mlp *net, lr_err *err)
+lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, lr_err *err)
 {
     if (!cfg || !net || !net->params)
         return lr__fail(err, LR_EINVAL, "lora config: config or net is NULL or empty");
@@ -231,7 +231,7 @@ static lr_status not_merged(const lr_lora *lm, const char *what, lr_err *err)
 }
 
 /* Validates and allocates a new adapter with zero A and B (not yet in the list). */
-static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_config *cfg,
+static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_opts *cfg,
                              lr__adapter **out, lr_err *err)
 {
     lr_status s;
@@ -242,7 +242,7 @@ static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_config
                         LR_LORA_NAME_MAX - 1);
     if ((s = not_merged(lm, "lora_add", err))) return s;
     if (find(lm, name)) return lr__fail(err, LR_EINVAL, "lora_add: adapter \"%s\" already exists", name);
-    if ((s = lr_lora_config_check(cfg, lm->net, err))) return s;
+    if ((s = lr_lora_opts_check(cfg, lm->net, err))) return s;
     lr__adapter *a = calloc(1, sizeof *a);
     if (!a) return lr__fail(err, LR_ENOMEM, "lora_add: out of memory");
     strcpy(a->name, name);
@@ -274,7 +274,7 @@ static lr_status adapter_push(lr_lora *lm, lr__adapter *a, lr_err *err)
     return LR_OK;
 }
 
-lr_status lr__lora_add_zero(lr_lora *lm, const char *name, const lr_lora_config *cfg, lr_err *err)
+lr_status lr__lora_add_zero(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
 {
     lr__adapter *a;
     lr_status s = adapter_new(lm, name, cfg, &a, err);
@@ -307,7 +307,7 @@ static lr_status pissa_layer(lr__adapter *a, lr_layer *ly, size_t i, lr_err *err
     return lr_gemm(ly->w, -a->scale, lr_cm(w->b), false, lr_cm(w->a), false, 1.0f, err);
 }
 
-lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_config *cfg, lr_err *err)
+lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
 {
     lr__adapter *a;
     lr_status s = adapter_new(lm, name, cfg, &a, err);
@@ -384,7 +384,7 @@ const char *lr_lora_selected(const lr_lora *lm) { return lm && lm->sel ? lm->sel
 size_t lr_lora_count(const lr_lora *lm) { return lm ? lm->n : 0; }
 const char *lr_lora_name(const lr_lora *lm, size_t i) { return lm && i < lm->n ? lm->ad[i]->name : NULL; }
 
-const lr_lora_config *lr_lora_config_of(const lr_lora *lm, const char *name)
+const lr_lora_opts *lr_lora_opts_of(const lr_lora *lm, const char *name)
 {
     lr__adapter *a = find(lm, name);
     return a ? &a->cfg : NULL;
@@ -506,7 +506,7 @@ bool lr_lora_is_merged(const lr_lora *lm) { return lm && lm->merged; }
 /* ---------------------------------------------------------------- extraction ------ */
 
 lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
-                          const lr_lora_config *cfg, lr_lora_extract_report *rep, lr_err *err)
+                          const lr_lora_opts *cfg, lr_lora_extract_report *rep, lr_err *err)
 {
     if (!lm || !ft || !ft->params || !cfg)
         return lr__fail(err, LR_EINVAL, "lora_extract: module, fine-tuned net or config is NULL");
@@ -518,9 +518,9 @@ lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
         if (ft->sizes[i] != net->sizes[i])
             return lr__fail(err, LR_EDIM, "lora_extract: size %zu is %zu in the fine-tuned net, %zu in "
                             "the base", i, ft->sizes[i], net->sizes[i]);
-    lr_lora_config c = *cfg;
+    lr_lora_opts c = *cfg;
     c.init = LR_LORA_INIT_GAUSSIAN; /* only for validation; A and B come from the SVD */
-    lr_status s = lr_lora_config_check(&c, net, err);
+    lr_status s = lr_lora_opts_check(&c, net, err);
     if (s) return s;
     uint32_t mask = lr__lora_mask(&c, net);
     for (size_t i = 0; i < net->n_layers; i++) {

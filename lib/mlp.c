@@ -493,7 +493,7 @@ static void adam_mat(lr_mat p, lr_mat m, lr_mat v, lr_mat g, const lr_adam_step 
                        p.cols, s);
 }
 
-static lr_status check_adam(const lr_adam_params *a, lr_err *err)
+static lr_status check_adam(const lr_adam_opts *a, lr_err *err)
 {
     if (!a) return lr__fail(err, LR_EINVAL, "mlp_train_step: adam parameters are NULL");
     if (!(a->lr >= 0.0) || !isfinite(a->lr) || !(a->beta1 >= 0.0 && a->beta1 < 1.0) ||
@@ -504,7 +504,7 @@ static lr_status check_adam(const lr_adam_params *a, lr_err *err)
 }
 
 lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                            const lr_adam_params *adam, float *loss, lr_err *err)
+                            const lr_adam_opts *adam, float *loss, lr_err *err)
 {
     LR__FP_SCOPE();
     lr_status s;

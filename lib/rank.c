@@ -13,7 +13,7 @@
 #include "lowrank/svd.h"
 #include "internal.h"
 
-lr_rank_opts lr_rank_default_opts(void)
+lr_rank_opts lr_rank_opts_default(void)
 {
     lr_rank_opts o = { LR_TOL_DEFAULT, 0.0 };
     return o;
@@ -28,7 +28,7 @@ lr_status lr_rank_from_values(const float *s, size_t k, size_t m, size_t n,
                               const lr_rank_opts *opts, size_t *rank, double *tol_used,
                               lr_err *err)
 {
-    lr_rank_opts o = opts ? *opts : lr_rank_default_opts();
+    lr_rank_opts o = opts ? *opts : lr_rank_opts_default();
     if (!rank) return lr__fail(err, LR_EINVAL, "rank: the output rank is NULL");
     if (k && !s) return lr__fail(err, LR_EINVAL, "rank: s is NULL (%zu values expected)", k);
     if (o.kind != LR_TOL_DEFAULT && o.kind != LR_TOL_ABS && o.kind != LR_TOL_REL)

@@ -19,7 +19,7 @@
 #include "lowrank/svd.h"
 #include "internal.h"
 
-lr_svd_opts lr_svd_default_opts(void)
+lr_svd_opts lr_svd_opts_default(void)
 {
     lr_svd_opts o = { LR_SVD_GESDD, true };
     return o;
@@ -164,7 +164,7 @@ static lr_status svd_tall(lr_svd_opts o, lr_cmat a, float *s, lr_mat u, lr_mat v
 static lr_status svd_common(lr_cmat a, float *s, bool want_uv, lr_mat u, lr_mat vt,
                             const lr_svd_opts *opts, lr_err *err)
 {
-    lr_svd_opts o = opts ? *opts : lr_svd_default_opts();
+    lr_svd_opts o = opts ? *opts : lr_svd_opts_default();
     lr_status st;
     if (o.driver != LR_SVD_GESDD && o.driver != LR_SVD_GESVD)
         return lr__fail(err, LR_EINVAL, "svd: unknown driver %d", (int)o.driver);

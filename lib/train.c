@@ -21,7 +21,7 @@ lr_train_opts lr_train_opts_default(void)
     o.batch = 10;
     o.epochs = 1;
     o.seed = 0;
-    o.adam = lr_adam_default_params();
+    o.adam = lr_adam_opts_default();
     o.progress_every = 1;
     return o;
 }

@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     /* merge -> unmerge drift at two ranks, B ~ N(0, 0.01²) (a trained B is small) */
     size_t ranks[2] = { 1, 8 };
     for (int k = 0; k < 2; k++) {
-        lr_lora_config c = lr_lora_default_config();
+        lr_lora_opts c = lr_lora_opts_default();
         c.rank = ranks[k];
         c.seed = 42;
         char name[16];
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 
     /* PiSSA */
     for (int k = 0; k < 2; k++) {
-        lr_lora_config c = lr_lora_default_config();
+        lr_lora_opts c = lr_lora_opts_default();
         c.init = LR_LORA_INIT_PISSA;
         c.rank = ranks[k];
         c.alpha = 2.0f * (float)ranks[k];
@@ -108,7 +108,7 @@ int main(int argc, char **argv)
     }
     size_t xr[3] = { 1, 4, 8 };
     for (int k = 0; k < 3; k++) {
-        lr_lora_config c = lr_lora_default_config();
+        lr_lora_opts c = lr_lora_opts_default();
         c.rank = xr[k];
         lr_lora_extract_report rep;
         char name[16];

@@ -171,7 +171,7 @@ int main(int argc, char **argv)
     float x[10 * 784], logits[10 * 10];
     uint8_t y[10];
     size_t idx[10];
-    lr_adam_params adam = lr_adam_default_params();
+    lr_adam_opts adam = lr_adam_opts_default();
     int reps = 300;
     double tf = 0, ts = 0;
     for (int r = 0; r < reps + 20; r++) {

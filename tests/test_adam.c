@@ -6,7 +6,7 @@
 static void test_defaults_and_step_scalars(void **state)
 {
     (void)state;
-    lr_adam_params p = lr_adam_default_params();
+    lr_adam_opts p = lr_adam_opts_default();
     assert_true(p.lr == 1e-3 && p.beta1 == 0.9 && p.beta2 == 0.999 && p.eps == 1e-8);
     lr_adam_step s = lr_adam_step_for(&p, 1);
     /* t = 1: step_size = lr / (1 - 0.9) = 0.01, bc2_sqrt = sqrt(1 - 0.999) */
@@ -20,7 +20,7 @@ static void test_defaults_and_step_scalars(void **state)
 static void test_first_step_by_hand(void **state)
 {
     (void)state;
-    lr_adam_params p = lr_adam_default_params();
+    lr_adam_opts p = lr_adam_opts_default();
     lr_adam_step s = lr_adam_step_for(&p, 1);
     /* g = 0.5: m = 0.05, v = 0.00025, denom = sqrt(v)/sqrt(0.001) + 1e-8 = 0.5 + 1e-8,
      * p = 1 - 0.01 * 0.05 / 0.5 = 0.999 (the first Adam step moves by ~lr, sign of g) */
@@ -44,7 +44,7 @@ static void test_update_matches_double_reference(void **state)
     float p[N], m[N] = { 0 }, v[N] = { 0 }, g[N];
     double pd[N], md[N] = { 0 }, vd[N] = { 0 };
     for (int i = 0; i < N; i++) pd[i] = p[i] = 0.1f * (float)(i - 18);
-    lr_adam_params ap = { 0.01, 0.8, 0.99, 1e-6 };
+    lr_adam_opts ap = { 0.01, 0.8, 0.99, 1e-6 };
     for (int t = 1; t <= T; t++) {
         for (int i = 0; i < N; i++) g[i] = (float)sin(0.3 * i + t) * (1.0f + (float)i);
         lr_adam_step s = lr_adam_step_for(&ap, (size_t)t);

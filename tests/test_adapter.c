@@ -36,7 +36,7 @@ static void fx_init(fixture *f, const size_t *sizes)
     assert_int_equal(lr_lora_init(&f->lm, &f->net, NULL), LR_OK);
     f->dir = lr_test_tmpdir();
     f->ad = lr_test_path(f->dir, "ad");
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.alpha = 3.0f;
     c.use_rslora = true;
@@ -189,7 +189,7 @@ static void test_switch_loaded(void **state)
     fixture f;
     fx_init(&f, NULL);
     lr_err e;
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.seed = 4;
     assert_int_equal(lr_lora_add(f.lm, "z", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "z", 8);
@@ -230,7 +230,7 @@ static void test_pissa_config(void **state)
     fixture f;
     fx_init(&f, NULL);
     lr_err e;
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.init = LR_LORA_INIT_PISSA;
     c.alpha = 2.5f;
     if (lr_lora_add(f.lm, "p", &c, &e)) fail_msg("%s", e.msg);
@@ -328,7 +328,7 @@ static void test_missing_and_extra_tensor(void **state)
     assert_int_equal(load(&f, "c", &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "unexpected");
     assert_msg_contains(e.msg, "base_model.model.linear2.lora_A.weight");
-    assert_null(lr_lora_config_of(f.lm, "c"));
+    assert_null(lr_lora_opts_of(f.lm, "c"));
     fx_free(&f);
 }
 
@@ -473,7 +473,7 @@ static void test_save_errors(void **state)
     char before[4096], after[4096];
     size_t nb = fread(before, 1, sizeof before, fp);
     fclose(fp);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     assert_int_equal(lr_lora_add(f.lm, "other", &c, NULL), LR_OK);
     assert_int_equal(lr_adapter_save(f.lm, "other", d2, "new", &e), LR_EIO);
     fp = fopen(c2, "rb");

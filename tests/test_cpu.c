@@ -145,7 +145,7 @@ static void short_run(lr_fp_mode mode, uint64_t *sum, lr_mlp_subnormals *sn)
     lr_rng_seed(&rng, 3);
     lr_mlp_init_params(&net, &rng);
     lr_fp_mode_set(mode);
-    lr_adam_params adam = lr_adam_default_params();
+    lr_adam_opts adam = lr_adam_opts_default();
     float x[10 * 16];
     uint8_t y[10];
     for (int step = 0; step < 1000; step++) {

@@ -97,31 +97,31 @@ static void test_config(void **state)
     fixture f;
     fx_init(&f, 1);
     lr_err e;
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     assert_int_equal(c.rank, 1);
     assert_true(c.alpha == 1.0f);
-    assert_int_equal(lr_lora_config_check(&c, &f.net, &e), LR_OK);
+    assert_int_equal(lr_lora_opts_check(&c, &f.net, &e), LR_OK);
     assert_true(lr_lora_scale(4, 2.0f, false) == 0.5f);
     assert_true(lr_lora_scale(4, 2.0f, true) == 1.0f);
     c.rank = 0;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "rank must be >= 1");
-    c = lr_lora_default_config();
+    c = lr_lora_opts_default();
     c.alpha = 0.0f;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "alpha must be > 0");
     c.alpha = NAN;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
-    c = lr_lora_default_config();
+    c = lr_lora_opts_default();
     c.targets = 1u << 3;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "target layer 3 does not exist");
-    c = lr_lora_default_config();
+    c = lr_lora_opts_default();
     c.init = LR_LORA_INIT_PISSA;
     c.rank = 5; /* linear3 is 5 -> 4 */
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "min(in, out) = 4 of linear3");
-    c = lr_lora_default_config();
+    c = lr_lora_opts_default();
     assert_int_equal(lr_lora_add(f.lm, "", &c, &e), LR_EINVAL);
     assert_int_equal(lr_lora_add(f.lm, NULL, &c, &e), LR_EINVAL);
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_OK);
@@ -177,7 +177,7 @@ static void test_gaussian_init(void **state)
     (void)state;
     fixture f;
     fx_init(&f, 2);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.seed = 42;
     float base[BATCH * 4], out[BATCH * 4];
@@ -208,7 +208,7 @@ static void test_forward_equals_merged_dense(void **state)
     (void)state;
     fixture f;
     fx_init(&f, 3);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 3;
     c.alpha = 5.0f;
     c.targets = 0x5; /* linear1, linear3 */
@@ -296,7 +296,7 @@ static void test_gradients_central_differences(void **state)
     (void)state;
     fixture f;
     fx_init(&f, 4);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.alpha = 3.0f;
     c.use_rslora = true;
@@ -337,14 +337,14 @@ static void test_training_leaves_base_bytes(void **state)
     (void)state;
     fixture f;
     fx_init(&f, 5);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     lr_lora_freeze_base(f.lm, true);
     lr_mlp_reset_optimizer(&f.net);
     float *before = malloc(f.net.n_params * sizeof(float));
     memcpy(before, f.net.params, f.net.n_params * sizeof(float));
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     ap.lr = 1e-2f;
     float l0 = 0, l;
     lr_err e;
@@ -374,7 +374,7 @@ static void test_disabled_equals_base(void **state)
     fx_init(&f, 6);
     float base[BATCH * 4], out[BATCH * 4], on[BATCH * 4];
     forward(&f.net, f.x, base);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 3);
@@ -414,7 +414,7 @@ static void test_merge_unmerge(void **state)
     lr_err e;
     float *w0 = malloc(f.net.n_params * sizeof(float));
     memcpy(w0, f.net.params, f.net.n_params * sizeof(float));
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.alpha = 3.0f;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
@@ -493,7 +493,7 @@ static void test_pissa(void **state)
     memcpy(w0, f.net.params, f.net.n_params * sizeof(float));
     float base[BATCH * 4], out[BATCH * 4];
     forward(&f.net, f.x, base);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 3;
     c.alpha = 7.0f; /* any α: s·B·A = U_r S_r V_rᵀ */
     c.init = LR_LORA_INIT_PISSA;
@@ -577,7 +577,7 @@ static void test_extract_planted(void **state)
         lr_mat_free(&q);
         lr_mat_free(&d);
     }
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.alpha = 4.0f;
     lr_lora_extract_report rep;
@@ -632,7 +632,7 @@ static void test_switching(void **state)
     (void)state;
     fixture f;
     fx_init(&f, 10);
-    lr_lora_config c = lr_lora_default_config();
+    lr_lora_opts c = lr_lora_opts_default();
     float base[BATCH * 4], a1[BATCH * 4], b1[BATCH * 4], out[BATCH * 4];
     forward(&f.net, f.x, base);
     float *w0 = malloc(f.net.n_params * sizeof(float));
@@ -656,7 +656,7 @@ static void test_switching(void **state)
     assert_int_equal(lr_lora_select(f.lm, "b", NULL), LR_OK);
     forward(&f.net, f.x, b1);
     /* now "a" again beside "b", switched back and forth */
-    c = lr_lora_default_config();
+    c = lr_lora_opts_default();
     c.seed = 1;
     assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 11);
@@ -664,7 +664,7 @@ static void test_switching(void **state)
     assert_string_equal(lr_lora_name(f.lm, 0), "b");
     assert_string_equal(lr_lora_name(f.lm, 1), "a");
     assert_null(lr_lora_name(f.lm, 2));
-    assert_int_equal(lr_lora_config_of(f.lm, "b")->rank, 2);
+    assert_int_equal(lr_lora_opts_of(f.lm, "b")->rank, 2);
     for (int rep = 0; rep < 3; rep++) {
         assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
         forward(&f.net, f.x, out);

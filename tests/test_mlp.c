@@ -205,7 +205,7 @@ static void test_train_step_equals_gradients_plus_adam(void **state)
     float x[10 * 9], loss, lossr;
     uint8_t y[10];
     float *g = malloc(net.n_params * sizeof *g), *m = calloc(net.n_params, sizeof *m), *v = calloc(net.n_params, sizeof *v);
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     ap.lr = 0.01;
     for (size_t t = 1; t <= 3; t++) {
         make_batch(x, y, 10, 9, 4, 10 + t);
@@ -254,7 +254,7 @@ static void test_lora_never_writes_frozen_base(void **state)
     memcpy(before, net.params, net.n_params * sizeof *before);
     float x[10 * 30], loss;
     uint8_t y[10];
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 5; t++) {
         make_batch(x, y, 10, 30, 10, 20 + (uint64_t)t);
         assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
@@ -301,7 +301,7 @@ static void test_threads_and_batch_paths_agree(void **state)
     assert_int_equal(lr_mlp_set_threads(&b, 3, NULL), LR_OK); /* more threads than cores: still exact */
     float x[10 * 50], la, lb;
     uint8_t y[10];
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 4; t++) {
         make_batch(x, y, 10, 50, 10, 30 + (uint64_t)t);
         assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
@@ -387,7 +387,7 @@ static void test_reset_optimizer_with_frozen_layer(void **state)
     make_net(&b, 5);
     float x[10 * 9], la, lb;
     uint8_t y[10];
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 3; t++) { /* both get non-zero moments */
         make_batch(x, y, 10, 9, 4, 60 + (uint64_t)t);
         assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
@@ -415,7 +415,7 @@ static void test_nonfinite_names_step_and_layer(void **state)
     float x[3 * 9], loss;
     uint8_t y[3];
     make_batch(x, y, 3, 9, 4, 13);
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     lr_err e;
     assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_OK);
     assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_OK);
@@ -454,7 +454,7 @@ static void test_bad_inputs(void **state)
     make_net(&net, 14);
     float x[2 * 9], out[2 * 4], loss;
     uint8_t y[2] = { 1, 3 }, ybad[2] = { 1, 4 };
-    lr_adam_params ap = lr_adam_default_params();
+    lr_adam_opts ap = lr_adam_opts_default();
     assert_int_equal(lr_mlp_forward(&net, out, NULL, 2, NULL, &e), LR_EINVAL);
     assert_int_equal(lr_mlp_forward(&net, out, x, 0, NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "batch is 0");

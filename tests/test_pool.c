@@ -85,7 +85,7 @@ static void *train(void *arg)
     lr_rng rng;
     lr_rng_seed(&rng, j->seed);
     lr_mlp_init_params(&net, &rng);
-    lr_adam_params adam = lr_adam_default_params();
+    lr_adam_opts adam = lr_adam_opts_default();
     float x[10 * 64];
     uint8_t y[10];
     for (int step = 0; step < 60 && !j->st; step++) {

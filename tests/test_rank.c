@@ -44,7 +44,7 @@ static void test_tiny_singular_value(void **st)
     assert_int_equal(lr_rank(A, NULL, &r, &tol, NULL), LR_OK);
     assert_int_equal(r, 1);
     assert_allclose(tol, 2.0 * FLT_EPSILON, 1e-6, 0);
-    lr_rank_opts o = lr_rank_default_opts();
+    lr_rank_opts o = lr_rank_opts_default();
     o.kind = LR_TOL_ABS;
     o.tol = 1e-9; /* below 1e-8: counted */
     assert_int_equal(rank_of(A, &o), 2);

@@ -121,7 +121,7 @@ static void check_one(size_t m, size_t n, int type, lr_svd_driver drv, size_t pa
     lr_mat u = lr_mat_view(ubuf, m, k, k + pad), vt = lr_mat_view(vbuf, k, n, n + pad);
     make_matrix(a, type, &rng);
     memcpy(keep, abuf, (m * (n + pad) + 1) * sizeof(float));
-    lr_svd_opts o = lr_svd_default_opts();
+    lr_svd_opts o = lr_svd_opts_default();
     o.driver = drv;
     lr_err err = { { 0 } };
     lr_status st = lr_svd_ex(lr_cm(a), s, u, vt, &o, &err);
@@ -231,7 +231,7 @@ static void test_bad_input(void **st)
     assert_msg_contains(err.msg, "vt is 4 x 3, expected 3 x 4");
     assert_int_equal(lr_svd(A, s, U, lr_mat_view(vt, 3, 4, 2), &err), LR_EDIM);
     assert_msg_contains(err.msg, "svd vt: ld 2");
-    lr_svd_opts o = lr_svd_default_opts();
+    lr_svd_opts o = lr_svd_opts_default();
     o.driver = (lr_svd_driver)7;
     assert_int_equal(lr_svd_ex(A, s, U, VT, &o, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "unknown driver 7");

@@ -30,10 +30,10 @@ typedef struct {
     double beta1;   /* 0.9 */
     double beta2;   /* 0.999 */
     double eps;     /* 1e-8 */
-} lr_adam_params;
+} lr_adam_opts;
 
 /* PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8. */
-LR_API lr_adam_params lr_adam_default_params(void);
+LR_API lr_adam_opts lr_adam_opts_default(void);
 
 /* The per-step scalars of step t >= 1. */
 typedef struct {
@@ -44,7 +44,7 @@ typedef struct {
     float bc2_sqrt;                /* sqrt(1 - β2^t) */
 } lr_adam_step;
 
-LR_API lr_adam_step lr_adam_step_for(const lr_adam_params *p, size_t t);
+LR_API lr_adam_step lr_adam_step_for(const lr_adam_opts *p, size_t t);
 
 /* One element: updates *m, *v and returns the new parameter. */
 static inline float lr_adam_elem(float p, float g, float *m, float *v, const lr_adam_step *s)

@@ -42,7 +42,7 @@ extern "C" {
 
 /* What adapter_config.json says, as far as we use it. */
 typedef struct {
-    lr_lora_config cfg;          /* rank, alpha, use_rslora, init, targets (mask); seed 0 */
+    lr_lora_opts cfg;          /* rank, alpha, use_rslora, init, targets (mask); seed 0 */
     char init_lora_weights[32];  /* as written: "gaussian", "pissa", "true", "false", … */
     char base_model[256];        /* base_model_name_or_path ("" when null)              */
     bool inference_mode;

@@ -10,7 +10,7 @@
  *
  *     lr_lora *lm;
  *     lr_lora_init(&lm, &net, err);                      the net must outlive lm
- *     lr_lora_config c = lr_lora_default_config();       rank 1, alpha 1, all layers
+ *     lr_lora_opts c = lr_lora_opts_default();       rank 1, alpha 1, all layers
  *     lr_lora_add(lm, "digit9", &c, err);                A ~ N(0,1), B = 0: ΔW = 0
  *     lr_lora_select(lm, "digit9", err);                 attach (NULL: run with none)
  *     lr_lora_freeze_base(lm, true);  lr_mlp_reset_optimizer(&net);
@@ -65,16 +65,16 @@ typedef struct {
     lr_lora_init_kind init; /* default LR_LORA_INIT_GAUSSIAN                           */
     uint32_t targets;       /* bit i = layer i (linear{i+1}); 0 = all layers (default) */
     uint64_t seed;          /* for the Gaussian A; default 0                           */
-} lr_lora_config;
+} lr_lora_opts;
 
-LR_API lr_lora_config lr_lora_default_config(void);
+LR_API lr_lora_opts lr_lora_opts_default(void);
 
 /* s = α/r, or α/√r with rsLoRA (0 when r = 0). */
 LR_API float lr_lora_scale(size_t rank, float alpha, bool use_rslora);
 
 /* Checks a config against a net: rank >= 1, α > 0 finite, targets name existing layers,
  * rank <= min(in, out) of each target when init is PiSSA. */
-LR_API lr_status lr_lora_config_check(const lr_lora_config *cfg, const lr_mlp *net, lr_err *err);
+LR_API lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, lr_err *err);
 
 /* Parses a list of layers into a mask: "all" (or "" -> 0, all), or comma-separated layer
  * names ("linear1,linear3") and/or 1-based layer numbers ("1,3" = the same). */
@@ -97,7 +97,7 @@ LR_API lr_mlp *lr_lora_net(const lr_lora *lm);
 /* Creates adapter `name` (unique) per cfg. Gaussian: for each target layer in order, A
  * gets rank·in draws of N(0,1) from an lr_rng seeded with cfg->seed; B = 0. PiSSA: see
  * above (needs the SVD of each target W₀; rewrites W₀ to the residual). Does not select. */
-LR_API lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_config *cfg, lr_err *err);
+LR_API lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err);
 /* Attaches adapter `name` to its target layers (detaching the previous one); NULL or ""
  * runs with none. LR_EINVAL for an unknown name. */
 LR_API lr_status lr_lora_select(lr_lora *lm, const char *name, lr_err *err);
@@ -110,7 +110,7 @@ LR_API size_t lr_lora_count(const lr_lora *lm);
 /* Name of the i-th adapter (in order of creation), NULL when i >= count. */
 LR_API const char *lr_lora_name(const lr_lora *lm, size_t i);
 /* The config adapter `name` was created with (NULL if unknown). */
-LR_API const lr_lora_config *lr_lora_config_of(const lr_lora *lm, const char *name);
+LR_API const lr_lora_opts *lr_lora_opts_of(const lr_lora *lm, const char *name);
 /* Adapter `name`'s weights on layer i, or NULL (unknown name, layer not targeted). The
  * pointer stays valid until the adapter is removed. */
 LR_API lr_lora_weights *lr_lora_layer(const lr_lora *lm, const char *name, size_t layer);
@@ -179,7 +179,7 @@ typedef struct {
  * is folded into B). cfg->init is ignored; rank <= min(in, out). `ft` must have the same
  * sizes. rep (may be NULL) receives the per-layer errors and parameter counts. */
 LR_API lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
-                                 const lr_lora_config *cfg, lr_lora_extract_report *rep, lr_err *err);
+                                 const lr_lora_opts *cfg, lr_lora_extract_report *rep, lr_err *err);
 
 /* --- parameter accounting (pure; the seed's table) --- */
 

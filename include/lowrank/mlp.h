@@ -120,7 +120,7 @@ LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x
  * NaN/Inf gradient before the layer it reaches is updated, with LR_ENONFINITE and a message
  * naming the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). */
 LR_API lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                                   const lr_adam_params *adam, float *loss, lr_err *err);
+                                   const lr_adam_opts *adam, float *loss, lr_err *err);
 
 /* Gradients without an update (the unfused path, for tests and for callers that want
  * them): grad: (n_params), same layout as params, <- d loss / d params (entries of frozen

@@ -27,7 +27,7 @@ typedef struct {
                       /* LR_TOL_DEFAULT                                           */
 } lr_rank_opts;
 
-LR_API lr_rank_opts lr_rank_default_opts(void);
+LR_API lr_rank_opts lr_rank_opts_default(void);
 
 /* The tolerance numpy uses by default: s_max · max(m,n) · FLT_EPSILON. */
 LR_API double lr_rank_default_tol(double s_max, size_t m, size_t n);

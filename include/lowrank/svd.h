@@ -38,7 +38,7 @@ typedef struct {
     bool fallback;        /* default true: gesdd info > 0 -> retry with gesvd      */
 } lr_svd_opts;
 
-LR_API lr_svd_opts lr_svd_default_opts(void);
+LR_API lr_svd_opts lr_svd_opts_default(void);
 
 /* a: (m,n) in; s: (k); u: (m,k); vt: (k,n); k = min(m,n). a is not modified.
  * u and vt may have any ld >= cols. */

@@ -29,7 +29,7 @@ typedef struct {
     size_t batch;           /* 10 */
     size_t epochs;          /* 1 */
     uint64_t seed;          /* 0; shuffling only (parameters are initialised elsewhere) */
-    lr_adam_params adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
+    lr_adam_opts adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
     size_t max_steps;       /* 0: no limit; else stop after this many steps (e.g. 100) */
     bool keep_optimizer;    /* false: start from a fresh Adam state (as the seed's train()) */
     float *loss_curve;      /* optional: loss of each step, loss_curve_len entries at most */
