@@ -254,15 +254,15 @@ static size_t fwd_blocks(uint32_t *blk, lr_cmat x)
 
 /* The forward kernel with threads over row ranges (each y entry is computed the same way
  * whatever the split, so the output does not depend on the thread count). */
-void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool)
+lr_status lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool,
+                                lr_err *err)
 {
     size_t batch = x.rows, in = x.cols, out = w.rows;
     if (batch > LR__SMALL_BATCH || in == 0) {
         /* big batches (evaluation): sgemm, with OpenBLAS's own threads */
         for (size_t i = 0; i < batch; i++)
             for (size_t o = 0; o < out; o++) y.data[i * y.ld + o] = b ? b[o] : 0.0f;
-        lr_gemm(y, 1.0f, x, false, w, true, 1.0f, NULL);
-        return;
+        return lr_gemm(y, 1.0f, x, false, w, true, 1.0f, err);
     }
     /* rows in chunks of 64, handed out dynamically: each y entry is computed the same way
      * whoever computes it, so the output does not depend on the thread count */
@@ -273,6 +273,7 @@ void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const
         if (n != SIZE_MAX) job.blk = blk, job.nblk = n;
     }
     lr__parallel_for(pool, (out + 63) / 64, fwd_chunk, &job);
+    return LR_OK;
 }
 
 lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_err *err)
@@ -287,8 +288,7 @@ lr_status lr_linear_forward(lr_mat y, lr_cmat x, lr_cmat w, const float *b, lr_e
                         "(want y %zu x %zu)", x.rows, x.cols, w.rows, w.cols, y.rows, y.cols,
                         x.rows, w.rows);
     if (y.rows == 0 || y.cols == 0) return LR_OK;
-    lr__linear_forward_mt(y, x, w, b, NULL);
-    return LR_OK;
+    return lr__linear_forward_mt(y, x, w, b, NULL, err);
 }
 
 /* --------------------------------------------------------------- backward ---------- */

@@ -9,7 +9,8 @@
 
 /* y: (batch, out) <- x·wᵀ + b with the pool's threads over rows of w; shapes already checked,
  * batch >= 1; pool may be NULL. Small batches use the row-streaming kernel, large ones sgemm. */
-void lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool);
+lr_status lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool,
+                                lr_err *err);
 
 /* dx: (batch, in) <- dy: (batch, out) · w: (out, in) for a frozen layer: the fused pass's
  * row chunks and partial sums, with its own register-blocked kernel that leaves out the rows

@@ -455,11 +455,13 @@ lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
         }
         lm->have_copy = true;
     }
+    /* the shapes were checked when the adapter was added, so lr_gemm cannot fail here
+     * short of a bug; its status is still passed on */
     for (size_t i = 0; i < net->n_layers; i++) {
         lm->merged_layer[i] = on[i];
-        if (on[i])
-            lr_gemm(net->layer[i].w, a->scale, lr_cm(a->w[i].b), false, lr_cm(a->w[i].a), false,
-                    1.0f, NULL);
+        if (on[i] && (s = lr_gemm(net->layer[i].w, a->scale, lr_cm(a->w[i].b), false,
+                                  lr_cm(a->w[i].a), false, 1.0f, err)))
+            return s;
     }
     attach(lm, NULL, NULL);
     lm->merged = a;
@@ -485,8 +487,9 @@ lr_status lr_lora_unmerge(lr_lora *lm, bool restore, lr_lora_drift *drift, lr_er
     for (size_t i = 0; i < net->n_layers; i++) {
         if (!lm->merged_layer[i]) continue;
         d.merged[i] = true;
-        lr_gemm(net->layer[i].w, -a->scale, lr_cm(a->w[i].b), false, lr_cm(a->w[i].a), false,
-                1.0f, NULL);
+        lr_status s = lr_gemm(net->layer[i].w, -a->scale, lr_cm(a->w[i].b), false, lr_cm(a->w[i].a),
+                              false, 1.0f, err);
+        if (s) return s; /* cannot happen short of a bug: the shapes were checked at add time */
         if (lm->have_copy) {
             d.max_abs[i] = lr_mat_max_abs_diff(lr_cm(net->layer[i].w), lr_cm(lm->copy[i]));
             if (d.max_abs[i] > d.max_abs_all) d.max_abs_all = d.max_abs[i];

@@ -370,11 +370,9 @@ static lr_status forward_pass(const lr_mlp *net, const fwd_bufs *fb, const float
         bool last = l + 1 == net->n_layers;
         float *yp = (last && logits) ? logits : fb->act[l + 1];
         lr_mat y = lr_mat_view(yp, batch, ly->out, ly->out);
-        lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool);
-        if (lora_on(ly)) {
-            lr_status s = lr_lora_forward_add(y, lora_u(net, fb, l, batch), in, ly->lora, err);
-            if (s) return s;
-        }
+        lr_status s = lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool, err);
+        if (!s && lora_on(ly)) s = lr_lora_forward_add(y, lora_u(net, fb, l, batch), in, ly->lora, err);
+        if (s) return s;
         if (!last) lr_relu_forward(yp, batch * ly->out);
         size_t at;
         const char *bad = check ? nonfinite_kind(yp, batch * ly->out, &at) : NULL;
