@@ -145,6 +145,134 @@ static uint32_t be32(const unsigned char *b)
  * *nbytes = product of dims). `what` is "images" or "labels" for messages. For images
  * (ndims 3) the image size is checked against want_rows x want_cols (0 = any) from the
  * header, before the data is read. */
+/* What the header of an IDX file declared, and how to name it in messages. */
+typedef struct {
+    const char *path, *what, *gz; /* gz: " (after gzip decompression)" or "" */
+    unsigned ndims;
+    size_t header, total;         /* header bytes; data bytes the dimensions declare */
+    char shape[64];               /* "60000 x 28 x 28" */
+} idx_hdr;
+
+/* The 4-byte magic: 0x00 0x00, type 0x08 (unsigned byte), then ndims. */
+static lr_status check_magic(const idx_hdr *h, const unsigned char *hb, lr_err *err)
+{
+    const uint32_t want = 0x00000800u | h->ndims, magic = be32(hb);
+    if (hb[0] != 0 || hb[1] != 0)
+        return lr__fail(err, LR_EFORMAT, "%s: not an IDX file: magic 0x%08x, expected 0x%08x (IDX %s)",
+                        h->path, (unsigned)magic, (unsigned)want, h->what);
+    if (hb[2] != 0x08)
+        return lr__fail(err, LR_EFORMAT, "%s: IDX type byte 0x%02x, expected 0x08 (unsigned byte); "
+                        "magic 0x%08x, expected 0x%08x", h->path, hb[2], (unsigned)magic, (unsigned)want);
+    if (hb[3] != h->ndims)
+        return lr__fail(err, LR_EFORMAT, "%s: IDX has %u dimensions, expected %u for %s "
+                        "(magic 0x%08x, expected 0x%08x)%s", h->path, hb[3], h->ndims, h->what,
+                        (unsigned)magic, (unsigned)want,
+                        hb[3] == 1 ? "; is this a label file?" : hb[3] == 3 ? "; is this an image file?" : "");
+    return LR_OK;
+}
+
+/* dims <- the declared sizes; h->total, h->shape from them. Images must be want_rows x
+ * want_cols (0 = any) and at least 1 x 1. */
+static lr_status parse_dims(idx_hdr *h, const unsigned char *hb, size_t want_rows, size_t want_cols,
+                            uint32_t *dims, lr_err *err)
+{
+    if (h->ndims == 3) {
+        uint32_t r = be32(hb + 8), c = be32(hb + 12);
+        if ((want_rows && r != want_rows) || (want_cols && c != want_cols))
+            return lr__fail(err, LR_EFORMAT, "%s: images are %u x %u, expected %zu x %zu", h->path,
+                            (unsigned)r, (unsigned)c, want_rows, want_cols);
+        if (r == 0 || c == 0)
+            return lr__fail(err, LR_EFORMAT, "%s: images are %u x %u, expected at least 1 x 1", h->path,
+                            (unsigned)r, (unsigned)c);
+    }
+    int len = 0;
+    h->shape[0] = '\0';
+    for (unsigned i = 0; i < h->ndims; i++) {
+        dims[i] = be32(hb + 4 + 4 * i);
+        len += snprintf(h->shape + len, sizeof h->shape - (size_t)len, "%s%u", i ? " x " : "",
+                        (unsigned)dims[i]);
+    }
+    h->total = 1;
+    for (unsigned i = 0; i < h->ndims; i++) {
+        if (dims[i] != 0 && h->total > SIZE_MAX / dims[i])
+            return lr__fail(err, LR_ERANGE, "%s: declared size %s overflows size_t", h->path, h->shape);
+        h->total *= dims[i];
+    }
+    return LR_OK;
+}
+
+/* Reads and checks the header: magic, then the dimensions. */
+static lr_status read_header(idx_src *s, idx_hdr *h, size_t want_rows, size_t want_cols, uint32_t *dims,
+                             lr_err *err)
+{
+    unsigned char hb[4 + 4 * 3];
+    size_t got;
+    lr_status st = src_read(s, hb, 4, &got, err);
+    if (st) return st;
+    if (got < 4)
+        return lr__fail(err, LR_EFORMAT, "%s: file ends after %zu bytes%s, expected a %zu-byte IDX "
+                        "%s header", h->path, got, h->gz, h->header, h->what);
+    if ((st = check_magic(h, hb, err)) || (st = src_read(s, hb + 4, 4 * (size_t)h->ndims, &got, err)))
+        return st;
+    if (got < 4 * (size_t)h->ndims)
+        return lr__fail(err, LR_EFORMAT, "%s: file ends after %zu bytes%s, expected a %zu-byte IDX "
+                        "%s header", h->path, 4 + got, h->gz, h->header, h->what);
+    return parse_dims(h, hb, want_rows, want_cols, dims, err);
+}
+
+/* A raw file's length is known: refuse a mismatch before allocating anything. */
+static lr_status check_raw_size(const idx_src *s, const idx_hdr *h, lr_err *err)
+{
+    if (s->size < 0) return LR_OK;
+    /* size >= header: the header was read from this file */
+    unsigned long long have = (unsigned long long)s->size - h->header;
+    if (have < h->total)
+        return lr__fail(err, LR_EFORMAT, "%s: data is %llu bytes, expected %zu (%s %s)", h->path, have,
+                        h->total, h->shape, h->what);
+    if (have > h->total)
+        return lr__fail(err, LR_EFORMAT, "%s: %llu bytes of extra data after the declared %zu "
+                        "(%s %s); file is %lld bytes, expected %zu", h->path, have - h->total, h->total,
+                        h->shape, h->what, s->size, h->header + h->total);
+    return LR_OK;
+}
+
+/* *data <- exactly h->total bytes, the buffer growing as data arrives when the length is
+ * unknown (gzip), so a bogus header cannot make the reader allocate gigabytes up front; any
+ * byte past them is an error. */
+static lr_status read_body(idx_src *s, const idx_hdr *h, uint8_t **data, lr_err *err)
+{
+    const size_t total = h->total;
+    size_t cap = s->size >= 0 ? total : (total < (1u << 20) ? total : (1u << 20)), have = 0, got;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    if (!buf) return lr__fail(err, LR_ENOMEM, "%s: out of memory for %zu bytes", h->path, cap);
+    lr_status st;
+    for (;;) {
+        if ((st = src_read(s, buf + have, cap - have, &got, err))) break;
+        have += got;
+        if (have < cap) {
+            st = lr__fail(err, LR_EFORMAT, "%s: data ends after %zu bytes%s, expected %zu (%s %s)",
+                          h->path, have, h->gz, total, h->shape, h->what);
+            break;
+        }
+        if (cap == total) break;
+        size_t ncap = cap > total / 2 ? total : 2 * cap;
+        uint8_t *nb = realloc(buf, ncap);
+        if (!nb) {
+            st = lr__fail(err, LR_ENOMEM, "%s: out of memory for %zu bytes", h->path, ncap);
+            break;
+        }
+        buf = nb;
+        cap = ncap;
+    }
+    unsigned char extra;
+    if (!st && !(st = src_read(s, &extra, 1, &got, err)) && got)
+        st = lr__fail(err, LR_EFORMAT, "%s: data%s continues beyond the declared %zu bytes (%s %s)",
+                      h->path, h->gz, total, h->shape, h->what);
+    if (st) free(buf);
+    else *data = buf;
+    return st;
+}
+
 static lr_status read_idx(const char *path, unsigned ndims, const char *what,
                           size_t want_rows, size_t want_cols, uint32_t *dims, uint8_t **data,
                           size_t *nbytes, lr_err *err)
@@ -154,127 +282,10 @@ static lr_status read_idx(const char *path, unsigned ndims, const char *what,
     idx_src s;
     lr_status st = src_open(&s, path, err);
     if (st) return st;
-    const uint32_t want_magic = 0x00000800u | ndims;
-    const size_t header = 4 + 4 * (size_t)ndims;
-    const char *gz = s.gz ? " (after gzip decompression)" : "";
-
-    unsigned char hb[4 + 4 * 3];
-    size_t got;
-    if ((st = src_read(&s, hb, 4, &got, err))) goto out;
-    if (got < 4) {
-        st = lr__fail(err, LR_EFORMAT, "%s: file ends after %zu bytes%s, expected a %zu-byte IDX "
-                      "%s header", path, got, gz, header, what);
-        goto out;
-    }
-    uint32_t magic = be32(hb);
-    if (hb[0] != 0 || hb[1] != 0) {
-        st = lr__fail(err, LR_EFORMAT, "%s: not an IDX file: magic 0x%08x, expected 0x%08x (IDX %s)",
-                      path, (unsigned)magic, (unsigned)want_magic, what);
-        goto out;
-    }
-    if (hb[2] != 0x08) {
-        st = lr__fail(err, LR_EFORMAT, "%s: IDX type byte 0x%02x, expected 0x08 (unsigned byte); "
-                      "magic 0x%08x, expected 0x%08x", path, hb[2], (unsigned)magic,
-                      (unsigned)want_magic);
-        goto out;
-    }
-    if (hb[3] != ndims) {
-        st = lr__fail(err, LR_EFORMAT, "%s: IDX has %u dimensions, expected %u for %s "
-                      "(magic 0x%08x, expected 0x%08x)%s", path, hb[3], ndims, what,
-                      (unsigned)magic, (unsigned)want_magic,
-                      hb[3] == 1 ? "; is this a label file?"
-                      : hb[3] == 3 ? "; is this an image file?" : "");
-        goto out;
-    }
-    if ((st = src_read(&s, hb + 4, 4 * (size_t)ndims, &got, err))) goto out;
-    if (got < 4 * (size_t)ndims) {
-        st = lr__fail(err, LR_EFORMAT, "%s: file ends after %zu bytes%s, expected a %zu-byte IDX "
-                      "%s header", path, 4 + got, gz, header, what);
-        goto out;
-    }
-    if (ndims == 3) {
-        uint32_t r = be32(hb + 8), c = be32(hb + 12);
-        if ((want_rows && r != want_rows) || (want_cols && c != want_cols)) {
-            st = lr__fail(err, LR_EFORMAT, "%s: images are %u x %u, expected %zu x %zu", path,
-                          (unsigned)r, (unsigned)c, want_rows, want_cols);
-            goto out;
-        }
-        if (r == 0 || c == 0) {
-            st = lr__fail(err, LR_EFORMAT, "%s: images are %u x %u, expected at least 1 x 1",
-                          path, (unsigned)r, (unsigned)c);
-            goto out;
-        }
-    }
-    size_t total = 1;
-    char shape[64] = "";
-    int len = 0;
-    for (unsigned i = 0; i < ndims; i++) {
-        dims[i] = be32(hb + 4 + 4 * i);
-        len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%u", i ? " x " : "",
-                        (unsigned)dims[i]);
-    }
-    for (unsigned i = 0; i < ndims; i++) {
-        if (dims[i] != 0 && total > SIZE_MAX / dims[i]) {
-            st = lr__fail(err, LR_ERANGE, "%s: declared size %s overflows size_t", path, shape);
-            goto out;
-        }
-        total *= dims[i];
-    }
-    /* a raw file's length is known: refuse a mismatch before allocating anything */
-    if (s.size >= 0) {
-        /* size >= header: the header was read from this file */
-        unsigned long long have = (unsigned long long)s.size - header;
-        if (have < total) {
-            st = lr__fail(err, LR_EFORMAT, "%s: data is %llu bytes, expected %zu (%s %s)", path,
-                          have, total, shape, what);
-            goto out;
-        }
-        if (have > total) {
-            st = lr__fail(err, LR_EFORMAT, "%s: %llu bytes of extra data after the declared %zu "
-                          "(%s %s); file is %lld bytes, expected %zu", path, have - total, total,
-                          shape, what, s.size, header + total);
-            goto out;
-        }
-    }
-    /* grow as data arrives when the length is unknown (gzip) */
-    size_t cap = s.size >= 0 ? total : (total < (1u << 20) ? total : (1u << 20));
-    uint8_t *buf = malloc(cap ? cap : 1);
-    if (!buf) {
-        st = lr__fail(err, LR_ENOMEM, "%s: out of memory for %zu bytes", path, cap);
-        goto out;
-    }
-    size_t have = 0;
-    for (;;) {
-        if ((st = src_read(&s, buf + have, cap - have, &got, err))) break;
-        have += got;
-        if (have < cap) {
-            st = lr__fail(err, LR_EFORMAT, "%s: data ends after %zu bytes%s, expected %zu (%s %s)",
-                          path, have, gz, total, shape, what);
-            break;
-        }
-        if (cap == total) break;
-        size_t ncap = cap > total / 2 ? total : 2 * cap;
-        uint8_t *nb = realloc(buf, ncap);
-        if (!nb) {
-            st = lr__fail(err, LR_ENOMEM, "%s: out of memory for %zu bytes", path, ncap);
-            break;
-        }
-        buf = nb;
-        cap = ncap;
-    }
-    if (!st) {
-        unsigned char extra;
-        if (!(st = src_read(&s, &extra, 1, &got, err)) && got)
-            st = lr__fail(err, LR_EFORMAT, "%s: data%s continues beyond the declared %zu bytes "
-                          "(%s %s)", path, gz, total, shape, what);
-    }
-    if (st) {
-        free(buf);
-        goto out;
-    }
-    *data = buf;
-    *nbytes = total;
-out:
+    idx_hdr h = { path, what, s.gz ? " (after gzip decompression)" : "", ndims, 4 + 4 * (size_t)ndims, 0, "" };
+    if (!(st = read_header(&s, &h, want_rows, want_cols, dims, err)) && !(st = check_raw_size(&s, &h, err)) &&
+        !(st = read_body(&s, &h, data, err)))
+        *nbytes = h.total;
     src_close(&s);
     return st;
 }

@@ -9,6 +9,7 @@
 #include "lowrank/safetensors.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -329,98 +330,155 @@ static lr_status parse_entry(const char *file, const char *name, json_t *v, lr_s
     return nbytes_of(t->dtype, t->ndim, t->shape, &sp->nbytes, file, name, err);
 }
 
-static lr_status parse(lr_safetensors *st, lr_err *err)
+/* *n <- the header length, after checking the 8-byte length, the UTF-8 and the '{'. */
+static lr_status check_header(const lr_safetensors *st, uint64_t *n, lr_err *err)
 {
     const char *file = st->path;
-    const unsigned char *b = st->buf;
     if (st->size < 8)
         return lr__fail(err, LR_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header "
                         "length", file, st->size);
-    uint64_t n = le64(b);
-    if (n > LR_ST_MAX_HEADER)
+    *n = le64(st->buf);
+    if (*n > LR_ST_MAX_HEADER)
         return lr__fail(err, LR_EFORMAT, "%s: header length %llu exceeds the limit of %u bytes",
-                        file, (unsigned long long)n, LR_ST_MAX_HEADER);
-    if (n > st->size - 8)
+                        file, (unsigned long long)*n, LR_ST_MAX_HEADER);
+    if (*n > st->size - 8)
         return lr__fail(err, LR_EFORMAT, "%s: header length %llu runs past the end of the file "
-                        "(%zu bytes)", file, (unsigned long long)n, st->size);
-    const unsigned char *h = b + 8;
-    size_t bad = utf8_check(h, (size_t)n);
-    if (bad != n)
+                        "(%zu bytes)", file, (unsigned long long)*n, st->size);
+    const unsigned char *h = (const unsigned char *)st->buf + 8;
+    size_t bad = utf8_check(h, (size_t)*n);
+    if (bad != *n)
         return lr__fail(err, LR_EFORMAT, "%s: header is not valid UTF-8 (byte 0x%02x at header "
                         "offset %zu)", file, h[bad], bad);
-    if (n == 0 || h[0] != '{')
-        return lr__fail(err, LR_EFORMAT, "%s: header does not start with '{'", file);
+    if (*n == 0 || h[0] != '{') return lr__fail(err, LR_EFORMAT, "%s: header does not start with '{'", file);
+    return LR_OK;
+}
 
-    json_error_t je;
-    json_t *root = json_loadb((const char *)h, (size_t)n, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return lr__fail(err, LR_EFORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
-                        file, je.text, je.line, je.column);
-    lr_status s = LR_OK;
-    span *sp = NULL;
-    size_t *order = NULL, *tmp = NULL;
-    if (!json_is_object(root)) {
-        s = lr__fail(err, LR_EFORMAT, "%s: header is %s, expected an object", file,
-                     json_kind(root));
-        goto out;
+/* st->meta <- the __metadata__ object v (strings only), sorted by key. */
+static lr_status parse_meta(lr_safetensors *st, json_t *v, lr_err *err)
+{
+    const char *file = st->path;
+    if (!json_is_object(v))
+        return lr__fail(err, LR_EFORMAT, "%s: __metadata__ is %s, expected an object of strings", file,
+                        json_kind(v));
+    size_t mc = json_object_size(v);
+    st->meta = calloc(mc ? mc : 1, sizeof *st->meta);
+    if (!st->meta) return lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
+    const char *mk;
+    json_t *mv;
+    json_object_foreach(v, mk, mv) {
+        if (!json_is_string(mv))
+            return lr__fail(err, LR_EFORMAT, "%s: __metadata__ value for \"%s\" is %s, expected a string",
+                            file, mk, json_kind(mv));
+        lr_st_meta *m = &st->meta[st->nm];
+        m->key = strdup(mk);
+        m->value = strdup(json_string_value(mv));
+        st->nm++;
+        if (!m->key || !m->value) return lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
     }
+    if (st->nm > 1) qsort(st->meta, st->nm, sizeof *st->meta, cmp_meta);
+    return LR_OK;
+}
+
+/* st->t, sp <- every entry of the header object root (the metadata through parse_meta). */
+static lr_status parse_entries(lr_safetensors *st, json_t *root, span **sp, lr_err *err)
+{
+    const char *file = st->path;
+    if (!json_is_object(root))
+        return lr__fail(err, LR_EFORMAT, "%s: header is %s, expected an object", file, json_kind(root));
     size_t cap = json_object_size(root);
     st->t = calloc(cap ? cap : 1, sizeof *st->t);
-    sp = calloc(cap ? cap : 1, sizeof *sp);
-    if (!st->t || !sp) {
-        s = lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
-        goto out;
-    }
+    *sp = calloc(cap ? cap : 1, sizeof **sp);
+    if (!st->t || !*sp) return lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
     const char *key;
     json_t *v;
+    lr_status s;
     json_object_foreach(root, key, v) {
         if (!strcmp(key, "__metadata__")) {
-            if (!json_is_object(v)) {
-                s = lr__fail(err, LR_EFORMAT, "%s: __metadata__ is %s, expected an object of "
-                             "strings", file, json_kind(v));
-                goto out;
-            }
-            size_t mc = json_object_size(v);
-            st->meta = calloc(mc ? mc : 1, sizeof *st->meta);
-            if (!st->meta) {
-                s = lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
-                goto out;
-            }
-            const char *mk;
-            json_t *mv;
-            json_object_foreach(v, mk, mv) {
-                if (!json_is_string(mv)) {
-                    s = lr__fail(err, LR_EFORMAT, "%s: __metadata__ value for \"%s\" is %s, "
-                                 "expected a string", file, mk, json_kind(mv));
-                    goto out;
-                }
-                lr_st_meta *m = &st->meta[st->nm];
-                m->key = strdup(mk);
-                m->value = strdup(json_string_value(mv));
-                st->nm++;
-                if (!m->key || !m->value) {
-                    s = lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
-                    goto out;
-                }
-            }
+            if ((s = parse_meta(st, v, err))) return s;
             continue;
         }
         lr_st_tensor *t = &st->t[st->nt];
         t->name = strdup(key);
         st->nt++;
-        if (!t->name) {
-            s = lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
-            goto out;
-        }
-        if ((s = parse_entry(file, key, v, t, &sp[st->nt - 1], err))) goto out;
+        if (!t->name) return lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
+        if ((s = parse_entry(file, key, v, t, &(*sp)[st->nt - 1], err))) return s;
     }
-    if (st->nm > 1) qsort(st->meta, st->nm, sizeof *st->meta, cmp_meta);
+    return LR_OK;
+}
 
-    /* as the reference: order by offsets, then they must tile [0, data length) exactly */
-    order = malloc((st->nt ? st->nt : 1) * sizeof *order);
-    tmp = malloc((st->nt ? st->nt : 1) * sizeof *tmp);
-    st->used = calloc(st->nt ? st->nt : 1, 1);
-    st->by_name = malloc((st->nt ? st->nt : 1) * sizeof *st->by_name);
+/* As the reference: sorted by offsets (order), the spans must tile [0, data length) exactly,
+ * and the file must end with the last one. */
+static lr_status check_tiling(const lr_safetensors *st, const span *sp, const size_t *order, uint64_t n,
+                              lr_err *err)
+{
+    const char *file = st->path;
+    size_t pos = 0;
+    for (size_t k = 0; k < st->nt; k++) {
+        const span *p = &sp[order[k]];
+        const lr_st_tensor *t = &st->t[order[k]];
+        if (p->begin != pos)
+            return lr__fail(err, LR_EFORMAT, "%s: tensor %s: data_offsets [%zu, %zu] begin at %zu, "
+                            "expected %zu (offsets must start at 0 and be contiguous: %s)", file,
+                            t->name, p->begin, p->end, p->begin, pos, p->begin > pos ? "gap" : "overlap");
+        if (p->end < p->begin)
+            return lr__fail(err, LR_EFORMAT, "%s: tensor %s: data_offsets [%zu, %zu] end before they "
+                            "begin", file, t->name, p->begin, p->end);
+        if (p->end - p->begin != p->nbytes) {
+            char sb[256];
+            return lr__fail(err, LR_EFORMAT, "%s: tensor %s: data_offsets [%zu, %zu] hold %zu bytes, "
+                            "but shape %s of %s needs %zu", file, t->name, p->begin, p->end,
+                            p->end - p->begin, fmt_shape(sb, sizeof sb, t->ndim, t->shape),
+                            dtypes[t->dtype].name, p->nbytes);
+        }
+        pos = p->end;
+    }
+    size_t data_start = 8 + (size_t)n;
+    if (st->size - data_start != pos)
+        return lr__fail(err, LR_EFORMAT, "%s: file is %zu bytes, expected %zu (8 + %llu header + "
+                        "%zu data): %s", file, st->size, data_start + pos, (unsigned long long)n, pos,
+                        st->size - data_start > pos ? "extra bytes after the last tensor"
+                                                    : "data section truncated");
+    return LR_OK;
+}
+
+/* Puts the tensors in file order, points them into the buffer, and sorts by_name. */
+static lr_status index_tensors(lr_safetensors *st, const span *sp, const size_t *order, size_t *tmp,
+                               uint64_t n, lr_err *err)
+{
+    lr_st_tensor *sorted = malloc((st->nt ? st->nt : 1) * sizeof *sorted);
+    if (!sorted) return lr__fail(err, LR_ENOMEM, "%s: out of memory", st->path);
+    const unsigned char *data = (const unsigned char *)st->buf + 8 + (size_t)n;
+    for (size_t k = 0; k < st->nt; k++) {
+        sorted[k] = st->t[order[k]];
+        sorted[k].data = data + sp[order[k]].begin;
+    }
+    free(st->t);
+    st->t = sorted;
+    for (size_t i = 0; i < st->nt; i++) st->by_name[i] = i;
+    parse_ctx ctx = { st->t, sp };
+    merge_sort(st->by_name, tmp, st->nt, by_name, &ctx);
+    return LR_OK;
+}
+
+static lr_status parse(lr_safetensors *st, lr_err *err)
+{
+    const char *file = st->path;
+    uint64_t n = 0;
+    lr_status s = check_header(st, &n, err);
+    if (s) return s;
+    json_error_t je;
+    json_t *root = json_loadb((const char *)st->buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return lr__fail(err, LR_EFORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
+                        file, je.text, je.line, je.column);
+    span *sp = NULL;
+    size_t *order = NULL, *tmp = NULL;
+    if ((s = parse_entries(st, root, &sp, err))) goto out;
+    size_t cnt = st->nt ? st->nt : 1;
+    order = malloc(cnt * sizeof *order);
+    tmp = malloc(cnt * sizeof *tmp);
+    st->used = calloc(cnt, 1);
+    st->by_name = malloc(cnt * sizeof *st->by_name);
     if (!order || !tmp || !st->used || !st->by_name) {
         s = lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
         goto out;
@@ -428,55 +486,7 @@ static lr_status parse(lr_safetensors *st, lr_err *err)
     for (size_t i = 0; i < st->nt; i++) order[i] = i;
     parse_ctx ctx = { st->t, sp };
     merge_sort(order, tmp, st->nt, by_offsets, &ctx);
-    size_t pos = 0;
-    for (size_t k = 0; k < st->nt; k++) {
-        const span *p = &sp[order[k]];
-        const lr_st_tensor *t = &st->t[order[k]];
-        if (p->begin != pos) {
-            s = lr__fail(err, LR_EFORMAT, "%s: tensor %s: data_offsets [%zu, %zu] begin at %zu, "
-                         "expected %zu (offsets must start at 0 and be contiguous: %s)", file,
-                         t->name, p->begin, p->end, p->begin, pos,
-                         p->begin > pos ? "gap" : "overlap");
-            goto out;
-        }
-        if (p->end < p->begin) {
-            s = lr__fail(err, LR_EFORMAT, "%s: tensor %s: data_offsets [%zu, %zu] end before they "
-                         "begin", file, t->name, p->begin, p->end);
-            goto out;
-        }
-        if (p->end - p->begin != p->nbytes) {
-            char sb[256];
-            s = lr__fail(err, LR_EFORMAT, "%s: tensor %s: data_offsets [%zu, %zu] hold %zu bytes, "
-                         "but shape %s of %s needs %zu", file, t->name, p->begin, p->end,
-                         p->end - p->begin, fmt_shape(sb, sizeof sb, t->ndim, t->shape),
-                         dtypes[t->dtype].name, p->nbytes);
-            goto out;
-        }
-        pos = p->end;
-    }
-    size_t data_start = 8 + (size_t)n;
-    if (st->size - data_start != pos) {
-        s = lr__fail(err, LR_EFORMAT, "%s: file is %zu bytes, expected %zu (8 + %llu header + "
-                     "%zu data): %s", file, st->size, data_start + pos, (unsigned long long)n,
-                     pos, st->size - data_start > pos ? "extra bytes after the last tensor"
-                                                      : "data section truncated");
-        goto out;
-    }
-    /* reorder tensors to file order and point them into the buffer */
-    lr_st_tensor *sorted = malloc((st->nt ? st->nt : 1) * sizeof *sorted);
-    if (!sorted) {
-        s = lr__fail(err, LR_ENOMEM, "%s: out of memory", file);
-        goto out;
-    }
-    for (size_t k = 0; k < st->nt; k++) {
-        sorted[k] = st->t[order[k]];
-        sorted[k].data = b + data_start + sp[order[k]].begin;
-    }
-    free(st->t);
-    st->t = sorted;
-    for (size_t i = 0; i < st->nt; i++) st->by_name[i] = i;
-    ctx.t = st->t;
-    merge_sort(st->by_name, tmp, st->nt, by_name, &ctx);
+    if (!(s = check_tiling(st, sp, order, n, err))) s = index_tensors(st, sp, order, tmp, n, err);
 out:
     free(order);
     free(tmp);
@@ -752,134 +762,141 @@ static int write_le(FILE *f, const unsigned char *p, size_t n, lr_st_dtype d)
     return 1;
 }
 
+/* nbytes[i] <- tensor i's data size; order <- the file order (dtype, then name), after
+ * checking names (UTF-8, unique, not __metadata__) and data. */
+static lr_status check_tensors_w(const char *path, const lr_st_tensor *t, size_t nt, size_t *nbytes,
+                                 size_t *order, size_t *tmp, lr_err *err)
+{
+    lr_status s;
+    for (size_t i = 0; i < nt; i++) {
+        if (!t[i].name) return lr__fail(err, LR_EINVAL, "%s: tensor %zu has no name", path, i);
+        if (!valid_utf8(t[i].name))
+            return lr__fail(err, LR_EINVAL, "%s: tensor name \"%s\" is not valid UTF-8", path, t[i].name);
+        if (!strcmp(t[i].name, "__metadata__"))
+            return lr__fail(err, LR_EINVAL, "%s: a tensor cannot be called __metadata__", path);
+        if ((s = nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nbytes[i], path, t[i].name, err))) return s;
+        if (nbytes[i] && !t[i].data) return lr__fail(err, LR_EINVAL, "%s: tensor %s has no data", path, t[i].name);
+        order[i] = i;
+    }
+    wctx c = { t };
+    merge_sort(order, tmp, nt, by_name_w, &c);
+    for (size_t i = 1; i < nt; i++)
+        if (!strcmp(t[order[i]].name, t[order[i - 1]].name))
+            return lr__fail(err, LR_EINVAL, "%s: tensor name %s appears twice", path, t[order[i]].name);
+    merge_sort(order, tmp, nt, by_dtype_then_name, &c);
+    return LR_OK;
+}
+
+/* morder <- the metadata sorted by key, after checking UTF-8 and uniqueness. */
+static lr_status check_meta_w(const char *path, const lr_st_meta *m, size_t nm, size_t *morder, size_t *tmp,
+                              lr_err *err)
+{
+    for (size_t i = 0; i < nm; i++) {
+        if (!m[i].key || !m[i].value || !valid_utf8(m[i].key) || !valid_utf8(m[i].value))
+            return lr__fail(err, LR_EINVAL, "%s: metadata entry %zu: key and value must be UTF-8 strings",
+                            path, i);
+        morder[i] = i;
+    }
+    merge_sort(morder, tmp, nm, by_key_w, m);
+    for (size_t i = 1; i < nm; i++)
+        if (!strcmp(m[morder[i]].key, m[morder[i - 1]].key))
+            return lr__fail(err, LR_EINVAL, "%s: metadata key %s appears twice", path, m[morder[i]].key);
+    return LR_OK;
+}
+
+/* One header entry {dtype, shape, data_offsets [pos, pos + nbytes]} under x->name; false
+ * when out of memory. (json_*_set_new and _append_new take the value even when they fail.) */
+static bool header_entry(json_t *root, const lr_st_tensor *x, size_t pos, size_t nbytes)
+{
+    json_t *e = json_object(), *shape = json_array(), *off = json_array();
+    bool ok = e && shape && off;
+    if (!ok) json_decref(e);
+    else ok = !json_object_set_new(root, x->name, e); /* root owns e from here */
+    ok = ok && !json_object_set_new(e, "dtype", json_string(dtypes[x->dtype].name));
+    for (size_t i = 0; ok && i < x->ndim; i++)
+        ok = !json_array_append_new(shape, json_integer((json_int_t)x->shape[i]));
+    ok = ok && !json_array_append_new(off, json_integer((json_int_t)pos)) &&
+         !json_array_append_new(off, json_integer((json_int_t)(pos + nbytes)));
+    if (!ok) {
+        json_decref(shape);
+        json_decref(off);
+        return false;
+    }
+    ok = !json_object_set_new(e, "shape", shape); /* takes shape */
+    if (!ok) json_decref(off);
+    return ok && !json_object_set_new(e, "data_offsets", off); /* takes off */
+}
+
+/* The header text, in the reference's layout (metadata first, then the tensors in file
+ * order); NULL when out of memory. */
+static char *header_text(const lr_st_tensor *t, size_t nt, const size_t *order, const size_t *nbytes,
+                         const lr_st_meta *m, size_t nm, const size_t *morder)
+{
+    json_t *root = json_object(), *meta = nm ? json_object() : NULL;
+    bool ok = root && (!nm || meta);
+    if (!ok) json_decref(meta);
+    else if (nm) ok = !json_object_set_new(root, "__metadata__", meta); /* takes meta */
+    for (size_t i = 0; ok && i < nm; i++)
+        ok = !json_object_set_new(meta, m[morder[i]].key, json_string(m[morder[i]].value));
+    size_t pos = 0;
+    for (size_t k = 0; ok && k < nt; k++) {
+        ok = header_entry(root, &t[order[k]], pos, nbytes[order[k]]);
+        pos += nbytes[order[k]];
+    }
+    char *text = ok ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    return text;
+}
+
+/* Writes the file through an atomic temp file: 8-byte length, header padded with spaces to
+ * a multiple of 8, then the tensors' bytes (little-endian) in file order. */
+static lr_status write_file(const char *path, const char *text, const lr_st_tensor *t, size_t nt,
+                            const size_t *order, const size_t *nbytes, lr_err *err)
+{
+    size_t hlen = strlen(text), pad = (8 - hlen % 8) % 8;
+    if (hlen + pad > LR_ST_MAX_HEADER)
+        return lr__fail(err, LR_ERANGE, "%s: header would be %zu bytes, over the %u-byte limit", path,
+                        hlen + pad, LR_ST_MAX_HEADER);
+    lr_atomic_file af = { 0 };
+    lr_status s = lr_atomic_open(&af, path, err);
+    if (s) return s;
+    unsigned char len8[8];
+    uint64_t hl = hlen + pad;
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hl >> (8 * i));
+    int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(text, 1, hlen, af.f) == hlen;
+    for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', af.f) != EOF;
+    for (size_t k = 0; ok && k < nt; k++) ok = write_le(af.f, t[order[k]].data, nbytes[order[k]], t[order[k]].dtype);
+    if (!ok) {
+        int e = errno;
+        s = lr__fail(err, LR_EIO, "cannot write %s: %s (old file left unchanged)", path, strerror(e));
+    } else {
+        s = lr_atomic_commit(&af, err);
+    }
+    lr_atomic_abort(&af); /* removes the temp file unless committed */
+    return s;
+}
+
 lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
                                const lr_st_meta *m, size_t nm, lr_err *err)
 {
     if (!path || !*path) return lr__fail(err, LR_EINVAL, "safetensors: empty path");
     if ((nt && !t) || (nm && !m))
         return lr__fail(err, LR_EINVAL, "%s: NULL tensor or metadata array", path);
-    lr_status s = LR_OK;
+    lr_status s;
     size_t *order = malloc((nt ? nt : 1) * sizeof *order);
     size_t *tmp = malloc(((nt > nm ? nt : nm) + 1) * sizeof *tmp);
     size_t *morder = malloc((nm ? nm : 1) * sizeof *morder);
     size_t *nbytes = malloc((nt ? nt : 1) * sizeof *nbytes);
-    json_t *root = json_object();
     char *text = NULL;
-    lr_atomic_file af = { 0 };
-    if (!order || !tmp || !morder || !nbytes || !root) {
+    if (!order || !tmp || !morder || !nbytes)
         s = lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-        goto out;
+    else if (!(s = check_tensors_w(path, t, nt, nbytes, order, tmp, err)) &&
+             !(s = check_meta_w(path, m, nm, morder, tmp, err))) {
+        text = header_text(t, nt, order, nbytes, m, nm, morder);
+        s = text ? write_file(path, text, t, nt, order, nbytes, err)
+                 : lr__fail(err, LR_ENOMEM, "%s: out of memory building the header", path);
     }
-    for (size_t i = 0; i < nt; i++) {
-        if (!t[i].name) {
-            s = lr__fail(err, LR_EINVAL, "%s: tensor %zu has no name", path, i);
-            goto out;
-        }
-        if (!valid_utf8(t[i].name)) {
-            s = lr__fail(err, LR_EINVAL, "%s: tensor name \"%s\" is not valid UTF-8", path,
-                         t[i].name);
-            goto out;
-        }
-        if (!strcmp(t[i].name, "__metadata__")) {
-            s = lr__fail(err, LR_EINVAL, "%s: a tensor cannot be called __metadata__", path);
-            goto out;
-        }
-        if ((s = nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nbytes[i], path, t[i].name, err)))
-            goto out;
-        if (nbytes[i] && !t[i].data) {
-            s = lr__fail(err, LR_EINVAL, "%s: tensor %s has no data", path, t[i].name);
-            goto out;
-        }
-        order[i] = i;
-    }
-    wctx c = { t };
-    merge_sort(order, tmp, nt, by_name_w, &c);
-    for (size_t i = 1; i < nt; i++)
-        if (!strcmp(t[order[i]].name, t[order[i - 1]].name)) {
-            s = lr__fail(err, LR_EINVAL, "%s: tensor name %s appears twice", path, t[order[i]].name);
-            goto out;
-        }
-    merge_sort(order, tmp, nt, by_dtype_then_name, &c);
-
-    for (size_t i = 0; i < nm; i++) {
-        if (!m[i].key || !m[i].value || !valid_utf8(m[i].key) || !valid_utf8(m[i].value)) {
-            s = lr__fail(err, LR_EINVAL, "%s: metadata entry %zu: key and value must be UTF-8 "
-                         "strings", path, i);
-            goto out;
-        }
-        morder[i] = i;
-    }
-    merge_sort(morder, tmp, nm, by_key_w, m);
-    for (size_t i = 1; i < nm; i++)
-        if (!strcmp(m[morder[i]].key, m[morder[i - 1]].key)) {
-            s = lr__fail(err, LR_EINVAL, "%s: metadata key %s appears twice", path,
-                         m[morder[i]].key);
-            goto out;
-        }
-
-    /* the header, in the reference's layout */
-    if (nm) {
-        json_t *meta = json_object();
-        if (!meta || json_object_set_new(root, "__metadata__", meta)) goto nomem;
-        for (size_t i = 0; i < nm; i++)
-            if (json_object_set_new(meta, m[morder[i]].key, json_string(m[morder[i]].value)))
-                goto nomem;
-    }
-    size_t pos = 0;
-    for (size_t k = 0; k < nt; k++) {
-        const lr_st_tensor *x = &t[order[k]];
-        json_t *e = json_object(), *shape = json_array(), *off = json_array();
-        if (!e || !shape || !off || json_object_set_new(root, x->name, e)) {
-            json_decref(shape);
-            json_decref(off);
-            goto nomem;
-        }
-        if (json_object_set_new(e, "dtype", json_string(dtypes[x->dtype].name)) ||
-            json_object_set_new(e, "shape", shape)) {
-            json_decref(off);
-            goto nomem;
-        }
-        for (size_t i = 0; i < x->ndim; i++)
-            if (json_array_append_new(shape, json_integer((json_int_t)x->shape[i]))) {
-                json_decref(off);
-                goto nomem;
-            }
-        if (json_object_set_new(e, "data_offsets", off) ||
-            json_array_append_new(off, json_integer((json_int_t)pos)) ||
-            json_array_append_new(off, json_integer((json_int_t)(pos + nbytes[order[k]]))))
-            goto nomem;
-        pos += nbytes[order[k]];
-    }
-    text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!text) goto nomem;
-    size_t hlen = strlen(text), pad = (8 - hlen % 8) % 8;
-    if (hlen + pad > LR_ST_MAX_HEADER) {
-        s = lr__fail(err, LR_ERANGE, "%s: header would be %zu bytes, over the %u-byte limit", path,
-                     hlen + pad, LR_ST_MAX_HEADER);
-        goto out;
-    }
-    if ((s = lr_atomic_open(&af, path, err))) goto out;
-    unsigned char len8[8];
-    uint64_t hl = hlen + pad;
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hl >> (8 * i));
-    int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(text, 1, hlen, af.f) == hlen;
-    for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', af.f) != EOF;
-    for (size_t k = 0; ok && k < nt; k++)
-        ok = write_le(af.f, t[order[k]].data, nbytes[order[k]], t[order[k]].dtype);
-    if (!ok) {
-        int e = errno;
-        s = lr__fail(err, LR_EIO, "cannot write %s: %s (old file left unchanged)", path,
-                     strerror(e));
-        goto out; /* the abort below removes the temp file */
-    }
-    s = lr_atomic_commit(&af, err);
-    goto out;
-nomem:
-    s = lr__fail(err, LR_ENOMEM, "%s: out of memory building the header", path);
-out:
-    lr_atomic_abort(&af);
     free(text);
-    json_decref(root);
     free(order);
     free(tmp);
     free(morder);
