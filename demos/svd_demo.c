@@ -46,8 +46,8 @@ typedef struct {
     size_t rank;             /* --rank R                                        */
     double energy;           /* --energy E, in (0, 1]                           */
     bool randomized;         /* --randomized                                    */
-    bool has_oversample, has_power;
-    lr_rsvd_opts rsvd;       /* --oversample P, --power-iters Q                 */
+    bool has_oversample, has_power, has_method, has_block, has_depth;
+    lr_rsvd_opts rsvd;       /* --method, --block, --krylov-depth, --oversample, --power-iters */
     uint64_t seed;           /* --seed S (default 0)                            */
     lr_rank_opts tol;        /* --tol T (absolute) / --rtol T (relative)        */
     lr_split split;          /* --split us|balanced                             */
@@ -86,10 +86,15 @@ static void usage(FILE *f)
 "  --rtol T           relative tolerance: T * s_max, T >= 0\n"
 "                     (default: numpy's s_max * max(m, n) * eps, eps = 2^-23)\n"
 "Method:\n"
-"  --randomized       randomized SVD (Halko, Martinsson & Tropp 2011) instead of the\n"
-"                     full thin SVD (LAPACK sgesdd); for large matrices and small r\n"
-"  --oversample P     extra random directions, P >= 0 (default 10; needs --randomized)\n"
-"  --power-iters Q    power iterations, Q >= 0 (default 4; needs --randomized)\n"
+"  --randomized       randomized SVD instead of the full thin SVD (LAPACK sgesdd); for\n"
+"                     large matrices and small r\n"
+"  --method krylov|subspace  randomized method: block Krylov (Musco & Musco 2015, the\n"
+"                     default) or subspace iteration (Halko, Martinsson & Tropp 2011)\n"
+"  --block B          Krylov block size, B >= 1 (default r)\n"
+"  --krylov-depth Q   Krylov depth, Q >= 0 (default 3)\n"
+"  --oversample P     subspace: extra random directions, P >= 0 (default 10)\n"
+"  --power-iters Q    subspace: power iterations, Q >= 0 (default 4); either of these two\n"
+"                     alone selects --method subspace. All need --randomized\n"
 "  --seed S           seed of the random numbers, S >= 0 (default 0); the seed-notebook\n"
 "                     matrix, x and b, and the randomized SVD's test matrix\n"
 "  --split us|balanced  us: B = U_r S_r, A = V_r^T (default, as in the notebook);\n"
@@ -111,7 +116,7 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
 {
     memset(o, 0, sizeof *o);
-    o->rsvd = lr_rsvd_default_opts();
+    o->rsvd = lr_rsvd_opts_default();
     o->tol = lr_rank_opts_default();
     o->split = LR_SPLIT_US;
     o->top = 10;
@@ -144,6 +149,24 @@ static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
             has_tol = true;
         } else if (strcmp(a, "--randomized") == 0) {
             o->randomized = true;
+        } else if (lr_cli_match(a, "--method")) {
+            if (!lr_cli_value(argc, argv, &i, "--method", &v, msg, cap)) return LR_CLI_USAGE;
+            if (strcmp(v, "krylov") && strcmp(v, "subspace")) {
+                snprintf(msg, cap, "--method: expected krylov or subspace, got '%s'", v);
+                return LR_CLI_USAGE;
+            }
+            o->rsvd.method = v[0] == 'k' ? LR_RSVD_BLOCK_KRYLOV : LR_RSVD_SUBSPACE;
+            o->has_method = true;
+        } else if (lr_cli_match(a, "--block")) {
+            if (!lr_cli_value(argc, argv, &i, "--block", &v, msg, cap) ||
+                !lr_cli_parse_size("--block", v, 1, 100000, &o->rsvd.block, msg, cap))
+                return LR_CLI_USAGE;
+            o->has_block = true;
+        } else if (lr_cli_match(a, "--krylov-depth")) {
+            if (!lr_cli_value(argc, argv, &i, "--krylov-depth", &v, msg, cap) ||
+                !lr_cli_parse_size("--krylov-depth", v, 0, 1000, &o->rsvd.krylov_depth, msg, cap))
+                return LR_CLI_USAGE;
+            o->has_depth = true;
         } else if (lr_cli_match(a, "--oversample")) {
             if (!lr_cli_value(argc, argv, &i, "--oversample", &v, msg, cap) ||
                 !lr_cli_parse_size("--oversample", v, 0, 100000, &o->rsvd.oversample, msg, cap))
@@ -197,8 +220,25 @@ static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
         snprintf(msg, cap, "--rank and --energy: give one or the other, not both");
         return LR_CLI_USAGE;
     }
-    if ((o->has_oversample || o->has_power) && !o->randomized) {
-        snprintf(msg, cap, "%s: needs --randomized", o->has_oversample ? "--oversample" : "--power-iters");
+    const char *rs_opt = o->has_oversample ? "--oversample" : o->has_power ? "--power-iters"
+                       : o->has_method ? "--method" : o->has_block ? "--block"
+                       : o->has_depth ? "--krylov-depth" : NULL;
+    if (rs_opt && !o->randomized) {
+        snprintf(msg, cap, "%s: needs --randomized", rs_opt);
+        return LR_CLI_USAGE;
+    }
+    bool sub_opt = o->has_oversample || o->has_power, kry_opt = o->has_block || o->has_depth;
+    if (!o->has_method && sub_opt) o->rsvd.method = LR_RSVD_SUBSPACE;
+    if (sub_opt && kry_opt) {
+        snprintf(msg, cap, "%s applies to --method subspace, %s to --method krylov: give one method's options",
+                 o->has_oversample ? "--oversample" : "--power-iters", o->has_block ? "--block" : "--krylov-depth");
+        return LR_CLI_USAGE;
+    }
+    if ((sub_opt && o->rsvd.method != LR_RSVD_SUBSPACE) || (kry_opt && o->rsvd.method != LR_RSVD_BLOCK_KRYLOV)) {
+        snprintf(msg, cap, "%s does not apply to --method %s",
+                 sub_opt ? (o->has_oversample ? "--oversample" : "--power-iters")
+                         : (o->has_block ? "--block" : "--krylov-depth"),
+                 o->rsvd.method == LR_RSVD_SUBSPACE ? "subspace" : "krylov");
         return LR_CLI_USAGE;
     }
     if (!o->path) {
@@ -588,11 +628,16 @@ static int matrix_mode(const options *o)
         lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
         if (method) {
             lr_cli_json_set(method, "name", json_string(o->randomized ? "randomized" : "svd"), &ok);
-            if (o->randomized) {
+            if (o->randomized && o->rsvd.method == LR_RSVD_SUBSPACE) {
+                lr_cli_json_set(method, "algorithm", json_string("subspace"), &ok);
                 lr_cli_json_set(method, "oversample", json_integer((json_int_t)o->rsvd.oversample), &ok);
                 lr_cli_json_set(method, "power_iters", json_integer((json_int_t)o->rsvd.power_iters), &ok);
-                lr_cli_json_set(method, "seed", json_integer((json_int_t)o->seed), &ok);
+            } else if (o->randomized) {
+                lr_cli_json_set(method, "algorithm", json_string("block_krylov"), &ok);
+                lr_cli_json_set(method, "block", json_integer((json_int_t)(o->rsvd.block ? o->rsvd.block : rmax)), &ok);
+                lr_cli_json_set(method, "krylov_depth", json_integer((json_int_t)o->rsvd.krylov_depth), &ok);
             }
+            if (o->randomized) lr_cli_json_set(method, "seed", json_integer((json_int_t)o->seed), &ok);
         }
         lr_cli_json_set(root, "method", method, &ok);
         for (size_t i = 0; errs && i < nr; i++) {
@@ -642,9 +687,13 @@ static int matrix_mode(const options *o)
                    lr_approx_energy(s, k, r));
         else
             printf("rank r = %zu  (%s)\n", r, why);
-        if (o->randomized)
-            printf("method: randomized SVD (Halko-Martinsson-Tropp) at rank %zu, oversample %zu,"
-                   " power iterations %zu, seed %llu\n", rmax, o->rsvd.oversample, o->rsvd.power_iters,
+        if (o->randomized && o->rsvd.method == LR_RSVD_SUBSPACE)
+            printf("method: randomized SVD, subspace iteration (Halko-Martinsson-Tropp) at rank %zu, "
+                   "oversample %zu, power iterations %zu, seed %llu\n", rmax, o->rsvd.oversample,
+                   o->rsvd.power_iters, (unsigned long long)o->seed);
+        else if (o->randomized)
+            printf("method: randomized SVD, block Krylov (Musco-Musco) at rank %zu, block %zu, depth %zu, "
+                   "seed %llu\n", rmax, o->rsvd.block ? o->rsvd.block : rmax, o->rsvd.krylov_depth,
                    (unsigned long long)o->seed);
         else
             printf("method: thin SVD (LAPACK sgesdd)\n");

@@ -64,6 +64,11 @@ npy)
     json mode=matrix numerical_rank=2 r=2 r_from=energy errors cost singular_values
     run 0 "$tmp/seed_W.npy" --json --randomized --rank 2 --oversample 3 --power-iters 2 --seed 5 --ranks 1,2
     json r=2 r_from=rank method errors
+    grep -q '"algorithm": "subspace"' "$out" || fail "--oversample/--power-iters did not select subspace iteration"
+    run 0 "$tmp/seed_W.npy" --randomized --rank 2 --krylov-depth 1 --ranks 1,2
+    has "method: randomized SVD, block Krylov (Musco-Musco) at rank 2, block 2, depth 1, seed 0"
+    run 0 "$tmp/seed_W.npy" --json --randomized --method subspace --rank 2
+    grep -q '"power_iters": 4' "$out" || fail "--method subspace: default power_iters not reported"
     run 0 "$tmp/f_B.npy" --tol 1e-3 --top 0
     has "numerical rank: 2 of 2"
     run 0 "$tmp/seed_W.npy" --help
@@ -83,6 +88,11 @@ errors)
     run 2 "$tmp/seed_W.npy" --rank 2 --energy 0.9; no_out; err_has "not both"
     run 2 "$tmp/seed_W.npy" --oversample 5;       no_out; err_has "--oversample: needs --randomized"
     run 2 --randomized;                           no_out; err_has "needs a matrix file"
+    run 2 "$tmp/seed_W.npy" --block 4;            no_out; err_has "--block: needs --randomized"
+    run 2 "$tmp/seed_W.npy" --randomized --method svd; no_out; err_has "--method: expected krylov or subspace, got 'svd'"
+    run 2 "$tmp/seed_W.npy" --randomized --oversample 3 --block 2; no_out; err_has "give one method's options"
+    run 2 "$tmp/seed_W.npy" --randomized --method krylov --power-iters 2; no_out; err_has "--power-iters does not apply to --method krylov"
+    run 2 "$tmp/seed_W.npy" --randomized --block 0; no_out; err_has "--block"
     run 2 "$tmp/seed_W.npy" --split diagonal;     no_out; err_has "--split: expected 'us' or 'balanced'"
     run 2 "$tmp/seed_W.npy" --rank 11;            no_out; err_has "--rank: 11 is more than min(m, n) = 10"
     run 2 "$tmp/seed_W.npy" --ranks 1,,2;         no_out; err_has "--ranks"
