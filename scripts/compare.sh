@@ -41,7 +41,7 @@ def rows(o):  # ours is {"...": [...]} or a list
             if isinstance(v, list): return v
     return o
 for shape in ("2000x1000", "4096x4096"):
-    for key in ("randomized_svd_s", "full_svd_s", "values_only_s", "matrix_rank_s"):
+    for key in ("rsvd_to_target_s", "randomized_svd_s", "full_svd_s", "values_only_s", "matrix_rank_s"):
         a = [r[key] for o in ours for r in rows(o) if r.get("shape") == shape and key in r]
         b = [r[key] for o in refs for r in o if r.get("shape") == shape and key in r]
         if a and b:
@@ -63,7 +63,7 @@ import json, re, sys
 d = sys.argv[1]
 t = json.load(open(d + "/torch.json"))
 txt = open(d + "/train.txt").read()
-ep = float(re.search(r"one epoch: \d+ steps in ([\d.]+) s", txt).group(1))
+ep = float(re.search(r"one epoch, subnormals flushed \(default\): \d+ steps in ([\d.]+) s", txt).group(1))
 ev = float(re.search(r"eval of \d+ images: ([\d.]+) s", txt).group(1))
 ft = float(re.search(r"LoRA fine-tune: \d+ steps in ([\d.]+) ms", txt).group(1)) / 1e3
 print(f"pretrain epoch : lowrank {ep:7.2f} s  torch {t['pretrain_s']:7.2f} s  ratio {t['pretrain_s']/ep:5.1f}x")
