@@ -572,6 +572,13 @@ typedef struct {
     float *pre_curve, *ft_curve;       /* per-step losses */
     size_t pre_steps, ft_steps;
     json_t *js;                        /* --json: the result object */
+    /* results of the steps, in pipeline order */
+    double t_start, t_load, t_pretrain, t_ft, t_eval[3]; /* seconds */
+    lr_eval_result before, on, off;    /* pretrained; LoRA on; LoRA off (PiSSA: residual) */
+    int digit;                         /* the fine-tuning digit (--digit, or the worst) */
+    uint64_t sum_before, sum_after;    /* FNV-1a of the base around fine-tuning */
+    bool frozen_same;                  /* the base did not change while fine-tuning */
+    bool off_same, off_checked;        /* LoRA off (or removed) gives the pretrained results */
 } run;
 
 static void run_free(run *r)
@@ -956,35 +963,9 @@ static int save_outputs(run *r, int digit, const lr_eval_result *before, const l
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The options as the report's "config" object. */
+static json_t *json_config(const options *o)
 {
-    static run r;   /* static: zeroed, and large arrays stay off the stack */
-    int rc = parse_options(argc, argv, &r.o);
-    if (rc) return rc;
-    options *o = &r.o;
-    lr_err e = { { 0 } };
-    lr_isa isa;
-    if (lr_cpu_isa_env(&isa, &e)) return usage_error("%s", e.msg);
-    lr_fp_mode_set(o->keep_subnormals ? LR_FP_IEEE : LR_FP_FLUSH);
-    if (o->threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o->threads = n < 1 ? 1 : n > LR_POOL_MAX_THREADS ? LR_POOL_MAX_THREADS : (int)n;
-    }
-    lr_blas_set_threads(o->threads);
-    r.js = json_object();
-    double t_start = now_s(), t_load = 0, t_pretrain = 0, t_ft = 0, t_eval[3] = { 0, 0, 0 };
-    int status = 1;
-
-    if (text(&r)) {
-        printf("lr-mnist: LoRA fine-tuning on MNIST with lowrank\n");
-        printf("seed %" PRIu64 ", %d thread%s, %s kernels, subnormals %s\n", o->seed, o->threads,
-               o->threads == 1 ? "" : "s", lr_isa_name(lr_cpu_isa()),
-               o->keep_subnormals ? "kept" : "flushed");
-    }
-    json_object_set_new(r.js, "kernels", json_string(lr_isa_name(lr_cpu_isa())));
-    json_object_set_new(r.js, "subnormals", json_string(o->keep_subnormals ? "kept" : "flushed"));
-    json_object_set_new(r.js, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(r.js, "threads", json_integer(o->threads));
     json_t *cfg = json_object();
     json_object_set_new(cfg, "data", json_string(o->data_dir ? o->data_dir : "data/mnist"));
     json_object_set_new(cfg, "epochs", json_integer((json_int_t)o->epochs));
@@ -999,182 +980,251 @@ int main(int argc, char **argv)
     json_object_set_new(cfg, "steps", json_integer((json_int_t)o->steps));
     json_object_set_new(cfg, "ft_lr", json_real(o->ft_lr));
     json_object_set_new(cfg, "digit", o->digit < 0 ? json_string("worst") : json_integer(o->digit));
-    json_object_set_new(r.js, "config", cfg);
+    return cfg;
+}
 
-    double t0 = now_s();
-    if (load_data(&r)) goto out;
-    t_load = now_s() - t0;
+/* Step 0: environment, threads, the report's header and configuration. */
+static int start(run *r)
+{
+    options *o = &r->o;
+    lr_err e = { { 0 } };
+    lr_isa isa;
+    if (lr_cpu_isa_env(&isa, &e)) return usage_error("%s", e.msg);
+    lr_fp_mode_set(o->keep_subnormals ? LR_FP_IEEE : LR_FP_FLUSH);
+    if (o->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = n < 1 ? 1 : n > LR_POOL_MAX_THREADS ? LR_POOL_MAX_THREADS : (int)n;
+    }
+    lr_blas_set_threads(o->threads);
+    r->t_start = now_s();
+    if (text(r)) {
+        printf("lr-mnist: LoRA fine-tuning on MNIST with lowrank\n");
+        printf("seed %" PRIu64 ", %d thread%s, %s kernels, subnormals %s\n", o->seed, o->threads,
+               o->threads == 1 ? "" : "s", lr_isa_name(lr_cpu_isa()),
+               o->keep_subnormals ? "kept" : "flushed");
+    }
+    r->js = json_object();
+    json_object_set_new(r->js, "kernels", json_string(lr_isa_name(lr_cpu_isa())));
+    json_object_set_new(r->js, "subnormals", json_string(o->keep_subnormals ? "kept" : "flushed"));
+    json_object_set_new(r->js, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(r->js, "threads", json_integer(o->threads));
+    json_object_set_new(r->js, "config", json_config(o));
+    return 0;
+}
 
-    /* 1. the pretrained model and its per-digit errors */
-    if (pretrain(&r, &t_pretrain)) goto out;
-    lr_mlp *net = &r.net;
+/* Step 1b: the model's sizes in the report, --save, and the pretrained model's errors. */
+static int evaluate_pretrained(run *r)
+{
+    const options *o = &r->o;
+    lr_err e = { { 0 } };
+    lr_mlp *net = &r->net;
     size_t classes = net->sizes[net->n_layers];
     json_t *layers = json_array();
-    for (size_t i = 0; i <= net->n_layers; i++)
-        json_array_append_new(layers, json_integer((json_int_t)net->sizes[i]));
-    json_object_set_new(r.js, "layers", layers);
+    for (size_t i = 0; i <= net->n_layers; i++) json_array_append_new(layers, json_integer((json_int_t)net->sizes[i]));
+    json_object_set_new(r->js, "layers", layers);
     if (o->save) {
         lr_checkpoint_info info = { .has_seed = !o->load, .seed = o->seed };
         if (lr_checkpoint_save(net, o->save, &info, &e)) {
             fail_msg("--save", &e);
-            goto out;
+            return 1;
         }
-        if (text(&r)) printf("saved the pretrained model to %s\n", o->save);
-        json_object_set_new(r.js, "saved_checkpoint", json_string(o->save));
+        if (text(r)) printf("saved the pretrained model to %s\n", o->save);
+        json_object_set_new(r->js, "saved_checkpoint", json_string(o->save));
     }
-    r.logits_before = malloc(r.test.n * classes * sizeof(float));
-    r.logits_off = malloc(r.test.n * classes * sizeof(float));
-    r.params_pre = malloc(net->n_params * sizeof(float));
-    r.params_copy = malloc(net->n_params * sizeof(float));
-    if (!r.logits_before || !r.logits_off || !r.params_pre || !r.params_copy) {
+    r->logits_before = malloc(r->test.n * classes * sizeof(float));
+    r->logits_off = malloc(r->test.n * classes * sizeof(float));
+    r->params_pre = malloc(net->n_params * sizeof(float));
+    r->params_copy = malloc(net->n_params * sizeof(float));
+    if (!r->logits_before || !r->logits_off || !r->params_pre || !r->params_copy) {
         fprintf(stderr, PROG ": out of memory\n");
-        goto out;
+        return 1;
     }
-    lr_eval_result before, on, off;
-    t0 = now_s();
-    if (eval_keep_logits(net, &r.test_set, r.logits_before, &before, &e)) {
+    double t0 = now_s();
+    if (eval_keep_logits(net, &r->test_set, r->logits_before, &r->before, &e)) {
         fail_msg("evaluating", &e);
-        goto out;
+        return 1;
     }
-    t_eval[0] = now_s() - t0;
-    if (text(&r)) print_wrong_table("pretrained model", &before, r.count);
-    json_object_set_new(r.js, "pretrained", json_eval(&before));
-
-    int digit = o->digit;
-    if (digit < 0) {
-        digit = 0;
+    r->t_eval[0] = now_s() - t0;
+    if (text(r)) print_wrong_table("pretrained model", &r->before, r->count);
+    json_object_set_new(r->js, "pretrained", json_eval(&r->before));
+    r->digit = o->digit;
+    if (r->digit < 0) {
+        r->digit = 0;
         for (int d = 1; d < N_DIGITS; d++)
-            if (before.wrong[d] > before.wrong[digit]) digit = d;
-        if (text(&r)) printf("--digit worst: digit %d has the most errors (%zu)\n", digit,
-                             before.wrong[digit]);
+            if (r->before.wrong[d] > r->before.wrong[r->digit]) r->digit = d;
+        if (text(r)) printf("--digit worst: digit %d has the most errors (%zu)\n", r->digit,
+                            r->before.wrong[r->digit]);
     }
+    return 0;
+}
 
-    /* 2. the adapter and what it costs */
-    rc = select_lora_layers(o->lora_layers, net->n_layers, r.sel);
-    if (!rc) rc = check_rank(net->sizes, net->n_layers, r.sel, o->rank);
-    if (rc) { status = rc; goto out; }
+/* Step 2: which layers get an adapter, and what it costs. Returns 2 for a bad option. */
+static int plan_adapter(run *r)
+{
+    lr_mlp *net = &r->net;
+    int rc = select_lora_layers(r->o.lora_layers, net->n_layers, r->sel);
+    if (!rc) rc = check_rank(net->sizes, net->n_layers, r->sel, r->o.rank);
+    if (rc) return rc;
     for (size_t i = 0; i < net->n_layers; i++)
-        if (r.sel[i]) r.targets |= 1u << i;
-    if (param_table(&r)) goto out;
+        if (r->sel[i]) r->targets |= 1u << i;
+    return param_table(r);
+}
 
-    /* 3. freeze, remember the base bit for bit, fine-tune */
+/* Step 3: freeze, remember the base bit for bit, fine-tune. */
+static int train_adapter(run *r)
+{
+    lr_mlp *net = &r->net;
     size_t pbytes = net->n_params * sizeof(float);
-    memcpy(r.params_pre, net->params, pbytes);
-    if (make_adapter(&r, digit)) goto out;
-    memcpy(r.params_copy, net->params, pbytes);   /* PiSSA: the residual */
-    uint64_t sum_before = fnv1a64(net->params, pbytes);
-    if (finetune(&r, digit, &t_ft)) goto out;
-    uint64_t sum_after = fnv1a64(net->params, pbytes);
-    bool frozen_same = memcmp(r.params_copy, net->params, pbytes) == 0;
+    memcpy(r->params_pre, net->params, pbytes);
+    if (make_adapter(r, r->digit)) return 1;
+    memcpy(r->params_copy, net->params, pbytes); /* PiSSA: the residual */
+    r->sum_before = fnv1a64(net->params, pbytes);
+    if (finetune(r, r->digit, &r->t_ft)) return 1;
+    r->sum_after = fnv1a64(net->params, pbytes);
+    r->frozen_same = memcmp(r->params_copy, net->params, pbytes) == 0;
+    return 0;
+}
 
-    /* 4. LoRA on, LoRA off */
-    t0 = now_s();
-    if (eval_keep_logits(net, &r.test_set, r.logits_off, &on, &e)) {
-        fail_msg("evaluating with LoRA", &e);
-        goto out;
-    }
-    t_eval[1] = now_s() - t0;
-    lr_lora_set_enabled(r.lm, false);
-    t0 = now_s();
-    if (eval_keep_logits(net, &r.test_set, r.logits_off, &off, &e)) {
-        fail_msg("evaluating with LoRA disabled", &e);
-        goto out;
-    }
-    t_eval[2] = now_s() - t0;
-    lr_lora_set_enabled(r.lm, true);
-    /* Gaussian: disabled runs W0 itself and must match step 1 exactly. PiSSA: disabled runs
-     * the residual W0 - s*B0*A0; W0 comes back when the adapter is removed (checked below). */
-    bool off_same = same_eval(&before, &off) &&
-                    memcmp(r.logits_before, r.logits_off, r.test.n * classes * sizeof(float)) == 0;
-    bool off_checked = !o->pissa;
-    if (text(&r)) {
-        printf("\n== 4. Per-digit errors: pretrained, LoRA enabled, LoRA disabled ==\n");
-        printf("  digit  of test  pretrained  LoRA on  %s\n", o->pissa ? "residual" : "LoRA off");
-        for (int d = 0; d < N_DIGITS; d++)
-            printf("  %5d  %7zu  %10zu  %7zu  %8zu%s\n", d, r.count[d], before.wrong[d],
-                   on.wrong[d], off.wrong[d], d == digit ? "   <- target" : "");
-        printf("  accuracy        %10.4f  %7.4f  %8.4f\n", before.accuracy, on.accuracy,
-               off.accuracy);
-        if (off_checked)
-            printf("LoRA disabled equals the pretrained model: %s (all %zu predictions and "
-                   "logits compared bit for bit)\n", off_same ? "yes" : "NO", r.test.n);
-        else
-            printf("LoRA disabled runs PiSSA's residual base (W0 - s*B0*A0); W0 is checked when "
-                   "the adapter is removed, below.\n");
-        printf("frozen weights (%zu floats) FNV-1a before fine-tuning %016" PRIx64
-               ", after %016" PRIx64 ": %s\n", net->n_params, sum_before, sum_after,
-               frozen_same ? "bit-identical" : "CHANGED");
-    }
-    json_object_set_new(r.js, "lora_enabled", json_eval(&on));
-    json_object_set_new(r.js, o->pissa ? "residual" : "lora_disabled", json_eval(&off));
-    if (off_checked)
-        json_object_set_new(r.js, "disabled_equals_pretrained", json_boolean(off_same));
+static void report_on_off_text(const run *r)
+{
+    printf("\n== 4. Per-digit errors: pretrained, LoRA enabled, LoRA disabled ==\n");
+    printf("  digit  of test  pretrained  LoRA on  %s\n", r->o.pissa ? "residual" : "LoRA off");
+    for (int d = 0; d < N_DIGITS; d++)
+        printf("  %5d  %7zu  %10zu  %7zu  %8zu%s\n", d, r->count[d], r->before.wrong[d], r->on.wrong[d],
+               r->off.wrong[d], d == r->digit ? "   <- target" : "");
+    printf("  accuracy        %10.4f  %7.4f  %8.4f\n", r->before.accuracy, r->on.accuracy, r->off.accuracy);
+    if (r->off_checked)
+        printf("LoRA disabled equals the pretrained model: %s (all %zu predictions and "
+               "logits compared bit for bit)\n", r->off_same ? "yes" : "NO", r->test.n);
+    else
+        printf("LoRA disabled runs PiSSA's residual base (W0 - s*B0*A0); W0 is checked when "
+               "the adapter is removed, below.\n");
+    printf("frozen weights (%zu floats) FNV-1a before fine-tuning %016" PRIx64 ", after %016" PRIx64 ": %s\n",
+           r->net.n_params, r->sum_before, r->sum_after, r->frozen_same ? "bit-identical" : "CHANGED");
+}
+
+static void report_on_off_json(run *r)
+{
+    json_object_set_new(r->js, "lora_enabled", json_eval(&r->on));
+    json_object_set_new(r->js, r->o.pissa ? "residual" : "lora_disabled", json_eval(&r->off));
+    if (r->off_checked) json_object_set_new(r->js, "disabled_equals_pretrained", json_boolean(r->off_same));
     char hex[2][17];
-    snprintf(hex[0], sizeof hex[0], "%016" PRIx64, sum_before);
-    snprintf(hex[1], sizeof hex[1], "%016" PRIx64, sum_after);
-    json_object_set_new(r.js, "frozen_checksum_before", json_string(hex[0]));
-    json_object_set_new(r.js, "frozen_checksum_after", json_string(hex[1]));
-    json_object_set_new(r.js, "frozen_unchanged", json_boolean(frozen_same));
+    snprintf(hex[0], sizeof hex[0], "%016" PRIx64, r->sum_before);
+    snprintf(hex[1], sizeof hex[1], "%016" PRIx64, r->sum_after);
+    json_object_set_new(r->js, "frozen_checksum_before", json_string(hex[0]));
+    json_object_set_new(r->js, "frozen_checksum_after", json_string(hex[1]));
+    json_object_set_new(r->js, "frozen_unchanged", json_boolean(r->frozen_same));
+}
 
-    /* 5. forgetting */
-    forgetting(&r, digit, &before, &on);
+/* Whether the last evaluation into logits_off gives the pretrained results bit for bit. */
+static bool off_equals_pretrained(const run *r)
+{
+    size_t classes = r->net.sizes[r->net.n_layers];
+    return same_eval(&r->before, &r->off) &&
+           memcmp(r->logits_before, r->logits_off, r->test.n * classes * sizeof(float)) == 0;
+}
 
-    /* 6. outputs */
-    if (save_outputs(&r, digit, &before, &on, &off)) goto out;
-
-    /* PiSSA: removing the adapter must give back the pretrained W0 and its results */
-    if (o->pissa) {
-        if (lr_lora_remove(r.lm, r.adapter, &e)) {
-            fail_msg("removing the PiSSA adapter", &e);
-            goto out;
-        }
-        bool w_back = memcmp(r.params_pre, net->params, pbytes) == 0;
-        t0 = now_s();
-        if (eval_keep_logits(net, &r.test_set, r.logits_off, &off, &e)) {
-            fail_msg("evaluating the restored model", &e);
-            goto out;
-        }
-        t_eval[2] += now_s() - t0;
-        off_same = w_back && same_eval(&before, &off) &&
-                   memcmp(r.logits_before, r.logits_off, r.test.n * classes * sizeof(float)) == 0;
-        off_checked = true;
-        if (text(&r))
-            printf("\nPiSSA adapter removed: W0 restored %s, results equal the pretrained model: "
-                   "%s\n", w_back ? "bit for bit" : "NOT bit for bit", off_same ? "yes" : "NO");
-        json_object_set_new(r.js, "removed_equals_pretrained", json_boolean(off_same));
+/* Step 4: LoRA on, LoRA off. Gaussian: disabled runs W0 itself and must match step 1
+ * exactly. PiSSA: disabled runs the residual W0 - s*B0*A0; W0 comes back when the adapter is
+ * removed (restore_pissa). */
+static int compare_on_off(run *r)
+{
+    lr_err e = { { 0 } };
+    double t0 = now_s();
+    if (eval_keep_logits(&r->net, &r->test_set, r->logits_off, &r->on, &e)) {
+        fail_msg("evaluating with LoRA", &e);
+        return 1;
     }
+    r->t_eval[1] = now_s() - t0;
+    lr_lora_set_enabled(r->lm, false);
+    t0 = now_s();
+    if (eval_keep_logits(&r->net, &r->test_set, r->logits_off, &r->off, &e)) {
+        fail_msg("evaluating with LoRA disabled", &e);
+        return 1;
+    }
+    r->t_eval[2] = now_s() - t0;
+    lr_lora_set_enabled(r->lm, true);
+    r->off_same = off_equals_pretrained(r);
+    r->off_checked = !r->o.pissa;
+    if (text(r)) report_on_off_text(r);
+    report_on_off_json(r);
+    return 0;
+}
 
-    double t_total = now_s() - t_start;
-    double t_ev = t_eval[0] + t_eval[1] + t_eval[2];
-    if (text(&r)) {
+/* PiSSA: removing the adapter must give back the pretrained W0 and its results. */
+static int restore_pissa(run *r)
+{
+    if (!r->o.pissa) return 0;
+    lr_err e = { { 0 } };
+    if (lr_lora_remove(r->lm, r->adapter, &e)) {
+        fail_msg("removing the PiSSA adapter", &e);
+        return 1;
+    }
+    bool w_back = memcmp(r->params_pre, r->net.params, r->net.n_params * sizeof(float)) == 0;
+    double t0 = now_s();
+    if (eval_keep_logits(&r->net, &r->test_set, r->logits_off, &r->off, &e)) {
+        fail_msg("evaluating the restored model", &e);
+        return 1;
+    }
+    r->t_eval[2] += now_s() - t0;
+    r->off_same = w_back && off_equals_pretrained(r);
+    r->off_checked = true;
+    if (text(r))
+        printf("\nPiSSA adapter removed: W0 restored %s, results equal the pretrained model: %s\n",
+               w_back ? "bit for bit" : "NOT bit for bit", r->off_same ? "yes" : "NO");
+    json_object_set_new(r->js, "removed_equals_pretrained", json_boolean(r->off_same));
+    return 0;
+}
+
+/* The time block, the exit status, the JSON object, and the failed check if any. */
+static int finish(run *r)
+{
+    double t_total = now_s() - r->t_start, t_ev = r->t_eval[0] + r->t_eval[1] + r->t_eval[2];
+    if (text(r)) {
         printf("\n== Time ==\n");
-        printf("  load data   %8.3f s\n", t_load);
-        printf("  pretrain    %8.3f s%s\n", t_pretrain, o->load ? " (loading the checkpoint)" : "");
-        printf("  evaluate    %8.3f s (3 passes over %zu test images)\n", t_ev, r.test.n);
-        printf("  fine-tune   %8.3f s\n", t_ft);
+        printf("  load data   %8.3f s\n", r->t_load);
+        printf("  pretrain    %8.3f s%s\n", r->t_pretrain, r->o.load ? " (loading the checkpoint)" : "");
+        printf("  evaluate    %8.3f s (3 passes over %zu test images)\n", t_ev, r->test.n);
+        printf("  fine-tune   %8.3f s\n", r->t_ft);
         printf("  total       %8.3f s\n", t_total);
     }
     json_t *tj = json_object();
-    json_object_set_new(tj, "load_data", json_real(t_load));
-    json_object_set_new(tj, "pretrain", json_real(t_pretrain));
+    json_object_set_new(tj, "load_data", json_real(r->t_load));
+    json_object_set_new(tj, "pretrain", json_real(r->t_pretrain));
     json_object_set_new(tj, "eval", json_real(t_ev));
-    json_object_set_new(tj, "finetune", json_real(t_ft));
+    json_object_set_new(tj, "finetune", json_real(r->t_ft));
     json_object_set_new(tj, "total", json_real(t_total));
-    json_object_set_new(r.js, "seconds", tj);
-
-    status = off_same && frozen_same ? 0 : 1;
-    json_object_set_new(r.js, "ok", json_boolean(status == 0));
-    if (o->json) {
-        char *s = json_dumps(r.js, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    json_object_set_new(r->js, "seconds", tj);
+    int status = r->off_same && r->frozen_same ? 0 : 1;
+    json_object_set_new(r->js, "ok", json_boolean(status == 0));
+    if (r->o.json) {
+        char *s = json_dumps(r->js, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
         if (s) { puts(s); free(s); }
     }
     if (status)
         fprintf(stderr, PROG ": check FAILED: %s\n",
-                !frozen_same ? "the frozen weights changed during fine-tuning"
-                             : o->pissa ? "removing the PiSSA adapter did not restore the pretrained model"
-                                        : "LoRA-disabled results differ from the pretrained model");
+                !r->frozen_same ? "the frozen weights changed during fine-tuning"
+                : r->o.pissa    ? "removing the PiSSA adapter did not restore the pretrained model"
+                                : "LoRA-disabled results differ from the pretrained model");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static run r; /* static: zeroed, and large arrays stay off the stack */
+    int rc = parse_options(argc, argv, &r.o);
+    if (rc || (rc = start(&r))) return rc;
+    double t0 = now_s();
+    if ((rc = load_data(&r))) goto out;
+    r.t_load = now_s() - t0;
+    if ((rc = pretrain(&r, &r.t_pretrain)) || (rc = evaluate_pretrained(&r)) || (rc = plan_adapter(&r)) ||
+        (rc = train_adapter(&r)) || (rc = compare_on_off(&r)))
+        goto out;
+    forgetting(&r, r.digit, &r.before, &r.on);
+    if ((rc = save_outputs(&r, r.digit, &r.before, &r.on, &r.off)) || (rc = restore_pissa(&r))) goto out;
+    rc = finish(&r);
 out:
     fflush(stdout);
     run_free(&r);
-    return status;
+    return rc;
 }
