@@ -488,262 +488,310 @@ static size_t sort_unique(size_t *v, size_t n)
     return k;
 }
 
-static int matrix_mode(const options *o)
-{
-    int rc = LR_CLI_RUNTIME;
-    lr_err err = { "" };
-    lr_status st;
-    lr_mat w = { 0 }, b = { 0 }, a = { 0 }, tb = { 0 }, ta = { 0 };
-    lr_usv usv = { 0 };
-    float *s = NULL;
-    char *paths[2] = { NULL, NULL };
-    json_t *root = NULL;
-    table_row rows[MAX_RANKS + 3];
-    size_t ranks[MAX_RANKS + 3], nr = 0;
-    char msg[512];
-
-    if ((st = lr_npy_load(o->path, &w, &err))) goto fail;
-    if ((st = lr_mat_check_finite(lr_cm(w), o->path, &err))) goto fail;
-    size_t m = w.rows, n = w.cols, k = m < n ? m : n;
-    if (k == 0) {
-        snprintf(err.msg, sizeof err.msg, "%s: the matrix is %zu x %zu: nothing to decompose", o->path, m, n);
-        goto fail;
-    }
-    s = malloc(k * sizeof *s);
-    if (!s) { snprintf(err.msg, sizeof err.msg, "out of memory"); goto fail; }
-    size_t rank;
+/* Everything matrix mode computes, then renders as text or JSON. */
+typedef struct {
+    lr_mat w, b, a;                 /* W: (m,n); the chosen factors B: (m,r), A: (r,n) */
+    size_t m, n, k;                 /* k = min(m, n) */
+    float *s;                       /* (k) singular values */
+    size_t rank, r, rmax;           /* numerical rank; the factoring rank; the table's largest */
     double tol;
-    if ((st = lr_svd_values(lr_cm(w), s, &err)) ||
-        (st = lr_rank_from_values(s, k, m, n, &o->tol, &rank, &tol, &err)))
-        goto fail;
-
-    /* the rank r to factor at, and why */
-    size_t r;
-    const char *why;
-    if (o->has_rank) {
-        if (o->rank > k) {
-            snprintf(msg, sizeof msg, "--rank: %zu is more than min(m, n) = %zu for %s (%zu x %zu)", o->rank, k,
-                     o->path, m, n);
-            rc = usage_error(msg);
-            goto done;
-        }
-        r = o->rank;
-        why = "--rank";
-    } else if (o->has_energy) {
-        if ((st = lr_approx_rank_for_energy(s, k, o->energy, &r, &err))) goto fail;
-        why = "--energy";
-    } else {
-        r = rank;
-        why = "numerical rank";
-    }
-    if (r == 0) {
-        snprintf(err.msg, sizeof err.msg, "%s: no singular value above the tolerance %g (the matrix is zero"
-                 " to working precision): nothing to factor", o->path, tol);
-        goto fail;
-    }
-
-    /* ranks for the error table */
-    if (o->nranks) {
-        for (size_t i = 0; i < o->nranks; i++) {
-            if (o->ranks[i] > k) {
-                snprintf(msg, sizeof msg, "--ranks: %zu is more than min(m, n) = %zu for %s (%zu x %zu)",
-                         o->ranks[i], k, o->path, m, n);
-                rc = usage_error(msg);
-                goto done;
-            }
-            ranks[nr++] = o->ranks[i];
-        }
-    } else {
-        size_t top = o->randomized ? r : k;
-        for (size_t t = 1; t <= top && nr < MAX_RANKS; t *= 2) ranks[nr++] = t;
-        if (!o->randomized) ranks[nr++] = k;
-    }
-    ranks[nr++] = r;
-    nr = sort_unique(ranks, nr);
-    size_t rmax = ranks[nr - 1];
-
-    /* one decomposition, truncated to each rank of the table (the leading singular
-     * triplets of a rank-rmax randomized SVD are its rank-t answer for t < rmax) */
-    lr_rng rng;
-    lr_rng_seed(&rng, o->seed);
-    if (o->randomized) st = lr_usv_from_rsvd(&usv, lr_cm(w), rmax, &o->rsvd, &rng, &err);
-    else st = lr_usv_from_svd(&usv, lr_cm(w), &err);
-    if (st) goto fail;
-
-    for (size_t i = 0; i < nr; i++) {
-        size_t t = ranks[i];
-        table_row *row = &rows[i];
-        row->rank = t;
-        if ((st = lr_mat_init(&tb, m, t, &err)) || (st = lr_mat_init(&ta, t, n, &err)) ||
-            (st = lr_factor_from_usv(tb, ta, &usv, t, o->split, &err)) ||
-            (st = lr_approx_measure(lr_cm(w), lr_cm(tb), lr_cm(ta), false, &row->measured, &err)) ||
-            (st = lr_approx_predict(s, k, t, &row->predicted, &err)))
-            goto fail;
-        row->energy = lr_approx_energy(s, k, t);
-        row->spec_predicted = t < k ? (double)s[t] : 0.0;
-        if (t == r) { /* keep the chosen factors */
-            b = tb;
-            a = ta;
-            tb = (lr_mat){ 0 };
-            ta = (lr_mat){ 0 };
-        } else {
-            lr_mat_free(&tb);
-            lr_mat_free(&ta);
-        }
-    }
-
+    const char *why;                /* how r was chosen */
+    table_row rows[MAX_RANKS + 3];
+    size_t nr;
     lr_cost cost, cost_bias;
     size_t break_even;
-    if ((st = lr_cost_layer(m, n, r, false, &cost, &err)) || (st = lr_cost_layer(m, n, r, true, &cost_bias, &err)) ||
-        (st = lr_cost_break_even(m, n, &break_even, &err)))
-        goto fail;
+    char *paths[2];                 /* --out-prefix: the files written */
+} mx_result;
 
-    if (o->out_prefix) {
-        const char *names[2] = { "B", "A" };
-        lr_cmat mats[2] = { lr_cm(b), lr_cm(a) };
-        if ((st = save_outputs(o->out_prefix, names, mats, 2, paths, &err))) goto fail;
-    }
+static void mx_free(mx_result *x)
+{
+    for (int i = 0; i < 2; i++) free(x->paths[i]);
+    free(x->s);
+    lr_mat_free(&x->w);
+    lr_mat_free(&x->b);
+    lr_mat_free(&x->a);
+}
 
-    size_t shown = o->top == 0 || o->top > k ? k : o->top;
-    if (o->json) {
-        bool ok = true;
-        root = json_object();
-        if (!root) { snprintf(err.msg, sizeof err.msg, "out of memory"); goto fail; }
-        json_t *shape = json_array(), *method = json_object(), *errs = json_array(), *c = json_object();
-        if (shape) {
-            json_array_append_new(shape, json_integer((json_int_t)m));
-            json_array_append_new(shape, json_integer((json_int_t)n));
-        }
-        lr_cli_json_set(root, "mode", json_string("matrix"), &ok);
-        lr_cli_json_set(root, "file", json_string(o->path), &ok);
-        lr_cli_json_set(root, "shape", shape, &ok);
-        lr_cli_json_set(root, "numerical_rank", json_integer((json_int_t)rank), &ok);
-        lr_cli_json_set(root, "tol", lr_cli_json_real(tol), &ok);
-        lr_cli_json_set(root, "tol_kind", json_string(tol_key(o->tol.kind)), &ok);
-        lr_cli_json_set(root, "singular_values", lr_cli_json_vec(s, shown), &ok);
-        lr_cli_json_set(root, "singular_values_total", json_integer((json_int_t)k), &ok);
-        lr_cli_json_set(root, "r", json_integer((json_int_t)r), &ok);
-        lr_cli_json_set(root, "r_from", json_string(o->has_rank ? "rank" : o->has_energy ? "energy" : "numerical_rank"), &ok);
-        if (o->has_energy) lr_cli_json_set(root, "energy_target", lr_cli_json_real(o->energy), &ok);
-        lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
-        if (method) {
-            lr_cli_json_set(method, "name", json_string(o->randomized ? "randomized" : "svd"), &ok);
-            if (o->randomized && o->rsvd.method == LR_RSVD_SUBSPACE) {
-                lr_cli_json_set(method, "algorithm", json_string("subspace"), &ok);
-                lr_cli_json_set(method, "oversample", json_integer((json_int_t)o->rsvd.oversample), &ok);
-                lr_cli_json_set(method, "power_iters", json_integer((json_int_t)o->rsvd.power_iters), &ok);
-            } else if (o->randomized) {
-                lr_cli_json_set(method, "algorithm", json_string("block_krylov"), &ok);
-                lr_cli_json_set(method, "block", json_integer((json_int_t)(o->rsvd.block ? o->rsvd.block : rmax)), &ok);
-                lr_cli_json_set(method, "krylov_depth", json_integer((json_int_t)o->rsvd.krylov_depth), &ok);
-            }
-            if (o->randomized) lr_cli_json_set(method, "seed", json_integer((json_int_t)o->seed), &ok);
-        }
-        lr_cli_json_set(root, "method", method, &ok);
-        for (size_t i = 0; errs && i < nr; i++) {
-            json_t *e = json_object();
-            if (!e) { ok = false; break; }
-            lr_cli_json_set(e, "rank", json_integer((json_int_t)rows[i].rank), &ok);
-            lr_cli_json_set(e, "params", json_integer((json_int_t)(rows[i].rank * (m + n))), &ok);
-            lr_cli_json_set(e, "fro", lr_cli_json_real(rows[i].measured.fro), &ok);
-            lr_cli_json_set(e, "fro_predicted", lr_cli_json_real(rows[i].predicted.fro), &ok);
-            lr_cli_json_set(e, "rel_fro", lr_cli_json_real(rows[i].measured.rel_fro), &ok);
-            lr_cli_json_set(e, "rel_fro_predicted", lr_cli_json_real(rows[i].predicted.rel_fro), &ok);
-            lr_cli_json_set(e, "spectral_predicted", lr_cli_json_real(rows[i].spec_predicted), &ok);
-            lr_cli_json_set(e, "energy", lr_cli_json_real(rows[i].energy), &ok);
-            if (json_array_append_new(errs, e) != 0) ok = false;
-        }
-        lr_cli_json_set(root, "errors", errs, &ok);
-        if (c) {
-            lr_cli_json_set(c, "dense_macs", json_integer((json_int_t)cost.dense_macs), &ok);
-            lr_cli_json_set(c, "factored_macs", json_integer((json_int_t)cost.factored_macs), &ok);
-            lr_cli_json_set(c, "dense_params", json_integer((json_int_t)cost.dense_params), &ok);
-            lr_cli_json_set(c, "factored_params", json_integer((json_int_t)cost.factored_params), &ok);
-            lr_cli_json_set(c, "dense_params_with_bias", json_integer((json_int_t)cost_bias.dense_params), &ok);
-            lr_cli_json_set(c, "factored_params_with_bias", json_integer((json_int_t)cost_bias.factored_params), &ok);
-            lr_cli_json_set(c, "mac_reduction_pct", lr_cli_json_real(cost.mac_reduction_pct), &ok);
-            lr_cli_json_set(c, "param_reduction_pct", lr_cli_json_real(cost.param_reduction_pct), &ok);
-            lr_cli_json_set(c, "break_even_rank", json_integer((json_int_t)break_even), &ok);
-        }
-        lr_cli_json_set(root, "cost", c, &ok);
-        if (o->out_prefix) {
-            json_t *files = json_object();
-            if (files) {
-                lr_cli_json_set(files, "B", json_string(paths[0]), &ok);
-                lr_cli_json_set(files, "A", json_string(paths[1]), &ok);
-            }
-            lr_cli_json_set(root, "files", files, &ok);
-        }
-        if (!ok) { snprintf(err.msg, sizeof err.msg, "out of memory building the JSON output"); goto fail; }
-        print_json(root);
-    } else {
-        printf("matrix: %s, %zu x %zu float32\n", o->path, m, n);
-        printf("numerical rank: %zu of %zu  (tol = %s = %.3g)\n", rank, k, tol_words(o->tol.kind), tol);
-        char label[96];
-        snprintf(label, sizeof label, "leading singular values (%zu of %zu)", shown, k);
-        lr_cli_print_vec(stdout, label, s, shown, 4, shown);
-        if (o->has_energy)
-            printf("rank r = %zu  (smallest rank capturing %.4g of the energy: %.6f)\n", r, o->energy,
-                   lr_approx_energy(s, k, r));
-        else
-            printf("rank r = %zu  (%s)\n", r, why);
-        if (o->randomized && o->rsvd.method == LR_RSVD_SUBSPACE)
-            printf("method: randomized SVD, subspace iteration (Halko-Martinsson-Tropp) at rank %zu, "
-                   "oversample %zu, power iterations %zu, seed %llu\n", rmax, o->rsvd.oversample,
-                   o->rsvd.power_iters, (unsigned long long)o->seed);
-        else if (o->randomized)
-            printf("method: randomized SVD, block Krylov (Musco-Musco) at rank %zu, block %zu, depth %zu, "
-                   "seed %llu\n", rmax, o->rsvd.block ? o->rsvd.block : rmax, o->rsvd.krylov_depth,
-                   (unsigned long long)o->seed);
-        else
-            printf("method: thin SVD (LAPACK sgesdd)\n");
-        printf("factors: %s\n\n", o->split == LR_SPLIT_US ? "B = U_r S_r (m x r), A = V_r^T (r x n)"
-                                                          : "B = U_r sqrt(S_r) (m x r), A = sqrt(S_r) V_r^T (r x n)");
-        printf("Error of W ~ B A (Frobenius; optimal = Eckart-Young sqrt(sum_{i>r} s_i^2);\n"
-               "ratio = measured / optimal, '-' where the optimum is below float32 rounding):\n");
-        printf("  %6s %10s %13s %13s %8s %10s %10s %11s\n", "rank", "params", "||W-BA||_F", "optimal",
-               "ratio", "relative", "energy", "s_{r+1}");
-        double rounding = 16 * FLT_EPSILON * sqrt((double)k) * lr_mat_norm_fro(lr_cm(w));
-        for (size_t i = 0; i < nr; i++) {
-            const table_row *t = &rows[i];
-            /* below float32 rounding of W the optimum is 0 in all but name: no ratio */
-            double ratio = t->predicted.fro > rounding ? t->measured.fro / t->predicted.fro : NAN;
-            char rs[16];
-            if (isfinite(ratio)) snprintf(rs, sizeof rs, "%.4f", ratio);
-            else snprintf(rs, sizeof rs, "-");
-            printf("  %6zu %10zu %13.4e %13.4e %8s %10.3e %10.6f %11.4e%s\n", t->rank, t->rank * (m + n),
-                   t->measured.fro, t->predicted.fro, rs, t->measured.rel_fro, t->energy, t->spec_predicted,
-                   t->rank == r ? "  <- r" : "");
-        }
-        printf("\nCost of y = Wx + b against y = B(Ax) + b at r = %zu:\n", r);
-        printf("  %-22s %14s %14s %10s\n", "", "dense", "factored", "saving");
-        printf("  %-22s %14llu %14llu %9.1f%%\n", "multiply-adds", (unsigned long long)cost.dense_macs,
-               (unsigned long long)cost.factored_macs, cost.mac_reduction_pct);
-        printf("  %-22s %14llu %14llu %9.1f%%\n", "parameters", (unsigned long long)cost.dense_params,
-               (unsigned long long)cost.factored_params, cost.param_reduction_pct);
-        printf("  %-22s %14llu %14llu %9.1f%%\n", "parameters with bias", (unsigned long long)cost_bias.dense_params,
-               (unsigned long long)cost_bias.factored_params, cost_bias.param_reduction_pct);
-        if (break_even)
-            printf("  factoring saves while r <= %zu (break-even: r(m+n) < mn)\n", break_even);
-        else
-            printf("  factoring never saves for this shape (r(m+n) >= mn for every r >= 1)\n");
-        if (o->out_prefix)
-            printf("\nwrote %s (%zu x %zu) and %s (%zu x %zu)\n", paths[0], m, r, paths[1], r, n);
+/* W, its singular values and numerical rank. */
+static lr_status mx_load(const options *o, mx_result *x, lr_err *err)
+{
+    lr_status st;
+    if ((st = lr_npy_load(o->path, &x->w, err)) || (st = lr_mat_check_finite(lr_cm(x->w), o->path, err)))
+        return st;
+    x->m = x->w.rows, x->n = x->w.cols, x->k = x->m < x->n ? x->m : x->n;
+    if (x->k == 0) {
+        snprintf(err->msg, sizeof err->msg, "%s: the matrix is %zu x %zu: nothing to decompose", o->path, x->m,
+                 x->n);
+        return LR_EDIM;
     }
-    rc = LR_CLI_OK;
-    goto done;
-fail:
-    rc = runtime_error(err.msg);
-done:
-    json_decref(root);
-    for (int i = 0; i < 2; i++) free(paths[i]);
-    free(s);
-    lr_usv_free(&usv);
-    lr_mat_free(&w);
-    lr_mat_free(&b);
-    lr_mat_free(&a);
+    if (!(x->s = malloc(x->k * sizeof *x->s))) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return LR_ENOMEM;
+    }
+    if ((st = lr_svd_values(lr_cm(x->w), x->s, err))) return st;
+    return lr_rank_from_values(x->s, x->k, x->m, x->n, &o->tol, &x->rank, &x->tol, err);
+}
+
+/* r from --rank, --energy or the numerical rank; the ranks of the error table. Returns a
+ * demo exit code (usage errors: 2). */
+static int mx_choose_ranks(const options *o, mx_result *x, size_t *ranks)
+{
+    char msg[512];
+    lr_err err = { "" };
+    if (o->has_rank && o->rank > x->k) {
+        snprintf(msg, sizeof msg, "--rank: %zu is more than min(m, n) = %zu for %s (%zu x %zu)", o->rank, x->k,
+                 o->path, x->m, x->n);
+        return usage_error(msg);
+    }
+    x->r = o->has_rank ? o->rank : x->rank;
+    x->why = o->has_rank ? "--rank" : o->has_energy ? "--energy" : "numerical rank";
+    if (o->has_energy && lr_approx_rank_for_energy(x->s, x->k, o->energy, &x->r, &err))
+        return runtime_error(err.msg);
+    if (x->r == 0) {
+        snprintf(msg, sizeof msg, "%s: no singular value above the tolerance %g (the matrix is zero"
+                 " to working precision): nothing to factor", o->path, x->tol);
+        return runtime_error(msg);
+    }
+    size_t nr = 0;
+    for (size_t i = 0; i < o->nranks; i++) {
+        if (o->ranks[i] > x->k) {
+            snprintf(msg, sizeof msg, "--ranks: %zu is more than min(m, n) = %zu for %s (%zu x %zu)",
+                     o->ranks[i], x->k, o->path, x->m, x->n);
+            return usage_error(msg);
+        }
+        ranks[nr++] = o->ranks[i];
+    }
+    if (!o->nranks) {
+        size_t top = o->randomized ? x->r : x->k;
+        for (size_t t = 1; t <= top && nr < MAX_RANKS; t *= 2) ranks[nr++] = t;
+        if (!o->randomized) ranks[nr++] = x->k;
+    }
+    ranks[nr++] = x->r;
+    x->nr = sort_unique(ranks, nr);
+    x->rmax = ranks[x->nr - 1];
+    return LR_CLI_OK;
+}
+
+/* One decomposition, truncated to each rank of the table (the leading singular triplets of a
+ * rank-rmax randomized SVD are its rank-t answer for t < rmax); keeps the factors at r. */
+static lr_status mx_factor(const options *o, mx_result *x, const size_t *ranks, lr_err *err)
+{
+    lr_usv usv = { 0 };
+    lr_mat tb = { 0 }, ta = { 0 };
+    lr_rng rng;
+    lr_rng_seed(&rng, o->seed);
+    lr_status st = o->randomized ? lr_usv_from_rsvd(&usv, lr_cm(x->w), x->rmax, &o->rsvd, &rng, err)
+                                 : lr_usv_from_svd(&usv, lr_cm(x->w), err);
+    for (size_t i = 0; !st && i < x->nr; i++) {
+        size_t t = ranks[i];
+        table_row *row = &x->rows[i];
+        row->rank = t;
+        if ((st = lr_mat_init(&tb, x->m, t, err)) || (st = lr_mat_init(&ta, t, x->n, err)) ||
+            (st = lr_factor_from_usv(tb, ta, &usv, t, o->split, err)) ||
+            (st = lr_approx_measure(lr_cm(x->w), lr_cm(tb), lr_cm(ta), false, &row->measured, err)) ||
+            (st = lr_approx_predict(x->s, x->k, t, &row->predicted, err)))
+            break;
+        row->energy = lr_approx_energy(x->s, x->k, t);
+        row->spec_predicted = t < x->k ? (double)x->s[t] : 0.0;
+        if (t == x->r) { /* keep the chosen factors */
+            x->b = tb, x->a = ta;
+            tb = (lr_mat){ 0 }, ta = (lr_mat){ 0 };
+        }
+        lr_mat_free(&tb);
+        lr_mat_free(&ta);
+    }
     lr_mat_free(&tb);
     lr_mat_free(&ta);
+    lr_usv_free(&usv);
+    if (!st && !(st = lr_cost_layer(x->m, x->n, x->r, false, &x->cost, err)) &&
+        !(st = lr_cost_layer(x->m, x->n, x->r, true, &x->cost_bias, err)))
+        st = lr_cost_break_even(x->m, x->n, &x->break_even, err);
+    if (!st && o->out_prefix) {
+        const char *names[2] = { "B", "A" };
+        lr_cmat mats[2] = { lr_cm(x->b), lr_cm(x->a) };
+        st = save_outputs(o->out_prefix, names, mats, 2, x->paths, err);
+    }
+    return st;
+}
+
+static json_t *mx_json_method(const options *o, const mx_result *x, bool *ok)
+{
+    json_t *method = json_object();
+    if (!method) return NULL;
+    lr_cli_json_set(method, "name", json_string(o->randomized ? "randomized" : "svd"), ok);
+    if (o->randomized && o->rsvd.method == LR_RSVD_SUBSPACE) {
+        lr_cli_json_set(method, "algorithm", json_string("subspace"), ok);
+        lr_cli_json_set(method, "oversample", json_integer((json_int_t)o->rsvd.oversample), ok);
+        lr_cli_json_set(method, "power_iters", json_integer((json_int_t)o->rsvd.power_iters), ok);
+    } else if (o->randomized) {
+        lr_cli_json_set(method, "algorithm", json_string("block_krylov"), ok);
+        lr_cli_json_set(method, "block", json_integer((json_int_t)(o->rsvd.block ? o->rsvd.block : x->rmax)), ok);
+        lr_cli_json_set(method, "krylov_depth", json_integer((json_int_t)o->rsvd.krylov_depth), ok);
+    }
+    if (o->randomized) lr_cli_json_set(method, "seed", json_integer((json_int_t)o->seed), ok);
+    return method;
+}
+
+static json_t *mx_json_errors(const mx_result *x, bool *ok)
+{
+    json_t *errs = json_array();
+    for (size_t i = 0; errs && i < x->nr; i++) {
+        const table_row *row = &x->rows[i];
+        json_t *e = json_object();
+        if (!e) { *ok = false; break; }
+        lr_cli_json_set(e, "rank", json_integer((json_int_t)row->rank), ok);
+        lr_cli_json_set(e, "params", json_integer((json_int_t)(row->rank * (x->m + x->n))), ok);
+        lr_cli_json_set(e, "fro", lr_cli_json_real(row->measured.fro), ok);
+        lr_cli_json_set(e, "fro_predicted", lr_cli_json_real(row->predicted.fro), ok);
+        lr_cli_json_set(e, "rel_fro", lr_cli_json_real(row->measured.rel_fro), ok);
+        lr_cli_json_set(e, "rel_fro_predicted", lr_cli_json_real(row->predicted.rel_fro), ok);
+        lr_cli_json_set(e, "spectral_predicted", lr_cli_json_real(row->spec_predicted), ok);
+        lr_cli_json_set(e, "energy", lr_cli_json_real(row->energy), ok);
+        if (json_array_append_new(errs, e) != 0) *ok = false;
+    }
+    return errs;
+}
+
+static json_t *mx_json_cost(const mx_result *x, bool *ok)
+{
+    json_t *c = json_object();
+    if (!c) return NULL;
+    lr_cli_json_set(c, "dense_macs", json_integer((json_int_t)x->cost.dense_macs), ok);
+    lr_cli_json_set(c, "factored_macs", json_integer((json_int_t)x->cost.factored_macs), ok);
+    lr_cli_json_set(c, "dense_params", json_integer((json_int_t)x->cost.dense_params), ok);
+    lr_cli_json_set(c, "factored_params", json_integer((json_int_t)x->cost.factored_params), ok);
+    lr_cli_json_set(c, "dense_params_with_bias", json_integer((json_int_t)x->cost_bias.dense_params), ok);
+    lr_cli_json_set(c, "factored_params_with_bias", json_integer((json_int_t)x->cost_bias.factored_params), ok);
+    lr_cli_json_set(c, "mac_reduction_pct", lr_cli_json_real(x->cost.mac_reduction_pct), ok);
+    lr_cli_json_set(c, "param_reduction_pct", lr_cli_json_real(x->cost.param_reduction_pct), ok);
+    lr_cli_json_set(c, "break_even_rank", json_integer((json_int_t)x->break_even), ok);
+    return c;
+}
+
+/* The JSON object of matrix mode, printed; false when out of memory. */
+static bool mx_render_json(const options *o, const mx_result *x, size_t shown)
+{
+    bool ok = true;
+    json_t *root = json_object(), *shape = json_array();
+    if (!root) { json_decref(shape); return false; }
+    if (shape) {
+        json_array_append_new(shape, json_integer((json_int_t)x->m));
+        json_array_append_new(shape, json_integer((json_int_t)x->n));
+    }
+    lr_cli_json_set(root, "mode", json_string("matrix"), &ok);
+    lr_cli_json_set(root, "file", json_string(o->path), &ok);
+    lr_cli_json_set(root, "shape", shape, &ok);
+    lr_cli_json_set(root, "numerical_rank", json_integer((json_int_t)x->rank), &ok);
+    lr_cli_json_set(root, "tol", lr_cli_json_real(x->tol), &ok);
+    lr_cli_json_set(root, "tol_kind", json_string(tol_key(o->tol.kind)), &ok);
+    lr_cli_json_set(root, "singular_values", lr_cli_json_vec(x->s, shown), &ok);
+    lr_cli_json_set(root, "singular_values_total", json_integer((json_int_t)x->k), &ok);
+    lr_cli_json_set(root, "r", json_integer((json_int_t)x->r), &ok);
+    lr_cli_json_set(root, "r_from", json_string(o->has_rank ? "rank" : o->has_energy ? "energy" : "numerical_rank"), &ok);
+    if (o->has_energy) lr_cli_json_set(root, "energy_target", lr_cli_json_real(o->energy), &ok);
+    lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
+    lr_cli_json_set(root, "method", mx_json_method(o, x, &ok), &ok);
+    lr_cli_json_set(root, "errors", mx_json_errors(x, &ok), &ok);
+    lr_cli_json_set(root, "cost", mx_json_cost(x, &ok), &ok);
+    if (o->out_prefix) {
+        json_t *files = json_object();
+        if (files) {
+            lr_cli_json_set(files, "B", json_string(x->paths[0]), &ok);
+            lr_cli_json_set(files, "A", json_string(x->paths[1]), &ok);
+        }
+        lr_cli_json_set(root, "files", files, &ok);
+    }
+    if (ok) print_json(root);
+    json_decref(root);
+    return ok;
+}
+
+static void mx_text_header(const options *o, const mx_result *x, size_t shown)
+{
+    printf("matrix: %s, %zu x %zu float32\n", o->path, x->m, x->n);
+    printf("numerical rank: %zu of %zu  (tol = %s = %.3g)\n", x->rank, x->k, tol_words(o->tol.kind), x->tol);
+    char label[96];
+    snprintf(label, sizeof label, "leading singular values (%zu of %zu)", shown, x->k);
+    lr_cli_print_vec(stdout, label, x->s, shown, 4, shown);
+    if (o->has_energy)
+        printf("rank r = %zu  (smallest rank capturing %.4g of the energy: %.6f)\n", x->r, o->energy,
+               lr_approx_energy(x->s, x->k, x->r));
+    else
+        printf("rank r = %zu  (%s)\n", x->r, x->why);
+    if (o->randomized && o->rsvd.method == LR_RSVD_SUBSPACE)
+        printf("method: randomized SVD, subspace iteration (Halko-Martinsson-Tropp) at rank %zu, "
+               "oversample %zu, power iterations %zu, seed %llu\n", x->rmax, o->rsvd.oversample,
+               o->rsvd.power_iters, (unsigned long long)o->seed);
+    else if (o->randomized)
+        printf("method: randomized SVD, block Krylov (Musco-Musco) at rank %zu, block %zu, depth %zu, "
+               "seed %llu\n", x->rmax, o->rsvd.block ? o->rsvd.block : x->rmax, o->rsvd.krylov_depth,
+               (unsigned long long)o->seed);
+    else
+        printf("method: thin SVD (LAPACK sgesdd)\n");
+    printf("factors: %s\n\n", o->split == LR_SPLIT_US ? "B = U_r S_r (m x r), A = V_r^T (r x n)"
+                                                      : "B = U_r sqrt(S_r) (m x r), A = sqrt(S_r) V_r^T (r x n)");
+}
+
+static void mx_text_errors(const mx_result *x)
+{
+    printf("Error of W ~ B A (Frobenius; optimal = Eckart-Young sqrt(sum_{i>r} s_i^2);\n"
+           "ratio = measured / optimal, '-' where the optimum is below float32 rounding):\n");
+    printf("  %6s %10s %13s %13s %8s %10s %10s %11s\n", "rank", "params", "||W-BA||_F", "optimal", "ratio",
+           "relative", "energy", "s_{r+1}");
+    double rounding = 16 * FLT_EPSILON * sqrt((double)x->k) * lr_mat_norm_fro(lr_cm(x->w));
+    for (size_t i = 0; i < x->nr; i++) {
+        const table_row *t = &x->rows[i];
+        /* below float32 rounding of W the optimum is 0 in all but name: no ratio */
+        double ratio = t->predicted.fro > rounding ? t->measured.fro / t->predicted.fro : NAN;
+        char rs[16];
+        if (isfinite(ratio)) snprintf(rs, sizeof rs, "%.4f", ratio);
+        else snprintf(rs, sizeof rs, "-");
+        printf("  %6zu %10zu %13.4e %13.4e %8s %10.3e %10.6f %11.4e%s\n", t->rank, t->rank * (x->m + x->n),
+               t->measured.fro, t->predicted.fro, rs, t->measured.rel_fro, t->energy, t->spec_predicted,
+               t->rank == x->r ? "  <- r" : "");
+    }
+}
+
+static void mx_text_cost(const options *o, const mx_result *x)
+{
+    const lr_cost *c = &x->cost, *cb = &x->cost_bias;
+    printf("\nCost of y = Wx + b against y = B(Ax) + b at r = %zu:\n", x->r);
+    printf("  %-22s %14s %14s %10s\n", "", "dense", "factored", "saving");
+    printf("  %-22s %14llu %14llu %9.1f%%\n", "multiply-adds", (unsigned long long)c->dense_macs,
+           (unsigned long long)c->factored_macs, c->mac_reduction_pct);
+    printf("  %-22s %14llu %14llu %9.1f%%\n", "parameters", (unsigned long long)c->dense_params,
+           (unsigned long long)c->factored_params, c->param_reduction_pct);
+    printf("  %-22s %14llu %14llu %9.1f%%\n", "parameters with bias", (unsigned long long)cb->dense_params,
+           (unsigned long long)cb->factored_params, cb->param_reduction_pct);
+    if (x->break_even)
+        printf("  factoring saves while r <= %zu (break-even: r(m+n) < mn)\n", x->break_even);
+    else
+        printf("  factoring never saves for this shape (r(m+n) >= mn for every r >= 1)\n");
+    if (o->out_prefix)
+        printf("\nwrote %s (%zu x %zu) and %s (%zu x %zu)\n", x->paths[0], x->m, x->r, x->paths[1], x->r, x->n);
+}
+
+/* A matrix of your own: load, rank, factor at r with an error table and costs, render. */
+static int matrix_mode(const options *o)
+{
+    mx_result x;
+    memset(&x, 0, sizeof x);
+    lr_err err = { "" };
+    size_t ranks[MAX_RANKS + 3];
+    int rc;
+    if (mx_load(o, &x, &err)) rc = runtime_error(err.msg);
+    else if (!(rc = mx_choose_ranks(o, &x, ranks)) && mx_factor(o, &x, ranks, &err)) rc = runtime_error(err.msg);
+    if (!rc) {
+        size_t shown = o->top == 0 || o->top > x.k ? x.k : o->top;
+        if (o->json) {
+            if (!mx_render_json(o, &x, shown)) rc = runtime_error("out of memory building the JSON output");
+        } else {
+            mx_text_header(o, &x, shown);
+            mx_text_errors(&x);
+            mx_text_cost(o, &x);
+        }
+    }
+    mx_free(&x);
     return rc;
 }
 
