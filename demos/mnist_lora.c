@@ -42,6 +42,7 @@
 #include "lowrank/rng.h"
 #include "lowrank/train.h"
 
+#include "cli.h"
 #include "plot.h"
 
 #define PROG "lr-mnist"
@@ -138,70 +139,30 @@ static int usage_error(const char *fmt, ...)
     return 2;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
+/* Writes a printf-style reason into msg and returns false (the option setters' failure). */
+__attribute__((format(printf, 3, 4))) static bool opt_fail(char *msg, size_t cap, const char *fmt, ...)
 {
-    if (!s || !*s || *s == '-' || *s == '+') return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return false;
-    *out = (uint64_t)v;
-    return true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, cap, fmt, ap);
+    va_end(ap);
+    return false;
 }
 
-/* A whole number in [lo, hi]; otherwise a usage error naming the option and the range. */
-static int opt_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out)
-{
-    uint64_t v;
-    if (!parse_u64(s, &v) || v < lo || v > hi)
-        return usage_error("%s: expected a whole number from %zu to %zu, got '%s'", opt, lo, hi,
-                           s);
-    *out = (size_t)v;
-    return 0;
-}
-
-/* A finite number > 0 (learning rates, alpha). */
-static int opt_pos_float(const char *opt, const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = (s && *s) ? strtod(s, &end) : 0.0;
-    if (!s || !*s || errno || *end || !isfinite(v) || v <= 0.0 || (float)v <= 0.0f || v > 1e6)
-        return usage_error("%s: expected a positive number (at most 1e6), got '%s'", opt, s ? s : "");
-    *out = v;
-    return 0;
-}
-
-static int parse_layers(const char *s, options *o)
+/* --layers A,B,...: 2..LR_MLP_MAX_LAYERS+1 sizes, the first 784, the last 10. */
+static bool parse_layers(const char *s, options *o, char *msg, size_t cap)
 {
     size_t n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        if (n > LR_MLP_MAX_LAYERS)
-            return usage_error("--layers: at most %d layers (%d sizes), got '%s'",
-                               LR_MLP_MAX_LAYERS, LR_MLP_MAX_LAYERS + 1, s);
-        if (*p < '0' || *p > '9')
-            return usage_error("--layers: expected sizes like 784,1000,2000,10, got '%s'", s);
-        errno = 0;
-        unsigned long v = strtoul(p, &end, 10);
-        if (errno || v == 0 || v > 100000)
-            return usage_error("--layers: each size must be from 1 to 100000, got '%s'", s);
-        o->sizes[n++] = v;
-        if (*end == ',' && end[1]) p = end + 1;
-        else if (*end == '\0') p = end;
-        else return usage_error("--layers: expected sizes like 784,1000,2000,10, got '%s'", s);
-    }
-    if (n < 2) return usage_error("--layers: need at least an input and an output size, got '%s'", s);
+    if (!lr_cli_parse_size_list("--layers", s, 1, 100000, o->sizes, LR_MLP_MAX_LAYERS + 1, &n, msg, cap))
+        return false;
+    if (n < 2) return opt_fail(msg, cap, "--layers: need at least an input and an output size, got '%s'", s);
     if (o->sizes[0] != 784)
-        return usage_error("--layers: the first size must be 784 (28x28 MNIST pixels), got %zu",
-                           o->sizes[0]);
+        return opt_fail(msg, cap, "--layers: the first size must be 784 (28x28 MNIST pixels), got %zu", o->sizes[0]);
     if (o->sizes[n - 1] != 10)
-        return usage_error("--layers: the last size must be 10 (the digits), got %zu",
-                           o->sizes[n - 1]);
+        return opt_fail(msg, cap, "--layers: the last size must be 10 (the digits), got %zu", o->sizes[n - 1]);
     o->n_sizes = n;
     o->sizes_given = true;
-    return 0;
+    return true;
 }
 
 /* Does the parent directory of path exist (so an output there can be written)? */
@@ -232,31 +193,16 @@ static int check_output_path(const char *opt, const char *path, bool want_dir)
     return rc;
 }
 
-/* Layers selected by --lora-layers into sel[0..n_layers): "all", or 1-based numbers and
- * "linearK" names, comma-separated. */
+/* Layers selected by --lora-layers into sel[0..n_layers) (lr_lora_parse_targets: "all",
+ * or 1-based numbers and "linearK" names, comma-separated). */
 static int select_lora_layers(const char *spec, size_t n, bool *sel)
 {
-    for (size_t i = 0; i < n; i++) sel[i] = !spec || strcmp(spec, "all") == 0;
-    if (!spec || strcmp(spec, "all") == 0) return 0;
-    char *list = strdup(spec);
-    if (!list) return usage_error("out of memory");
-    int rc = 0;
-    char *save = NULL;
-    size_t count = 0;
-    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        uint64_t v = 0;
-        bool ok = parse_u64(tok, &v) || (strncmp(tok, "linear", 6) == 0 && parse_u64(tok + 6, &v));
-        if (!ok || v < 1 || v > n) {
-            rc = usage_error("--lora-layers: no layer '%s' in a %zu-layer model (use 1-%zu, "
-                             "linear1-linear%zu or all)", tok, n, n, n);
-            break;
-        }
-        sel[v - 1] = true;
-        count++;
-    }
-    if (!rc && count == 0) rc = usage_error("--lora-layers: empty list '%s'", spec);
-    free(list);
-    return rc;
+    uint32_t mask;
+    lr_err e = { { 0 } };
+    if (lr_lora_parse_targets(&mask, spec ? spec : "all", n, &e))
+        return usage_error("--lora-layers: %s", e.msg);
+    for (size_t i = 0; i < n; i++) sel[i] = mask == 0 || (mask >> i & 1u);
+    return 0;
 }
 
 /* Every selected layer must admit the rank: r <= min(in, out) (a larger r adds parameters
@@ -272,7 +218,105 @@ static int check_rank(const size_t *sizes, size_t n_layers, const bool *sel, siz
     return 0;
 }
 
-static int parse_options(int argc, char **argv, options *o)
+/* The options lr-mnist takes; a flag takes no value. */
+static const struct { const char *name; bool flag; } known_opts[] = {
+    { "--data", false }, { "--load", false }, { "--save", false }, { "--adapter-out", false },
+    { "--plot", false }, { "--seed", false }, { "--epochs", false }, { "--batch", false },
+    { "--lr", false }, { "--layers", false }, { "--threads", false }, { "--rank", false },
+    { "--alpha", false }, { "--init", false }, { "--lora-layers", false }, { "--steps", false },
+    { "--ft-lr", false }, { "--digit", false }, { "--limit-train", false }, { "--rslora", true },
+    { "--json", true }, { "--quiet", true }, { "--keep-subnormals", true },
+};
+
+/* A learning rate or alpha: a number in (0, 1e6] that stays positive in float32. */
+static bool parse_pos_float(const char *opt, const char *s, double *out, char *msg, size_t cap)
+{
+    if (!lr_cli_parse_double(opt, s, 0.0, true, 1e6, false, out, msg, cap)) return false;
+    if ((float)*out > 0.0f) return true;
+    snprintf(msg, cap, "%s: %s is 0 in float32", opt, s);
+    return false;
+}
+
+/* Sets one valued option; false with the reason in msg. */
+static bool set_option(options *o, const char *name, const char *val, char *msg, size_t cap)
+{
+    size_t z = 0;
+    lr_err e = { { 0 } };
+    lr_lora_init_kind kind;
+    if (!strcmp(name, "--data") || !strcmp(name, "--load")) {
+        if (!*val) return opt_fail(msg, cap, "%s: empty %s name", name, name[2] == 'd' ? "directory" : "file");
+        *(name[2] == 'd' ? &o->data_dir : &o->load) = val;
+        return true;
+    }
+    const char **path = !strcmp(name, "--save") ? &o->save : !strcmp(name, "--adapter-out") ? &o->adapter_out
+                      : !strcmp(name, "--plot")  ? &o->plot : NULL;
+    if (path) {
+        *path = val;
+        return true;
+    }
+    if (!strcmp(name, "--seed")) return lr_cli_parse_u64(name, val, &o->seed, msg, cap);
+    if (!strcmp(name, "--epochs")) return lr_cli_parse_size(name, val, 1, 1000, &o->epochs, msg, cap);
+    if (!strcmp(name, "--batch")) return lr_cli_parse_size(name, val, 1, 60000, &o->batch, msg, cap);
+    if (!strcmp(name, "--limit-train")) return lr_cli_parse_size(name, val, 1, SIZE_MAX, &o->limit_train, msg, cap);
+    if (!strcmp(name, "--lr")) return parse_pos_float(name, val, &o->lr, msg, cap);
+    if (!strcmp(name, "--ft-lr")) return parse_pos_float(name, val, &o->ft_lr, msg, cap);
+    if (!strcmp(name, "--alpha")) return parse_pos_float(name, val, &o->alpha, msg, cap);
+    if (!strcmp(name, "--rank")) return lr_cli_parse_size(name, val, 1, 100000, &o->rank, msg, cap);
+    if (!strcmp(name, "--steps")) return lr_cli_parse_size(name, val, 1, 10000000, &o->steps, msg, cap);
+    if (!strcmp(name, "--threads")) {
+        bool ok = lr_cli_parse_size(name, val, 1, LR_POOL_MAX_THREADS, &z, msg, cap);
+        o->threads = (int)z;
+        return ok;
+    }
+    if (!strcmp(name, "--init")) {
+        if (lr_lora_parse_init(val, &kind, &e)) return opt_fail(msg, cap, "--init: %s", e.msg);
+        o->pissa = kind == LR_LORA_INIT_PISSA;
+        return true;
+    }
+    if (!strcmp(name, "--lora-layers")) {
+        if (!*val) return opt_fail(msg, cap, "--lora-layers: empty list");
+        o->lora_layers = val;
+        return true;
+    }
+    if (!strcmp(name, "--digit")) {
+        bool worst = !strcmp(val, "worst");
+        if (worst || lr_cli_parse_size(name, val, 0, 9, &z, msg, cap)) {
+            o->digit = worst ? -1 : (int)z;
+            return true;
+        }
+        return opt_fail(msg, cap, "--digit: expected a digit 0-9 or 'worst', got '%s'", val);
+    }
+    return parse_layers(val, o, msg, cap); /* --layers */
+}
+
+static void set_flag(options *o, const char *name)
+{
+    if (!strcmp(name, "--rslora")) o->rslora = true;
+    else if (!strcmp(name, "--json")) o->json = true;
+    else if (!strcmp(name, "--keep-subnormals")) o->keep_subnormals = true;
+    else o->quiet = true;
+}
+
+/* Checks across options, and the output paths, before anything runs (a bad path fails in a
+ * second, not after the run). */
+static int check_options(const options *o)
+{
+    if (o->load && o->sizes_given)
+        return usage_error("--layers and --load conflict: a checkpoint's layer sizes come from the file");
+    if (o->save && check_output_path("--save", o->save, false)) return 2;
+    if (o->plot && check_output_path("--plot", o->plot, false)) return 2;
+    if (o->adapter_out && check_output_path("--adapter-out", o->adapter_out, true)) return 2;
+    if (o->save && o->load && strcmp(o->save, o->load) == 0)
+        return usage_error("--save and --load name the same file '%s'", o->save);
+    if (!o->load) { /* sizes known now: check the layer list and the rank */
+        bool sel[LR_MLP_MAX_LAYERS];
+        if (select_lora_layers(o->lora_layers, o->n_sizes - 1, sel)) return 2;
+        if (check_rank(o->sizes, o->n_sizes - 1, sel, o->rank)) return 2;
+    }
+    return 0;
+}
+
+static void default_options(options *o)
 {
     memset(o, 0, sizeof *o);
     o->epochs = 1;
@@ -285,118 +329,32 @@ static int parse_options(int argc, char **argv, options *o)
     o->steps = 100;
     o->ft_lr = 1e-3;
     o->digit = 9;
+}
 
+static int parse_options(int argc, char **argv, options *o)
+{
+    default_options(o);
+    char msg[512];
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        const char *a = argv[i], *val = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
         }
-        if (strncmp(a, "--", 2) != 0)
-            return usage_error("unexpected argument '%s' (options start with --)", a);
-        /* --name=value or --name value */
-        char name[64];
-        const char *val = NULL;
-        const char *eq = strchr(a, '=');
-        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
-        if (nlen >= sizeof name) return usage_error("unknown option '%s'", a);
-        memcpy(name, a, nlen);
-        name[nlen] = '\0';
-        if (eq) val = eq + 1;
-
-        static const char *const flags[] = { "--rslora", "--json", "--quiet", "--keep-subnormals" };
-        bool is_flag = false;
-        for (size_t k = 0; k < sizeof flags / sizeof *flags; k++)
-            if (strcmp(name, flags[k]) == 0) is_flag = true;
-        if (is_flag) {
-            if (val) return usage_error("%s takes no value, got '%s'", name, a);
-            if (strcmp(name, "--rslora") == 0) o->rslora = true;
-            else if (strcmp(name, "--json") == 0) o->json = true;
-            else if (strcmp(name, "--keep-subnormals") == 0) o->keep_subnormals = true;
-            else o->quiet = true;
-            continue;
+        if (strncmp(a, "--", 2) != 0) return usage_error("unexpected argument '%s' (options start with --)", a);
+        size_t k = 0, n = sizeof known_opts / sizeof *known_opts;
+        while (k < n && !lr_cli_match(a, known_opts[k].name)) k++;
+        if (k == n) return usage_error("unknown option '%.*s'", (int)strcspn(a, "="), a);
+        const char *name = known_opts[k].name;
+        if (known_opts[k].flag) {
+            if (strchr(a, '=')) return usage_error("%s takes no value, got '%s'", name, a);
+            set_flag(o, name);
+        } else if (!lr_cli_value(argc, argv, &i, name, &val, msg, sizeof msg) ||
+                   !set_option(o, name, val, msg, sizeof msg)) {
+            return usage_error("%s", msg);
         }
-        static const char *const valued[] = {
-            "--data", "--load", "--save", "--adapter-out", "--plot", "--seed", "--epochs",
-            "--batch", "--lr", "--layers", "--threads", "--rank", "--alpha", "--init",
-            "--lora-layers", "--steps", "--ft-lr", "--digit", "--limit-train",
-        };
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
-            if (strcmp(name, valued[k]) == 0) known = true;
-        if (!known) return usage_error("unknown option '%s'", name);
-        if (!val) {
-            if (i + 1 >= argc) return usage_error("%s needs a value", name);
-            val = argv[++i];
-        }
-        size_t z;
-        int rc = 0;
-        if (strcmp(name, "--data") == 0) {
-            if (!*val) return usage_error("--data: empty directory name");
-            o->data_dir = val;
-        } else if (strcmp(name, "--load") == 0) {
-            if (!*val) return usage_error("--load: empty file name");
-            o->load = val;
-        } else if (strcmp(name, "--save") == 0) {
-            o->save = val;
-        } else if (strcmp(name, "--adapter-out") == 0) {
-            o->adapter_out = val;
-        } else if (strcmp(name, "--plot") == 0) {
-            o->plot = val;
-        } else if (strcmp(name, "--seed") == 0) {
-            if (!parse_u64(val, &o->seed))
-                return usage_error("--seed: expected a whole number from 0 to %" PRIu64
-                                   ", got '%s'", UINT64_MAX, val);
-        } else if (strcmp(name, "--epochs") == 0) {
-            rc = opt_size(name, val, 1, 1000, &o->epochs);
-        } else if (strcmp(name, "--batch") == 0) {
-            rc = opt_size(name, val, 1, 60000, &o->batch);
-        } else if (strcmp(name, "--limit-train") == 0) {
-            rc = opt_size(name, val, 1, SIZE_MAX, &o->limit_train);
-        } else if (strcmp(name, "--lr") == 0) {
-            rc = opt_pos_float(name, val, &o->lr);
-        } else if (strcmp(name, "--layers") == 0) {
-            rc = parse_layers(val, o);
-        } else if (strcmp(name, "--threads") == 0) {
-            rc = opt_size(name, val, 1, LR_POOL_MAX_THREADS, &z);
-            o->threads = (int)z;
-        } else if (strcmp(name, "--rank") == 0) {
-            rc = opt_size(name, val, 1, 100000, &o->rank);
-        } else if (strcmp(name, "--alpha") == 0) {
-            rc = opt_pos_float(name, val, &o->alpha);
-        } else if (strcmp(name, "--init") == 0) {
-            if (strcmp(val, "gaussian") == 0) o->pissa = false;
-            else if (strcmp(val, "pissa") == 0) o->pissa = true;
-            else return usage_error("--init: expected gaussian or pissa, got '%s'", val);
-        } else if (strcmp(name, "--lora-layers") == 0) {
-            if (!*val) return usage_error("--lora-layers: empty list");
-            o->lora_layers = val;
-        } else if (strcmp(name, "--steps") == 0) {
-            rc = opt_size(name, val, 1, 10000000, &o->steps);
-        } else if (strcmp(name, "--ft-lr") == 0) {
-            rc = opt_pos_float(name, val, &o->ft_lr);
-        } else if (strcmp(name, "--digit") == 0) {
-            if (strcmp(val, "worst") == 0) o->digit = -1;
-            else if (strlen(val) == 1 && val[0] >= '0' && val[0] <= '9') o->digit = val[0] - '0';
-            else return usage_error("--digit: expected a digit 0-9 or 'worst', got '%s'", val);
-        }
-        if (rc) return rc;
     }
-    if (o->load && o->sizes_given)
-        return usage_error("--layers and --load conflict: a checkpoint's layer sizes come from "
-                           "the file");
-    /* Outputs are checked before the run, so a bad path fails in a second, not after it. */
-    if (o->save && check_output_path("--save", o->save, false)) return 2;
-    if (o->plot && check_output_path("--plot", o->plot, false)) return 2;
-    if (o->adapter_out && check_output_path("--adapter-out", o->adapter_out, true)) return 2;
-    if (o->save && o->load && strcmp(o->save, o->load) == 0)
-        return usage_error("--save and --load name the same file '%s'", o->save);
-    if (!o->load) {   /* sizes known now: check the layer list and the rank before the run */
-        bool sel[LR_MLP_MAX_LAYERS];
-        if (select_lora_layers(o->lora_layers, o->n_sizes - 1, sel)) return 2;
-        if (check_rank(o->sizes, o->n_sizes - 1, sel, o->rank)) return 2;
-    }
-    return 0;
+    return check_options(o);
 }
 
 /* ------------------------------------------------------------------------ time, progress */

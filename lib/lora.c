@@ -91,9 +91,11 @@ lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, lr_err 
     return LR_OK;
 }
 
-lr_status lr_lora_parse_targets(const lr_mlp *net, const char *list, uint32_t *mask, lr_err *err)
+lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t n_layers, lr_err *err)
 {
-    if (!net || !list || !mask) return lr__fail(err, LR_EINVAL, "lora targets: NULL argument");
+    if (!list || !mask) return lr__fail(err, LR_EINVAL, "lora targets: NULL argument");
+    if (n_layers == 0 || n_layers > LR_MLP_MAX_LAYERS)
+        return lr__fail(err, LR_EINVAL, "lora targets: %zu layers, expected 1..%d", n_layers, LR_MLP_MAX_LAYERS);
     *mask = 0;
     if (!*list || strcmp(list, "all") == 0) return LR_OK;
     uint32_t m = 0;
@@ -104,20 +106,17 @@ lr_status lr_lora_parse_targets(const lr_mlp *net, const char *list, uint32_t *m
         char tok[32];
         if (len == 0 || len >= sizeof tok)
             return lr__fail(err, LR_EINVAL, "lora targets: bad entry in \"%s\" (want names like "
-                            "linear1 or numbers 1..%zu, comma-separated)", list, net->n_layers);
+                            "linear1 or numbers 1..%zu, comma-separated)", list, n_layers);
         memcpy(tok, p, len);
         tok[len] = '\0';
-        int idx = lr_mlp_find_layer(net, tok);
-        if (idx < 0) {
-            char *end;
-            unsigned long v = strtoul(tok, &end, 10);
-            if (*end || tok[0] < '0' || tok[0] > '9' || v < 1 || v > net->n_layers)
-                return lr__fail(err, LR_EINVAL, "lora targets: \"%s\" is not a layer (want names "
-                                "linear1..linear%zu or numbers 1..%zu)", tok, net->n_layers,
-                                net->n_layers);
-            idx = (int)v - 1;
-        }
-        m |= 1u << idx;
+        /* lr_mlp names its layers linear1, linear2, ...: the name or the bare number */
+        const char *num = strncmp(tok, "linear", 6) == 0 ? tok + 6 : tok;
+        char *end;
+        unsigned long v = strtoul(num, &end, 10);
+        if (*end || num[0] < '1' || num[0] > '9' || v < 1 || v > n_layers)
+            return lr__fail(err, LR_EINVAL, "lora targets: \"%s\" is not a layer (want names "
+                            "linear1..linear%zu or numbers 1..%zu)", tok, n_layers, n_layers);
+        m |= 1u << (v - 1);
         p += len;
         if (*p == ',') p++;
     }

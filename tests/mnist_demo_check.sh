@@ -42,23 +42,23 @@ if [ "$mode" = cli ]; then
 
   expect 2 "unknown option '--bogus'" --bogus
   expect 2 "unexpected argument 'extra'" extra
-  expect 2 "--rank: expected a whole number" --rank 0
-  expect 2 "--rank: expected a whole number" --rank abc
-  expect 2 "--rank needs a value" --rank
+  expect 2 "--rank: expected a positive integer, got '0'" --rank 0
+  expect 2 "--rank: expected a positive integer, got 'abc'" --rank abc
+  expect 2 "--rank: needs a value" --rank
   expect 2 "--digit: expected a digit 0-9 or 'worst', got '10'" --digit 10
   expect 2 "--digit" --digit worstest
   expect 2 "first size must be 784" --layers 783,10
   expect 2 "last size must be 10" --layers 784,1000,9
-  expect 2 "--layers: expected sizes" --layers 784,,10
+  expect 2 "--layers: expected a comma-separated list of integers" --layers 784,,10
   expect 2 "--layers: need at least" --layers 784
-  expect 2 "--lr: expected a positive number (at most 1e6), got '-1'" --lr -1
-  expect 2 "--lr: expected a positive number (at most 1e6), got 'nan'" --lr nan
+  expect 2 "--lr: expected a number in (0, 1e+06], got '-1'" --lr -1
+  expect 2 "--lr: expected a finite number, got 'nan'" --lr nan
   expect 2 "--ft-lr" --ft-lr 0
   expect 2 "--alpha" --alpha inf
-  expect 2 "--init: expected gaussian or pissa, got 'svd'" --init svd
-  expect 2 "--lora-layers: no layer '4'" --lora-layers 4
-  expect 2 "--lora-layers: no layer 'linear0'" --lora-layers linear0
-  expect 2 "--lora-layers: no layer '2'" --layers 784,10 --lora-layers 2
+  expect 2 "--init: lora init: unknown kind \"svd\" (want gaussian or pissa)" --init svd
+  expect 2 "--lora-layers: lora targets: \"4\" is not a layer" --lora-layers 4
+  expect 2 "--lora-layers: lora targets: \"linear0\" is not a layer" --lora-layers linear0
+  expect 2 "--lora-layers: lora targets: \"2\" is not a layer" --layers 784,10 --lora-layers 2
   expect 2 "--rank 11: layer linear3 is 10 x 2000" --rank 11 --lora-layers 3
   expect 2 "--seed" --seed -1
   expect 2 "--epochs" --epochs 0

@@ -76,10 +76,9 @@ LR_API float lr_lora_scale(size_t rank, float alpha, bool use_rslora);
  * rank <= min(in, out) of each target when init is PiSSA. */
 LR_API lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, lr_err *err);
 
-/* Parses a list of layers into a mask: "all" (or "" -> 0, all), or comma-separated layer
- * names ("linear1,linear3") and/or 1-based layer numbers ("1,3" = the same). */
-LR_API lr_status lr_lora_parse_targets(const lr_mlp *net, const char *list, uint32_t *mask,
-                                       lr_err *err);
+/* mask <- the layers of an n_layers-layer lr_mlp named by list: "all" or "" (mask 0: all),
+ * or comma-separated layer names ("linear1,linear3") and/or 1-based numbers ("1,3"). */
+LR_API lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t n_layers, lr_err *err);
 /* "gaussian" / "pissa" -> kind; the name of a kind. */
 LR_API lr_status lr_lora_parse_init(const char *s, lr_lora_init_kind *kind, lr_err *err);
 LR_API const char *lr_lora_init_name(lr_lora_init_kind kind);
