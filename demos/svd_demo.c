@@ -46,7 +46,7 @@ typedef struct {
     size_t rank;             /* --rank R                                        */
     double energy;           /* --energy E, in (0, 1]                           */
     bool randomized;         /* --randomized                                    */
-    bool has_oversample, has_power, has_method, has_block, has_depth;
+    bool has_oversample, has_power, has_method, has_block, has_depth, has_tol;
     lr_rsvd_opts rsvd;       /* --method, --block, --krylov-depth, --oversample, --power-iters */
     uint64_t seed;           /* --seed S (default 0)                            */
     lr_rank_opts tol;        /* --tol T (absolute) / --rtol T (relative)        */
@@ -113,6 +113,118 @@ static void usage(FILE *f)
 }
 
 /* Parses argv into *o. Returns -1 after --help, 0 when fine, LR_CLI_USAGE with msg. */
+/* The valued options; --randomized and --json are flags. */
+static const char *const valued_opts[] = {
+    "--rank", "--energy", "--tol", "--rtol", "--method", "--block", "--krylov-depth", "--oversample",
+    "--power-iters", "--seed", "--split", "--top", "--ranks", "--out-prefix",
+};
+
+/* Notes that an option was given (for the checks across options); true. */
+static bool given(bool *flag)
+{
+    *flag = true;
+    return true;
+}
+
+static bool bad_value(char *msg, size_t cap, const char *name, const char *want, const char *v)
+{
+    snprintf(msg, cap, "%s: expected %s, got '%s'", name, want, v);
+    return false;
+}
+
+/* The randomized SVD's options (--method, --block, --krylov-depth, --oversample, --power-iters). */
+static bool set_rsvd_option(options *o, const char *name, const char *v, char *msg, size_t cap)
+{
+    lr_rsvd_opts *r = &o->rsvd;
+    if (!strcmp(name, "--method")) {
+        if (strcmp(v, "krylov") && strcmp(v, "subspace")) return bad_value(msg, cap, name, "krylov or subspace", v);
+        r->method = v[0] == 'k' ? LR_RSVD_BLOCK_KRYLOV : LR_RSVD_SUBSPACE;
+        return given(&o->has_method);
+    }
+    if (!strcmp(name, "--block")) return given(&o->has_block) && lr_cli_parse_size(name, v, 1, 100000, &r->block, msg, cap);
+    if (!strcmp(name, "--krylov-depth"))
+        return given(&o->has_depth) && lr_cli_parse_size(name, v, 0, 1000, &r->krylov_depth, msg, cap);
+    if (!strcmp(name, "--oversample"))
+        return given(&o->has_oversample) && lr_cli_parse_size(name, v, 0, 100000, &r->oversample, msg, cap);
+    return given(&o->has_power) && lr_cli_parse_size(name, v, 0, 1000, &r->power_iters, msg, cap);
+}
+
+/* Sets one valued option; false with the reason in msg. */
+static bool set_option(options *o, const char *name, const char *v, char *msg, size_t cap)
+{
+    if (!strcmp(name, "--rank")) return given(&o->has_rank) && lr_cli_parse_size(name, v, 1, SIZE_MAX, &o->rank, msg, cap);
+    if (!strcmp(name, "--energy"))
+        return given(&o->has_energy) && lr_cli_parse_double(name, v, 0.0, true, 1.0, false, &o->energy, msg, cap);
+    if (!strcmp(name, "--tol") || !strcmp(name, "--rtol")) {
+        if (o->has_tol) {
+            snprintf(msg, cap, "%s: only one of --tol and --rtol may be given", name);
+            return false;
+        }
+        o->has_tol = true;
+        o->tol.kind = name[2] == 't' ? LR_TOL_ABS : LR_TOL_REL;
+        return lr_cli_parse_double(name, v, 0.0, false, INFINITY, false, &o->tol.tol, msg, cap);
+    }
+    if (!strcmp(name, "--seed")) return lr_cli_parse_u64(name, v, &o->seed, msg, cap);
+    if (!strcmp(name, "--split")) {
+        if (strcmp(v, "us") && strcmp(v, "balanced")) return bad_value(msg, cap, name, "'us' or 'balanced'", v);
+        o->split = v[0] == 'u' ? LR_SPLIT_US : LR_SPLIT_BALANCED;
+        return true;
+    }
+    if (!strcmp(name, "--top")) return lr_cli_parse_size(name, v, 0, SIZE_MAX, &o->top, msg, cap);
+    if (!strcmp(name, "--ranks"))
+        return lr_cli_parse_size_list(name, v, 1, SIZE_MAX, o->ranks, MAX_RANKS, &o->nranks, msg, cap);
+    if (!strcmp(name, "--out-prefix")) {
+        if (!*v) return bad_value(msg, cap, name, "a path prefix", v);
+        o->out_prefix = v;
+        return true;
+    }
+    return set_rsvd_option(o, name, v, msg, cap);
+}
+
+/* Which randomized method the options ask for, and that they agree with it. */
+static bool check_rsvd_options(options *o, char *msg, size_t cap)
+{
+    const char *rs_opt = o->has_oversample ? "--oversample" : o->has_power ? "--power-iters"
+                       : o->has_method ? "--method" : o->has_block ? "--block"
+                       : o->has_depth ? "--krylov-depth" : NULL;
+    if (rs_opt && !o->randomized) {
+        snprintf(msg, cap, "%s: needs --randomized", rs_opt);
+        return false;
+    }
+    bool sub_opt = o->has_oversample || o->has_power, kry_opt = o->has_block || o->has_depth;
+    const char *sub_name = o->has_oversample ? "--oversample" : "--power-iters";
+    const char *kry_name = o->has_block ? "--block" : "--krylov-depth";
+    if (!o->has_method && sub_opt) o->rsvd.method = LR_RSVD_SUBSPACE;
+    if (sub_opt && kry_opt) {
+        snprintf(msg, cap, "%s applies to --method subspace, %s to --method krylov: give one method's options",
+                 sub_name, kry_name);
+        return false;
+    }
+    if ((sub_opt && o->rsvd.method != LR_RSVD_SUBSPACE) || (kry_opt && o->rsvd.method != LR_RSVD_BLOCK_KRYLOV)) {
+        snprintf(msg, cap, "%s does not apply to --method %s", sub_opt ? sub_name : kry_name,
+                 o->rsvd.method == LR_RSVD_SUBSPACE ? "subspace" : "krylov");
+        return false;
+    }
+    return true;
+}
+
+/* Checks across options. */
+static bool check_args(options *o, char *msg, size_t cap)
+{
+    if (o->has_rank && o->has_energy) {
+        snprintf(msg, cap, "--rank and --energy: give one or the other, not both");
+        return false;
+    }
+    if (!check_rsvd_options(o, msg, cap)) return false;
+    const char *bad = o->path ? NULL : o->has_energy ? "--energy" : o->randomized ? "--randomized"
+                                     : o->nranks     ? "--ranks" : NULL;
+    if (bad) {
+        snprintf(msg, cap, "%s: needs a matrix file (MATRIX.npy)", bad);
+        return false;
+    }
+    return true;
+}
+
 static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
 {
     memset(o, 0, sizeof *o);
@@ -120,92 +232,16 @@ static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
     o->tol = lr_rank_opts_default();
     o->split = LR_SPLIT_US;
     o->top = 10;
-    bool has_tol = false;
-    const char *v;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            return -1;
-        } else if (lr_cli_match(a, "--rank")) {
-            if (!lr_cli_value(argc, argv, &i, "--rank", &v, msg, cap) ||
-                !lr_cli_parse_size("--rank", v, 1, SIZE_MAX, &o->rank, msg, cap))
+        const char *a = argv[i], *v;
+        size_t k = 0, n = sizeof valued_opts / sizeof *valued_opts;
+        while (k < n && !lr_cli_match(a, valued_opts[k])) k++;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return -1;
+        if (k < n) {
+            if (!lr_cli_value(argc, argv, &i, valued_opts[k], &v, msg, cap) || !set_option(o, valued_opts[k], v, msg, cap))
                 return LR_CLI_USAGE;
-            o->has_rank = true;
-        } else if (lr_cli_match(a, "--energy")) {
-            if (!lr_cli_value(argc, argv, &i, "--energy", &v, msg, cap) ||
-                !lr_cli_parse_double("--energy", v, 0.0, true, 1.0, false, &o->energy, msg, cap))
-                return LR_CLI_USAGE;
-            o->has_energy = true;
-        } else if (lr_cli_match(a, "--tol") || lr_cli_match(a, "--rtol")) {
-            const char *name = lr_cli_match(a, "--tol") ? "--tol" : "--rtol";
-            if (has_tol) {
-                snprintf(msg, cap, "%s: only one of --tol and --rtol may be given", name);
-                return LR_CLI_USAGE;
-            }
-            if (!lr_cli_value(argc, argv, &i, name, &v, msg, cap) ||
-                !lr_cli_parse_double(name, v, 0.0, false, INFINITY, false, &o->tol.tol, msg, cap))
-                return LR_CLI_USAGE;
-            o->tol.kind = name[2] == 't' ? LR_TOL_ABS : LR_TOL_REL;
-            has_tol = true;
-        } else if (strcmp(a, "--randomized") == 0) {
-            o->randomized = true;
-        } else if (lr_cli_match(a, "--method")) {
-            if (!lr_cli_value(argc, argv, &i, "--method", &v, msg, cap)) return LR_CLI_USAGE;
-            if (strcmp(v, "krylov") && strcmp(v, "subspace")) {
-                snprintf(msg, cap, "--method: expected krylov or subspace, got '%s'", v);
-                return LR_CLI_USAGE;
-            }
-            o->rsvd.method = v[0] == 'k' ? LR_RSVD_BLOCK_KRYLOV : LR_RSVD_SUBSPACE;
-            o->has_method = true;
-        } else if (lr_cli_match(a, "--block")) {
-            if (!lr_cli_value(argc, argv, &i, "--block", &v, msg, cap) ||
-                !lr_cli_parse_size("--block", v, 1, 100000, &o->rsvd.block, msg, cap))
-                return LR_CLI_USAGE;
-            o->has_block = true;
-        } else if (lr_cli_match(a, "--krylov-depth")) {
-            if (!lr_cli_value(argc, argv, &i, "--krylov-depth", &v, msg, cap) ||
-                !lr_cli_parse_size("--krylov-depth", v, 0, 1000, &o->rsvd.krylov_depth, msg, cap))
-                return LR_CLI_USAGE;
-            o->has_depth = true;
-        } else if (lr_cli_match(a, "--oversample")) {
-            if (!lr_cli_value(argc, argv, &i, "--oversample", &v, msg, cap) ||
-                !lr_cli_parse_size("--oversample", v, 0, 100000, &o->rsvd.oversample, msg, cap))
-                return LR_CLI_USAGE;
-            o->has_oversample = true;
-        } else if (lr_cli_match(a, "--power-iters")) {
-            if (!lr_cli_value(argc, argv, &i, "--power-iters", &v, msg, cap) ||
-                !lr_cli_parse_size("--power-iters", v, 0, 1000, &o->rsvd.power_iters, msg, cap))
-                return LR_CLI_USAGE;
-            o->has_power = true;
-        } else if (lr_cli_match(a, "--seed")) {
-            if (!lr_cli_value(argc, argv, &i, "--seed", &v, msg, cap) ||
-                !lr_cli_parse_u64("--seed", v, &o->seed, msg, cap))
-                return LR_CLI_USAGE;
-        } else if (lr_cli_match(a, "--split")) {
-            if (!lr_cli_value(argc, argv, &i, "--split", &v, msg, cap)) return LR_CLI_USAGE;
-            if (strcmp(v, "us") == 0) o->split = LR_SPLIT_US;
-            else if (strcmp(v, "balanced") == 0) o->split = LR_SPLIT_BALANCED;
-            else {
-                snprintf(msg, cap, "--split: expected 'us' or 'balanced', got '%s'", v);
-                return LR_CLI_USAGE;
-            }
-        } else if (lr_cli_match(a, "--top")) {
-            if (!lr_cli_value(argc, argv, &i, "--top", &v, msg, cap) ||
-                !lr_cli_parse_size("--top", v, 0, SIZE_MAX, &o->top, msg, cap))
-                return LR_CLI_USAGE;
-        } else if (lr_cli_match(a, "--ranks")) {
-            if (!lr_cli_value(argc, argv, &i, "--ranks", &v, msg, cap) ||
-                !lr_cli_parse_size_list("--ranks", v, 1, SIZE_MAX, o->ranks, MAX_RANKS, &o->nranks, msg, cap))
-                return LR_CLI_USAGE;
-        } else if (lr_cli_match(a, "--out-prefix")) {
-            if (!lr_cli_value(argc, argv, &i, "--out-prefix", &v, msg, cap)) return LR_CLI_USAGE;
-            if (!*v) {
-                snprintf(msg, cap, "--out-prefix: expected a path prefix, got ''");
-                return LR_CLI_USAGE;
-            }
-            o->out_prefix = v;
-        } else if (strcmp(a, "--json") == 0) {
-            o->json = true;
+        } else if (!strcmp(a, "--randomized") || !strcmp(a, "--json")) {
+            *(a[2] == 'r' ? &o->randomized : &o->json) = true;
         } else if (a[0] == '-' && a[1] != '\0') {
             snprintf(msg, cap, "unknown option '%s'", a);
             return LR_CLI_USAGE;
@@ -216,40 +252,7 @@ static int parse_args(int argc, char **argv, options *o, char *msg, size_t cap)
             o->path = a;
         }
     }
-    if (o->has_rank && o->has_energy) {
-        snprintf(msg, cap, "--rank and --energy: give one or the other, not both");
-        return LR_CLI_USAGE;
-    }
-    const char *rs_opt = o->has_oversample ? "--oversample" : o->has_power ? "--power-iters"
-                       : o->has_method ? "--method" : o->has_block ? "--block"
-                       : o->has_depth ? "--krylov-depth" : NULL;
-    if (rs_opt && !o->randomized) {
-        snprintf(msg, cap, "%s: needs --randomized", rs_opt);
-        return LR_CLI_USAGE;
-    }
-    bool sub_opt = o->has_oversample || o->has_power, kry_opt = o->has_block || o->has_depth;
-    if (!o->has_method && sub_opt) o->rsvd.method = LR_RSVD_SUBSPACE;
-    if (sub_opt && kry_opt) {
-        snprintf(msg, cap, "%s applies to --method subspace, %s to --method krylov: give one method's options",
-                 o->has_oversample ? "--oversample" : "--power-iters", o->has_block ? "--block" : "--krylov-depth");
-        return LR_CLI_USAGE;
-    }
-    if ((sub_opt && o->rsvd.method != LR_RSVD_SUBSPACE) || (kry_opt && o->rsvd.method != LR_RSVD_BLOCK_KRYLOV)) {
-        snprintf(msg, cap, "%s does not apply to --method %s",
-                 sub_opt ? (o->has_oversample ? "--oversample" : "--power-iters")
-                         : (o->has_block ? "--block" : "--krylov-depth"),
-                 o->rsvd.method == LR_RSVD_SUBSPACE ? "subspace" : "krylov");
-        return LR_CLI_USAGE;
-    }
-    if (!o->path) {
-        const char *bad = o->has_energy ? "--energy" : o->randomized ? "--randomized"
-                        : o->nranks ? "--ranks" : NULL;
-        if (bad) {
-            snprintf(msg, cap, "%s: needs a matrix file (MATRIX.npy)", bad);
-            return LR_CLI_USAGE;
-        }
-    }
-    return 0;
+    return check_args(o, msg, cap) ? 0 : LR_CLI_USAGE;
 }
 
 static int runtime_error(const char *what)
@@ -320,146 +323,168 @@ static void print_json(json_t *root)
 
 /* ---- the seed notebook ----------------------------------------------------------- */
 
-static int seed_mode(const options *o)
-{
-    enum { D = 10, K = 10, TRUE_RANK = 2 };
-    int rc = LR_CLI_RUNTIME;
-    lr_err err = { "" };
-    lr_status st;
-    lr_rng rng;
-    lr_mat p = { 0 }, q = { 0 }, w = { 0 }, b = { 0 }, a = { 0 };
-    float s[D], x[K], bias[D], y[D], yp[D], ax[D];
-    char *paths[3] = { NULL, NULL, NULL };
-    json_t *root = NULL;
+enum { SEED_D = 10, SEED_K = 10, SEED_TRUE_RANK = 2 };
 
-    lr_rng_seed(&rng, o->seed);
-    /* W = randn(d, 2) · randn(2, k): rank 2 by construction */
-    if ((st = lr_mat_init(&p, D, TRUE_RANK, &err)) || (st = lr_mat_init(&q, TRUE_RANK, K, &err)) ||
-        (st = lr_mat_init(&w, D, K, &err)))
-        goto fail;
-    lr_rng_fill_normal(&rng, p, 0.0f, 1.0f);
-    lr_rng_fill_normal(&rng, q, 0.0f, 1.0f);
-    if ((st = lr_gemm(w, 1.0f, lr_cm(p), false, lr_cm(q), false, 0.0f, &err))) goto fail;
-
-    size_t rank;
-    double tol;
-    if ((st = lr_svd_values(lr_cm(w), s, &err)) ||
-        (st = lr_rank_from_values(s, D, D, K, &o->tol, &rank, &tol, &err)))
-        goto fail;
-    size_t r = o->has_rank ? o->rank : rank;
-    if (r > D) {
-        rc = usage_error("--rank: at most 10 for the 10 x 10 seed matrix");
-        goto done;
-    }
-    if (r == 0) {
-        snprintf(err.msg, sizeof err.msg, "W has no singular value above the tolerance %g: nothing to factor", tol);
-        goto fail;
-    }
-    if ((st = lr_factor_init(&b, &a, lr_cm(w), r, o->split, &err))) goto fail;
-
-    /* the same layer both ways: y = Wx + b and y' = B(Ax) + b */
-    for (size_t i = 0; i < K; i++) x[i] = lr_rng_normal(&rng);
-    for (size_t i = 0; i < D; i++) bias[i] = lr_rng_normal(&rng);
-    memcpy(y, bias, sizeof y);
-    memcpy(yp, bias, sizeof yp);
-    if ((st = lr_gemv(y, 1.0f, lr_cm(w), false, x, 1.0f, &err)) ||
-        (st = lr_gemv(ax, 1.0f, lr_cm(a), false, x, 0.0f, &err)) ||
-        (st = lr_gemv(yp, 1.0f, lr_cm(b), false, ax, 1.0f, &err)))
-        goto fail;
-
-    /* numpy's rtol, but an atol scaled to y: numpy's fixed atol = 1e-8 is meant for
-     * float64, while in float32 an entry of y near 0 carries an absolute rounding
-     * error of order eps·‖W‖·‖x‖ from the SVD and the two products. */
-    double ymax = 0, maxdiff = 0;
-    for (size_t i = 0; i < D; i++) {
-        if (fabs(y[i]) > ymax) ymax = fabs(y[i]);
-        if (fabs(y[i] - yp[i]) > maxdiff) maxdiff = fabs(y[i] - yp[i]);
-    }
-    double atol = ALLCLOSE_RTOL * ymax;
-    bool close = lr_mat_allclose(lr_cmat_view(yp, D, 1, 1), lr_cmat_view(y, D, 1, 1), (float)ALLCLOSE_RTOL,
-                                 (float)atol);
-
+/* Everything seed mode computes, then renders as text or JSON. */
+typedef struct {
+    lr_mat w, b, a;                           /* W: (D,K); B: (D,r); A: (r,K) */
+    float s[SEED_D], x[SEED_K], bias[SEED_D], y[SEED_D], yp[SEED_D];
+    size_t rank, r;
+    double tol, atol, maxdiff;
+    bool close;                               /* y' allclose to y */
     lr_cost cost;
-    if ((st = lr_cost_layer(D, K, r, false, &cost, &err))) goto fail;
+    char *paths[3];                           /* --out-prefix: W, B, A written */
+} seed_result;
 
-    if (o->out_prefix) {
-        const char *names[3] = { "W", "B", "A" };
-        lr_cmat mats[3] = { lr_cm(w), lr_cm(b), lr_cm(a) };
-        if ((st = save_outputs(o->out_prefix, names, mats, 3, paths, &err))) goto fail;
-    }
+static void seed_free(seed_result *x)
+{
+    for (int i = 0; i < 3; i++) free(x->paths[i]);
+    lr_mat_free(&x->w);
+    lr_mat_free(&x->b);
+    lr_mat_free(&x->a);
+}
 
-    if (o->json) {
-        bool ok = true;
-        root = json_object();
-        if (!root) { snprintf(err.msg, sizeof err.msg, "out of memory"); goto fail; }
-        lr_cli_json_set(root, "mode", json_string("seed"), &ok);
-        lr_cli_json_set(root, "seed", json_integer((json_int_t)o->seed), &ok);
-        lr_cli_json_set(root, "W", lr_cli_json_mat(lr_cm(w)), &ok);
-        lr_cli_json_set(root, "singular_values", lr_cli_json_vec(s, D), &ok);
-        lr_cli_json_set(root, "rank", json_integer((json_int_t)rank), &ok);
-        lr_cli_json_set(root, "tol", lr_cli_json_real(tol), &ok);
-        lr_cli_json_set(root, "r", json_integer((json_int_t)r), &ok);
-        lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
-        lr_cli_json_set(root, "B", lr_cli_json_mat(lr_cm(b)), &ok);
-        lr_cli_json_set(root, "A", lr_cli_json_mat(lr_cm(a)), &ok);
-        lr_cli_json_set(root, "x", lr_cli_json_vec(x, K), &ok);
-        lr_cli_json_set(root, "b", lr_cli_json_vec(bias, D), &ok);
-        lr_cli_json_set(root, "y", lr_cli_json_vec(y, D), &ok);
-        lr_cli_json_set(root, "y_prime", lr_cli_json_vec(yp, D), &ok);
-        lr_cli_json_set(root, "allclose", json_boolean(close), &ok);
-        lr_cli_json_set(root, "rtol", lr_cli_json_real(ALLCLOSE_RTOL), &ok);
-        lr_cli_json_set(root, "atol", lr_cli_json_real(atol), &ok);
-        lr_cli_json_set(root, "max_abs_diff", lr_cli_json_real(maxdiff), &ok);
-        lr_cli_json_set(root, "params_W", json_integer((json_int_t)cost.dense_params), &ok);
-        lr_cli_json_set(root, "params_BA", json_integer((json_int_t)cost.factored_params), &ok);
-        lr_cli_json_set(root, "macs_Wx", json_integer((json_int_t)cost.dense_macs), &ok);
-        lr_cli_json_set(root, "macs_BAx", json_integer((json_int_t)cost.factored_macs), &ok);
-        if (o->out_prefix) {
-            json_t *files = json_object();
-            lr_cli_json_set(files, "W", json_string(paths[0]), &ok);
-            lr_cli_json_set(files, "B", json_string(paths[1]), &ok);
-            lr_cli_json_set(files, "A", json_string(paths[2]), &ok);
-            lr_cli_json_set(root, "files", files, &ok);
-        }
-        if (!ok) { snprintf(err.msg, sizeof err.msg, "out of memory building the JSON output"); goto fail; }
-        print_json(root);
-    } else {
-        printf("The seed notebook svd.ipynb, in C (seed %llu)\n\n", (unsigned long long)o->seed);
-        printf("A rank-deficient W = randn(%d,%d) @ randn(%d,%d):\n", D, TRUE_RANK, TRUE_RANK, K);
-        lr_cli_print_mat(stdout, "W", lr_cm(w), 4, 12, 12);
-        lr_cli_print_vec(stdout, "\nsingular values of W", s, D, 3, D);
-        printf("Rank of W: %zu  (singular values above tol = %s = %.3g)\n\n", rank, tol_words(o->tol.kind), tol);
-        printf("Truncated SVD at r = %zu: %s\n", r,
-               o->split == LR_SPLIT_US ? "B = U_r @ diag(S_r), A = V_r^T"
-                                       : "B = U_r @ diag(sqrt(S_r)), A = diag(sqrt(S_r)) @ V_r^T");
-        lr_cli_print_mat(stdout, "B", lr_cm(b), 4, 12, 12);
-        lr_cli_print_mat(stdout, "A", lr_cm(a), 4, 12, 12);
-        printf("\nThe same layer computed both ways, with random x and b:\n");
-        printf("  %3s  %12s  %14s  %10s\n", "i", "y = Wx + b", "y' = B(Ax) + b", "|y - y'|");
-        for (size_t i = 0; i < D; i++)
-            printf("  %3zu  %12.6f  %14.6f  %10.2e\n", i, (double)y[i], (double)yp[i], fabs((double)y[i] - yp[i]));
-        printf("allclose: %s  (|y - y'| <= atol + rtol*|y| with rtol = %g, atol = rtol*max|y| = %.2g;"
-               " max |y - y'| = %.2g)\n\n", close ? "True" : "False", ALLCLOSE_RTOL, atol, maxdiff);
-        printf("Total parameters of W: %llu\n", (unsigned long long)cost.dense_params);
-        printf("Total parameters of B and A: %llu\n", (unsigned long long)cost.factored_params);
-        printf("Multiply-adds of Wx: %llu  (%d x %d)\n", (unsigned long long)cost.dense_macs, D, K);
-        printf("Multiply-adds of B(Ax): %llu  (Ax: %zu x %d, then B(Ax): %d x %zu)\n",
-               (unsigned long long)cost.factored_macs, r, K, D, r);
-        printf("Saving: %.0f%% of the parameters and of the multiply-adds.\n", cost.param_reduction_pct);
-        if (o->out_prefix) printf("\nwrote %s, %s, %s\n", paths[0], paths[1], paths[2]);
+/* W = randn(d, 2) · randn(2, k): rank 2 by construction; its singular values and rank. */
+static lr_status seed_matrix(const options *o, seed_result *x, lr_rng *rng, lr_err *err)
+{
+    lr_mat p = { 0 }, q = { 0 };
+    lr_status st;
+    if (!(st = lr_mat_init(&p, SEED_D, SEED_TRUE_RANK, err)) && !(st = lr_mat_init(&q, SEED_TRUE_RANK, SEED_K, err)) &&
+        !(st = lr_mat_init(&x->w, SEED_D, SEED_K, err))) {
+        lr_rng_fill_normal(rng, p, 0.0f, 1.0f);
+        lr_rng_fill_normal(rng, q, 0.0f, 1.0f);
+        if (!(st = lr_gemm(x->w, 1.0f, lr_cm(p), false, lr_cm(q), false, 0.0f, err)) &&
+            !(st = lr_svd_values(lr_cm(x->w), x->s, err)))
+            st = lr_rank_from_values(x->s, SEED_D, SEED_D, SEED_K, &o->tol, &x->rank, &x->tol, err);
     }
-    rc = LR_CLI_OK;
-    goto done;
-fail:
-    rc = runtime_error(err.msg);
-done:
-    json_decref(root);
-    for (int i = 0; i < 3; i++) free(paths[i]);
     lr_mat_free(&p);
     lr_mat_free(&q);
-    lr_mat_free(&w);
-    lr_mat_free(&b);
-    lr_mat_free(&a);
+    return st;
+}
+
+/* The same layer both ways, y = Wx + b and y' = B(Ax) + b, with random x and b. numpy's
+ * rtol, but an atol scaled to y: numpy's fixed atol = 1e-8 is meant for float64, while in
+ * float32 an entry of y near 0 carries an absolute rounding error of order eps·‖W‖·‖x‖
+ * from the SVD and the two products. */
+static lr_status seed_compare(seed_result *x, lr_rng *rng, lr_err *err)
+{
+    float ax[SEED_D];
+    for (size_t i = 0; i < SEED_K; i++) x->x[i] = lr_rng_normal(rng);
+    for (size_t i = 0; i < SEED_D; i++) x->bias[i] = lr_rng_normal(rng);
+    memcpy(x->y, x->bias, sizeof x->y);
+    memcpy(x->yp, x->bias, sizeof x->yp);
+    lr_status st;
+    if ((st = lr_gemv(x->y, 1.0f, lr_cm(x->w), false, x->x, 1.0f, err)) ||
+        (st = lr_gemv(ax, 1.0f, lr_cm(x->a), false, x->x, 0.0f, err)) ||
+        (st = lr_gemv(x->yp, 1.0f, lr_cm(x->b), false, ax, 1.0f, err)))
+        return st;
+    double ymax = 0;
+    for (size_t i = 0; i < SEED_D; i++) {
+        if (fabs(x->y[i]) > ymax) ymax = fabs(x->y[i]);
+        if (fabs(x->y[i] - x->yp[i]) > x->maxdiff) x->maxdiff = fabs(x->y[i] - x->yp[i]);
+    }
+    x->atol = ALLCLOSE_RTOL * ymax;
+    x->close = lr_mat_allclose(lr_cmat_view(x->yp, SEED_D, 1, 1), lr_cmat_view(x->y, SEED_D, 1, 1),
+                               (float)ALLCLOSE_RTOL, (float)x->atol);
+    return LR_OK;
+}
+
+static bool seed_render_json(const options *o, const seed_result *x)
+{
+    bool ok = true;
+    json_t *root = json_object();
+    if (!root) return false;
+    lr_cli_json_set(root, "mode", json_string("seed"), &ok);
+    lr_cli_json_set(root, "seed", json_integer((json_int_t)o->seed), &ok);
+    lr_cli_json_set(root, "W", lr_cli_json_mat(lr_cm(x->w)), &ok);
+    lr_cli_json_set(root, "singular_values", lr_cli_json_vec(x->s, SEED_D), &ok);
+    lr_cli_json_set(root, "rank", json_integer((json_int_t)x->rank), &ok);
+    lr_cli_json_set(root, "tol", lr_cli_json_real(x->tol), &ok);
+    lr_cli_json_set(root, "r", json_integer((json_int_t)x->r), &ok);
+    lr_cli_json_set(root, "split", json_string(o->split == LR_SPLIT_US ? "us" : "balanced"), &ok);
+    lr_cli_json_set(root, "B", lr_cli_json_mat(lr_cm(x->b)), &ok);
+    lr_cli_json_set(root, "A", lr_cli_json_mat(lr_cm(x->a)), &ok);
+    lr_cli_json_set(root, "x", lr_cli_json_vec(x->x, SEED_K), &ok);
+    lr_cli_json_set(root, "b", lr_cli_json_vec(x->bias, SEED_D), &ok);
+    lr_cli_json_set(root, "y", lr_cli_json_vec(x->y, SEED_D), &ok);
+    lr_cli_json_set(root, "y_prime", lr_cli_json_vec(x->yp, SEED_D), &ok);
+    lr_cli_json_set(root, "allclose", json_boolean(x->close), &ok);
+    lr_cli_json_set(root, "rtol", lr_cli_json_real(ALLCLOSE_RTOL), &ok);
+    lr_cli_json_set(root, "atol", lr_cli_json_real(x->atol), &ok);
+    lr_cli_json_set(root, "max_abs_diff", lr_cli_json_real(x->maxdiff), &ok);
+    lr_cli_json_set(root, "params_W", json_integer((json_int_t)x->cost.dense_params), &ok);
+    lr_cli_json_set(root, "params_BA", json_integer((json_int_t)x->cost.factored_params), &ok);
+    lr_cli_json_set(root, "macs_Wx", json_integer((json_int_t)x->cost.dense_macs), &ok);
+    lr_cli_json_set(root, "macs_BAx", json_integer((json_int_t)x->cost.factored_macs), &ok);
+    if (o->out_prefix) {
+        json_t *files = json_object();
+        lr_cli_json_set(files, "W", json_string(x->paths[0]), &ok);
+        lr_cli_json_set(files, "B", json_string(x->paths[1]), &ok);
+        lr_cli_json_set(files, "A", json_string(x->paths[2]), &ok);
+        lr_cli_json_set(root, "files", files, &ok);
+    }
+    if (ok) print_json(root);
+    json_decref(root);
+    return ok;
+}
+
+static void seed_render_text(const options *o, const seed_result *x)
+{
+    printf("The seed notebook svd.ipynb, in C (seed %llu)\n\n", (unsigned long long)o->seed);
+    printf("A rank-deficient W = randn(%d,%d) @ randn(%d,%d):\n", SEED_D, SEED_TRUE_RANK, SEED_TRUE_RANK, SEED_K);
+    lr_cli_print_mat(stdout, "W", lr_cm(x->w), 4, 12, 12);
+    lr_cli_print_vec(stdout, "\nsingular values of W", x->s, SEED_D, 3, SEED_D);
+    printf("Rank of W: %zu  (singular values above tol = %s = %.3g)\n\n", x->rank, tol_words(o->tol.kind), x->tol);
+    printf("Truncated SVD at r = %zu: %s\n", x->r,
+           o->split == LR_SPLIT_US ? "B = U_r @ diag(S_r), A = V_r^T"
+                                   : "B = U_r @ diag(sqrt(S_r)), A = diag(sqrt(S_r)) @ V_r^T");
+    lr_cli_print_mat(stdout, "B", lr_cm(x->b), 4, 12, 12);
+    lr_cli_print_mat(stdout, "A", lr_cm(x->a), 4, 12, 12);
+    printf("\nThe same layer computed both ways, with random x and b:\n");
+    printf("  %3s  %12s  %14s  %10s\n", "i", "y = Wx + b", "y' = B(Ax) + b", "|y - y'|");
+    for (size_t i = 0; i < SEED_D; i++)
+        printf("  %3zu  %12.6f  %14.6f  %10.2e\n", i, (double)x->y[i], (double)x->yp[i],
+               fabs((double)x->y[i] - x->yp[i]));
+    printf("allclose: %s  (|y - y'| <= atol + rtol*|y| with rtol = %g, atol = rtol*max|y| = %.2g;"
+           " max |y - y'| = %.2g)\n\n", x->close ? "True" : "False", ALLCLOSE_RTOL, x->atol, x->maxdiff);
+    printf("Total parameters of W: %llu\n", (unsigned long long)x->cost.dense_params);
+    printf("Total parameters of B and A: %llu\n", (unsigned long long)x->cost.factored_params);
+    printf("Multiply-adds of Wx: %llu  (%d x %d)\n", (unsigned long long)x->cost.dense_macs, SEED_D, SEED_K);
+    printf("Multiply-adds of B(Ax): %llu  (Ax: %zu x %d, then B(Ax): %d x %zu)\n",
+           (unsigned long long)x->cost.factored_macs, x->r, SEED_K, SEED_D, x->r);
+    printf("Saving: %.0f%% of the parameters and of the multiply-adds.\n", x->cost.param_reduction_pct);
+    if (o->out_prefix) printf("\nwrote %s, %s, %s\n", x->paths[0], x->paths[1], x->paths[2]);
+}
+
+/* The seed notebook: a rank-2 W, its rank, B·A at r, the layer both ways, the costs. */
+static int seed_mode(const options *o)
+{
+    seed_result x;
+    memset(&x, 0, sizeof x);
+    lr_err err = { "" };
+    lr_rng rng;
+    lr_rng_seed(&rng, o->seed);
+    int rc = LR_CLI_OK;
+    if (seed_matrix(o, &x, &rng, &err)) rc = runtime_error(err.msg);
+    if (!rc) {
+        x.r = o->has_rank ? o->rank : x.rank;
+        if (x.r > SEED_D) rc = usage_error("--rank: at most 10 for the 10 x 10 seed matrix");
+        else if (x.r == 0) {
+            snprintf(err.msg, sizeof err.msg, "W has no singular value above the tolerance %g: nothing to factor", x.tol);
+            rc = runtime_error(err.msg);
+        }
+    }
+    if (!rc && (lr_factor_init(&x.b, &x.a, lr_cm(x.w), x.r, o->split, &err) || seed_compare(&x, &rng, &err) ||
+                lr_cost_layer(SEED_D, SEED_K, x.r, false, &x.cost, &err)))
+        rc = runtime_error(err.msg);
+    if (!rc && o->out_prefix) {
+        const char *names[3] = { "W", "B", "A" };
+        lr_cmat mats[3] = { lr_cm(x.w), lr_cm(x.b), lr_cm(x.a) };
+        if (save_outputs(o->out_prefix, names, mats, 3, x.paths, &err)) rc = runtime_error(err.msg);
+    }
+    if (!rc && o->json && !seed_render_json(o, &x)) rc = runtime_error("out of memory building the JSON output");
+    if (!rc && !o->json) seed_render_text(o, &x);
+    seed_free(&x);
     return rc;
 }
 
