@@ -151,22 +151,25 @@ fwd_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, 
  * seed's layers (784 and 1000 wide) stream in one go: splitting them in halves (512)
  * broke each row into two strided streams and cost 20 % more. */
 #define LR__FJ 1024
-/* RMAX = 1: one row at a time (AVX2 has 16 vector registers: a batch of 10 needs 10
- * accumulators). RMAX = 2: pairs of rows, 20 accumulators, which AVX-512VL's 32 registers
- * hold: x is then loaded once per two rows (measured 1.x faster on Zen 4). */
-#define LR__FWD_CASE(n, RMAX)                                                                \
-    case n:                                                                                  \
-        for (size_t j0 = 0, q0 = 0; j0 < in; j0 += LR__FJ) {                                 \
-            size_t j1 = in - j0 < LR__FJ ? in : j0 + LR__FJ, o = o0, q1 = q0;                \
-            while (blk && q1 < nblk && blk[q1] < j1) q1++; /* the listed blocks in [j0, j1) */ \
-            const uint32_t *bl = blk ? blk + q0 : NULL;                                      \
-            if (RMAX == 2 && n <= 10)                                                        \
-                for (; o + 2 <= o1; o += 2)                                                  \
-                    fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, bl, q1 - q0, o, 2, n); \
-            for (; o < o1; o++) fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, bl, q1 - q0, o, 1, n); \
-            q0 = q1;                                                                         \
-        }                                                                                    \
-        break;
+/* Rows [o0, o1) against a tile of BT batch rows, column block by column block. RMAX = 1: one
+ * row at a time (AVX2 has 16 vector registers: a batch of 10 needs 10 accumulators).
+ * RMAX = 2: pairs of rows, 20 accumulators, which AVX-512VL's 32 registers hold: x is then
+ * loaded once per two rows (measured 8-18 % faster on Zen 4). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+fwd_tile_rows(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw, const float *bias,
+              size_t in, size_t o0, size_t o1, const uint32_t *blk, size_t nblk, const int BT, const int RMAX)
+{
+    for (size_t j0 = 0, q0 = 0; j0 < in; j0 += LR__FJ) {
+        size_t j1 = in - j0 < LR__FJ ? in : j0 + LR__FJ, o = o0, q1 = q0;
+        while (blk && q1 < nblk && blk[q1] < j1) q1++; /* the listed blocks in [j0, j1) */
+        const uint32_t *bl = blk ? blk + q0 : NULL;
+        if (RMAX == 2 && BT <= 10)
+            for (; o + 2 <= o1; o += 2) fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, bl, q1 - q0, o, 2, BT);
+        for (; o < o1; o++) fwd_tile_avx2(y, ldy, x, ldx, w, ldw, bias, j0, j1, bl, q1 - q0, o, 1, BT);
+        q0 = q1;
+    }
+}
+
 /* switch (bt) over the register tile's batch sizes 1..LR__FB: CASE(n, ARG) for each, so
  * every size gets its own fully unrolled kernel; DEFAULT for anything else. */
 #define LR__BT_SWITCH(CASE, ARG, DEFAULT)                                                    \
@@ -175,7 +178,9 @@ fwd_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, 
         CASE(7, ARG) CASE(8, ARG) CASE(9, ARG) CASE(10, ARG) CASE(11, ARG) CASE(12, ARG)     \
     default: DEFAULT;                                                                        \
     }
-#define LR__FWD_SWITCH(RMAX)                                                                 \
+#define LR__FWD_CASE(n, RMAX) \
+    case n: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, n, RMAX); break;
+#define LR__FWD_SWITCH(RMAX) \
     LR__BT_SWITCH(LR__FWD_CASE, RMAX, fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1))
 
 __attribute__((target("avx2,fma"))) static void
@@ -449,21 +454,30 @@ fused_block_avx2(const fused_args *a, size_t o, float *dx, size_t lddx, const in
 
 /* Rows [o0, o1) (o0 a multiple of 4), in blocks of 4 then single rows; reversed walks
  * take the same blocks in the opposite order. */
-#define LR__FUSED_VARIANT(NAME, WANT_DX, UPD)                                                \
-    __attribute__((target("avx2,fma"))) static void NAME(const fused_args *a, size_t o0,     \
-                                                         size_t o1, float *dx, size_t lddx)  \
-    {                                                                                        \
-        size_t n4 = (o1 - o0) / 4, e4 = o0 + 4 * n4;                                          \
-        if (!a->reverse) {                                                                   \
-            for (size_t k = 0; k < n4; k++) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, UPD); \
-            for (size_t o = e4; o < o1; o++) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, UPD); \
-        } else {                                                                             \
-            for (size_t o = o1; o-- > e4;) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, UPD); \
-            for (size_t k = n4; k-- > 0;) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, UPD); \
-        }                                                                                    \
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+fused_rows(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx, const int WANT_DX)
+{
+    size_t n4 = (o1 - o0) / 4, e4 = o0 + 4 * n4;
+    if (!a->reverse) {
+        for (size_t k = 0; k < n4; k++) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, 1);
+        for (size_t o = e4; o < o1; o++) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, 1);
+    } else {
+        for (size_t o = o1; o-- > e4;) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, 1);
+        for (size_t k = n4; k-- > 0;) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, 1);
     }
-LR__FUSED_VARIANT(fused_rows_avx2_dx, 1, 1)
-LR__FUSED_VARIANT(fused_rows_avx2_nodx, 0, 1)
+}
+
+__attribute__((target("avx2,fma"))) static void fused_rows_avx2_dx(const fused_args *a, size_t o0, size_t o1,
+                                                                  float *dx, size_t lddx)
+{
+    fused_rows(a, o0, o1, dx, lddx, 1);
+}
+
+__attribute__((target("avx2,fma"))) static void fused_rows_avx2_nodx(const fused_args *a, size_t o0, size_t o1,
+                                                                    float *dx, size_t lddx)
+{
+    fused_rows(a, o0, o1, dx, lddx, 0);
+}
 
 /* dx only (a frozen layer): dx[b, j] += Σ_o dy[b, o]·w[o, j] over rows [o0, o1). The row
  * walk of the fused kernel loads a broadcast dy for every multiply-add; here a block of
@@ -499,11 +513,8 @@ dxonly_block_avx2(const fused_args *a, const uint32_t *rows, size_t n, size_t nl
         for (int c = 0; c < CB; c++) _mm256_storeu_ps(dx + (b0 + (size_t)b) * lddx + j + 8 * c, acc[b][c]);
 }
 
-#define LR__DXO_CASE(n, CB)                                                                  \
-    case n:                                                                                  \
-        dxonly_block_avx2(a, list + g, gn, nl - g, dx, lddx, b0, j, first, CB, n);            \
-        break;
-#define LR__DXO_SWITCH(CB) LR__BT_SWITCH(LR__DXO_CASE, CB, break)
+#define LR__DXO_CASE(n, CB) \
+    case n: dxonly_block_avx2(a, list + g, gn, nl - g, dx, lddx, b0, j, first, CB, n); break;
 
 /* Row o takes part in dx only if some dy[b, o] is not zero. Behind a ReLU most are zero
  * (in the seed's LoRA fine-tune 83 % of linear2's 2000 units are off for all 10 images of
@@ -525,44 +536,68 @@ static bool dy_row_active(const fused_args *a, size_t o)
  * 8 columns at a time. Both give the same bits. Columns past the last multiple of 8 are
  * summed in scalar code in the same row order. */
 #define LR__DXW 512
-#define LR__DXO_VARIANT(NAME, TARGET, CBMAX)                                                 \
-    __attribute__((target(TARGET))) static void NAME(const fused_args *a, size_t o0, size_t o1, \
-                                                     float *dx, size_t lddx)                 \
-    {                                                                                        \
-        size_t in = a->in, in8 = in & ~(size_t)7, nrows = o1 - o0;                           \
-        uint32_t list[LR__DXW];                                                              \
-        bool first = true;                                                                   \
-        for (size_t b = 0; b < a->batch && in8 < in; b++) /* the scalar tail accumulates */  \
-            memset(dx + b * lddx + in8, 0, (in - in8) * sizeof(float));                      \
-        for (size_t w0 = 0; w0 < nrows; w0 += LR__DXW) {                                     \
-            size_t nl = 0, wn = nrows - w0 < LR__DXW ? nrows - w0 : LR__DXW;                 \
-            for (size_t k = w0; k < w0 + wn; k++) {                                          \
-                size_t o = a->reverse ? o1 - 1 - k : o0 + k;                                 \
-                if (dy_row_active(a, o)) list[nl++] = (uint32_t)o;                           \
-            }                                                                                \
-            for (size_t g = 0; g < nl; g += LR__DXG) {                                       \
-                size_t gn = nl - g < LR__DXG ? nl - g : LR__DXG;                             \
-                for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {                           \
-                    size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB, j = 0;       \
-                    if (CBMAX == 2)                                                          \
-                        for (; j + 16 <= in8; j += 16) { LR__DXO_SWITCH(2) }                 \
-                    for (; j < in8; j += 8) { LR__DXO_SWITCH(1) }                            \
-                }                                                                            \
-                first = false;                                                               \
-            }                                                                                \
-            for (size_t k = 0; k < nl && in8 < in; k++) {                                    \
-                const float *wr = a->w + (size_t)list[k] * a->ldw;                           \
-                for (size_t b = 0; b < a->batch; b++) {                                      \
-                    float d = a->dy[b * a->lddy + list[k]], *dp = dx + b * lddx;             \
-                    for (size_t jj = in8; jj < in; jj++) dp[jj] = fmaf(d, wr[jj], dp[jj]);   \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-        if (first) /* no active row at all: this share of dx is zero */                      \
-            for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, in8 * sizeof(float)); \
+
+/* One group of up to LR__DXG active rows (list[g..g+gn)) into every column block of dx, for
+ * every batch tile. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dxonly_group(const fused_args *a, const uint32_t *list, size_t g, size_t gn, size_t nl, float *dx, size_t lddx,
+             size_t in8, bool first, const int CBMAX)
+{
+    for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
+        size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB, j = 0;
+        if (CBMAX == 2)
+            for (; j + 16 <= in8; j += 16) LR__BT_SWITCH(LR__DXO_CASE, 2, break)
+        for (; j < in8; j += 8) LR__BT_SWITCH(LR__DXO_CASE, 1, break)
     }
-LR__DXO_VARIANT(dxonly_rows_avx2, "avx2,fma", 1)
-LR__DXO_VARIANT(dxonly_rows_avx512, "avx2,fma,avx512f,avx512vl", 2)
+}
+
+/* The columns past the last multiple of 8, summed in scalar code in the same row order. */
+static void dxonly_tail(const fused_args *a, const uint32_t *list, size_t nl, float *dx, size_t lddx, size_t in8)
+{
+    for (size_t k = 0; k < nl && in8 < a->in; k++) {
+        const float *wr = a->w + (size_t)list[k] * a->ldw;
+        for (size_t b = 0; b < a->batch; b++) {
+            float d = a->dy[b * a->lddy + list[k]], *dp = dx + b * lddx;
+            for (size_t jj = in8; jj < a->in; jj++) dp[jj] = fmaf(d, wr[jj], dp[jj]);
+        }
+    }
+}
+
+/* Rows [o0, o1) of a frozen layer into dx (see dxonly_block_avx2): the active rows of each
+ * window of LR__DXW, in walk order, in groups of LR__DXG. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dxonly_rows(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx, const int CBMAX)
+{
+    size_t in = a->in, in8 = in & ~(size_t)7, nrows = o1 - o0;
+    uint32_t list[LR__DXW];
+    bool first = true;
+    for (size_t b = 0; b < a->batch && in8 < in; b++) /* the scalar tail accumulates */
+        memset(dx + b * lddx + in8, 0, (in - in8) * sizeof(float));
+    for (size_t w0 = 0; w0 < nrows; w0 += LR__DXW) {
+        size_t nl = 0, wn = nrows - w0 < LR__DXW ? nrows - w0 : LR__DXW;
+        for (size_t k = w0; k < w0 + wn; k++) {
+            size_t o = a->reverse ? o1 - 1 - k : o0 + k;
+            if (dy_row_active(a, o)) list[nl++] = (uint32_t)o;
+        }
+        for (size_t g = 0; g < nl; g += LR__DXG, first = false)
+            dxonly_group(a, list, g, nl - g < LR__DXG ? nl - g : LR__DXG, nl, dx, lddx, in8, first, CBMAX);
+        dxonly_tail(a, list, nl, dx, lddx, in8);
+    }
+    if (first) /* no active row at all: this share of dx is zero */
+        for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, in8 * sizeof(float));
+}
+
+__attribute__((target("avx2,fma"))) static void dxonly_rows_avx2(const fused_args *a, size_t o0, size_t o1,
+                                                                float *dx, size_t lddx)
+{
+    dxonly_rows(a, o0, o1, dx, lddx, 1);
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512vl"))) static void
+dxonly_rows_avx512(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx)
+{
+    dxonly_rows(a, o0, o1, dx, lddx, 2);
+}
 #endif
 
 static void fused_chunk(void *ctx, size_t k)
@@ -615,8 +650,9 @@ static void fused_run(fused_args *a, const lr_pool *pool)
 
 void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool)
 {
-    fused_args a = { (float *)w.data, NULL, NULL, w.ld, 0, 0, dy.data, NULL, dy.ld, 0,
-                     dy.rows, w.cols, w.rows, dx.data, dx.ld, work, 0, NULL, reverse };
+    /* no moments, no x, no step: dx only (a frozen layer); w is only read */
+    fused_args a = { .w = (float *)w.data, .ldw = w.ld, .dy = dy.data, .lddy = dy.ld, .batch = dy.rows,
+                     .in = w.cols, .out = w.rows, .dx = dx.data, .lddx = dx.ld, .part = work, .reverse = reverse };
     fused_run(&a, pool);
 }
 
@@ -643,8 +679,9 @@ lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w,
         return lr__fail(err, LR_EDIM, "linear backward_adam: dx is %zu x %zu, want %zu x %zu", dx.rows,
                         dx.cols, x.rows, x.cols);
     size_t batch = x.rows, in = x.cols, out = w.rows;
-    fused_args a = { w.data, m_w.data, v_w.data, w.ld, m_w.ld, v_w.ld, dy.data, x.data,
-                     dy.ld, x.ld, batch, in, out, dx.data, dx.ld, work, 0, s, reverse };
+    fused_args a = { .w = w.data, .mw = m_w.data, .vw = v_w.data, .ldw = w.ld, .ldm = m_w.ld, .ldv = v_w.ld,
+                     .dy = dy.data, .x = x.data, .lddy = dy.ld, .ldx = x.ld, .batch = batch, .in = in,
+                     .out = out, .dx = dx.data, .lddx = dx.ld, .part = work, .s = s, .reverse = reverse };
     float *own = NULL;
     if (dx.data && !work && fused_nch(out) > 1) {
         /* no caller workspace: borrow one for the partial dx sums */
