@@ -269,7 +269,7 @@ static bool set_option(options *o, const char *name, const char *val, char *msg,
         return ok;
     }
     if (!strcmp(name, "--init")) {
-        if (lr_lora_parse_init(val, &kind, &e)) return opt_fail(msg, cap, "--init: %s", e.msg);
+        if (lr_lora_parse_init(&kind, val, &e)) return opt_fail(msg, cap, "--init: %s", e.msg);
         o->pissa = kind == LR_LORA_INIT_PISSA;
         return true;
     }
@@ -603,7 +603,7 @@ static int pretrain(run *r, double *t_pretrain)
     double t0 = now_s();
     if (o->load) {
         lr_checkpoint_info info;
-        if (lr_checkpoint_load_new(&r->net, o->load, &info, &e)) {
+        if (lr_checkpoint_load_new(&r->net, &info, o->load, &e)) {
             fail_msg("--load", &e);
             return 1;
         }
@@ -693,7 +693,7 @@ static int param_table(run *r)
 {
     lr_err e = { { 0 } };
     lr_lora_param_table t;
-    if (lr_lora_param_count(r->net.sizes, r->net.n_layers + 1, r->targets, r->o.rank, &t, &e)) {
+    if (lr_lora_param_count(&t, r->net.sizes, r->net.n_layers + 1, r->targets, r->o.rank, &e)) {
         fail_msg("counting parameters", &e);
         return 1;
     }

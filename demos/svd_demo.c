@@ -354,8 +354,8 @@ static lr_status seed_matrix(const options *o, seed_result *x, lr_rng *rng, lr_e
         lr_rng_fill_normal(rng, p, 0.0f, 1.0f);
         lr_rng_fill_normal(rng, q, 0.0f, 1.0f);
         if (!(st = lr_gemm(x->w, 1.0f, lr_cm(p), false, lr_cm(q), false, 0.0f, err)) &&
-            !(st = lr_svd_values(lr_cm(x->w), x->s, err)))
-            st = lr_rank_from_values(x->s, SEED_D, SEED_D, SEED_K, &o->tol, &x->rank, &x->tol, err);
+            !(st = lr_svd_values(x->s, lr_cm(x->w), err)))
+            st = lr_rank_from_values(&x->rank, &x->tol, x->s, SEED_D, SEED_D, SEED_K, &o->tol, err);
     }
     lr_mat_free(&p);
     lr_mat_free(&q);
@@ -475,7 +475,7 @@ static int seed_mode(const options *o)
         }
     }
     if (!rc && (lr_factor_init(&x.b, &x.a, lr_cm(x.w), x.r, o->split, &err) || seed_compare(&x, &rng, &err) ||
-                lr_cost_layer(SEED_D, SEED_K, x.r, false, &x.cost, &err)))
+                lr_cost_layer(&x.cost, SEED_D, SEED_K, x.r, false, &err)))
         rc = runtime_error(err.msg);
     if (!rc && o->out_prefix) {
         const char *names[3] = { "W", "B", "A" };
@@ -541,7 +541,7 @@ static void mx_free(mx_result *x)
 static lr_status mx_load(const options *o, mx_result *x, lr_err *err)
 {
     lr_status st;
-    if ((st = lr_npy_load(o->path, &x->w, err)) || (st = lr_mat_check_finite(lr_cm(x->w), o->path, err)))
+    if ((st = lr_npy_load(&x->w, o->path, err)) || (st = lr_mat_check_finite(lr_cm(x->w), o->path, err)))
         return st;
     x->m = x->w.rows, x->n = x->w.cols, x->k = x->m < x->n ? x->m : x->n;
     if (x->k == 0) {
@@ -553,8 +553,8 @@ static lr_status mx_load(const options *o, mx_result *x, lr_err *err)
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return LR_ENOMEM;
     }
-    if ((st = lr_svd_values(lr_cm(x->w), x->s, err))) return st;
-    return lr_rank_from_values(x->s, x->k, x->m, x->n, &o->tol, &x->rank, &x->tol, err);
+    if ((st = lr_svd_values(x->s, lr_cm(x->w), err))) return st;
+    return lr_rank_from_values(&x->rank, &x->tol, x->s, x->k, x->m, x->n, &o->tol, err);
 }
 
 /* r from --rank, --energy or the numerical rank; the ranks of the error table. Returns a
@@ -570,7 +570,7 @@ static int mx_choose_ranks(const options *o, mx_result *x, size_t *ranks)
     }
     x->r = o->has_rank ? o->rank : x->rank;
     x->why = o->has_rank ? "--rank" : o->has_energy ? "--energy" : "numerical rank";
-    if (o->has_energy && lr_approx_rank_for_energy(x->s, x->k, o->energy, &x->r, &err))
+    if (o->has_energy && lr_approx_rank_for_energy(&x->r, x->s, x->k, o->energy, &err))
         return runtime_error(err.msg);
     if (x->r == 0) {
         snprintf(msg, sizeof msg, "%s: no singular value above the tolerance %g (the matrix is zero"
@@ -613,8 +613,8 @@ static lr_status mx_factor(const options *o, mx_result *x, const size_t *ranks, 
         row->rank = t;
         if ((st = lr_mat_init(&tb, x->m, t, err)) || (st = lr_mat_init(&ta, t, x->n, err)) ||
             (st = lr_factor_from_usv(tb, ta, &usv, t, o->split, err)) ||
-            (st = lr_approx_measure(lr_cm(x->w), lr_cm(tb), lr_cm(ta), false, &row->measured, err)) ||
-            (st = lr_approx_predict(x->s, x->k, t, &row->predicted, err)))
+            (st = lr_approx_measure(&row->measured, lr_cm(x->w), lr_cm(tb), lr_cm(ta), false, err)) ||
+            (st = lr_approx_predict(&row->predicted, x->s, x->k, t, err)))
             break;
         row->energy = lr_approx_energy(x->s, x->k, t);
         row->spec_predicted = t < x->k ? (double)x->s[t] : 0.0;
@@ -628,9 +628,9 @@ static lr_status mx_factor(const options *o, mx_result *x, const size_t *ranks, 
     lr_mat_free(&tb);
     lr_mat_free(&ta);
     lr_usv_free(&usv);
-    if (!st && !(st = lr_cost_layer(x->m, x->n, x->r, false, &x->cost, err)) &&
-        !(st = lr_cost_layer(x->m, x->n, x->r, true, &x->cost_bias, err)))
-        st = lr_cost_break_even(x->m, x->n, &x->break_even, err);
+    if (!st && !(st = lr_cost_layer(&x->cost, x->m, x->n, x->r, false, err)) &&
+        !(st = lr_cost_layer(&x->cost_bias, x->m, x->n, x->r, true, err)))
+        st = lr_cost_break_even(&x->break_even, x->m, x->n, err);
     if (!st && o->out_prefix) {
         const char *names[2] = { "B", "A" };
         lr_cmat mats[2] = { lr_cm(x->b), lr_cm(x->a) };

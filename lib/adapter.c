@@ -184,7 +184,7 @@ static lr_status read_config(const lr_mlp *net, const char *dir, lr_adapter_info
     return s;
 }
 
-lr_status lr_adapter_read_config(const lr_lora *lm, const char *dir, lr_adapter_info *info, lr_err *err)
+lr_status lr_adapter_read_config(const lr_lora *lm, lr_adapter_info *info, const char *dir, lr_err *err)
 {
     if (!lm || !dir || !info) return lr__fail(err, LR_EINVAL, "adapter_read_config: NULL argument");
     return read_config(lr_lora_net(lm), dir, info, err);
@@ -242,8 +242,7 @@ lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, 
 
 /* ---------------------------------------------------------------- load ------------ */
 
-lr_status lr_adapter_load(lr_lora *lm, const char *name, const char *dir, lr_adapter_info *info,
-                          lr_err *err)
+lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, const char *dir, lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_load: NULL argument");
     if (lr_lora_opts_of(lm, name))
@@ -274,7 +273,7 @@ lr_status lr_adapter_load(lr_lora *lm, const char *name, const char *dir, lr_ada
                 s = lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
                 break;
             }
-            s = lr_safetensors_get_f32(st, key, 2, shapes[k], buf[nb], err);
+            s = lr_safetensors_get_f32(st, buf[nb], key, 2, shapes[k], err);
             if (s == LR_EDIM && err) {
                 const lr_st_tensor *t = lr_safetensors_find(st, key);
                 size_t got_r = t && t->ndim == 2 ? t->shape[k ? 1 : 0] : r;

@@ -35,7 +35,7 @@ static double sumsq(const float *s, size_t from, size_t k)
     return t;
 }
 
-lr_status lr_approx_predict(const float *s, size_t k, size_t r, lr_approx_err *out, lr_err *err)
+lr_status lr_approx_predict(lr_approx_err *out, const float *s, size_t k, size_t r, lr_err *err)
 {
     lr_status st;
     if (!out) return lr__fail(err, LR_EINVAL, "approx: out is NULL");
@@ -58,7 +58,7 @@ double lr_approx_energy(const float *s, size_t k, size_t r)
     return 1.0 - sumsq(s, r, k) / total;
 }
 
-lr_status lr_approx_rank_for_energy(const float *s, size_t k, double target, size_t *r, lr_err *err)
+lr_status lr_approx_rank_for_energy(size_t *r, const float *s, size_t k, double target, lr_err *err)
 {
     lr_status st;
     if (!r) return lr__fail(err, LR_EINVAL, "approx: the output rank is NULL");
@@ -78,12 +78,12 @@ lr_status lr_approx_rank_for_energy(const float *s, size_t k, double target, siz
     return LR_OK;
 }
 
-lr_status lr_approx_rank_for_error(const float *s, size_t k, lr_err_kind kind, double target,
-                                   size_t *r, lr_err *err)
+lr_status lr_approx_rank_for_error(size_t *r, const float *s, size_t k, lr_approx_kind kind, double target,
+                                   lr_err *err)
 {
     lr_status st;
     if (!r) return lr__fail(err, LR_EINVAL, "approx: the output rank is NULL");
-    if ((unsigned)kind > (unsigned)LR_ERR_REL_SPEC)
+    if ((unsigned)kind > (unsigned)LR_APPROX_REL_SPEC)
         return lr__fail(err, LR_EINVAL, "approx: unknown error kind %d", (int)kind);
     if (!(target >= 0) || isnan(target))
         return lr__fail(err, LR_EINVAL, "approx: error target %g must be >= 0", target);
@@ -94,9 +94,9 @@ lr_status lr_approx_rank_for_error(const float *s, size_t k, lr_err_kind kind, d
         if (j < k) tail += (double)s[j] * (double)s[j];
         double e;
         switch (kind) {
-        case LR_ERR_FRO: e = sqrt(tail); break;
-        case LR_ERR_SPEC: e = j < k ? s[j] : 0.0; break;
-        case LR_ERR_REL_FRO: e = total > 0 ? sqrt(tail / total) : 0.0; break;
+        case LR_APPROX_FRO: e = sqrt(tail); break;
+        case LR_APPROX_SPEC: e = j < k ? s[j] : 0.0; break;
+        case LR_APPROX_REL_FRO: e = total > 0 ? sqrt(tail / total) : 0.0; break;
         default: e = j < k && s[0] > 0 ? s[j] / (double)s[0] : 0.0; break;
         }
         if (e <= target) best = j; else break;
@@ -106,8 +106,7 @@ lr_status lr_approx_rank_for_error(const float *s, size_t k, lr_err_kind kind, d
     return LR_OK;
 }
 
-lr_status lr_approx_measure(lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral,
-                            lr_approx_err *out, lr_err *err)
+lr_status lr_approx_measure(lr_approx_err *out, lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral, lr_err *err)
 {
     lr_status st;
     if (!out) return lr__fail(err, LR_EINVAL, "approx: out is NULL");
@@ -133,8 +132,8 @@ lr_status lr_approx_measure(lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral,
     if (with_spectral) {
         float *sv = malloc(2 * (k ? k : 1) * sizeof *sv);
         if (!sv) { lr_mat_free(&e); return lr__fail(err, LR_ENOMEM, "approx: cannot allocate %zu values", 2 * k); }
-        st = lr_svd_values(lr_cm(e), sv, err);
-        if (!st) st = lr_svd_values(w, sv + k, err);
+        st = lr_svd_values(sv, lr_cm(e), err);
+        if (!st) st = lr_svd_values(sv + k, w, err);
         if (!st) {
             /* a residual with Inf (overflow in w - b·a) is reported by the SVD */
             double es = k ? sv[0] : 0.0, ws = k ? sv[k] : 0.0;

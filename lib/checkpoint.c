@@ -121,10 +121,10 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
         char name[48];
         size_t wshape[2] = { L->out, L->in }, bshape[1] = { L->out };
         snprintf(name, sizeof name, "linear%zu.weight", i + 1);
-        s = lr_safetensors_get_f32(st, name, 2, wshape, tmp + (L->w.data - net->params), err);
+        s = lr_safetensors_get_f32(st, tmp + (L->w.data - net->params), name, 2, wshape, err);
         if (s) break;
         snprintf(name, sizeof name, "linear%zu.bias", i + 1);
-        s = lr_safetensors_get_f32(st, name, 1, bshape, tmp + (L->b - net->params), err);
+        s = lr_safetensors_get_f32(st, tmp + (L->b - net->params), name, 1, bshape, err);
     }
     if (!s) s = lr_safetensors_check_all_used(st, err);
     if (!s) {
@@ -135,8 +135,7 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
     return s;
 }
 
-lr_status lr_checkpoint_load(lr_mlp *net, const char *path, lr_checkpoint_info *info,
-                             lr_err *err)
+lr_status lr_checkpoint_load(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err)
 {
     if (!net || !path) return lr__fail(err, LR_EINVAL, "checkpoint_load: net or path is NULL");
     if (!net_ok(net))
@@ -191,8 +190,7 @@ static lr_status infer_sizes(const lr_safetensors *st, size_t *sizes, size_t *n_
     return LR_OK;
 }
 
-lr_status lr_checkpoint_load_new(lr_mlp *net, const char *path, lr_checkpoint_info *info,
-                                 lr_err *err)
+lr_status lr_checkpoint_load_new(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err)
 {
     if (!net) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: net is NULL");
     memset(net, 0, sizeof *net);

@@ -27,7 +27,7 @@ static double pct(uint64_t dense, uint64_t fact)
     return dense ? 100.0 * (1.0 - (double)fact / (double)dense) : 0.0;
 }
 
-lr_status lr_cost_layer(size_t m, size_t n, size_t r, bool bias, lr_cost *out, lr_err *err)
+lr_status lr_cost_layer(lr_cost *out, size_t m, size_t n, size_t r, bool bias, lr_err *err)
 {
     if (!out) return lr__fail(err, LR_EINVAL, "cost: out is NULL");
     uint64_t mn, mpn, rmn, dp, fp;
@@ -44,7 +44,7 @@ lr_status lr_cost_layer(size_t m, size_t n, size_t r, bool bias, lr_cost *out, l
     return LR_OK;
 }
 
-lr_status lr_cost_break_even(size_t m, size_t n, size_t *r, lr_err *err)
+lr_status lr_cost_break_even(size_t *r, size_t m, size_t n, lr_err *err)
 {
     if (!r) return lr__fail(err, LR_EINVAL, "cost: the output rank is NULL");
     uint64_t mn, mpn;
@@ -58,8 +58,8 @@ lr_status lr_cost_break_even(size_t m, size_t n, size_t *r, lr_err *err)
     return LR_OK;
 }
 
-lr_status lr_cost_table(const lr_layer_shape *layers, size_t count, lr_cost *per_layer,
-                        lr_cost *total, lr_err *err)
+lr_status lr_cost_table(lr_cost *per_layer, lr_cost *total, const lr_layer_shape *layers, size_t count,
+                        lr_err *err)
 {
     lr_status st;
     if (!total) return lr__fail(err, LR_EINVAL, "cost: total is NULL");
@@ -68,7 +68,7 @@ lr_status lr_cost_table(const lr_layer_shape *layers, size_t count, lr_cost *per
     for (size_t i = 0; i < count; i++) {
         lr_cost c;
         const lr_layer_shape *L = &layers[i];
-        if ((st = lr_cost_layer(L->m, L->n, L->r, L->bias, &c, err))) {
+        if ((st = lr_cost_layer(&c, L->m, L->n, L->r, L->bias, err))) {
             lr_err inner = { { 0 } };
             if (err) inner = *err;
             return lr__fail(err, st, "cost: layer %zu (%s): %s", i, L->name ? L->name : "unnamed",

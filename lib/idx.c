@@ -290,9 +290,8 @@ static lr_status read_idx(const char *path, unsigned ndims, const char *what,
     return st;
 }
 
-lr_status lr_idx_read_images(const char *path, size_t want_rows, size_t want_cols,
-                             uint8_t **pixels, size_t *n, size_t *rows, size_t *cols,
-                             lr_err *err)
+lr_status lr_idx_read_images(uint8_t **pixels, size_t *n, size_t *rows, size_t *cols, const char *path,
+                             size_t want_rows, size_t want_cols, lr_err *err)
 {
     if (!pixels || !n || !rows || !cols)
         return lr__fail(err, LR_EINVAL, "lr_idx_read_images: NULL output");
@@ -310,8 +309,7 @@ lr_status lr_idx_read_images(const char *path, size_t want_rows, size_t want_col
     return LR_OK;
 }
 
-lr_status lr_idx_read_labels(const char *path, unsigned max_label, uint8_t **labels, size_t *n,
-                             lr_err *err)
+lr_status lr_idx_read_labels(uint8_t **labels, size_t *n, const char *path, unsigned max_label, lr_err *err)
 {
     if (!labels || !n) return lr__fail(err, LR_EINVAL, "lr_idx_read_labels: NULL output");
     *labels = NULL;
@@ -340,13 +338,13 @@ lr_status lr_mnist_load(lr_mnist *out, const char *images_path, const char *labe
     memset(out, 0, sizeof *out);
     size_t n, rows, cols, nl;
     uint8_t *pixels, *labels;
-    lr_status st = lr_idx_read_images(images_path, 28, 28, &pixels, &n, &rows, &cols, err);
+    lr_status st = lr_idx_read_images(&pixels, &n, &rows, &cols, images_path, 28, 28, err);
     if (st) return st;
     if (n == 0) {
         free(pixels);
         return lr__fail(err, LR_EFORMAT, "%s: contains no images", images_path);
     }
-    st = lr_idx_read_labels(labels_path, 9, &labels, &nl, err);
+    st = lr_idx_read_labels(&labels, &nl, labels_path, 9, err);
     if (st) {
         free(pixels);
         return st;

@@ -124,7 +124,7 @@ lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t n_layer
     return LR_OK;
 }
 
-lr_status lr_lora_parse_init(const char *s, lr_lora_init_kind *kind, lr_err *err)
+lr_status lr_lora_parse_init(lr_lora_init_kind *kind, const char *s, lr_err *err)
 {
     if (!s || !kind) return lr__fail(err, LR_EINVAL, "lora init: NULL argument");
     if (strcmp(s, "gaussian") == 0) *kind = LR_LORA_INIT_GAUSSIAN;
@@ -467,7 +467,7 @@ lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
     return LR_OK;
 }
 
-lr_status lr_lora_unmerge(lr_lora *lm, bool restore, lr_lora_drift *drift, lr_err *err)
+lr_status lr_lora_unmerge(lr_lora *lm, lr_lora_drift *drift, bool restore, lr_err *err)
 {
     LR__FP_SCOPE();
     if (!lm) return lr__fail(err, LR_EINVAL, "lora_unmerge: module is NULL");
@@ -507,8 +507,8 @@ bool lr_lora_is_merged(const lr_lora *lm) { return lm && lm->merged; }
 
 /* ---------------------------------------------------------------- extraction ------ */
 
-lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
-                          const lr_lora_opts *cfg, lr_lora_extract_report *rep, lr_err *err)
+lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
+                          const lr_lora_opts *cfg, lr_err *err)
 {
     if (!lm || !ft || !ft->params || !cfg)
         return lr__fail(err, LR_EINVAL, "lora_extract: module, fine-tuned net or config is NULL");
@@ -598,8 +598,8 @@ lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
 
 /* ---------------------------------------------------------------- accounting ------ */
 
-lr_status lr_lora_param_count(const size_t *sizes, size_t n_sizes, uint32_t targets, size_t rank,
-                              lr_lora_param_table *t, lr_err *err)
+lr_status lr_lora_param_count(lr_lora_param_table *t, const size_t *sizes, size_t n_sizes, uint32_t targets,
+                              size_t rank, lr_err *err)
 {
     if (!sizes || !t) return lr__fail(err, LR_EINVAL, "lora_param_count: NULL argument");
     if (n_sizes < 2 || n_sizes - 1 > LR_MLP_MAX_LAYERS)

@@ -413,7 +413,7 @@ static void empty_out(lr_mat *out)
     out->rows = out->cols = out->ld = 0;
 }
 
-lr_status lr_npy_load_mem(const void *buf, size_t n, const char *name, lr_mat *out, lr_err *err)
+lr_status lr_npy_load_mem(lr_mat *out, const void *buf, size_t n, const char *name, lr_err *err)
 {
     if (!name) name = "npy";
     if (!out) return lr__fail(err, LR_EINVAL, "%s: lr_npy_load_mem: out is NULL", name);
@@ -423,7 +423,7 @@ lr_status lr_npy_load_mem(const void *buf, size_t n, const char *name, lr_mat *o
     return load_source(&s, out, err);
 }
 
-lr_status lr_npy_load(const char *path, lr_mat *out, lr_err *err)
+lr_status lr_npy_load(lr_mat *out, const char *path, lr_err *err)
 {
     if (!out) return lr__fail(err, LR_EINVAL, "lr_npy_load: out is NULL");
     empty_out(out);

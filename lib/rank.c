@@ -24,9 +24,8 @@ double lr_rank_default_tol(double s_max, size_t m, size_t n)
     return s_max * (double)(m > n ? m : n) * (double)FLT_EPSILON;
 }
 
-lr_status lr_rank_from_values(const float *s, size_t k, size_t m, size_t n,
-                              const lr_rank_opts *opts, size_t *rank, double *tol_used,
-                              lr_err *err)
+lr_status lr_rank_from_values(size_t *rank, double *tol_used, const float *s, size_t k, size_t m, size_t n,
+                              const lr_rank_opts *opts, lr_err *err)
 {
     lr_rank_opts o = opts ? *opts : lr_rank_opts_default();
     if (!rank) return lr__fail(err, LR_EINVAL, "rank: the output rank is NULL");
@@ -51,8 +50,7 @@ lr_status lr_rank_from_values(const float *s, size_t k, size_t m, size_t n,
     return LR_OK;
 }
 
-lr_status lr_rank(lr_cmat a, const lr_rank_opts *opts, size_t *rank, double *tol_used,
-                  lr_err *err)
+lr_status lr_rank(size_t *rank, double *tol_used, lr_cmat a, const lr_rank_opts *opts, lr_err *err)
 {
     lr_status st;
     if (!rank) return lr__fail(err, LR_EINVAL, "rank: the output rank is NULL");
@@ -60,8 +58,8 @@ lr_status lr_rank(lr_cmat a, const lr_rank_opts *opts, size_t *rank, double *tol
     size_t k = a.rows < a.cols ? a.rows : a.cols;
     float *s = malloc((k ? k : 1) * sizeof *s);
     if (!s) return lr__fail(err, LR_ENOMEM, "rank: cannot allocate %zu singular values", k);
-    st = lr_svd_values(a, s, err);
-    if (!st) st = lr_rank_from_values(s, k, a.rows, a.cols, opts, rank, tol_used, err);
+    st = lr_svd_values(s, a, err);
+    if (!st) st = lr_rank_from_values(rank, tol_used, s, k, a.rows, a.cols, opts, err);
     free(s);
     return st;
 }

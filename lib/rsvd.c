@@ -277,7 +277,7 @@ static lr_status ritz(const rs_ctx *c, size_t L, size_t r, const float *qt, cons
     if (!st) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)L, (blasint)L, (blasint)N, 1.0f, zt,
                     (blasint)N, qw, (blasint)N, 0.0f, g, (blasint)L);
-        st = lr_svd(lr_cmat_view(g, L, L, L), sb, lr_mat_view(ub, L, L, L), lr_mat_view(v1t, L, L, L), err);
+        st = lr_svd(sb, lr_mat_view(ub, L, L, L), lr_mat_view(v1t, L, L, L), lr_cmat_view(g, L, L, L), err);
     }
     if (st == LR_ENONFINITE)
         st = lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
@@ -348,8 +348,8 @@ static lr_status check_args(lr_cmat a, size_t r, const float *s, lr_mat u, lr_ma
     return LR_OK;
 }
 
-lr_status lr_rsvd(lr_cmat a, size_t r, float *s, lr_mat u, lr_mat vt, const lr_rsvd_opts *opts,
-                  lr_rng *rng, lr_err *err)
+lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_rsvd_opts *opts, lr_rng *rng,
+                  lr_err *err)
 {
     lr_rsvd_opts o = opts ? *opts : lr_rsvd_opts_default();
     lr_status st;
@@ -408,6 +408,6 @@ lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts 
         return lr__fail(err, LR_EINVAL, "rsvd: rank r = %zu; need 1 <= r <= min(%zu, %zu) = %zu", r,
                         a.rows, a.cols, k);
     if ((st = lr_usv_init(out, a.rows, a.cols, r, err))) return st;
-    if ((st = lr_rsvd(a, r, out->s, out->u, out->vt, opts, rng, err))) lr_usv_free(out);
+    if ((st = lr_rsvd(out->s, out->u, out->vt, a, r, opts, rng, err))) lr_usv_free(out);
     return st;
 }

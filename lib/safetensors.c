@@ -47,7 +47,7 @@ size_t lr_st_dtype_bits(lr_st_dtype d)
     return (unsigned)d < LR_ST_NDTYPES ? dtypes[d].bits : 0;
 }
 
-lr_status lr_st_dtype_parse(const char *name, lr_st_dtype *out)
+lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name)
 {
     for (int i = 0; name && i < LR_ST_NDTYPES; i++)
         if (!strcmp(name, dtypes[i].name)) {
@@ -306,7 +306,7 @@ static lr_status parse_entry(const char *file, const char *name, json_t *v, lr_s
     if (!json_is_string(dt))
         return lr__fail(err, LR_EFORMAT, "%s: tensor %s: dtype is %s, expected a string", file,
                         name, json_kind(dt));
-    if (lr_st_dtype_parse(json_string_value(dt), &t->dtype))
+    if (lr_st_dtype_parse(&t->dtype, json_string_value(dt)))
         return lr__fail(err, LR_EFORMAT, "%s: tensor %s: unknown dtype \"%s\"", file, name,
                         json_string_value(dt));
     if (!json_is_array(sh))
@@ -626,8 +626,8 @@ lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err 
     return LR_OK;
 }
 
-lr_status lr_safetensors_get_f32(lr_safetensors *st, const char *name, size_t ndim,
-                                 const size_t *shape, float *dst, lr_err *err)
+lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
+                                 const size_t *shape, lr_err *err)
 {
     if (!st || !name || (ndim && !shape))
         return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: NULL argument");

@@ -63,13 +63,13 @@ int main(int argc, char **argv)
         DIE(lr_lora_merge(lm, LR_LORA_MERGE_KEEP_COPY, &e), e);
         double t1 = lr_bench_now();
         lr_lora_drift d;
-        DIE(lr_lora_unmerge(lm, false, &d, &e), e);
+        DIE(lr_lora_unmerge(lm, &d, false, &e), e);
         double t2 = lr_bench_now();
         printf("merge/unmerge rank %zu: %.1f / %.1f ms; drift max |W - W0| per layer %.3g %.3g %.3g "
                "(all %.3g)\n", ranks[k], 1e3 * (t1 - t0), 1e3 * (t2 - t1), d.max_abs[0], d.max_abs[1],
                d.max_abs[2], d.max_abs_all);
         DIE(lr_lora_merge(lm, LR_LORA_MERGE_KEEP_COPY, &e), e);
-        DIE(lr_lora_unmerge(lm, true, &d, &e), e);
+        DIE(lr_lora_unmerge(lm, &d, true, &e), e);
         DIE(lr_lora_select(lm, NULL, &e), e);
         DIE(lr_lora_remove(lm, name, &e), e);
     }
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
         char name[16];
         snprintf(name, sizeof name, "x%zu", xr[k]);
         double t0 = lr_bench_now();
-        DIE(lr_lora_extract(lm, name, &ft, &c, &rep, &e), e);
+        DIE(lr_lora_extract(lm, &rep, name, &ft, &c, &e), e);
         printf("extract rank %zu: %.2f s\n", xr[k], lr_bench_now() - t0);
         for (size_t l = 0; l < 3; l++)
             printf("  linear%zu  |dW|_F %.4f  error measured %.4f  Eckart-Young %.4f  sigma_r+1 %.4g  "
@@ -131,7 +131,7 @@ int main(int argc, char **argv)
     double t0 = lr_bench_now();
     DIE(lr_adapter_save(lm, "x8", sub, "RichBoyNet", &e), e);
     double t1 = lr_bench_now();
-    DIE(lr_adapter_load(lm, "x8-again", sub, NULL, &e), e);
+    DIE(lr_adapter_load(lm, NULL, "x8-again", sub, &e), e);
     double t2 = lr_bench_now();
     char f1[96], f2[96];
     snprintf(f1, sizeof f1, "%s/%s", sub, LR_ADAPTER_WEIGHTS);

@@ -123,7 +123,7 @@ static void run_rsvd(lr_mat w, size_t r, const lr_rsvd_opts *o, uint64_t seed, i
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < r; j++) f.u.data[i * f.u.ld + j] *= f.s[j];
     lr_approx_err e;
-    if ((st = lr_approx_measure(lr_cm(w), lr_cm(f.u), lr_cm(f.vt), false, &e, &err))) die("error", st, &err);
+    if ((st = lr_approx_measure(&e, lr_cm(w), lr_cm(f.u), lr_cm(f.vt), false, &err))) die("error", st, &err);
     lr_usv_free(&f);
     if (t_best) *t_best = best;
     *ratio = e.fro / opt;
@@ -190,13 +190,13 @@ static void bench_svd(row *R, lr_mat w)
     }
     for (int rep = 0; rep < bench_reps; rep++) {
         t = lr_bench_now();
-        if ((st = lr_svd_values(lr_cm(w), s, &err))) die("svd values", st, &err);
+        if ((st = lr_svd_values(s, lr_cm(w), &err))) die("svd values", st, &err);
         t = lr_bench_now() - t;
         if (t < b2) b2 = t;
     }
     for (int rep = 0; rep < bench_reps; rep++) {
         t = lr_bench_now();
-        if ((st = lr_rank(lr_cm(w), NULL, &R->rank, NULL, &err))) die("rank", st, &err);
+        if ((st = lr_rank(&R->rank, NULL, lr_cm(w), NULL, &err))) die("rank", st, &err);
         t = lr_bench_now() - t;
         if (t < b3) b3 = t;
     }

@@ -101,7 +101,7 @@ static void write_tensors(const fixture *f, const char *drop, const lr_st_tensor
 static lr_status load(fixture *f, const char *name, lr_err *e)
 {
     e->msg[0] = '\0';
-    return lr_adapter_load(f->lm, name, f->ad, NULL, e);
+    return lr_adapter_load(f->lm, NULL, name, f->ad, e);
 }
 
 /* ------------------------------------------------------------- round trip --------- */
@@ -113,7 +113,7 @@ static void test_round_trip(void **state)
     fx_init(&f, NULL);
     lr_err e;
     lr_adapter_info info;
-    if (lr_adapter_load(f.lm, "b", f.ad, &info, &e)) fail_msg("%s", e.msg);
+    if (lr_adapter_load(f.lm, &info, "b", f.ad, &e)) fail_msg("%s", e.msg);
     assert_int_equal(info.cfg.rank, 2);
     assert_true(info.cfg.alpha == 3.0f);
     assert_true(info.cfg.use_rslora);
@@ -173,11 +173,11 @@ static void test_round_trip(void **state)
     json_decref(o);
     free(p);
     /* read_config alone */
-    assert_int_equal(lr_adapter_read_config(f.lm, f.ad, &info, &e), LR_OK);
+    assert_int_equal(lr_adapter_read_config(f.lm, &info, f.ad, &e), LR_OK);
     assert_int_equal(info.cfg.rank, 2);
     /* overwriting an existing adapter directory works and leaves no temp files */
     assert_int_equal(lr_adapter_save(f.lm, "b", f.ad, NULL, &e), LR_OK);
-    assert_int_equal(lr_adapter_load(f.lm, "c", f.ad, &info, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, &info, "c", f.ad, &e), LR_OK);
     assert_string_equal(info.base_model, "");
     fx_free(&f);
 }
@@ -202,7 +202,7 @@ static void test_switch_loaded(void **state)
     for (int k = 0; k < 2; k++) {
         lr_lora *m;
         assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
-        if (lr_adapter_load(m, "x", dirs[k], NULL, &e)) fail_msg("%s", e.msg);
+        if (lr_adapter_load(m, NULL, "x", dirs[k], &e)) fail_msg("%s", e.msg);
         assert_int_equal(lr_lora_select(m, "x", NULL), LR_OK);
         assert_int_equal(lr_mlp_forward(&f.net, alone[k], f.x, BATCH, NULL, NULL), LR_OK);
         lr_lora_free(m);
@@ -212,8 +212,8 @@ static void test_switch_loaded(void **state)
     assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
     lr_lora_free(f.lm); /* (detaches "a" and "z" of the first module) */
     f.lm = m;
-    assert_int_equal(lr_adapter_load(m, "a", f.ad, NULL, &e), LR_OK);
-    assert_int_equal(lr_adapter_load(m, "z", zdir, NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(m, NULL, "a", f.ad, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(m, NULL, "z", zdir, &e), LR_OK);
     for (int rep = 0; rep < 3; rep++)
         for (int k = 0; k < 2; k++) {
             assert_int_equal(lr_lora_select(m, k ? "z" : "a", NULL), LR_OK);
@@ -237,14 +237,14 @@ static void test_pissa_config(void **state)
     char *pdir = lr_test_path(f.dir, "p");
     assert_int_equal(lr_adapter_save(f.lm, "p", pdir, NULL, &e), LR_OK);
     lr_adapter_info info;
-    assert_int_equal(lr_adapter_read_config(f.lm, pdir, &info, &e), LR_OK);
+    assert_int_equal(lr_adapter_read_config(f.lm, &info, pdir, &e), LR_OK);
     assert_string_equal(info.init_lora_weights, "pissa");
     assert_int_equal(info.cfg.init, LR_LORA_INIT_PISSA);
     assert_true(info.cfg.alpha == 2.5f); /* non-integral α written as a real */
     /* loading it does not rewrite the base again */
     float *w = malloc(f.net.n_params * sizeof(float));
     memcpy(w, f.net.params, f.net.n_params * sizeof(float));
-    assert_int_equal(lr_adapter_load(f.lm, "p2", pdir, NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, NULL, "p2", pdir, &e), LR_OK);
     assert_memory_equal(w, f.net.params, f.net.n_params * sizeof(float));
     /* a loaded "pissa" adapter did not rewrite the base: after removing "p", a new PiSSA
      * adapter may be added beside it */
@@ -270,7 +270,7 @@ static void test_wrong_shape(void **state)
     lr_lora *m;
     assert_int_equal(lr_lora_init(&m, &net2, NULL), LR_OK);
     lr_err e;
-    assert_int_equal(lr_adapter_load(m, "a", f.ad, NULL, &e), LR_EDIM);
+    assert_int_equal(lr_adapter_load(m, NULL, "a", f.ad, &e), LR_EDIM);
     assert_msg_contains(e.msg, "adapter_model.safetensors: base_model.model.linear1.lora_B.weight: "
                                "expected shape (8, 2), got (6, 2)");
     assert_int_equal(lr_lora_count(m), 0);
@@ -414,7 +414,7 @@ static void test_bad_config(void **state)
     edit_config(&f, "task_type", json_string("CAUSAL_LM"));
     edit_config(&f, "init_lora_weights", json_true());
     lr_adapter_info info;
-    assert_int_equal(lr_adapter_load(f.lm, "b", f.ad, &info, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, &info, "b", f.ad, &e), LR_OK);
     assert_string_equal(info.init_lora_weights, "true");
     assert_int_equal(lr_lora_count(f.lm), 2);
     free(good);
@@ -439,7 +439,7 @@ static void test_missing_files(void **state)
     assert_msg_contains(e.msg, "ad/adapter_config.json: cannot open");
     free(p);
     char *none = lr_test_path(f.dir, "nope");
-    assert_int_equal(lr_adapter_load(f.lm, "b", none, NULL, &e), LR_EIO);
+    assert_int_equal(lr_adapter_load(f.lm, NULL, "b", none, &e), LR_EIO);
     assert_msg_contains(e.msg, "nope/adapter_config.json");
     free(none);
     assert_int_equal(lr_lora_count(f.lm), 1);
@@ -492,10 +492,10 @@ static void test_save_errors(void **state)
     free(d2);
     free(w2);
     free(c2);
-    assert_int_equal(lr_adapter_load(f.lm, "a", f.ad, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_load(f.lm, NULL, "a", f.ad, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"a\" already exists");
     assert_int_equal(lr_adapter_save(NULL, "a", f.ad, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_adapter_load(f.lm, NULL, f.ad, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_load(f.lm, NULL, NULL, f.ad, &e), LR_EINVAL);
     free(p);
     free(q);
     fx_free(&f);

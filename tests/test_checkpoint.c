@@ -117,13 +117,13 @@ static void test_round_trip_bit_exact(void **state)
     assert_int_equal(lr_checkpoint_save(&a, path, &info, &e), LR_OK);
     lr_checkpoint_info got;
     memset(&got, 0xff, sizeof got);
-    assert_int_equal(lr_checkpoint_load(&b, path, &got, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, &got, path, &e), LR_OK);
     assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
     assert_true(got.has_seed);
     assert_true(got.seed == UINT64_MAX);
     assert_true(strlen(got.version) > 0);
 
-    assert_int_equal(lr_checkpoint_load_new(&c, path, NULL, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load_new(&c, NULL, path, &e), LR_OK);
     assert_int_equal(c.n_layers, 2);
     assert_int_equal(c.sizes[0], 5);
     assert_int_equal(c.sizes[1], 4);
@@ -133,7 +133,7 @@ static void test_round_trip_bit_exact(void **state)
 
     /* without a seed: has_seed comes back false */
     assert_int_equal(lr_checkpoint_save(&a, path, NULL, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, path, &got, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, &got, path, &e), LR_OK);
     assert_false(got.has_seed);
     lr_mlp_free(&a);
     lr_mlp_free(&b);
@@ -221,7 +221,7 @@ static void test_shape_mismatch(void **state)
     float *copy = malloc(b.n_params * sizeof(float));
     memcpy(copy, b.params, b.n_params * sizeof(float));
     assert_int_equal(lr_checkpoint_save(&a, path, NULL, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, path, NULL, &e), LR_EDIM);
+    assert_int_equal(lr_checkpoint_load(&b, NULL, path, &e), LR_EDIM);
     assert_msg_contains(e.msg, path);
     assert_msg_contains(e.msg, "linear1.weight");
     assert_msg_contains(e.msg, "(6, 5)");
@@ -232,14 +232,14 @@ static void test_shape_mismatch(void **state)
     lr_mlp c;
     const size_t one[] = { 5, 4 };
     make_net(&c, one, 2, 3);
-    assert_int_equal(lr_checkpoint_load(&c, path, NULL, &e), LR_EFORMAT);
+    assert_int_equal(lr_checkpoint_load(&c, NULL, path, &e), LR_EFORMAT);
     assert_msg_contains(e.msg, path);
     assert_msg_contains(e.msg, "linear2.");
     /* more layers in the model than in the file: a missing tensor */
     const size_t three[] = { 5, 4, 3, 2 };
     lr_mlp d;
     make_net(&d, three, 4, 3);
-    assert_int_equal(lr_checkpoint_load(&d, path, NULL, &e), LR_EFORMAT);
+    assert_int_equal(lr_checkpoint_load(&d, NULL, path, &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "linear3.weight");
     assert_msg_contains(e.msg, "missing");
     free(copy);
@@ -267,16 +267,16 @@ static void test_crafted_mismatches(void **state)
     /* the good file loads (the crafting itself is right) */
     n = good_specs(t, small, 3);
     write_st(path, t, n);
-    assert_int_equal(lr_checkpoint_load(&net, path, NULL, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&net, NULL, path, &e), LR_OK);
     lr_mlp fresh;
-    assert_int_equal(lr_checkpoint_load_new(&fresh, path, NULL, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load_new(&fresh, NULL, path, &e), LR_OK);
     lr_mlp_free(&fresh);
     /* half precision, as a PyTorch user may have saved it, widens exactly (zeros here) */
     n = good_specs(t, small, 3);
     t[0].dtype = "F16";
     t[3].dtype = "BF16";
     write_st(path, t, n);
-    assert_int_equal(lr_checkpoint_load(&net, path, NULL, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&net, NULL, path, &e), LR_OK);
     assert_true(net.params[0] == 0.0f);
 
     struct {
@@ -302,14 +302,14 @@ static void test_crafted_mismatches(void **state)
         }
         write_st(path, t, n);
         e.msg[0] = '\0';
-        lr_status st = lr_checkpoint_load(&net, path, NULL, &e);
+        lr_status st = lr_checkpoint_load(&net, NULL, path, &e);
         if (st != cases[k].st)
             fail_msg("%s: got status %d (%s), want %d", cases[k].what, st, e.msg, cases[k].st);
         assert_msg_contains(e.msg, cases[k].needle);
         assert_msg_contains(e.msg, path);
         /* load_new refuses the same files (sizes cannot be inferred from them) */
         lr_mlp m;
-        assert_int_not_equal(lr_checkpoint_load_new(&m, path, NULL, &e), LR_OK);
+        assert_int_not_equal(lr_checkpoint_load_new(&m, NULL, path, &e), LR_OK);
         assert_msg_contains(e.msg, path);
         assert_null(m.params);
     }
@@ -355,7 +355,7 @@ static void test_load_new_structure(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         write_st(path, cases[k].t, cases[k].n);
         e.msg[0] = '\0';
-        lr_status st = lr_checkpoint_load_new(&m, path, NULL, &e);
+        lr_status st = lr_checkpoint_load_new(&m, NULL, path, &e);
         if (st == LR_OK) fail_msg("%s: loaded", cases[k].what);
         assert_msg_contains(e.msg, path);
         assert_msg_contains(e.msg, cases[k].needle);
@@ -418,10 +418,10 @@ static void test_failed_write_keeps_old(void **state)
     assert_int_equal(stat(inner, &sb), 0);
     assert_false(has_tmp_file(dir));
     /* loading a directory or a missing file is an I/O error naming it */
-    assert_int_equal(lr_checkpoint_load(&small_net, dpath, NULL, &e), LR_EIO);
+    assert_int_equal(lr_checkpoint_load(&small_net, NULL, dpath, &e), LR_EIO);
     assert_msg_contains(e.msg, dpath);
     char *missing = lr_test_path(dir, "missing.safetensors");
-    assert_int_equal(lr_checkpoint_load(&small_net, missing, NULL, &e), LR_EIO);
+    assert_int_equal(lr_checkpoint_load(&small_net, NULL, missing, &e), LR_EIO);
     assert_msg_contains(e.msg, missing);
     free(missing);
     free(inner);
@@ -445,9 +445,9 @@ static void test_bad_arguments(void **state)
     assert_int_equal(lr_checkpoint_save(NULL, "x", NULL, &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_save(&net, NULL, NULL, &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_save(&empty, "x", NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_checkpoint_load(NULL, "x", NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_checkpoint_load(NULL, NULL, "x", &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_load(&net, NULL, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_checkpoint_load_new(NULL, "x", NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_checkpoint_load_new(NULL, NULL, "x", &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_load_new(&empty, NULL, NULL, NULL), LR_EINVAL);
     lr_mlp_free(&net);
 }

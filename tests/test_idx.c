@@ -118,7 +118,7 @@ static void expect_labels_rejected(const char *dir, const void *bytes, size_t n,
     uint8_t *lb = NULL;
     size_t nl = 99;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_idx_read_labels(lp, 9, &lb, &nl, &err), want);
+    assert_int_equal(lr_idx_read_labels(&lb, &nl, lp, 9, &err), want);
     assert_msg_contains(err.msg, lp);
     assert_msg_contains(err.msg, needle);
     assert_null(lb);
@@ -167,7 +167,7 @@ static void test_any_image_size_and_big_gzip(void **state)
     write_images(ip, 0, 3, 5, 4, px);
     uint8_t *got;
     size_t n, r, c;
-    assert_int_equal(lr_idx_read_images(ip, 0, 0, &got, &n, &r, &c, NULL), LR_OK);
+    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, ip, 0, 0, NULL), LR_OK);
     assert_int_equal(n, 3);
     assert_int_equal(r, 5);
     assert_int_equal(c, 4);
@@ -181,7 +181,7 @@ static void test_any_image_size_and_big_gzip(void **state)
     make_set(3000, 28, 28, &px, &lb);
     ip = lr_test_path(fx->dir, "big.gz");
     write_images(ip, 1, 3000, 28, 28, px);
-    assert_int_equal(lr_idx_read_images(ip, 28, 28, &got, &n, &r, &c, NULL), LR_OK);
+    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, ip, 28, 28, NULL), LR_OK);
     assert_int_equal(n, 3000);
     assert_memory_equal(got, px, 3000 * 784);
     free(got);
@@ -318,7 +318,7 @@ static void test_image_size(void **state)
     uint8_t *got;
     size_t n, r, c;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_idx_read_images(p, 0, 0, &got, &n, &r, &c, &err), LR_EFORMAT);
+    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, p, 0, 0, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "images are 0 x 28");
     assert_null(got);
     /* no images at all */
@@ -341,7 +341,7 @@ static void test_dimension_overflow(void **state)
     size_t n, r, c;
     lr_err err = { { 0 } };
     /* 2^32 * 784 fits in 64 bits but the file is far too short: refused before allocating */
-    assert_int_equal(lr_idx_read_images(p, 0, 0, &got, &n, &r, &c, &err), LR_EFORMAT);
+    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, p, 0, 0, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "data is 0 bytes, expected 3367254359280");
     /* the same header gzipped: no size known up front, must not allocate 3 TB either */
     free(b.b);
@@ -351,7 +351,7 @@ static void test_dimension_overflow(void **state)
     uint32_t big[3] = { 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
     b = idx_bytes(0x00000803u, 3, big, NULL, 0);
     lr_test_write_file(p, b.b, b.n);
-    assert_int_equal(lr_idx_read_images(p, 0, 0, &got, &n, &r, &c, &err), LR_ERANGE);
+    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, p, 0, 0, &err), LR_ERANGE);
     assert_msg_contains(err.msg, p);
     assert_msg_contains(err.msg, "4294967295 x 4294967295 x 4294967295 overflows");
     free(b.b);
@@ -456,7 +456,7 @@ static void test_labels_and_counts(void **state)
     write_labels(p, 0, 5, lb);
     uint8_t *got;
     size_t n;
-    assert_int_equal(lr_idx_read_labels(p, 10, &got, &n, NULL), LR_OK);
+    assert_int_equal(lr_idx_read_labels(&got, &n, p, 10, NULL), LR_OK);
     assert_int_equal(n, 5);
     free(got);
     free(p);
@@ -526,8 +526,8 @@ static void test_bad_paths(void **state)
     assert_int_equal(lr_mnist_load(NULL, ip, lp, &err), LR_EINVAL);
     uint8_t *g;
     size_t n, r, c;
-    assert_int_equal(lr_idx_read_images(ip, 28, 28, NULL, &n, &r, &c, &err), LR_EINVAL);
-    assert_int_equal(lr_idx_read_labels(lp, 9, &g, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_idx_read_images(NULL, &n, &r, &c, ip, 28, 28, &err), LR_EINVAL);
+    assert_int_equal(lr_idx_read_labels(&g, NULL, lp, 9, &err), LR_EINVAL);
     /* and the good pair still loads */
     assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_OK);
     lr_mnist_free(&m);

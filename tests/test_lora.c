@@ -51,7 +51,7 @@ static void test_param_count_seed(void **state)
 {
     (void)state;
     lr_lora_param_table t;
-    assert_int_equal(lr_lora_param_count(lr_mlp_default_sizes, 4, 0, 1, &t, NULL), LR_OK);
+    assert_int_equal(lr_lora_param_count(&t, lr_mlp_default_sizes, 4, 0, 1, NULL), LR_OK);
     assert_int_equal(t.original, 2807010);
     assert_int_equal(t.with_lora, 2813804);
     assert_int_equal(t.added, 6794);
@@ -68,7 +68,7 @@ static void test_param_count_seed(void **state)
     assert_int_equal(t.row[1].b_cols, 1);
     assert_int_equal(t.row[2].lora_params, 2010);
     /* rank 4 on linear1 and linear3 only */
-    assert_int_equal(lr_lora_param_count(lr_mlp_default_sizes, 4, 0x5, 4, &t, NULL), LR_OK);
+    assert_int_equal(lr_lora_param_count(&t, lr_mlp_default_sizes, 4, 0x5, 4, NULL), LR_OK);
     assert_int_equal(t.added, 4 * (1784 + 2010));
     assert_false(t.row[1].lora);
     assert_int_equal(t.row[1].a_rows, 0);
@@ -80,13 +80,13 @@ static void test_param_count_bad(void **state)
     (void)state;
     lr_lora_param_table t;
     lr_err e;
-    assert_int_equal(lr_lora_param_count(lr_mlp_default_sizes, 1, 0, 1, &t, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_param_count(&t, lr_mlp_default_sizes, 1, 0, 1, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "1 sizes");
-    assert_int_equal(lr_lora_param_count(lr_mlp_default_sizes, 4, 0x8, 1, &t, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_param_count(&t, lr_mlp_default_sizes, 4, 0x8, 1, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "beyond");
     size_t big[2] = { SIZE_MAX / 2, 3 };
-    assert_int_equal(lr_lora_param_count(big, 2, 0, 1, &t, &e), LR_ERANGE);
-    assert_int_equal(lr_lora_param_count(NULL, 2, 0, 1, &t, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_param_count(&t, big, 2, 0, 1, &e), LR_ERANGE);
+    assert_int_equal(lr_lora_param_count(&t, NULL, 2, 0, 1, &e), LR_EINVAL);
 }
 
 /* ------------------------------------------------------------- config ------------- */
@@ -167,10 +167,10 @@ static void test_parse(void **state)
     assert_int_equal(lr_lora_parse_targets(&m, "1", 0, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "0 layers");
     lr_lora_init_kind k;
-    assert_int_equal(lr_lora_parse_init("pissa", &k, &e), LR_OK);
+    assert_int_equal(lr_lora_parse_init(&k, "pissa", &e), LR_OK);
     assert_int_equal(k, LR_LORA_INIT_PISSA);
     assert_string_equal(lr_lora_init_name(k), "pissa");
-    assert_int_equal(lr_lora_parse_init("kaiming", &k, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_parse_init(&k, "kaiming", &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"kaiming\"");
     fx_free(&f);
 }
@@ -426,7 +426,7 @@ static void test_merge_unmerge(void **state)
     lr_test_randomize_lora_b(f.lm, "a", 5);
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no adapter is selected");
-    assert_int_equal(lr_lora_unmerge(f.lm, false, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_unmerge(f.lm, NULL, false, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "nothing is merged");
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     assert_int_equal(lr_lora_set_layer_enabled(f.lm, 1, false, NULL), LR_OK);
@@ -447,7 +447,7 @@ static void test_merge_unmerge(void **state)
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_EINVAL);
 
     lr_lora_drift d;
-    assert_int_equal(lr_lora_unmerge(f.lm, false, &d, &e), LR_OK);
+    assert_int_equal(lr_lora_unmerge(f.lm, &d, false, &e), LR_OK);
     assert_true(d.measured);
     assert_false(d.restored);
     assert_true(d.merged[0] && !d.merged[1] && d.merged[2]);
@@ -465,21 +465,21 @@ static void test_merge_unmerge(void **state)
 
     /* with restore: bit for bit */
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_OK);
-    assert_int_equal(lr_lora_unmerge(f.lm, true, &d, &e), LR_OK);
+    assert_int_equal(lr_lora_unmerge(f.lm, &d, true, &e), LR_OK);
     assert_true(d.restored);
     /* (w0 was the original before the first round trip; compare with the state after it) */
     memcpy(w0, f.net.params, f.net.n_params * sizeof(float));
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_OK);
     assert_true(memcmp(w0, f.net.params, f.net.n_params * sizeof(float)) != 0);
-    assert_int_equal(lr_lora_unmerge(f.lm, true, &d, &e), LR_OK);
+    assert_int_equal(lr_lora_unmerge(f.lm, &d, true, &e), LR_OK);
     assert_memory_equal(w0, f.net.params, f.net.n_params * sizeof(float));
 
     /* no copy: no drift, no restore */
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_NO_COPY, &e), LR_OK);
-    assert_int_equal(lr_lora_unmerge(f.lm, true, &d, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_unmerge(f.lm, &d, true, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "kept no copy");
     assert_true(lr_lora_is_merged(f.lm));
-    assert_int_equal(lr_lora_unmerge(f.lm, false, &d, &e), LR_OK);
+    assert_int_equal(lr_lora_unmerge(f.lm, &d, false, &e), LR_OK);
     assert_false(d.measured);
     assert_true(isnan(d.max_abs_all));
     free(w0);
@@ -586,7 +586,7 @@ static void test_extract_planted(void **state)
     c.rank = 2;
     c.alpha = 4.0f;
     lr_lora_extract_report rep;
-    if (lr_lora_extract(f.lm, "x", &ft, &c, &rep, &e)) fail_msg("%s", e.msg);
+    if (lr_lora_extract(f.lm, &rep, "x", &ft, &c, &e)) fail_msg("%s", e.msg);
     for (size_t l = 0; l < 3; l++) {
         assert_true(rep.row[l].targeted);
         assert_int_equal(rep.row[l].rank, 2);
@@ -607,22 +607,22 @@ static void test_extract_planted(void **state)
 
     /* rank 1 of a rank-2 ΔW: the measured error is the Eckart–Young bound */
     c.rank = 1;
-    if (lr_lora_extract(f.lm, "x1", &ft, &c, &rep, &e)) fail_msg("%s", e.msg);
+    if (lr_lora_extract(f.lm, &rep, "x1", &ft, &c, &e)) fail_msg("%s", e.msg);
     for (size_t l = 0; l < 3; l++) {
         assert_true(rep.row[l].err_eckart_young > 1e-2 * dnorm[l]);
         assert_allclose(rep.row[l].err_fro, rep.row[l].err_eckart_young, 1e-3, 1e-6);
         assert_allclose(rep.row[l].err_spectral, rep.row[l].err_eckart_young, 1e-3, 1e-6); /* one value left */
     }
     /* bad inputs */
-    assert_int_equal(lr_lora_extract(f.lm, "x", &ft, &c, &rep, &e), LR_EINVAL); /* name taken */
+    assert_int_equal(lr_lora_extract(f.lm, &rep, "x", &ft, &c, &e), LR_EINVAL); /* name taken */
     c.rank = 5;
-    assert_int_equal(lr_lora_extract(f.lm, "y", &ft, &c, &rep, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_extract(f.lm, &rep, "y", &ft, &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "exceeds min(in, out) = 4 of linear3");
     lr_mlp other;
     size_t sz[4] = { 7, 6, 6, 4 };
     assert_int_equal(lr_mlp_init(&other, sz, 4, NULL), LR_OK);
     c.rank = 1;
-    assert_int_equal(lr_lora_extract(f.lm, "y", &other, &c, &rep, &e), LR_EDIM);
+    assert_int_equal(lr_lora_extract(f.lm, &rep, "y", &other, &c, &e), LR_EDIM);
     assert_msg_contains(e.msg, "size 2 is 6 in the fine-tuned net, 5 in the base");
     assert_int_equal(lr_lora_count(f.lm), 2);
     lr_mlp_free(&other);

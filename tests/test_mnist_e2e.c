@@ -184,7 +184,7 @@ static void test_checkpoint_of_trained_model(void **state)
     if (lr_checkpoint_save(&f->net, path, &info, &e)) fail_msg("%s", e.msg);
     lr_mlp net2;
     lr_checkpoint_info got;
-    if (lr_checkpoint_load_new(&net2, path, &got, &e)) fail_msg("%s", e.msg);
+    if (lr_checkpoint_load_new(&net2, &got, path, &e)) fail_msg("%s", e.msg);
     assert_int_equal(net2.n_params, f->net.n_params);
     assert_memory_equal(net2.params, f->params_before, net2.n_params * sizeof(float));
     assert_true(got.has_seed);

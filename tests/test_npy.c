@@ -74,7 +74,7 @@ static void expect_fail(bytes b, lr_status want, const char *needle)
 {
     lr_mat m = { (float *)&m, 1, 1, 1 };
     lr_err e = { "" };
-    lr_status s = lr_npy_load_mem(b.p, b.n, "W.npy", &m, &e);
+    lr_status s = lr_npy_load_mem(&m, b.p, b.n, "W.npy", &e);
     if (s != want) fail_msg("status %d (%s), expected %d; message \"%s\"", s, lr_status_str(s), want, e.msg);
     assert_msg_contains(e.msg, needle);
     assert_msg_contains(e.msg, "W.npy");
@@ -87,7 +87,7 @@ static void expect_ok(bytes b, size_t rows, size_t cols, const float *want)
 {
     lr_mat m;
     lr_err e = { "" };
-    lr_status s = lr_npy_load_mem(b.p, b.n, "W.npy", &m, &e);
+    lr_status s = lr_npy_load_mem(&m, b.p, b.n, "W.npy", &e);
     if (s != LR_OK) fail_msg("load failed: %s", e.msg);
     assert_int_equal(m.rows, rows);
     assert_int_equal(m.cols, cols);
@@ -115,11 +115,11 @@ static void test_numpy_fixtures(void **state)
     (void)state;
     lr_mat m;
     lr_err e;
-    assert_int_equal(lr_npy_load_mem(np_f4_v1, sizeof np_f4_v1, "a.npy", &m, &e), LR_OK);
+    assert_int_equal(lr_npy_load_mem(&m, np_f4_v1, sizeof np_f4_v1, "a.npy", &e), LR_OK);
     assert_mat_allclose(lr_cm(m), lr_cmat_view(np_f4_values, 2, 3, 3), 0, 0);
     lr_mat_free(&m);
 
-    assert_int_equal(lr_npy_load_mem(np_f8_v2, sizeof np_f8_v2, "b.npy", &m, &e), LR_OK);
+    assert_int_equal(lr_npy_load_mem(&m, np_f8_v2, sizeof np_f8_v2, "b.npy", &e), LR_OK);
     assert_int_equal(m.rows, 2);
     assert_int_equal(m.cols, 3);
     for (int i = 0; i < 6; i++) assert_true(m.data[i] == (float)np_f8_values[i]); /* rounded once */
@@ -164,7 +164,7 @@ static void test_round_trip(void **state)
         assert_int_equal((n - w.rows * w.cols * 4) % 64, 0);
         assert_int_equal(raw[n - w.rows * w.cols * 4 - 1], '\n');
         free(raw);
-        assert_int_equal(lr_npy_load(p, &r, &e), LR_OK);
+        assert_int_equal(lr_npy_load(&r, p, &e), LR_OK);
         assert_int_equal(r.rows, w.rows);
         assert_int_equal(r.cols, w.cols);
         assert_true(lr_mat_equal(lr_cm(r), lr_cm(w)));
@@ -175,12 +175,12 @@ static void test_round_trip(void **state)
     float odd[4] = { INFINITY, -0.0f, 3.4028235e38f, 1e-45f };
     lr_mat r;
     assert_int_equal(lr_npy_save(p, lr_cmat_view(odd, 2, 2, 2), NULL), LR_OK);
-    assert_int_equal(lr_npy_load(p, &r, NULL), LR_OK);
+    assert_int_equal(lr_npy_load(&r, p, NULL), LR_OK);
     assert_memory_equal(r.data, odd, sizeof odd);
     lr_mat_free(&r);
     /* overwriting an existing file */
     assert_int_equal(lr_npy_save(p, lr_cmat_view(odd, 1, 1, 1), NULL), LR_OK);
-    assert_int_equal(lr_npy_load(p, &r, NULL), LR_OK);
+    assert_int_equal(lr_npy_load(&r, p, NULL), LR_OK);
     assert_int_equal(r.rows * r.cols, 1);
     lr_mat_free(&r);
     assert_int_equal(count_entries(dir), 1);
@@ -339,7 +339,7 @@ static void test_float64_range(void **state)
     d[3] = 1e-50;                  /* underflows to 0: a rounding, not an overflow */
     lr_mat m;
     bytes b = make_npy(1, H, d, sizeof d);
-    assert_int_equal(lr_npy_load_mem(b.p, b.n, NULL, &m, NULL), LR_OK);
+    assert_int_equal(lr_npy_load_mem(&m, b.p, b.n, NULL, NULL), LR_OK);
     assert_true(m.data[2] == FLT_MAX);
     assert_true(m.data[3] == 0.0f);
     lr_mat_free(&m);
@@ -350,7 +350,7 @@ static void test_float64_range(void **state)
     d[2] = INFINITY;
     d[3] = NAN;
     b = make_npy(1, H, d, sizeof d);
-    assert_int_equal(lr_npy_load_mem(b.p, b.n, NULL, &m, NULL), LR_OK);
+    assert_int_equal(lr_npy_load_mem(&m, b.p, b.n, NULL, NULL), LR_OK);
     assert_true(isinf(m.data[2]) && isnan(m.data[3]));
     lr_mat_free(&m);
     free(b.p);
@@ -363,32 +363,32 @@ static void test_files_and_args(void **state)
     lr_mat m;
     lr_err e;
     lr_test_write_file(p, np_f8_v2, sizeof np_f8_v2);
-    assert_int_equal(lr_npy_load(p, &m, &e), LR_OK);
+    assert_int_equal(lr_npy_load(&m, p, &e), LR_OK);
     assert_int_equal(m.rows * m.cols, 6);
     lr_mat_free(&m);
 
     lr_test_write_file(p, np_f8_v2, 150); /* truncated on disk */
-    assert_int_equal(lr_npy_load(p, &m, &e), LR_EFORMAT);
+    assert_int_equal(lr_npy_load(&m, p, &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "w.npy: truncated");
     assert_msg_contains(e.msg, "expected 48 bytes of data, found 22");
     assert_null(m.data);
 
     char *missing = lr_test_path(dir, "missing.npy");
-    assert_int_equal(lr_npy_load(missing, &m, &e), LR_EIO);
+    assert_int_equal(lr_npy_load(&m, missing, &e), LR_EIO);
     assert_msg_contains(e.msg, "cannot open");
     assert_msg_contains(e.msg, "missing.npy");
     assert_msg_contains(e.msg, "No such file");
     free(missing);
-    assert_int_equal(lr_npy_load(dir, &m, &e), LR_EIO);
+    assert_int_equal(lr_npy_load(&m, dir, &e), LR_EIO);
     assert_msg_contains(e.msg, "is a directory");
     /* a character device is read as a stream; /dev/null is empty */
-    assert_int_equal(lr_npy_load("/dev/null", &m, &e), LR_EFORMAT);
+    assert_int_equal(lr_npy_load(&m, "/dev/null", &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "/dev/null: file is 0 bytes");
 
-    assert_int_equal(lr_npy_load(NULL, &m, &e), LR_EINVAL);
-    assert_int_equal(lr_npy_load(p, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_npy_load_mem(NULL, 5, "x", &m, &e), LR_EINVAL);
-    assert_int_equal(lr_npy_load_mem(np_f4_v1, sizeof np_f4_v1, "x", NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_load(&m, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_load(NULL, p, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_load_mem(&m, NULL, 5, "x", &e), LR_EINVAL);
+    assert_int_equal(lr_npy_load_mem(NULL, np_f4_v1, sizeof np_f4_v1, "x", &e), LR_EINVAL);
     float f[4] = { 0 };
     assert_int_equal(lr_npy_save(NULL, lr_cmat_view(f, 2, 2, 2), &e), LR_EINVAL);
     assert_int_equal(lr_npy_save(p, lr_cmat_view(f, 2, 2, 1), &e), LR_EDIM);
@@ -468,7 +468,7 @@ static void test_mutations(void **state)
         }
         lr_mat m;
         lr_err e = { "" };
-        lr_status s = lr_npy_load_mem(buf, n, "m.npy", &m, &e);
+        lr_status s = lr_npy_load_mem(&m, buf, n, "m.npy", &e);
         if (s == LR_OK) {
             assert_true(m.rows * m.cols <= n);
             lr_mat_free(&m);

@@ -10,7 +10,7 @@ static size_t rank_of(lr_cmat a, const lr_rank_opts *o)
 {
     size_t r = 999;
     lr_err err = { { 0 } };
-    if (lr_rank(a, o, &r, NULL, &err) != LR_OK) fail_msg("lr_rank: %s", err.msg);
+    if (lr_rank(&r, NULL, a, o, &err) != LR_OK) fail_msg("lr_rank: %s", err.msg);
     return r;
 }
 
@@ -41,7 +41,7 @@ static void test_tiny_singular_value(void **st)
     lr_cmat A = lr_cmat_view(a, 2, 2, 2);
     size_t r;
     double tol;
-    assert_int_equal(lr_rank(A, NULL, &r, &tol, NULL), LR_OK);
+    assert_int_equal(lr_rank(&r, &tol, A, NULL, NULL), LR_OK);
     assert_int_equal(r, 1);
     assert_allclose(tol, 2.0 * FLT_EPSILON, 1e-6, 0);
     lr_rank_opts o = lr_rank_opts_default();
@@ -59,12 +59,12 @@ static void test_tiny_singular_value(void **st)
     float s[3] = { 2, 1e-8f, 0 };
     o.kind = LR_TOL_ABS;
     o.tol = 1e-8f;
-    assert_int_equal(lr_rank_from_values(s, 3, 3, 3, &o, &r, &tol, NULL), LR_OK);
+    assert_int_equal(lr_rank_from_values(&r, &tol, s, 3, 3, 3, &o, NULL), LR_OK);
     assert_int_equal(r, 1);
     o.tol = 0;
-    assert_int_equal(lr_rank_from_values(s, 3, 3, 3, &o, &r, NULL, NULL), LR_OK);
+    assert_int_equal(lr_rank_from_values(&r, NULL, s, 3, 3, 3, &o, NULL), LR_OK);
     assert_int_equal(r, 2);
-    assert_int_equal(lr_rank_from_values(s, 3, 30, 3, NULL, &r, &tol, NULL), LR_OK);
+    assert_int_equal(lr_rank_from_values(&r, &tol, s, 3, 30, 3, NULL, NULL), LR_OK);
     assert_allclose(tol, 2.0 * 30 * FLT_EPSILON, 1e-12, 0);
     assert_allclose(lr_rank_default_tol(2.0, 3, 30), 2.0 * 30 * FLT_EPSILON, 1e-12, 0);
 }
@@ -96,34 +96,34 @@ static void test_bad_input(void **st)
     float a[4] = { 1, 2, 3, NAN };
     size_t r;
     lr_err err;
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 2), NULL, NULL, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rank(NULL, NULL, lr_cmat_view(a, 2, 2, 2), NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "rank is NULL");
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 2), NULL, &r, NULL, &err), LR_ENONFINITE);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), NULL, &err), LR_ENONFINITE);
     assert_msg_contains(err.msg, "NaN");
     a[3] = -INFINITY;
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 2), NULL, &r, NULL, &err), LR_ENONFINITE);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), NULL, &err), LR_ENONFINITE);
     assert_msg_contains(err.msg, "-Inf");
     a[3] = 4;
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 1), NULL, &r, NULL, &err), LR_EDIM);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 1), NULL, &err), LR_EDIM);
     assert_msg_contains(err.msg, "ld 1");
-    assert_int_equal(lr_rank(lr_cmat_view(NULL, 2, 2, 2), NULL, &r, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(NULL, 2, 2, 2), NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "NULL");
-    assert_int_equal(lr_rank(lr_cmat_view(a, SIZE_MAX / 4, 8, 8), NULL, &r, NULL, &err), LR_ERANGE);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, SIZE_MAX / 4, 8, 8), NULL, &err), LR_ERANGE);
     assert_msg_contains(err.msg, "overflows");
     lr_rank_opts o = { LR_TOL_ABS, -1.0 };
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 2), &o, &r, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), &o, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "tolerance -1");
     o.tol = NAN;
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 2), &o, &r, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), &o, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "finite");
     o.kind = (lr_tol_kind)9;
     o.tol = 1;
-    assert_int_equal(lr_rank(lr_cmat_view(a, 2, 2, 2), &o, &r, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), &o, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "unknown tolerance kind 9");
     float s[2] = { 1, -1 };
-    assert_int_equal(lr_rank_from_values(s, 2, 2, 2, NULL, &r, NULL, &err), LR_ENONFINITE);
+    assert_int_equal(lr_rank_from_values(&r, NULL, s, 2, 2, 2, NULL, &err), LR_ENONFINITE);
     assert_msg_contains(err.msg, "singular value 1");
-    assert_int_equal(lr_rank_from_values(NULL, 2, 2, 2, NULL, &r, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rank_from_values(&r, NULL, NULL, 2, 2, 2, NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "s is NULL");
 }
 

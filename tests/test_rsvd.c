@@ -276,37 +276,37 @@ static void test_bad_options(void **st)
     lr_err err;
     lr_rsvd_opts o = lr_rsvd_opts_default();
     o.method = (lr_rsvd_method)7;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "method 7 is not LR_RSVD_BLOCK_KRYLOV (0) or LR_RSVD_SUBSPACE (1)");
     o = lr_rsvd_opts_default();
     o.krylov_depth = 1001;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "krylov_depth 1001 out of range 0..1000");
     o = lr_rsvd_opts_default();
     o.block = (size_t)INT_MAX + 1;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "block 2147483648 out of range 0..2147483647");
     o = lr_rsvd_opts_default();
     o.block = 1;
     o.krylov_depth = 0;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "block 1 x (krylov_depth 0 + 1) = 1 Krylov columns < rank r = 2");
     o.krylov_depth = 1; /* 1 x 2 = 2 columns: enough */
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_OK);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_OK);
     /* the subspace fields are checked only for the subspace method, and the other way round */
     o = lr_rsvd_opts_default();
     o.power_iters = 100000;
     o.oversample = (size_t)INT_MAX + 1;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_OK);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_OK);
     o.method = LR_RSVD_SUBSPACE;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "oversample 2147483648 out of range 0..2147483647");
     o.oversample = 10;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "power_iters 100000 out of range 0..1000");
     o.power_iters = 4;
     o.krylov_depth = 5000;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, &o, &rng, &err), LR_OK);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, &o, &rng, &err), LR_OK);
 }
 
 static void test_reproducible(void **st)
@@ -338,30 +338,30 @@ static void test_bad_input(void **st)
     lr_rng rng;
     lr_rng_seed(&rng, 0);
     lr_err err;
-    assert_int_equal(lr_rsvd(A, 2, s, U, VT, NULL, NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 2, NULL, NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "rng is NULL");
-    assert_int_equal(lr_rsvd(A, 0, s, U, VT, NULL, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 0, NULL, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "r = 0");
-    assert_int_equal(lr_rsvd(A, 4, s, U, VT, NULL, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, A, 4, NULL, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "r = 4 exceeds min(3, 4) = 3");
-    assert_int_equal(lr_rsvd(A, 2, NULL, U, VT, NULL, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(NULL, U, VT, A, 2, NULL, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "s is NULL");
-    assert_int_equal(lr_rsvd(A, 2, s, lr_mat_view(u, 3, 3, 3), VT, NULL, &rng, &err), LR_EDIM);
+    assert_int_equal(lr_rsvd(s, lr_mat_view(u, 3, 3, 3), VT, A, 2, NULL, &rng, &err), LR_EDIM);
     assert_msg_contains(err.msg, "u is 3 x 3, expected 3 x 2");
-    assert_int_equal(lr_rsvd(A, 2, s, U, lr_mat_view(vt, 2, 3, 3), NULL, &rng, &err), LR_EDIM);
+    assert_int_equal(lr_rsvd(s, U, lr_mat_view(vt, 2, 3, 3), A, 2, NULL, &rng, &err), LR_EDIM);
     assert_msg_contains(err.msg, "vt is 2 x 3, expected 2 x 4");
-    assert_int_equal(lr_rsvd(lr_cmat_view(a, 3, 4, 3), 2, s, U, VT, NULL, &rng, &err), LR_EDIM);
+    assert_int_equal(lr_rsvd(s, U, VT, lr_cmat_view(a, 3, 4, 3), 2, NULL, &rng, &err), LR_EDIM);
     assert_msg_contains(err.msg, "ld 3 is smaller than cols 4");
-    assert_int_equal(lr_rsvd(lr_cmat_view(NULL, 3, 4, 4), 2, s, U, VT, NULL, &rng, &err), LR_EINVAL);
+    assert_int_equal(lr_rsvd(s, U, VT, lr_cmat_view(NULL, 3, 4, 4), 2, NULL, &rng, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "NULL");
-    assert_int_equal(lr_rsvd(lr_cmat_view(a, SIZE_MAX / 2, 4, 4), 2, s, U, VT, NULL, &rng, &err), LR_ERANGE);
+    assert_int_equal(lr_rsvd(s, U, VT, lr_cmat_view(a, SIZE_MAX / 2, 4, 4), 2, NULL, &rng, &err), LR_ERANGE);
     assert_msg_contains(err.msg, "overflows");
     const float bad[3] = { NAN, INFINITY, -INFINITY };
     for (int i = 0; i < 3; i++) {
         float b[12];
         memcpy(b, a, sizeof b);
         b[11] = bad[i];
-        assert_int_equal(lr_rsvd(lr_cmat_view(b, 3, 4, 4), 2, s, U, VT, NULL, &rng, &err), LR_ENONFINITE);
+        assert_int_equal(lr_rsvd(s, U, VT, lr_cmat_view(b, 3, 4, 4), 2, NULL, &rng, &err), LR_ENONFINITE);
         assert_msg_contains(err.msg, "(2,3)");
     }
     /* finite entries whose products overflow float32 */

@@ -217,18 +217,18 @@ static void test_round_trip(void **state)
     /* checked float access */
     float out[6];
     size_t s23[2] = { 2, 3 };
-    assert_int_equal(lr_safetensors_get_f32(st, "b.weight", 2, s23, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "b.weight", 2, s23, &err), LR_OK);
     for (int i = 0; i < 6; i++) assert_int_equal(fbits(out[i]), fbits(w[i]));
     size_t s3[1] = { 3 };
-    assert_int_equal(lr_safetensors_get_f32(st, "a.half", 1, s3, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "a.half", 1, s3, &err), LR_OK);
     assert_true(out[0] == 1.0f && out[1] == -2.0f && out[2] == ldexpf(1.0f, -24));
     size_t s12[2] = { 1, 2 };
-    assert_int_equal(lr_safetensors_get_f32(st, "a.brain", 2, s12, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "a.brain", 2, s12, &err), LR_OK);
     assert_true(out[0] == 1.0f && out[1] == 3.140625f);
-    assert_int_equal(lr_safetensors_get_f32(st, "scalar", 0, NULL, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "scalar", 0, NULL, &err), LR_OK);
     assert_true(out[0] == 0.1f);
     size_t s20[2] = { 2, 0 };
-    assert_int_equal(lr_safetensors_get_f32(st, "empty", 2, s20, NULL, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, NULL, "empty", 2, s20, &err), LR_OK);
 
     /* the rest were not consumed */
     const char *unused[4];
@@ -290,22 +290,22 @@ static void test_get_f32_errors(void **state)
     assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
     float *dst = malloc(784 * 1000 * sizeof *dst);
     size_t want[2] = { 1000, 784 };
-    assert_int_equal(lr_safetensors_get_f32(st, "linear1.weight", 2, want, dst, &err), LR_EDIM);
+    assert_int_equal(lr_safetensors_get_f32(st, dst, "linear1.weight", 2, want, &err), LR_EDIM);
     char msg[600];
     snprintf(msg, sizeof msg, "%s: linear1.weight: expected shape (1000, 784), got (784, 1000)", p);
     assert_string_equal(err.msg, msg);
     size_t flat[1] = { 784000 };
-    assert_int_equal(lr_safetensors_get_f32(st, "linear1.weight", 1, flat, dst, &err), LR_EDIM);
+    assert_int_equal(lr_safetensors_get_f32(st, dst, "linear1.weight", 1, flat, &err), LR_EDIM);
     assert_msg_contains(err.msg, "expected shape (784000), got (784, 1000)");
-    assert_int_equal(lr_safetensors_get_f32(st, "linear1.bias", 1, flat, dst, &err), LR_EFORMAT);
+    assert_int_equal(lr_safetensors_get_f32(st, dst, "linear1.bias", 1, flat, &err), LR_EFORMAT);
     snprintf(msg, sizeof msg, "%s: missing tensor linear1.bias", p);
     assert_string_equal(err.msg, msg);
     size_t two[1] = { 2 };
-    assert_int_equal(lr_safetensors_get_f32(st, "steps", 1, two, dst, &err), LR_EFORMAT);
+    assert_int_equal(lr_safetensors_get_f32(st, dst, "steps", 1, two, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "steps: dtype I32, expected F32");
-    assert_int_equal(lr_safetensors_get_f32(st, "huge", 1, two, dst, &err), LR_ERANGE);
+    assert_int_equal(lr_safetensors_get_f32(st, dst, "huge", 1, two, &err), LR_ERANGE);
     assert_msg_contains(err.msg, "huge: element 1 = 1e+300 is outside float32's range");
-    assert_int_equal(lr_safetensors_get_f32(NULL, "x", 0, NULL, dst, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_get_f32(NULL, dst, "x", 0, NULL, &err), LR_EINVAL);
     /* failures do not mark anything used */
     assert_int_equal(lr_safetensors_unused(st, NULL, 0), 3);
     lr_safetensors_free(st);
@@ -371,13 +371,13 @@ static void test_half_conversions(void **state)
     assert_int_equal(lr_safetensors_from_memory(&st, buf, 8 + hl + 20, "le", &err), LR_OK);
     float out[2];
     size_t two[1] = { 2 }, one[1] = { 1 };
-    assert_int_equal(lr_safetensors_get_f32(st, "f", 1, two, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "f", 1, two, &err), LR_OK);
     assert_true(out[0] == 1.0f && out[1] == -10.0f);
-    assert_int_equal(lr_safetensors_get_f32(st, "h", 1, one, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "h", 1, one, &err), LR_OK);
     assert_true(out[0] == 1.0f);
-    assert_int_equal(lr_safetensors_get_f32(st, "b", 1, one, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "b", 1, one, &err), LR_OK);
     assert_true(out[0] == 3.140625f);
-    assert_int_equal(lr_safetensors_get_f32(st, "d", 1, one, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "d", 1, one, &err), LR_OK);
     assert_true(out[0] == 0.5f);
     assert_int_equal(lr_safetensors_check_all_used(st, &err), LR_OK);
     lr_safetensors_free(st);
@@ -476,7 +476,7 @@ static void test_entries(void **state)
                  all[i].name, all[i].bytes4);
         expect_ok(h, all[i].bytes4);
         lr_st_dtype d;
-        assert_int_equal(lr_st_dtype_parse(all[i].name, &d), LR_OK);
+        assert_int_equal(lr_st_dtype_parse(&d, all[i].name), LR_OK);
         assert_string_equal(lr_st_dtype_name(d), all[i].name);
     }
     assert_null(lr_st_dtype_name(LR_ST_NDTYPES));
@@ -663,7 +663,7 @@ static void assert_old_intact(const char *p)
     assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
     float out[4];
     size_t four[1] = { 4 };
-    assert_int_equal(lr_safetensors_get_f32(st, "old", 1, four, out, &err), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(st, out, "old", 1, four, &err), LR_OK);
     assert_true(out[0] == 1.0f && out[3] == 4.0f);
     lr_safetensors_free(st);
 }

@@ -31,32 +31,30 @@ typedef struct {
 
 /* Measured error of b·a against w. with_spectral = true also computes the
  * spectral norms (two values-only SVDs: of the residual and of w). */
-LR_API lr_status lr_approx_measure(lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral,
-                                   lr_approx_err *out, lr_err *err);
+LR_API lr_status lr_approx_measure(lr_approx_err *out, lr_cmat w, lr_cmat b, lr_cmat a, bool with_spectral,
+                                   lr_err *err);
 
 /* Eckart–Young prediction for rank r (0 <= r; r >= k means exact) from the
  * singular values s: (k) of w. */
-LR_API lr_status lr_approx_predict(const float *s, size_t k, size_t r, lr_approx_err *out,
-                                   lr_err *err);
+LR_API lr_status lr_approx_predict(lr_approx_err *out, const float *s, size_t k, size_t r, lr_err *err);
 
 /* Energy captured by the first r values: Σ_{i<r} s_i² / Σ s_i², in [0,1];
  * 1 for an all-zero spectrum; r is clamped to k. */
 LR_API double lr_approx_energy(const float *s, size_t k, size_t r);
 
 /* Smallest r whose captured energy is >= target (0 <= target <= 1). */
-LR_API lr_status lr_approx_rank_for_energy(const float *s, size_t k, double target, size_t *r,
-                                           lr_err *err);
+LR_API lr_status lr_approx_rank_for_energy(size_t *r, const float *s, size_t k, double target, lr_err *err);
 
 typedef enum {
-    LR_ERR_FRO = 0,  /* absolute Frobenius  √Σ_{i>r} s_i²           */
-    LR_ERR_SPEC,     /* absolute spectral   s_{r+1}                 */
-    LR_ERR_REL_FRO,  /* Frobenius / ‖w‖_F                           */
-    LR_ERR_REL_SPEC  /* spectral / s_1                              */
-} lr_err_kind;
+    LR_APPROX_FRO = 0,  /* absolute Frobenius  √Σ_{i>r} s_i²           */
+    LR_APPROX_SPEC,     /* absolute spectral   s_{r+1}                 */
+    LR_APPROX_REL_FRO,  /* Frobenius / ‖w‖_F                           */
+    LR_APPROX_REL_SPEC  /* spectral / s_1                              */
+} lr_approx_kind;
 
 /* Smallest r whose predicted error of the given kind is <= target (>= 0). */
-LR_API lr_status lr_approx_rank_for_error(const float *s, size_t k, lr_err_kind kind, double target,
-                                          size_t *r, lr_err *err);
+LR_API lr_status lr_approx_rank_for_error(size_t *r, const float *s, size_t k, lr_approx_kind kind, double target,
+                                          lr_err *err);
 
 #ifdef __cplusplus
 }

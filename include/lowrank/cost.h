@@ -37,15 +37,15 @@ typedef struct {
 } lr_cost;
 
 /* Cost of one layer. */
-LR_API lr_status lr_cost_layer(size_t m, size_t n, size_t r, bool bias, lr_cost *out, lr_err *err);
+LR_API lr_status lr_cost_layer(lr_cost *out, size_t m, size_t n, size_t r, bool bias, lr_err *err);
 
 /* Largest r with r·(m+n) < m·n (0 when none, e.g. m or n = 1 or 0). */
-LR_API lr_status lr_cost_break_even(size_t m, size_t n, size_t *r, lr_err *err);
+LR_API lr_status lr_cost_break_even(size_t *r, size_t m, size_t n, lr_err *err);
 
 /* Per-layer costs into per_layer[0..count) (may be NULL) and their sum in *total
  * (percentages of the totals). count = 0 gives zero totals. */
-LR_API lr_status lr_cost_table(const lr_layer_shape *layers, size_t count, lr_cost *per_layer,
-                               lr_cost *total, lr_err *err);
+LR_API lr_status lr_cost_table(lr_cost *per_layer, lr_cost *total, const lr_layer_shape *layers, size_t count,
+                               lr_err *err);
 
 #ifdef __cplusplus
 }

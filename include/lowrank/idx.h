@@ -38,13 +38,12 @@ typedef struct {
 /* Reads an IDX image file (magic 0x00000803). want_rows / want_cols: required image size,
  * 0 = any. On success *pixels is malloc'd (n, rows*cols) and owned by the caller (free());
  * on failure it is NULL and nothing is allocated. */
-LR_API lr_status lr_idx_read_images(const char *path, size_t want_rows, size_t want_cols,
-                                    uint8_t **pixels, size_t *n, size_t *rows, size_t *cols,
-                                    lr_err *err);
+LR_API lr_status lr_idx_read_images(uint8_t **pixels, size_t *n, size_t *rows, size_t *cols, const char *path,
+                                    size_t want_rows, size_t want_cols, lr_err *err);
 
 /* Reads an IDX label file (magic 0x00000801) whose labels are all <= max_label (9 for MNIST).
  * On success *labels is malloc'd (n) and owned by the caller. */
-LR_API lr_status lr_idx_read_labels(const char *path, unsigned max_label, uint8_t **labels, size_t *n,
+LR_API lr_status lr_idx_read_labels(uint8_t **labels, size_t *n, const char *path, unsigned max_label,
                                     lr_err *err);
 
 /* Loads a 28x28 image file and its label file (labels 0..9, same count). On failure *out is

@@ -80,7 +80,7 @@ LR_API lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, 
  * or comma-separated layer names ("linear1,linear3") and/or 1-based numbers ("1,3"). */
 LR_API lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t n_layers, lr_err *err);
 /* "gaussian" / "pissa" -> kind; the name of a kind. */
-LR_API lr_status lr_lora_parse_init(const char *s, lr_lora_init_kind *kind, lr_err *err);
+LR_API lr_status lr_lora_parse_init(lr_lora_init_kind *kind, const char *s, lr_err *err);
 LR_API const char *lr_lora_init_name(lr_lora_init_kind kind);
 
 /* The module: the adapters of one base net. Opaque; lr_lora_free(NULL) is a no-op. */
@@ -147,7 +147,7 @@ typedef struct {
  * drift of the arithmetic round trip is measured into *drift (may be NULL), and with
  * restore = true W₀ is then overwritten with the copy (bit-exact). restore without a copy
  * is LR_EINVAL (and nothing changes). LR_EINVAL when nothing is merged. */
-LR_API lr_status lr_lora_unmerge(lr_lora *lm, bool restore, lr_lora_drift *drift, lr_err *err);
+LR_API lr_status lr_lora_unmerge(lr_lora *lm, lr_lora_drift *drift, bool restore, lr_err *err);
 LR_API bool lr_lora_is_merged(const lr_lora *lm);
 
 /* --- extraction: the rank-r LoRA nearest a full fine-tune (Eckart–Young) --- */
@@ -177,8 +177,8 @@ typedef struct {
  * A = V_rᵀ and B = U_r·S_r / s, so that s·B·A = U_r S_r V_rᵀ for the config's α (the scale
  * is folded into B). cfg->init is ignored; rank <= min(in, out). `ft` must have the same
  * sizes. rep (may be NULL) receives the per-layer errors and parameter counts. */
-LR_API lr_status lr_lora_extract(lr_lora *lm, const char *name, const lr_mlp *ft,
-                                 const lr_lora_opts *cfg, lr_lora_extract_report *rep, lr_err *err);
+LR_API lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
+                                 const lr_lora_opts *cfg, lr_err *err);
 
 /* --- parameter accounting (pure; the seed's table) --- */
 
@@ -206,8 +206,8 @@ typedef struct {
 
 /* The table for an MLP of these sizes (n_sizes >= 2, at most LR_MLP_MAX_LAYERS layers)
  * with rank-r adapters on the layers in targets (0 = all). LR_ERANGE on overflow. */
-LR_API lr_status lr_lora_param_count(const size_t *sizes, size_t n_sizes, uint32_t targets,
-                                     size_t rank, lr_lora_param_table *t, lr_err *err);
+LR_API lr_status lr_lora_param_count(lr_lora_param_table *t, const size_t *sizes, size_t n_sizes,
+                                     uint32_t targets, size_t rank, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -35,11 +35,10 @@ extern "C" {
  * LR_EIO: cannot open/read; LR_EFORMAT: not a supported .npy (message says what
  * was found); LR_ERANGE: size overflow or a float64 value beyond float32;
  * LR_ENOMEM; LR_EINVAL: NULL arguments. */
-LR_API lr_status lr_npy_load(const char *path, lr_mat *out, lr_err *err);
+LR_API lr_status lr_npy_load(lr_mat *out, const char *path, lr_err *err);
 
 /* The same from n bytes in memory; `name` (may be NULL) prefixes messages. */
-LR_API lr_status lr_npy_load_mem(const void *buf, size_t n, const char *name, lr_mat *out,
-                                 lr_err *err);
+LR_API lr_status lr_npy_load_mem(lr_mat *out, const void *buf, size_t n, const char *name, lr_err *err);
 
 /* Writes m as a float32 '<f4' C-order .npy (version 1.0, or 2.0 if the header were
  * ever to need it), crash-safely: temp file + fsync + rename. Any ld is accepted.

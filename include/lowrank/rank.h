@@ -34,14 +34,12 @@ LR_API double lr_rank_default_tol(double s_max, size_t m, size_t n);
 
 /* *rank <- numerical rank of a: (m,n). opts NULL = defaults. If tol_used is not
  * NULL it receives the threshold applied (0 for an empty matrix). */
-LR_API lr_status lr_rank(lr_cmat a, const lr_rank_opts *opts, size_t *rank, double *tol_used,
-                         lr_err *err);
+LR_API lr_status lr_rank(size_t *rank, double *tol_used, lr_cmat a, const lr_rank_opts *opts, lr_err *err);
 
 /* The same rule applied to singular values already computed: s: (k), any order
  * (the maximum is searched), of an (m,n) matrix; k may be 0. */
-LR_API lr_status lr_rank_from_values(const float *s, size_t k, size_t m, size_t n,
-                                     const lr_rank_opts *opts, size_t *rank, double *tol_used,
-                                     lr_err *err);
+LR_API lr_status lr_rank_from_values(size_t *rank, double *tol_used, const float *s, size_t k, size_t m,
+                                     size_t n, const lr_rank_opts *opts, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -66,7 +66,7 @@ LR_API lr_rsvd_opts lr_rsvd_opts_default(void);
  * OpenBLAS thread count). opts NULL = defaults; only the fields of opts->method are
  * read. A bad field is LR_EINVAL naming it, its value and the allowed range;
  * NaN/Inf in a (or products overflowing float32) LR_ENONFINITE. */
-LR_API lr_status lr_rsvd(lr_cmat a, size_t r, float *s, lr_mat u, lr_mat vt, const lr_rsvd_opts *opts,
+LR_API lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
                          lr_rng *rng, lr_err *err);
 
 /* Allocates *out (k = r) and fills it by lr_rsvd. On failure *out is empty. */

@@ -46,7 +46,7 @@ LR_API const char *lr_st_dtype_name(lr_st_dtype d);
 /* Bits per element (4 for F4, 6 for F6_*, 8 for U8, 32 for F32, 64 for C64...); 0 if invalid. */
 LR_API size_t lr_st_dtype_bits(lr_st_dtype d);
 /* The dtype named `name` exactly; LR_EFORMAT if unknown. */
-LR_API lr_status lr_st_dtype_parse(const char *name, lr_st_dtype *out);
+LR_API lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name);
 
 /* One tensor. For writing, data is in host byte order (swapped to little-endian on
  * big-endian hosts) and may be NULL only when it has no bytes. In a file opened for reading,
@@ -99,8 +99,8 @@ LR_API const lr_st_meta *lr_safetensors_meta_at(const lr_safetensors *st, size_t
  * linear1.weight: expected shape (1000, 784), got (784, 1000)") and be F32, F16, BF16 or F64
  * (LR_EFORMAT otherwise). F16 and BF16 widen exactly; F64 rounds to nearest and a finite
  * value outside float's range is LR_ERANGE. Marks the tensor used. */
-LR_API lr_status lr_safetensors_get_f32(lr_safetensors *st, const char *name, size_t ndim,
-                                        const size_t *shape, float *dst, lr_err *err);
+LR_API lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
+                                        const size_t *shape, lr_err *err);
 /* Marks a tensor used (for tensors read through find/at); LR_EFORMAT if missing. */
 LR_API lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err *err);
 /* Number of tensors not marked used; names[0..min(count,cap)) gets them in file order. */
