@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
-#include "lowrank/mat.h"
+#include "lowrank/base/mat.h"
 
 /* Exit statuses shared by the demos. */
 enum { LR_CLI_OK = 0, LR_CLI_RUNTIME = 1, LR_CLI_USAGE = 2 };

@@ -31,16 +31,16 @@
 
 #include <jansson.h>
 
-#include "lowrank/adapter.h"
-#include "lowrank/blas.h"
-#include "lowrank/cpu.h"
-#include "lowrank/checkpoint.h"
-#include "lowrank/eval.h"
-#include "lowrank/idx.h"
-#include "lowrank/lora.h"
-#include "lowrank/mlp.h"
-#include "lowrank/rng.h"
-#include "lowrank/train.h"
+#include "lowrank/lora/adapter.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/base/cpu.h"
+#include "lowrank/nn/checkpoint.h"
+#include "lowrank/nn/eval.h"
+#include "lowrank/io/idx.h"
+#include "lowrank/lora/lora.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/nn/train.h"
 
 #include "cli.h"
 #include "plot.h"

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lowrank/atomicfile.h"
+#include "lowrank/io/atomicfile.h"
 
 #define W 900.0            /* picture width */
 #define BAR_TOP 80.0       /* top of the bar panel's plot area */

@@ -23,16 +23,16 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "lowrank/approx.h"
-#include "lowrank/blas.h"
-#include "lowrank/cost.h"
-#include "lowrank/factor.h"
-#include "lowrank/mat.h"
-#include "lowrank/npy.h"
-#include "lowrank/rank.h"
-#include "lowrank/rng.h"
-#include "lowrank/rsvd.h"
-#include "lowrank/svd.h"
+#include "lowrank/linalg/approx.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/linalg/cost.h"
+#include "lowrank/linalg/factor.h"
+#include "lowrank/base/mat.h"
+#include "lowrank/io/npy.h"
+#include "lowrank/linalg/rank.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/linalg/rsvd.h"
+#include "lowrank/linalg/svd.h"
 
 #define PROG "lr-svd-demo"
 #define MAX_RANKS 16

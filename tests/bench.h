@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-#include "lowrank/status.h"
+#include "lowrank/base/status.h"
 
 /* Seconds on the monotonic clock. */
 static inline double lr_bench_now(void)

@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "lowrank/adapter.h"
-#include "lowrank/blas.h"
-#include "lowrank/lora.h"
+#include "lowrank/lora/adapter.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/lora/lora.h"
 #include "bench.h"
 
 #define DIE(s, e) LR_BENCH_CHECK("bench_lora", s, e)

@@ -22,12 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "lowrank/approx.h"
-#include "lowrank/blas.h"
-#include "lowrank/rank.h"
-#include "lowrank/rng.h"
-#include "lowrank/rsvd.h"
-#include "lowrank/svd.h"
+#include "lowrank/linalg/approx.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/linalg/rank.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/linalg/rsvd.h"
+#include "lowrank/linalg/svd.h"
 #include "bench.h"
 
 /* repetitions per timing, best taken: 3 (as numpy_svd.py), or --reps N */

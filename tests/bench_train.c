@@ -17,12 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <time.h>
-#include "lowrank/blas.h"
-#include "lowrank/cpu.h"
-#include "lowrank/eval.h"
-#include "lowrank/idx.h"
-#include "lowrank/mlp.h"
-#include "lowrank/train.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/base/cpu.h"
+#include "lowrank/nn/eval.h"
+#include "lowrank/io/idx.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/nn/train.h"
 #include "bench.h"
 
 /* CPU time of the whole process (all threads): what a run costs when the machine is shared

@@ -36,11 +36,14 @@ nm -D --defined-only "$so" | awk '{print $3}' | grep -qx lr_svd || fail "lr_svd 
 objdump -p "$so" | grep -q 'SONAME *liblowrank.so.0$' || fail "soname is not liblowrank.so.0"
 
 # every public header on its own
-for h in "$incdir"/lowrank/*.h; do
-  printf '#include <lowrank/%s>\ntypedef int lr_check_not_empty;\n' "$(basename "$h")" >"$tmp/h.c"
+nh=0
+for h in $(cd "$incdir" && find lowrank -name '*.h' | sort); do
+  printf '#include <%s>\ntypedef int lr_check_not_empty;\n' "$h" >"$tmp/h.c"
   $cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$incdir" "$tmp/h.c" 2>"$tmp/h.err" ||
-    fail "lowrank/$(basename "$h") does not compile on its own: $(head -n 3 "$tmp/h.err")"
+    fail "$h does not compile on its own: $(head -n 3 "$tmp/h.err")"
+  nh=$((nh + 1))
 done
+[ "$nh" -ge 30 ] || fail "only $nh public headers installed"
 
 # the README's example: the first C block after "## A short tour of the API"
 awk '/^## A short tour of the API/ {tour = 1} tour && /^```c$/ {on = 1; next} on && /^```$/ {exit} on {print}' \

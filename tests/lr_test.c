@@ -1,7 +1,7 @@
 /* lr_test.c — implementations of the shared test helpers. */
 #define _XOPEN_SOURCE 700
 #include "lr_test.h"
-#include "lowrank/lora.h"
+#include "lowrank/lora/lora.h"
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>

@@ -8,7 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdbool.h>
-#include "lowrank/mat.h"
+#include "lowrank/base/mat.h"
 
 /* Fails the test unless |got - want| <= atol + rtol*|want| (numpy's allclose). */
 void lr_test_allclose(double got, double want, double rtol, double atol, const char *expr,

@@ -1,7 +1,7 @@
 /* test_activation.c — ReLU forward/backward, NaN propagation, masking by the output. */
 #include <math.h>
 #include "lr_test.h"
-#include "lowrank/activation.h"
+#include "lowrank/nn/activation.h"
 
 static void test_relu(void **state)
 {

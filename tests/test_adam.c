@@ -1,7 +1,7 @@
 /* test_adam.c — Adam's scalars and update against hand-computed values and a double loop. */
 #include <math.h>
 #include "lr_test.h"
-#include "lowrank/adam.h"
+#include "lowrank/nn/adam.h"
 
 static void test_defaults_and_step_scalars(void **state)
 {

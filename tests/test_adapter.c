@@ -9,10 +9,10 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "lowrank/adapter.h"
-#include "lowrank/lora.h"
-#include "lowrank/mlp.h"
-#include "lowrank/safetensors.h"
+#include "lowrank/lora/adapter.h"
+#include "lowrank/lora/lora.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/io/safetensors.h"
 
 static const size_t SIZES[4] = { 7, 6, 5, 4 };
 #define BATCH 2

@@ -3,10 +3,10 @@
 #include "lr_test.h"
 #include <math.h>
 #include <stdlib.h>
-#include "lowrank/approx.h"
-#include "lowrank/factor.h"
-#include "lowrank/rng.h"
-#include "lowrank/svd.h"
+#include "lowrank/linalg/approx.h"
+#include "lowrank/linalg/factor.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/linalg/svd.h"
 
 static void test_spectrum_functions(void **st)
 {

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lowrank/atomicfile.h"
+#include "lowrank/io/atomicfile.h"
 
 static void assert_file_is(const char *path, const char *want)
 {

@@ -1,7 +1,7 @@
 /* test_blas.c — gemm/gemv wrappers: results against a naive loop, shape checks. */
 #include "lr_test.h"
-#include "lowrank/blas.h"
-#include "lowrank/rng.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/base/rng.h"
 
 static void naive(lr_mat c, lr_cmat a, bool ta, lr_cmat b, bool tb)
 {

@@ -16,9 +16,9 @@
 
 #include <jansson.h>
 
-#include "lowrank/checkpoint.h"
-#include "lowrank/mlp.h"
-#include "lowrank/rng.h"
+#include "lowrank/nn/checkpoint.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/base/rng.h"
 
 static void make_net(lr_mlp *net, const size_t *sizes, size_t n, uint64_t seed)
 {

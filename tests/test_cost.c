@@ -1,6 +1,6 @@
 /* test_cost.c — multiply-add and parameter counts pinned exactly. */
 #include "lr_test.h"
-#include "lowrank/cost.h"
+#include "lowrank/linalg/cost.h"
 
 static void test_seed_10x10_rank2(void **st)
 {

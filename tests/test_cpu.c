@@ -4,10 +4,10 @@
  * bit of the weights. */
 #include <stdlib.h>
 #include "lr_test.h"
-#include "lowrank/cpu.h"
-#include "lowrank/linear.h"
-#include "lowrank/mlp.h"
-#include "lowrank/rng.h"
+#include "lowrank/base/cpu.h"
+#include "lowrank/nn/linear.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/base/rng.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #define HAVE_MXCSR 1

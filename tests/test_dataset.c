@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lr_test.h"
-#include "lowrank/dataset.h"
-#include "lowrank/rng.h"
+#include "lowrank/base/dataset.h"
+#include "lowrank/base/rng.h"
 
 /* n examples of 4x4 bytes, 4 classes; pixels random. */
 static lr_dataset bytes_set(uint8_t *px, uint8_t *labels, size_t n, uint64_t seed)

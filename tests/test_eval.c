@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include "lr_test.h"
-#include "lowrank/eval.h"
+#include "lowrank/nn/eval.h"
 
 static void test_argmax(void **state)
 {

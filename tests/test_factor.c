@@ -2,10 +2,10 @@
 #include "lr_test.h"
 #include <math.h>
 #include <stdlib.h>
-#include "lowrank/blas.h"
-#include "lowrank/factor.h"
-#include "lowrank/rng.h"
-#include "lowrank/rsvd.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/linalg/factor.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/linalg/rsvd.h"
 
 /* The seed: W = randn(10,2)·randn(2,10), then y = Wx + b against (BA)x + b. */
 static void test_seed_rank2(void **st)

@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "lowrank/idx.h"
+#include "lowrank/io/idx.h"
 
 /* ---- building IDX files ---- */
 

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lr_test.h"
-#include "lowrank/cpu.h"
-#include "lowrank/linear.h"
-#include "lowrank/rng.h"
+#include "lowrank/base/cpu.h"
+#include "lowrank/nn/linear.h"
+#include "lowrank/base/rng.h"
 
 /* Pools of 1..3 threads, started when first asked for and joined at the end of main. */
 static lr_pool pools[4];
@@ -235,7 +235,7 @@ static void test_fused_is_thread_count_independent(void **state)
 }
 
 
-/* Private entry of lib/linear.c (lib/linear_internal.h): dx <- dy·w for a frozen layer. */
+/* Private entry of lib/nn/linear.c (lib/nn/linear_internal.h): dx <- dy·w for a frozen layer. */
 void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
 
 /* Zeros behind a ReLU are skipped: whole 8-column blocks of x that are zero in every batch

@@ -6,9 +6,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include "lowrank/blas.h"
-#include "lowrank/lora.h"
-#include "lowrank/mlp.h"
+#include "lowrank/linalg/blas.h"
+#include "lowrank/lora/lora.h"
+#include "lowrank/nn/mlp.h"
 
 static const size_t SIZES[4] = { 7, 6, 5, 4 };
 #define BATCH 3

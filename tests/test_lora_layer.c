@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lr_test.h"
-#include "lowrank/linear.h"
-#include "lowrank/lora_layer.h"
-#include "lowrank/rng.h"
+#include "lowrank/nn/linear.h"
+#include "lowrank/nn/lora_layer.h"
+#include "lowrank/base/rng.h"
 
 static float *randv(lr_rng *r, size_t n, float sd)
 {

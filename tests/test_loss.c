@@ -2,7 +2,7 @@
  * differences in double, bad inputs. */
 #include <math.h>
 #include "lr_test.h"
-#include "lowrank/loss.h"
+#include "lowrank/nn/loss.h"
 
 /* The mean loss in double, the reference the differences are taken of. */
 static double ref_loss(const double *z, const uint8_t *y, size_t batch, size_t k)

@@ -2,7 +2,7 @@
 #include "lr_test.h"
 #include <math.h>
 #include <stdint.h>
-#include "lowrank/mat.h"
+#include "lowrank/base/mat.h"
 
 static void test_init_free(void **state)
 {

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include "lr_test.h"
-#include "lowrank/mlp.h"
+#include "lowrank/nn/mlp.h"
 
 static const size_t small_sizes[4] = { 9, 7, 6, 4 };
 

@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lowrank/checkpoint.h"
-#include "lowrank/eval.h"
-#include "lowrank/idx.h"
-#include "lowrank/mlp.h"
-#include "lowrank/rng.h"
-#include "lowrank/train.h"
+#include "lowrank/nn/checkpoint.h"
+#include "lowrank/nn/eval.h"
+#include "lowrank/io/idx.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/nn/train.h"
 
 typedef struct {
     lr_mnist train, test;

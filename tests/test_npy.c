@@ -13,8 +13,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "lowrank/npy.h"
-#include "lowrank/rng.h"
+#include "lowrank/io/npy.h"
+#include "lowrank/base/rng.h"
 
 /* np.save(f, np.array([[1.5, -2.0, 3.25], [0.0, 1e-3, -7.0]], np.float32)) with numpy 1.24 */
 static const unsigned char np_f4_v1[152] = {

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "lr_test.h"
-#include "lowrank/mlp.h"
-#include "lowrank/pool.h"
-#include "lowrank/rng.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/base/pool.h"
+#include "lowrank/base/rng.h"
 
 /* Threads of this process, from /proc/self/status (-1 where there is no /proc). */
 static int process_threads(void)

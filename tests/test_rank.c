@@ -3,8 +3,8 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
-#include "lowrank/rank.h"
-#include "lowrank/rng.h"
+#include "lowrank/linalg/rank.h"
+#include "lowrank/base/rng.h"
 
 static size_t rank_of(lr_cmat a, const lr_rank_opts *o)
 {

@@ -2,7 +2,7 @@
 #include "lr_test.h"
 #include <math.h>
 #include <stdlib.h>
-#include "lowrank/rng.h"
+#include "lowrank/base/rng.h"
 
 static void test_reproducible_and_pinned(void **state)
 {

@@ -7,10 +7,10 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
-#include "lowrank/approx.h"
-#include "lowrank/rng.h"
-#include "lowrank/rsvd.h"
-#include "lowrank/svd.h"
+#include "lowrank/linalg/approx.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/linalg/rsvd.h"
+#include "lowrank/linalg/svd.h"
 
 /* w: (m,n) = U·diag(σ)·Vᵀ, U, V from the SVD of a Gaussian matrix, σ_p = sig[p]
  * (p < min(m,n)). Returns √Σ_{p>=r} σ_p², the optimal rank-r error (Eckart–Young). */

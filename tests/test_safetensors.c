@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lowrank/safetensors.h"
+#include "lowrank/io/safetensors.h"
 
 /* ---- helpers ---- */
 

@@ -9,8 +9,8 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
-#include "lowrank/rng.h"
-#include "lowrank/svd.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/linalg/svd.h"
 
 #define THRESH 50.0
 static const double EPS = FLT_EPSILON;

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lr_test.h"
-#include "lowrank/eval.h"
-#include "lowrank/train.h"
+#include "lowrank/nn/eval.h"
+#include "lowrank/nn/train.h"
 
 typedef struct {
     void *features;

@@ -1,0 +1,50 @@
+/* atomicfile.h — crash-safe output files: a reader sees the old file or the new one, never half.
+ *
+ * lr_atomic_open creates a temporary file ".NAME.tmp-XXXXXX" beside the target (same
+ * directory, hence the same filesystem, so rename(2) is atomic). The caller writes through
+ * af.f. lr_atomic_commit flushes, fsyncs the data, closes, renames over the target and
+ * fsyncs the directory so the rename itself survives a power cut (the usual POSIX recipe,
+ * as in SQLite's and git's lock files). lr_atomic_abort closes and unlinks the temp file.
+ * On any failure the old target is left as it was and no temp file remains.
+ *
+ *     lr_atomic_file af;
+ *     if (lr_atomic_open(&af, "model.safetensors", err)) return ...;
+ *     fwrite(..., af.f);                      (write errors are caught at commit)
+ *     if (lr_atomic_commit(&af, err)) return ...;   (also releases af; no abort needed)
+ *
+ * A new file gets mode 0666 & ~umask like fopen would; replacing a file keeps its mode.
+ */
+#ifndef LOWRANK_ATOMICFILE_H
+#define LOWRANK_ATOMICFILE_H
+
+#include "lowrank/base/export.h"
+#include <stdio.h>
+#include "lowrank/base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    FILE *f;        /* write here; NULL when not open */
+    char *tmp_path; /* the temporary file, malloc'd */
+    char *path;     /* the target, malloc'd */
+} lr_atomic_file;
+
+/* Opens a temp file for `path`. On failure *af is zeroed (abort on it is a no-op) and the
+ * message names the path and strerror ("cannot create temp file for out/m.st: ..."). */
+LR_API lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err);
+
+/* Makes the written data the contents of af->path. Always releases af: on failure the
+ * temp file is removed and the old target is untouched (LR_EIO, naming path and strerror).
+ * A failed fsync of the directory after the rename is also reported as LR_EIO; then the new
+ * file is in place but may not survive a crash. LR_EINVAL if af is not open. */
+LR_API lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err);
+
+/* Discards the temp file. A no-op on a zeroed, committed or already aborted af. */
+LR_API void lr_atomic_abort(lr_atomic_file *af);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

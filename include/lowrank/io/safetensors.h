@@ -1,0 +1,119 @@
+/* safetensors.h — read and write the safetensors format (Hugging Face), strictly.
+ *
+ * Layout: an 8-byte little-endian u64 N, then N bytes of UTF-8 JSON
+ *   {"__metadata__": {"k": "v", ...},
+ *    "linear1.weight": {"dtype": "F32", "shape": [1000, 784], "data_offsets": [0, 3136000]}, ...}
+ * then the raw little-endian, C-ordered tensor data; offsets count from the start of the data.
+ *
+ * The reader checks what the reference implementation (huggingface/safetensors,
+ * safetensors/src/tensor.rs) checks, and a little more (see docs/formats.md): header length
+ * <= 100,000,000 and inside the file, valid UTF-8 starting with '{', JSON without duplicate
+ * keys, known dtypes, non-negative integer shapes, offsets that start at 0 and tile the data
+ * section with no gap or overlap, byte counts equal to prod(shape) x dtype size without
+ * overflow, a file length that is exactly header + data, and __metadata__ a string-to-string
+ * map. Every message starts with the file name.
+ *
+ * The writer produces what the reference's serialize_to_file produces: tensors sorted by
+ * dtype alignment (largest first) then name, compact JSON with __metadata__ first, the header
+ * padded with spaces to a multiple of 8 bytes so the data is 8-byte aligned. It writes through
+ * lr_atomic_file: a failed write leaves the old file intact and no temp file behind.
+ */
+#ifndef LOWRANK_SAFETENSORS_H
+#define LOWRANK_SAFETENSORS_H
+
+#include "lowrank/base/export.h"
+#include <stddef.h>
+#include <stdint.h>
+#include "lowrank/base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* In the reference's order (increasing alignment); the writer sorts by it. */
+typedef enum {
+    LR_ST_BOOL, LR_ST_F4, LR_ST_F6_E2M3, LR_ST_F6_E3M2, LR_ST_U8, LR_ST_I8,
+    LR_ST_F8_E5M2, LR_ST_F8_E4M3, LR_ST_F8_E8M0, LR_ST_I16, LR_ST_U16, LR_ST_F16, LR_ST_BF16,
+    LR_ST_I32, LR_ST_U32, LR_ST_F32, LR_ST_C64, LR_ST_F64, LR_ST_I64, LR_ST_U64,
+    LR_ST_NDTYPES
+} lr_st_dtype;
+
+#define LR_ST_MAX_DIMS 8
+#define LR_ST_MAX_HEADER 100000000u
+
+/* "F32"; NULL for a value out of range. */
+LR_API const char *lr_st_dtype_name(lr_st_dtype d);
+/* Bits per element (4 for F4, 6 for F6_*, 8 for U8, 32 for F32, 64 for C64...); 0 if invalid. */
+LR_API size_t lr_st_dtype_bits(lr_st_dtype d);
+/* The dtype named `name` exactly; LR_EFORMAT if unknown. */
+LR_API lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name);
+
+/* One tensor. For writing, data is in host byte order (swapped to little-endian on
+ * big-endian hosts) and may be NULL only when it has no bytes. In a file opened for reading,
+ * data points at the tensor's little-endian bytes inside the loaded file: it is not aligned
+ * in general, so read it with memcpy or lr_safetensors_get_f32. ndim 0 is a scalar. */
+typedef struct {
+    const char *name;
+    lr_st_dtype dtype;
+    size_t ndim;
+    size_t shape[LR_ST_MAX_DIMS];
+    const void *data;
+} lr_st_tensor;
+
+typedef struct { const char *key, *value; } lr_st_meta;
+
+/* Bytes of a tensor's data: prod(shape) * bits / 8. LR_ERANGE on overflow, LR_EFORMAT if a
+ * sub-byte dtype does not fill whole bytes or ndim > LR_ST_MAX_DIMS. */
+LR_API lr_status lr_st_tensor_nbytes(const lr_st_tensor *t, size_t *nbytes, lr_err *err);
+
+/* Writes tensors t[0..nt) and metadata m[0..nm) (m may be NULL when nm is 0; then there is
+ * no __metadata__ entry) to path, crash-safely. Names must be unique, valid UTF-8, not
+ * "__metadata__"; metadata keys unique. */
+LR_API lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
+                                      const lr_st_meta *m, size_t nm, lr_err *err);
+
+/* A loaded file (the whole file is read into memory). */
+typedef struct lr_safetensors lr_safetensors;
+
+/* Reads and validates path. On failure *out is NULL. */
+LR_API lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *err);
+/* The same from a buffer of n bytes (copied); `name` stands for the file in messages. */
+LR_API lr_status lr_safetensors_from_memory(lr_safetensors **out, const void *buf, size_t n,
+                                            const char *name, lr_err *err);
+LR_API void lr_safetensors_free(lr_safetensors *st);
+
+/* The file name given at open. */
+LR_API const char *lr_safetensors_path(const lr_safetensors *st);
+/* Tensors in file (offset) order: count, and the i-th (NULL if i >= count). */
+LR_API size_t lr_safetensors_count(const lr_safetensors *st);
+LR_API const lr_st_tensor *lr_safetensors_at(const lr_safetensors *st, size_t i);
+/* The tensor called name, or NULL. Does not mark it used. */
+LR_API const lr_st_tensor *lr_safetensors_find(const lr_safetensors *st, const char *name);
+/* Metadata: the value for key or NULL; count and i-th pair (sorted by key). */
+LR_API const char *lr_safetensors_meta(const lr_safetensors *st, const char *key);
+LR_API size_t lr_safetensors_meta_count(const lr_safetensors *st);
+LR_API const lr_st_meta *lr_safetensors_meta_at(const lr_safetensors *st, size_t i);
+
+/* dst: (prod(shape)) <- tensor `name` as float32, checked: it must exist (LR_EFORMAT
+ * "m.st: missing tensor linear1.weight"), have exactly this shape (LR_EDIM "m.st:
+ * linear1.weight: expected shape (1000, 784), got (784, 1000)") and be F32, F16, BF16 or F64
+ * (LR_EFORMAT otherwise). F16 and BF16 widen exactly; F64 rounds to nearest and a finite
+ * value outside float's range is LR_ERANGE. Marks the tensor used. */
+LR_API lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
+                                        const size_t *shape, lr_err *err);
+/* Marks a tensor used (for tensors read through find/at); LR_EFORMAT if missing. */
+LR_API lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err *err);
+/* Number of tensors not marked used; names[0..min(count,cap)) gets them in file order. */
+LR_API size_t lr_safetensors_unused(const lr_safetensors *st, const char **names, size_t cap);
+/* LR_OK if every tensor was used, else LR_EFORMAT listing the unexpected ones
+ * ("m.st: 2 unexpected tensors: extra.weight, extra.bias"). */
+LR_API lr_status lr_safetensors_check_all_used(const lr_safetensors *st, lr_err *err);
+
+/* Exact conversions, exposed for tests and for callers reading F16/BF16 themselves. */
+LR_API float lr_f16_to_f32(uint16_t h);
+LR_API float lr_bf16_to_f32(uint16_t b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,68 @@
+/* train.h — the data loop: seeded shuffling, batching, per-batch normalisation, progress.
+ *
+ * One epoch is a fresh permutation of the dataset's examples (lr_rng_permutation, from an
+ * lr_rng seeded once per run) cut into consecutive batches, the last one possibly short, as
+ * the seed's loop over torch.randperm does. Each batch is made by lr_dataset_batch (features
+ * normalised as the dataset says). To train on a subset, such as the seed's x[y == digit],
+ * pass a subset view (lr_dataset_select_label). The same seed gives a bit-identical run,
+ * whatever the thread count. The library never prints: progress goes through a callback.
+ */
+#ifndef LOWRANK_TRAIN_H
+#define LOWRANK_TRAIN_H
+
+#include "lowrank/base/export.h"
+#include <stddef.h>
+#include <stdint.h>
+#include "lowrank/nn/adam.h"
+#include "lowrank/base/dataset.h"
+#include "lowrank/nn/mlp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called after steps step (1-based) of steps_total with the running mean loss so far. */
+typedef void (*lr_train_progress_fn)(void *ctx, size_t step, size_t steps_total,
+                                     float avg_loss);
+
+typedef struct {
+    size_t batch;           /* 10 */
+    size_t epochs;          /* 1 */
+    uint64_t seed;          /* 0; shuffling only (parameters are initialised elsewhere) */
+    lr_adam_opts adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
+    size_t max_steps;       /* 0: no limit; else stop after this many steps (e.g. 100) */
+    bool keep_optimizer;    /* false: start from a fresh Adam state (as the seed's train()) */
+    float *loss_curve;      /* optional: loss of each step, loss_curve_len entries at most */
+    size_t loss_curve_len;
+    lr_train_progress_fn progress;  /* optional */
+    void *progress_ctx;
+    size_t progress_every;  /* call progress every N steps and at the last step; 0 = 1 */
+} lr_train_opts;
+
+LR_API lr_train_opts lr_train_opts_default(void);
+
+typedef struct {
+    size_t steps;           /* steps taken */
+    size_t examples;        /* examples seen */
+    float avg_loss;         /* mean of the per-step losses */
+    float last_loss;
+    double seconds;         /* wall time of the steps (batching included) */
+    /* steps per second over the first and the last tenth of the steps (0 when fewer than 10
+     * steps were taken): a rate that falls over a run points at subnormal floats (cpu.h) or
+     * at a machine that got busier */
+    double rate_first_tenth, rate_last_tenth;
+} lr_train_result;
+
+/* *steps <- the number of steps lr_train will take with these options (to size loss_curve). */
+LR_API lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *o,
+                                      lr_err *err);
+
+/* Trains net on data (dim = the net's input size, classes <= its output size). res may be
+ * NULL. On error (bad input, LR_ENONFINITE) res holds the steps completed. */
+LR_API lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data,
+                          const lr_train_opts *o, lr_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

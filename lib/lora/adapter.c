@@ -1,0 +1,316 @@
+/* adapter.c — saving and loading LoRA adapters in PEFT's directory layout
+ * (adapter_model.safetensors + adapter_config.json), checked against the base model.
+ *
+ * The tensor names and the config fields follow PEFT's save_pretrained for a LoraConfig:
+ * keys "base_model.model.<module>.lora_A.weight" / ".lora_B.weight" without the adapter
+ * name, and the config's JSON keys sorted as PEFT writes them. The safetensors reading,
+ * writing and validation is safetensors.h's; JSON is jansson's.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <jansson.h>
+#include "lowrank/lora/adapter.h"
+#include "lowrank/io/atomicfile.h"
+#include "lowrank/io/safetensors.h"
+#include "base/internal.h"
+#include "lora/lora_internal.h"
+
+#define KEY_MAX 96
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static void tensor_key(char *out, const char *layer, char which)
+{
+    snprintf(out, KEY_MAX, "base_model.model.%s.lora_%c.weight", layer, which);
+}
+
+/* ---------------------------------------------------------------- config ---------- */
+
+static json_t *config_json(const lr_lora_opts *cfg, const lr_mlp *net, const char *base_model)
+{
+    json_t *o = json_object(), *tm = json_array();
+    if (!o || !tm) {
+        json_decref(o);
+        json_decref(tm);
+        return NULL;
+    }
+    uint32_t mask = lr__lora_mask(cfg, net);
+    for (size_t i = 0; i < net->n_layers; i++)
+        if (mask & (1u << i)) json_array_append_new(tm, json_string(net->layer[i].name));
+    double a = (double)cfg->alpha;
+    int bad = 0;
+    /* every field PEFT's LoraConfig serialises, at the values that mean "plain LoRA" */
+    bad |= json_object_set_new(o, "alpha_pattern", json_object());
+    bad |= json_object_set_new(o, "auto_mapping", json_null());
+    bad |= json_object_set_new(o, "base_model_name_or_path",
+                               base_model ? json_string(base_model) : json_null());
+    bad |= json_object_set_new(o, "bias", json_string("none"));
+    bad |= json_object_set_new(o, "fan_in_fan_out", json_false());
+    bad |= json_object_set_new(o, "inference_mode", json_true());
+    bad |= json_object_set_new(o, "init_lora_weights", json_string(lr_lora_init_name(cfg->init)));
+    bad |= json_object_set_new(o, "layer_replication", json_null());
+    bad |= json_object_set_new(o, "layers_pattern", json_null());
+    bad |= json_object_set_new(o, "layers_to_transform", json_null());
+    bad |= json_object_set_new(o, "loftq_config", json_object());
+    /* integral α as an integer, like PEFT's usual int lora_alpha */
+    bad |= json_object_set_new(o, "lora_alpha", (a == floor(a) && fabs(a) < 1e15)
+                                                    ? json_integer((json_int_t)a) : json_real(a));
+    bad |= json_object_set_new(o, "lora_dropout", json_real(0.0));
+    bad |= json_object_set_new(o, "megatron_config", json_null());
+    bad |= json_object_set_new(o, "megatron_core", json_string("megatron.core"));
+    bad |= json_object_set_new(o, "modules_to_save", json_null());
+    bad |= json_object_set_new(o, "peft_type", json_string("LORA"));
+    bad |= json_object_set_new(o, "r", json_integer((json_int_t)cfg->rank));
+    bad |= json_object_set_new(o, "rank_pattern", json_object());
+    bad |= json_object_set_new(o, "revision", json_null());
+    bad |= json_object_set_new(o, "target_modules", tm);
+    bad |= json_object_set_new(o, "task_type", json_null());
+    bad |= json_object_set_new(o, "use_dora", json_false());
+    bad |= json_object_set_new(o, "use_rslora", json_boolean(cfg->use_rslora));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* A field that must be absent, null, false, or an empty object/array/string. */
+static bool unset(const json_t *v)
+{
+    if (!v || json_is_null(v) || json_is_false(v)) return true;
+    if (json_is_object(v)) return json_object_size(v) == 0;
+    if (json_is_array(v)) return json_array_size(v) == 0;
+    if (json_is_string(v)) return json_string_length(v) == 0;
+    return false;
+}
+
+#define CF LR_ADAPTER_CONFIG
+
+static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_info *info, lr_err *err)
+{
+    memset(info, 0, sizeof *info);
+    info->cfg = lr_lora_opts_default();
+    if (!json_is_object(o)) return lr__fail(err, LR_EFORMAT, CF ": the top level is not a JSON object");
+    const json_t *v = json_object_get(o, "peft_type");
+    if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"peft_type\"");
+    if (!json_is_string(v) || strcmp(json_string_value(v), "LORA") != 0)
+        return lr__fail(err, LR_EFORMAT, CF ": peft_type is %s%s%s, expected \"LORA\"",
+                        json_is_string(v) ? "\"" : "", json_is_string(v) ? json_string_value(v) : "not a string",
+                        json_is_string(v) ? "\"" : "");
+    v = json_object_get(o, "r");
+    if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"r\"");
+    if (!json_is_integer(v) || json_integer_value(v) < 1)
+        return lr__fail(err, LR_EFORMAT, CF ": r must be an integer >= 1");
+    info->cfg.rank = (size_t)json_integer_value(v);
+    v = json_object_get(o, "lora_alpha");
+    if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"lora_alpha\"");
+    double a = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(a > 0) || !isfinite((float)a))
+        return lr__fail(err, LR_EFORMAT, CF ": lora_alpha must be a number > 0");
+    info->cfg.alpha = (float)a;
+    v = json_object_get(o, "use_rslora");
+    if (v && !json_is_boolean(v)) return lr__fail(err, LR_EFORMAT, CF ": use_rslora must be true or false");
+    info->cfg.use_rslora = v && json_is_true(v);
+    v = json_object_get(o, "inference_mode");
+    info->inference_mode = v && json_is_true(v);
+    v = json_object_get(o, "init_lora_weights");
+    snprintf(info->init_lora_weights, sizeof info->init_lora_weights, "%s",
+             !v ? "true" : json_is_string(v) ? json_string_value(v) : json_is_false(v) ? "false" : "true");
+    info->cfg.init = strcmp(info->init_lora_weights, "pissa") == 0 ? LR_LORA_INIT_PISSA
+                                                                  : LR_LORA_INIT_GAUSSIAN;
+    v = json_object_get(o, "base_model_name_or_path");
+    if (v && json_is_string(v))
+        snprintf(info->base_model, sizeof info->base_model, "%s", json_string_value(v));
+    /* what we do not implement is refused, not silently dropped */
+    v = json_object_get(o, "bias");
+    if (v && !json_is_null(v) && !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
+        return lr__fail(err, LR_EFORMAT, CF ": bias must be \"none\" (trained biases are not supported)");
+    static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern",
+                                         "modules_to_save", "layers_to_transform", "layer_replication" };
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
+        if (!unset(json_object_get(o, unsupported[i])))
+            return lr__fail(err, LR_EFORMAT, CF ": %s is set, which is not supported", unsupported[i]);
+    v = json_object_get(o, "target_modules");
+    if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"target_modules\"");
+    if (json_is_string(v))
+        return lr__fail(err, LR_EFORMAT, CF ": target_modules is a string (a regular expression); "
+                        "a list of layer names is expected");
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return lr__fail(err, LR_EFORMAT, CF ": target_modules must be a non-empty list of layer names");
+    uint32_t mask = 0;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *s = json_array_get(v, i);
+        if (!json_is_string(s))
+            return lr__fail(err, LR_EFORMAT, CF ": target_modules[%zu] is not a string", i);
+        int l = lr_mlp_find_layer(net, json_string_value(s));
+        if (l < 0)
+            return lr__fail(err, LR_EDIM, CF ": target_modules names \"%s\", which is not a layer of "
+                            "the base (linear1..linear%zu)", json_string_value(s), net->n_layers);
+        mask |= 1u << l;
+    }
+    info->cfg.targets = mask;
+    return LR_OK;
+}
+
+static lr_status read_config(const lr_mlp *net, const char *dir, lr_adapter_info *info, lr_err *err)
+{
+    char *path = join(dir, CF);
+    if (!path) return lr__fail(err, LR_ENOMEM, "out of memory");
+    json_error_t je;
+    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    lr_status s = LR_OK;
+    if (!o) {
+        FILE *f = fopen(path, "rb");
+        if (!f) s = lr__fail(err, LR_EIO, "%s: cannot open: %s", path, strerror(errno));
+        else {
+            fclose(f);
+            s = lr__fail(err, LR_EFORMAT, "%s: line %d: %s", path, je.line, je.text);
+        }
+    } else {
+        s = parse_config(o, net, info, err);
+        json_decref(o);
+    }
+    free(path);
+    return s;
+}
+
+lr_status lr_adapter_read_config(const lr_lora *lm, lr_adapter_info *info, const char *dir, lr_err *err)
+{
+    if (!lm || !dir || !info) return lr__fail(err, LR_EINVAL, "adapter_read_config: NULL argument");
+    return read_config(lr_lora_net(lm), dir, info, err);
+}
+
+/* ---------------------------------------------------------------- save ------------ */
+
+lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, const char *base_model,
+                          lr_err *err)
+{
+    if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_save: NULL argument");
+    const lr_lora_opts *cfg = lr_lora_opts_of(lm, name);
+    if (!cfg) return lr__fail(err, LR_EINVAL, "adapter_save: no adapter named \"%s\"", name);
+    const lr_mlp *net = lr_lora_net(lm);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return lr__fail(err, LR_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return lr__fail(err, LR_EIO, "%s: not a directory", dir);
+
+    lr_st_tensor t[2 * LR_MLP_MAX_LAYERS];
+    char keys[2 * LR_MLP_MAX_LAYERS][KEY_MAX];
+    size_t nt = 0;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const lr_lora_weights *w = lr_lora_layer(lm, name, i);
+        if (!w) continue;
+        /* A and B are owned with ld = cols, so their data is C-ordered as safetensors wants */
+        const lr_mat *m[2] = { &w->a, &w->b };
+        for (int k = 0; k < 2; k++) {
+            tensor_key(keys[nt], net->layer[i].name, k ? 'B' : 'A');
+            t[nt] = (lr_st_tensor){ .name = keys[nt], .dtype = LR_ST_F32, .ndim = 2,
+                                    .shape = { m[k]->rows, m[k]->cols }, .data = m[k]->data };
+            nt++;
+        }
+    }
+    json_t *o = config_json(cfg, net, base_model);
+    if (!o) return lr__fail(err, LR_ENOMEM, "adapter_save: out of memory building the config");
+    char *wpath = join(dir, LR_ADAPTER_WEIGHTS), *cpath = join(dir, CF);
+    lr_atomic_file af = { 0 };
+    lr_status s = LR_OK;
+    if (!wpath || !cpath) s = lr__fail(err, LR_ENOMEM, "adapter_save: out of memory");
+    /* config into its temp file, tensors committed, then the config committed */
+    if (!s) s = lr_atomic_open(&af, cpath, err);
+    if (!s && (json_dumpf(o, af.f, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 || fputc('\n', af.f) == EOF))
+        s = lr__fail(err, LR_EIO, "%s: cannot write: %s", cpath, strerror(errno));
+    static const lr_st_meta meta[1] = { { "format", "pt" } };
+    if (!s) s = lr_safetensors_write(wpath, t, nt, meta, 1, err);
+    if (!s) s = lr_atomic_commit(&af, err);
+    else lr_atomic_abort(&af);
+    json_decref(o);
+    free(wpath);
+    free(cpath);
+    return s;
+}
+
+/* ---------------------------------------------------------------- load ------------ */
+
+lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, const char *dir, lr_err *err)
+{
+    if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_load: NULL argument");
+    if (lr_lora_opts_of(lm, name))
+        return lr__fail(err, LR_EINVAL, "adapter_load: adapter \"%s\" already exists", name);
+    const lr_mlp *net = lr_lora_net(lm);
+    lr_adapter_info inf;
+    lr_status s = read_config(net, dir, &inf, err);
+    if (s) return s;
+    if (lr_lora_is_merged(lm))
+        return lr__fail(err, LR_EINVAL, "adapter_load: an adapter is merged into the base; unmerge "
+                        "it first");
+    char *wpath = join(dir, LR_ADAPTER_WEIGHTS);
+    if (!wpath) return lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
+    lr_safetensors *st = NULL;
+    s = lr_safetensors_open(&st, wpath, err);
+    /* read every tensor into scratch first: lm changes only when all of them are good */
+    float *buf[2 * LR_MLP_MAX_LAYERS] = { NULL };
+    size_t nb = 0, r = inf.cfg.rank;
+    for (size_t i = 0; i < net->n_layers && !s; i++) {
+        if (!(inf.cfg.targets & (1u << i))) continue;
+        const lr_layer *ly = &net->layer[i];
+        size_t shapes[2][2] = { { r, ly->in }, { ly->out, r } };
+        for (int k = 0; k < 2 && !s; k++, nb++) {
+            char key[KEY_MAX];
+            tensor_key(key, ly->name, k ? 'B' : 'A');
+            buf[nb] = malloc(shapes[k][0] * shapes[k][1] * sizeof(float));
+            if (!buf[nb]) {
+                s = lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
+                break;
+            }
+            s = lr_safetensors_get_f32(st, buf[nb], key, 2, shapes[k], err);
+            if (s == LR_EDIM && err) {
+                const lr_st_tensor *t = lr_safetensors_find(st, key);
+                size_t got_r = t && t->ndim == 2 ? t->shape[k ? 1 : 0] : r;
+                if (got_r != r) {
+                    size_t n = strlen(err->msg);
+                    snprintf(err->msg + n, sizeof err->msg - n, " (rank %zu in the tensor, r = %zu in "
+                             CF ")", got_r, r);
+                }
+            }
+            if (!s) {
+                size_t n = shapes[k][0] * shapes[k][1];
+                for (size_t q = 0; q < n; q++)
+                    if (!isfinite(buf[nb][q])) {
+                        s = lr__fail(err, LR_ENONFINITE, "%s: %s: entry (%zu, %zu) is %s", wpath, key,
+                                     q / shapes[k][1], q % shapes[k][1], isnan(buf[nb][q]) ? "NaN" : "Inf");
+                        break;
+                    }
+            }
+        }
+    }
+    if (!s) s = lr_safetensors_check_all_used(st, err);
+    if (!s) {
+        lr_lora_opts cfg = inf.cfg;
+        s = lr__lora_add_zero(lm, name, &cfg, err);
+    }
+    if (!s) {
+        size_t q = 0;
+        for (size_t i = 0; i < net->n_layers; i++) {
+            lr_lora_weights *w = lr_lora_layer(lm, name, i);
+            if (!w) continue;
+            memcpy(w->a.data, buf[q++], w->a.rows * w->a.cols * sizeof(float));
+            memcpy(w->b.data, buf[q++], w->b.rows * w->b.cols * sizeof(float));
+        }
+        if (info) *info = inf;
+    }
+    for (size_t i = 0; i < 2 * LR_MLP_MAX_LAYERS; i++) free(buf[i]);
+    lr_safetensors_free(st);
+    free(wpath);
+    return s;
+}

@@ -1,0 +1,210 @@
+/* checkpoint.c — an lr_mlp to and from a safetensors file with PyTorch's state-dict names.
+ *
+ * The parameters already live in one allocation in state-dict order (mlp.h), so saving is
+ * a list of views into net->params handed to the safetensors writer, which does the
+ * crash-safe part (atomicfile.h). Loading reads every tensor into a scratch copy first and
+ * only then overwrites the model, so a file that fails half-way leaves the model as it was.
+ * F16, BF16 and F64 tensors are accepted and converted (lr_safetensors_get_f32), because a
+ * PyTorch user may well have saved the state dict in half precision; we always write F32.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lowrank/nn/checkpoint.h"
+#include "lowrank/io/safetensors.h"
+#include "base/internal.h"
+
+#ifndef LOWRANK_VERSION
+#define LOWRANK_VERSION "unknown"
+#endif
+
+/* "linear3.weight" -> 3, kind 'w'; "linear3.bias" -> 3, 'b'; else 0. */
+static size_t parse_param_name(const char *name, char *kind)
+{
+    if (strncmp(name, "linear", 6) != 0) return 0;
+    const char *p = name + 6;
+    if (*p < '1' || *p > '9') return 0;
+    size_t k = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (k > 1000000) return 0;
+        k = k * 10 + (size_t)(*p++ - '0');
+    }
+    if (strcmp(p, ".weight") == 0) *kind = 'w';
+    else if (strcmp(p, ".bias") == 0) *kind = 'b';
+    else return 0;
+    return k;
+}
+
+static void sizes_string(char *buf, size_t n, const size_t *sizes, size_t count)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < count && o < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%zu", i ? "," : "", sizes[i]);
+}
+
+static bool net_ok(const lr_mlp *net)
+{
+    return net->n_layers >= 1 && net->n_layers <= LR_MLP_MAX_LAYERS && net->params;
+}
+
+lr_status lr_checkpoint_save(const lr_mlp *net, const char *path, const lr_checkpoint_info *info,
+                             lr_err *err)
+{
+    if (!net || !path) return lr__fail(err, LR_EINVAL, "checkpoint_save: net or path is NULL");
+    if (!net_ok(net))
+        return lr__fail(err, LR_EINVAL, "checkpoint_save: %s: the model is empty (not initialised)",
+                        path);
+    lr_st_tensor t[2 * LR_MLP_MAX_LAYERS];
+    char names[2 * LR_MLP_MAX_LAYERS][48];
+    size_t nt = 0;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const lr_layer *L = &net->layer[i];
+        /* the state-dict name, whatever the layer struct calls itself */
+        snprintf(names[nt], sizeof names[nt], "linear%zu.weight", i + 1);
+        t[nt] = (lr_st_tensor){ .name = names[nt], .dtype = LR_ST_F32, .ndim = 2,
+                                .shape = { L->out, L->in }, .data = L->w.data };
+        nt++;
+        snprintf(names[nt], sizeof names[nt], "linear%zu.bias", i + 1);
+        t[nt] = (lr_st_tensor){ .name = names[nt], .dtype = LR_ST_F32, .ndim = 1,
+                                .shape = { L->out }, .data = L->b };
+        nt++;
+    }
+    char layers[16 * (LR_MLP_MAX_LAYERS + 1)], seed[32];
+    sizes_string(layers, sizeof layers, net->sizes, net->n_layers + 1);
+    lr_st_meta m[4] = {
+        { "format", "pt" },
+        { "layers", layers },
+        { "lowrank_version", LOWRANK_VERSION },
+        { "seed", seed },
+    };
+    size_t nm = 3;
+    if (info && info->has_seed) {
+        snprintf(seed, sizeof seed, "%" PRIu64, info->seed);
+        nm = 4;
+    }
+    return lr_safetensors_write(path, t, nt, m, nm, err);
+}
+
+static void read_info(const lr_safetensors *st, lr_checkpoint_info *info)
+{
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    const char *s = lr_safetensors_meta(st, "seed");
+    if (s && *s >= '0' && *s <= '9') {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (!errno && !*end) {
+            info->has_seed = true;
+            info->seed = (uint64_t)v;
+        }
+    }
+    const char *v = lr_safetensors_meta(st, "lowrank_version");
+    if (v) snprintf(info->version, sizeof info->version, "%s", v);
+}
+
+/* Reads every parameter of net from an open file into scratch, checks nothing else is in
+ * it, then commits to net->params. */
+static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *info,
+                           lr_err *err)
+{
+    float *tmp = malloc(net->n_params * sizeof *tmp);
+    if (!tmp)
+        return lr__fail(err, LR_ENOMEM, "%s: cannot allocate %zu floats to load into",
+                        lr_safetensors_path(st), net->n_params);
+    lr_status s = LR_OK;
+    for (size_t i = 0; i < net->n_layers && !s; i++) {
+        const lr_layer *L = &net->layer[i];
+        char name[48];
+        size_t wshape[2] = { L->out, L->in }, bshape[1] = { L->out };
+        snprintf(name, sizeof name, "linear%zu.weight", i + 1);
+        s = lr_safetensors_get_f32(st, tmp + (L->w.data - net->params), name, 2, wshape, err);
+        if (s) break;
+        snprintf(name, sizeof name, "linear%zu.bias", i + 1);
+        s = lr_safetensors_get_f32(st, tmp + (L->b - net->params), name, 1, bshape, err);
+    }
+    if (!s) s = lr_safetensors_check_all_used(st, err);
+    if (!s) {
+        memcpy(net->params, tmp, net->n_params * sizeof *tmp);
+        read_info(st, info);
+    }
+    free(tmp);
+    return s;
+}
+
+lr_status lr_checkpoint_load(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err)
+{
+    if (!net || !path) return lr__fail(err, LR_EINVAL, "checkpoint_load: net or path is NULL");
+    if (!net_ok(net))
+        return lr__fail(err, LR_EINVAL, "checkpoint_load: %s: the model is empty (not initialised)",
+                        path);
+    lr_safetensors *st;
+    lr_status s = lr_safetensors_open(&st, path, err);
+    if (s) return s;
+    s = load_open(net, st, info, err);
+    lr_safetensors_free(st);
+    return s;
+}
+
+/* The layer sizes the tensors describe: linear1..linearN weights (out, in), chained. */
+static lr_status infer_sizes(const lr_safetensors *st, size_t *sizes, size_t *n_sizes,
+                             lr_err *err)
+{
+    const char *path = lr_safetensors_path(st);
+    size_t max_k = 0;
+    for (size_t i = 0; i < lr_safetensors_count(st); i++) {
+        char kind;
+        size_t k = parse_param_name(lr_safetensors_at(st, i)->name, &kind);
+        if (k > max_k) max_k = k;
+    }
+    if (max_k == 0)
+        return lr__fail(err, LR_EFORMAT, "%s: no tensor linear1.weight: not an MLP checkpoint "
+                        "(expected linear1.weight, linear1.bias, linear2.weight, ...)", path);
+    if (max_k > LR_MLP_MAX_LAYERS)
+        return lr__fail(err, LR_EFORMAT, "%s: linear%zu: at most %d layers are supported", path,
+                        max_k, LR_MLP_MAX_LAYERS);
+    for (size_t k = 1; k <= max_k; k++) {
+        char name[48];
+        snprintf(name, sizeof name, "linear%zu.weight", k);
+        const lr_st_tensor *t = lr_safetensors_find(st, name);
+        if (!t)
+            return lr__fail(err, LR_EFORMAT, "%s: missing tensor %s (the file has tensors up to "
+                            "linear%zu; layers must be numbered without gaps)", path, name, max_k);
+        if (t->ndim != 2)
+            return lr__fail(err, LR_EDIM, "%s: %s: expected 2 dimensions (out, in), got %zu",
+                            path, name, t->ndim);
+        if (t->shape[0] == 0 || t->shape[1] == 0)
+            return lr__fail(err, LR_EDIM, "%s: %s: shape (%zu, %zu) has a zero dimension", path,
+                            name, t->shape[0], t->shape[1]);
+        if (k == 1) sizes[0] = t->shape[1];
+        else if (t->shape[1] != sizes[k - 1])
+            return lr__fail(err, LR_EDIM, "%s: %s: expected shape (N, %zu) to take linear%zu's "
+                            "%zu outputs, got (%zu, %zu)", path, name, sizes[k - 1], k - 1,
+                            sizes[k - 1], t->shape[0], t->shape[1]);
+        sizes[k] = t->shape[0];
+    }
+    *n_sizes = max_k + 1;
+    return LR_OK;
+}
+
+lr_status lr_checkpoint_load_new(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err)
+{
+    if (!net) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: net is NULL");
+    memset(net, 0, sizeof *net);
+    if (!path) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: path is NULL");
+    lr_safetensors *st;
+    lr_status s = lr_safetensors_open(&st, path, err);
+    if (s) return s;
+    size_t sizes[LR_MLP_MAX_LAYERS + 1], n = 0;
+    s = infer_sizes(st, sizes, &n, err);
+    if (!s) s = lr_mlp_init(net, sizes, n, err);
+    if (!s) {
+        s = load_open(net, st, info, err);
+        if (s) lr_mlp_free(net);
+    }
+    lr_safetensors_free(st);
+    return s;
+}

@@ -1,0 +1,150 @@
+/* train.c — the data loop over an lr_dataset: seeded shuffling, batching, per-batch
+ * normalisation, Adam steps, the loss curve, step rates and progress reports (the library
+ * never prints).
+ *
+ * Reproducibility: the shuffle comes from one lr_rng seeded with o->seed (one permutation
+ * per epoch, drawn in epoch order), batches are consecutive slices of it, and every kernel
+ * sums in a fixed order (whatever the thread count), so the same seed gives a bit-identical run.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "lowrank/base/rng.h"
+#include "lowrank/nn/train.h"
+#include "base/internal.h"
+#include "base/cpu_internal.h"
+
+lr_train_opts lr_train_opts_default(void)
+{
+    lr_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.batch = 10;
+    o.epochs = 1;
+    o.seed = 0;
+    o.adam = lr_adam_opts_default();
+    o.progress_every = 1;
+    return o;
+}
+
+static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_err *err)
+{
+    if (!data || !o) return lr__fail(err, LR_EINVAL, "train: data or options is NULL");
+    lr_status s = lr_dataset_check(data, err);
+    if (s) return s;
+    if (o->batch == 0) return lr__fail(err, LR_EINVAL, "train: batch size is 0");
+    if (o->loss_curve_len && !o->loss_curve)
+        return lr__fail(err, LR_EINVAL, "train: loss_curve is NULL but loss_curve_len is %zu",
+                        o->loss_curve_len);
+    return LR_OK;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Step rates of the first and last tenth from the times at steps 0, n/10, n - n/10, n. */
+static void set_rates(lr_train_result *res, size_t n, const double *t)
+{
+    size_t tenth = n / 10;
+    if (!res || tenth == 0) return;
+    res->rate_first_tenth = t[1] > t[0] ? (double)tenth / (t[1] - t[0]) : 0;
+    res->rate_last_tenth = t[3] > t[2] ? (double)tenth / (t[3] - t[2]) : 0;
+}
+
+static size_t total_steps(size_t n, const lr_train_opts *o)
+{
+    size_t per_epoch = (n + o->batch - 1) / o->batch, steps = per_epoch * o->epochs;
+    if (o->epochs && steps / o->epochs != per_epoch) steps = SIZE_MAX;
+    if (o->max_steps && steps > o->max_steps) steps = o->max_steps;
+    return steps;
+}
+
+lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *o, lr_err *err)
+{
+    lr_status s;
+    if ((s = check_opts(data, o, err))) return s;
+    if (!steps) return lr__fail(err, LR_EINVAL, "train_count_steps: steps is NULL");
+    *steps = total_steps(data->n, o);
+    return LR_OK;
+}
+
+static lr_status check_fit(const lr_mlp *net, const lr_dataset *data, lr_err *err)
+{
+    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "train: net is NULL or not initialised");
+    if (data->dim != net->sizes[0])
+        return lr__fail(err, LR_EDIM, "train: examples have %zu features, the net takes %zu inputs", data->dim,
+                        net->sizes[0]);
+    size_t nout = net->sizes[net->n_layers];
+    if (data->classes > nout)
+        return lr__fail(err, LR_EDIM, "train: the dataset has %zu classes, the net only %zu outputs",
+                        data->classes, nout);
+    if (data->n == 0) return lr__fail(err, LR_EINVAL, "train: the dataset has no examples");
+    return LR_OK;
+}
+
+/* Bookkeeping after step `step` (1-based) of `total`: loss curve, result, rates, progress. */
+static void after_step(lr_train_result *res, const lr_train_opts *o, size_t step, size_t total, size_t bs,
+                       float loss, double loss_sum, double *tmark)
+{
+    if (step <= o->loss_curve_len) o->loss_curve[step - 1] = loss;
+    if (step == total / 10) tmark[1] = now_s();
+    if (step == total - total / 10) tmark[2] = now_s();
+    if (step == total) {
+        tmark[3] = now_s();
+        set_rates(res, total, tmark);
+    }
+    if (res) {
+        res->seconds = now_s() - tmark[0];
+        res->steps = step;
+        res->examples += bs;
+        res->avg_loss = (float)(loss_sum / (double)step);
+        res->last_loss = loss;
+    }
+    size_t every = o->progress_every ? o->progress_every : 1;
+    if (o->progress && (step % every == 0 || step == total))
+        o->progress(o->progress_ctx, step, total, (float)(loss_sum / (double)step));
+}
+
+lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, const lr_train_opts *o,
+                   lr_err *err)
+{
+    LR__FP_SCOPE();
+    lr_status s;
+    if (res) memset(res, 0, sizeof *res);
+    if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, err))) return s;
+    const size_t n = data->n, d = data->dim, steps_total = total_steps(n, o);
+    size_t *perm = malloc(n * sizeof *perm), *idx = malloc(o->batch * sizeof *idx);
+    uint8_t *y = malloc(o->batch);
+    float *x = lr__alloc_floats64(o->batch * d); /* batch*d fits: checked with the data */
+    if (!perm || !idx || !y || !x) {
+        s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
+        goto done;
+    }
+    if (!o->keep_optimizer) lr_mlp_reset_optimizer(net);
+    lr_rng rng;
+    lr_rng_seed(&rng, o->seed);
+    double loss_sum = 0.0, tmark[4] = { now_s(), 0, 0, 0 };
+    size_t step = 0;
+    for (size_t e = 0; e < o->epochs && step < steps_total; e++) {
+        lr_rng_permutation(&rng, perm, n);
+        for (size_t b0 = 0; b0 < n && step < steps_total; b0 += o->batch) {
+            size_t bs = n - b0 < o->batch ? n - b0 : o->batch;
+            memcpy(idx, perm + b0, bs * sizeof *idx);
+            lr_dataset_batch(x, y, data, idx, bs);
+            float loss;
+            if ((s = lr_mlp_train_step(net, x, y, bs, &o->adam, &loss, err))) goto done;
+            loss_sum += loss;
+            after_step(res, o, ++step, steps_total, bs, loss, loss_sum, tmark);
+        }
+    }
+    s = LR_OK;
+done:
+    free(perm);
+    free(idx);
+    free(y);
+    free(x);
+    return s;
+}
