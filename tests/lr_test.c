@@ -142,3 +142,19 @@ void lr_test_randomize_lora_b(struct lr_lora *lm, const char *name, uint64_t see
         if (w) lr_rng_fill_normal(&rng, w->b, 0.0f, 0.5f);
     }
 }
+
+float *lr_test_randn(lr_rng *r, size_t n, float sd)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = sd * (float)lr_rng_normal(r);
+    return p;
+}
+
+double *lr_test_to_double(const float *p, size_t n)
+{
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    assert_non_null(d);
+    for (size_t i = 0; i < n; i++) d[i] = p[i];
+    return d;
+}

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <stdbool.h>
 #include "lowrank/base/mat.h"
+#include "lowrank/base/rng.h"
 
 /* Fails the test unless |got - want| <= atol + rtol*|want| (numpy's allclose). */
 void lr_test_allclose(double got, double want, double rtol, double atol, const char *expr,
@@ -50,6 +51,11 @@ double lr_test_svd_residual(lr_cmat a, const float *s, lr_cmat u, lr_cmat vt);
 /* Gives every B of LoRA adapter `name` on lm N(0, 0.5²) entries (seeded), so that ΔW != 0. */
 struct lr_lora;
 void lr_test_randomize_lora_b(struct lr_lora *lm, const char *name, uint64_t seed);
+
+/* n floats drawn N(0, sd²) from r, malloc'd (the caller frees); fails the test if out of memory. */
+float *lr_test_randn(lr_rng *r, size_t n, float sd);
+/* A malloc'd double copy of p[0..n). */
+double *lr_test_to_double(const float *p, size_t n);
 
 /* MNIST directory from $LR_MNIST_DIR, or NULL when the four files are not there. */
 const char *lr_test_mnist_dir(void);

@@ -20,13 +20,6 @@ static const lr_pool *pool_n(int threads)
     return &pools[threads];
 }
 
-static float *randv(lr_rng *r, size_t n, float sd)
-{
-    float *p = malloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = sd * lr_rng_normal(r);
-    return p;
-}
-
 /* y = x·wᵀ + b in double */
 static void ref_forward(double *y, const float *x, const float *w, const float *b, size_t batch,
                         size_t in, size_t out)
@@ -48,7 +41,7 @@ static void test_forward_matches_reference(void **state)
     for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++)
         for (size_t ii = 0; ii < sizeof ins / sizeof *ins; ii++) {
             size_t batch = batches[bi], in = ins[ii], out = 7;
-            float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 1);
+            float *x = lr_test_randn(&r, batch * in, 1), *w = lr_test_randn(&r, out * in, 0.1f), *b = lr_test_randn(&r, out, 1);
             float *y = malloc(batch * out * sizeof *y);
             double *yr = malloc(batch * out * sizeof *yr);
             assert_int_equal(lr_linear_forward(lr_mat_view(y, batch, out, out), lr_cmat_view(x, batch, in, in),
@@ -78,13 +71,6 @@ static double ref_proj_loss(const double *x, const double *w, const double *b, c
     return L;
 }
 
-static double *to_double(const float *p, size_t n)
-{
-    double *d = malloc(n * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = p[i];
-    return d;
-}
-
 /* Central difference of ref_proj_loss with respect to entry k of the array v. */
 static double fd(double *v, size_t k, const double *x, const double *w, const double *b,
                  const float *c, size_t batch, size_t in, size_t out)
@@ -104,13 +90,13 @@ static void test_backward_by_central_differences(void **state)
     lr_rng r;
     lr_rng_seed(&r, 4);
     size_t batch = 3, in = 11, out = 5;
-    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.3f), *b = randv(&r, out, 1);
-    float *c = randv(&r, batch * out, 1); /* dy = c */
+    float *x = lr_test_randn(&r, batch * in, 1), *w = lr_test_randn(&r, out * in, 0.3f), *b = lr_test_randn(&r, out, 1);
+    float *c = lr_test_randn(&r, batch * out, 1); /* dy = c */
     float *dx = malloc(batch * in * 4), *dw = calloc(out * in, 4), *db = calloc(out, 4);
     assert_int_equal(lr_linear_backward(lr_mat_view(dx, batch, in, in), lr_mat_view(dw, out, in, in), db,
                                         lr_cmat_view(c, batch, out, out), lr_cmat_view(x, batch, in, in),
                                         lr_cmat_view(w, out, in, in), NULL), LR_OK);
-    double *xd = to_double(x, batch * in), *wd = to_double(w, out * in), *bd = to_double(b, out);
+    double *xd = lr_test_to_double(x, batch * in), *wd = lr_test_to_double(w, out * in), *bd = lr_test_to_double(b, out);
     for (size_t k = 0; k < batch * in; k++)
         assert_allclose(dx[k], fd(xd, k, xd, wd, bd, c, batch, in, out), 1e-5, 1e-6);
     for (size_t k = 0; k < out * in; k++)
@@ -132,10 +118,10 @@ static void check_fused(size_t batch, size_t in, size_t out, bool want_dx, int t
 {
     lr_rng r;
     lr_rng_seed(&r, 100 + batch + in + out);
-    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 0.1f);
-    float *dy = randv(&r, batch * out, 0.5f);
-    float *m = randv(&r, out * in, 0.01f), *v = randv(&r, out * in, 0.01f);
-    float *mb = randv(&r, out, 0.01f), *vb = randv(&r, out, 0.01f);
+    float *x = lr_test_randn(&r, batch * in, 1), *w = lr_test_randn(&r, out * in, 0.1f), *b = lr_test_randn(&r, out, 0.1f);
+    float *dy = lr_test_randn(&r, batch * out, 0.5f);
+    float *m = lr_test_randn(&r, out * in, 0.01f), *v = lr_test_randn(&r, out * in, 0.01f);
+    float *mb = lr_test_randn(&r, out, 0.01f), *vb = lr_test_randn(&r, out, 0.01f);
     for (size_t i = 0; i < out * in; i++) v[i] = fabsf(v[i]);
     for (size_t i = 0; i < out; i++) vb[i] = fabsf(vb[i]);
     float *w2 = malloc(out * in * 4), *m2 = malloc(out * in * 4), *v2 = malloc(out * in * 4);
@@ -216,8 +202,8 @@ static void test_fused_is_thread_count_independent(void **state)
         lr_rng r;
         lr_rng_seed(&r, 9);
         size_t batch = 10, in = 300, out = outs[c];
-        float *x = randv(&r, batch * in, 1), *dy = randv(&r, batch * out, 1);
-        float *w0 = randv(&r, out * in, 0.1f);
+        float *x = lr_test_randn(&r, batch * in, 1), *dy = lr_test_randn(&r, batch * out, 1);
+        float *w0 = lr_test_randn(&r, out * in, 0.1f);
         float *w[4], *v[4], *dx[4];
         for (int k = 0; k < 4; k++) {
             w[k] = malloc(out * in * 4), v[k] = malloc(out * in * 4), dx[k] = malloc(batch * in * 4);
@@ -249,8 +235,8 @@ static void test_skipping_zeros_changes_no_bit(void **state)
     lr_rng r;
     lr_rng_seed(&r, 33);
     size_t in = 1000, out = 300, n = 10;
-    float *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 0.1f);
-    float *x = randv(&r, (n + 1) * in, 1), *dy = randv(&r, (n + 1) * out, 1);
+    float *w = lr_test_randn(&r, out * in, 0.1f), *b = lr_test_randn(&r, out, 0.1f);
+    float *x = lr_test_randn(&r, (n + 1) * in, 1), *dy = lr_test_randn(&r, (n + 1) * out, 1);
     for (size_t q = 0; q < in / 8; q++) /* 7 of 8 column blocks zero in all n rows */
         if (q % 8)
             for (size_t i = 0; i < n; i++) memset(x + i * in + 8 * q, 0, 8 * sizeof(float));
@@ -283,7 +269,7 @@ static void test_skipping_zeros_changes_no_bit(void **state)
     /* a dy that is zero everywhere leaves no row to use: dx must still come out all zeros
      * (over a buffer full of garbage), tail columns included */
     size_t in2 = 1003;
-    float *w2 = randv(&r, out * in2, 0.1f), *dz = calloc(n * out, 4), *d3 = malloc(n * in2 * 4);
+    float *w2 = lr_test_randn(&r, out * in2, 0.1f), *dz = calloc(n * out, 4), *d3 = malloc(n * in2 * 4);
     float *work2 = malloc(lr_linear_backward_adam_work(n, in2) * 4);
     for (int isa = 2; isa >= 1; isa--) {
         lr_isa old = lr_cpu_isa_set((lr_isa)(isa));
@@ -318,7 +304,7 @@ static void test_forward_same_bits_on_every_isa(void **state)
     const size_t shapes[4][3] = { { 10, 1000, 67 }, { 7, 784, 130 }, { 12, 2000, 9 }, { 1, 13, 3 } };
     for (int c = 0; c < 4; c++) {
         size_t batch = shapes[c][0], in = shapes[c][1], out = shapes[c][2];
-        float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.1f), *b = randv(&r, out, 0.1f);
+        float *x = lr_test_randn(&r, batch * in, 1), *w = lr_test_randn(&r, out * in, 0.1f), *b = lr_test_randn(&r, out, 0.1f);
         float *y[2];
         for (int k = 0; k < 2; k++) {
             y[k] = malloc(batch * out * 4);

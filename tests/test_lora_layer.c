@@ -9,20 +9,6 @@
 #include "lowrank/nn/lora_layer.h"
 #include "lowrank/base/rng.h"
 
-static float *randv(lr_rng *r, size_t n, float sd)
-{
-    float *p = malloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = sd * lr_rng_normal(r);
-    return p;
-}
-
-static double *to_double(const float *p, size_t n)
-{
-    double *d = malloc(n * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = p[i];
-    return d;
-}
-
 /* y = x·wᵀ + b in double, w given in double */
 static void ref_forward(double *y, const float *x, const double *w, const float *b, size_t batch,
                         size_t in, size_t out)
@@ -46,7 +32,7 @@ static void test_lora_forward_equals_merged_dense(void **state)
     assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 0.7f, NULL), LR_OK);
     lr_rng_fill_normal(&r, lw.a, 0, 1);
     lr_rng_fill_normal(&r, lw.b, 0, 1);
-    float *x = randv(&r, batch * in, 1), *w = randv(&r, out * in, 0.2f), *b = randv(&r, out, 1);
+    float *x = lr_test_randn(&r, batch * in, 1), *w = lr_test_randn(&r, out * in, 0.2f), *b = lr_test_randn(&r, out, 1);
     float y[4 * 6], u[4 * 3];
     double wm[6 * 19];
     double yr[4 * 6];
@@ -94,15 +80,15 @@ static void check_lora_backward(size_t rank)
     assert_int_equal(lr_lora_weights_init(&lw, rank, in, out, 1.5f, NULL), LR_OK);
     lr_rng_fill_normal(&r, lw.a, 0, 1);
     lr_rng_fill_normal(&r, lw.b, 0, 1);
-    float *x = randv(&r, batch * in, 1), *c = randv(&r, batch * out, 1);
+    float *x = lr_test_randn(&r, batch * in, 1), *c = lr_test_randn(&r, batch * out, 1);
     float y[3 * 13] = { 0 }, u[3 * 2], t[3 * 2], dx[3 * 7] = { 0 };
     assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
                                          lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
     assert_int_equal(lr_lora_backward(lr_mat_view(dx, batch, in, in), &lw, lr_cmat_view(c, batch, out, out),
                                       lr_cmat_view(x, batch, in, in), lr_cmat_view(u, batch, rank, rank),
                                       lr_mat_view(t, batch, rank, rank), NULL), LR_OK);
-    double *xd = to_double(x, batch * in), *ad = to_double(lw.a.data, rank * in);
-    double *bd = to_double(lw.b.data, out * rank), h = 1e-5;
+    double *xd = lr_test_to_double(x, batch * in), *ad = lr_test_to_double(lw.a.data, rank * in);
+    double *bd = lr_test_to_double(lw.b.data, out * rank), h = 1e-5;
     double *vars[3] = { ad, bd, xd };
     const float *got[3] = { lw.ga.data, lw.gb.data, dx };
     size_t n[3] = { rank * in, out * rank, batch * in };
