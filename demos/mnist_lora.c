@@ -519,7 +519,7 @@ typedef struct {
     lr_dataset train_set, test_set;  /* views of train and test for the library */
     size_t *digit_rows;              /* the fine-tuning digit's rows of train */
     lr_mlp net;
-    lr_lora *lm;                       /* the adapters over net */
+    lr_lora lm_store, *lm;             /* the adapters over net (lm = &lm_store once made) */
     char adapter[32];                  /* the fine-tuned adapter's name, "digit9" */
     uint32_t targets;                  /* bit i: layer i carries an adapter */
     bool sel[LR_MLP_MAX_LAYERS];
@@ -761,7 +761,8 @@ static int make_adapter(run *r, int digit)
     c.targets = r->targets;
     c.seed = o->seed + 1;
     snprintf(r->adapter, sizeof r->adapter, "digit%d", digit);
-    if (lr_lora_init(&r->lm, &r->net, &e) || lr_lora_opts_check(&c, &r->net, &e) ||
+    r->lm = &r->lm_store;
+    if (lr_lora_init(r->lm, &r->net, &e) || lr_lora_opts_check(&c, &r->net, &e) ||
         lr_lora_add(r->lm, r->adapter, &c, &e) || lr_lora_select(r->lm, r->adapter, &e)) {
         fail_msg("creating the adapter", &e);
         return 1;

@@ -40,8 +40,8 @@ int main(int argc, char **argv)
     lr_rng_seed(&rng, 1);
     DIE(lr_mlp_init(&net, lr_mlp_default_sizes, 4, &e), e);
     lr_mlp_init_params(&net, &rng);
-    lr_lora *lm;
-    DIE(lr_lora_init(&lm, &net, &e), e);
+    lr_lora lm_store, *lm = &lm_store;
+    DIE(lr_lora_init(lm, &net, &e), e);
     enum { B = 100 };
     float *x = malloc(B * 784 * sizeof(float)), y0[B * 10], y1[B * 10];
     for (size_t i = 0; i < B * 784; i++) x[i] = lr_rng_normal(&rng);

@@ -19,7 +19,7 @@ static const size_t SIZES[4] = { 7, 6, 5, 4 };
 
 typedef struct {
     lr_mlp net;
-    lr_lora *lm;
+    lr_lora lm_store, *lm;  /* lm = &lm_store */
     char *dir;    /* a fresh temp dir */
     char *ad;     /* dir/ad: the adapter directory */
     float x[BATCH * 7];
@@ -33,7 +33,8 @@ static void fx_init(fixture *f, const size_t *sizes)
     assert_int_equal(lr_mlp_init(&f->net, sizes ? sizes : SIZES, 4, NULL), LR_OK);
     lr_mlp_init_params(&f->net, &rng);
     for (size_t i = 0; i < BATCH * 7; i++) f->x[i] = lr_rng_normal(&rng);
-    assert_int_equal(lr_lora_init(&f->lm, &f->net, NULL), LR_OK);
+    f->lm = &f->lm_store;
+    assert_int_equal(lr_lora_init(f->lm, &f->net, NULL), LR_OK);
     f->dir = lr_test_tmpdir();
     f->ad = lr_test_path(f->dir, "ad");
     lr_lora_opts c = lr_lora_opts_default();
@@ -78,9 +79,9 @@ static void edit_config(const fixture *f, const char *key, json_t *v)
 static void write_tensors(const fixture *f, const char *drop, const lr_st_tensor *extra)
 {
     char *p = ad_file(f, LR_ADAPTER_WEIGHTS);
-    lr_safetensors *st;
+    lr_safetensors st_, *st = &st_;
     lr_err e;
-    if (lr_safetensors_open(&st, p, &e)) fail_msg("%s", e.msg);
+    if (lr_safetensors_open(st, p, &e)) fail_msg("%s", e.msg);
     lr_st_tensor t[16];
     size_t n = 0;
     for (size_t i = 0; i < lr_safetensors_count(st); i++) {
@@ -139,8 +140,8 @@ static void test_round_trip(void **state)
     closedir(d);
     assert_int_equal(n, 2);
     char *p = ad_file(&f, LR_ADAPTER_WEIGHTS);
-    lr_safetensors *st;
-    assert_int_equal(lr_safetensors_open(&st, p, NULL), LR_OK);
+    lr_safetensors st_, *st = &st_;
+    assert_int_equal(lr_safetensors_open(st, p, NULL), LR_OK);
     assert_int_equal(lr_safetensors_count(st), 4);
     const lr_st_tensor *t = lr_safetensors_find(st, "base_model.model.linear3.lora_B.weight");
     assert_non_null(t);
@@ -200,16 +201,16 @@ static void test_switch_loaded(void **state)
     const char *dirs[2] = { f.ad, zdir };
     float *alone[2] = { alone_a, alone_z };
     for (int k = 0; k < 2; k++) {
-        lr_lora *m;
-        assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
+        lr_lora m_store, *m = &m_store;
+        assert_int_equal(lr_lora_init(m, &f.net, NULL), LR_OK);
         if (lr_adapter_load(m, NULL, "x", dirs[k], &e)) fail_msg("%s", e.msg);
         assert_int_equal(lr_lora_select(m, "x", NULL), LR_OK);
         assert_int_equal(lr_mlp_forward(&f.net, alone[k], f.x, BATCH, NULL, NULL), LR_OK);
         lr_lora_free(m);
     }
     assert_true(memcmp(alone_a, alone_z, sizeof alone_a) != 0);
-    lr_lora *m;
-    assert_int_equal(lr_lora_init(&m, &f.net, NULL), LR_OK);
+    lr_lora m_store, *m = &m_store;
+    assert_int_equal(lr_lora_init(m, &f.net, NULL), LR_OK);
     lr_lora_free(f.lm); /* (detaches "a" and "z" of the first module) */
     f.lm = m;
     assert_int_equal(lr_adapter_load(m, NULL, "a", f.ad, &e), LR_OK);
@@ -267,8 +268,8 @@ static void test_wrong_shape(void **state)
     static const size_t other[4] = { 7, 8, 5, 4 };
     lr_mlp net2;
     assert_int_equal(lr_mlp_init(&net2, other, 4, NULL), LR_OK);
-    lr_lora *m;
-    assert_int_equal(lr_lora_init(&m, &net2, NULL), LR_OK);
+    lr_lora m_store, *m = &m_store;
+    assert_int_equal(lr_lora_init(m, &net2, NULL), LR_OK);
     lr_err e;
     assert_int_equal(lr_adapter_load(m, NULL, "a", f.ad, &e), LR_EDIM);
     assert_msg_contains(e.msg, "adapter_model.safetensors: base_model.model.linear1.lora_B.weight: "

@@ -32,13 +32,16 @@ static lr_status craft(const char *json, size_t ndata, lr_err *err)
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
     memcpy(b + 8, json, h);
     for (size_t i = 0; i < ndata; i++) b[8 + h + i] = (unsigned char)i;
-    lr_safetensors *st = (lr_safetensors *)1;
-    lr_status s = lr_safetensors_from_memory(&st, b, n, "crafted.st", err);
+    lr_safetensors st_, *st = &st_;
+    lr_status s = lr_safetensors_from_memory(st, b, n, "crafted.st", err);
     if (s == LR_OK) {
-        assert_non_null(st);
+        assert_non_null(st->buf);
         lr_safetensors_free(st);
+        assert_null(st->buf); /* freed and emptied */
     } else {
-        assert_null(st);
+        assert_null(st->buf); /* a failure leaves it empty */
+        assert_null(st->t);
+        assert_int_equal(st->nt, 0);
     }
     free(b);
     return s;
@@ -62,8 +65,8 @@ static void expect_ok(const char *json, size_t ndata)
 
 static lr_status from_bytes(const unsigned char *b, size_t n, lr_err *err)
 {
-    lr_safetensors *st = NULL;
-    lr_status s = lr_safetensors_from_memory(&st, b, n, "crafted.st", err);
+    lr_safetensors st_, *st = &st_;
+    lr_status s = lr_safetensors_from_memory(st, b, n, "crafted.st", err);
     lr_safetensors_free(st);
     return s;
 }
@@ -137,8 +140,8 @@ static void test_reference_vectors(void **state)
     static const char deser[] = "<\0\0\0\0\0\0\0{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
                                 "\"data_offsets\":[0,16]}}"
                                 "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
-    lr_safetensors *st;
-    assert_int_equal(lr_safetensors_from_memory(&st, deser, sizeof deser - 1, "d", &err), LR_OK);
+    lr_safetensors st_, *st = &st_;
+    assert_int_equal(lr_safetensors_from_memory(st, deser, sizeof deser - 1, "d", &err), LR_OK);
     assert_int_equal(lr_safetensors_count(st), 1);
     const lr_st_tensor *x = lr_safetensors_find(st, "test");
     assert_non_null(x);
@@ -179,8 +182,8 @@ static void test_round_trip(void **state)
     assert_int_equal(lr_safetensors_write(p, t, nt, meta, 2, &err), LR_OK);
     assert_int_equal(lr_test_hidden_entries(dir), 0);
 
-    lr_safetensors *st;
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    lr_safetensors st_, *st = &st_;
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
     assert_string_equal(lr_safetensors_path(st), p);
     assert_int_equal(lr_safetensors_count(st), nt);
     /* file order: dtype alignment descending, then name */
@@ -250,7 +253,7 @@ static void test_round_trip(void **state)
 
     /* rewriting what was read gives the same bytes */
     unsigned char *first = lr_test_read_file(p, &n);
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
     lr_st_tensor copy[8];
     for (size_t i = 0; i < nt; i++) copy[i] = *lr_safetensors_at(st, i);
     lr_st_meta mcopy[2] = { *lr_safetensors_meta_at(st, 0), *lr_safetensors_meta_at(st, 1) };
@@ -286,8 +289,8 @@ static void test_get_f32_errors(void **state)
     };
     lr_err err = { { 0 } };
     assert_int_equal(lr_safetensors_write(p, t, 3, NULL, 0, &err), LR_OK);
-    lr_safetensors *st;
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    lr_safetensors st_, *st = &st_;
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
     float *dst = malloc(784 * 1000 * sizeof *dst);
     size_t want[2] = { 1000, 784 };
     assert_int_equal(lr_safetensors_get_f32(st, dst, "linear1.weight", 2, want, &err), LR_EDIM);
@@ -366,9 +369,9 @@ static void test_half_conversions(void **state)
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x3f,  /* 0.5 */
     };
     memcpy(buf + 8 + hl, data, 20);
-    lr_safetensors *st;
+    lr_safetensors st_, *st = &st_;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_safetensors_from_memory(&st, buf, 8 + hl + 20, "le", &err), LR_OK);
+    assert_int_equal(lr_safetensors_from_memory(st, buf, 8 + hl + 20, "le", &err), LR_OK);
     float out[2];
     size_t two[1] = { 2 }, one[1] = { 1 };
     assert_int_equal(lr_safetensors_get_f32(st, out, "f", 1, two, &err), LR_OK);
@@ -630,19 +633,20 @@ static void test_open_errors(void **state)
     (void)state;
     char *dir = lr_test_tmpdir();
     char *p = lr_test_path(dir, "absent.safetensors");
-    lr_safetensors *st = (lr_safetensors *)1;
+    lr_safetensors st_, *st = &st_;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_EIO);
-    assert_null(st);
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_EIO);
+    assert_null(st->buf);
+    assert_null(st->path);
     assert_msg_contains(err.msg, p);
     assert_msg_contains(err.msg, strerror(ENOENT));
-    assert_int_equal(lr_safetensors_open(&st, dir, &err), LR_EIO);
+    assert_int_equal(lr_safetensors_open(st, dir, &err), LR_EIO);
     assert_msg_contains(err.msg, "is a directory");
-    assert_int_equal(lr_safetensors_open(&st, "", &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_open(st, "", &err), LR_EINVAL);
     assert_int_equal(lr_safetensors_open(NULL, p, &err), LR_EINVAL);
     /* a bad file on disk names its path */
     lr_test_write_file(p, "\x02\0\0\0\0\0\0\0{}x", 11);
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_EFORMAT);
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, p);
     assert_msg_contains(err.msg, "extra bytes");
     free(p);
@@ -658,9 +662,9 @@ static void write_old(const char *p, float *v)
 
 static void assert_old_intact(const char *p)
 {
-    lr_safetensors *st;
+    lr_safetensors st_, *st = &st_;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
     float out[4];
     size_t four[1] = { 4 };
     assert_int_equal(lr_safetensors_get_f32(st, out, "old", 1, four, &err), LR_OK);
@@ -724,8 +728,8 @@ static void test_failed_writes_keep_old(void **state)
 
     /* and a good write replaces the file */
     assert_int_equal(lr_safetensors_write(p, &t, 1, NULL, 0, &err), LR_OK);
-    lr_safetensors *st;
-    assert_int_equal(lr_safetensors_open(&st, p, &err), LR_OK);
+    lr_safetensors st_, *st = &st_;
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
     assert_non_null(lr_safetensors_find(st, "new"));
     assert_null(lr_safetensors_find(st, "old"));
     lr_safetensors_free(st);

@@ -189,18 +189,6 @@ float lr_bf16_to_f32(uint16_t b)
 
 /* ---- the loaded file ---- */
 
-struct lr_safetensors {
-    char *path;
-    unsigned char *buf; /* the whole file */
-    size_t size;
-    size_t nt;
-    lr_st_tensor *t;     /* file (offset) order */
-    unsigned char *used; /* (nt) */
-    size_t *by_name;     /* (nt) indices into t sorted by name */
-    size_t nm;
-    lr_st_meta *meta;    /* sorted by key */
-};
-
 void lr_safetensors_free(lr_safetensors *st)
 {
     if (!st) return;
@@ -215,7 +203,7 @@ void lr_safetensors_free(lr_safetensors *st)
     free(st->meta);
     free(st->buf);
     free(st->path);
-    free(st);
+    memset(st, 0, sizeof *st);
 }
 
 typedef struct { size_t begin, end, nbytes; } span;
@@ -495,14 +483,12 @@ out:
     return s;
 }
 
-lr_status lr_safetensors_from_memory(lr_safetensors **out, const void *buf, size_t n,
+lr_status lr_safetensors_from_memory(lr_safetensors *st, const void *buf, size_t n,
                                      const char *name, lr_err *err)
 {
-    if (!out) return lr__fail(err, LR_EINVAL, "lr_safetensors_from_memory: out is NULL");
-    *out = NULL;
+    if (!st) return lr__fail(err, LR_EINVAL, "lr_safetensors_from_memory: out is NULL");
+    memset(st, 0, sizeof *st);
     if (!buf && n) return lr__fail(err, LR_EINVAL, "lr_safetensors_from_memory: buf is NULL");
-    lr_safetensors *st = calloc(1, sizeof *st);
-    if (!st) return lr__fail(err, LR_ENOMEM, "out of memory");
     st->path = strdup(name ? name : "(memory)");
     st->buf = malloc(n ? n : 1);
     if (!st->path || !st->buf) {
@@ -512,18 +498,14 @@ lr_status lr_safetensors_from_memory(lr_safetensors **out, const void *buf, size
     if (n) memcpy(st->buf, buf, n);
     st->size = n;
     lr_status s = parse(st, err);
-    if (s) {
-        lr_safetensors_free(st);
-        return s;
-    }
-    *out = st;
-    return LR_OK;
+    if (s) lr_safetensors_free(st);
+    return s;
 }
 
-lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *err)
+lr_status lr_safetensors_open(lr_safetensors *st, const char *path, lr_err *err)
 {
-    if (!out) return lr__fail(err, LR_EINVAL, "lr_safetensors_open: out is NULL");
-    *out = NULL;
+    if (!st) return lr__fail(err, LR_EINVAL, "lr_safetensors_open: out is NULL");
+    memset(st, 0, sizeof *st);
     if (!path || !*path) return lr__fail(err, LR_EINVAL, "safetensors: empty path");
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) return lr__fail(err, LR_EIO, "cannot open %s: %s", path, strerror(errno));
@@ -538,13 +520,10 @@ lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *er
         return lr__fail(err, LR_EIO, "%s: %s, expected a safetensors file", path,
                         S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
     }
-    lr_safetensors *st = calloc(1, sizeof *st);
     size_t size = (size_t)sb.st_size;
-    if (st) {
-        st->path = strdup(path);
-        st->buf = malloc(size ? size : 1);
-    }
-    if (!st || !st->path || !st->buf) {
+    st->path = strdup(path);
+    st->buf = malloc(size ? size : 1);
+    if (!st->path || !st->buf) {
         close(fd);
         lr_safetensors_free(st);
         return lr__fail(err, LR_ENOMEM, "%s: out of memory for %zu bytes", path, size);
@@ -565,12 +544,8 @@ lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *er
     close(fd);
     st->size = got;
     lr_status s = parse(st, err);
-    if (s) {
-        lr_safetensors_free(st);
-        return s;
-    }
-    *out = st;
-    return LR_OK;
+    if (s) lr_safetensors_free(st);
+    return s;
 }
 
 const char *lr_safetensors_path(const lr_safetensors *st) { return st ? st->path : NULL; }

@@ -256,8 +256,8 @@ lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, 
                         "it first");
     char *wpath = join(dir, LR_ADAPTER_WEIGHTS);
     if (!wpath) return lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
-    lr_safetensors *st = NULL;
-    s = lr_safetensors_open(&st, wpath, err);
+    lr_safetensors st_, *st = &st_;
+    s = lr_safetensors_open(st, wpath, err);
     /* read every tensor into scratch first: lm changes only when all of them are good */
     float *buf[2 * LR_MLP_MAX_LAYERS] = { NULL };
     size_t nb = 0, r = inf.cfg.rank;

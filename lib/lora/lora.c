@@ -21,7 +21,7 @@
 #include "lora/lora_internal.h"
 #include "base/cpu_internal.h"
 
-typedef struct {
+typedef struct lr__adapter {
     char name[LR_LORA_NAME_MAX];
     lr_lora_opts cfg;
     float scale;
@@ -30,19 +30,6 @@ typedef struct {
     lr_mat pissa_w0[LR_MLP_MAX_LAYERS];         /* PiSSA: the original W₀ of each layer */
     bool rewrote_base;                          /* PiSSA-initialised here (not loaded) */
 } lr__adapter;
-
-struct lr_lora {
-    lr_mlp *net;
-    lr__adapter **ad;
-    size_t n, cap;
-    lr__adapter *sel;                           /* attached adapter or NULL */
-    bool all_on;
-    bool layer_on[LR_MLP_MAX_LAYERS];
-    lr__adapter *merged;                        /* non-NULL between merge and unmerge */
-    bool merged_layer[LR_MLP_MAX_LAYERS];
-    lr_mat copy[LR_MLP_MAX_LAYERS];             /* W₀ before the merge (KEEP_COPY) */
-    bool have_copy;
-};
 
 /* ---------------------------------------------------------------- config ---------- */
 
@@ -140,17 +127,14 @@ const char *lr_lora_init_name(lr_lora_init_kind kind)
 
 /* ---------------------------------------------------------------- module ---------- */
 
-lr_status lr_lora_init(lr_lora **out, lr_mlp *net, lr_err *err)
+lr_status lr_lora_init(lr_lora *lm, lr_mlp *net, lr_err *err)
 {
-    if (!out) return lr__fail(err, LR_EINVAL, "lora_init: out is NULL");
-    *out = NULL;
+    if (!lm) return lr__fail(err, LR_EINVAL, "lora_init: lm is NULL");
+    memset(lm, 0, sizeof *lm);
     if (!net || !net->params) return lr__fail(err, LR_EINVAL, "lora_init: net is NULL or empty");
-    lr_lora *lm = calloc(1, sizeof *lm);
-    if (!lm) return lr__fail(err, LR_ENOMEM, "lora_init: out of memory");
     lm->net = net;
     lm->all_on = true;
     for (size_t i = 0; i < LR_MLP_MAX_LAYERS; i++) lm->layer_on[i] = true;
-    *out = lm;
     return LR_OK;
 }
 
@@ -177,12 +161,12 @@ static void free_copies(lr_lora *lm)
 
 void lr_lora_free(lr_lora *lm)
 {
-    if (!lm) return;
+    if (!lm || !lm->net) return;
     detach_all(lm);
     for (size_t i = 0; i < lm->n; i++) adapter_free(lm->ad[i]);
     free(lm->ad);
     free_copies(lm);
-    free(lm);
+    memset(lm, 0, sizeof *lm);
 }
 
 lr_mlp *lr_lora_net(const lr_lora *lm) { return lm ? lm->net : NULL; }

@@ -141,8 +141,8 @@ lr_status lr_checkpoint_load(lr_mlp *net, lr_checkpoint_info *info, const char *
     if (!net_ok(net))
         return lr__fail(err, LR_EINVAL, "checkpoint_load: %s: the model is empty (not initialised)",
                         path);
-    lr_safetensors *st;
-    lr_status s = lr_safetensors_open(&st, path, err);
+    lr_safetensors st_, *st = &st_;
+    lr_status s = lr_safetensors_open(st, path, err);
     if (s) return s;
     s = load_open(net, st, info, err);
     lr_safetensors_free(st);
@@ -195,8 +195,8 @@ lr_status lr_checkpoint_load_new(lr_mlp *net, lr_checkpoint_info *info, const ch
     if (!net) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: net is NULL");
     memset(net, 0, sizeof *net);
     if (!path) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: path is NULL");
-    lr_safetensors *st;
-    lr_status s = lr_safetensors_open(&st, path, err);
+    lr_safetensors st_, *st = &st_;
+    lr_status s = lr_safetensors_open(st, path, err);
     if (s) return s;
     size_t sizes[LR_MLP_MAX_LAYERS + 1], n = 0;
     s = infer_sizes(st, sizes, &n, err);

@@ -72,14 +72,27 @@ LR_API lr_status lr_st_tensor_nbytes(const lr_st_tensor *t, size_t *nbytes, lr_e
 LR_API lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
                                       const lr_st_meta *m, size_t nm, lr_err *err);
 
-/* A loaded file (the whole file is read into memory). */
-typedef struct lr_safetensors lr_safetensors;
+/* A loaded file: the whole file is read into memory. The caller owns the struct; its fields
+ * belong to the library (read them through the functions below). */
+typedef struct lr_safetensors {
+    char *path;
+    unsigned char *buf;  /* the whole file */
+    size_t size;
+    size_t nt;
+    lr_st_tensor *t;     /* (nt), file (offset) order */
+    unsigned char *used; /* (nt) */
+    size_t *by_name;     /* (nt) indices into t sorted by name */
+    size_t nm;
+    lr_st_meta *meta;    /* (nm), sorted by key */
+} lr_safetensors;
 
-/* Reads and validates path. On failure *out is NULL. */
-LR_API lr_status lr_safetensors_open(lr_safetensors **out, const char *path, lr_err *err);
+/* Reads and validates path into *st. On failure *st is empty (lr_safetensors_free on it is a
+ * no-op). */
+LR_API lr_status lr_safetensors_open(lr_safetensors *st, const char *path, lr_err *err);
 /* The same from a buffer of n bytes (copied); `name` stands for the file in messages. */
-LR_API lr_status lr_safetensors_from_memory(lr_safetensors **out, const void *buf, size_t n,
+LR_API lr_status lr_safetensors_from_memory(lr_safetensors *st, const void *buf, size_t n,
                                             const char *name, lr_err *err);
+/* Frees what st holds and empties it; a no-op on NULL or an empty struct. */
 LR_API void lr_safetensors_free(lr_safetensors *st);
 
 /* The file name given at open. */

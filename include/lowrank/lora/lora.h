@@ -83,12 +83,27 @@ LR_API lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t 
 LR_API lr_status lr_lora_parse_init(lr_lora_init_kind *kind, const char *s, lr_err *err);
 LR_API const char *lr_lora_init_name(lr_lora_init_kind kind);
 
-/* The module: the adapters of one base net. Opaque; lr_lora_free(NULL) is a no-op. */
-typedef struct lr_lora lr_lora;
+/* The module: the adapters of one base net. The caller owns the struct; its fields belong to
+ * the library (use the functions below). */
+struct lr__adapter;
+typedef struct lr_lora {
+    lr_mlp *net;                        /* the base; it must outlive the module */
+    struct lr__adapter **ad;            /* (n) adapters, in the order they were added */
+    size_t n, cap;
+    struct lr__adapter *sel;            /* attached adapter or NULL */
+    bool all_on;
+    bool layer_on[LR_MLP_MAX_LAYERS];
+    struct lr__adapter *merged;         /* non-NULL between merge and unmerge */
+    bool merged_layer[LR_MLP_MAX_LAYERS];
+    lr_mat copy[LR_MLP_MAX_LAYERS];     /* W₀ before the merge (KEEP_COPY) */
+    bool have_copy;
+} lr_lora;
 
-LR_API lr_status lr_lora_init(lr_lora **out, lr_mlp *net, lr_err *err);
-/* Detaches every adapter from the net and frees them. The base weights are left as they
- * are (remove a PiSSA adapter or unmerge first to get the original W₀ back). */
+/* Binds an empty module to net. On failure *lm is empty. */
+LR_API lr_status lr_lora_init(lr_lora *lm, lr_mlp *net, lr_err *err);
+/* Detaches every adapter from the net, frees them and empties lm; a no-op on NULL or an
+ * empty module. The base weights are left as they are (remove a PiSSA adapter or unmerge
+ * first to get the original W₀ back). */
 LR_API void lr_lora_free(lr_lora *lm);
 
 LR_API lr_mlp *lr_lora_net(const lr_lora *lm);
