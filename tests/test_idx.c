@@ -115,14 +115,13 @@ static void expect_labels_rejected(const char *dir, const void *bytes, size_t n,
 {
     char *lp = lr_test_path(dir, gz ? "bad-labels.gz" : "bad-labels");
     if (gz) write_gz(lp, bytes, n); else lr_test_write_file(lp, bytes, n);
-    uint8_t *lb = NULL;
-    size_t nl = 99;
+    lr_mnist l;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_idx_read_labels(&lb, &nl, lp, 9, &err), want);
+    assert_int_equal(lr_idx_read_labels(&l, lp, 9, &err), want);
     assert_msg_contains(err.msg, lp);
     assert_msg_contains(err.msg, needle);
-    assert_null(lb);
-    assert_int_equal(nl, 0);
+    assert_null(l.labels);
+    assert_int_equal(l.n, 0);
     free(lp);
 }
 
@@ -165,14 +164,14 @@ static void test_any_image_size_and_big_gzip(void **state)
     make_set(3, 5, 4, &px, &lb);
     char *ip = lr_test_path(fx->dir, "small");
     write_images(ip, 0, 3, 5, 4, px);
-    uint8_t *got;
-    size_t n, r, c;
-    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, ip, 0, 0, NULL), LR_OK);
-    assert_int_equal(n, 3);
-    assert_int_equal(r, 5);
-    assert_int_equal(c, 4);
-    assert_memory_equal(got, px, 60);
-    free(got);
+    lr_mnist im;
+    assert_int_equal(lr_idx_read_images(&im, ip, 0, 0, NULL), LR_OK);
+    assert_int_equal(im.n, 3);
+    assert_int_equal(im.rows, 5);
+    assert_int_equal(im.cols, 4);
+    assert_null(im.labels);
+    assert_memory_equal(im.pixels, px, 60);
+    lr_mnist_free(&im);
     free(px);
     free(lb);
     free(ip);
@@ -181,10 +180,10 @@ static void test_any_image_size_and_big_gzip(void **state)
     make_set(3000, 28, 28, &px, &lb);
     ip = lr_test_path(fx->dir, "big.gz");
     write_images(ip, 1, 3000, 28, 28, px);
-    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, ip, 28, 28, NULL), LR_OK);
-    assert_int_equal(n, 3000);
-    assert_memory_equal(got, px, 3000 * 784);
-    free(got);
+    assert_int_equal(lr_idx_read_images(&im, ip, 28, 28, NULL), LR_OK);
+    assert_int_equal(im.n, 3000);
+    assert_memory_equal(im.pixels, px, 3000 * 784);
+    lr_mnist_free(&im);
     free(px);
     free(lb);
     free(ip);
@@ -315,12 +314,11 @@ static void test_image_size(void **state)
     b = idx_bytes(0x00000803u, 3, z, px, 0);
     char *p = lr_test_path(fx->dir, "zero");
     lr_test_write_file(p, b.b, b.n);
-    uint8_t *got;
-    size_t n, r, c;
+    lr_mnist got;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, p, 0, 0, &err), LR_EFORMAT);
+    assert_int_equal(lr_idx_read_images(&got, p, 0, 0, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "images are 0 x 28");
-    assert_null(got);
+    assert_null(got.pixels);
     /* no images at all */
     uint32_t e[3] = { 0, 28, 28 };
     free(b.b);
@@ -337,11 +335,10 @@ static void test_dimension_overflow(void **state)
     char *p = lr_test_path(fx->dir, "huge");
     buf b = idx_bytes(0x00000803u, 3, d, NULL, 0);
     lr_test_write_file(p, b.b, b.n);
-    uint8_t *got;
-    size_t n, r, c;
+    lr_mnist got;
     lr_err err = { { 0 } };
     /* 2^32 * 784 fits in 64 bits but the file is far too short: refused before allocating */
-    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, p, 0, 0, &err), LR_EFORMAT);
+    assert_int_equal(lr_idx_read_images(&got, p, 0, 0, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "data is 0 bytes, expected 3367254359280");
     /* the same header gzipped: no size known up front, must not allocate 3 TB either */
     free(b.b);
@@ -351,7 +348,7 @@ static void test_dimension_overflow(void **state)
     uint32_t big[3] = { 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
     b = idx_bytes(0x00000803u, 3, big, NULL, 0);
     lr_test_write_file(p, b.b, b.n);
-    assert_int_equal(lr_idx_read_images(&got, &n, &r, &c, p, 0, 0, &err), LR_ERANGE);
+    assert_int_equal(lr_idx_read_images(&got, p, 0, 0, &err), LR_ERANGE);
     assert_msg_contains(err.msg, p);
     assert_msg_contains(err.msg, "4294967295 x 4294967295 x 4294967295 overflows");
     free(b.b);
@@ -454,11 +451,11 @@ static void test_labels_and_counts(void **state)
     /* a different max_label is honoured */
     char *p = lr_test_path(fx->dir, "l10");
     write_labels(p, 0, 5, lb);
-    uint8_t *got;
-    size_t n;
-    assert_int_equal(lr_idx_read_labels(&got, &n, p, 10, NULL), LR_OK);
-    assert_int_equal(n, 5);
-    free(got);
+    lr_mnist got;
+    assert_int_equal(lr_idx_read_labels(&got, p, 10, NULL), LR_OK);
+    assert_int_equal(got.n, 5);
+    assert_null(got.pixels);
+    lr_mnist_free(&got);
     free(p);
 
     /* 4 images, 3 labels */
@@ -524,10 +521,8 @@ static void test_bad_paths(void **state)
     assert_int_equal(lr_mnist_load(&m, "", lp, &err), LR_EINVAL);
     assert_int_equal(lr_mnist_load(&m, NULL, lp, &err), LR_EINVAL);
     assert_int_equal(lr_mnist_load(NULL, ip, lp, &err), LR_EINVAL);
-    uint8_t *g;
-    size_t n, r, c;
-    assert_int_equal(lr_idx_read_images(NULL, &n, &r, &c, ip, 28, 28, &err), LR_EINVAL);
-    assert_int_equal(lr_idx_read_labels(&g, NULL, lp, 9, &err), LR_EINVAL);
+    assert_int_equal(lr_idx_read_images(NULL, ip, 28, 28, &err), LR_EINVAL);
+    assert_int_equal(lr_idx_read_labels(NULL, lp, 9, &err), LR_EINVAL);
     /* and the good pair still loads */
     assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_OK);
     lr_mnist_free(&m);

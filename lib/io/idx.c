@@ -290,30 +290,24 @@ static lr_status read_idx(const char *path, unsigned ndims, const char *what,
     return st;
 }
 
-lr_status lr_idx_read_images(uint8_t **pixels, size_t *n, size_t *rows, size_t *cols, const char *path,
-                             size_t want_rows, size_t want_cols, lr_err *err)
+lr_status lr_idx_read_images(lr_mnist *out, const char *path, size_t want_rows, size_t want_cols, lr_err *err)
 {
-    if (!pixels || !n || !rows || !cols)
-        return lr__fail(err, LR_EINVAL, "lr_idx_read_images: NULL output");
-    *pixels = NULL;
-    *n = *rows = *cols = 0;
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_read_images: out is NULL");
+    memset(out, 0, sizeof *out);
     uint32_t d[3] = { 0, 0, 0 };
-    uint8_t *data;
     size_t nbytes;
-    lr_status st = read_idx(path, 3, "images", want_rows, want_cols, d, &data, &nbytes, err);
+    lr_status st = read_idx(path, 3, "images", want_rows, want_cols, d, &out->pixels, &nbytes, err);
     if (st) return st;
-    *pixels = data;
-    *n = d[0];
-    *rows = d[1];
-    *cols = d[2];
+    out->n = d[0];
+    out->rows = d[1];
+    out->cols = d[2];
     return LR_OK;
 }
 
-lr_status lr_idx_read_labels(uint8_t **labels, size_t *n, const char *path, unsigned max_label, lr_err *err)
+lr_status lr_idx_read_labels(lr_mnist *out, const char *path, unsigned max_label, lr_err *err)
 {
-    if (!labels || !n) return lr__fail(err, LR_EINVAL, "lr_idx_read_labels: NULL output");
-    *labels = NULL;
-    *n = 0;
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_read_labels: out is NULL");
+    memset(out, 0, sizeof *out);
     uint32_t d[1] = { 0 };
     uint8_t *data;
     size_t nbytes;
@@ -326,8 +320,8 @@ lr_status lr_idx_read_labels(uint8_t **labels, size_t *n, const char *path, unsi
             free(data);
             return st;
         }
-    *labels = data;
-    *n = nbytes;
+    out->labels = data;
+    out->n = nbytes;
     return LR_OK;
 }
 
@@ -336,30 +330,21 @@ lr_status lr_mnist_load(lr_mnist *out, const char *images_path, const char *labe
 {
     if (!out) return lr__fail(err, LR_EINVAL, "lr_mnist_load: out is NULL");
     memset(out, 0, sizeof *out);
-    size_t n, rows, cols, nl;
-    uint8_t *pixels, *labels;
-    lr_status st = lr_idx_read_images(&pixels, &n, &rows, &cols, images_path, 28, 28, err);
+    lr_mnist im, lb;
+    lr_status st = lr_idx_read_images(&im, images_path, 28, 28, err);
     if (st) return st;
-    if (n == 0) {
-        free(pixels);
-        return lr__fail(err, LR_EFORMAT, "%s: contains no images", images_path);
+    if (im.n == 0) st = lr__fail(err, LR_EFORMAT, "%s: contains no images", images_path);
+    if (!st && !(st = lr_idx_read_labels(&lb, labels_path, 9, err)) && lb.n != im.n) {
+        st = lr__fail(err, LR_EFORMAT, "%s has %zu images but %s has %zu labels, expected the "
+                      "same count", images_path, im.n, labels_path, lb.n);
+        lr_mnist_free(&lb);
     }
-    st = lr_idx_read_labels(&labels, &nl, labels_path, 9, err);
     if (st) {
-        free(pixels);
+        lr_mnist_free(&im);
         return st;
     }
-    if (nl != n) {
-        free(pixels);
-        free(labels);
-        return lr__fail(err, LR_EFORMAT, "%s has %zu images but %s has %zu labels, expected the "
-                        "same count", images_path, n, labels_path, nl);
-    }
-    out->n = n;
-    out->rows = rows;
-    out->cols = cols;
-    out->pixels = pixels;
-    out->labels = labels;
+    *out = im;
+    out->labels = lb.labels;
     return LR_OK;
 }
 

@@ -35,16 +35,15 @@ typedef struct {
     uint8_t *labels;      /* (n), 0..9 */
 } lr_mnist;
 
-/* Reads an IDX image file (magic 0x00000803). want_rows / want_cols: required image size,
- * 0 = any. On success *pixels is malloc'd (n, rows*cols) and owned by the caller (free());
- * on failure it is NULL and nothing is allocated. */
-LR_API lr_status lr_idx_read_images(uint8_t **pixels, size_t *n, size_t *rows, size_t *cols, const char *path,
-                                    size_t want_rows, size_t want_cols, lr_err *err);
-
-/* Reads an IDX label file (magic 0x00000801) whose labels are all <= max_label (9 for MNIST).
- * On success *labels is malloc'd (n) and owned by the caller. */
-LR_API lr_status lr_idx_read_labels(uint8_t **labels, size_t *n, const char *path, unsigned max_label,
+/* Reads an IDX image file (magic 0x00000803) into out's n, rows, cols and pixels (labels
+ * NULL). want_rows / want_cols: required image size, 0 = any. On failure *out is empty;
+ * either way lr_mnist_free releases it. */
+LR_API lr_status lr_idx_read_images(lr_mnist *out, const char *path, size_t want_rows, size_t want_cols,
                                     lr_err *err);
+
+/* Reads an IDX label file (magic 0x00000801) whose labels are all <= max_label (9 for MNIST)
+ * into out's n and labels (pixels NULL, rows = cols = 0). */
+LR_API lr_status lr_idx_read_labels(lr_mnist *out, const char *path, unsigned max_label, lr_err *err);
 
 /* Loads a 28x28 image file and its label file (labels 0..9, same count). On failure *out is
  * empty (lr_mnist_free on it is a no-op). */
