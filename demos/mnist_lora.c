@@ -839,46 +839,63 @@ static bool same_eval(const lr_eval_result *a, const lr_eval_result *b)
 }
 
 /* Step 5: what the fine-tune gained on the target and cost on every other digit. */
+/* What the adapter did to each digit: the target's errors and the others'. */
+typedef struct {
+    long change[N_DIGITS];             /* errors with the adapter minus before */
+    size_t target_before, target_after, others_before, others_after;
+    double factor;                     /* target_before / target_after (inf when none left) */
+} forgetting_t;
+
+static forgetting_t measure_forgetting(int digit, const lr_eval_result *before, const lr_eval_result *on)
+{
+    forgetting_t f = { { 0 }, before->wrong[digit], on->wrong[digit], 0, 0, 0 };
+    for (int d = 0; d < N_DIGITS; d++) {
+        f.change[d] = (long)on->wrong[d] - (long)before->wrong[d];
+        if (d == digit) continue;
+        f.others_before += before->wrong[d];
+        f.others_after += on->wrong[d];
+    }
+    f.factor = f.target_after ? (double)f.target_before / (double)f.target_after : INFINITY;
+    return f;
+}
+
+static void forgetting_text(const run *r, const forgetting_t *f, int digit, const lr_eval_result *before,
+                            const lr_eval_result *on)
+{
+    printf("\n== 5. Forgetting: per-digit change with the adapter (digit %d targeted) ==\n", digit);
+    printf("  digit  before  after  change  error before -> after\n");
+    for (int d = 0; d < N_DIGITS; d++) {
+        double c = r->count[d] ? 100.0 / (double)r->count[d] : 0.0;
+        printf("  %5d  %6zu  %5zu  %+6ld  %5.2f%% -> %5.2f%%%s\n", d, before->wrong[d], on->wrong[d], f->change[d],
+               c * (double)before->wrong[d], c * (double)on->wrong[d], d == digit ? "   <- target" : "");
+    }
+    printf("  target digit %d: %zu -> %zu wrong (", digit, f->target_before, f->target_after);
+    if (f->target_after) printf("%.1fx fewer", f->factor);
+    else printf("none left");
+    printf(")\n  other digits:   %zu -> %zu wrong (%+ld)\n", f->others_before, f->others_after,
+           (long)f->others_after - (long)f->others_before);
+    printf("  overall accuracy %.4f -> %.4f\n", before->accuracy, on->accuracy);
+}
+
+static json_t *forgetting_json(const forgetting_t *f)
+{
+    json_t *p = json_object(), *change = json_array();
+    for (int d = 0; d < N_DIGITS; d++) json_array_append_new(change, json_integer(f->change[d]));
+    json_object_set_new(p, "change", change);
+    json_object_set_new(p, "target_before", json_integer((json_int_t)f->target_before));
+    json_object_set_new(p, "target_after", json_integer((json_int_t)f->target_after));
+    json_object_set_new(p, "target_reduction_factor", f->target_after ? json_real(f->factor) : json_null());
+    json_object_set_new(p, "others_before", json_integer((json_int_t)f->others_before));
+    json_object_set_new(p, "others_after", json_integer((json_int_t)f->others_after));
+    return p;
+}
+
+/* Step 5: what the adapter cost the other digits. */
 static void forgetting(run *r, int digit, const lr_eval_result *before, const lr_eval_result *on)
 {
-    size_t others_before = 0, others_after = 0;
-    json_t *change = json_array();
-    if (text(r)) {
-        printf("\n== 5. Forgetting: per-digit change with the adapter (digit %d targeted) ==\n",
-               digit);
-        printf("  digit  before  after  change  error before -> after\n");
-    }
-    for (int d = 0; d < N_DIGITS; d++) {
-        long diff = (long)on->wrong[d] - (long)before->wrong[d];
-        if (d != digit) {
-            others_before += before->wrong[d];
-            others_after += on->wrong[d];
-        }
-        json_array_append_new(change, json_integer(diff));
-        if (!text(r)) continue;
-        double c = r->count[d] ? 100.0 / (double)r->count[d] : 0.0;
-        printf("  %5d  %6zu  %5zu  %+6ld  %5.2f%% -> %5.2f%%%s\n", d, before->wrong[d],
-               on->wrong[d], diff, c * (double)before->wrong[d], c * (double)on->wrong[d],
-               d == digit ? "   <- target" : "");
-    }
-    size_t tb = before->wrong[digit], ta = on->wrong[digit];
-    double factor = ta ? (double)tb / (double)ta : INFINITY;
-    if (text(r)) {
-        printf("  target digit %d: %zu -> %zu wrong (", digit, tb, ta);
-        if (ta) printf("%.1fx fewer", factor);
-        else printf("none left");
-        printf(")\n  other digits:   %zu -> %zu wrong (%+ld)\n", others_before, others_after,
-               (long)others_after - (long)others_before);
-        printf("  overall accuracy %.4f -> %.4f\n", before->accuracy, on->accuracy);
-    }
-    json_t *p = json_object();
-    json_object_set_new(p, "change", change);
-    json_object_set_new(p, "target_before", json_integer((json_int_t)tb));
-    json_object_set_new(p, "target_after", json_integer((json_int_t)ta));
-    json_object_set_new(p, "target_reduction_factor", ta ? json_real(factor) : json_null());
-    json_object_set_new(p, "others_before", json_integer((json_int_t)others_before));
-    json_object_set_new(p, "others_after", json_integer((json_int_t)others_after));
-    json_object_set_new(r->js, "forgetting", p);
+    forgetting_t f = measure_forgetting(digit, before, on);
+    if (text(r)) forgetting_text(r, &f, digit, before, on);
+    json_object_set_new(r->js, "forgetting", forgetting_json(&f));
 }
 
 /* Step 6: the adapter (PEFT layout) and the chart. */
