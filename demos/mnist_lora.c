@@ -688,22 +688,12 @@ static int pretrain(run *r, double *t_pretrain)
     return 0;
 }
 
-/* Step 2: per-layer W, b, A, B and the seed's totals. */
-static int param_table(run *r)
+static void param_table_text(const lr_lora_param_table *t)
 {
-    lr_err e = { { 0 } };
-    lr_lora_param_table t;
-    if (lr_lora_param_count(&t, r->net.sizes, r->net.n_layers + 1, r->targets, r->o.rank, &e)) {
-        fail_msg("counting parameters", &e);
-        return 1;
-    }
-    if (text(r)) {
-        printf("\n== 2. Parameters with rank-%zu LoRA ==\n", t.rank);
-        printf("  layer    W             b        A            B\n");
-    }
-    json_t *layers = json_array();
-    for (size_t i = 0; i < t.n_layers; i++) {
-        const lr_lora_param_row *L = &t.row[i];
+    printf("\n== 2. Parameters with rank-%zu LoRA ==\n", t->rank);
+    printf("  layer    W             b        A            B\n");
+    for (size_t i = 0; i < t->n_layers; i++) {
+        const lr_lora_param_row *L = &t->row[i];
         char w[32], b[32], a[32] = "-", bb[32] = "-";
         snprintf(w, sizeof w, "(%zu, %zu)", L->out, L->in);
         snprintf(b, sizeof b, "(%zu)", L->out);
@@ -711,7 +701,26 @@ static int param_table(run *r)
             snprintf(a, sizeof a, "(%zu, %zu)", L->a_rows, L->a_cols);
             snprintf(bb, sizeof bb, "(%zu, %zu)", L->b_rows, L->b_cols);
         }
-        if (text(r)) printf("  %-7s  %-12s  %-7s  %-11s  %s\n", L->name, w, b, a, bb);
+        printf("  %-7s  %-12s  %-7s  %-11s  %s\n", L->name, w, b, a, bb);
+    }
+    char s1[32], s2[32], s3[32], s4[32], s5[32];
+    group_thousands(s1, sizeof s1, t->original);
+    group_thousands(s2, sizeof s2, t->with_lora);
+    group_thousands(s3, sizeof s3, t->added);
+    group_thousands(s4, sizeof s4, t->lora_macs);
+    group_thousands(s5, sizeof s5, t->base_macs);
+    printf("  total parameters (original):        %s\n", s1);
+    printf("  total parameters (original + LoRA): %s\n", s2);
+    printf("  parameters introduced by LoRA:      %s\n", s3);
+    printf("  parameters increment:               %.3f%%\n", t->increment_pct);
+    printf("  multiply-adds per image:            %s base + %s LoRA\n", s5, s4);
+}
+
+static json_t *param_table_json(const lr_lora_param_table *t)
+{
+    json_t *layers = json_array(), *p = json_object();
+    for (size_t i = 0; i < t->n_layers; i++) {
+        const lr_lora_param_row *L = &t->row[i];
         json_t *l = json_object();
         json_object_set_new(l, "name", json_string(L->name));
         json_object_set_new(l, "in", json_integer((json_int_t)L->in));
@@ -720,29 +729,28 @@ static int param_table(run *r)
         json_object_set_new(l, "lora_params", json_integer((json_int_t)L->lora_params));
         json_array_append_new(layers, l);
     }
-    if (text(r)) {
-        char s1[32], s2[32], s3[32], s4[32], s5[32];
-        group_thousands(s1, sizeof s1, t.original);
-        group_thousands(s2, sizeof s2, t.with_lora);
-        group_thousands(s3, sizeof s3, t.added);
-        group_thousands(s4, sizeof s4, t.lora_macs);
-        group_thousands(s5, sizeof s5, t.base_macs);
-        printf("  total parameters (original):        %s\n", s1);
-        printf("  total parameters (original + LoRA): %s\n", s2);
-        printf("  parameters introduced by LoRA:      %s\n", s3);
-        printf("  parameters increment:               %.3f%%\n", t.increment_pct);
-        printf("  multiply-adds per image:            %s base + %s LoRA\n", s5, s4);
-    }
-    json_t *p = json_object();
-    json_object_set_new(p, "rank", json_integer((json_int_t)t.rank));
+    json_object_set_new(p, "rank", json_integer((json_int_t)t->rank));
     json_object_set_new(p, "layers", layers);
-    json_object_set_new(p, "original", json_integer((json_int_t)t.original));
-    json_object_set_new(p, "with_lora", json_integer((json_int_t)t.with_lora));
-    json_object_set_new(p, "added", json_integer((json_int_t)t.added));
-    json_object_set_new(p, "increment_pct", json_real(t.increment_pct));
-    json_object_set_new(p, "base_macs_per_sample", json_integer((json_int_t)t.base_macs));
-    json_object_set_new(p, "lora_macs_per_sample", json_integer((json_int_t)t.lora_macs));
-    json_object_set_new(r->js, "parameters", p);
+    json_object_set_new(p, "original", json_integer((json_int_t)t->original));
+    json_object_set_new(p, "with_lora", json_integer((json_int_t)t->with_lora));
+    json_object_set_new(p, "added", json_integer((json_int_t)t->added));
+    json_object_set_new(p, "increment_pct", json_real(t->increment_pct));
+    json_object_set_new(p, "base_macs_per_sample", json_integer((json_int_t)t->base_macs));
+    json_object_set_new(p, "lora_macs_per_sample", json_integer((json_int_t)t->lora_macs));
+    return p;
+}
+
+/* Step 2b: per-layer W, b, A, B and the seed's totals. */
+static int param_table(run *r)
+{
+    lr_err e = { { 0 } };
+    lr_lora_param_table t;
+    if (lr_lora_param_count(&t, r->net.sizes, r->net.n_layers + 1, r->targets, r->o.rank, &e)) {
+        fail_msg("counting parameters", &e);
+        return 1;
+    }
+    if (text(r)) param_table_text(&t);
+    json_object_set_new(r->js, "parameters", param_table_json(&t));
     return 0;
 }
 
