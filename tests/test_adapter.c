@@ -437,7 +437,12 @@ static void test_missing_files(void **state)
     p = ad_file(&f, LR_ADAPTER_CONFIG);
     assert_int_equal(remove(p), 0);
     assert_int_equal(load(&f, "b", &e), LR_EIO);
-    assert_msg_contains(e.msg, "ad/adapter_config.json: cannot open");
+    assert_msg_contains(e.msg, "ad/adapter_config.json: No such file");
+    /* a FIFO in its place is refused at once, not waited on */
+    assert_int_equal(mkfifo(p, 0600), 0);
+    assert_int_equal(load(&f, "b", &e), LR_EIO);
+    assert_msg_contains(e.msg, "adapter_config.json: is a FIFO (named pipe), expected a JSON adapter config");
+    assert_int_equal(remove(p), 0);
     free(p);
     char *none = lr_test_path(f.dir, "nope");
     assert_int_equal(lr_adapter_load(f.lm, NULL, "b", none, &e), LR_EIO);

@@ -504,7 +504,9 @@ static void test_bad_paths(void **state)
     char *fifo = lr_test_path(fx->dir, "fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_int_equal(lr_mnist_load(&m, fifo, lp, &err), LR_EIO);
-    assert_msg_contains(err.msg, "not a regular file");
+    assert_msg_contains(err.msg, "fifo: is a FIFO (named pipe), expected an IDX file");
+    assert_int_equal(lr_mnist_load(&m, "/dev/zero", lp, &err), LR_EIO);
+    assert_msg_contains(err.msg, "/dev/zero: is a character device");
 
     /* unreadable: /proc/self/mem opens but reading offset 0 fails with EIO, even for root */
     if (access("/proc/self/mem", R_OK) == 0) {

@@ -381,9 +381,16 @@ static void test_files_and_args(void **state)
     free(missing);
     assert_int_equal(lr_npy_load(&m, dir, &e), LR_EIO);
     assert_msg_contains(e.msg, "is a directory");
-    /* a character device is read as a stream; /dev/null is empty */
-    assert_int_equal(lr_npy_load(&m, "/dev/null", &e), LR_EFORMAT);
-    assert_msg_contains(e.msg, "/dev/null: file is 0 bytes");
+    /* devices and FIFOs are refused at once: /dev/zero would never end, and a FIFO with no
+     * writer would block the open */
+    assert_int_equal(lr_npy_load(&m, "/dev/zero", &e), LR_EIO);
+    assert_msg_contains(e.msg, "/dev/zero: is a character device, expected a .npy file");
+    char *fifo = lr_test_path(dir, "fifo.npy");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(lr_npy_load(&m, fifo, &e), LR_EIO);
+    assert_msg_contains(e.msg, "fifo.npy: is a FIFO (named pipe)");
+    assert_null(m.data);
+    free(fifo);
 
     assert_int_equal(lr_npy_load(&m, NULL, &e), LR_EINVAL);
     assert_int_equal(lr_npy_load(NULL, p, &e), LR_EINVAL);

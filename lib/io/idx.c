@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "base/internal.h"
+#include "io/readfile.h"
 
 typedef struct {
     const char *path;
@@ -42,32 +43,10 @@ static lr_status src_open(idx_src *s, const char *path, lr_err *err)
     s->path = path;
     s->size = -1;
     if (!path || !*path) return lr__fail(err, LR_EINVAL, "IDX file: empty path");
-    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
-    int fd0 = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd0 < 0) return lr__fail(err, LR_EIO, "cannot open %s: %s", path, strerror(errno));
-    int fl = fcntl(fd0, F_GETFL);
-    if (fl != -1) fcntl(fd0, F_SETFL, fl & ~O_NONBLOCK);
-    FILE *f = fdopen(fd0, "rb");
-    if (!f) {
-        int e = errno;
-        close(fd0);
-        return lr__fail(err, LR_EIO, "cannot open %s: %s", path, strerror(e));
-    }
+    FILE *f;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int e = errno;
-        fclose(f);
-        return lr__fail(err, LR_EIO, "cannot stat %s: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return lr__fail(err, LR_EIO, "%s: is a directory, expected an IDX file", path);
-    }
-    /* a FIFO or device could block for ever or never end */
-    if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return lr__fail(err, LR_EIO, "%s: not a regular file, expected an IDX file", path);
-    }
+    lr_status rc = lr__open_regular(&f, &st, path, "an IDX file", err);
+    if (rc) return rc;
     unsigned char magic[2];
     size_t got = fread(magic, 1, 2, f);
     if (got < 2 && ferror(f)) {

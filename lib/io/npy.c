@@ -22,6 +22,7 @@
 
 #include "lowrank/io/atomicfile.h"
 #include "base/internal.h"
+#include "io/readfile.h"
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -428,48 +429,12 @@ lr_status lr_npy_load(lr_mat *out, const char *path, lr_err *err)
     if (!out) return lr__fail(err, LR_EINVAL, "lr_npy_load: out is NULL");
     empty_out(out);
     if (!path) return lr__fail(err, LR_EINVAL, "lr_npy_load: path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f) return lr__fail(err, LR_EIO, "cannot open %s: %s", path, strerror(errno));
+    FILE *f;
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        int e = errno;
-        fclose(f);
-        return lr__fail(err, LR_EIO, "cannot stat %s: %s", path, strerror(e));
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        fclose(f);
-        return lr__fail(err, LR_EIO, "%s: is a directory, expected a .npy file", path);
-    }
-    lr_status st;
-    if (S_ISREG(sb.st_mode)) {
-        source s = { f, NULL, (size_t)sb.st_size, 0, path };
-        st = load_source(&s, out, err);
-    } else {
-        /* a pipe or device: its size is only known by reading it all */
-        unsigned char *buf = NULL;
-        size_t n = 0, cap = 0;
-        st = LR_OK;
-        for (;;) {
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 65536;
-                unsigned char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-                if (!nb) { st = lr__fail(err, LR_ENOMEM, "%s: out of memory", path); break; }
-                buf = nb;
-                cap = ncap;
-            }
-            size_t got = fread(buf + n, 1, cap - n, f);
-            n += got;
-            if (got == 0) {
-                if (ferror(f)) st = lr__fail(err, LR_EIO, "%s: read error: %s", path, strerror(errno));
-                break;
-            }
-        }
-        if (!st) {
-            source s = { NULL, buf, n, 0, path };
-            st = load_source(&s, out, err);
-        }
-        free(buf);
-    }
+    lr_status st = lr__open_regular(&f, &sb, path, "a .npy file", err);
+    if (st) return st;
+    source s = { f, NULL, (size_t)sb.st_size, 0, path };
+    st = load_source(&s, out, err);
     fclose(f);
     return st;
 }

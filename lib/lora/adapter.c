@@ -17,6 +17,7 @@
 #include "lowrank/io/atomicfile.h"
 #include "lowrank/io/safetensors.h"
 #include "base/internal.h"
+#include "io/readfile.h"
 #include "lora/lora_internal.h"
 
 #define KEY_MAX 96
@@ -167,15 +168,15 @@ static lr_status read_config(const lr_mlp *net, const char *dir, lr_adapter_info
     char *path = join(dir, CF);
     if (!path) return lr__fail(err, LR_ENOMEM, "out of memory");
     json_error_t je;
-    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    lr_status s = LR_OK;
-    if (!o) {
-        FILE *f = fopen(path, "rb");
-        if (!f) s = lr__fail(err, LR_EIO, "%s: cannot open: %s", path, strerror(errno));
-        else {
-            fclose(f);
-            s = lr__fail(err, LR_EFORMAT, "%s: line %d: %s", path, je.line, je.text);
-        }
+    FILE *f;
+    struct stat sb;
+    lr_status s = lr__open_regular(&f, &sb, path, "a JSON adapter config", err);
+    json_t *o = s ? NULL : json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    if (f) fclose(f);
+    if (s) {
+        /* the message names the file already */
+    } else if (!o) {
+        s = lr__fail(err, LR_EFORMAT, "%s: line %d: %s", path, je.line, je.text);
     } else {
         s = parse_config(o, net, info, err);
         json_decref(o);
