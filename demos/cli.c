@@ -5,6 +5,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+bool lr_cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
 
 bool lr_cli_match(const char *arg, const char *name)
 {
@@ -51,6 +58,16 @@ bool lr_cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *msg, 
     }
     *out = (uint64_t)v;
     return true;
+}
+
+bool lr_cli_parse_seed(const char *opt, const char *s, uint64_t *out, char *msg, size_t cap)
+{
+    if (!lr_cli_parse_u64(opt, s, out, msg, cap)) return false;
+    if (*out <= (uint64_t)INT64_MAX) return true;
+    /* JSON integers (jansson's json_int_t) stop at 2^63 - 1: a larger seed could not be
+     * reported exactly */
+    snprintf(msg, cap, "%s: at most %lld, got '%s'", opt, (long long)INT64_MAX, s);
+    return false;
 }
 
 bool lr_cli_parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out,

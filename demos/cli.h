@@ -26,12 +26,18 @@ bool lr_cli_match(const char *arg, const char *name);
 bool lr_cli_value(int argc, char **argv, int *i, const char *name, const char **value,
                   char *msg, size_t cap);
 
+/* Whether two existing paths name the same file (device and inode, so links and other
+ * spellings count): an output must never be written over an input. */
+bool lr_cli_same_file(const char *a, const char *b);
+
 /* Strict parsers: the whole string must be the number, no sign on unsigned values,
  * no surrounding space, in range. On failure they write e.g.
  * "--rank: expected a positive integer, got 'abc'" into msg and return false. */
 bool lr_cli_parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out,
                        char *msg, size_t cap);
 bool lr_cli_parse_u64(const char *opt, const char *s, uint64_t *out, char *msg, size_t cap);
+/* A seed: 0..2^63-1, so that --json reports it exactly. */
+bool lr_cli_parse_seed(const char *opt, const char *s, uint64_t *out, char *msg, size_t cap);
 /* A finite double in [lo, hi] (lo_open/hi_open make that end exclusive). */
 bool lr_cli_parse_double(const char *opt, const char *s, double lo, bool lo_open, double hi,
                          bool hi_open, double *out, char *msg, size_t cap);

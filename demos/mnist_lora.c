@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,7 +255,7 @@ static bool set_option(options *o, const char *name, const char *val, char *msg,
         *path = val;
         return true;
     }
-    if (!strcmp(name, "--seed")) return lr_cli_parse_u64(name, val, &o->seed, msg, cap);
+    if (!strcmp(name, "--seed")) return lr_cli_parse_seed(name, val, &o->seed, msg, cap);
     if (!strcmp(name, "--epochs")) return lr_cli_parse_size(name, val, 1, 1000, &o->epochs, msg, cap);
     if (!strcmp(name, "--batch")) return lr_cli_parse_size(name, val, 1, 60000, &o->batch, msg, cap);
     if (!strcmp(name, "--limit-train")) return lr_cli_parse_size(name, val, 1, SIZE_MAX, &o->limit_train, msg, cap);
@@ -306,8 +307,8 @@ static int check_options(const options *o)
     if (o->save && check_output_path("--save", o->save, false)) return 2;
     if (o->plot && check_output_path("--plot", o->plot, false)) return 2;
     if (o->adapter_out && check_output_path("--adapter-out", o->adapter_out, true)) return 2;
-    if (o->save && o->load && strcmp(o->save, o->load) == 0)
-        return usage_error("--save and --load name the same file '%s'", o->save);
+    if (o->save && o->load && (strcmp(o->save, o->load) == 0 || lr_cli_same_file(o->save, o->load)))
+        return usage_error("--save '%s' and --load '%s' are the same file", o->save, o->load);
     if (!o->load) { /* sizes known now: check the layer list and the rank */
         bool sel[LR_MLP_MAX_LAYERS];
         if (select_lora_layers(o->lora_layers, o->n_sizes - 1, sel)) return 2;
@@ -1196,6 +1197,8 @@ static int finish(run *r)
 int main(int argc, char **argv)
 {
     static run r; /* static: zeroed, and large arrays stay off the stack */
+    /* over a file-size limit, report EFBIG from the write instead of dying of SIGXFSZ */
+    signal(SIGXFSZ, SIG_IGN);
     int rc = parse_options(argc, argv, &r.o);
     if (rc || (rc = start(&r))) return rc;
     double t0 = now_s();

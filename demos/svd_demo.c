@@ -17,9 +17,11 @@
  */
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -28,6 +30,7 @@
 #include "lowrank/linalg/cost.h"
 #include "lowrank/linalg/factor.h"
 #include "lowrank/base/mat.h"
+#include "lowrank/io/atomicfile.h"
 #include "lowrank/io/npy.h"
 #include "lowrank/linalg/rank.h"
 #include "lowrank/base/rng.h"
@@ -164,7 +167,7 @@ static bool set_option(options *o, const char *name, const char *v, char *msg, s
         o->tol.kind = name[2] == 't' ? LR_TOL_ABS : LR_TOL_REL;
         return lr_cli_parse_double(name, v, 0.0, false, INFINITY, false, &o->tol.tol, msg, cap);
     }
-    if (!strcmp(name, "--seed")) return lr_cli_parse_u64(name, v, &o->seed, msg, cap);
+    if (!strcmp(name, "--seed")) return lr_cli_parse_seed(name, v, &o->seed, msg, cap);
     if (!strcmp(name, "--split")) {
         if (strcmp(v, "us") && strcmp(v, "balanced")) return bad_value(msg, cap, name, "'us' or 'balanced'", v);
         o->split = v[0] == 'u' ? LR_SPLIT_US : LR_SPLIT_BALANCED;
@@ -287,25 +290,34 @@ static char *out_name(const char *prefix, const char *what)
     return p;
 }
 
-/* Saves each (name, matrix) pair as PFX_name.npy. All or nothing: when one fails,
- * the ones already written in this call are removed again. */
+/* Saves each (name, matrix) pair as PFX_name.npy, all or nothing: every file is written to
+ * its temporary first, and only when all are complete are they renamed over their targets,
+ * so a failure (disk full, a target that is a directory, ...) leaves every old file as it
+ * was. `input` (may be NULL) must not be among the targets. */
 static lr_status save_outputs(const char *prefix, const char *const *names, const lr_cmat *mats,
-                              size_t count, char **paths, lr_err *err)
+                              size_t count, char **paths, const char *input, lr_err *err)
 {
-    size_t done = 0;
+    lr_atomic_file af[3] = { { 0 }, { 0 }, { 0 } };
     lr_status st = LR_OK;
-    for (; done < count; done++) {
-        paths[done] = out_name(prefix, names[done]);
-        if (!paths[done]) { st = LR_ENOMEM; snprintf(err->msg, sizeof err->msg, "out of memory"); break; }
-        if ((st = lr_npy_save(paths[done], mats[done], err))) {
-            free(paths[done]);
-            paths[done] = NULL;
-            break;
+    struct stat sb;
+    for (size_t i = 0; i < count && !st; i++) {
+        if (!(paths[i] = out_name(prefix, names[i]))) {
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+            st = LR_ENOMEM;
+        } else if (lr_cli_same_file(paths[i], input)) {
+            snprintf(err->msg, sizeof err->msg, "%s is the input matrix: refusing to overwrite it", paths[i]);
+            st = LR_EINVAL;
+        } else if (stat(paths[i], &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            snprintf(err->msg, sizeof err->msg, "%s: exists and is not a regular file", paths[i]);
+            st = LR_EIO;
+        } else if (!(st = lr_atomic_open(&af[i], paths[i], err))) {
+            st = lr_npy_write(af[i].f, mats[i], paths[i], err);
         }
     }
+    for (size_t i = 0; i < count && !st; i++) st = lr_atomic_commit(&af[i], err);
+    for (size_t i = 0; i < count; i++) lr_atomic_abort(&af[i]); /* no-op once committed */
     if (st)
-        for (size_t i = 0; i < done; i++) {
-            unlink(paths[i]);
+        for (size_t i = 0; i < count; i++) {
             free(paths[i]);
             paths[i] = NULL;
         }
@@ -480,7 +492,7 @@ static int seed_mode(const options *o)
     if (!rc && o->out_prefix) {
         const char *names[3] = { "W", "B", "A" };
         lr_cmat mats[3] = { lr_cm(x.w), lr_cm(x.b), lr_cm(x.a) };
-        if (save_outputs(o->out_prefix, names, mats, 3, x.paths, &err)) rc = runtime_error(err.msg);
+        if (save_outputs(o->out_prefix, names, mats, 3, x.paths, NULL, &err)) rc = runtime_error(err.msg);
     }
     if (!rc && o->json && !seed_render_json(o, &x)) rc = runtime_error("out of memory building the JSON output");
     if (!rc && !o->json) seed_render_text(o, &x);
@@ -634,7 +646,7 @@ static lr_status mx_factor(const options *o, mx_result *x, const size_t *ranks, 
     if (!st && o->out_prefix) {
         const char *names[2] = { "B", "A" };
         lr_cmat mats[2] = { lr_cm(x->b), lr_cm(x->a) };
-        st = save_outputs(o->out_prefix, names, mats, 2, x->paths, err);
+        st = save_outputs(o->out_prefix, names, mats, 2, x->paths, o->path, err);
     }
     return st;
 }
@@ -824,6 +836,8 @@ int main(int argc, char **argv)
 {
     options o;
     char msg[512] = "";
+    /* over a file-size limit, report EFBIG from the write instead of dying of SIGXFSZ */
+    signal(SIGXFSZ, SIG_IGN);
     int rc = parse_args(argc, argv, &o, msg, sizeof msg);
     if (rc < 0) {
         usage(stdout);

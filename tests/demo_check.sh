@@ -83,6 +83,8 @@ errors)
     run 2 --rank -3;                              no_out; err_has "got '-3'"
     run 2 --rank;                                 no_out; err_has "--rank: needs a value"
     run 2 --seed 1x;                              no_out; err_has "--seed: expected a non-negative integer, got '1x'"
+    run 2 --seed 18446744073709551615;            no_out; err_has "--seed: at most 9223372036854775807"
+    run 0 --json --seed 9223372036854775807;      grep -q '"seed": 9223372036854775807' "$out" || fail "the largest seed is not reported exactly"
     run 2 "$tmp/seed_W.npy" --energy 1.5;         no_out; err_has "--energy: expected a number in (0, 1], got '1.5'"
     run 2 "$tmp/seed_W.npy" --energy nan;         no_out; err_has "expected a finite number"
     run 2 "$tmp/seed_W.npy" --rank 2 --energy 0.9; no_out; err_has "not both"
@@ -103,10 +105,26 @@ errors)
     [ ! -e "$tmp/nodir" ] || fail "a partial output appeared"
     # A cannot be written (its name is taken by a directory): B, written first, is removed
     mkdir "$tmp/x_A.npy"
-    run 1 "$tmp/seed_W.npy" --rank 2 --out-prefix "$tmp/x"; no_out; err_has "x_A.npy"
+    run 1 "$tmp/seed_W.npy" --rank 2 --out-prefix "$tmp/x"; no_out; err_has "x_A.npy: exists and is not a regular file"
     [ ! -e "$tmp/x_B.npy" ] || fail "x_B.npy left behind after x_A.npy failed"
     [ -z "$(ls -A "$tmp/x_A.npy")" ] || fail "something was written into x_A.npy/"
     ls -a "$tmp" | grep -q '\.tmp-' && fail "a temp file was left behind"
+    # an old B survives a failed A, byte for byte (all or nothing)
+    printf 'old B' >"$tmp/x_B.npy"
+    run 1 "$tmp/seed_W.npy" --rank 2 --out-prefix "$tmp/x"; no_out
+    [ "$(cat "$tmp/x_B.npy")" = "old B" ] || fail "the old x_B.npy was lost when x_A.npy failed"
+    ls -a "$tmp" | grep -q '\.tmp-' && fail "a temp file was left behind"
+    # the input is never an output, whatever path names it
+    cp "$tmp/seed_W.npy" "$tmp/in_B.npy"
+    run 1 "$tmp/in_B.npy" --rank 2 --out-prefix "$tmp/in"; no_out; err_has "in_B.npy is the input matrix: refusing to overwrite it"
+    cmp -s "$tmp/seed_W.npy" "$tmp/in_B.npy" || fail "the input was overwritten"
+    ln -s "$tmp/in_B.npy" "$tmp/link_B.npy"
+    run 1 "$tmp/in_B.npy" --rank 2 --out-prefix "$tmp/link"; no_out; err_has "is the input matrix"
+    # a file-size limit: SIGXFSZ is ignored, so the write fails with a message, not a signal
+    ( ulimit -f 1; "$demo" "$tmp/seed_W.npy" --rank 10 --out-prefix "$tmp/big" >"$out" 2>"$err" ); rc=$?  # 528-byte files
+    [ "$rc" = 1 ] || fail "--out-prefix under ulimit -f 1: exit $rc, want 1"
+    err_has "File too large"
+    ls -a "$tmp" | grep -q '\.tmp-' && fail "a temp file was left behind under ulimit -f"
     ;;
 *)
     echo "demo_check.sh: unknown case '$case_'" >&2

@@ -61,6 +61,7 @@ if [ "$mode" = cli ]; then
   expect 2 "--lora-layers: lora targets: \"2\" is not a layer" --layers 784,10 --lora-layers 2
   expect 2 "--rank 11: layer linear3 is 10 x 2000" --rank 11 --lora-layers 3
   expect 2 "--seed" --seed -1
+  expect 2 "--seed: at most 9223372036854775807, got '9223372036854775808'" --seed 9223372036854775808
   expect 2 "--epochs" --epochs 0
   expect 2 "--batch" --batch 0
   expect 2 "--steps" --steps x
@@ -77,7 +78,12 @@ if [ "$mode" = cli ]; then
   expect 2 "'$tmp/adir' is a directory" --save "$tmp/adir"
   expect 2 "--plot: cannot write '$tmp/none/p.svg'" --plot "$tmp/none/p.svg"
   expect 2 "'$tmp/afile' exists and is not a directory" --adapter-out "$tmp/afile"
-  expect 2 "--save and --load name the same file" --load "$tmp/m.st" --save "$tmp/m.st"
+  expect 2 "are the same file" --load "$tmp/m.st" --save "$tmp/m.st"
+  # the same file by another name (a link) is refused too: device and inode, not strings
+  : >"$tmp/real.st"
+  ln -s "$tmp/real.st" "$tmp/alias.st"
+  expect 2 "are the same file" --load "$tmp/alias.st" --save "$tmp/real.st"
+  expect 2 "are the same file" --load "$tmp/real.st" --save "$tmp/./real.st"
 
   # run-time failures: data and checkpoint files, named in the message; no output left
   expect 1 "--data: '$tmp/nope' is not a directory" --data "$tmp/nope"

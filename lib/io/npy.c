@@ -441,15 +441,12 @@ lr_status lr_npy_load(lr_mat *out, const char *path, lr_err *err)
 
 /* ---- writing ------------------------------------------------------------------- */
 
-lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err)
+/* hdr <- the header np.save writes for m: keys sorted, then room for axis 0 to grow to 21
+ * digits, then spaces so that the data starts on a 64-byte boundary, then '\n'
+ * (numpy/lib/format.py: _write_array_header, _wrap_header); returns its length, 0 when out
+ * of memory (*hdr malloc'd). */
+static size_t npy_header(unsigned char **hdr, lr_cmat m)
 {
-    if (!path) return lr__fail(err, LR_EINVAL, "lr_npy_save: path is NULL");
-    lr_status st = lr_mat_check(m, path, err);
-    if (st) return st;
-
-    /* The header np.save writes for this array: keys sorted, then room for axis 0 to
-     * grow to 21 digits, then spaces so that the data starts on a 64-byte boundary,
-     * then '\n' (numpy/lib/format.py: _write_array_header, _wrap_header). */
     char dict[160];
     int dl = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
                       m.rows, m.cols);
@@ -464,28 +461,33 @@ lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err)
         prefix = NPY_MAGIC_LEN + 2 + 4;
         hlen = body + 1 + (NPY_ALIGN - (prefix + body + 1) % NPY_ALIGN);
     }
-    unsigned char *hdr = malloc(prefix + hlen);
-    if (!hdr) return lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-    memcpy(hdr, NPY_MAGIC, NPY_MAGIC_LEN);
-    hdr[6] = (unsigned char)major;
-    hdr[7] = 0;
-    for (size_t i = 0; i < prefix - 8; i++) hdr[8 + i] = (unsigned char)(hlen >> (8 * i));
-    memcpy(hdr + prefix, dict, (size_t)dl);
-    memset(hdr + prefix + dl, ' ', hlen - (size_t)dl - 1);
-    hdr[prefix + hlen - 1] = '\n';
+    unsigned char *h = malloc(prefix + hlen);
+    if (!(*hdr = h)) return 0;
+    memcpy(h, NPY_MAGIC, NPY_MAGIC_LEN);
+    h[6] = (unsigned char)major;
+    h[7] = 0;
+    for (size_t i = 0; i < prefix - 8; i++) h[8 + i] = (unsigned char)(hlen >> (8 * i));
+    memcpy(h + prefix, dict, (size_t)dl);
+    memset(h + prefix + dl, ' ', hlen - (size_t)dl - 1);
+    h[prefix + hlen - 1] = '\n';
+    return prefix + hlen;
+}
 
-    lr_atomic_file af;
-    if ((st = lr_atomic_open(&af, path, err))) { free(hdr); return st; }
-    int ok = fwrite(hdr, 1, prefix + hlen, af.f) == prefix + hlen;
-    free(hdr);
-    float *swapped = NULL;
-    if (ok && !host_is_little() && m.cols) {
-        swapped = malloc(m.cols * sizeof(float));
-        if (!swapped) {
-            lr_atomic_abort(&af);
-            return lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-        }
+lr_status lr_npy_write(FILE *f, lr_cmat m, const char *name, lr_err *err)
+{
+    if (!name) name = "(npy)";
+    if (!f) return lr__fail(err, LR_EINVAL, "%s: lr_npy_write: f is NULL", name);
+    lr_status st = lr_mat_check(m, name, err);
+    if (st) return st;
+    unsigned char *hdr;
+    size_t hl = npy_header(&hdr, m);
+    float *swapped = !host_is_little() && m.cols ? malloc(m.cols * sizeof(float)) : NULL;
+    if (!hl || (!host_is_little() && m.cols && !swapped)) {
+        free(hdr);
+        return lr__fail(err, LR_ENOMEM, "%s: out of memory", name);
     }
+    int ok = fwrite(hdr, 1, hl, f) == hl;
+    free(hdr);
     for (size_t i = 0; ok && i < m.rows && m.cols; i++) {
         const float *row = m.data + i * m.ld;
         if (swapped) {
@@ -493,13 +495,27 @@ lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err)
             swap_bytes(swapped, m.cols, 4);
             row = swapped;
         }
-        ok = fwrite(row, sizeof(float), m.cols, af.f) == m.cols;
+        ok = fwrite(row, sizeof(float), m.cols, f) == m.cols;
     }
     free(swapped);
-    if (!ok) {
-        int e = errno;
+    if (!ok) return lr__fail(err, LR_EIO, "cannot write %s: %s", name, strerror(errno));
+    return LR_OK;
+}
+
+lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err)
+{
+    if (!path) return lr__fail(err, LR_EINVAL, "lr_npy_save: path is NULL");
+    lr_status st = lr_mat_check(m, path, err);
+    if (st) return st;
+    lr_atomic_file af;
+    if ((st = lr_atomic_open(&af, path, err))) return st;
+    if ((st = lr_npy_write(af.f, m, path, err))) {
         lr_atomic_abort(&af);
-        return lr__fail(err, LR_EIO, "cannot write %s: %s (no file written)", path, strerror(e));
+        if (st == LR_EIO && err) { /* "cannot write X: ... (no file written)" */
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof err->msg - n, " (no file written)");
+        }
+        return st;
     }
     return lr_atomic_commit(&af, err);
 }

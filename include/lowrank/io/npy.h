@@ -23,6 +23,7 @@
 #define LOWRANK_NPY_H
 
 #include "lowrank/base/export.h"
+#include <stdio.h>
 #include <stddef.h>
 #include "lowrank/base/mat.h"
 
@@ -44,6 +45,10 @@ LR_API lr_status lr_npy_load_mem(lr_mat *out, const void *buf, size_t n, const c
  * ever to need it), crash-safely: temp file + fsync + rename. Any ld is accepted.
  * NaN and Inf are written as they are (numpy can hold them). */
 LR_API lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err);
+
+/* Writes the same bytes to an open stream f (e.g. an lr_atomic_file's, to commit several
+ * files together); `name` stands for the file in messages. Write errors are LR_EIO. */
+LR_API lr_status lr_npy_write(FILE *f, lr_cmat m, const char *name, lr_err *err);
 
 #ifdef __cplusplus
 }
