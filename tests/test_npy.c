@@ -225,6 +225,34 @@ static void test_header_variants(void **state)
     expect_ok(make_npy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }\n", &one, 8), 1, 1, &want);
 }
 
+/* Bytes numpy refuses and strcmp / strtoul would let through: a NUL inside a string
+ * ('<f4\0' compared equal to '<f4', 'shape\0junk' to 'shape') and leading zeros in a
+ * dimension ((010, 4) read as 10). Each is built by hand so the NULs count. */
+static void test_header_nul_and_leading_zeros(void **state)
+{
+    (void)state;
+    const float *v = np_f4_values;
+#define HDR(s) s, sizeof(s) - 1 /* the literal and its length, NULs included */
+    struct { const char *h; size_t hl; const char *msg; } bad[] = {
+        { HDR("{'descr': '<f4\0', 'fortran_order': False, 'shape': (2, 3), }\n"), "NUL byte inside a string" },
+        { HDR("{'descr': '<f4', 'fortran_order': False, 'shape\0junk': (2, 3), }\n"), "NUL byte inside a string" },
+        { HDR("{'descr': '<f4', 'fortran_order': False, 'shape': (02, 3), }\n"), "leading zero" },
+        { HDR("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 003), }\n"), "leading zero" },
+    };
+#undef HDR
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bytes b = { malloc(10 + bad[i].hl + 24), 10 + bad[i].hl + 24 };
+        memcpy(b.p, "\x93NUMPY\x01\x00", 8);
+        b.p[8] = (unsigned char)bad[i].hl;
+        b.p[9] = 0;
+        memcpy(b.p + 10, bad[i].h, bad[i].hl);
+        memcpy(b.p + 10 + bad[i].hl, v, 24);
+        expect_fail(b, LR_EFORMAT, bad[i].msg);
+    }
+    /* a zero dimension on its own is fine */
+    expect_ok(make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }\n", NULL, 0), 0, 3, NULL);
+}
+
 static void test_bad_dtype_order_shape(void **state)
 {
     (void)state;
@@ -497,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_save_matches_numpy_bytes),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_header_variants),
+        cmocka_unit_test(test_header_nul_and_leading_zeros),
         cmocka_unit_test(test_bad_dtype_order_shape),
         cmocka_unit_test(test_malformed_header),
         cmocka_unit_test(test_preamble),

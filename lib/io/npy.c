@@ -132,8 +132,14 @@ static lr_status parse_string(parser *ps, char *out, size_t cap)
     while (ps->p < ps->end && *ps->p != q) {
         if (*ps->p == '\\')
             return lr__fail(ps->err, LR_EFORMAT, "%s: malformed header: escape sequence in a string", ps->name);
-        if (n + 1 < cap) out[n++] = *ps->p;
-        ps->p++;
+        /* a NUL would cut the string short for strcmp ('<f4\0' read as '<f4'); numpy
+         * refuses it, and so does this reader; so it does a string too long to be a key */
+        if (*ps->p == '\0')
+            return lr__fail(ps->err, LR_EFORMAT, "%s: malformed header: NUL byte inside a string", ps->name);
+        if (n + 1 >= cap)
+            return lr__fail(ps->err, LR_EFORMAT, "%s: malformed header: string longer than %zu bytes", ps->name,
+                            cap - 1);
+        out[n++] = *ps->p++;
     }
     if (ps->p >= ps->end) return lr__fail(ps->err, LR_EFORMAT, "%s: malformed header: unterminated string", ps->name);
     ps->p++;
@@ -174,6 +180,10 @@ static lr_status parse_shape(parser *ps, header *h)
             return syntax(ps, "a non-negative integer in 'shape'");
         }
         const char *start = ps->p;
+        /* Python (numpy's ast.literal_eval) refuses leading zeros: "010" is not 10 */
+        if (*ps->p == '0' && ps->p + 1 < ps->end && ps->p[1] >= '0' && ps->p[1] <= '9')
+            return lr__fail(ps->err, LR_EFORMAT, "%s: malformed header: shape dimension with a leading zero",
+                            ps->name);
         size_t v = 0;
         int over = 0;
         while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
