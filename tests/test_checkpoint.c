@@ -4,6 +4,7 @@
  * Bad files are written by hand here (8-byte length, JSON header, data), independent of
  * the library's writer, so the checks do not lean on the code they test.
  */
+#include <math.h>
 #include "lr_test.h"
 
 #include <dirent.h>
@@ -16,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "lowrank/io/safetensors.h"
 #include "lowrank/nn/checkpoint.h"
 #include "lowrank/nn/mlp.h"
 #include "lowrank/base/rng.h"
@@ -435,6 +437,52 @@ static void test_failed_write_keeps_old(void **state)
     free(dir);
 }
 
+/* A non-finite weight or bias, or metadata whose layer sizes contradict the tensors, is
+ * refused at load, naming the file, the tensor and the entry; the model is left as it was. */
+static void test_nonfinite_and_contradicting_metadata(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir(), *p = lr_test_path(dir, "m.safetensors");
+    lr_mlp a, b;
+    lr_err e = { { 0 } };
+    make_net(&a, small, 3, 1);
+    make_net(&b, small, 3, 2);
+    float keep = b.params[0];
+    a.layer[1].w.data[1 * 4 + 2] = NAN;
+    assert_int_equal(lr_checkpoint_save(&a, p, NULL, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, NULL, p, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "m.safetensors: linear2.weight (1,2) is NaN");
+    assert_true(b.params[0] == keep);
+    a.layer[1].w.data[1 * 4 + 2] = 0.5f;
+    a.layer[0].b[3] = -INFINITY;
+    assert_int_equal(lr_checkpoint_save(&a, p, NULL, &e), LR_OK);
+    lr_mlp c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(lr_checkpoint_load_new(&c, NULL, p, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "linear1.bias (3) is Inf");
+    lr_mlp_free(&c);
+    a.layer[0].b[3] = 0.25f;
+    /* tensors of a 5-4-3 net, metadata claiming 5-6-3 */
+    float w1[20] = { 0 }, b1[4] = { 0 }, w2[12] = { 0 }, b2[3] = { 0 };
+    lr_st_tensor t[4] = {
+        { "linear1.weight", LR_ST_F32, 2, { 4, 5 }, w1 }, { "linear1.bias", LR_ST_F32, 1, { 4 }, b1 },
+        { "linear2.weight", LR_ST_F32, 2, { 3, 4 }, w2 }, { "linear2.bias", LR_ST_F32, 1, { 3 }, b2 },
+    };
+    lr_st_meta m[2] = { { "format", "pt" }, { "layers", "5,6,3" } };
+    assert_int_equal(lr_safetensors_write(p, t, 4, m, 2, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, NULL, p, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "__metadata__ \"layers\" is \"5,6,3\" but the tensors' sizes are 5,4,3");
+    assert_true(b.params[0] == keep);
+    m[1].value = "5,4,3"; /* agreeing metadata loads */
+    assert_int_equal(lr_safetensors_write(p, t, 4, m, 2, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, NULL, p, &e), LR_OK);
+    lr_mlp_free(&a);
+    lr_mlp_free(&b);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -461,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_crafted_mismatches),
         cmocka_unit_test(test_load_new_structure),
         cmocka_unit_test(test_failed_write_keeps_old),
+        cmocka_unit_test(test_nonfinite_and_contradicting_metadata),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

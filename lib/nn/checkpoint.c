@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lowrank/nn/checkpoint.h"
@@ -106,8 +107,38 @@ static void read_info(const lr_safetensors *st, lr_checkpoint_info *info)
     if (v) snprintf(info->version, sizeof info->version, "%s", v);
 }
 
+/* Every value read finite: a NaN or Inf weight would load and evaluate to nonsense, and fail
+ * only at the first training step. The message names the tensor and the entry. */
+static lr_status check_finite_params(const lr_mlp *net, const float *p, const char *path, lr_err *err)
+{
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const lr_layer *L = &net->layer[i];
+        size_t ow = (size_t)(L->w.data - net->params), ob = (size_t)(L->b - net->params);
+        for (size_t k = 0; k < L->out * L->in; k++)
+            if (!isfinite(p[ow + k]))
+                return lr__fail(err, LR_ENONFINITE, "%s: linear%zu.weight (%zu,%zu) is %s", path, i + 1,
+                                k / L->in, k % L->in, isnan(p[ow + k]) ? "NaN" : "Inf");
+        for (size_t k = 0; k < L->out; k++)
+            if (!isfinite(p[ob + k]))
+                return lr__fail(err, LR_ENONFINITE, "%s: linear%zu.bias (%zu) is %s", path, i + 1, k,
+                                isnan(p[ob + k]) ? "NaN" : "Inf");
+    }
+    return LR_OK;
+}
+
+/* The "layers" the metadata records (when it does) must be the sizes the tensors have. */
+static lr_status check_meta_layers(const lr_mlp *net, const lr_safetensors *st, lr_err *err)
+{
+    const char *m = lr_safetensors_meta(st, "layers");
+    char have[16 * (LR_MLP_MAX_LAYERS + 1)];
+    sizes_string(have, sizeof have, net->sizes, net->n_layers + 1);
+    if (!m || strcmp(m, have) == 0) return LR_OK;
+    return lr__fail(err, LR_EFORMAT, "%s: __metadata__ \"layers\" is \"%.64s\" but the tensors' sizes are %s",
+                    lr_safetensors_path(st), m, have);
+}
+
 /* Reads every parameter of net from an open file into scratch, checks nothing else is in
- * it, then commits to net->params. */
+ * it, that every value is finite and that the metadata agrees, then commits to net->params. */
 static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *info,
                            lr_err *err)
 {
@@ -127,6 +158,8 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
         s = lr_safetensors_get_f32(st, tmp + (L->b - net->params), name, 1, bshape, err);
     }
     if (!s) s = lr_safetensors_check_all_used(st, err);
+    if (!s) s = check_finite_params(net, tmp, lr_safetensors_path(st), err);
+    if (!s) s = check_meta_layers(net, st, err);
     if (!s) {
         memcpy(net->params, tmp, net->n_params * sizeof *tmp);
         read_info(st, info);
