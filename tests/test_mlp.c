@@ -436,6 +436,35 @@ static void test_nonfinite_names_step_and_layer(void **state)
     lr_mlp_free(&net);
 }
 
+/* A forward pass whose outputs are not finite says so: a NaN input, or an adapter whose
+ * finite entries overflow float32 (B = 3e38), used to give NaN logits and LR_OK. */
+static void test_forward_reports_nonfinite_outputs(void **state)
+{
+    (void)state;
+    const size_t sizes[3] = { 4, 6, 3 };
+    lr_mlp net;
+    lr_err e = { { 0 } };
+    assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 3);
+    lr_mlp_init_params(&net, &r);
+    float x[2 * 4] = { 1, 2, 3, 4, 5, 6, 7, 8 }, logits[2 * 3];
+    assert_int_equal(lr_mlp_forward(&net, logits, x, 2, NULL, &e), LR_OK);
+    x[5] = NAN;
+    assert_int_equal(lr_mlp_forward(&net, logits, x, 2, NULL, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "mlp_forward: output (1,");
+    x[5] = 6;
+    lr_lora_weights lw;
+    assert_int_equal(lr_lora_weights_init(&lw, 1, 6, 3, 3e38f, NULL), LR_OK);
+    lr_mat_fill(lw.a, 3e38f);
+    lr_mat_fill(lw.b, 3e38f);
+    assert_int_equal(lr_mlp_set_lora(&net, 1, &lw, NULL), LR_OK);
+    assert_int_equal(lr_mlp_forward(&net, logits, x, 2, NULL, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "output (0,0) is");
+    lr_mlp_free(&net);
+    lr_lora_weights_free(&lw);
+}
+
 static void test_bad_inputs(void **state)
 {
     (void)state;
@@ -493,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_const_model_from_several_threads),
         cmocka_unit_test(test_reset_optimizer_with_frozen_layer),
         cmocka_unit_test(test_nonfinite_names_step_and_layer),
+        cmocka_unit_test(test_forward_reports_nonfinite_outputs),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -450,8 +450,14 @@ lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_
     fwd_bufs fb;
     if ((s = ws_layout(net, ws ? ws : &own, chunk, &fb, err))) return s;
     for (size_t b0 = 0; b0 < batch && !s; b0 += chunk) {
-        size_t n = batch - b0 < chunk ? batch - b0 : chunk;
+        size_t n = batch - b0 < chunk ? batch - b0 : chunk, at;
         s = forward_pass(net, &fb, x + b0 * in, n, logits + b0 * out, false, 0, err);
+        /* the outputs only (cheap): a NaN input, or weights large enough to overflow float32
+         * (an adapter with entries near 3e38, say), must not pass for a prediction */
+        const char *bad = s ? NULL : nonfinite_kind(logits + b0 * out, n * out, &at);
+        if (bad)
+            s = lr__fail(err, LR_ENONFINITE, "mlp_forward: output (%zu,%zu) is %s (a non-finite input, or "
+                         "values that overflow float32 in the model)", b0 + at / out, at % out, bad);
     }
     lr_mlp_ws_free(&own);
     return s;

@@ -109,7 +109,8 @@ LR_API void lr_mlp_ws_free(lr_mlp_ws *ws);
 /* logits: (batch, out) <- the network's output for x: (batch, in). Any batch >= 1 (processed
  * 1000 rows at a time; large batches go through sgemm). ws NULL: scratch is allocated for the
  * call. The net is not modified; its pool serves one caller at a time (the others run on
- * their own thread, with the same result). */
+ * their own thread, with the same result). A NaN or Inf output is LR_ENONFINITE naming the
+ * entry (the logits are written anyway). */
 LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_t batch, lr_mlp_ws *ws,
                                 lr_err *err);
 
