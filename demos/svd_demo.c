@@ -565,8 +565,14 @@ static lr_status mx_load(const options *o, mx_result *x, lr_err *err)
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return LR_ENOMEM;
     }
-    if ((st = lr_svd_values(x->s, lr_cm(x->w), err))) return st;
-    return lr_rank_from_values(&x->rank, &x->tol, x->s, x->k, x->m, x->n, &o->tol, err);
+    if (!(st = lr_svd_values(x->s, lr_cm(x->w), err)))
+        st = lr_rank_from_values(&x->rank, &x->tol, x->s, x->k, x->m, x->n, &o->tol, err);
+    if (st && strncmp(err->msg, o->path, strlen(o->path)) != 0) { /* name the file */
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s: %s", o->path, err->msg);
+        memcpy(err->msg, msg, sizeof msg);
+    }
+    return st;
 }
 
 /* r from --rank, --energy or the numerical rank; the ranks of the error table. Returns a

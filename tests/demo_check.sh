@@ -90,6 +90,10 @@ errors)
     run 2 "$tmp/seed_W.npy" --rank 2 --energy 0.9; no_out; err_has "not both"
     run 2 "$tmp/seed_W.npy" --oversample 5;       no_out; err_has "--oversample: needs --randomized"
     run 2 --randomized;                           no_out; err_has "needs a matrix file"
+    # a matrix whose singular values overflow float32: the error names the file
+    { printf '\223NUMPY\001\000\166\000'; printf "%-117s\n" "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
+      printf '\346\261\141\177\346\261\141\177\346\261\141\177\346\261\141\177'; } >"$tmp/huge.npy"
+    run 1 "$tmp/huge.npy" --rank 1;               no_out; err_has "$tmp/huge.npy: rank: singular value 0 is inf"
     run 2 "$tmp/seed_W.npy" --block 4;            no_out; err_has "--block: needs --randomized"
     run 2 "$tmp/seed_W.npy" --randomized --method svd; no_out; err_has "--method: expected krylov or subspace, got 'svd'"
     run 2 "$tmp/seed_W.npy" --randomized --oversample 3 --block 2; no_out; err_has "give one method's options"

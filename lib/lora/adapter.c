@@ -116,8 +116,10 @@ static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_inf
     v = json_object_get(o, "lora_alpha");
     if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"lora_alpha\"");
     double a = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!json_is_number(v)) return lr__fail(err, LR_EFORMAT, CF ": lora_alpha is not a number");
     if (!(a > 0) || !isfinite((float)a))
-        return lr__fail(err, LR_EFORMAT, CF ": lora_alpha must be a number > 0");
+        return lr__fail(err, LR_EFORMAT, CF ": lora_alpha is %g, expected a number > 0 that float32 holds "
+                        "(at most 3.4e38)", a);
     info->cfg.alpha = (float)a;
     v = json_object_get(o, "use_rslora");
     if (v && !json_is_boolean(v)) return lr__fail(err, LR_EFORMAT, CF ": use_rslora must be true or false");
@@ -125,11 +127,20 @@ static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_inf
     v = json_object_get(o, "inference_mode");
     info->inference_mode = v && json_is_true(v);
     v = json_object_get(o, "init_lora_weights");
+    if (v && !json_is_boolean(v) && !json_is_string(v))
+        return lr__fail(err, LR_EFORMAT, CF ": init_lora_weights is %s, expected true, false or a string",
+                        json_is_number(v) ? "a number" : json_is_null(v) ? "null" : "not a string");
+    if (v && json_is_string(v) && json_string_length(v) >= sizeof info->init_lora_weights)
+        return lr__fail(err, LR_EFORMAT, CF ": init_lora_weights \"%.40s...\" is longer than %zu characters",
+                        json_string_value(v), sizeof info->init_lora_weights - 1);
     snprintf(info->init_lora_weights, sizeof info->init_lora_weights, "%s",
              !v ? "true" : json_is_string(v) ? json_string_value(v) : json_is_false(v) ? "false" : "true");
     info->cfg.init = strcmp(info->init_lora_weights, "pissa") == 0 ? LR_LORA_INIT_PISSA
                                                                   : LR_LORA_INIT_GAUSSIAN;
     v = json_object_get(o, "base_model_name_or_path");
+    if (v && json_is_string(v) && json_string_length(v) >= sizeof info->base_model)
+        return lr__fail(err, LR_EFORMAT, CF ": base_model_name_or_path is longer than %zu characters",
+                        sizeof info->base_model - 1);
     if (v && json_is_string(v))
         snprintf(info->base_model, sizeof info->base_model, "%s", json_string_value(v));
     /* what we do not implement is refused, not silently dropped */
