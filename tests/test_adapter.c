@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
+#include <signal.h>
 #include <unistd.h>
 #include "lowrank/lora/adapter.h"
 #include "lowrank/lora/lora.h"
@@ -472,6 +474,22 @@ static void test_save_errors(void **state)
     char *q = lr_test_path(f.dir, "no/such/dir");
     assert_int_equal(lr_adapter_save(f.lm, "a", q, NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, "cannot create directory");
+    /* a write that fails in a directory the save made (a file-size limit, as a full disk
+     * would): no file, no temp and no empty directory are left */
+    char *fresh = lr_test_path(f.dir, "fresh");
+    struct rlimit old_lim, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old_lim;
+    lim.rlim_cur = 64;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    lr_status fs = lr_adapter_save(f.lm, "a", fresh, NULL, &e);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    signal(SIGXFSZ, old_sig);
+    assert_int_equal(fs, LR_EIO);
+    assert_msg_contains(e.msg, "File too large");
+    assert_int_equal(access(fresh, F_OK), -1);
+    free(fresh);
     /* the tensors cannot be committed (their name is taken by a directory): the config
      * written so far is discarded, the old one stays byte for byte, no temp file remains */
     char *d2 = lr_test_path(f.dir, "d2");

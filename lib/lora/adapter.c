@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <jansson.h>
 #include "lowrank/lora/adapter.h"
@@ -211,7 +212,8 @@ lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, 
     const lr_lora_opts *cfg = lr_lora_opts_of(lm, name);
     if (!cfg) return lr__fail(err, LR_EINVAL, "adapter_save: no adapter named \"%s\"", name);
     const lr_mlp *net = lr_lora_net(lm);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    bool made_dir = mkdir(dir, 0777) == 0; /* ours to remove again if the save fails */
+    if (!made_dir && errno != EEXIST)
         return lr__fail(err, LR_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
@@ -246,6 +248,7 @@ lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, 
     if (!s) s = lr_safetensors_write(wpath, t, nt, meta, 1, err);
     if (!s) s = lr_atomic_commit(&af, err);
     else lr_atomic_abort(&af);
+    if (s && made_dir) rmdir(dir); /* a failed save leaves no empty directory behind */
     json_decref(o);
     free(wpath);
     free(cpath);
