@@ -57,6 +57,7 @@ typedef struct {
     uint64_t seed;
     size_t epochs, batch;
     size_t limit_train;         /* 0: all training images; else the first N */
+    size_t limit_test;          /* 0: all test images; else the first N */
     double lr;                  /* kept in double so --json shows what was typed */
     size_t sizes[LR_MLP_MAX_LAYERS + 1];
     size_t n_sizes;
@@ -104,6 +105,7 @@ static void usage(FILE *f)
 "  --keep-subnormals  strict IEEE arithmetic: do not flush subnormal floats to zero\n"
 "                     (slow on many x86 CPUs; the default flushes them, see docs/training.md)\n"
 "  --limit-train N    use only the first N training images (quick runs and tests)\n"
+"  --limit-test N     evaluate on the first N test images only (quick runs, valgrind)\n"
 "\n"
 "LoRA fine-tuning:\n"
 "  --rank R           adapter rank r >= 1 (default 1)\n"
@@ -225,7 +227,8 @@ static const struct { const char *name; bool flag; } known_opts[] = {
     { "--plot", false }, { "--seed", false }, { "--epochs", false }, { "--batch", false },
     { "--lr", false }, { "--layers", false }, { "--threads", false }, { "--rank", false },
     { "--alpha", false }, { "--init", false }, { "--lora-layers", false }, { "--steps", false },
-    { "--ft-lr", false }, { "--digit", false }, { "--limit-train", false }, { "--rslora", true },
+    { "--ft-lr", false }, { "--digit", false }, { "--limit-train", false }, { "--limit-test", false },
+    { "--rslora", true },
     { "--json", true }, { "--quiet", true }, { "--keep-subnormals", true },
 };
 
@@ -259,6 +262,7 @@ static bool set_option(options *o, const char *name, const char *val, char *msg,
     if (!strcmp(name, "--epochs")) return lr_cli_parse_size(name, val, 1, 1000, &o->epochs, msg, cap);
     if (!strcmp(name, "--batch")) return lr_cli_parse_size(name, val, 1, 60000, &o->batch, msg, cap);
     if (!strcmp(name, "--limit-train")) return lr_cli_parse_size(name, val, 1, SIZE_MAX, &o->limit_train, msg, cap);
+    if (!strcmp(name, "--limit-test")) return lr_cli_parse_size(name, val, 1, SIZE_MAX, &o->limit_test, msg, cap);
     if (!strcmp(name, "--lr")) return parse_pos_float(name, val, &o->lr, msg, cap);
     if (!strcmp(name, "--ft-lr")) return parse_pos_float(name, val, &o->ft_lr, msg, cap);
     if (!strcmp(name, "--alpha")) return parse_pos_float(name, val, &o->alpha, msg, cap);
@@ -581,6 +585,7 @@ static int load_data(run *r)
         return 1;
     }
     if (r->o.limit_train && r->o.limit_train < r->train.n) r->train.n = r->o.limit_train;
+    if (r->o.limit_test && r->o.limit_test < r->test.n) r->test.n = r->o.limit_test;
     r->train_set = lr_mnist_dataset(&r->train);
     r->test_set = lr_mnist_dataset(&r->test);
     for (size_t i = 0; i < r->test.n; i++) r->count[r->test.labels[i]]++;
@@ -957,6 +962,7 @@ static json_t *json_config(const options *o)
     json_object_set_new(cfg, "batch", json_integer((json_int_t)o->batch));
     json_object_set_new(cfg, "lr", json_real(o->lr));
     json_object_set_new(cfg, "limit_train", json_integer((json_int_t)o->limit_train));
+    json_object_set_new(cfg, "limit_test", json_integer((json_int_t)o->limit_test));
     json_object_set_new(cfg, "rank", json_integer((json_int_t)o->rank));
     json_object_set_new(cfg, "alpha", json_real(o->alpha));
     json_object_set_new(cfg, "rslora", json_boolean(o->rslora));

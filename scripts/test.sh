@@ -4,12 +4,17 @@
 #   2. every test there, the full-epoch end-to-end test included;
 #   3. the unit suite and the short lr-mnist runs again with LR_ISA=generic (the plain-C
 #      kernels, which never run by default on an x86 CPU with AVX2);
-#   4. every test but the full-epoch one in build-asan (-Db_sanitize=address,undefined);
-#   5. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
+#   4. every test in build-asan (-Db_sanitize=address,undefined), the end-to-end test on the
+#      first 5,000 training images only (LR_E2E_LIMIT_TRAIN; the full epoch is the release
+#      build's);
+#   5. the unit suite in build-tsan (-Db_sanitize=thread): pools, two models at once, one
+#      model evaluated from four threads;
+#   6. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release || exit 1
 scripts/setup.sh build-asan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false || exit 1
+scripts/setup.sh build-tsan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false || exit 1
 
 status=0
 run() { # run LOGBASE BUILD [meson test options...]
@@ -20,8 +25,11 @@ run() { # run LOGBASE BUILD [meson test options...]
 run testlog build-ci
 LR_ISA=generic run testlog-generic build-ci --suite unit --suite demo
 run testlog build-asan --no-suite e2e
+LR_E2E_LIMIT_TRAIN=5000 run testlog-e2e build-asan --suite e2e
+run testlog build-tsan --suite unit
 python3 - build-ci/meson-logs/testlog.json build-ci/meson-logs/testlog-generic.json \
-  build-asan/meson-logs/testlog.json <<'PY'
+  build-asan/meson-logs/testlog.json build-asan/meson-logs/testlog-e2e.json \
+  build-tsan/meson-logs/testlog.json <<'PY'
 import json, sys
 passed = failed = skipped = 0
 for log in sys.argv[1:]:

@@ -35,7 +35,7 @@ if [ "$mode" = cli ]; then
 
   "$prog" --help >"$tmp/help" 2>&1 || fail "--help: non-zero exit"
   for o in --data --load --save --adapter-out --plot --seed --epochs --batch --lr --layers \
-           --threads --limit-train --rank --alpha --rslora --init --lora-layers --steps \
+           --threads --limit-train --limit-test --rank --alpha --rslora --init --lora-layers --steps \
            --ft-lr --digit --json --quiet --keep-subnormals LR_ISA --help; do
     grep -qF -- "$o" "$tmp/help" || fail "--help does not explain $o"
   done
@@ -67,6 +67,7 @@ if [ "$mode" = cli ]; then
   expect 2 "--steps" --steps x
   expect 2 "--threads" --threads 0
   expect 2 "--limit-train" --limit-train 0
+  expect 2 "--limit-test" --limit-test 0
   expect 2 "--json takes no value" --json=yes
   expect 2 "--keep-subnormals takes no value" --keep-subnormals=1
   LR_ISA=sse9 "$prog" --help >/dev/null 2>&1 || fail "LR_ISA=sse9 --help: --help must still work"

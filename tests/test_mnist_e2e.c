@@ -27,6 +27,7 @@ typedef struct {
     lr_eval_result before;
     float *logits_before;   /* (n_test, 10) */
     float *params_before;   /* (n_params) */
+    bool limited;           /* LR_E2E_LIMIT_TRAIN: a short pretraining */
 } fixture;
 
 static void fixture_free(fixture *f)
@@ -74,6 +75,10 @@ static int group_setup(void **state)
         fixture_free(f);
         return -1;
     }
+    /* LR_E2E_LIMIT_TRAIN=N: pretrain on the first N images only (the sanitizer builds' quick
+     * run; the accuracy bounds are then looser, every exactness check the same) */
+    const char *lim = getenv("LR_E2E_LIMIT_TRAIN");
+    if (lim && atol(lim) > 0 && (size_t)atol(lim) < f->train.n) f->train.n = (size_t)atol(lim), f->limited = true;
     lr_rng rng;
     lr_rng_seed(&rng, 0);
     lr_mlp_init_params(&f->net, &rng);
@@ -111,8 +116,9 @@ static void test_one_epoch_accuracy(void **state)
 {
     fixture *f = need_data(state);
     assert_int_equal(f->before.n, 10000);
-    if (f->before.accuracy < 0.95)
-        fail_msg("one epoch reached test accuracy %.4f, expected >= 0.95", f->before.accuracy);
+    double want = f->limited ? 0.85 : 0.95;
+    if (f->before.accuracy < want)
+        fail_msg("one epoch reached test accuracy %.4f, expected >= %.2f", f->before.accuracy, want);
     size_t wrong = 0;
     for (int d = 0; d < 10; d++) wrong += f->before.wrong[d];
     assert_int_equal(wrong, f->before.n - f->before.correct);
@@ -135,6 +141,7 @@ static void test_lora_finetune_digit9(void **state)
     }
     lr_mlp_freeze_all(net, true);
     lr_train_opts tp = lr_train_opts_default();
+    tp.epochs = 100;   /* as many as 100 steps need; max_steps stops it */
     tp.max_steps = 100;
     lr_train_result res;
     lr_dataset train = lr_mnist_dataset(&f->train), nines;
@@ -155,7 +162,8 @@ static void test_lora_finetune_digit9(void **state)
     size_t b9 = f->before.wrong[9], a9 = on.wrong[9];
     print_message("digit 9 wrong: %zu pretrained -> %zu with LoRA (accuracy %.4f -> %.4f)\n", b9,
                   a9, f->before.accuracy, on.accuracy);
-    if (3 * a9 > b9) fail_msg("digit 9 errors went %zu -> %zu, less than a 3x drop", b9, a9);
+    size_t factor = f->limited ? 2 : 3;
+    if (factor * a9 > b9) fail_msg("digit 9 errors went %zu -> %zu, less than a %zux drop", b9, a9, factor);
 
     for (size_t i = 0; i < 3; i++) lw[i].enabled = false;
     eval_logits(net, &f->test, logits, &off);

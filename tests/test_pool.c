@@ -24,15 +24,14 @@ static int process_threads(void)
 static void test_init_free_joins(void **state)
 {
     (void)state;
-    int base = process_threads();
     lr_pool p;
     lr_err e = { { 0 } };
     assert_int_equal(lr_pool_init(&p, 4, &e), LR_OK);
     assert_int_equal(lr_pool_threads(&p), 4);
-    if (base > 0) assert_int_equal(process_threads(), base + 3);
+    int running = process_threads(); /* (a sanitizer may add a thread of its own at the first create) */
     lr_pool_free(&p);
     assert_null(p.impl);
-    if (base > 0) assert_int_equal(process_threads(), base); /* joined, not detached */
+    if (running > 0) assert_int_equal(process_threads(), running - 3); /* joined, not detached */
     lr_pool_free(&p);                                         /* empty: a no-op */
     lr_pool_free(NULL);
     assert_int_equal(lr_pool_threads(NULL), 1);
