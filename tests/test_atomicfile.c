@@ -17,6 +17,15 @@
 #include <unistd.h>
 
 #include "lowrank/io/atomicfile.h"
+#include "lowrank/io/npy.h"
+#include "lowrank/io/safetensors.h"
+#include "lowrank/lora/adapter.h"
+#include "lowrank/lora/lora.h"
+#include "lowrank/nn/checkpoint.h"
+#include "lowrank/nn/mlp.h"
+
+/* The atomic writer's test seam (lib/io/fault_internal.h). */
+size_t lr__io_fault(size_t at, int err, int short_write);
 
 static void assert_file_is(const char *path, const char *want)
 {
@@ -242,6 +251,138 @@ static void test_read_only_dir(void **state)
     free(dir);
 }
 
+/* ---- every step of every write path, failed in turn ---- */
+
+typedef struct {
+    const char *dir;
+    lr_mlp *net;
+    lr_lora *lm;
+    float *w;      /* 64 x 48 */
+    int version;   /* bumped by each save, so old and new contents differ */
+} wctx;
+
+static lr_status save_npy(wctx *c, lr_err *e)
+{
+    char *p = lr_test_path(c->dir, "m.npy");
+    c->w[0] = (float)++c->version;
+    lr_status s = lr_npy_save(p, lr_cmat_view(c->w, 64, 48, 48), e);
+    free(p);
+    return s;
+}
+
+static lr_status save_st(wctx *c, lr_err *e)
+{
+    char *p = lr_test_path(c->dir, "t.safetensors"), v[16];
+    snprintf(v, sizeof v, "%d", ++c->version);
+    lr_st_tensor t[2] = { { "a", LR_ST_F32, 2, { 64, 48 }, c->w }, { "b", LR_ST_F32, 1, { 48 }, c->w } };
+    lr_st_meta m[1] = { { "version", v } };
+    lr_status s = lr_safetensors_write(p, t, 2, m, 1, e);
+    free(p);
+    return s;
+}
+
+static lr_status save_ckpt(wctx *c, lr_err *e)
+{
+    char *p = lr_test_path(c->dir, "c.safetensors");
+    c->net->params[0] = (float)++c->version;
+    lr_status s = lr_checkpoint_save(c->net, p, NULL, e);
+    free(p);
+    return s;
+}
+
+static lr_status save_adapter(wctx *c, lr_err *e)
+{
+    char *p = lr_test_path(c->dir, "ad"), base[16];
+    snprintf(base, sizeof base, "v%d", ++c->version);
+    lr_status s = lr_adapter_save(c->lm, "x", p, base, e);
+    free(p);
+    return s;
+}
+
+/* The bytes of every regular file under dir (recursively), names included: a snapshot. */
+static void snapshot(const char *dir, char **buf, size_t *n)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -type f | LC_ALL=C sort | while read f; do echo \"$f\"; cat \"$f\"; done",
+             dir);
+    FILE *pp = popen(cmd, "r");
+    assert_non_null(pp);
+    size_t cap = 1 << 16, k = 0, got;
+    char *b = malloc(cap);
+    while ((got = fread(b + k, 1, cap - k, pp)) > 0) {
+        k += got;
+        if (k == cap) b = realloc(b, cap *= 2);
+    }
+    pclose(pp);
+    *buf = b;
+    *n = k;
+}
+
+/* For each step k of one successful save: make step k fail (EIO, then ENOSPC) and check a
+ * clear error, every old file byte for byte, and no temp file; make it a short write and
+ * check the save still succeeds. Returns the steps a save takes. */
+static size_t fail_every_step(wctx *c, lr_status (*save)(wctx *, lr_err *), const char *name)
+{
+    lr_err e = { { 0 } };
+    assert_int_equal(save(c, &e), LR_OK); /* the old files */
+    lr__io_fault(0, 0, 0);
+    assert_int_equal(save(c, &e), LR_OK);
+    size_t steps = lr__io_fault(0, 0, 0);
+    assert_true(steps >= 4); /* create, write, fsync, close, rename at least */
+    const int errs[2] = { EIO, ENOSPC };
+    for (size_t k = 1; k <= steps; k++) {
+        for (int m = 0; m < 3; m++) {
+            char *before, *after;
+            size_t nb, na;
+            snapshot(c->dir, &before, &nb);
+            lr__io_fault(k, m < 2 ? errs[m] : 0, m == 2);
+            e.msg[0] = '\0';
+            lr_status s = save(c, &e);
+            lr__io_fault(0, 0, 0);
+            snapshot(c->dir, &after, &na);
+            if (m == 2) { /* a short write is no error: the rest is written */
+                if (s != LR_OK) fail_msg("%s: step %zu short write: %s", name, k, e.msg);
+            } else {
+                if (s == LR_OK) fail_msg("%s: step %zu of %zu failed with %s but the save succeeded", name, k,
+                                         steps, strerror(errs[m]));
+                if (!e.msg[0]) fail_msg("%s: step %zu: no message", name, k);
+                if (nb != na || memcmp(before, after, nb) != 0)
+                    fail_msg("%s: step %zu (%s): the old files changed: %s", name, k, strerror(errs[m]), e.msg);
+            }
+            assert_int_equal(lr_test_hidden_entries(c->dir), 0);
+            free(before);
+            free(after);
+        }
+    }
+    return steps;
+}
+
+static void test_every_write_step_fails_cleanly(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    lr_mlp net;
+    lr_lora lm;
+    const size_t sizes[3] = { 48, 32, 10 };
+    assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
+    assert_int_equal(lr_lora_init(&lm, &net, NULL), LR_OK);
+    lr_lora_opts o = lr_lora_opts_default();
+    assert_int_equal(lr_lora_add(&lm, "x", &o, NULL), LR_OK);
+    float *w = calloc(64 * 48, sizeof *w);
+    for (int i = 0; i < 64 * 48; i++) w[i] = (float)i;
+    wctx c = { dir, &net, &lm, w, 0 };
+    size_t n = fail_every_step(&c, save_npy, "lr_npy_save");
+    n += fail_every_step(&c, save_st, "lr_safetensors_write");
+    n += fail_every_step(&c, save_ckpt, "lr_checkpoint_save");
+    n += fail_every_step(&c, save_adapter, "lr_adapter_save");
+    print_message("%zu fault points injected, 3 ways each\n", n);
+    free(w);
+    lr_lora_free(&lm);
+    lr_mlp_free(&net);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_write_fails_fsize),
         cmocka_unit_test(test_write_fails_at_flush),
         cmocka_unit_test(test_read_only_dir),
+        cmocka_unit_test(test_every_write_step_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,15 @@
-/* atomicfile.c — temp file + fsync + rename + directory fsync (see atomicfile.h). */
+/* atomicfile.c — temp file + fsync + rename + directory fsync (see atomicfile.h).
+ *
+ * Every step that touches the disk goes through fault_now(), a test seam (lr__io_fault):
+ * the tests make the k-th step fail, for every k of a real save, and check that the old
+ * file survives and no temp file is left. Writes reach the disk through a glibc
+ * fopencookie() stream, so even the writes stdio makes on its own are steps. */
+#define _GNU_SOURCE 1 /* fopencookie */
 #include "lowrank/io/atomicfile.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +17,87 @@
 #include <unistd.h>
 
 #include "base/internal.h"
+#include "io/fault_internal.h"
+
+/* ---- the fault seam (tests only; off unless lr__io_fault armed it) ---- */
+static atomic_size_t fault_count, fault_at;
+static atomic_int fault_errno, fault_short;
+
+size_t lr__io_fault(size_t at, int err, int short_write)
+{
+    size_t n = atomic_exchange(&fault_count, 0);
+    atomic_store(&fault_errno, err);
+    atomic_store(&fault_short, short_write);
+    atomic_store(&fault_at, at);
+    return n;
+}
+
+/* Counts one step: 0 go on, 1 fail it (errno is then set), 2 write only half (a write step
+ * armed for a short write; other steps go on). */
+static int fault_step(bool is_write)
+{
+    size_t k = atomic_fetch_add(&fault_count, 1) + 1, at = atomic_load(&fault_at);
+    if (!at || k != at) return 0;
+    if (atomic_load(&fault_short)) return is_write ? 2 : 0;
+    errno = atomic_load(&fault_errno);
+    return 1;
+}
+
+static bool fault_now(void) { return fault_step(false) == 1; }
+
+/* What the temp file's stream writes through: its descriptor, and the errno of the first
+ * failed write (stdio may report a failure later, when errno says something else). */
+struct lr__atomic_io {
+    int fd, err;
+};
+
+#if defined(__GLIBC__)
+/* The stream: write(2) and close(2) behind fault_now(). Every buffer stdio hands over is
+ * written in full (write(2) may take only part of it: a short write, which glibc would not
+ * retry for a cookie stream), or the first error is kept in io->err and 0 is returned (a
+ * cookie's write must not return a negative count: fopencookie(3)). An injected short
+ * write writes half and goes on, as the real retry does. */
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+    struct lr__atomic_io *io = c;
+    size_t done = 0;
+    while (done < n) {
+        size_t want = n - done;
+        int f = fault_step(true);
+        if (f == 1 || (f == 2 && want < 2)) {
+            if (!io->err) io->err = f == 1 ? errno : EIO;
+            return 0;
+        }
+        if (f == 2) want /= 2;
+        ssize_t w = write(io->fd, buf + done, want);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (!io->err) io->err = w < 0 ? errno : EIO;
+            errno = io->err;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    return (ssize_t)n;
+}
+
+static int cookie_close(void *c)
+{
+    struct lr__atomic_io *io = c;
+    int rc = close(io->fd), e = errno;
+    if (fault_now()) return -1;
+    errno = e;
+    return rc;
+}
+
+static FILE *stream_of(struct lr__atomic_io *io)
+{
+    cookie_io_functions_t fns = { .read = NULL, .write = cookie_write, .seek = NULL, .close = cookie_close };
+    return fopencookie(io, "wb", fns);
+}
+#else
+static FILE *stream_of(struct lr__atomic_io *io) { return fdopen(io->fd, "wb"); }
+#endif
 
 /* Directory part of path ("." when there is none), malloc'd. */
 static char *dir_of(const char *path)
@@ -46,6 +135,8 @@ static void release(lr_atomic_file *af)
 {
     free(af->tmp_path);
     free(af->path);
+    free(af->io);
+    af->io = NULL;
     af->f = NULL;
     af->tmp_path = NULL;
     af->path = NULL;
@@ -69,6 +160,7 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
 {
     if (!af) return lr__fail(err, LR_EINVAL, "lr_atomic_open: af is NULL");
     af->f = NULL;
+    af->io = NULL;
     af->tmp_path = NULL;
     af->path = NULL;
     if (!path || !*path) return lr__fail(err, LR_EINVAL, "lr_atomic_open: empty path");
@@ -92,6 +184,13 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
     snprintf(tmp + dlen, n - dlen, ".%s.tmp-XXXXXX", base);
 
     int fd = mkstemp(tmp);
+    if (fd >= 0 && fault_now()) { /* as if the create had failed */
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        fd = -1;
+    }
     if (fd < 0) {
         int e = errno;
         free(tmp);
@@ -108,9 +207,15 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
     }
     (void)fchmod(fd, mode); /* best effort: a mode we cannot set is no reason to fail */
 
-    FILE *f = fdopen(fd, "wb");
+    struct lr__atomic_io *io = calloc(1, sizeof *io);
+    FILE *f = NULL;
+    if (io) {
+        io->fd = fd;
+        f = stream_of(io);
+    }
     if (!f) {
-        int e = errno;
+        int e = io ? errno : ENOMEM;
+        free(io);
         close(fd);
         unlink(tmp);
         free(tmp);
@@ -118,6 +223,7 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
         return lr__fail(err, LR_EIO, "cannot open temp file for %s: %s", path, strerror(e));
     }
     af->f = f;
+    af->io = io;
     af->tmp_path = tmp;
     af->path = copy;
     return LR_OK;
@@ -131,9 +237,13 @@ lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err)
     const char *what = NULL;
     int e = 0;
 
-    if (fflush(f) != 0) { e = errno; what = "write"; }
-    else if (ferror(f)) { e = EIO; what = "write"; }
-    else if (fsync(fileno(f)) != 0) { e = errno; what = "fsync"; }
+    if (fflush(f) != 0 || ferror(f)) {
+        e = af->io && af->io->err ? af->io->err : errno ? errno : EIO;
+        what = "write";
+    } else if (fault_now() || fsync(af->io ? af->io->fd : fileno(f)) != 0) {
+        e = errno;
+        what = "fsync";
+    }
     int rc = fclose(f);
     af->f = NULL;
     if (!what && rc != 0) { e = errno; what = "close"; }
@@ -144,7 +254,7 @@ lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err)
         release(af);
         return s;
     }
-    if (rename(af->tmp_path, af->path) != 0) {
+    if (fault_now() || rename(af->tmp_path, af->path) != 0) {
         e = errno;
         unlink(af->tmp_path);
         lr_status s = lr__fail(err, LR_EIO, "cannot rename temp file to %s: %s (old file left unchanged)",

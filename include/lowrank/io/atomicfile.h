@@ -27,6 +27,7 @@ extern "C" {
 
 typedef struct {
     FILE *f;        /* write here; NULL when not open */
+    struct lr__atomic_io *io; /* the library's: the temp file's descriptor and write errors */
     char *tmp_path; /* the temporary file, malloc'd */
     char *path;     /* the target, malloc'd */
 } lr_atomic_file;
