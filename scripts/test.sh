@@ -9,7 +9,9 @@
 #      build's);
 #   5. the unit suite in build-tsan (-Db_sanitize=thread): pools, two models at once, one
 #      model evaluated from four threads;
-#   6. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
+#   6. scripts/fuzz.sh 20: every libFuzzer target for 20 s (a target that crashes counts as a
+#      failed test);
+#   7. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release || exit 1
@@ -27,6 +29,9 @@ LR_ISA=generic run testlog-generic build-ci --suite unit --suite demo
 run testlog build-asan --no-suite e2e
 LR_E2E_LIMIT_TRAIN=5000 run testlog-e2e build-asan --suite e2e
 run testlog build-tsan --suite unit
+echo "== scripts/fuzz.sh 20"
+rm -f build-fuzz/summary.txt
+scripts/fuzz.sh 20 || status=1
 python3 - build-ci/meson-logs/testlog.json build-ci/meson-logs/testlog-generic.json \
   build-asan/meson-logs/testlog.json build-asan/meson-logs/testlog-e2e.json \
   build-tsan/meson-logs/testlog.json <<'PY'
@@ -42,6 +47,12 @@ for log in sys.argv[1:]:
         if r in ("OK", "EXPECTEDFAIL"): passed += 1
         elif r == "SKIP": skipped += 1
         else: failed += 1
+try:  # one line per fuzz target: "... ok" or "... FAILED ..."
+    for line in open("build-fuzz/summary.txt").read().splitlines():
+        if line.rstrip().endswith(" ok"): passed += 1
+        else: failed += 1
+except OSError:
+    failed += 1; print("build-fuzz/summary.txt: no fuzz results")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
 exit $status
