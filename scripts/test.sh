@@ -14,14 +14,19 @@
 #   7. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+t0=$SECONDS
+step() { echo "== ($((SECONDS - t0)) s since the start) $*"; }
+step "setup: packages, MNIST, build-ci"
 scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release || exit 1
+step "setup: build-asan"
 scripts/setup.sh build-asan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false || exit 1
+step "setup: build-tsan"
 scripts/setup.sh build-tsan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false || exit 1
 
 status=0
 run() { # run LOGBASE BUILD [meson test options...]
   local log=$1 b=$2; shift 2
-  echo "== meson test -C $b $* (log $log)"
+  step "meson test -C $b $* (log $log)"
   meson test -C "$b" --print-errorlogs --num-processes 2 --logbase "$log" "$@" || status=1
 }
 run testlog build-ci
@@ -29,9 +34,10 @@ LR_ISA=generic run testlog-generic build-ci --suite unit --suite demo
 run testlog build-asan --no-suite e2e
 LR_E2E_LIMIT_TRAIN=5000 run testlog-e2e build-asan --suite e2e
 run testlog build-tsan --suite unit
-echo "== scripts/fuzz.sh 20"
+step "scripts/fuzz.sh 20"
 rm -f build-fuzz/summary.txt
 scripts/fuzz.sh 20 || status=1
+step "summary"
 python3 - build-ci/meson-logs/testlog.json build-ci/meson-logs/testlog-generic.json \
   build-asan/meson-logs/testlog.json build-asan/meson-logs/testlog-e2e.json \
   build-tsan/meson-logs/testlog.json <<'PY'
