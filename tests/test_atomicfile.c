@@ -15,8 +15,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <time.h>
+#include <sys/wait.h>
 
 #include "lowrank/io/atomicfile.h"
+#include "lowrank/base/rng.h"
 #include "lowrank/io/npy.h"
 #include "lowrank/io/safetensors.h"
 #include "lowrank/lora/adapter.h"
@@ -383,6 +386,60 @@ static void test_every_write_step_fails_cleanly(void **state)
     free(dir);
 }
 
+/* kill -9 at random moments of large saves, 60 times: the target is always one complete
+ * file, old or new, never a mix. (The temp file of a killed save may be left; it is
+ * removed here, and formats.md says so.) */
+static void test_kill9_leaves_old_or_new(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir(), *p = lr_test_path(dir, "big.npy");
+    enum { R = 512, C = 1024 }; /* 2 MB of data */
+    float *v = malloc(R * C * sizeof *v);
+    assert_non_null(v);
+    unsigned char *img[2];
+    size_t len[2];
+    for (int k = 0; k < 2; k++) { /* the two contents, as files */
+        for (size_t i = 0; i < (size_t)R * C; i++) v[i] = (float)(k + 1) + (float)i * 1e-7f;
+        assert_int_equal(lr_npy_save(p, lr_cmat_view(v, R, C, C), NULL), LR_OK);
+        img[k] = lr_test_read_file(p, &len[k]);
+    }
+    lr_rng rng;
+    lr_rng_seed(&rng, 9);
+    int seen[2] = { 0, 0 };
+    for (int round = 0; round < 60; round++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) { /* save the two contents in turn until killed */
+            for (int k = 0;; k ^= 1) {
+                for (size_t i = 0; i < (size_t)R * C; i++) v[i] = (float)(k + 1) + (float)i * 1e-7f;
+                if (lr_npy_save(p, lr_cmat_view(v, R, C, C), NULL)) _exit(3);
+            }
+        }
+        struct timespec ts = { 0, (long)lr_rng_below(&rng, 30) * 1000000L + 200000L };
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st)); /* killed in the middle of its work, not exited */
+        size_t n;
+        unsigned char *got = lr_test_read_file(p, &n);
+        int which = n == len[0] && memcmp(got, img[0], n) == 0 ? 0 : n == len[1] && memcmp(got, img[1], n) == 0 ? 1 : -1;
+        if (which < 0) fail_msg("round %d: big.npy is neither the old nor the new file (%zu bytes)", round, n);
+        seen[which]++;
+        free(got);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -f '%s'/.big.npy.tmp-*", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    print_message("60 kills: old file %d times, new file %d times, never a mix\n", seen[0], seen[1]);
+    free(img[0]);
+    free(img[1]);
+    free(v);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_write_fails_at_flush),
         cmocka_unit_test(test_read_only_dir),
         cmocka_unit_test(test_every_write_step_fails_cleanly),
+        cmocka_unit_test(test_kill9_leaves_old_or_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
