@@ -163,7 +163,7 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
     af->io = NULL;
     af->tmp_path = NULL;
     af->path = NULL;
-    if (!path || !*path) return lr__fail(err, LR_EINVAL, "lr_atomic_open: empty path");
+    if (!path || !*path) return lr__fail(err, LR_EINVAL, "lr_atomic_open: path is NULL or empty");
     size_t len = strlen(path);
     if (path[len - 1] == '/')
         return lr__fail(err, LR_EINVAL, "%s: is a directory name, expected a file name", path);
