@@ -25,7 +25,7 @@ for t in npy safetensors idx adapter_config cli; do
   rm -rf "$work"; mkdir -p "$work"
   cp tests/fuzz/corpus/$t/* "$work"/
   log=build-fuzz/fuzz-$t.log
-  # the path-taking readers (IDX, adapter config) get their input through a scratch file:
+  # the IDX target (a path-taking reader) gets its input through a scratch file:
   # on tmpfs where there is one
   tmpd=${TMPDIR:-/tmp}; [ -d /dev/shm ] && [ -w /dev/shm ] && tmpd=/dev/shm
   TMPDIR=$tmpd UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \

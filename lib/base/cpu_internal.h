@@ -59,7 +59,7 @@ static inline void lr__fp_leave(const lr__fpscope *s)
 
 #if defined(__GNUC__)
 #define LR__FP_SCOPE() \
-    __attribute__((cleanup(lr__fp_leave))) const lr__fpscope lr__fp_scope_ = lr__fp_enter()
+    __attribute__((cleanup(lr__fp_leave), unused)) const lr__fpscope lr__fp_scope_ = lr__fp_enter()
 #else
 #error "lowrank needs GCC or Clang (the cleanup attribute restores the caller's FP mode)"
 #endif
