@@ -383,6 +383,22 @@ static void test_bad_config(void **state)
     lr_test_write_file(p, "[1, 2]", 6);
     assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "not a JSON object");
+    {
+        /* the good config padded past the 4 KB first read still loads; past 16 MiB it is
+         * refused before parsing */
+        size_t glen = strlen(good), big = ((size_t)16 << 20) + 1;
+        char *pad = malloc(big);
+        assert_non_null(pad);
+        memcpy(pad, good, glen);
+        memset(pad + glen, ' ', big - glen);
+        lr_test_write_file(p, pad, glen + 10000);
+        assert_int_equal(load(&f, "b", &e), LR_OK);
+        assert_int_equal(lr_lora_remove(f.lm, "b", NULL), LR_OK);
+        lr_test_write_file(p, pad, big);
+        assert_int_equal(load(&f, "b", &e), LR_EFORMAT);
+        assert_msg_contains(e.msg, "adapter_config.json: larger than 16 MiB");
+        free(pad);
+    }
     struct { const char *key; json_t *v; lr_status s; const char *msg; } cases[] = {
         { "peft_type", json_string("IA3"), LR_EFORMAT, "peft_type is \"IA3\", expected \"LORA\"" },
         { "peft_type", json_integer(1), LR_EFORMAT, "peft_type is not a string" },
