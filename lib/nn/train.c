@@ -116,10 +116,10 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     if (res) memset(res, 0, sizeof *res);
     if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, err))) return s;
     const size_t n = data->n, d = data->dim, steps_total = total_steps(n, o);
-    size_t *perm = malloc(n * sizeof *perm), *idx = malloc(o->batch * sizeof *idx);
+    size_t *perm = malloc(n * sizeof *perm);
     uint8_t *y = malloc(o->batch);
     float *x = lr__alloc_floats64(o->batch * d); /* batch*d fits: checked with the data */
-    if (!perm || !idx || !y || !x) {
+    if (!perm || !y || !x) {
         s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
         goto done;
     }
@@ -132,8 +132,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
         lr_rng_permutation(&rng, perm, n);
         for (size_t b0 = 0; b0 < n && step < steps_total; b0 += o->batch) {
             size_t bs = n - b0 < o->batch ? n - b0 : o->batch;
-            memcpy(idx, perm + b0, bs * sizeof *idx);
-            lr_dataset_batch(x, y, data, idx, bs);
+            lr_dataset_batch(x, y, data, perm + b0, bs);
             float loss;
             if ((s = lr_mlp_train_step(net, x, y, bs, &o->adam, &loss, err))) goto done;
             loss_sum += loss;
@@ -143,7 +142,6 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     s = LR_OK;
 done:
     free(perm);
-    free(idx);
     free(y);
     free(x);
     return s;
