@@ -16,4 +16,11 @@
  * expected <what>", "X: is a FIFO (named pipe), expected <what>", ... */
 lr_status lr__open_regular(FILE **f, struct stat *sb, const char *path, const char *what, lr_err *err);
 
+/* *buf <- the whole of the regular file path (malloc'd; free it), *n <- its length, read as
+ * lr__open_regular opens it. A file longer than max bytes is LR_EFORMAT "X: larger than N
+ * MiB, not <what>" before anything is allocated; one that shrinks while read gives what was
+ * there. */
+lr_status lr__read_regular(unsigned char **buf, size_t *n, const char *path, const char *what, size_t max,
+                           lr_err *err);
+
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/internal.h"
+#include "io/readfile.h"
 #include "lowrank/io/atomicfile.h"
 
 /* ---- dtypes ---- */
@@ -507,43 +508,10 @@ lr_status lr_safetensors_open(lr_safetensors *st, const char *path, lr_err *err)
     if (!st) return lr__fail(err, LR_EINVAL, "lr_safetensors_open: out is NULL");
     memset(st, 0, sizeof *st);
     if (!path || !*path) return lr__fail(err, LR_EINVAL, "safetensors: empty path");
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0) return lr__fail(err, LR_EIO, "cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return lr__fail(err, LR_EIO, "cannot stat %s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return lr__fail(err, LR_EIO, "%s: %s, expected a safetensors file", path,
-                        S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
-    }
-    size_t size = (size_t)sb.st_size;
     st->path = strdup(path);
-    st->buf = malloc(size ? size : 1);
-    if (!st->path || !st->buf) {
-        close(fd);
-        lr_safetensors_free(st);
-        return lr__fail(err, LR_ENOMEM, "%s: out of memory for %zu bytes", path, size);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, st->buf + got, size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            lr_safetensors_free(st);
-            return lr__fail(err, LR_EIO, "cannot read %s: %s", path, strerror(e));
-        }
-        if (r == 0) break; /* shrank while we read: parse what is there, it will not fit */
-        got += (size_t)r;
-    }
-    close(fd);
-    st->size = got;
-    lr_status s = parse(st, err);
+    if (!st->path) return lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
+    lr_status s = lr__read_regular(&st->buf, &st->size, path, "a safetensors file", SIZE_MAX, err);
+    if (!s) s = parse(st, err);
     if (s) lr_safetensors_free(st);
     return s;
 }

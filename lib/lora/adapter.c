@@ -189,51 +189,13 @@ lr_status lr__adapter_config_parse(const lr_mlp *net, lr_adapter_info *info, con
 /* A PEFT config is about 1 KB; anything past this is not one. */
 #define CONFIG_MAX ((size_t)16 << 20)
 
-/* *buf <- the whole of f (malloc'd), *n its length; at most CONFIG_MAX bytes. */
-static lr_status slurp(FILE *f, const char *path, char **buf, size_t *n, lr_err *err)
-{
-    size_t cap = 4096, len = 0;
-    char *b = malloc(cap);
-    if (!b) return lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-    for (;;) {
-        len += fread(b + len, 1, cap - len, f);
-        if (ferror(f)) {
-            int e = errno;
-            free(b);
-            return lr__fail(err, LR_EIO, "cannot read %s: %s", path, strerror(e));
-        }
-        if (len < cap) break;
-        if (cap >= CONFIG_MAX) {
-            free(b);
-            return lr__fail(err, LR_EFORMAT, "%s: larger than %zu MiB, not an adapter config", path,
-                            CONFIG_MAX >> 20);
-        }
-        char *nb = realloc(b, cap * 2);
-        if (!nb) {
-            free(b);
-            return lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-        }
-        b = nb;
-        cap *= 2;
-    }
-    *buf = b;
-    *n = len;
-    return LR_OK;
-}
-
 static lr_status read_config(const lr_mlp *net, const char *dir, lr_adapter_info *info, lr_err *err)
 {
     char *path = join(dir, CF);
     if (!path) return lr__fail(err, LR_ENOMEM, "out of memory");
-    FILE *f;
-    struct stat sb;
-    char *buf = NULL;
-    size_t n = 0;
-    lr_status s = lr__open_regular(&f, &sb, path, "a JSON adapter config", err);
-    if (!s) {
-        s = slurp(f, path, &buf, &n, err);
-        fclose(f);
-    }
+    unsigned char *buf;
+    size_t n;
+    lr_status s = lr__read_regular(&buf, &n, path, "a JSON adapter config", CONFIG_MAX, err);
     if (!s) s = lr__adapter_config_parse(net, info, buf, n, path, err);
     free(buf);
     free(path);
