@@ -54,7 +54,8 @@ typedef struct {
 LR_API lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir,
                                  const char *base_model, lr_err *err);
 
-/* Reads and checks dir/adapter_config.json against lm's net (no tensors). */
+/* Reads and checks dir/adapter_config.json (a regular file of at most 16 MiB) against lm's net
+ * (no tensors). */
 LR_API lr_status lr_adapter_read_config(const lr_lora *lm, lr_adapter_info *info, const char *dir, lr_err *err);
 
 /* Loads the adapter in dir into lm as a new adapter `name` (not selected), after checking
