@@ -483,6 +483,149 @@ static void test_nonfinite_and_contradicting_metadata(void **state)
     free(dir);
 }
 
+/* Writes net as a checkpoint with layer 1 factored: linear1.B.weight b: (out, r) F32 and
+ * linear1.A.weight a: (r, in) F64 (converted on load), the rest dense from net. */
+static void write_factored(const char *path, const lr_mlp *net, const float *b, const double *a, size_t r)
+{
+    const lr_layer *L0 = &net->layer[0], *L1 = &net->layer[1];
+    lr_st_tensor t[] = {
+        { .name = "linear1.B.weight", .dtype = LR_ST_F32, .ndim = 2, .shape = { L0->out, r }, .data = b },
+        { .name = "linear1.A.weight", .dtype = LR_ST_F64, .ndim = 2, .shape = { r, L0->in }, .data = a },
+        { .name = "linear1.bias", .dtype = LR_ST_F32, .ndim = 1, .shape = { L0->out }, .data = L0->b },
+        { .name = "linear2.weight", .dtype = LR_ST_F32, .ndim = 2, .shape = { L1->out, L1->in },
+          .data = L1->w.data },
+        { .name = "linear2.bias", .dtype = LR_ST_F32, .ndim = 1, .shape = { L1->out }, .data = L1->b },
+    };
+    lr_err e = { { 0 } };
+    if (lr_safetensors_write(path, t, 5, NULL, 0, &e)) fail_msg("%s", e.msg);
+}
+
+/* A layer stored as B (out, r) and A (r, in), as `lowrank compress` writes it, loads as the
+ * dense W = B·A (checked against the product in double), through both loaders. */
+static void test_factored_layer(void **state)
+{
+    (void)state;
+    lr_err e = { { 0 } };
+    char *dir = lr_test_tmpdir();
+    char *path = lr_test_path(dir, "f.safetensors");
+    lr_mlp src, dst, fresh;
+    make_net(&src, small, 3, 11);
+    make_net(&dst, small, 3, 12);
+    const size_t r = 2, out = small[1], in = small[0];
+    lr_rng rng;
+    lr_rng_seed(&rng, 5);
+    float *b = lr_test_randn(&rng, out * r, 1.0f);   /* (out, r) */
+    float *af = lr_test_randn(&rng, r * in, 1.0f);   /* (r, in)  */
+    double a[2 * 5];
+    for (size_t i = 0; i < r * in; i++) a[i] = af[i];
+    write_factored(path, &src, b, a, r);
+    float want[4 * 5];                               /* (out, in) = B·A in double */
+    for (size_t i = 0; i < out; i++)
+        for (size_t j = 0; j < in; j++) {
+            double acc = 0;
+            for (size_t k = 0; k < r; k++) acc += (double)b[i * r + k] * a[k * in + j];
+            want[i * in + j] = (float)acc;
+        }
+    lr_cmat wm = { want, out, in, in };
+    assert_int_equal(lr_checkpoint_load(&dst, NULL, path, &e), LR_OK);
+    assert_mat_allclose(lr_cm(dst.layer[0].w), wm, 1e-6, 1e-6);
+    assert_memory_equal(dst.layer[0].b, src.layer[0].b, out * sizeof(float));
+    assert_memory_equal(dst.layer[1].w.data, src.layer[1].w.data, small[2] * out * sizeof(float));
+    assert_int_equal(lr_checkpoint_load_new(&fresh, NULL, path, &e), LR_OK);
+    assert_int_equal(fresh.n_layers, 2);
+    assert_int_equal(fresh.sizes[0], in);
+    assert_int_equal(fresh.sizes[1], out);
+    assert_memory_equal(fresh.params, dst.params, dst.n_params * sizeof(float));
+
+    /* a factored layer of the wrong product shape for the net: both shapes named */
+    lr_mlp other;
+    const size_t wide[] = { 5, 6, 3 };
+    make_net(&other, wide, 3, 1);
+    assert_int_equal(lr_checkpoint_load(&other, NULL, path, &e), LR_EDIM);
+    assert_msg_contains(e.msg, path);
+    assert_msg_contains(e.msg, "linear1.B.weight");
+    assert_msg_contains(e.msg, "(6, 5)");
+    assert_msg_contains(e.msg, "(4, 5)");
+    /* a NaN in a factor is named by the factor, not the product */
+    a[3] = NAN;
+    write_factored(path, &src, b, a, r);
+    float keep = dst.params[0];
+    assert_int_equal(lr_checkpoint_load(&dst, NULL, path, &e), LR_ENONFINITE);
+    assert_msg_contains(e.msg, "linear1.A.weight");
+    assert_msg_contains(e.msg, "(0,3)");
+    assert_true(dst.params[0] == keep);
+    lr_mlp_free(&other);
+    lr_mlp_free(&fresh);
+    lr_mlp_free(&dst);
+    lr_mlp_free(&src);
+    free(b);
+    free(af);
+    lr_test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+/* Factored layers that cannot be read: both forms, one half, inner sizes that disagree,
+ * 1-D factors. LR_EFORMAT naming the file and the tensors, from both loaders. */
+static void test_factored_errors(void **state)
+{
+    (void)state;
+    lr_err e = { { 0 } };
+    char *dir = lr_test_tmpdir();
+    char *path = lr_test_path(dir, "bad.safetensors");
+    lr_mlp net;
+    make_net(&net, small, 3, 1);
+    struct {
+        const char *what, *needle1, *needle2;
+    } cases[] = {
+        { "both forms", "linear1.weight", "linear1.B.weight" },
+        { "only B", "linear1.B.weight", "linear1.A.weight" },
+        { "only A", "linear1.A.weight", "linear1.B.weight" },
+        { "inner sizes", "(4, 2)", "(3, 5)" },
+        { "1-d A", "linear1.A.weight", "2 dimensions" },
+        { "rank 0", "linear1.B.weight", "(4, 0)" },
+    };
+    tspec t[8];
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        size_t n = good_specs(t, small, 3);     /* t[0] = linear1.weight (4, 5) */
+        tspec B = { "linear1.B.weight", "BF16", 2, { 4, 2, 0 } };
+        tspec A = { "linear1.A.weight", "F16", 2, { 2, 5, 0 } };
+        switch (k) {
+        case 0: t[n++] = B; t[n++] = A; break;
+        case 1: t[0] = B; break;
+        case 2: t[0] = A; break;
+        case 3: A.dims[0] = 3; t[0] = B; t[n++] = A; break;
+        case 4: A = (tspec){ "linear1.A.weight", NULL, 1, { 10, 0, 0 } }; t[0] = B; t[n++] = A; break;
+        case 5: B.dims[1] = 0; A.dims[0] = 0; t[0] = B; t[n++] = A; break;
+        }
+        write_st(path, t, n);
+        e.msg[0] = '\0';
+        lr_status st = lr_checkpoint_load(&net, NULL, path, &e);
+        if (st != LR_EFORMAT) fail_msg("%s: got status %d (%s), want LR_EFORMAT", cases[k].what, st, e.msg);
+        assert_msg_contains(e.msg, path);
+        assert_msg_contains(e.msg, cases[k].needle1);
+        assert_msg_contains(e.msg, cases[k].needle2);
+        lr_mlp m;
+        e.msg[0] = '\0';
+        st = lr_checkpoint_load_new(&m, NULL, path, &e);
+        if (st != LR_EFORMAT) fail_msg("%s: load_new: got %d (%s)", cases[k].what, st, e.msg);
+        assert_msg_contains(e.msg, cases[k].needle1);
+        assert_null(m.params);
+    }
+    /* the crafted factored file itself is right: B (4, 2) BF16 and A (2, 5) F16 load as zeros */
+    size_t n = good_specs(t, small, 3);
+    t[0] = (tspec){ "linear1.B.weight", "BF16", 2, { 4, 2, 0 } };
+    t[n++] = (tspec){ "linear1.A.weight", "F16", 2, { 2, 5, 0 } };
+    write_st(path, t, n);
+    net.params[0] = 1.0f;
+    assert_int_equal(lr_checkpoint_load(&net, NULL, path, &e), LR_OK);
+    assert_true(net.params[0] == 0.0f);
+    lr_mlp_free(&net);
+    lr_test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -511,6 +654,8 @@ int main(void)
         cmocka_unit_test(test_failed_write_keeps_old),
         cmocka_unit_test(test_nonfinite_and_contradicting_metadata),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_factored_layer),
+        cmocka_unit_test(test_factored_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,14 @@
  * and F64 are converted, as a PyTorch user may have saved in half precision); a message
  * names the file, the tensor, the expected and the found shape:
  *     m.safetensors: linear1.weight: expected shape (1000, 784), got (784, 1000)
+ *
+ * A layer may instead be stored factored, as `lowrank compress` writes it:
+ * "linearK.B.weight" (out, r) and "linearK.A.weight" (r, in) in place of "linearK.weight"
+ * (any of the dtypes above, r >= 1). Both loaders densify W = B·A (float32 sgemm, so W
+ * rounds as the product does) and load that; saving always writes the dense form. A file
+ * with both forms for one layer, only one of B and A, or inner sizes that disagree is
+ * LR_EFORMAT naming the file and the tensors:
+ *     m.safetensors: linear1.B.weight is present but linear1.A.weight is missing ...
  */
 #ifndef LOWRANK_CHECKPOINT_H
 #define LOWRANK_CHECKPOINT_H
