@@ -419,7 +419,17 @@ static void test_bad_config(void **state)
         { "use_dora", json_true(), LR_EFORMAT, "use_dora is set, which is not supported" },
         { "bias", json_string("all"), LR_EFORMAT, "bias must be \"none\"" },
         { "fan_in_fan_out", json_true(), LR_EFORMAT, "fan_in_fan_out is set" },
-        { "rank_pattern", json_pack("{s:i}", "linear1", 4), LR_EFORMAT, "rank_pattern is set" },
+        { "rank_pattern", json_pack("{s:i}", "linear1", 0), LR_EFORMAT, "rank_pattern[\"linear1\"] must be an integer >= 1" },
+        { "rank_pattern", json_pack("{s:f}", "linear1", 2.0), LR_EFORMAT, "rank_pattern[\"linear1\"] must be an integer" },
+        { "rank_pattern", json_pack("{s:s}", "linear1", "2"), LR_EFORMAT, "rank_pattern[\"linear1\"] must be an integer" },
+        { "rank_pattern", json_pack("[s]", "linear1"), LR_EFORMAT, "rank_pattern must be an object" },
+        { "rank_pattern", json_pack("{s:i}", "linear(1", 2), LR_EFORMAT, "rank_pattern key \"linear(1\" is not a valid regular expression" },
+        { "alpha_pattern", json_pack("{s:f}", "linear3", 0.0), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0" },
+        { "alpha_pattern", json_pack("{s:f}", "linear3", -2.0), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0" },
+        { "alpha_pattern", json_pack("{s:f}", "linear3", 1e300), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0 that float32" },
+        { "alpha_pattern", json_pack("{s:b}", "linear3", 1), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number" },
+        /* a key that matches no target layer is still checked */
+        { "alpha_pattern", json_pack("{s:i,s:i}", "linear3", 2, "q_proj[", 2), LR_EFORMAT, "alpha_pattern key \"q_proj[\"" },
         { "modules_to_save", json_pack("[s]", "linear3"), LR_EFORMAT, "modules_to_save is set" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -443,6 +453,137 @@ static void test_bad_config(void **state)
     free(good);
     free(p);
     fx_free(&f);
+}
+
+/* ------------------------------------------------------- rank / alpha patterns ---- */
+
+/* Writes a PEFT adapter with per-layer ranks to dir on the 7-6-5-4 net: r = 2, lora_alpha 4,
+ * rank_pattern {"near2": 5, "linear1": 3, "linear3": 1} ("near2" must not match linear2:
+ * a key matches whole dot-separated names), alpha_pattern {"linear[12]": 6, "linear1": 100}
+ * (the first match wins: linear1 gets 6). a[l]: (r_l, in), b[l]: (out, r_l), random. */
+static const size_t PAT_R[3] = { 3, 2, 1 };
+static const float PAT_ALPHA[3] = { 6, 6, 4 };
+
+static void write_patterned(const char *dir, const lr_mlp *net, bool rslora, float *a[3], float *b[3])
+{
+    assert_int_equal(mkdir(dir, 0777), 0);
+    lr_rng rng;
+    lr_rng_seed(&rng, 21);
+    lr_st_tensor t[6];
+    char names[6][64];
+    for (size_t l = 0; l < 3; l++) {
+        const lr_layer *L = &net->layer[l];
+        a[l] = lr_test_randn(&rng, PAT_R[l] * L->in, 1.0f);
+        b[l] = lr_test_randn(&rng, L->out * PAT_R[l], 0.5f);
+        snprintf(names[2 * l], 64, "base_model.model.%s.lora_A.weight", L->name);
+        snprintf(names[2 * l + 1], 64, "base_model.model.%s.lora_B.weight", L->name);
+        t[2 * l] = (lr_st_tensor){ .name = names[2 * l], .dtype = LR_ST_F32, .ndim = 2,
+                                   .shape = { PAT_R[l], L->in }, .data = a[l] };
+        t[2 * l + 1] = (lr_st_tensor){ .name = names[2 * l + 1], .dtype = LR_ST_F32, .ndim = 2,
+                                       .shape = { L->out, PAT_R[l] }, .data = b[l] };
+    }
+    char *wp = lr_test_path(dir, LR_ADAPTER_WEIGHTS), *cp = lr_test_path(dir, LR_ADAPTER_CONFIG);
+    lr_err e;
+    if (lr_safetensors_write(wp, t, 6, NULL, 0, &e)) fail_msg("%s", e.msg);
+    json_t *rp = json_object(), *ap = json_object();
+    json_object_set_new(rp, "near2", json_integer(5));
+    json_object_set_new(rp, "linear1", json_integer(3));
+    json_object_set_new(rp, "linear3", json_integer(1));
+    json_object_set_new(ap, "linear[12]", json_integer(6));
+    json_object_set_new(ap, "linear1", json_real(100.0));
+    json_t *o = json_pack("{s:s, s:i, s:i, s:b, s:[s,s,s], s:o, s:o}", "peft_type", "LORA", "r", 2,
+                          "lora_alpha", 4, "use_rslora", rslora, "target_modules", "linear1", "linear2",
+                          "linear3", "rank_pattern", rp, "alpha_pattern", ap);
+    assert_non_null(o);
+    assert_int_equal(json_dump_file(o, cp, JSON_INDENT(2)), 0);  /* insertion order kept */
+    json_decref(o);
+    free(wp);
+    free(cp);
+}
+
+/* A per-layer-rank adapter loads exactly: the net with it selected computes the outputs of
+ * the dense net W_l + s_l·B_l·A_l (formed here in double), s_l = α_l/r_l or α_l/√r_l. */
+static void test_patterns(void **state)
+{
+    (void)state;
+    for (int rs = 0; rs < 2; rs++) {
+        fixture f;
+        fx_init(&f, NULL);
+        char *pd = lr_test_path(f.dir, "pat");
+        float *a[3], *b[3];
+        write_patterned(pd, &f.net, rs, a, b);
+        lr_adapter_info info;
+        lr_err e;
+        if (lr_adapter_load(f.lm, &info, "p", pd, &e)) fail_msg("%s", e.msg);
+        assert_true(info.has_patterns);
+        assert_int_equal(info.cfg.rank, 3);
+        assert_true(info.cfg.alpha == 4.0f);
+        for (size_t l = 0; l < 3; l++) {
+            assert_int_equal(info.layer_rank[l], PAT_R[l]);
+            assert_true(info.layer_alpha[l] == PAT_ALPHA[l]);
+        }
+        /* dense reference net: W_l + s_l·B_l·A_l */
+        lr_mlp ref;
+        assert_int_equal(lr_mlp_init(&ref, SIZES, 4, NULL), LR_OK);
+        memcpy(ref.params, f.net.params, f.net.n_params * sizeof(float));
+        for (size_t l = 0; l < 3; l++) {
+            lr_layer *L = &ref.layer[l];
+            double sl = rs ? PAT_ALPHA[l] / sqrt((double)PAT_R[l]) : PAT_ALPHA[l] / (double)PAT_R[l];
+            for (size_t i = 0; i < L->out; i++)
+                for (size_t j = 0; j < L->in; j++) {
+                    double d = 0;
+                    for (size_t k = 0; k < PAT_R[l]; k++)
+                        d += (double)b[l][i * PAT_R[l] + k] * a[l][k * L->in + j];
+                    L->w.data[i * L->w.ld + j] = (float)(L->w.data[i * L->w.ld + j] + sl * d);
+                }
+        }
+        float got[BATCH * 4], want[BATCH * 4], base[BATCH * 4];
+        assert_int_equal(lr_mlp_forward(&f.net, base, f.x, BATCH, NULL, &e), LR_OK);
+        assert_int_equal(lr_lora_select(f.lm, "p", &e), LR_OK);
+        assert_int_equal(lr_mlp_forward(&f.net, got, f.x, BATCH, NULL, &e), LR_OK);
+        assert_int_equal(lr_mlp_forward(&ref, want, f.x, BATCH, NULL, &e), LR_OK);
+        double dmax = 0, wmax = 0;
+        for (size_t i = 0; i < BATCH * 4; i++) {
+            dmax = fmax(dmax, fabs((double)got[i] - want[i]));
+            wmax = fmax(wmax, fabs((double)want[i]));
+            assert_allclose(got[i], want[i], 1e-5, 1e-6 * wmax + 1e-7);
+        }
+        assert_true(dmax <= 2e-6 * wmax);
+        /* and the adapter does change the output (the check above could not pass by accident) */
+        double moved = 0;
+        for (size_t i = 0; i < BATCH * 4; i++) moved = fmax(moved, fabs((double)base[i] - want[i]));
+        assert_true(moved > 1e-2 * wmax);
+        lr_mlp_free(&ref);
+
+        /* a tensor shaped by r = 2 where rank_pattern says 3: named, with the layer's rank */
+        lr_st_tensor bad = { .name = "base_model.model.linear1.lora_A.weight", .dtype = LR_ST_F32,
+                             .ndim = 2, .shape = { 2, 7 }, .data = a[0] };
+        char *wp = lr_test_path(pd, LR_ADAPTER_WEIGHTS);
+        lr_safetensors st;
+        if (lr_safetensors_open(&st, wp, &e)) fail_msg("%s", e.msg);
+        lr_st_tensor t[6];
+        for (size_t i = 0; i < 6; i++) t[i] = *lr_safetensors_at(&st, i);
+        for (size_t i = 0; i < 6; i++)
+            if (strcmp(t[i].name, bad.name) == 0) t[i] = bad;
+        char *tmp = lr_test_path(f.dir, "t.safetensors");
+        if (lr_safetensors_write(tmp, t, 6, NULL, 0, &e)) fail_msg("%s", e.msg);
+        lr_safetensors_free(&st);
+        assert_int_equal(rename(tmp, wp), 0);
+        e.msg[0] = '\0';
+        assert_int_equal(lr_adapter_load(f.lm, NULL, "q", pd, &e), LR_EDIM);
+        assert_msg_contains(e.msg, "adapter_model.safetensors: base_model.model.linear1.lora_A.weight: "
+                                   "expected shape (3, 7), got (2, 7)");
+        assert_msg_contains(e.msg, "r = 3 for this layer in adapter_config.json");
+        assert_null(lr_lora_opts_of(f.lm, "q"));
+        free(tmp);
+        free(wp);
+        for (size_t l = 0; l < 3; l++) {
+            free(a[l]);
+            free(b[l]);
+        }
+        free(pd);
+        fx_free(&f);
+    }
 }
 
 static void test_missing_files(void **state)
@@ -556,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_missing_and_extra_tensor),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_patterns),
         cmocka_unit_test(test_missing_files),
         cmocka_unit_test(test_save_errors),
     };

@@ -5,9 +5,17 @@
  * keys "base_model.model.<module>.lora_A.weight" / ".lora_B.weight" without the adapter
  * name, and the config's JSON keys sorted as PEFT writes them. The safetensors reading,
  * writing and validation is safetensors.h's; JSON is jansson's.
+ *
+ * rank_pattern / alpha_pattern follow PEFT's get_pattern_key: key K applies to module M when
+ * "^(.*\.)?(K)$" matches M (POSIX extended regex here, Python's re there: the usual
+ * subset agrees), the first matching key in the object's order wins (jansson keeps the
+ * order of the file). A per-layer rank r_l is loaded into the one rank R = max r_l of an
+ * lr_lora adapter by zero rows of A and zero columns of B, which add nothing to B·A, and
+ * the layer's scale s_l is folded into B as s_l / s, so s·B'·A' = s_l·B·A.
  */
 #include <errno.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +106,99 @@ static bool unset(const json_t *v)
 
 #define CF LR_ADAPTER_CONFIG
 
+/* ------------------------------------------------------- rank / alpha patterns ---- */
+
+/* *re <- "^(.*\.)?(key)$" compiled (REG_EXTENDED); LR_EFORMAT naming field and key if the
+ * key is not a valid regex. */
+static lr_status pattern_compile(regex_t *re, const char *field, const char *key, lr_err *err)
+{
+    size_t n = strlen(key) + 16;
+    char *src = malloc(n);
+    if (!src) return lr__fail(err, LR_ENOMEM, "adapter config: out of memory");
+    snprintf(src, n, "^(.*\\.)?(%s)$", key);
+    int rc = regcomp(re, src, REG_EXTENDED | REG_NOSUB);
+    free(src);
+    if (rc == 0) return LR_OK;
+    char why[128];
+    regerror(rc, re, why, sizeof why);
+    return lr__fail(err, LR_EFORMAT, CF ": %s key \"%.80s\" is not a valid regular expression: %s", field,
+                    key, why);
+}
+
+/* Checks every entry of pattern field `field` (absent, null or an object): keys valid
+ * regexes, values positive integers (rank_pattern) or positive numbers float32 holds
+ * (alpha_pattern). *n <- the number of entries. */
+static lr_status pattern_check(const json_t *pat, const char *field, bool is_rank, size_t *n, lr_err *err)
+{
+    *n = 0;
+    if (!pat || json_is_null(pat)) return LR_OK;
+    if (!json_is_object(pat))
+        return lr__fail(err, LR_EFORMAT, CF ": %s must be an object mapping module names to %s", field,
+                        is_rank ? "ranks" : "alphas");
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)pat, key, v) {
+        regex_t re;
+        lr_status s = pattern_compile(&re, field, key, err);
+        if (s) return s;
+        regfree(&re);
+        double x = json_is_number(v) ? json_number_value(v) : NAN;
+        if (is_rank && !(json_is_integer(v) && json_integer_value(v) >= 1))
+            return lr__fail(err, LR_EFORMAT, CF ": %s[\"%.80s\"] must be an integer >= 1", field, key);
+        if (!is_rank && !(x > 0 && isfinite((float)x)))
+            return lr__fail(err, LR_EFORMAT, CF ": %s[\"%.80s\"] must be a number > 0 that float32 "
+                            "holds (at most 3.4e38)", field, key);
+        (*n)++;
+    }
+    return LR_OK;
+}
+
+/* *hit <- the value of the first key of pat (already checked) that matches module, or NULL. */
+static lr_status pattern_lookup(const json_t **hit, const json_t *pat, const char *field, const char *module,
+                                lr_err *err)
+{
+    *hit = NULL;
+    if (!pat || !json_is_object(pat)) return LR_OK;
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)pat, key, v) {
+        regex_t re;
+        lr_status s = pattern_compile(&re, field, key, err);
+        if (s) return s;
+        bool match = regexec(&re, module, 0, NULL, 0) == 0;
+        regfree(&re);
+        if (match) {
+            *hit = v;
+            return LR_OK;
+        }
+    }
+    return LR_OK;
+}
+
+/* info->layer_rank / layer_alpha <- each target layer's r_l, α_l (the patterns, or r and
+ * lora_alpha); info->cfg.rank <- R = max r_l, the rank the adapter is loaded at. */
+static lr_status resolve_patterns(const json_t *o, const lr_mlp *net, lr_adapter_info *info, lr_err *err)
+{
+    const json_t *rp = json_object_get(o, "rank_pattern"), *ap = json_object_get(o, "alpha_pattern");
+    size_t nr, na;
+    lr_status s = pattern_check(rp, "rank_pattern", true, &nr, err);
+    if (!s) s = pattern_check(ap, "alpha_pattern", false, &na, err);
+    if (s) return s;
+    info->has_patterns = nr + na > 0;
+    size_t max_r = 0;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        if (!(info->cfg.targets & (1u << i))) continue;
+        const json_t *hr, *ha;
+        if ((s = pattern_lookup(&hr, rp, "rank_pattern", net->layer[i].name, err))) return s;
+        if ((s = pattern_lookup(&ha, ap, "alpha_pattern", net->layer[i].name, err))) return s;
+        info->layer_rank[i] = hr ? (size_t)json_integer_value(hr) : info->cfg.rank;
+        info->layer_alpha[i] = ha ? (float)json_number_value(ha) : info->cfg.alpha;
+        if (info->layer_rank[i] > max_r) max_r = info->layer_rank[i];
+    }
+    info->cfg.rank = max_r;
+    return LR_OK;
+}
+
 static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_info *info, lr_err *err)
 {
     memset(info, 0, sizeof *info);
@@ -148,8 +249,8 @@ static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_inf
     v = json_object_get(o, "bias");
     if (v && !json_is_null(v) && !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
         return lr__fail(err, LR_EFORMAT, CF ": bias must be \"none\" (trained biases are not supported)");
-    static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern",
-                                         "modules_to_save", "layers_to_transform", "layer_replication" };
+    static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "modules_to_save",
+                                         "layers_to_transform", "layer_replication" };
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
         if (!unset(json_object_get(o, unsupported[i])))
             return lr__fail(err, LR_EFORMAT, CF ": %s is set, which is not supported", unsupported[i]);
@@ -172,7 +273,7 @@ static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_inf
         mask |= 1u << l;
     }
     info->cfg.targets = mask;
-    return LR_OK;
+    return resolve_patterns(o, net, info, err);
 }
 
 lr_status lr__adapter_config_parse(const lr_mlp *net, lr_adapter_info *info, const void *buf, size_t n,
@@ -262,6 +363,52 @@ lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, 
 
 /* ---------------------------------------------------------------- load ------------ */
 
+/* Reads tensor `key` of shape (rows, cols) into dst, checked finite; a rank mismatch gets
+ * the config's r_l appended to the message. */
+static lr_status read_factor(lr_safetensors *st, float *dst, const char *key, size_t rows, size_t cols,
+                             int rank_dim, size_t r, bool patterned, lr_err *err)
+{
+    size_t shape[2] = { rows, cols };
+    lr_status s = lr_safetensors_get_f32(st, dst, key, 2, shape, err);
+    if (s == LR_EDIM && err) {
+        const lr_st_tensor *t = lr_safetensors_find(st, key);
+        size_t got_r = t && t->ndim == 2 ? t->shape[rank_dim] : r;
+        if (got_r != r) {
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof err->msg - n, " (rank %zu in the tensor, r = %zu %s " CF ")",
+                     got_r, r, patterned ? "for this layer in" : "in");
+        }
+    }
+    for (size_t q = 0; !s && q < rows * cols; q++)
+        if (!isfinite(dst[q]))
+            s = lr__fail(err, LR_ENONFINITE, "%s: %s: entry (%zu, %zu) is %s", lr_safetensors_path(st), key,
+                         q / cols, q % cols, isnan(dst[q]) ? "NaN" : "Inf");
+    return s;
+}
+
+/* One target layer at the adapter's rank R: a: (R, in) <- the file's A (r_l, in) over zero
+ * rows; b: (out, R) <- fold · the file's B (out, r_l) beside zero columns. a and b are
+ * zeroed by the caller; tmp has room for out·r_l floats. */
+static lr_status read_layer(lr_safetensors *st, float *a, float *b, float *tmp, const lr_layer *ly,
+                            size_t r_l, size_t R, float fold, bool patterned, lr_err *err)
+{
+    char key[KEY_MAX];
+    tensor_key(key, ly->name, 'A');
+    lr_status s = read_factor(st, a, key, r_l, ly->in, 0, r_l, patterned, err); /* rows >= r_l stay 0 */
+    if (s) return s;
+    tensor_key(key, ly->name, 'B');
+    if ((s = read_factor(st, tmp, key, ly->out, r_l, 1, r_l, patterned, err))) return s;
+    for (size_t i = 0; i < ly->out; i++)
+        for (size_t k = 0; k < r_l; k++) {
+            float v = fold * tmp[i * r_l + k];
+            if (!isfinite(v))
+                return lr__fail(err, LR_ERANGE, "%s: %s: entry (%zu, %zu) times the layer's scale ratio "
+                                "%g overflows float32", lr_safetensors_path(st), key, i, k, (double)fold);
+            b[i * R + k] = v;
+        }
+    return LR_OK;
+}
+
 lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, const char *dir, lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_load: NULL argument");
@@ -280,39 +427,19 @@ lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, 
     s = lr_safetensors_open(st, wpath, err);
     /* read every tensor into scratch first: lm changes only when all of them are good */
     float *buf[2 * LR_MLP_MAX_LAYERS] = { NULL };
-    size_t nb = 0, r = inf.cfg.rank;
-    for (size_t i = 0; i < net->n_layers && !s; i++) {
+    size_t nb = 0, R = inf.cfg.rank;
+    float scale = lr_lora_scale(R, inf.cfg.alpha, inf.cfg.use_rslora);
+    for (size_t i = 0; i < net->n_layers && !s; i++, nb += 2) {
         if (!(inf.cfg.targets & (1u << i))) continue;
         const lr_layer *ly = &net->layer[i];
-        size_t shapes[2][2] = { { r, ly->in }, { ly->out, r } };
-        for (int k = 0; k < 2 && !s; k++, nb++) {
-            char key[KEY_MAX];
-            tensor_key(key, ly->name, k ? 'B' : 'A');
-            buf[nb] = malloc(shapes[k][0] * shapes[k][1] * sizeof(float));
-            if (!buf[nb]) {
-                s = lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
-                break;
-            }
-            s = lr_safetensors_get_f32(st, buf[nb], key, 2, shapes[k], err);
-            if (s == LR_EDIM && err) {
-                const lr_st_tensor *t = lr_safetensors_find(st, key);
-                size_t got_r = t && t->ndim == 2 ? t->shape[k ? 1 : 0] : r;
-                if (got_r != r) {
-                    size_t n = strlen(err->msg);
-                    snprintf(err->msg + n, sizeof err->msg - n, " (rank %zu in the tensor, r = %zu in "
-                             CF ")", got_r, r);
-                }
-            }
-            if (!s) {
-                size_t n = shapes[k][0] * shapes[k][1];
-                for (size_t q = 0; q < n; q++)
-                    if (!isfinite(buf[nb][q])) {
-                        s = lr__fail(err, LR_ENONFINITE, "%s: %s: entry (%zu, %zu) is %s", wpath, key,
-                                     q / shapes[k][1], q % shapes[k][1], isnan(buf[nb][q]) ? "NaN" : "Inf");
-                        break;
-                    }
-            }
-        }
+        size_t r_l = inf.layer_rank[i];
+        float fold = lr_lora_scale(r_l, inf.layer_alpha[i], inf.cfg.use_rslora) / scale;
+        float *tmp = malloc(ly->out * r_l * sizeof(float));
+        buf[nb] = calloc(R * ly->in, sizeof(float));     /* A: (R, in)  */
+        buf[nb + 1] = calloc(ly->out * R, sizeof(float)); /* B: (out, R) */
+        if (!tmp || !buf[nb] || !buf[nb + 1]) s = lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
+        else s = read_layer(st, buf[nb], buf[nb + 1], tmp, ly, r_l, R, fold, inf.has_patterns, err);
+        free(tmp);
     }
     if (!s) s = lr_safetensors_check_all_used(st, err);
     if (!s) {
@@ -320,12 +447,11 @@ lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, 
         s = lr__lora_add_zero(lm, name, &cfg, err);
     }
     if (!s) {
-        size_t q = 0;
         for (size_t i = 0; i < net->n_layers; i++) {
             lr_lora_weights *w = lr_lora_layer(lm, name, i);
             if (!w) continue;
-            memcpy(w->a.data, buf[q++], w->a.rows * w->a.cols * sizeof(float));
-            memcpy(w->b.data, buf[q++], w->b.rows * w->b.cols * sizeof(float));
+            memcpy(w->a.data, buf[2 * i], w->a.rows * w->a.cols * sizeof(float));
+            memcpy(w->b.data, buf[2 * i + 1], w->b.rows * w->b.cols * sizeof(float));
         }
         if (info) *info = inf;
     }
