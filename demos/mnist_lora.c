@@ -10,6 +10,8 @@
  *      and the frozen weights must be bit-identical (checked, printed; a mismatch exits 1);
  *   5. a forgetting report: the per-digit change, the target's gain and the others' cost;
  *   6. optional outputs: --save CKPT, --adapter-out DIR, --plot FILE.svg.
+ * With --load CKPT --adapter DIR it trains nothing: it loads a saved PEFT adapter onto the
+ * checkpoint and prints the per-digit errors with the adapter off and on (eval_adapter).
  * Everything is seeded (--seed, printed). --json prints one JSON object with every result
  * on stdout; progress always goes to stderr. It is a client of the public API only.
  *
@@ -54,6 +56,8 @@
 typedef struct {
     const char *data_dir;       /* NULL: data/mnist relative to the current directory */
     const char *load, *save, *adapter_out, *plot;
+    const char *adapter;        /* --adapter DIR: evaluate a saved adapter, no training */
+    const char *train_only;     /* the first fine-tuning option given (conflicts with --adapter) */
     uint64_t seed;
     size_t epochs, batch;
     size_t limit_train;         /* 0: all training images; else the first N */
@@ -93,6 +97,12 @@ static void usage(FILE *f)
 "  --save CKPT        save the pretrained model as .safetensors (PyTorch state-dict names)\n"
 "  --adapter-out DIR  save the trained adapter in PEFT's layout (adapter_model.safetensors\n"
 "                     + adapter_config.json); DIR is created if missing\n"
+"  --adapter DIR      no training: load the PEFT adapter in DIR (as --adapter-out writes\n"
+"                     it) onto the --load checkpoint, which it needs, and print the\n"
+"                     per-digit errors with the adapter off and on. The fine-tuning\n"
+"                     options below conflict with it. A checkpoint's layers may be\n"
+"                     factored (linearK.B.weight, linearK.A.weight, as `lowrank compress`\n"
+"                     writes them): --load multiplies them out.\n"
 "  --plot FILE.svg    write a chart: per-digit errors before/after and the loss curves\n"
 "\n"
 "Pretraining:\n"
@@ -224,7 +234,7 @@ static int check_rank(const size_t *sizes, size_t n_layers, const bool *sel, siz
 /* The options lr-mnist takes; a flag takes no value. */
 static const struct { const char *name; bool flag; } known_opts[] = {
     { "--data", false }, { "--load", false }, { "--save", false }, { "--adapter-out", false },
-    { "--plot", false }, { "--seed", false }, { "--epochs", false }, { "--batch", false },
+    { "--plot", false }, { "--adapter", false }, { "--seed", false }, { "--epochs", false }, { "--batch", false },
     { "--lr", false }, { "--layers", false }, { "--threads", false }, { "--rank", false },
     { "--alpha", false }, { "--init", false }, { "--lora-layers", false }, { "--steps", false },
     { "--ft-lr", false }, { "--digit", false }, { "--limit-train", false }, { "--limit-test", false },
@@ -250,6 +260,11 @@ static bool set_option(options *o, const char *name, const char *val, char *msg,
     if (!strcmp(name, "--data") || !strcmp(name, "--load")) {
         if (!*val) return opt_fail(msg, cap, "%s: empty %s name", name, name[2] == 'd' ? "directory" : "file");
         *(name[2] == 'd' ? &o->data_dir : &o->load) = val;
+        return true;
+    }
+    if (!strcmp(name, "--adapter")) {
+        if (!*val) return opt_fail(msg, cap, "--adapter: empty directory name");
+        o->adapter = val;
         return true;
     }
     const char **path = !strcmp(name, "--save") ? &o->save : !strcmp(name, "--adapter-out") ? &o->adapter_out
@@ -308,6 +323,11 @@ static int check_options(const options *o)
 {
     if (o->load && o->sizes_given)
         return usage_error("--layers and --load conflict: a checkpoint's layer sizes come from the file");
+    if (o->adapter && o->train_only)
+        return usage_error("--adapter and %s conflict: --adapter evaluates a saved adapter without "
+                           "fine-tuning", o->train_only);
+    if (o->adapter && !o->load)
+        return usage_error("--adapter needs --load CKPT: the base model the adapter was trained on");
     if (o->save && check_output_path("--save", o->save, false)) return 2;
     if (o->plot && check_output_path("--plot", o->plot, false)) return 2;
     if (o->adapter_out && check_output_path("--adapter-out", o->adapter_out, true)) return 2;
@@ -336,6 +356,16 @@ static void default_options(options *o)
     o->digit = 9;
 }
 
+/* The options that only mean something when an adapter is trained here. */
+static bool is_finetune_option(const char *name)
+{
+    static const char *const ft[] = { "--rank", "--alpha", "--rslora", "--init", "--lora-layers",
+                                      "--steps", "--ft-lr", "--digit", "--adapter-out" };
+    for (size_t i = 0; i < sizeof ft / sizeof *ft; i++)
+        if (!strcmp(name, ft[i])) return true;
+    return false;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     default_options(o);
@@ -351,6 +381,7 @@ static int parse_options(int argc, char **argv, options *o)
         while (k < n && !lr_cli_match(a, known_opts[k].name)) k++;
         if (k == n) return usage_error("unknown option '%.*s'", (int)strcspn(a, "="), a);
         const char *name = known_opts[k].name;
+        if (!o->train_only && is_finetune_option(name)) o->train_only = name;
         if (known_opts[k].flag) {
             if (strchr(a, '=')) return usage_error("%s takes no value, got '%s'", name, a);
             set_flag(o, name);
@@ -963,6 +994,10 @@ static json_t *json_config(const options *o)
     json_object_set_new(cfg, "lr", json_real(o->lr));
     json_object_set_new(cfg, "limit_train", json_integer((json_int_t)o->limit_train));
     json_object_set_new(cfg, "limit_test", json_integer((json_int_t)o->limit_test));
+    if (o->adapter) { /* nothing is fine-tuned: the adapter's settings come from its config */
+        json_object_set_new(cfg, "adapter", json_string(o->adapter));
+        return cfg;
+    }
     json_object_set_new(cfg, "rank", json_integer((json_int_t)o->rank));
     json_object_set_new(cfg, "alpha", json_real(o->alpha));
     json_object_set_new(cfg, "rslora", json_boolean(o->rslora));
@@ -1036,7 +1071,7 @@ static int evaluate_pretrained(run *r)
         return 1;
     }
     r->t_eval[0] = now_s() - t0;
-    if (text(r)) print_wrong_table("pretrained model", &r->before, r->count);
+    if (text(r) && !o->adapter) print_wrong_table("pretrained model", &r->before, r->count);
     json_object_set_new(r->js, "pretrained", json_eval(&r->before));
     r->digit = o->digit;
     if (r->digit < 0) {
@@ -1167,6 +1202,147 @@ static int restore_pissa(run *r)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ --adapter */
+
+static json_t *adapter_info_json(const run *r, const lr_adapter_info *info, float scale)
+{
+    json_t *p = json_object(), *layers = json_array();
+    for (size_t i = 0; i < r->net.n_layers; i++) {
+        if (!(info->cfg.targets & (1u << i))) continue;
+        json_t *l = json_object();
+        json_object_set_new(l, "name", json_string(r->net.layer[i].name));
+        json_object_set_new(l, "rank", json_integer((json_int_t)info->layer_rank[i]));
+        json_object_set_new(l, "alpha", json_real(info->layer_alpha[i]));
+        json_array_append_new(layers, l);
+    }
+    json_object_set_new(p, "dir", json_string(r->o.adapter));
+    json_object_set_new(p, "init_lora_weights", json_string(info->init_lora_weights));
+    json_object_set_new(p, "base_model", json_string(info->base_model));
+    json_object_set_new(p, "rank", json_integer((json_int_t)info->cfg.rank));
+    json_object_set_new(p, "alpha", json_real(info->cfg.alpha));
+    json_object_set_new(p, "rslora", json_boolean(info->cfg.use_rslora));
+    json_object_set_new(p, "scale", json_real(scale));
+    json_object_set_new(p, "patterns", json_boolean(info->has_patterns));
+    json_object_set_new(p, "layers", layers);
+    return p;
+}
+
+static void adapter_info_text(const run *r, const lr_adapter_info *info, float scale)
+{
+    printf("\n== 2. Adapter: loaded from %s ==\n", r->o.adapter);
+    printf("PEFT adapter (init %s, base %s): rank %zu, alpha %g, scale %g%s\n", info->init_lora_weights,
+           info->base_model[0] ? info->base_model : "not recorded", info->cfg.rank, (double)info->cfg.alpha,
+           (double)scale, info->cfg.use_rslora ? " (rsLoRA)" : "");
+    for (size_t i = 0; i < r->net.n_layers; i++)
+        if (info->cfg.targets & (1u << i))
+            printf("  %-7s  r %zu, alpha %g\n", r->net.layer[i].name, info->layer_rank[i],
+                   (double)info->layer_alpha[i]);
+    if (info->has_patterns)
+        printf("(rank_pattern / alpha_pattern: loaded at rank %zu, each layer zero-padded and its scale "
+               "folded into B)\n", info->cfg.rank);
+}
+
+/* Step 2 with --adapter: the saved adapter onto the loaded base, selected. The base as
+ * loaded is kept to check that loading and evaluating leave it untouched. */
+static int load_adapter(run *r)
+{
+    lr_err e = { { 0 } };
+    double t0 = now_s();
+    memcpy(r->params_pre, r->net.params, r->net.n_params * sizeof(float));
+    r->sum_before = fnv1a64(r->net.params, r->net.n_params * sizeof(float));
+    snprintf(r->adapter, sizeof r->adapter, "adapter");
+    r->lm = &r->lm_store;
+    lr_adapter_info info;
+    if (lr_lora_init(r->lm, &r->net, &e) || lr_adapter_load(r->lm, &info, r->adapter, r->o.adapter, &e) ||
+        lr_lora_select(r->lm, r->adapter, &e)) {
+        fail_msg("--adapter", &e);
+        return 1;
+    }
+    r->t_ft = now_s() - t0;
+    if (!strcmp(info.init_lora_weights, "pissa"))
+        fprintf(stderr, PROG ": note: %s is a PiSSA adapter: it belongs on the residual base it was "
+                "trained with, not on the pretrained weights\n", r->o.adapter);
+    float scale = lr_lora_scale(info.cfg.rank, info.cfg.alpha, info.cfg.use_rslora);
+    if (text(r)) adapter_info_text(r, &info, scale);
+    json_object_set_new(r->js, "adapter", adapter_info_json(r, &info, scale));
+    return 0;
+}
+
+static void adapter_eval_text(const run *r)
+{
+    printf("\n== 3. Per-digit errors with the adapter off and on (no training) ==\n");
+    printf("  digit  of test  adapter off  adapter on  change\n");
+    for (int d = 0; d < N_DIGITS; d++)
+        printf("  %5d  %7zu  %11zu  %10zu  %+6ld\n", d, r->count[d], r->off.wrong[d], r->on.wrong[d],
+               (long)r->on.wrong[d] - (long)r->off.wrong[d]);
+    printf("  accuracy         %11.4f  %10.4f\n", r->off.accuracy, r->on.accuracy);
+    printf("adapter disabled equals the loaded model: %s (all %zu predictions and logits compared "
+           "bit for bit)\n", r->off_same ? "yes" : "NO", r->test.n);
+    printf("base weights (%zu floats) unchanged by loading the adapter: %s\n", r->net.n_params,
+           r->frozen_same ? "bit-identical" : "CHANGED");
+}
+
+static void adapter_eval_json(run *r)
+{
+    json_t *change = json_array();
+    for (int d = 0; d < N_DIGITS; d++)
+        json_array_append_new(change, json_integer((json_int_t)r->on.wrong[d] - (json_int_t)r->off.wrong[d]));
+    json_object_set_new(r->js, "lora_enabled", json_eval(&r->on));
+    json_object_set_new(r->js, "lora_disabled", json_eval(&r->off));
+    json_object_set_new(r->js, "change", change);
+    json_object_set_new(r->js, "disabled_equals_pretrained", json_boolean(r->off_same));
+    json_object_set_new(r->js, "frozen_unchanged", json_boolean(r->frozen_same));
+}
+
+/* Step 3 with --adapter: the test set with the adapter on, then off; off must give the
+ * loaded model's results (step 1) bit for bit, and the base must be as loaded. */
+static int eval_adapter(run *r)
+{
+    lr_err e = { { 0 } };
+    double t0 = now_s();
+    if (eval_keep_logits(&r->net, &r->test_set, r->logits_off, &r->on, &e)) {
+        fail_msg("evaluating with the adapter", &e);
+        return 1;
+    }
+    r->t_eval[1] = now_s() - t0;
+    lr_lora_set_enabled(r->lm, false);
+    t0 = now_s();
+    if (eval_keep_logits(&r->net, &r->test_set, r->logits_off, &r->off, &e)) {
+        fail_msg("evaluating with the adapter disabled", &e);
+        return 1;
+    }
+    r->t_eval[2] = now_s() - t0;
+    lr_lora_set_enabled(r->lm, true);
+    r->off_same = off_equals_pretrained(r);
+    r->off_checked = true;
+    r->sum_after = fnv1a64(r->net.params, r->net.n_params * sizeof(float));
+    r->frozen_same = memcmp(r->params_pre, r->net.params, r->net.n_params * sizeof(float)) == 0;
+    if (text(r)) adapter_eval_text(r);
+    adapter_eval_json(r);
+    return 0;
+}
+
+/* --plot with --adapter: the per-digit errors of the base and with the adapter, no loss. */
+static int plot_adapter(run *r)
+{
+    if (!r->o.plot) return 0;
+    int wrong[2][10];
+    for (int d = 0; d < N_DIGITS; d++) {
+        wrong[0][d] = (int)r->off.wrong[d];
+        wrong[1][d] = (int)r->on.wrong[d];
+    }
+    const char *names[2] = { "base", "adapter" };
+    char title[300], msg[256] = "";
+    snprintf(title, sizeof title, "lr-mnist: adapter %.100s on %.100s", r->o.adapter, r->o.load);
+    if (lr_plot_svg(r->o.plot, title, (const int(*)[10])wrong, names, 2, NULL, 0, msg, sizeof msg)) {
+        fprintf(stderr, PROG ": --plot: %s\n", msg[0] ? msg : "cannot write the chart");
+        return 1;
+    }
+    if (text(r)) printf("wrote the chart to %s\n", r->o.plot);
+    json_object_set_new(r->js, "plot", json_string(r->o.plot));
+    return 0;
+}
+
 /* The time block, the exit status, the JSON object, and the failed check if any. */
 static int finish(run *r)
 {
@@ -1176,14 +1352,14 @@ static int finish(run *r)
         printf("  load data   %8.3f s\n", r->t_load);
         printf("  pretrain    %8.3f s%s\n", r->t_pretrain, r->o.load ? " (loading the checkpoint)" : "");
         printf("  evaluate    %8.3f s (3 passes over %zu test images)\n", t_ev, r->test.n);
-        printf("  fine-tune   %8.3f s\n", r->t_ft);
+        printf("  %-10s  %8.3f s\n", r->o.adapter ? "adapter" : "fine-tune", r->t_ft);
         printf("  total       %8.3f s\n", t_total);
     }
     json_t *tj = json_object();
     json_object_set_new(tj, "load_data", json_real(r->t_load));
     json_object_set_new(tj, "pretrain", json_real(r->t_pretrain));
     json_object_set_new(tj, "eval", json_real(t_ev));
-    json_object_set_new(tj, "finetune", json_real(r->t_ft));
+    json_object_set_new(tj, r->o.adapter ? "load_adapter" : "finetune", json_real(r->t_ft));
     json_object_set_new(tj, "total", json_real(t_total));
     json_object_set_new(r->js, "seconds", tj);
     int status = r->off_same && r->frozen_same ? 0 : 1;
@@ -1194,7 +1370,8 @@ static int finish(run *r)
     }
     if (status)
         fprintf(stderr, PROG ": check FAILED: %s\n",
-                !r->frozen_same ? "the frozen weights changed during fine-tuning"
+                !r->frozen_same ? (r->o.adapter ? "the base weights changed while loading the adapter"
+                                                : "the frozen weights changed during fine-tuning")
                 : r->o.pissa    ? "removing the PiSSA adapter did not restore the pretrained model"
                                 : "LoRA-disabled results differ from the pretrained model");
     return status;
@@ -1210,9 +1387,12 @@ int main(int argc, char **argv)
     double t0 = now_s();
     if ((rc = load_data(&r))) goto out;
     r.t_load = now_s() - t0;
-    if ((rc = pretrain(&r, &r.t_pretrain)) || (rc = evaluate_pretrained(&r)) || (rc = plan_adapter(&r)) ||
-        (rc = train_adapter(&r)) || (rc = compare_on_off(&r)))
+    if ((rc = pretrain(&r, &r.t_pretrain)) || (rc = evaluate_pretrained(&r))) goto out;
+    if (r.o.adapter) { /* evaluate a saved adapter: no training */
+        if (!(rc = load_adapter(&r)) && !(rc = eval_adapter(&r)) && !(rc = plot_adapter(&r))) rc = finish(&r);
         goto out;
+    }
+    if ((rc = plan_adapter(&r)) || (rc = train_adapter(&r)) || (rc = compare_on_off(&r))) goto out;
     forgetting(&r, r.digit, &r.before, &r.on);
     if ((rc = save_outputs(&r, r.digit, &r.before, &r.on, &r.off)) || (rc = restore_pissa(&r))) goto out;
     rc = finish(&r);

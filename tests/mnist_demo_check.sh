@@ -4,12 +4,15 @@
 #   mnist_demo_check.sh cli LR_MNIST   every bad option or file: the exit status (2 usage,
 #                                      1 run-time), a message naming the problem, and no
 #                                      output file left behind; --help explains every option.
-#   mnist_demo_check.sh run LR_MNIST   a short real run (--limit-train, few steps) with every
-#                                      output, then --load of the checkpoint it saved; needs
-#                                      MNIST in $LR_MNIST_DIR (exit 77 = skipped otherwise).
+#   mnist_demo_check.sh run LR_MNIST JSON_CHECK
+#                                      a short real run (--limit-train, few steps) with every
+#                                      output, then --load of the checkpoint it saved, alone,
+#                                      with --adapter of the adapter it saved, and factored;
+#                                      needs MNIST in $LR_MNIST_DIR (exit 77 = skipped otherwise).
 set -u
 mode=$1
 prog=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")   # absolute: one check changes directory
+json_check=${3:-}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/lr-mnist-check.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fails=0
@@ -34,7 +37,7 @@ if [ "$mode" = cli ]; then
   printf 'not a checkpoint' >"$tmp/garbage.safetensors"
 
   "$prog" --help >"$tmp/help" 2>&1 || fail "--help: non-zero exit"
-  for o in --data --load --save --adapter-out --plot --seed --epochs --batch --lr --layers \
+  for o in --data --load --save --adapter-out --adapter --plot --seed --epochs --batch --lr --layers \
            --threads --limit-train --limit-test --rank --alpha --rslora --init --lora-layers --steps \
            --ft-lr --digit --json --quiet --keep-subnormals LR_ISA --help; do
     grep -qF -- "$o" "$tmp/help" || fail "--help does not explain $o"
@@ -75,6 +78,16 @@ if [ "$mode" = cli ]; then
   [ $? -eq 2 ] && grep -qF 'LR_ISA="sse9": expected generic, avx2 or avx512' "$tmp/err" ||
     fail "LR_ISA=sse9: want exit 2 naming the value; stderr: $(cat "$tmp/err")"
   expect 2 "--layers and --load conflict" --layers 784,10 --load "$tmp/x.safetensors"
+  # --adapter evaluates a saved adapter: it needs the base, and trains nothing
+  expect 2 "--adapter needs --load CKPT" --adapter "$tmp/adir"
+  expect 2 "--adapter: empty directory name" --adapter ""
+  for o in "--rank 2" "--alpha 2" --rslora "--init pissa" "--lora-layers 1" "--steps 5" \
+           "--ft-lr 0.01" "--digit 3" "--adapter-out $tmp/ao"; do
+    # shellcheck disable=SC2086
+    expect 2 "--adapter and ${o%% *} conflict" --load "$tmp/x.st" --adapter "$tmp/adir" $o
+    # shellcheck disable=SC2086
+    expect 2 "--adapter and ${o%% *} conflict" $o --adapter "$tmp/adir" --load "$tmp/x.st"
+  done
   expect 2 "directory '$tmp/no/such' does not exist" --save "$tmp/no/such/m.safetensors"
   expect 2 "'$tmp/adir' is a directory" --save "$tmp/adir"
   expect 2 "--plot: cannot write '$tmp/none/p.svg'" --plot "$tmp/none/p.svg"
@@ -134,6 +147,74 @@ elif [ "$mode" = run ]; then
   a=$(tr -d ' \n' <"$tmp/run1.json" | sed 's/.*"pretrained":{\([^}]*\)}.*/\1/')
   b=$(tr -d ' \n' <"$tmp/run2.json" | sed 's/.*"pretrained":{\([^}]*\)}.*/\1/')
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "--load: pretrained results differ: $a vs $b"
+  # --adapter: the saved adapter on the saved base, no training, gives exactly the per-digit
+  # errors the training run had after fine-tuning (on) and before (off)
+  ev="--data $d --quiet --threads 1"
+  # shellcheck disable=SC2086
+  "$prog" $ev --json --load "$tmp/m.safetensors" --adapter "$tmp/ad" --plot "$tmp/pa.svg" \
+    >"$tmp/run4.json" 2>"$tmp/err" || fail "--adapter: exit $?: $(cat "$tmp/err")"
+  "$json_check" adapter lora_enabled lora_disabled change ok=true disabled_equals_pretrained=true \
+    frozen_unchanged=true <"$tmp/run4.json" || fail "--adapter: JSON keys"
+  for k in lora_enabled lora_disabled; do
+    a=$(tr -d ' \n' <"$tmp/run1.json" | sed "s/.*\"$k\":{\([^}]*\)}.*/\1/")
+    b=$(tr -d ' \n' <"$tmp/run4.json" | sed "s/.*\"$k\":{\([^}]*\)}.*/\1/")
+    [ -n "$a" ] && [ "$a" = "$b" ] || fail "--adapter: $k differs from the training run: $a vs $b"
+  done
+  grep -q '"rank": 1' "$tmp/run4.json" || fail "--adapter: JSON lacks the adapter's rank"
+  grep -q '<title>digit 9, adapter: ' "$tmp/pa.svg" || fail "--adapter --plot: no 'adapter' series"
+  grep -q '<title>digit 9, base: ' "$tmp/pa.svg" || fail "--adapter --plot: no 'base' series"
+  # shellcheck disable=SC2086
+  "$prog" $ev --load "$tmp/m.safetensors" --adapter "$tmp/ad" >"$tmp/text" 2>"$tmp/err" ||
+    fail "--adapter text: exit $?"
+  for needle in "Adapter: loaded from $tmp/ad" "adapter off  adapter on" \
+                "adapter disabled equals the loaded model: yes" "bit-identical"; do
+    grep -qF -- "$needle" "$tmp/text" || fail "--adapter text: no '$needle' in the report"
+  done
+  # load errors are run-time failures (1) naming the file
+  # shellcheck disable=SC2086
+  expect 1 "$tmp/noad/adapter_config.json" $ev --load "$tmp/m.safetensors" --adapter "$tmp/noad"
+  mkdir "$tmp/bad" && cp "$tmp/ad/adapter_model.safetensors" "$tmp/bad/" &&
+    sed 's/"r": 1/"r": 2/' "$tmp/ad/adapter_config.json" >"$tmp/bad/adapter_config.json"
+  # shellcheck disable=SC2086
+  expect 1 "lora_A.weight: expected shape (2, 784), got (1, 784)" $ev --load "$tmp/m.safetensors" \
+    --adapter "$tmp/bad"
+  # a factored checkpoint (linear3 as B = I (10, 10) BF16 times A = W (10, 2000), as `lowrank
+  # compress` lays it out) loads as W exactly: the same per-digit errors
+  if command -v python3 >/dev/null; then
+    python3 - "$tmp/m.safetensors" "$tmp/f.safetensors" <<'PY' || fail "writing the factored checkpoint"
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+meta = head.pop("__metadata__", None)
+blobs = {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in head.items()}
+w = head.pop("linear3.weight")
+out = w["shape"][0]
+head["linear3.A.weight"] = {"dtype": "F32", "shape": w["shape"]}
+blobs["linear3.A.weight"] = blobs.pop("linear3.weight")
+head["linear3.B.weight"] = {"dtype": "BF16", "shape": [out, out]}
+blobs["linear3.B.weight"] = b"".join(struct.pack("<H", 0x3F80 if i == j else 0)
+                                     for i in range(out) for j in range(out))
+off, body = 0, b""
+for k in sorted(head):
+    head[k]["data_offsets"] = [off, off + len(blobs[k])]
+    off += len(blobs[k])
+    body += blobs[k]
+if meta is not None:
+    head["__metadata__"] = meta
+h = json.dumps(head).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + body)
+PY
+    # shellcheck disable=SC2086
+    "$prog" $ev --json --load "$tmp/f.safetensors" --adapter "$tmp/ad" >"$tmp/run5.json" 2>"$tmp/err" ||
+      fail "--load factored: exit $?: $(cat "$tmp/err")"
+    for k in pretrained lora_enabled; do
+      a=$(tr -d ' \n' <"$tmp/run4.json" | sed "s/.*\"$k\":{\([^}]*\)}.*/\1/")
+      b=$(tr -d ' \n' <"$tmp/run5.json" | sed "s/.*\"$k\":{\([^}]*\)}.*/\1/")
+      [ -n "$a" ] && [ "$a" = "$b" ] || fail "--load factored: $k differs: $a vs $b"
+    done
+  fi
   # text mode prints the seed and the checks
   # shellcheck disable=SC2086
   "$prog" $common --load "$tmp/m.safetensors" --digit worst >"$tmp/text" 2>"$tmp/err" ||
