@@ -188,6 +188,58 @@ float lr_bf16_to_f32(uint16_t b)
     return f;
 }
 
+/* Round to nearest, ties to even, as numpy's astype(float16) and torch's .half(): overflow
+ * goes to ±inf, values below half the smallest subnormal to ±0, NaN stays NaN (quiet). */
+uint16_t lr_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+    if (ax < 0x38800000u) {                                    /* below 2^-14: subnormal */
+        if (ax < 0x33000001u) return (uint16_t)sign;           /* <= 2^-25: rounds to 0 */
+        uint32_t e = ax >> 23, mant = (ax & 0x7fffffu) | 0x800000u, shift = 126 - e; /* 14..24 */
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((ax >> 13) - (112u << 10)), rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;    /* may carry into the exponent */
+    return (uint16_t)(sign | h);
+}
+
+uint16_t lr_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
+    uint32_t lsb = (x >> 16) & 1u;
+    return (uint16_t)((x + 0x7fffu + lsb) >> 16);
+}
+
+lr_status lr_st_encode_f32(void *dst, lr_st_dtype dtype, const float *src, size_t n, lr_err *err)
+{
+    unsigned char *p = dst;
+    if ((!dst || !src) && n) return lr__fail(err, LR_EINVAL, "st_encode_f32: NULL buffer");
+    if (dtype != LR_ST_F32 && dtype != LR_ST_F16 && dtype != LR_ST_BF16 && dtype != LR_ST_F64)
+        return lr__fail(err, LR_EINVAL, "st_encode_f32: dtype %s is not F32, F16, BF16 or F64",
+                        lr_st_dtype_name(dtype) ? lr_st_dtype_name(dtype) : "(invalid)");
+    /* host order, as lr_safetensors_write wants its data */
+    for (size_t i = 0; i < n; i++) {
+        if (dtype == LR_ST_F32) {
+            memcpy(p, &src[i], 4), p += 4;
+        } else if (dtype == LR_ST_F64) {
+            double d = src[i];
+            memcpy(p, &d, 8), p += 8;
+        } else {
+            uint16_t h = dtype == LR_ST_F16 ? lr_f32_to_f16(src[i]) : lr_f32_to_bf16(src[i]);
+            memcpy(p, &h, 2), p += 2;
+        }
+    }
+    return LR_OK;
+}
+
 /* ---- the loaded file ---- */
 
 void lr_safetensors_free(lr_safetensors *st)

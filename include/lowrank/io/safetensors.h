@@ -125,6 +125,13 @@ LR_API lr_status lr_safetensors_check_all_used(const lr_safetensors *st, lr_err 
 /* Exact conversions, exposed for tests and for callers reading F16/BF16 themselves. */
 LR_API float lr_f16_to_f32(uint16_t h);
 LR_API float lr_bf16_to_f32(uint16_t b);
+/* float32 -> binary16 / bfloat16, rounding to nearest with ties to even (numpy's
+ * astype(float16), torch's .half() and .bfloat16()); overflow gives ±inf, NaN stays NaN. */
+LR_API uint16_t lr_f32_to_f16(float f);
+LR_API uint16_t lr_f32_to_bf16(float f);
+/* dst <- src[0..n) encoded in host byte order as dtype (F32, F16, BF16 or F64; dst holds
+ * n·bits/8 bytes), for writing float32 results in a file's own dtype. Other dtypes LR_EINVAL. */
+LR_API lr_status lr_st_encode_f32(void *dst, lr_st_dtype dtype, const float *src, size_t n, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,187 @@
+/* common.c — what every `lowrank` subcommand shares (tool.h). */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tool.h"
+
+const char tool_common_help[] =
+"Tensor selection and SVD:\n"
+"  --only REGEX       only tensors whose name matches (POSIX extended regex, unanchored)\n"
+"  --skip REGEX       leave out tensors whose name matches\n"
+"  --method M         singular values: auto (exact up to 2048x2048 = 4,194,304 entries,\n"
+"                     randomized above), exact (LAPACK sgesdd), randomized (block Krylov)\n"
+"  --svd-rank K       values the randomized method computes (default 256)\n"
+"  --seed N           seed of the randomized method (default 0)\n"
+"  --json             one JSON object on stdout instead of the table\n"
+"  --help             this text\n";
+
+void tool_opts_init(tool_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sp = lr_spectrum_opts_default();
+    o->notes = json_array();
+}
+
+void tool_opts_free(tool_opts *o)
+{
+    if (o->has_only) regfree(&o->only);
+    if (o->has_skip) regfree(&o->skip);
+    json_decref(o->notes);
+    memset(o, 0, sizeof *o);
+}
+
+static int regex_option(regex_t *rx, bool *has, const char *opt, const char *val, char *msg, size_t cap)
+{
+    if (*has) regfree(rx);
+    int rc = regcomp(rx, val, REG_EXTENDED | REG_NOSUB);
+    *has = rc == 0;
+    if (rc) {
+        char why[128];
+        regerror(rc, rx, why, sizeof why);
+        snprintf(msg, cap, "%s: '%s' is not a valid regular expression: %s", opt, val, why);
+        return -1;
+    }
+    return 1;
+}
+
+int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, size_t cap)
+{
+    const char *v, *a = argv[*i];
+    if (!strcmp(a, "--json")) return o->json = true, 1;
+    static const char *const with_value[] = { "--only", "--skip", "--method", "--svd-rank", "--seed" };
+    for (size_t k = 0; k < 5; k++) {
+        if (!lr_cli_match(a, with_value[k])) continue;
+        if (!lr_cli_value(argc, argv, i, with_value[k], &v, msg, cap)) return -1;
+        switch (k) {
+        case 0: return regex_option(&o->only, &o->has_only, "--only", v, msg, cap);
+        case 1: return regex_option(&o->skip, &o->has_skip, "--skip", v, msg, cap);
+        case 2:
+            if (lr_spectrum_parse_method(&o->sp.method, v, NULL)) {
+                snprintf(msg, cap, "--method: expected auto, exact or randomized, got '%s'", v);
+                return -1;
+            }
+            return 1;
+        case 3: return lr_cli_parse_size("--svd-rank", v, 1, 1 << 20, &o->sp.rank, msg, cap) ? 1 : -1;
+        default: return lr_cli_parse_seed("--seed", v, &o->sp.seed, msg, cap) ? 1 : -1;
+        }
+    }
+    return 0;
+}
+
+int tool_usage(const char *sub, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG "%s%s: ", sub ? " " : "", sub ? sub : "");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '" PROG "%s%s --help'.\n", sub ? " " : "", sub ? sub : "");
+    return LR_CLI_USAGE;
+}
+
+int tool_fail(const char *sub, const lr_err *e)
+{
+    fprintf(stderr, PROG " %s: %s\n", sub, e->msg[0] ? e->msg : "failed");
+    return LR_CLI_RUNTIME;
+}
+
+int tool_failf(const char *sub, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG " %s: ", sub);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return LR_CLI_RUNTIME;
+}
+
+void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *why)
+{
+    fprintf(stderr, PROG " %s: note: %s: %s\n", sub, tensor, why);
+    json_t *n = json_object();
+    if (n && !json_object_set_new(n, "tensor", json_string(tensor)) &&
+        !json_object_set_new(n, "reason", json_string(why)))
+        json_array_append(o->notes, n);
+    json_decref(n);
+}
+
+bool tool_is_matrix(const lr_st_tensor *t, const char **why)
+{
+    bool fl = t->dtype == LR_ST_F32 || t->dtype == LR_ST_F16 || t->dtype == LR_ST_BF16 || t->dtype == LR_ST_F64;
+    *why = !fl ? "passed over: not F32, F16, BF16 or F64"
+         : t->ndim != 2 ? "passed over: not 2-D"
+         : t->shape[0] == 0 || t->shape[1] == 0 ? "passed over: empty" : NULL;
+    return *why == NULL;
+}
+
+bool tool_selected(const tool_opts *o, const char *name)
+{
+    if (o->has_only && regexec(&o->only, name, 0, NULL, 0) != 0) return false;
+    if (o->has_skip && regexec(&o->skip, name, 0, NULL, 0) == 0) return false;
+    return true;
+}
+
+size_t *tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t *count)
+{
+    size_t n = lr_safetensors_count(st), c = 0;
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!idx) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const lr_st_tensor *t = lr_safetensors_at(st, i);
+        const char *why;
+        if (!tool_selected(o, t->name)) continue;
+        if (tool_is_matrix(t, &why)) idx[c++] = i;
+        else {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s (%s, %zu-D)", why, lr_st_dtype_name(t->dtype), t->ndim);
+            tool_note(o, sub, t->name, msg);
+        }
+    }
+    *count = c;
+    return idx;
+}
+
+lr_status tool_load(lr_mat *w, lr_safetensors *st, const lr_st_tensor *t, lr_err *err)
+{
+    lr_status s = lr_mat_init(w, t->shape[0], t->shape[1], err);
+    if (!s) s = lr_safetensors_get_f32(st, w->data, t->name, 2, t->shape, err);
+    if (s) lr_mat_free(w);
+    return s;
+}
+
+void tool_round(float *x, size_t n, lr_st_dtype dtype)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = dtype == LR_ST_F16 ? lr_f16_to_f32(lr_f32_to_f16(x[i]))
+             : dtype == LR_ST_BF16 ? lr_bf16_to_f32(lr_f32_to_bf16(x[i])) : x[i];
+}
+
+int tool_check_out(const char *sub, const char *out, const char *const *inputs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lr_cli_same_file(out, inputs[i]))
+            return tool_usage(sub, "--out '%s' is the input '%s': refusing to write over an input", out,
+                              inputs[i]);
+    return 0;
+}
+
+json_t *tool_json_size(size_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+json_t *tool_json_shape(size_t m, size_t n)
+{
+    return json_pack("[II]", (json_int_t)m, (json_int_t)n);
+}
+
+int tool_json_print(json_t *o)
+{
+    if (!o || json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) != 0 || fputc('\n', stdout) == EOF ||
+        fflush(stdout) != 0) {
+        fprintf(stderr, PROG ": cannot print the JSON report\n");
+        return LR_CLI_RUNTIME;
+    }
+    return LR_CLI_OK;
+}

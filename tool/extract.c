@@ -1,0 +1,262 @@
+/* extract.c — `lowrank extract BASE TUNED --out DIR`: a PEFT LoRA adapter holding the best
+ * rank-r approximation of ΔW = TUNED − BASE for every 2-D weight that differs. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tool.h"
+
+#define SUB "extract"
+
+static const char help[] =
+"usage: " PROG " extract BASE.safetensors TUNED.safetensors (--rank R | --energy E | --error X)\n"
+"                        --out ADAPTER_DIR [options]\n"
+"\n"
+"For every selected 2-D weight P.weight that differs between BASE and TUNED, factors\n"
+"dW = TUNED - BASE by its truncated SVD, B = U_r.S_r, A = V_r^T, and writes a PEFT adapter\n"
+"directory (adapter_model.safetensors + adapter_config.json, the layout lr-mnist\n"
+"--adapter-out writes) with lora_alpha = r per layer, so the scale is 1 and W + B.A\n"
+"approximates the tuned weight. Layers of different ranks go to rank_pattern. The two files\n"
+"must hold the same tensor names, shapes and dtypes. A tensor that differs but is not a 2-D\n"
+"floating weight (a bias, say) cannot be a LoRA layer: it is left out with a note.\n"
+"\n"
+"  --rank R        the same rank for every layer (at most min(m, n))\n"
+"  --energy E      per layer, the smallest rank keeping the fraction E of ||dW||_F^2\n"
+"  --error X       per layer, the smallest rank with ||dW - BA||_F / ||dW||_F <= X\n"
+"  --dtype D       F32 (default), F16 or BF16 for the adapter's tensors\n"
+"  --out DIR       the adapter directory (created if missing; written crash-safely)\n"
+"\n";
+
+typedef struct {
+    const char *in[2], *out;
+    lr_plan_opts plan;
+    int modes;
+    lr_st_dtype dtype;
+} args;
+
+static int parse(int argc, char **argv, tool_opts *o, args *a)
+{
+    char msg[512];
+    size_t nin = 0;
+    static const char *const modes[] = { "--rank", "--energy", "--error" };
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i], *v;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            printf("%s%s", help, tool_common_help);
+            exit(0);
+        }
+        int c = tool_common_option(o, argc, argv, &i, msg, sizeof msg);
+        if (c < 0) return tool_usage(SUB, "%s", msg);
+        if (c) continue;
+        int k = 0;
+        while (k < 3 && !lr_cli_match(s, modes[k])) k++;
+        if (k < 3) {
+            a->modes++;
+            if (!lr_cli_value(argc, argv, &i, modes[k], &v, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
+            a->plan.kind = (lr_plan_kind)k;
+            bool ok = k == 0 ? lr_cli_parse_size(modes[k], v, 1, (size_t)1 << 40, &a->plan.rank, msg, sizeof msg)
+                    : k == 1 ? lr_cli_parse_double(modes[k], v, 0, true, 1, false, &a->plan.energy, msg, sizeof msg)
+                             : lr_cli_parse_double(modes[k], v, 0, false, 1, true, &a->plan.error, msg, sizeof msg);
+            if (!ok) return tool_usage(SUB, "%s", msg);
+        } else if (lr_cli_match(s, "--out")) {
+            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
+        } else if (lr_cli_match(s, "--dtype")) {
+            if (!lr_cli_value(argc, argv, &i, "--dtype", &v, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
+            if (lr_st_dtype_parse(&a->dtype, v) ||
+                (a->dtype != LR_ST_F32 && a->dtype != LR_ST_F16 && a->dtype != LR_ST_BF16))
+                return tool_usage(SUB, "--dtype: expected F32, F16 or BF16, got '%s'", v);
+        } else if (s[0] == '-' && s[1]) {
+            return tool_usage(SUB, "unknown option '%s'", s);
+        } else if (nin < 2) {
+            a->in[nin++] = s;
+        } else {
+            return tool_usage(SUB, "two files expected (BASE TUNED), got a third: '%s'", s);
+        }
+    }
+    if (nin < 2) return tool_usage(SUB, "expected BASE.safetensors TUNED.safetensors");
+    if (a->modes != 1) return tool_usage(SUB, "give exactly one of --rank, --energy, --error (got %d)", a->modes);
+    if (!a->out) return tool_usage(SUB, "missing --out ADAPTER_DIR");
+    return tool_check_out(SUB, a->out, a->in, 2);
+}
+
+/* Same names, shapes and dtypes in both files; a message names the first difference. */
+static int check_match(lr_safetensors *base, lr_safetensors *tuned)
+{
+    lr_safetensors *f[2] = { base, tuned };
+    for (int q = 0; q < 2; q++)
+        for (size_t i = 0; i < lr_safetensors_count(f[q]); i++) {
+            const lr_st_tensor *t = lr_safetensors_at(f[q], i), *u = lr_safetensors_find(f[!q], t->name);
+            if (!u)
+                return tool_failf(SUB, "%s: tensor %s is missing (it is in %s)", lr_safetensors_path(f[!q]), t->name,
+                                  lr_safetensors_path(f[q]));
+            bool same = t->ndim == u->ndim && t->dtype == u->dtype;
+            for (size_t d = 0; same && d < t->ndim; d++) same = t->shape[d] == u->shape[d];
+            if (!same)
+                return tool_failf(SUB, "%s: %s differs between the files: %s %zu-D in %s, %s %zu-D in %s "
+                                  "(shapes or dtypes must match)", lr_safetensors_path(tuned), t->name,
+                                  lr_st_dtype_name(t->dtype), t->ndim, lr_safetensors_path(f[q]),
+                                  lr_st_dtype_name(u->dtype), u->ndim, lr_safetensors_path(f[!q]));
+        }
+    return 0;
+}
+
+static bool differs(lr_safetensors *base, const lr_st_tensor *t, const lr_st_tensor *u)
+{
+    size_t nb = 0;
+    lr_st_tensor_nbytes(t, &nb, NULL);
+    (void)base;
+    return memcmp(t->data, u->data, nb) != 0;
+}
+
+typedef struct {
+    const char *name;
+    size_t m, n, r;
+    bool exact;
+    double energy, tail, fro, base_fro; /* ‖ΔW‖², predicted tail, measured ‖ΔW − BA‖, ‖W_base‖ */
+} layer;
+
+static int pick_rank(const args *a, const lr_spectrum *sp, const char *name, size_t *r)
+{
+    lr_err e = { 0 };
+    bool found = true;
+    *r = a->plan.rank;
+    if (a->plan.kind == LR_PLAN_RANK && *r > sp->k)
+        return tool_failf(SUB, "%s: rank %zu exceeds min(%zu, %zu) = %zu", name, *r, sp->m, sp->n, sp->k);
+    if (a->plan.kind == LR_PLAN_ENERGY) lr_spectrum_rank_for_energy(sp, a->plan.energy, r, &found, &e);
+    if (a->plan.kind == LR_PLAN_ERROR) lr_spectrum_rank_for_error(sp, a->plan.error, r, &found, &e);
+    if (!found || *r > sp->known)
+        return tool_failf(SUB, "%s: the %zu singular values computed (randomized) do not reach the target; use "
+                          "--method exact or a larger --svd-rank", name, sp->known);
+    if (*r == 0) *r = 1;
+    return 0;
+}
+
+/* ΔW of one tensor -> its layer in ad */
+static int extract_one(const args *a, const tool_opts *o, lr_safetensors *bs, lr_safetensors *ts,
+                       const lr_st_tensor *t, layer *ly, lr_peft *ad)
+{
+    lr_err e = { 0 };
+    lr_mat wb = { 0 }, d = { 0 }, b = { 0 }, A = { 0 };
+    lr_spectrum sp = { 0 };
+    lr_usv vec = { 0 };
+    lr_approx_err ae;
+    char module[1024];
+    size_t m = t->shape[0], n = t->shape[1];
+    int rc = 0;
+    lr_status s = tool_load(&wb, bs, lr_safetensors_find(bs, t->name), &e);
+    if (!s) s = tool_load(&d, ts, t, &e);
+    for (size_t i = 0; !s && i < m * n; i++) d.data[i] -= wb.data[i];
+    if (!s) s = lr_spectrum_init(&sp, &vec, lr_cm(d), &o->sp, &e);
+    if (!s && (rc = pick_rank(a, &sp, t->name, &ly->r))) s = LR_EINVAL;
+    size_t r = ly->r;
+    if (!s) s = lr_mat_init(&b, m, r, &e);
+    if (!s) s = lr_mat_init(&A, r, n, &e);
+    if (!s) s = lr_factor_from_usv(b, A, &vec, r, LR_SPLIT_US, &e);
+    if (!s) {
+        tool_round(b.data, m * r, a->dtype);
+        tool_round(A.data, r * n, a->dtype);
+        s = lr_approx_measure(&ae, lr_cm(d), lr_cm(b), lr_cm(A), false, &e);
+    }
+    if (!s) s = lr_peft_module_of(module, sizeof module, t->name, &e);
+    if (!s) s = lr_peft_add(ad, module, m, n, r, (double)r, A.data, b.data, &e);
+    if (!s) {
+        *ly = (layer){ t->name, m, n, r, sp.exact, sp.exact ? sp.captured : sp.energy, lr_spectrum_tail(&sp, r),
+                       ae.fro, lr_mat_norm_fro(lr_cm(wb)) };
+    }
+    if (s && !rc) rc = tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(ts), t->name, e.msg);
+    lr_mat_free(&wb), lr_mat_free(&d), lr_mat_free(&b), lr_mat_free(&A);
+    lr_spectrum_free(&sp);
+    lr_usv_free(&vec);
+    return rc;
+}
+
+static double rel(double fro2, double energy)
+{
+    return energy > 0 ? sqrt(fro2 / energy) : 0;
+}
+
+static int report(const args *a, const layer *ly, size_t n, size_t unchanged, tool_opts *o)
+{
+    if (!o->json) {
+        printf("%-32s %-13s %6s %10s %10s %10s %12s\n", "tensor", "shape", "rank", "energy", "pred.err", "meas.err",
+               "|dW|/|W|");
+        for (size_t i = 0; i < n; i++) {
+            char shape[32];
+            snprintf(shape, sizeof shape, "%zux%zu", ly[i].m, ly[i].n);
+            printf("%-32s %-13s %6zu %9.4f%% %10.3g %10.3g %12.3g\n", ly[i].name, shape, ly[i].r,
+                   100 * (1 - (ly[i].energy > 0 ? ly[i].tail / ly[i].energy : 0)), rel(ly[i].tail, ly[i].energy),
+                   rel(ly[i].fro * ly[i].fro, ly[i].energy), ly[i].base_fro > 0 ? sqrt(ly[i].energy) / ly[i].base_fro : 0);
+        }
+        printf("\n%zu layer%s extracted, %zu tensor%s unchanged; errors are relative to ||dW||_F\nwrote %s/\n", n,
+               n == 1 ? "" : "s", unchanged, unchanged == 1 ? "" : "s", a->out);
+        return 0;
+    }
+    bool ok = true;
+    json_t *js = json_object(), *ts = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_object();
+        lr_cli_json_set(r, "name", json_string(ly[i].name), &ok);
+        lr_cli_json_set(r, "shape", tool_json_shape(ly[i].m, ly[i].n), &ok);
+        lr_cli_json_set(r, "rank", tool_json_size(ly[i].r), &ok);
+        lr_cli_json_set(r, "svd", json_string(ly[i].exact ? "exact" : "randomized"), &ok);
+        lr_cli_json_set(r, "energy_kept", lr_cli_json_real(1 - (ly[i].energy > 0 ? ly[i].tail / ly[i].energy : 0)), &ok);
+        lr_cli_json_set(r, "predicted_rel_error", lr_cli_json_real(rel(ly[i].tail, ly[i].energy)), &ok);
+        lr_cli_json_set(r, "measured_rel_error", lr_cli_json_real(rel(ly[i].fro * ly[i].fro, ly[i].energy)), &ok);
+        lr_cli_json_set(r, "delta_fro", lr_cli_json_real(sqrt(ly[i].energy)), &ok);
+        lr_cli_json_set(r, "base_fro", lr_cli_json_real(ly[i].base_fro), &ok);
+        ok = ok && !json_array_append_new(ts, r);
+    }
+    lr_cli_json_set(js, "command", json_string(SUB), &ok);
+    lr_cli_json_set(js, "base", json_string(a->in[0]), &ok);
+    lr_cli_json_set(js, "tuned", json_string(a->in[1]), &ok);
+    lr_cli_json_set(js, "out", json_string(a->out), &ok);
+    lr_cli_json_set(js, "layers", ts, &ok);
+    lr_cli_json_set(js, "unchanged", tool_json_size(unchanged), &ok);
+    lr_cli_json_set(js, "skipped", json_incref(o->notes), &ok);
+    int rc = ok ? tool_json_print(js) : tool_failf(SUB, "out of memory building the JSON report");
+    json_decref(js);
+    return rc;
+}
+
+static int run(const args *a, tool_opts *o, lr_safetensors *bs, lr_safetensors *ts, lr_peft *ad)
+{
+    size_t nt = lr_safetensors_count(ts), n = 0, unchanged = 0;
+    layer *ly = calloc(nt ? nt : 1, sizeof *ly);
+    int rc = ly ? check_match(bs, ts) : tool_failf(SUB, "out of memory");
+    for (size_t i = 0; i < nt && !rc; i++) {
+        const lr_st_tensor *t = lr_safetensors_at(ts, i);
+        const char *why;
+        if (!tool_selected(o, t->name)) continue;
+        if (!differs(bs, lr_safetensors_find(bs, t->name), t)) unchanged++;
+        else if (!tool_is_matrix(t, &why))
+            tool_note(o, SUB, t->name, "differs, but is not a 2-D floating weight: a LoRA adapter cannot hold it");
+        else rc = extract_one(a, o, bs, ts, t, &ly[n++], ad);
+    }
+    if (!rc && n == 0)
+        rc = tool_failf(SUB, "%s and %s: no selected 2-D weight differs: nothing to extract", a->in[0], a->in[1]);
+    lr_err e = { 0 };
+    if (!rc) {
+        ad->base_model = malloc(strlen(a->in[0]) + 1);
+        if (ad->base_model) strcpy(ad->base_model, a->in[0]);
+        if (lr_peft_write(ad, a->out, a->dtype, &e)) rc = tool_fail(SUB, &e);
+    }
+    if (!rc) rc = report(a, ly, n, unchanged, o);
+    free(ly);
+    return rc;
+}
+
+int tool_extract(int argc, char **argv)
+{
+    tool_opts o;
+    tool_opts_init(&o);
+    args a = { .plan = lr_plan_opts_default(), .dtype = LR_ST_F32 };
+    lr_safetensors bs = { 0 }, ts = { 0 };
+    lr_peft ad = { 0 };
+    lr_err e = { 0 };
+    int rc = parse(argc, argv, &o, &a);
+    if (!rc && (lr_safetensors_open(&bs, a.in[0], &e) || lr_safetensors_open(&ts, a.in[1], &e))) rc = tool_fail(SUB, &e);
+    if (!rc) rc = run(&a, &o, &bs, &ts, &ad);
+    lr_peft_free(&ad);
+    lr_safetensors_free(&bs), lr_safetensors_free(&ts);
+    tool_opts_free(&o);
+    return rc;
+}

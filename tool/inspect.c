@@ -1,0 +1,208 @@
+/* inspect.c — `lowrank inspect MODEL`: per 2-D tensor the numerical rank, σ₁, the ranks that
+ * keep 90 / 99 / 99.9 % of the energy, and what factoring at those ranks would cost. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tool.h"
+
+#define SUB "inspect"
+#define NLEVEL 3
+static const double level[NLEVEL] = { 0.9, 0.99, 0.999 };
+static const char *const level_key[NLEVEL] = { "0.9", "0.99", "0.999" };
+
+static const char help[] =
+"usage: " PROG " inspect MODEL.safetensors [--spectrum FILE.svg] [options]\n"
+"\n"
+"One row per 2-D floating tensor (F32, F16, BF16, F64; others are passed over with a note):\n"
+"shape, dtype, how the singular values were found, numpy's numerical rank\n"
+"(s_i > s_1 * max(m,n) * 2^-23), sigma_1, the smallest ranks keeping 90 / 99 / 99.9 % of\n"
+"the energy ||W||_F^2, the parameters (m*n) and the multiply-adds per input row, dense\n"
+"(m*n) and factored at those ranks (r*(m+n); 'dense' where that is no saving). Totals last.\n"
+"With the randomized method only the top values are known: they are lower bounds, so the\n"
+"energy ranks are upper bounds, and the report states the energy they leave unexplained.\n"
+"\n"
+"  --spectrum FILE.svg   plot s_i / s_1 of every tensor against i\n"
+"\n";
+
+typedef struct {
+    const char *name;
+    lr_st_dtype dtype;
+    size_t m, n, rank, r[NLEVEL], be;
+    bool at_least, found[NLEVEL];
+    lr_spectrum sp;
+} row;
+
+static int parse(int argc, char **argv, tool_opts *o, const char **model, const char **svg)
+{
+    char msg[512];
+    *model = *svg = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s%s", help, tool_common_help);
+            exit(0);
+        }
+        int c = tool_common_option(o, argc, argv, &i, msg, sizeof msg);
+        if (c < 0) return tool_usage(SUB, "%s", msg);
+        if (c) continue;
+        if (lr_cli_match(a, "--spectrum")) {
+            if (!lr_cli_value(argc, argv, &i, "--spectrum", svg, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
+        } else if (a[0] == '-' && a[1]) {
+            return tool_usage(SUB, "unknown option '%s'", a);
+        } else if (!*model) {
+            *model = a;
+        } else {
+            return tool_usage(SUB, "one MODEL expected, got '%s' and '%s'", *model, a);
+        }
+    }
+    if (!*model) return tool_usage(SUB, "missing MODEL.safetensors");
+    if (*svg) return tool_check_out(SUB, *svg, model, 1);
+    return 0;
+}
+
+static int analyse(row *rw, lr_safetensors *st, const lr_st_tensor *t, const tool_opts *o)
+{
+    lr_err e = { 0 };
+    lr_mat w;
+    lr_status s = tool_load(&w, st, t, &e);
+    if (!s) s = lr_spectrum_init(&rw->sp, NULL, lr_cm(w), &o->sp, &e);
+    lr_mat_free(&w);
+    if (s) return tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(st), t->name, e.msg);
+    rw->name = t->name, rw->dtype = t->dtype, rw->m = t->shape[0], rw->n = t->shape[1];
+    lr_spectrum_numerical_rank(&rw->sp, &rw->rank, &rw->at_least);
+    lr_cost_break_even(&rw->be, rw->m, rw->n, NULL);
+    for (int k = 0; k < NLEVEL; k++) lr_spectrum_rank_for_energy(&rw->sp, level[k], &rw->r[k], &rw->found[k], NULL);
+    return 0;
+}
+
+/* multiply-adds per input row at rank r: r(m+n), or m·n when factoring does not save */
+static double macs_at(const row *rw, size_t r)
+{
+    return r > rw->be ? (double)rw->m * rw->n : (double)r * (rw->m + rw->n);
+}
+
+static void print_table(const row *rows, size_t n, const char *path)
+{
+    printf("%s: %zu tensor%s\n\n", path, n, n == 1 ? "" : "s");
+    printf("%-32s %-13s %-5s %-5s %7s %10s %6s %6s %6s %12s | MACs/row: %10s %10s %10s %10s\n", "tensor",
+           "shape", "dtype", "svd", "rank", "sigma1", "r90", "r99", "r99.9", "params", "dense", "@90%",
+           "@99%", "@99.9%");
+    double tp = 0, tl[NLEVEL] = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        char shape[32], rank[16], rk[NLEVEL][16], mac[NLEVEL][16];
+        snprintf(shape, sizeof shape, "%zux%zu", r->m, r->n);
+        snprintf(rank, sizeof rank, "%s%zu", r->at_least ? ">=" : "", r->rank);
+        for (int k = 0; k < NLEVEL; k++) {
+            snprintf(rk[k], sizeof rk[k], "%s%zu", r->found[k] ? "" : ">", r->r[k]);
+            if (r->r[k] > r->be) snprintf(mac[k], sizeof mac[k], "dense");
+            else snprintf(mac[k], sizeof mac[k], "%s%.0f", r->found[k] ? "" : ">", macs_at(r, r->r[k]));
+            tl[k] += macs_at(r, r->r[k]);
+        }
+        tp += (double)r->m * r->n;
+        printf("%-32s %-13s %-5s %-5s %7s %10.4g %6s %6s %6s %12.0f | %20.0f %10s %10s %10s\n", r->name, shape,
+               lr_st_dtype_name(r->dtype), r->sp.exact ? "exact" : "rand", rank, r->sp.known ? (double)r->sp.s[0] : 0.0,
+               rk[0], rk[1], rk[2], (double)r->m * r->n, (double)r->m * r->n, mac[0], mac[1], mac[2]);
+    }
+    printf("%-32s %-13s %-5s %-5s %7s %10s %6s %6s %6s %12.0f | %20.0f %10.0f %10.0f %10.0f\n", "total", "", "",
+           "", "", "", "", "", "", tp, tp, tl[0], tl[1], tl[2]);
+    for (size_t i = 0; i < n; i++)
+        if (!rows[i].sp.exact)
+            printf("%s: randomized, top %zu values (lower bounds): they leave at most %.3g%% of the energy "
+                   "unexplained\n", rows[i].name, rows[i].sp.known,
+                   100 * fmax(0, rows[i].sp.energy - rows[i].sp.captured) / fmax(rows[i].sp.energy, 1e-300));
+}
+
+static json_t *row_json(const row *r)
+{
+    bool ok = true;
+    json_t *o = json_object(), *er = json_object(), *fm = json_object();
+    lr_cli_json_set(o, "name", json_string(r->name), &ok);
+    lr_cli_json_set(o, "shape", tool_json_shape(r->m, r->n), &ok);
+    lr_cli_json_set(o, "dtype", json_string(lr_st_dtype_name(r->dtype)), &ok);
+    lr_cli_json_set(o, "svd", json_string(r->sp.exact ? "exact" : "randomized"), &ok);
+    lr_cli_json_set(o, "values_known", tool_json_size(r->sp.known), &ok);
+    lr_cli_json_set(o, "numerical_rank", tool_json_size(r->rank), &ok);
+    lr_cli_json_set(o, "numerical_rank_is_lower_bound", json_boolean(r->at_least), &ok);
+    lr_cli_json_set(o, "sigma1", lr_cli_json_real(r->sp.known ? r->sp.s[0] : 0), &ok);
+    lr_cli_json_set(o, "energy", lr_cli_json_real(r->sp.energy), &ok);
+    lr_cli_json_set(o, "unexplained_energy", lr_cli_json_real(fmax(0, r->sp.energy - r->sp.captured)), &ok);
+    for (int k = 0; k < NLEVEL; k++) {
+        lr_cli_json_set(er, level_key[k], r->found[k] ? tool_json_size(r->r[k]) : json_null(), &ok);
+        lr_cli_json_set(fm, level_key[k], r->found[k] ? lr_cli_json_real(macs_at(r, r->r[k])) : json_null(), &ok);
+    }
+    lr_cli_json_set(o, "energy_ranks", er, &ok);
+    lr_cli_json_set(o, "params", lr_cli_json_real((double)r->m * r->n), &ok);
+    lr_cli_json_set(o, "macs_per_row_dense", lr_cli_json_real((double)r->m * r->n), &ok);
+    lr_cli_json_set(o, "macs_per_row_factored", fm, &ok);
+    lr_cli_json_set(o, "break_even_rank", tool_json_size(r->be), &ok);
+    lr_cli_json_set(o, "singular_values", lr_cli_json_vec(r->sp.s, r->sp.known), &ok);
+    if (!ok) json_decref(o);
+    return ok ? o : NULL;
+}
+
+static int report_json(const row *rows, size_t n, const char *path, tool_opts *o)
+{
+    bool ok = true;
+    json_t *js = json_object(), *ts = json_array(), *tot = json_object();
+    double tp = 0, tl[NLEVEL] = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = row_json(&rows[i]);
+        ok = ok && r && !json_array_append_new(ts, r);
+        tp += (double)rows[i].m * rows[i].n;
+        for (int k = 0; k < NLEVEL; k++) tl[k] += macs_at(&rows[i], rows[i].r[k]);
+    }
+    json_t *fm = json_object();
+    for (int k = 0; k < NLEVEL; k++) lr_cli_json_set(fm, level_key[k], lr_cli_json_real(tl[k]), &ok);
+    lr_cli_json_set(tot, "tensors", tool_json_size(n), &ok);
+    lr_cli_json_set(tot, "params", lr_cli_json_real(tp), &ok);
+    lr_cli_json_set(tot, "macs_per_row_dense", lr_cli_json_real(tp), &ok);
+    lr_cli_json_set(tot, "macs_per_row_factored", fm, &ok);
+    lr_cli_json_set(js, "command", json_string(SUB), &ok);
+    lr_cli_json_set(js, "file", json_string(path), &ok);
+    lr_cli_json_set(js, "tensors", ts, &ok);
+    lr_cli_json_set(js, "totals", tot, &ok);
+    lr_cli_json_set(js, "skipped", json_incref(o->notes), &ok);
+    int rc = ok ? tool_json_print(js) : tool_failf(SUB, "out of memory building the JSON report");
+    json_decref(js);
+    return rc;
+}
+
+static int plot(const char *svg, const row *rows, size_t n)
+{
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    const float **s = calloc(n ? n : 1, sizeof *s);
+    size_t *k = calloc(n ? n : 1, sizeof *k);
+    char msg[512] = "out of memory";
+    int rc = !names || !s || !k;
+    for (size_t i = 0; i < n && !rc; i++) names[i] = rows[i].name, s[i] = rows[i].sp.s, k[i] = rows[i].sp.known;
+    if (!rc) rc = tool_spectrum_svg(svg, names, s, k, n, msg, sizeof msg);
+    free(names), free(s), free(k);
+    return rc ? tool_failf(SUB, "--spectrum: %s", msg) : 0;
+}
+
+int tool_inspect(int argc, char **argv)
+{
+    tool_opts o;
+    tool_opts_init(&o);
+    const char *model, *svg;
+    lr_safetensors st = { 0 };
+    lr_err e = { 0 };
+    size_t n = 0, *idx = NULL;
+    row *rows = NULL;
+    int rc = parse(argc, argv, &o, &model, &svg);
+    if (!rc && lr_safetensors_open(&st, model, &e)) rc = tool_fail(SUB, &e);
+    if (!rc && (!(idx = tool_candidates(&o, SUB, &st, &n)) || !(rows = calloc(n ? n : 1, sizeof *rows))))
+        rc = tool_failf(SUB, "out of memory");
+    if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", model);
+    for (size_t i = 0; i < n && !rc; i++) rc = analyse(&rows[i], &st, lr_safetensors_at(&st, idx[i]), &o);
+    if (!rc && svg) rc = plot(svg, rows, n);
+    if (!rc && o.json) rc = report_json(rows, n, model, &o);
+    else if (!rc) print_table(rows, n, model);
+    if (!rc && svg && !o.json) printf("\nspectrum plot: %s\n", svg);
+    for (size_t i = 0; rows && i < n; i++) lr_spectrum_free(&rows[i].sp);
+    free(rows), free(idx);
+    lr_safetensors_free(&st);
+    tool_opts_free(&o);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* main.c — `lowrank`: low-rank tools for safetensors checkpoints and PEFT LoRA adapters.
+ * Dispatches to the subcommands (inspect.c, compress.c, extract.c, combine.c, merge.c). */
+#include <signal.h>
+#include <string.h>
+#include "tool.h"
+
+static const char usage[] =
+"usage: " PROG " COMMAND [options]\n"
+"\n"
+"Low-rank tools for any safetensors checkpoint (every 2-D F32/F16/BF16/F64 tensor is a\n"
+"candidate) and for LoRA adapters in PEFT's directory layout.\n"
+"\n"
+"Commands:\n"
+"  inspect MODEL            numerical rank, sigma_1, ranks for 90/99/99.9% energy, costs\n"
+"  compress MODEL --out F   factor weights as B.A (--rank, --energy, --error or --budget)\n"
+"  extract BASE TUNED --out DIR   a LoRA adapter from the difference of two checkpoints\n"
+"  combine DIR... --out DIR       weighted sum of adapters, exact or truncated (--rank)\n"
+"  merge BASE DIR --out F   W + s.B.A into the weights (--unmerge subtracts it)\n"
+"\n"
+"'" PROG " COMMAND --help' describes each. Exit status: 0 ok; 1 a failure (a message names\n"
+"the file and tensor); 2 a bad command line. Outputs are written crash-safely: a failed\n"
+"run leaves no partial file. docs/tool.md has the details and a tutorial.\n";
+
+int main(int argc, char **argv)
+{
+    /* over RLIMIT_FSIZE a write fails with EFBIG, which the library reports, rather than
+     * the process dying of SIGXFSZ with a temp file left behind */
+    signal(SIGXFSZ, SIG_IGN);
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return LR_CLI_USAGE;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
+        fputs(usage, stdout);
+        return LR_CLI_OK;
+    }
+    if (!strcmp(c, "--version")) {
+        printf(PROG " %s\n", LOWRANK_VERSION);
+        return LR_CLI_OK;
+    }
+    static const struct { const char *name; int (*run)(int, char **); } cmds[] = {
+        { "inspect", tool_inspect }, { "compress", tool_compress }, { "extract", tool_extract },
+        { "combine", tool_combine }, { "merge", tool_merge },
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (!strcmp(c, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge)", c);
+}
