@@ -334,7 +334,11 @@ int tool_compress(int argc, char **argv)
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", a.model);
     for (size_t i = 0; i < n && !rc; i++) {
         it[i].t = lr_safetensors_at(&st, idx[i]);
-        rc = analyse(&it[i], &st, &o.sp);
+        size_t m = it[i].t->shape[0], nn = it[i].t->shape[1], k = m < nn ? m : nn;
+        if (a.plan.kind == LR_PLAN_RANK && a.plan.rank > k) /* before any SVD */
+            rc = tool_failf(SUB, "%s: %s: rank %zu exceeds min(%zu, %zu) = %zu", a.model, it[i].t->name,
+                            a.plan.rank, m, nn, k);
+        else rc = analyse(&it[i], &st, &o.sp);
     }
     if (!rc) rc = plan(&a, it, n, &tot);
     for (size_t i = 0; i < n && !rc; i++)

@@ -12,7 +12,7 @@
 #define R 260
 #define T 40
 #define B 60
-#define YMIN (-8.0) /* log10 of the smallest ratio drawn */
+static double YMIN = -8.0; /* log10 of the smallest ratio drawn: the data's lowest decade, >= -8 */
 
 static const char *const colors[] = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                                       "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" };
@@ -43,7 +43,7 @@ static void axes(FILE *f)
     fprintf(f, "<text x='%.1f' y='%d' font-size='12' text-anchor='middle'>i / values computed</text>\n",
             px(0.5), H - B + 36);
     fprintf(f, "<text x='16' y='%.1f' font-size='12' transform='rotate(-90 16 %.1f)' text-anchor='middle'>"
-            "s_i / s_1</text>\n", py(YMIN / 2), py(YMIN / 2));
+            "s_i / s_1 (log scale)</text>\n", py(YMIN / 2), py(YMIN / 2));
     fprintf(f, "<text x='%d' y='24' font-size='14'>Normalised singular values</text>\n", L);
 }
 
@@ -81,6 +81,11 @@ int tool_spectrum_svg(const char *path, const char *const *names, const float *c
         return 1;
     }
     FILE *f = af.f;
+    double lo = 0;
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = 0; j < k[i] && s[i][0] > 0; j++)
+            if (s[i][j] > 0) lo = fmin(lo, log10((double)s[i][j] / s[i][0]));
+    YMIN = fmax(-8.0, fmin(-1.0, floor(lo)));
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif'>\n"
             "<rect width='100%%' height='100%%' fill='white'/>\n", W, H);
     axes(f);
