@@ -1,0 +1,841 @@
+#!/usr/bin/python3
+"""tool_check.py — the `lowrank` program end to end, checked against numpy (suite 'tool').
+
+    tool_check.py SECTION LOWRANK WORKDIR
+
+SECTION is inspect, compress, extract, combine, merge or errors. The inputs are written here
+by a minimal safetensors writer (no safetensors/torch package is assumed): an 8-byte
+little-endian header length, a JSON header of {name: {dtype, shape, data_offsets}} plus an
+optional __metadata__ string map, then the raw little-endian data. F32, F16, BF16 (numpy has
+no bfloat16: round-to-nearest-even on the top 16 bits of the float32), F64 and I64 are
+supported. Every result the program writes is parsed back here and compared with numpy
+(float64 on the values the file holds). Exit 0 when every check passes, 1 otherwise.
+"""
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+EPS32 = float(np.finfo(np.float32).eps)
+FAILS = []
+CHECKS = [0]
+
+
+def fail(msg):
+    FAILS.append(msg)
+    print("FAIL: " + msg, flush=True)
+
+
+def check(cond, msg):
+    CHECKS[0] += 1
+    if not cond:
+        fail(msg)
+    return bool(cond)
+
+
+def close(got, want, tol, what):
+    """|got - want| <= tol (scalars)."""
+    return check(abs(float(got) - float(want)) <= tol, "%s: got %.9g, want %.9g (tol %.3g)" % (what, got, want, tol))
+
+
+def rel_close(got, want, rtol, what, ref=None):
+    """||got - want|| <= rtol * ||ref|| (ref defaults to want)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    ref = want if ref is None else np.asarray(ref, np.float64)
+    d, r = np.linalg.norm(got - want), np.linalg.norm(ref)
+    return check(d <= rtol * max(r, 1e-300), "%s: ||got - want|| = %.3g, %.3g of ||ref|| = %.3g (tol %.3g)" %
+                 (what, d, d / max(r, 1e-300), r, rtol))
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors by hand
+
+def f32_to_bf16_bits(x):
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16          # round to nearest, ties to even
+    return u.astype(np.uint16)
+
+
+def bf16_bits_to_f32(b):
+    return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+NP_DTYPE = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "BF16": "<u2"}
+
+
+def encode(dtype, x):
+    """bytes of x in dtype (x: float array for floats, ints for I64)."""
+    if dtype == "BF16":
+        return f32_to_bf16_bits(np.asarray(x, np.float32)).astype("<u2").tobytes()
+    return np.ascontiguousarray(np.asarray(x).astype(NP_DTYPE[dtype])).tobytes()
+
+
+def decode(dtype, raw, shape):
+    """the values of raw as float64 (floats) or int64 (I64), shaped."""
+    a = np.frombuffer(raw, NP_DTYPE[dtype]).reshape(shape)
+    if dtype == "BF16":
+        return bf16_bits_to_f32(a).astype(np.float64)
+    return a.astype(np.int64 if dtype == "I64" else np.float64)
+
+
+def quantize(dtype, x):
+    """x as a file of that dtype holds it, as float64."""
+    return decode(dtype, encode(dtype, x), np.shape(x))
+
+
+def write_st(path, tensors, metadata=None):
+    """tensors: list of (name, dtype, array); written in that order."""
+    header, blobs, off = {}, [], 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, x in tensors:
+        raw = encode(dtype, x)
+        header[name] = {"dtype": dtype, "shape": list(np.shape(x)), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+class St:
+    """a parsed safetensors file: .meta (dict or None), .t[name] = (dtype, shape, raw bytes)."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            data = f.read()
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n].decode())
+        self.meta = header.pop("__metadata__", None)
+        body, self.t, end = data[8 + n:], {}, 0
+        for name, d in header.items():
+            a, b = d["data_offsets"]
+            self.t[name] = (d["dtype"], tuple(d["shape"]), body[a:b])
+            end = max(end, b)
+        if end != len(body):
+            raise ValueError("%s: %d data bytes, offsets end at %d" % (path, len(body), end))
+
+    def get(self, name):
+        dtype, shape, raw = self.t[name]
+        return decode(dtype, raw, shape)
+
+
+def write_adapter(d, layers, r, alpha, dtype="F32", rank_pattern=None, alpha_pattern=None, base="base.safetensors"):
+    """a PEFT adapter directory; layers: {module: (A (r_l, in), B (out, r_l))}."""
+    os.makedirs(d, exist_ok=True)
+    ts = []
+    for mod, (a, b) in layers.items():
+        ts.append(("base_model.model.%s.lora_A.weight" % mod, dtype, a))
+        ts.append(("base_model.model.%s.lora_B.weight" % mod, dtype, b))
+    write_st(os.path.join(d, "adapter_model.safetensors"), ts, {"format": "pt"})
+    cfg = {"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": sorted({m.split(".")[-1] for m in layers}),
+           "use_rslora": False, "bias": "none", "base_model_name_or_path": base, "task_type": None,
+           "rank_pattern": rank_pattern or {}, "alpha_pattern": alpha_pattern or {}, "lora_dropout": 0.0}
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
+def pattern(pat, module, default):
+    """PEFT's get_pattern_key: the first key K with (.*\\.)?(K)$ matching the whole module."""
+    for k, v in (pat or {}).items():
+        if re.fullmatch(r"(.*\.)?(%s)$" % k, module):
+            return v
+    return default
+
+
+def read_adapter(d):
+    """{module: s * B @ A} of an adapter directory (float64), and its config."""
+    with open(os.path.join(d, "adapter_config.json")) as f:
+        cfg = json.load(f, object_pairs_hook=dict)
+    st = St(os.path.join(d, "adapter_model.safetensors"))
+    out = {}
+    for name in st.t:
+        m = re.fullmatch(r"base_model\.model\.(.*)\.lora_A\.weight", name)
+        if not m:
+            continue
+        mod = m.group(1)
+        a, b = st.get(name), st.get("base_model.model.%s.lora_B.weight" % mod)
+        r = pattern(cfg.get("rank_pattern"), mod, cfg["r"])
+        alpha = pattern(cfg.get("alpha_pattern"), mod, cfg["lora_alpha"])
+        check(a.shape[0] == r and b.shape[1] == r, "%s: %s has rank %d, the config says %d" % (d, mod, a.shape[0], r))
+        s = alpha / (np.sqrt(r) if cfg.get("use_rslora") else r)
+        out[mod] = s * (b @ a)
+    return out, cfg, st
+
+
+# ---------------------------------------------------------------------------------------------
+# matrices with chosen spectra
+
+def with_spectrum(rng, m, n, s):
+    """U diag(s) V^T with random orthonormal U (m, k), V (n, k), k = len(s)."""
+    k = len(s)
+    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    return (u * np.asarray(s, np.float64)) @ v.T
+
+
+def svd(w):
+    return np.linalg.svd(np.asarray(w, np.float64), full_matrices=False)
+
+
+def best_rank(w, r):
+    u, s, vt = svd(w)
+    return (u[:, :r] * s[:r]) @ vt[:r]
+
+
+def energy_rank(s, e):
+    c = np.cumsum(s.astype(np.float64) ** 2)
+    return int(np.argmax(c / c[-1] >= e)) + 1
+
+
+def error_rank(s, x):
+    """the smallest r with sqrt(tail_r / total) <= x"""
+    e2 = s.astype(np.float64) ** 2
+    tail = np.concatenate([np.cumsum(e2[::-1])[::-1], [0.0]])
+    return int(np.argmax(np.sqrt(tail / tail[0]) <= x))
+
+
+def np_rank(w32):
+    """numpy's numerical rank of the float32 matrix, with its own rule spelled out"""
+    s = np.linalg.svd(w32.astype(np.float32), compute_uv=False)
+    tol = s.max() * max(w32.shape) * EPS32
+    r = int((s > tol).sum())
+    check(r == np.linalg.matrix_rank(w32.astype(np.float32)), "np_rank disagrees with numpy.linalg.matrix_rank")
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# running the program
+
+PROG = None
+WORK = None
+
+
+def run(*args, want=0):
+    p = subprocess.run([PROG] + [str(a) for a in args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    cmd = "lowrank " + " ".join(str(a) for a in args)
+    if not check(p.returncode == want, "%s: exit %d, want %d\nstderr: %s" % (cmd, p.returncode, want, p.stderr)):
+        return None, p
+    if want == 0 and "--json" in args:
+        try:
+            return json.loads(p.stdout), p
+        except ValueError as e:
+            fail("%s: --json output does not parse: %s\n%s" % (cmd, e, p.stdout[:2000]))
+            return None, p
+    return None, p
+
+
+def path(name):
+    return os.path.join(WORK, name)
+
+
+def no_leftovers(out, what):
+    """out does not exist and its directory holds no .NAME.tmp-* file"""
+    d, base = os.path.split(os.path.abspath(out))
+    check(not os.path.exists(out), "%s: the output %s exists after a failure" % (what, out))
+    tmp = [f for f in os.listdir(d) if f.startswith("." + base + ".tmp-") or ".tmp-" in f]
+    check(not tmp, "%s: temporary files left in %s: %s" % (what, d, tmp))
+    if os.path.isdir(out):
+        left = [f for f in os.listdir(out) if ".tmp-" in f]
+        check(not left, "%s: temporary files left in %s: %s" % (what, out, left))
+
+
+# ---------------------------------------------------------------------------------------------
+# the model file used by inspect and compress
+
+def margin_ok(s, levels=(0.9, 0.99, 0.999), gap=3e-5):
+    c = np.cumsum(s ** 2) / np.sum(s ** 2)
+    return all(np.min(np.abs(c - e)) > gap for e in levels)
+
+
+def make_model(rng):
+    """(tensors for write_st, {name: float64 values as stored}, full-rank/deficient info)"""
+    spec = {}
+    # F32 64x48, full rank, geometric decay
+    spec["layers.0.attn.q_proj.weight"] = ("F32", 64, 48, 3.0 * 0.9 ** np.arange(48))
+    # F16 40x30, rank 12 by construction
+    spec["layers.0.attn.v_proj.weight"] = ("F16", 40, 30, 2.0 * 0.8 ** np.arange(12))
+    # BF16 48x40, full rank, slow decay
+    spec["layers.0.mlp.up_proj.weight"] = ("BF16", 48, 40, 1.0 / (1.0 + 0.3 * np.arange(40)))
+    # F64 30x36, rank 7
+    spec["layers.0.mlp.down_proj.weight"] = ("F64", 30, 36, np.array([5, 4, 2.5, 2, 1.2, 0.7, 0.3]))
+    # F32 20x16 (break-even rank 8), rank 10
+    spec["layers.1.small.weight"] = ("F32", 20, 16, 1.5 * 0.7 ** np.arange(10))
+    tensors, vals = [], {}
+    for name, (dt, m, n, s) in spec.items():
+        for _ in range(20):
+            if len(s) < min(m, n):
+                # rank len(s) in any dtype: the other columns are copies of the first ones
+                # times +-1 or +-2, which rounding keeps exactly dependent
+                k = len(s)
+                x = quantize(dt, with_spectrum(rng, m, k, s))
+                p = np.zeros((k, n))
+                p[np.arange(k), np.arange(k)] = 1
+                p[np.arange(k, n) % k, np.arange(k, n)] = rng.choice([-2.0, -1.0, 1.0, 2.0], n - k)
+                w = quantize(dt, x @ p)
+            else:
+                w = quantize(dt, with_spectrum(rng, m, n, s))
+            if margin_ok(svd(w)[1]):
+                break
+            s = np.sort(s * np.exp(0.05 * rng.standard_normal(len(s))))[::-1]  # nudge a spectrum near a threshold
+        else:
+            raise SystemExit("cannot build a spectrum away from the energy thresholds for " + name)
+        vals[name] = w
+        tensors.append((name, dt, w))
+    bias = rng.standard_normal(64).astype(np.float32)
+    pos = np.arange(12, dtype=np.int64).reshape(3, 4)
+    tensors.insert(1, ("layers.0.attn.q_proj.bias", "F32", bias))
+    tensors.append(("position_ids", "I64", pos))
+    return tensors, vals
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+def t_inspect(rng):
+    tensors, vals = make_model(rng)
+    model = path("model.safetensors")
+    write_st(model, tensors, {"format": "pt"})
+    js, _ = run("inspect", model, "--json")
+    if not js:
+        return
+    skipped = {x["tensor"] for x in js["skipped"]}
+    check(skipped == {"layers.0.attn.q_proj.bias", "position_ids"}, "inspect: skipped is %s" % sorted(skipped))
+    rows = {r["name"]: r for r in js["tensors"]}
+    check(set(rows) == set(vals), "inspect: tensors reported %s, want %s" % (sorted(rows), sorted(vals)))
+    dt = {name: d for name, d, _ in tensors}
+    for name, w in vals.items():
+        r = rows.get(name)
+        if not r:
+            continue
+        m, n = w.shape
+        check(r["shape"] == [m, n] and r["dtype"] == dt[name], "inspect %s: shape %s dtype %s" % (name, r["shape"], r["dtype"]))
+        s = svd(w)[1]
+        check(r["numerical_rank"] == np_rank(w), "inspect %s: numerical rank %d, numpy %d" % (name, r["numerical_rank"], np_rank(w)))
+        close(r["sigma1"], s[0], 1e-5 * s[0], "inspect %s: sigma1" % name)
+        for e in ("0.9", "0.99", "0.999"):
+            want = energy_rank(s, float(e))
+            check(r["energy_ranks"][e] == want, "inspect %s: rank for energy %s is %s, numpy %d" % (name, e, r["energy_ranks"][e], want))
+        check(r["params"] == m * n, "inspect %s: params %s" % (name, r["params"]))
+        be = r["break_even_rank"]
+        check(be * (m + n) <= m * n < (be + 1) * (m + n), "inspect %s: break-even rank %d for %dx%d" % (name, be, m, n))
+        sv = np.array(r["singular_values"])
+        check(len(sv) == min(m, n), "inspect %s: %d singular values" % (name, len(sv)))
+        rel_close(sv, s, 1e-5, "inspect %s: singular values" % name, ref=s[:1])
+    # the rank-deficient ones really are
+    check(rows["layers.0.attn.v_proj.weight"]["numerical_rank"] == 12, "inspect: v_proj should have rank 12")
+    check(rows["layers.0.mlp.down_proj.weight"]["numerical_rank"] == 7, "inspect: down_proj should have rank 7")
+    # --only / --skip
+    js, _ = run("inspect", model, "--json", "--only", "attn")
+    if js:
+        got = [r["name"] for r in js["tensors"]]
+        check(got == ["layers.0.attn.q_proj.weight", "layers.0.attn.v_proj.weight"], "inspect --only attn: %s" % got)
+    js, _ = run("inspect", model, "--json", "--skip", "mlp|small")
+    if js:
+        got = [r["name"] for r in js["tensors"]]
+        check(got == ["layers.0.attn.q_proj.weight", "layers.0.attn.v_proj.weight"], "inspect --skip: %s" % got)
+    js, _ = run("inspect", model, "--json", "--only", "proj", "--skip", "^layers\\.0\\.attn")
+    if js:
+        got = sorted(r["name"] for r in js["tensors"])
+        check(got == ["layers.0.mlp.down_proj.weight", "layers.0.mlp.up_proj.weight"], "inspect --only --skip: %s" % got)
+    # --spectrum
+    svg = path("spectrum.svg")
+    _, p = run("inspect", model, "--spectrum", svg)
+    check("spectrum plot: " + svg in p.stdout, "inspect --spectrum: the table does not name the plot")
+    try:
+        root = ET.parse(svg).getroot()
+        check(root.tag.endswith("svg"), "inspect --spectrum: root element is %s" % root.tag)
+        text = ET.tostring(root, encoding="unicode")
+        for name in vals:
+            check(name in text, "inspect --spectrum: %s is not in the plot" % name)
+    except (ET.ParseError, OSError) as e:
+        fail("inspect --spectrum: %s does not parse as XML: %s" % (svg, e))
+    # the table names every tensor too
+    _, p = run("inspect", model)
+    for name in vals:
+        check(name in p.stdout, "inspect: the table lacks %s" % name)
+
+
+# ---------------------------------------------------------------------------------------------
+# compress
+
+def factor_names(name):
+    base = name[:-len(".weight")] if name.endswith(".weight") else name
+    suf = ".weight" if name.endswith(".weight") else ""
+    return base + ".B" + suf, base + ".A" + suf
+
+
+# how close B@A is to numpy's best rank-r approximation, relative to ||W||, per stored dtype
+FACTOR_TOL = {"F32": 1e-4, "F64": 1e-4, "F16": 3e-3, "BF16": 2e-2}
+
+
+def check_compressed(tag, model, out, tensors, vals, js, ranks):
+    """ranks: {name: r or None (dense)} expected; checks the file against numpy."""
+    st, src = St(out), St(model)
+    rows = {r["name"]: r for r in js["tensors"]}
+    factored = {n for n, r in ranks.items() if r is not None}
+    want_names = set()
+    for name, dt, _ in tensors:
+        if name in factored:
+            want_names |= set(factor_names(name))
+        else:
+            want_names.add(name)
+    check(set(st.t) == want_names, "%s: tensors %s, want %s" % (tag, sorted(st.t), sorted(want_names)))
+    for name, dt, _ in tensors:
+        if name not in factored:
+            if name in st.t:
+                check(st.t[name] == src.t[name], "%s: %s is not copied unchanged" % (tag, name))
+            if name in rows:
+                check(rows[name]["dense"] and rows[name]["params_after"] == rows[name]["params_before"],
+                      "%s: %s should be reported dense" % (tag, name))
+            continue
+        bn, an = factor_names(name)
+        if bn not in st.t or an not in st.t:
+            continue
+        w, r = vals[name], ranks[name]
+        m, n = w.shape
+        check(st.t[bn][0] == dt and st.t[an][0] == dt, "%s: %s factors are %s/%s, want %s" % (tag, name, st.t[bn][0], st.t[an][0], dt))
+        check(st.t[bn][1] == (m, r) and st.t[an][1] == (r, n), "%s: %s factors %s %s, want (%d,%d) (%d,%d)" %
+              (tag, name, st.t[bn][1], st.t[an][1], m, r, r, n))
+        b, a = st.get(bn), st.get(an)
+        ba = b @ a
+        rel_close(ba, best_rank(w, r), FACTOR_TOL[dt], "%s: %s B@A vs the rank-%d SVD" % (tag, name, r), ref=w)
+        row = rows.get(name, {})
+        meas = np.linalg.norm(w - ba) / np.linalg.norm(w)
+        close(row.get("measured_rel_error", -1), meas, 1e-4, "%s: %s measured_rel_error" % (tag, name))
+        s = svd(w)[1]
+        pred = np.sqrt(np.sum(s[r:] ** 2) / np.sum(s ** 2))
+        close(row.get("predicted_rel_error", -1), pred, 1e-4, "%s: %s predicted_rel_error" % (tag, name))
+        check(row.get("rank") == r and row.get("params_after") == r * (m + n) and not row.get("dense"),
+              "%s: %s row %s, want rank %d" % (tag, name, row, r))
+        # the rank B has is the one the file says (B = U S: its columns are orthogonal)
+        g = b.T @ b
+        check(np.linalg.norm(g - np.diag(np.diag(g))) <= 1e-2 * np.linalg.norm(g), "%s: %s B's columns are not orthogonal" % (tag, name))
+    # metadata: the input's kept, a "lowrank" record added
+    meta = st.meta or {}
+    check(meta.get("format") == "pt" and meta.get("source") == "tool_check", "%s: input metadata lost: %s" % (tag, meta))
+    try:
+        rec = json.loads(meta.get("lowrank", ""))
+        check(rec.get("command") == "compress", "%s: lowrank record %s" % (tag, rec))
+        check(rec.get("ranks") == {k: v for k, v in ranks.items() if v is not None}, "%s: record ranks %s" % (tag, rec.get("ranks")))
+    except ValueError:
+        fail("%s: __metadata__ lowrank is not JSON: %r" % (tag, meta.get("lowrank")))
+    tot = js["totals"]
+    pb = sum(vals[k].size for k in ranks)
+    pa = sum(vals[k].size if r is None else r * sum(vals[k].shape) for k, r in ranks.items())
+    check(tot["params_before"] == pb and tot["params_after"] == pa, "%s: totals %s, want %d -> %d" % (tag, tot, pb, pa))
+
+
+def plan_dp(vals, budget):
+    """the minimum total squared error over per-layer ranks (1..be, or dense) within budget params"""
+    INF = float("inf")
+    best = {0: 0.0}
+    for w in vals.values():
+        m, n = w.shape
+        s2 = svd(w)[1] ** 2
+        tail = np.concatenate([np.cumsum(s2[::-1])[::-1], [0.0]])
+        opts = [(r * (m + n), tail[r]) for r in range(1, min(m, n) + 1) if r * (m + n) < m * n] + [(m * n, 0.0)]
+        nb = {}
+        for used, err in best.items():
+            for c, e in opts:
+                u = used + c
+                if u <= budget and err + e < nb.get(u, INF):
+                    nb[u] = err + e
+        best = nb
+    return min(best.values()) if best else INF
+
+
+def t_compress(rng):
+    tensors, vals = make_model(rng)
+    model = path("model.safetensors")
+    write_st(model, tensors, {"format": "pt", "source": "tool_check"})
+    svals = {k: svd(w)[1] for k, w in vals.items()}
+
+    def be(name):
+        m, n = vals[name].shape
+        return lambda r: r if r * (m + n) < m * n else None
+
+    # --rank 9: the 20x16 layer (break-even 8) stays dense
+    out = path("rank.safetensors")
+    js, _ = run("compress", model, "--rank", 9, "--out", out, "--json")
+    if js:
+        ranks = {k: be(k)(9) for k in vals}
+        check(ranks["layers.1.small.weight"] is None, "compress: the small layer should be at break-even")
+        check_compressed("compress --rank 9", model, out, tensors, vals, js, ranks)
+    # --energy 0.99
+    out = path("energy.safetensors")
+    js, _ = run("compress", model, "--energy", 0.99, "--out", out, "--json")
+    if js:
+        ranks = {k: be(k)(energy_rank(svals[k], 0.99)) for k in vals}
+        check_compressed("compress --energy 0.99", model, out, tensors, vals, js, ranks)
+    # --error 0.2 (thresholds on the error checked away from the spectrum's steps)
+    out = path("error.safetensors")
+    js, _ = run("compress", model, "--error", 0.2, "--out", out, "--json")
+    if js:
+        ranks = {k: be(k)(error_rank(svals[k], 0.2)) for k in vals}
+        check_compressed("compress --error 0.2", model, out, tensors, vals, js, ranks)
+    # --budget 0.5, only the F32/F64 tensors (F16/BF16 rounding would blur the comparison)
+    out = path("budget.safetensors")
+    js, _ = run("compress", model, "--budget", 0.5, "--out", out, "--json")
+    if js:
+        rows = {r["name"]: r for r in js["tensors"]}
+        ranks = {k: (None if rows[k]["dense"] else rows[k]["rank"]) for k in vals}
+        check_compressed("compress --budget 0.5", model, out, tensors, vals, js, ranks)
+        total = sum(w.size for w in vals.values())
+        tot = js["totals"]
+        check(tot["params_after"] <= 0.5 * total, "compress --budget 0.5: %d params of %d" % (tot["params_after"], total))
+        # the plan's squared error against the optimum (exhaustive DP), within the certified gap
+        energy = sum(np.sum(s ** 2) for s in svals.values())
+        got = sum(0.0 if r is None else float(np.sum(svals[k][r:] ** 2)) for k, r in ranks.items())
+        opt = plan_dp(vals, int(0.5 * total))
+        if os.environ.get("TOOL_CHECK_VERBOSE"):
+            print("budget: ranks %s, error %.6g, optimum %.6g, gap %.3g" % (ranks, got, opt, tot.get("gap_rel_energy", 0) * energy))
+        gap = tot.get("gap_rel_energy", 0) * energy
+        check(got <= opt + gap + 1e-6 * energy, "compress --budget 0.5: squared error %.6g, optimum %.6g, gap %.3g" % (got, opt, gap))
+        check(got >= opt - 1e-6 * energy, "compress --budget 0.5: error %.6g below the optimum %.6g?" % (got, opt))
+        close(tot["predicted_rel_error"], np.sqrt(got / energy), 1e-4, "compress --budget: total predicted error")
+    # --only selects: the rest is copied
+    out = path("only.safetensors")
+    js, _ = run("compress", model, "--rank", 4, "--only", "q_proj", "--out", out, "--json")
+    if js:
+        sel = {k: v for k, v in vals.items() if "q_proj" in k}
+        check_compressed("compress --only", model, out, tensors, vals, js, {k: 4 for k in sel})
+
+
+# ---------------------------------------------------------------------------------------------
+# extract
+
+def t_extract(rng):
+    m1, n1, m2, n2 = 64, 48, 40, 30
+    base = {"layers.0.q_proj.weight": rng.standard_normal((m1, n1)),
+            "layers.0.q_proj.bias": rng.standard_normal(m1),
+            "layers.0.k_proj.weight": rng.standard_normal((m1, n1)),
+            "layers.0.v_proj.weight": rng.standard_normal((m2, n2))}
+    delta = {"layers.0.q_proj.weight": with_spectrum(rng, m1, n1, [3.0, 1.5]),
+             "layers.0.v_proj.weight": with_spectrum(rng, m2, n2, [2.0, 1.0, 0.4])}
+    tuned = {k: v + delta.get(k, 0) for k, v in base.items()}
+    tuned["layers.0.q_proj.bias"] = base["layers.0.q_proj.bias"] + 0.01
+    pos = np.arange(6, dtype=np.int64)
+
+    def files(dt, tag):
+        b, t = path("base%s.safetensors" % tag), path("tuned%s.safetensors" % tag)
+        order = list(base)
+        write_st(b, [(k, dt if base[k].ndim == 2 else "F32", base[k]) for k in order] + [("pos", "I64", pos)])
+        write_st(t, [(k, dt if base[k].ndim == 2 else "F32", tuned[k]) for k in order] + [("pos", "I64", pos)])
+        return b, t
+
+    for dt, tag in (("F32", ""), ("F16", "16")):
+        b, t = files(dt, tag)
+        sb, stt = St(b), St(t)
+        dw = {k: stt.get(k) - sb.get(k) for k in delta}   # the difference of what the files hold
+        tol = 1e-4 if dt == "F32" else 2e-3               # F16: the planted delta is only approximately low-rank
+        # --rank 2: q exact, v the rank-2 truncation
+        out = path("adapter-rank%s" % tag)
+        js, _ = run("extract", b, t, "--rank", 2, "--out", out, "--json")
+        if js:
+            got, cfg, st = read_adapter(out)
+            check(set(got) == {"layers.0.q_proj", "layers.0.v_proj"}, "extract %s: modules %s" % (dt, sorted(got)))
+            check(set(st.t) == {"base_model.model.layers.0.%s_proj.lora_%s.weight" % (p, x) for p in "qv" for x in "AB"},
+                  "extract %s: adapter tensors %s" % (dt, sorted(st.t)))
+            for k, d in dw.items():
+                mod = k[:-len(".weight")]
+                if mod in got:
+                    rel_close(got[mod], best_rank(d, 2), 1e-4, "extract %s --rank 2: %s s.B@A vs rank-2 SVD of dW" % (dt, mod), ref=d)
+                    if k.startswith("layers.0.q"):
+                        rel_close(got[mod], delta[k], tol, "extract %s: %s s.B@A vs the planted delta" % (dt, mod))
+            sk = {x["tensor"] for x in js["skipped"]}
+            check("layers.0.q_proj.bias" in sk, "extract %s: the changed bias is not noted in skipped: %s" % (dt, js["skipped"]))
+            check(js["unchanged"] == 2, "extract %s: unchanged %s, want 2 (k_proj, pos)" % (dt, js["unchanged"]))
+            lay = {r["name"]: r for r in js["layers"]}
+            for k, d in dw.items():
+                s = svd(d)[1]
+                close(lay[k]["energy_kept"], np.sum(s[:2] ** 2) / np.sum(s ** 2), 1e-5, "extract %s: %s energy_kept" % (dt, k))
+                close(lay[k]["delta_fro"], np.linalg.norm(d), 1e-5 * np.linalg.norm(d), "extract %s: %s delta_fro" % (dt, k))
+        # --energy: ranks 2 and 3 differ per layer: rank_pattern
+        if dt == "F32":
+            out = path("adapter-energy")
+            js, _ = run("extract", b, t, "--energy", 0.99999, "--out", out, "--json")
+            if js:
+                got, cfg, st = read_adapter(out)
+                lay = {r["name"]: r["rank"] for r in js["layers"]}
+                check(lay == {"layers.0.q_proj.weight": 2, "layers.0.v_proj.weight": 3}, "extract --energy: ranks %s" % lay)
+                check(cfg.get("rank_pattern"), "extract --energy: different ranks but no rank_pattern: %s" % cfg)
+                for k, d in dw.items():
+                    mod = k[:-len(".weight")]
+                    if mod in got:
+                        rel_close(got[mod], d, 1e-4, "extract --energy: %s s.B@A vs dW" % mod)
+                        rel_close(got[mod], delta[k], 1e-4, "extract --energy: %s vs the planted delta" % mod)
+            # --dtype BF16 keeps the layout
+            out = path("adapter-bf16")
+            js, _ = run("extract", b, t, "--rank", 2, "--dtype", "BF16", "--out", out, "--json")
+            if js:
+                got, cfg, st = read_adapter(out)
+                check(all(v[0] == "BF16" for v in st.t.values()), "extract --dtype BF16: dtypes %s" % {k: v[0] for k, v in st.t.items()})
+                rel_close(got["layers.0.q_proj"], dw["layers.0.q_proj.weight"], 2e-2, "extract --dtype BF16: q_proj")
+
+    # mismatches: names, shapes, dtypes -> exit 1 naming the tensor, nothing written
+    b = path("base.safetensors")
+    bad = [("missing", [(k, "F32", v) for k, v in tuned.items() if k != "layers.0.k_proj.weight"], "layers.0.k_proj.weight"),
+           ("shape", [(k, "F32", v[:, :-1] if k == "layers.0.v_proj.weight" else v) for k, v in tuned.items()], "layers.0.v_proj.weight"),
+           ("dtype", [(k, "F16" if k == "layers.0.k_proj.weight" else "F32", v) for k, v in tuned.items()], "layers.0.k_proj.weight")]
+    for what, ts, name in bad:
+        t = path("tuned-%s.safetensors" % what)
+        write_st(t, ts + [("pos", "I64", pos)])
+        out = path("adapter-bad-%s" % what)
+        _, p = run("extract", b, t, "--rank", 2, "--out", out, want=1)
+        check(name in p.stderr, "extract with a %s mismatch: stderr does not name %s: %s" % (what, name, p.stderr))
+        no_leftovers(out, "extract (%s mismatch)" % what)
+    # nothing differs
+    out = path("adapter-same")
+    t = path("tuned-copy.safetensors")
+    with open(b, "rb") as f, open(t, "wb") as g:
+        g.write(f.read())
+    _, p = run("extract", b, t, "--rank", 2, "--out", out, want=1)
+    no_leftovers(out, "extract (nothing differs)")
+    # rank above min(m, n)
+    out = path("adapter-rank-too-big")
+    _, p = run("extract", b, path("tuned.safetensors"), "--rank", 31, "--out", out, want=1)
+    check("layers.0.v_proj.weight" in p.stderr, "extract --rank 31: stderr does not name the 40x30 tensor: %s" % p.stderr)
+    no_leftovers(out, "extract --rank 31")
+
+
+# ---------------------------------------------------------------------------------------------
+# combine
+
+def t_combine(rng):
+    shapes = {"layers.0.q_proj": (64, 48), "layers.0.v_proj": (40, 30), "layers.1.o_proj": (30, 40)}
+    # adapter 1: r 4, alpha 8, every module, F32
+    l1 = {mod: (rng.standard_normal((4, n)) * 0.3, rng.standard_normal((m, 4)) * 0.3) for mod, (m, n) in shapes.items()}
+    d1 = path("ad1")
+    write_adapter(d1, l1, 4, 8, "F32")
+    # adapter 2: r 6, alpha 3, v_proj rank 2 alpha 5 (patterns), no o_proj, BF16
+    l2 = {}
+    for mod in ("layers.0.q_proj", "layers.0.v_proj"):
+        m, n = shapes[mod]
+        r = 2 if "v_proj" in mod else 6
+        l2[mod] = (rng.standard_normal((r, n)) * 0.3, rng.standard_normal((m, r)) * 0.3)
+    d2 = path("ad2")
+    write_adapter(d2, l2, 6, 3, "BF16", rank_pattern={"v_proj": 2}, alpha_pattern={"v_proj": 5})
+    a1, _, _ = read_adapter(d1)
+    a2, _, _ = read_adapter(d2)
+    w = (0.5, 2.0)
+    dense = {mod: w[0] * a1[mod] + (w[1] * a2[mod] if mod in a2 else 0) for mod in shapes}
+    # the scales really differ: 8/4, 3/6 and 5/2
+    rel_close(a2["layers.0.v_proj"], 2.5 * quantize("BF16", l2["layers.0.v_proj"][1]) @ quantize("BF16", l2["layers.0.v_proj"][0]),
+              1e-12, "combine: the helper's alpha_pattern")
+    # exact
+    out = path("comb-exact")
+    js, _ = run("combine", d1, d2, "--weights", "0.5,2", "--out", out, "--json")
+    if js:
+        got, cfg, st = read_adapter(out)
+        check(set(got) == set(shapes), "combine exact: modules %s" % sorted(got))
+        for mod, d in dense.items():
+            if mod in got:
+                rel_close(got[mod], d, 1e-5, "combine exact: %s" % mod)
+        ranks = {l["module"]: l["rank"] for l in js["layers"]}
+        check(ranks == {"layers.0.q_proj": 10, "layers.0.v_proj": 6, "layers.1.o_proj": 4}, "combine exact: ranks %s" % ranks)
+        check(js["exact"] is True, "combine exact: 'exact' is %s" % js["exact"])
+    # --rank 3
+    out = path("comb-r3")
+    js, _ = run("combine", d1, d2, "--weights", "0.5,2", "--rank", 3, "--out", out, "--json")
+    if js:
+        got, cfg, st = read_adapter(out)
+        lay = {l["module"]: l for l in js["layers"]}
+        for mod, d in dense.items():
+            s = svd(d)[1]
+            check(s[2] - s[3] > 1e-2 * s[0], "combine: the test's %s has no gap at rank 3: %s" % (mod, s[:5]))
+            if mod in got:
+                check(st.t["base_model.model.%s.lora_A.weight" % mod][1][0] == 3, "combine --rank 3: %s rank" % mod)
+                rel_close(got[mod], best_rank(d, 3), 1e-4, "combine --rank 3: %s vs numpy's rank-3 SVD of the sum" % mod, ref=d)
+                close(lay[mod]["rel_error"], np.sqrt(np.sum(s[3:] ** 2) / np.sum(s ** 2)), 1e-4, "combine --rank 3: %s rel_error" % mod)
+    # --rank above a layer's total rank keeps it exact (o_proj has 4)
+    out = path("comb-r8")
+    js, _ = run("combine", d1, d2, "--weights", "0.5,2", "--rank", 8, "--out", out, "--json")
+    if js:
+        got, _, _ = read_adapter(out)
+        rel_close(got["layers.1.o_proj"], dense["layers.1.o_proj"], 1e-5, "combine --rank 8: o_proj (rank 4) exact")
+        rel_close(got["layers.0.v_proj"], dense["layers.0.v_proj"], 1e-5, "combine --rank 8: v_proj (rank 6) exact")
+        rel_close(got["layers.0.q_proj"], best_rank(dense["layers.0.q_proj"], 8), 1e-4, "combine --rank 8: q_proj", ref=dense["layers.0.q_proj"])
+    # different shapes: exit 1, the module named, nothing written
+    l3 = {"layers.0.q_proj": (rng.standard_normal((2, 50)), rng.standard_normal((64, 2)))}
+    d3 = path("ad3")
+    write_adapter(d3, l3, 2, 2, "F32")
+    out = path("comb-bad")
+    _, p = run("combine", d1, d3, "--out", out, want=1)
+    check("layers.0.q_proj" in p.stderr, "combine of different shapes: stderr does not name the module: %s" % p.stderr)
+    no_leftovers(out, "combine of different shapes")
+    _, p = run("combine", d1, d2, "--weights", "1,2,3", "--out", out, want=2)
+    no_leftovers(out, "combine with 3 weights for 2 adapters")
+
+
+# ---------------------------------------------------------------------------------------------
+# merge
+
+def t_merge(rng):
+    shapes = {"layers.0.q_proj": (64, 48), "layers.0.v_proj": (40, 30)}
+    base_t = [("layers.0.q_proj.weight", "F32", rng.standard_normal((64, 48))),
+              ("layers.0.q_proj.bias", "F32", rng.standard_normal(64)),
+              ("layers.0.v_proj.weight", "F16", rng.standard_normal((40, 30))),
+              ("layers.0.k_proj.weight", "F32", rng.standard_normal((64, 48))),
+              ("pos", "I64", np.arange(5, dtype=np.int64))]
+    base = path("base.safetensors")
+    write_st(base, base_t, {"format": "pt"})
+    layers = {mod: (rng.standard_normal((3, n)) * 0.2, rng.standard_normal((m, 3)) * 0.2) for mod, (m, n) in shapes.items()}
+    ad = path("ad-merge")
+    write_adapter(ad, layers, 3, 6, "F32", rank_pattern={"v_proj": 3}, alpha_pattern={"v_proj": 1.5})
+    delta, _, _ = read_adapter(ad)
+    sb = St(base)
+    merged = path("merged.safetensors")
+    js, _ = run("merge", base, ad, "--out", merged, "--json")
+    if not js:
+        return
+    sm = St(merged)
+    check(set(sm.t) == set(sb.t), "merge: tensors %s" % sorted(sm.t))
+    for name, dt, _ in base_t:
+        mod = name[:-len(".weight")]
+        if mod not in delta:
+            check(sm.t[name] == sb.t[name], "merge: %s is not copied unchanged" % name)
+            continue
+        check(sm.t[name][0] == dt, "merge: %s is %s, want %s" % (name, sm.t[name][0], dt))
+        w, got = sb.get(name), sm.get(name)
+        want = w + delta[mod]
+        if dt == "F32":
+            check(np.max(np.abs(got - want)) <= 4 * EPS32 * np.max(np.abs(want)) + 1e-6 * np.linalg.norm(w) / np.sqrt(w.size),
+                  "merge: %s max |W' - (W + sBA)| = %.3g" % (name, np.max(np.abs(got - want))))
+        else:  # F16: the nearest F16 to W + sBA (or its neighbour when float32 rounding ties)
+            ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64)
+            check(np.all(np.abs(got - want) <= ulp), "merge: %s is not W + sBA rounded to F16" % name)
+        rel_close(got, want, 1e-6 if dt == "F32" else 1e-3, "merge: %s" % name, ref=w)
+        row = [l for l in js["layers"] if l["name"] == name]
+        if check(len(row) == 1, "merge: no JSON row for %s" % name):
+            close(row[0]["delta_rel"], np.linalg.norm(delta[mod]) / np.linalg.norm(w), 1e-5, "merge: %s delta_rel" % name)
+    rec = json.loads((sm.meta or {}).get("lowrank", "{}"))
+    check(rec.get("command") == "merge" and sm.meta.get("format") == "pt", "merge: metadata %s" % sm.meta)
+    # unmerge against the original
+    un = path("unmerged.safetensors")
+    js, _ = run("merge", merged, ad, "--unmerge", "--reference", base, "--out", un, "--json")
+    if js:
+        su = St(un)
+        for name, dt, _ in base_t:
+            if dt == "I64" or name.endswith("bias") or name[:-len(".weight")] not in delta:
+                check(su.t[name] == sb.t[name], "unmerge: %s is not copied unchanged" % name)
+                continue
+            w, got = sb.get(name), su.get(name)
+            check(su.t[name][0] == dt, "unmerge: %s dtype %s" % (name, su.t[name][0]))
+            rel_close(got, w, 1e-6 if dt == "F32" else 2e-3, "unmerge: %s vs the base" % name)
+            row = [l for l in js["layers"] if l["name"] == name][0]
+            d = np.linalg.norm(got - w) / np.linalg.norm(w)
+            close(row["reference_rel"], d, 1e-6 + 1e-3 * d, "unmerge: %s reference_rel" % name)
+            close(row["reference_max"], np.max(np.abs(got - w)), 1e-6 + 1e-3 * np.max(np.abs(got - w)), "unmerge: %s reference_max" % name)
+    # an adapter whose module has another shape than the base tensor: exit 1 naming it
+    bad = path("ad-bad")
+    write_adapter(bad, {"layers.0.v_proj": (np.ones((2, 31)), np.ones((40, 2)))}, 2, 2)
+    out = path("merged-bad.safetensors")
+    _, p = run("merge", base, bad, "--out", out, want=1)
+    check("layers.0.v_proj.weight" in p.stderr, "merge with a wrong shape: stderr does not name the tensor: %s" % p.stderr)
+    no_leftovers(out, "merge with a wrong shape")
+    bad = path("ad-missing")
+    write_adapter(bad, {"layers.0.o_proj": (np.ones((2, 30)), np.ones((40, 2)))}, 2, 2)
+    _, p = run("merge", base, bad, "--out", out, want=1)
+    check("layers.0.o_proj" in p.stderr, "merge with a missing tensor: stderr does not name it: %s" % p.stderr)
+    no_leftovers(out, "merge with a missing tensor")
+
+
+# ---------------------------------------------------------------------------------------------
+# exit codes
+
+def t_errors(rng):
+    tensors, vals = make_model(rng)
+    model = path("model.safetensors")
+    write_st(model, tensors, {"format": "pt"})
+    out = path("out.safetensors")
+
+    def expect(want, needle, *args, outp=out):
+        _, p = run(*args, want=want)
+        if needle is not None:
+            check(needle in p.stderr, "lowrank %s: stderr lacks %r: %s" % (" ".join(map(str, args)), needle, p.stderr))
+        if outp:
+            no_leftovers(outp, "lowrank " + " ".join(map(str, args)))
+
+    # usage: 2
+    expect(2, "--bogus", "compress", model, "--rank", 2, "--out", out, "--bogus")
+    expect(2, "--bogus", "inspect", model, "--bogus")
+    expect(2, None, "--bogus")
+    expect(2, None, "nosuchcommand")
+    expect(2, "--out", "compress", model, "--rank", 2)
+    expect(2, "exactly one", "compress", model, "--rank", 2, "--energy", 0.9, "--out", out)
+    expect(2, "--budget", "compress", model, "--budget", 0, "--out", out)
+    expect(2, "--budget", "compress", model, "--budget", 1.5, "--out", out)
+    expect(2, "--energy", "compress", model, "--energy", 0, "--out", out)
+    expect(2, "--error", "compress", model, "--error", 1, "--out", out)
+    expect(2, "--rank", "compress", model, "--rank", 0, "--out", out)
+    with open(model, "rb") as f:
+        before = f.read()
+    expect(2, "input", "compress", model, "--rank", 2, "--out", model, outp=None)
+    check(open(model, "rb").read() == before, "compress --out MODEL changed the input")
+    expect(2, "input", "compress", model, "--rank", 2, "--out", os.path.join(WORK, ".", "model.safetensors"), outp=None)
+    expect(2, "--out", "extract", model, model + "x", "--rank", 2)
+    expect(2, "--out", "merge", model, path("nodir"))
+    expect(2, "--out", "combine", path("nodir"))
+    expect(2, None, "inspect")
+    # run time: 1
+    missing = path("missing.safetensors")
+    expect(1, missing, "compress", missing, "--rank", 2, "--out", out)
+    expect(1, missing, "inspect", missing)
+    trunc = path("truncated.safetensors")
+    with open(trunc, "wb") as f:
+        f.write(before[:len(before) - 100])
+    expect(1, trunc, "compress", trunc, "--rank", 2, "--out", out)
+    expect(1, trunc, "inspect", trunc)
+    with open(trunc, "wb") as f:
+        f.write(before[:6])
+    expect(1, trunc, "inspect", trunc)
+    expect(1, "layers.0.attn.v_proj.weight: rank 31 exceeds min(40, 30)", "compress", model, "--rank", 31, "--out", out)
+    expect(1, "layers.1.small.weight", "compress", model, "--rank", 17, "--out", out)          # 20x16
+    expect(1, model, "compress", model, "--rank", 2, "--only", "nothing-matches", "--out", out)
+    expect(1, model, "inspect", model, "--only", "nothing-matches")
+    expect(1, None, "merge", model, path("nodir"), "--out", out)
+    expect(1, None, "combine", path("nodir"), "--out", path("comb"), outp=path("comb"))
+    # an output in a directory that does not exist
+    deep = path("no/such/dir/out.safetensors")
+    expect(1, None, "compress", model, "--rank", 2, "--out", deep, outp=None)
+    check(not os.path.exists(path("no")), "compress into a missing directory created it")
+    # an output that exists is replaced only on success: a failure leaves it as it was
+    with open(out, "wb") as f:
+        f.write(b"old")
+    run("compress", model, "--rank", 31, "--out", out, want=1)
+    check(open(out, "rb").read() == b"old", "a failed compress changed the existing --out file")
+    os.unlink(out)
+    # --help of each subcommand exits 0
+    for sub in ("inspect", "compress", "extract", "combine", "merge"):
+        _, p = run(sub, "--help")
+        check(p.stdout.startswith("usage: lowrank " + sub), "%s --help: %r" % (sub, p.stdout[:60]))
+
+
+SECTIONS = {"inspect": t_inspect, "compress": t_compress, "extract": t_extract, "combine": t_combine,
+            "merge": t_merge, "errors": t_errors}
+
+
+def main():
+    global PROG, WORK
+    if len(sys.argv) != 4 or sys.argv[1] not in SECTIONS:
+        sys.exit("usage: tool_check.py {%s} LOWRANK WORKDIR" % ",".join(SECTIONS))
+    PROG, WORK = os.path.abspath(sys.argv[2]), sys.argv[3]
+    # the helper's own safetensors/bf16 code, before it judges anything
+    x = np.array([1.0, -2.5, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.0e38, 1e-40], np.float32)
+    check(list(f32_to_bf16_bits(x)) == [0x3F80, 0xC020, 0x3F80, 0x3F82, 0x7F62, 0x0001],
+          "helper: bf16 rounding %s" % [hex(v) for v in f32_to_bf16_bits(x)])
+    check(np.array_equal(bf16_bits_to_f32(np.array([0x3F80, 0xC020], np.uint16)), np.array([1.0, -2.5], np.float32)), "helper: bf16 decode")
+    SECTIONS[sys.argv[1]](np.random.default_rng(20240611))
+    print("%s: %d checks, %d failure%s" % (sys.argv[1], CHECKS[0], len(FAILS), "" if len(FAILS) == 1 else "s"))
+    sys.exit(1 if FAILS else 0)
+
+
+if __name__ == "__main__":
+    main()
