@@ -127,10 +127,13 @@ static lr_status pattern_compile(regex_t *re, const char *field, const char *key
 
 /* Checks every entry of pattern field `field` (absent, null or an object): keys valid
  * regexes, values positive integers (rank_pattern) or positive numbers float32 holds
- * (alpha_pattern). *n <- the number of entries. */
-static lr_status pattern_check(const json_t *pat, const char *field, bool is_rank, size_t *n, lr_err *err)
+ * (alpha_pattern); hit[i] <- the value of the first key matching target layer i (NULL: none).
+ * Each key is compiled once. *n <- the number of entries. */
+static lr_status pattern_apply(const json_t **hit, size_t *n, const json_t *pat, const char *field, bool is_rank,
+                               const lr_mlp *net, uint32_t targets, lr_err *err)
 {
     *n = 0;
+    for (size_t i = 0; i < net->n_layers; i++) hit[i] = NULL;
     if (!pat || json_is_null(pat)) return LR_OK;
     if (!json_is_object(pat))
         return lr__fail(err, LR_EFORMAT, CF ": %s must be an object mapping module names to %s", field,
@@ -138,39 +141,20 @@ static lr_status pattern_check(const json_t *pat, const char *field, bool is_ran
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)pat, key, v) {
-        regex_t re;
-        lr_status s = pattern_compile(&re, field, key, err);
-        if (s) return s;
-        regfree(&re);
         double x = json_is_number(v) ? json_number_value(v) : NAN;
         if (is_rank && !(json_is_integer(v) && json_integer_value(v) >= 1))
             return lr__fail(err, LR_EFORMAT, CF ": %s[\"%.80s\"] must be an integer >= 1", field, key);
         if (!is_rank && !(x > 0 && isfinite((float)x)))
             return lr__fail(err, LR_EFORMAT, CF ": %s[\"%.80s\"] must be a number > 0 that float32 "
                             "holds (at most 3.4e38)", field, key);
-        (*n)++;
-    }
-    return LR_OK;
-}
-
-/* *hit <- the value of the first key of pat (already checked) that matches module, or NULL. */
-static lr_status pattern_lookup(const json_t **hit, const json_t *pat, const char *field, const char *module,
-                                lr_err *err)
-{
-    *hit = NULL;
-    if (!pat || !json_is_object(pat)) return LR_OK;
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)pat, key, v) {
         regex_t re;
         lr_status s = pattern_compile(&re, field, key, err);
         if (s) return s;
-        bool match = regexec(&re, module, 0, NULL, 0) == 0;
+        for (size_t i = 0; i < net->n_layers; i++) /* the first matching key wins */
+            if ((targets & (1u << i)) && !hit[i] && regexec(&re, net->layer[i].name, 0, NULL, 0) == 0)
+                hit[i] = v;
         regfree(&re);
-        if (match) {
-            *hit = v;
-            return LR_OK;
-        }
+        (*n)++;
     }
     return LR_OK;
 }
@@ -179,20 +163,18 @@ static lr_status pattern_lookup(const json_t **hit, const json_t *pat, const cha
  * lora_alpha); info->cfg.rank <- R = max r_l, the rank the adapter is loaded at. */
 static lr_status resolve_patterns(const json_t *o, const lr_mlp *net, lr_adapter_info *info, lr_err *err)
 {
-    const json_t *rp = json_object_get(o, "rank_pattern"), *ap = json_object_get(o, "alpha_pattern");
+    const json_t *hr[LR_MLP_MAX_LAYERS], *ha[LR_MLP_MAX_LAYERS];
     size_t nr, na;
-    lr_status s = pattern_check(rp, "rank_pattern", true, &nr, err);
-    if (!s) s = pattern_check(ap, "alpha_pattern", false, &na, err);
+    uint32_t t = info->cfg.targets;
+    lr_status s = pattern_apply(hr, &nr, json_object_get(o, "rank_pattern"), "rank_pattern", true, net, t, err);
+    if (!s) s = pattern_apply(ha, &na, json_object_get(o, "alpha_pattern"), "alpha_pattern", false, net, t, err);
     if (s) return s;
     info->has_patterns = nr + na > 0;
     size_t max_r = 0;
     for (size_t i = 0; i < net->n_layers; i++) {
-        if (!(info->cfg.targets & (1u << i))) continue;
-        const json_t *hr, *ha;
-        if ((s = pattern_lookup(&hr, rp, "rank_pattern", net->layer[i].name, err))) return s;
-        if ((s = pattern_lookup(&ha, ap, "alpha_pattern", net->layer[i].name, err))) return s;
-        info->layer_rank[i] = hr ? (size_t)json_integer_value(hr) : info->cfg.rank;
-        info->layer_alpha[i] = ha ? (float)json_number_value(ha) : info->cfg.alpha;
+        if (!(t & (1u << i))) continue;
+        info->layer_rank[i] = hr[i] ? (size_t)json_integer_value(hr[i]) : info->cfg.rank;
+        info->layer_alpha[i] = ha[i] ? (float)json_number_value(ha[i]) : info->cfg.alpha;
         if (info->layer_rank[i] > max_r) max_r = info->layer_rank[i];
     }
     info->cfg.rank = max_r;
