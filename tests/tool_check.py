@@ -126,7 +126,8 @@ class St:
         return decode(dtype, raw, shape)
 
 
-def write_adapter(d, layers, r, alpha, dtype="F32", rank_pattern=None, alpha_pattern=None, base="base.safetensors"):
+def write_adapter(d, layers, r, alpha, dtype="F32", rank_pattern=None, alpha_pattern=None, base="base.safetensors",
+                  use_rslora=False):
     """a PEFT adapter directory; layers: {module: (A (r_l, in), B (out, r_l))}."""
     os.makedirs(d, exist_ok=True)
     ts = []
@@ -135,7 +136,7 @@ def write_adapter(d, layers, r, alpha, dtype="F32", rank_pattern=None, alpha_pat
         ts.append(("base_model.model.%s.lora_B.weight" % mod, dtype, b))
     write_st(os.path.join(d, "adapter_model.safetensors"), ts, {"format": "pt"})
     cfg = {"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": sorted({m.split(".")[-1] for m in layers}),
-           "use_rslora": False, "bias": "none", "base_model_name_or_path": base, "task_type": None,
+           "use_rslora": use_rslora, "bias": "none", "base_model_name_or_path": base, "task_type": None,
            "rank_pattern": rank_pattern or {}, "alpha_pattern": alpha_pattern or {}, "lora_dropout": 0.0}
     with open(os.path.join(d, "adapter_config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
@@ -344,6 +345,20 @@ def t_inspect(rng):
     if js:
         got = sorted(r["name"] for r in js["tensors"])
         check(got == ["layers.0.mlp.down_proj.weight", "layers.0.mlp.up_proj.weight"], "inspect --only --skip: %s" % got)
+    # the randomized method with 8 values: lower bounds of the top values, upper bounds of the
+    # energy ranks (null where 8 values do not reach the level), a lower bound of the rank
+    js, _ = run("inspect", model, "--json", "--method", "randomized", "--svd-rank", 8)
+    for r in (js or {}).get("tensors", []):
+        name, s = r["name"], svd(vals[r["name"]])[1]
+        sv = np.array(r["singular_values"])
+        check(r["svd"] == "randomized" and r["values_known"] == len(sv) <= 8, "inspect randomized %s: %s values" % (name, len(sv)))
+        check(np.all(sv <= s[:len(sv)] * (1 + 1e-5) + 1e-5 * s[0]), "inspect randomized %s: values above the exact ones" % name)
+        close(sv[0], s[0], 1e-3 * s[0], "inspect randomized %s: sigma1" % name)
+        nr = np_rank(vals[name])
+        check(r["numerical_rank"] <= nr and (r["numerical_rank"] == nr or r["numerical_rank_is_lower_bound"]),
+              "inspect randomized %s: rank %d (lower bound %s), numpy %d" % (name, r["numerical_rank"], r["numerical_rank_is_lower_bound"], nr))
+        for e, got in r["energy_ranks"].items():
+            check(got is None or got >= energy_rank(s, float(e)), "inspect randomized %s: energy rank %s for %s" % (name, got, e))
     # --spectrum
     svg = path("spectrum.svg")
     _, p = run("inspect", model, "--spectrum", svg)
@@ -662,6 +677,23 @@ def t_combine(rng):
         rel_close(got["layers.1.o_proj"], dense["layers.1.o_proj"], 1e-5, "combine --rank 8: o_proj (rank 4) exact")
         rel_close(got["layers.0.v_proj"], dense["layers.0.v_proj"], 1e-5, "combine --rank 8: v_proj (rank 6) exact")
         rel_close(got["layers.0.q_proj"], best_rank(dense["layers.0.q_proj"], 8), 1e-4, "combine --rank 8: q_proj", ref=dense["layers.0.q_proj"])
+    # use_rslora: s = alpha / sqrt(r)
+    d4 = path("ad4")
+    l4 = {"layers.0.v_proj": (rng.standard_normal((4, 30)), rng.standard_normal((40, 4)))}
+    write_adapter(d4, l4, 4, 6, "F32", use_rslora=True)
+    a4, _, _ = read_adapter(d4)
+    rel_close(a4["layers.0.v_proj"], 3 * l4["layers.0.v_proj"][1] @ l4["layers.0.v_proj"][0], 1e-6, "combine: the helper's rslora")
+    out = path("comb-rslora")
+    js, _ = run("combine", d1, d4, "--out", out, "--json")
+    if js:
+        got, _, _ = read_adapter(out)
+        rel_close(got["layers.0.v_proj"], a1["layers.0.v_proj"] + a4["layers.0.v_proj"], 1e-5, "combine with use_rslora: v_proj")
+        rel_close(got["layers.1.o_proj"], a1["layers.1.o_proj"], 1e-5, "combine with use_rslora: o_proj (one adapter)")
+    # a rank above min(m, n): exit 1 naming the module
+    out = path("comb-r31")
+    _, p = run("combine", d1, d2, "--rank", 31, "--out", out, want=1)
+    check("proj" in p.stderr and "min(" in p.stderr, "combine --rank 31: stderr does not name the module: %s" % p.stderr)
+    no_leftovers(out, "combine --rank 31")
     # different shapes: exit 1, the module named, nothing written
     l3 = {"layers.0.q_proj": (rng.standard_normal((2, 50)), rng.standard_normal((64, 2)))}
     d3 = path("ad3")
@@ -670,6 +702,11 @@ def t_combine(rng):
     _, p = run("combine", d1, d3, "--out", out, want=1)
     check("layers.0.q_proj" in p.stderr, "combine of different shapes: stderr does not name the module: %s" % p.stderr)
     no_leftovers(out, "combine of different shapes")
+    d5 = path("ad5")
+    write_adapter(d5, {"layers.0.v_proj": l4["layers.0.v_proj"]}, 4, 4, base="other.safetensors")
+    _, p = run("combine", d1, d5, "--out", out, want=1)
+    check("other.safetensors" in p.stderr and d5 in p.stderr, "combine over different bases: stderr %s" % p.stderr)
+    no_leftovers(out, "combine over different bases")
     _, p = run("combine", d1, d2, "--weights", "1,2,3", "--out", out, want=2)
     no_leftovers(out, "combine with 3 weights for 2 adapters")
 
