@@ -605,6 +605,10 @@ def t_extract(rng):
         out = path("adapter-bad-%s" % what)
         _, p = run("extract", b, t, "--rank", 2, "--out", out, want=1)
         check(name in p.stderr, "extract with a %s mismatch: stderr does not name %s: %s" % (what, name, p.stderr))
+        if what == "shape":
+            check("(40, 30)" in p.stderr and "(40, 29)" in p.stderr, "extract with a shape mismatch: stderr lacks the shapes: %s" % p.stderr)
+        if what == "dtype":
+            check("F32" in p.stderr and "F16" in p.stderr, "extract with a dtype mismatch: stderr lacks the dtypes: %s" % p.stderr)
         no_leftovers(out, "extract (%s mismatch)" % what)
     # nothing differs
     out = path("adapter-same")

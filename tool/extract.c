@@ -78,6 +78,16 @@ static int parse(int argc, char **argv, tool_opts *o, args *a)
     return tool_check_out(SUB, a->out, a->in, 2);
 }
 
+/* "F32 (40, 30)": a tensor's dtype and shape, for messages */
+static const char *describe(char *buf, size_t cap, const lr_st_tensor *t)
+{
+    size_t k = (size_t)snprintf(buf, cap, "%s (", lr_st_dtype_name(t->dtype));
+    for (size_t d = 0; d < t->ndim && k < cap; d++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%zu", d ? ", " : "", t->shape[d]);
+    if (k < cap) snprintf(buf + k, cap - k, ")");
+    return buf;
+}
+
 /* Same names, shapes and dtypes in both files; a message names the first difference. */
 static int check_match(lr_safetensors *base, lr_safetensors *tuned)
 {
@@ -90,11 +100,12 @@ static int check_match(lr_safetensors *base, lr_safetensors *tuned)
                                   lr_safetensors_path(f[q]));
             bool same = t->ndim == u->ndim && t->dtype == u->dtype;
             for (size_t d = 0; same && d < t->ndim; d++) same = t->shape[d] == u->shape[d];
+            char dt[128], du[128];
             if (!same)
-                return tool_failf(SUB, "%s: %s differs between the files: %s %zu-D in %s, %s %zu-D in %s "
-                                  "(shapes or dtypes must match)", lr_safetensors_path(tuned), t->name,
-                                  lr_st_dtype_name(t->dtype), t->ndim, lr_safetensors_path(f[q]),
-                                  lr_st_dtype_name(u->dtype), u->ndim, lr_safetensors_path(f[!q]));
+                return tool_failf(SUB, "%s: %s differs between the files: %s in %s, %s in %s "
+                                  "(shapes and dtypes must match)", lr_safetensors_path(tuned), t->name,
+                                  describe(dt, sizeof dt, t), lr_safetensors_path(f[q]),
+                                  describe(du, sizeof du, u), lr_safetensors_path(f[!q]));
         }
     return 0;
 }
