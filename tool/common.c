@@ -6,7 +6,8 @@
 
 const char tool_common_help[] =
 "Tensor selection and SVD:\n"
-"  --only REGEX       only tensors whose name matches (POSIX extended regex, unanchored)\n"
+"  --only REGEX       only tensors whose name matches (POSIX extended regex, unanchored);\n"
+"                     naming a tensor that is not 2-D floating (--only a.bias) is an error\n"
 "  --skip REGEX       leave out tensors whose name matches\n"
 "  --method M         singular values: auto (exact up to 2048x2048 = 4,194,304 entries,\n"
 "                     randomized above), exact (LAPACK sgesdd), randomized (block Krylov)\n"
@@ -53,7 +54,7 @@ int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, s
         if (!lr_cli_match(a, with_value[k])) continue;
         if (!lr_cli_value(argc, argv, i, with_value[k], &v, msg, cap)) return -1;
         switch (k) {
-        case 0: return regex_option(&o->only, &o->has_only, "--only", v, msg, cap);
+        case 0: o->only_text = v; return regex_option(&o->only, &o->has_only, "--only", v, msg, cap);
         case 1: return regex_option(&o->skip, &o->has_skip, "--skip", v, msg, cap);
         case 2:
             if (lr_spectrum_parse_method(&o->sp.method, v, NULL)) {
@@ -122,24 +123,43 @@ bool tool_selected(const tool_opts *o, const char *name)
     return true;
 }
 
-size_t *tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t *count)
+/* Is name one of the '|'-separated alternatives of the --only text, literally? */
+static bool named(const char *only, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = only; p && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
+int tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t **out, size_t *count)
 {
     size_t n = lr_safetensors_count(st), c = 0;
     size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    if (!idx) return NULL;
+    if (!idx) return tool_failf(sub, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const lr_st_tensor *t = lr_safetensors_at(st, i);
         const char *why;
         if (!tool_selected(o, t->name)) continue;
-        if (tool_is_matrix(t, &why)) idx[c++] = i;
-        else {
-            char msg[160];
-            snprintf(msg, sizeof msg, "%s (%s, %zu-D)", why, lr_st_dtype_name(t->dtype), t->ndim);
-            tool_note(o, sub, t->name, msg);
+        if (tool_is_matrix(t, &why)) {
+            idx[c++] = i;
+            continue;
         }
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s (%s, %zu-D)", why, lr_st_dtype_name(t->dtype), t->ndim);
+        if (named(o->only_text, t->name)) { /* asked for by name: an error, not a note */
+            free(idx);
+            return tool_failf(sub, "%s: %s, selected by --only, is not a 2-D floating tensor: %s",
+                              lr_safetensors_path(st), t->name, msg + strlen("passed over: "));
+        }
+        tool_note(o, sub, t->name, msg);
     }
-    *count = c;
-    return idx;
+    *out = idx, *count = c;
+    return 0;
 }
 
 lr_status tool_load(lr_mat *w, lr_safetensors *st, const lr_st_tensor *t, lr_err *err)

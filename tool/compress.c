@@ -329,8 +329,8 @@ int tool_compress(int argc, char **argv)
     /* a fixed rank above the randomized default needs that many values */
     if (!rc && a.plan.kind == LR_PLAN_RANK && a.plan.rank > o.sp.rank) o.sp.rank = a.plan.rank;
     if (!rc && lr_safetensors_open(&st, a.model, &e)) rc = tool_fail(SUB, &e);
-    if (!rc && (!(idx = tool_candidates(&o, SUB, &st, &n)) || !(it = calloc(n ? n : 1, sizeof *it))))
-        rc = tool_failf(SUB, "out of memory");
+    if (!rc) rc = tool_candidates(&o, SUB, &st, &idx, &n);
+    if (!rc && !(it = calloc(n ? n : 1, sizeof *it))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", a.model);
     for (size_t i = 0; i < n && !rc; i++) {
         it[i].t = lr_safetensors_at(&st, idx[i]);

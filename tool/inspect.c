@@ -192,8 +192,8 @@ int tool_inspect(int argc, char **argv)
     row *rows = NULL;
     int rc = parse(argc, argv, &o, &model, &svg);
     if (!rc && lr_safetensors_open(&st, model, &e)) rc = tool_fail(SUB, &e);
-    if (!rc && (!(idx = tool_candidates(&o, SUB, &st, &n)) || !(rows = calloc(n ? n : 1, sizeof *rows))))
-        rc = tool_failf(SUB, "out of memory");
+    if (!rc) rc = tool_candidates(&o, SUB, &st, &idx, &n);
+    if (!rc && !(rows = calloc(n ? n : 1, sizeof *rows))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", model);
     for (size_t i = 0; i < n && !rc; i++) rc = analyse(&rows[i], &st, lr_safetensors_at(&st, idx[i]), &o);
     if (!rc && svg) rc = plot(svg, rows, n);

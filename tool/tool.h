@@ -20,6 +20,7 @@ typedef struct {
     bool json;
     bool has_only, has_skip;
     regex_t only, skip;          /* --only REGEX, --skip REGEX (POSIX extended, unanchored) */
+    const char *only_text;       /* --only as given                                        */
     lr_spectrum_opts sp;         /* --method, --svd-rank, --seed                           */
     json_t *notes;               /* tensors passed over, for --json                        */
 } tool_opts;
@@ -51,9 +52,10 @@ void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *wh
 bool tool_is_matrix(const lr_st_tensor *t, const char **why);
 /* Selected by --only / --skip? */
 bool tool_selected(const tool_opts *o, const char *name);
-/* Candidates of st in file order: 2-D floating tensors that --only/--skip select; the others
- * get a note (unless --only leaves them out anyway). idx: (count) indices into st. */
-size_t *tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t *count);
+/* Candidates of st in file order: the 2-D floating tensors --only/--skip select, as *idx:
+ * (count) indices into st (free it). The other tensors get a note, except one that --only
+ * names literally (an alternative of "a|b|c" equal to its name): that is an error (1). */
+int tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t **idx, size_t *count);
 
 /* The tensor as an owned float32 matrix (m, n). */
 lr_status tool_load(lr_mat *w, lr_safetensors *st, const lr_st_tensor *t, lr_err *err);
