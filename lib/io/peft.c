@@ -325,7 +325,7 @@ static lr_status read_tensors(lr_peft *ad, lr_safetensors *st, const config *c, 
         if (!module)
             s = lr__fail(err, LR_EFORMAT, "%s: tensor \"%s\" is not a LoRA weight (expected " PREFIX
                          "<module>.lora_A.weight or .lora_B.weight)", lr_safetensors_path(st), key);
-        else if (which == 'A' || !lr_peft_find(ad, module)) /* a B first, or alone: read_layer says */
+        else if (!lr_peft_find(ad, module)) /* the first of its A and B (either order); alone: read_layer says */
             s = read_layer(ad, st, c, module, err);
         free(module);
     }
@@ -384,18 +384,68 @@ static json_t *number(double a)
     return a == floor(a) && fabs(a) < 1e15 ? json_integer((json_int_t)a) : json_real(a);
 }
 
+/* The module name as a regular expression matching just itself: POSIX ERE and Python's re
+ * both take a backslash before these characters as the literal character. */
+static char *escape_key(const char *module)
+{
+    char *k = malloc(2 * strlen(module) + 1), *q = k;
+    for (const char *p = module; k && *p; p++) {
+        if (strchr(".[]{}()*+?^$|\\", *p)) *q++ = '\\';
+        *q++ = *p;
+    }
+    if (k) *q = 0;
+    return k;
+}
+
+/* Is `key` (a module name) the module itself or a dot-suffix of it, i.e. would PEFT's
+ * (.*\.)?(key)$ with the escaped key match the module? */
+static bool suffix_match(const char *key, const char *module)
+{
+    size_t kl = strlen(key), ml = strlen(module);
+    return !strcmp(key, module) || (ml > kl && module[ml - kl - 1] == '.' && !strcmp(module + ml - kl, key));
+}
+
+static int by_length_desc(const void *a, const void *b)
+{
+    const lr_peft_layer *x = *(const lr_peft_layer *const *)a, *y = *(const lr_peft_layer *const *)b;
+    size_t lx = strlen(x->module), ly = strlen(y->module);
+    return lx != ly ? (lx < ly ? 1 : -1) : strcmp(x->module, y->module);
+}
+
+/* pat <- the pattern entries (rank when is_rank, else alpha) that make PEFT's rule give every
+ * layer its own value: a layer needs an entry when its value differs from the default, or when
+ * a shorter module's key (a dot-suffix of its name) would otherwise match it; keys are escaped
+ * and the longest come first, so that a module's own key is the first that matches it. */
+static int fill_pattern(json_t *pat, const lr_peft *ad, bool is_rank, size_t r, double alpha)
+{
+    const lr_peft_layer **order = malloc(ad->n * sizeof *order);
+    bool *need = calloc(ad->n, sizeof *need);
+    int bad = !order || !need;
+    for (size_t i = 0; i < ad->n && !bad; i++) order[i] = &ad->layer[i];
+    if (!bad) qsort(order, ad->n, sizeof *order, by_length_desc);
+    for (size_t i = ad->n; i-- > 0 && !bad;) { /* shortest first: the keys that can match are decided */
+        const lr_peft_layer *l = order[i];
+        need[i] = is_rank ? l->r != r : l->alpha != alpha;
+        for (size_t j = i + 1; j < ad->n && !need[i]; j++) need[i] = need[j] && suffix_match(order[j]->module, l->module);
+    }
+    for (size_t i = 0; i < ad->n && !bad; i++) {
+        if (!need[i]) continue;
+        char *key = escape_key(order[i]->module);
+        bad |= !key || json_object_set_new(pat, key, is_rank ? json_integer((json_int_t)order[i]->r) : number(order[i]->alpha));
+        free(key);
+    }
+    free(order), free(need);
+    return bad;
+}
+
 static json_t *config_json(const lr_peft *ad)
 {
     json_t *o = json_object(), *tm = json_array(), *rp = json_object(), *ap = json_object();
     size_t r = common_rank(ad);
     double alpha = common_alpha(ad);
     int bad = !o || !tm || !rp || !ap;
-    for (size_t i = 0; i < ad->n && !bad; i++) {
-        const lr_peft_layer *l = &ad->layer[i];
-        bad |= json_array_append_new(tm, json_string(l->module));
-        if (l->r != r) bad |= json_object_set_new(rp, l->module, json_integer((json_int_t)l->r));
-        if (l->alpha != alpha) bad |= json_object_set_new(ap, l->module, number(l->alpha));
-    }
+    for (size_t i = 0; i < ad->n && !bad; i++) bad |= json_array_append_new(tm, json_string(ad->layer[i].module));
+    if (!bad) bad |= fill_pattern(rp, ad, true, r, alpha) | fill_pattern(ap, ad, false, r, alpha);
     if (bad) {
         json_decref(o), json_decref(tm), json_decref(rp), json_decref(ap);
         return NULL;
@@ -465,7 +515,7 @@ static lr_status write_files(const lr_peft *ad, const char *dir, const lr_st_ten
     lr_status s = o && wpath && cpath ? LR_OK : lr__fail(err, LR_ENOMEM, "peft_write: out of memory");
     /* config into its temp file, tensors committed, then the config committed */
     if (!s) s = lr_atomic_open(&af, cpath, err);
-    if (!s && (json_dumpf(o, af.f, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 || fputc('\n', af.f) == EOF))
+    if (!s && (json_dumpf(o, af.f, JSON_INDENT(2)) /* keys as inserted: the patterns' order matters */ != 0 || fputc('\n', af.f) == EOF))
         s = lr__fail(err, LR_EIO, "%s: cannot write: %s", cpath, strerror(errno));
     static const lr_st_meta meta[1] = { { "format", "pt" } };
     if (!s) s = lr_safetensors_write(wpath, t, 2 * ad->n, meta, 1, err);
