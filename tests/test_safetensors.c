@@ -10,6 +10,7 @@
 #include "lr_test.h"
 
 #include <dirent.h>
+#include <float.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -739,6 +740,163 @@ static void test_failed_writes_keep_old(void **state)
     free(dir);
 }
 
+/* ---- float32 -> binary16 / bfloat16 (round to nearest, ties to even) ---- */
+
+static float f32_of(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static void test_f32_to_f16(void **state)
+{
+    (void)state;
+    /* exact values, and the largest finite */
+    assert_int_equal(lr_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(lr_f32_to_f16(-2.0f), 0xc000);
+    assert_int_equal(lr_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(lr_f32_to_f16(0.0f), 0x0000);
+    assert_int_equal(lr_f32_to_f16(-0.0f), 0x8000);
+    /* ties to even: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10 (even: 1) */
+    assert_int_equal(lr_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);
+    assert_int_equal(lr_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02); /* halfway 0x3c01/0x3c02: even */
+    assert_int_equal(lr_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01); /* above half */
+    assert_int_equal(lr_f32_to_f16(-(1.0f + 0x1p-11f)), 0xbc00);
+    /* the carry into the exponent: 2 − 2^-12 rounds up to 2 */
+    assert_int_equal(lr_f32_to_f16(2.0f - 0x1p-12f), 0x4000);
+    /* overflow: 65520 (halfway to 2^16) and above go to inf, 65519 to 65504 */
+    assert_int_equal(lr_f32_to_f16(65520.0f), 0x7c00);
+    assert_int_equal(lr_f32_to_f16(-65520.0f), 0xfc00);
+    assert_int_equal(lr_f32_to_f16(65519.0f), 0x7bff);
+    assert_int_equal(lr_f32_to_f16(65519.996f), 0x7bff);
+    assert_int_equal(lr_f32_to_f16(1e10f), 0x7c00);
+    assert_int_equal(lr_f32_to_f16(INFINITY), 0x7c00);
+    assert_int_equal(lr_f32_to_f16(-INFINITY), 0xfc00);
+    /* subnormals: 2^-24 is the smallest, 2^-25 ties to even (0), 3·2^-26 rounds up to 2^-24 */
+    assert_int_equal(lr_f32_to_f16(0x1p-24f), 0x0001);
+    assert_int_equal(lr_f32_to_f16(0x1p-25f), 0x0000);
+    assert_int_equal(lr_f32_to_f16(-0x1p-25f), 0x8000);
+    assert_int_equal(lr_f32_to_f16(0x1.000002p-25f), 0x0001);
+    assert_int_equal(lr_f32_to_f16(3 * 0x1p-26f), 0x0001);
+    assert_int_equal(lr_f32_to_f16(3 * 0x1p-25f), 0x0002); /* 1.5·2^-24: tie, even 2 */
+    assert_int_equal(lr_f32_to_f16(5 * 0x1p-25f), 0x0002); /* 2.5·2^-24: tie, even 2 */
+    assert_int_equal(lr_f32_to_f16(0x1p-14f), 0x0400);     /* smallest normal */
+    assert_int_equal(lr_f32_to_f16(0x1p-14f - 0x1p-25f), 0x0400); /* 0x3ff.8 ties up to even */
+    assert_int_equal(lr_f32_to_f16(0x1p-14f - 0x1p-24f), 0x03ff);
+    assert_int_equal(lr_f32_to_f16(1e-30f), 0x0000);
+    assert_int_equal(lr_f32_to_f16(f32_of(1)), 0x0000); /* float subnormal */
+    /* NaN stays NaN, sign kept */
+    uint16_t h = lr_f32_to_f16(NAN);
+    assert_true((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0);
+    h = lr_f32_to_f16(f32_of(0xff800001u)); /* a negative NaN with only a low payload bit */
+    assert_true((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0 && (h & 0x8000));
+    assert_true(isnan(lr_f16_to_f32(h)));
+}
+
+static void test_f32_to_bf16(void **state)
+{
+    (void)state;
+    assert_int_equal(lr_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(lr_f32_to_bf16(-0.0f), 0x8000);
+    /* ties to even on the 16 dropped bits */
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x3f808000u)), 0x3f80); /* tie, even down */
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x3f818000u)), 0x3f82); /* tie, even up */
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x3f808001u)), 0x3f81);
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x3f807fffu)), 0x3f80);
+    /* overflow of the largest float rounds to inf; inf stays inf */
+    assert_int_equal(lr_f32_to_bf16(FLT_MAX), 0x7f80);
+    assert_int_equal(lr_f32_to_bf16(-FLT_MAX), 0xff80);
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x7f7f7fffu)), 0x7f7f);
+    assert_int_equal(lr_f32_to_bf16(INFINITY), 0x7f80);
+    /* subnormals round the same way */
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x00008000u)), 0x0000);
+    assert_int_equal(lr_f32_to_bf16(f32_of(0x00018000u)), 0x0002);
+    /* NaN stays NaN, even one whose payload is only in the dropped bits */
+    uint16_t b = lr_f32_to_bf16(f32_of(0x7f800001u));
+    assert_true((b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0);
+    b = lr_f32_to_bf16(f32_of(0xffc00000u));
+    assert_true(isnan(lr_bf16_to_f32(b)) && (b & 0x8000));
+}
+
+/* Every non-NaN 16-bit pattern survives widening and narrowing; NaNs stay NaN. */
+static void test_f16_bf16_exhaustive(void **state)
+{
+    (void)state;
+    for (uint32_t i = 0; i < 65536; i++) {
+        uint16_t h = (uint16_t)i;
+        float f = lr_f16_to_f32(h);
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) {
+            assert_true(isnan(f));
+            assert_true(isnan(lr_f16_to_f32(lr_f32_to_f16(f))));
+        } else if (lr_f32_to_f16(f) != h) {
+            fail_msg("f16 0x%04x -> %.9g -> 0x%04x", (unsigned)h, (double)f, (unsigned)lr_f32_to_f16(f));
+        }
+        float g = lr_bf16_to_f32(h);
+        if ((h & 0x7f80) == 0x7f80 && (h & 0x7f)) {
+            assert_true(isnan(g));
+            assert_true(isnan(lr_bf16_to_f32(lr_f32_to_bf16(g))));
+        } else if (lr_f32_to_bf16(g) != h) {
+            fail_msg("bf16 0x%04x -> %.9g -> 0x%04x", (unsigned)h, (double)g, (unsigned)lr_f32_to_bf16(g));
+        }
+    }
+    /* and every f16 midpoint (between h and h+1, both finite, same sign) rounds to the even one */
+    for (uint32_t i = 0; i < 0x7bff; i++) {
+        double mid = ((double)lr_f16_to_f32((uint16_t)i) + lr_f16_to_f32((uint16_t)(i + 1))) / 2;
+        uint16_t want = (uint16_t)(i & 1 ? i + 1 : i);
+        if (lr_f32_to_f16((float)mid) != want)
+            fail_msg("f16 midpoint %.9g -> 0x%04x, expected 0x%04x", mid, (unsigned)lr_f32_to_f16((float)mid), (unsigned)want);
+        if (lr_f32_to_f16((float)-mid) != (want | 0x8000)) fail_msg("negative midpoint %.9g", -mid);
+    }
+}
+
+static void test_encode_f32(void **state)
+{
+    (void)state;
+    const float src[5] = { 1.0f, -0.0f, 65520.0f, 0x1p-25f, 1.0f + 0x1p-11f };
+    unsigned char buf[5 * 8];
+    lr_err e;
+    assert_int_equal(lr_st_encode_f32(buf, LR_ST_F32, src, 5, &e), LR_OK);
+    assert_memory_equal(buf, src, sizeof src);
+    assert_int_equal(lr_st_encode_f32(buf, LR_ST_F64, src, 5, &e), LR_OK);
+    for (size_t i = 0; i < 5; i++) {
+        double d;
+        memcpy(&d, buf + 8 * i, 8);
+        assert_true(d == (double)src[i]);
+    }
+    assert_int_equal(lr_st_encode_f32(buf, LR_ST_F16, src, 5, &e), LR_OK);
+    const uint16_t want16[5] = { 0x3c00, 0x8000, 0x7c00, 0x0000, 0x3c00 };
+    assert_memory_equal(buf, want16, sizeof want16);
+    assert_int_equal(lr_st_encode_f32(buf, LR_ST_BF16, src, 5, &e), LR_OK);
+    for (size_t i = 0; i < 5; i++) {
+        uint16_t b;
+        memcpy(&b, buf + 2 * i, 2);
+        assert_int_equal(b, lr_f32_to_bf16(src[i]));
+    }
+    /* what it encodes, the file reader decodes: F16 through a written file */
+    char *dir = lr_test_tmpdir(), *path = lr_test_path(dir, "h.safetensors");
+    lr_st_encode_f32(buf, LR_ST_F16, src, 5, NULL);
+    lr_st_tensor t = { .name = "x", .dtype = LR_ST_F16, .ndim = 1, .shape = { 5 }, .data = buf };
+    assert_int_equal(lr_safetensors_write(path, &t, 1, NULL, 0, &e), LR_OK);
+    lr_safetensors st;
+    float back[5];
+    size_t shape[1] = { 5 };
+    assert_int_equal(lr_safetensors_open(&st, path, &e), LR_OK);
+    assert_int_equal(lr_safetensors_get_f32(&st, back, "x", 1, shape, &e), LR_OK);
+    for (size_t i = 0; i < 5; i++) assert_true(memcmp(&back[i], &(float){ lr_f16_to_f32(want16[i]) }, 4) == 0);
+    lr_safetensors_free(&st);
+    lr_test_rmtree(dir);
+    free(dir), free(path);
+    /* bad arguments */
+    e.msg[0] = 0;
+    assert_int_equal(lr_st_encode_f32(buf, LR_ST_I32, src, 5, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "I32");
+    assert_int_equal(lr_st_encode_f32(buf, (lr_st_dtype)999, src, 5, &e), LR_EINVAL);
+    assert_int_equal(lr_st_encode_f32(NULL, LR_ST_F32, src, 5, &e), LR_EINVAL);
+    assert_int_equal(lr_st_encode_f32(buf, LR_ST_F32, NULL, 5, &e), LR_EINVAL);
+    assert_int_equal(lr_st_encode_f32(NULL, LR_ST_F32, NULL, 0, &e), LR_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +914,10 @@ int main(void)
         cmocka_unit_test(test_write_arguments),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_failed_writes_keep_old),
+        cmocka_unit_test(test_f32_to_f16),
+        cmocka_unit_test(test_f32_to_bf16),
+        cmocka_unit_test(test_f16_bf16_exhaustive),
+        cmocka_unit_test(test_encode_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
