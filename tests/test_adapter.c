@@ -475,8 +475,8 @@ static void write_patterned(const char *dir, const lr_mlp *net, bool rslora, flo
         const lr_layer *L = &net->layer[l];
         a[l] = lr_test_randn(&rng, PAT_R[l] * L->in, 1.0f);
         b[l] = lr_test_randn(&rng, L->out * PAT_R[l], 0.5f);
-        snprintf(names[2 * l], 64, "base_model.model.%s.lora_A.weight", L->name);
-        snprintf(names[2 * l + 1], 64, "base_model.model.%s.lora_B.weight", L->name);
+        snprintf(names[2 * l], 64, "base_model.model.%.15s.lora_A.weight", L->name);
+        snprintf(names[2 * l + 1], 64, "base_model.model.%.15s.lora_B.weight", L->name);
         t[2 * l] = (lr_st_tensor){ .name = names[2 * l], .dtype = LR_ST_F32, .ndim = 2,
                                    .shape = { PAT_R[l], L->in }, .data = a[l] };
         t[2 * l + 1] = (lr_st_tensor){ .name = names[2 * l + 1], .dtype = LR_ST_F32, .ndim = 2,
