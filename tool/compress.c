@@ -16,7 +16,8 @@ static const char help[] =
 "A = V_r^T (r x n), the best rank-r approximation (Eckart-Young). A tensor P.weight is stored\n"
 "as P.B.weight and P.A.weight (other names X as X.B and X.A) in the tensor's own dtype;\n"
 "every other tensor is copied unchanged and __metadata__[\"lowrank\"] records what was done.\n"
-"A tensor whose rank reaches break-even (r*(m+n) >= m*n) stays dense.\n"
+"A tensor whose rank reaches break-even (r*(m+n) >= m*n) stays dense. Where U_r.S_r would\n"
+"overflow an F16 tensor's range, sqrt(S_r) goes to each side instead (noted, and recorded).\n"
 "\n"
 "  --rank R        the same rank for every tensor (at most min(m, n))\n"
 "  --energy E      per tensor, the smallest rank keeping the fraction E of ||W||_F^2, (0, 1]\n"
@@ -108,6 +109,7 @@ typedef struct {
     lr_plan_layer plan;
     double fro;          /* measured ‖W − B·A‖_F with the stored (rounded) factors */
     void *buf[2];        /* B, A encoded in the tensor's dtype */
+    bool balanced;       /* B = U_r·√S_r, A = √S_r·V_rᵀ: U_r·S_r would overflow the dtype */
     char *name[2];       /* P.B.weight, P.A.weight */
 } item;
 
@@ -131,6 +133,15 @@ static int analyse(item *it, lr_safetensors *st, const lr_spectrum_opts *so)
     return s ? tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(st), it->t->name, e.msg) : 0;
 }
 
+/* does every value stay finite once stored as dtype? */
+static bool fits(const float *x, size_t n, lr_st_dtype dtype)
+{
+    float lim = dtype == LR_ST_F16 ? 65504.0f : 3.4e38f; /* F16's largest; BF16 and F32 alike */
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(x[i]) <= lim)) return false;
+    return true;
+}
+
 /* B, A at the planned rank, rounded to the tensor's dtype, measured against W, encoded */
 static int factor(item *it, lr_safetensors *st)
 {
@@ -141,6 +152,14 @@ static int factor(item *it, lr_safetensors *st)
     lr_status s = lr_mat_init(&b, m, r, &e);
     if (!s) s = lr_mat_init(&a, r, n, &e);
     if (!s) s = lr_factor_from_usv(b, a, &it->vec, r, LR_SPLIT_US, &e);
+    /* U_r·S_r can leave F16's range (65504) where B·A does not: split √S to each side then */
+    it->balanced = !s && !fits(b.data, m * r, it->t->dtype);
+    if (it->balanced) s = lr_factor_from_usv(b, a, &it->vec, r, LR_SPLIT_BALANCED, &e);
+    if (!s && (!fits(b.data, m * r, it->t->dtype) || !fits(a.data, r * n, it->t->dtype))) {
+        snprintf(e.msg, sizeof e.msg, "the factors at rank %zu exceed %s's range even with sqrt(S) on each side "
+                 "(sigma_1 = %g)", r, lr_st_dtype_name(it->t->dtype), (double)it->vec.s[0]);
+        s = LR_ERANGE;
+    }
     if (!s) {
         tool_round(b.data, m * r, it->t->dtype);
         tool_round(a.data, r * n, it->t->dtype);
@@ -203,9 +222,13 @@ static char *record(const args *a, const item *it, size_t n)
     lr_cli_json_set(o, "version", json_string(LOWRANK_VERSION), &ok);
     lr_cli_json_set(o, kind[a->plan.kind], json_real(val[a->plan.kind]), &ok);
     lr_cli_json_set(o, "split", json_string("B = U_r S_r, A = V_r^T"), &ok);
-    for (size_t i = 0; i < n; i++)
+    json_t *bal = json_array();
+    for (size_t i = 0; i < n; i++) {
         if (!it[i].plan.dense) lr_cli_json_set(ranks, it[i].t->name, tool_json_size(it[i].plan.rank), &ok);
+        if (it[i].balanced) ok = ok && !json_array_append_new(bal, json_string(it[i].t->name));
+    }
     lr_cli_json_set(o, "ranks", ranks, &ok);
+    lr_cli_json_set(o, "balanced_split", bal, &ok); /* tensors stored as U_r sqrt(S_r), sqrt(S_r) V_r^T */
     char *s = ok ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return s;
@@ -342,7 +365,9 @@ int tool_compress(int argc, char **argv)
     }
     if (!rc) rc = plan(&a, it, n, &tot);
     for (size_t i = 0; i < n && !rc; i++)
-        if (!it[i].plan.dense) rc = factor(&it[i], &st);
+        if (!it[i].plan.dense && !(rc = factor(&it[i], &st)) && it[i].balanced)
+            tool_note(&o, SUB, it[i].t->name, "stored as B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T: U_r S_r exceeds "
+                      "the dtype's range (recorded in __metadata__ as balanced_split)");
     if (!rc) rc = write_out(&a, &st, it, n);
     if (!rc && o.json) rc = report_json(&a, it, n, &tot, &o);
     else if (!rc) print_table(&a, it, n, &tot);
