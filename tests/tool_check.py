@@ -523,6 +523,24 @@ def t_compress(rng):
         check_compressed("compress --only", model, out, tensors, vals, js, {k: 4 for k in sel})
 
 
+    # F16 whose U_r S_r overflows (sigma_1 > 65504): stored with sqrt(S) on each side, same product
+    big = np.full((6, 5), 30000.0, np.float32)
+    big[0, 1] = -20000.0
+    model = path("big16.safetensors")
+    write_st(model, [("big.weight", "F16", big)])
+    out = path("big16c.safetensors")
+    js, p = run("compress", model, "--rank", 1, "--out", out, "--json")
+    if js:
+        f = St(out)
+        b, a = f.get("big.B.weight"), f.get("big.A.weight")
+        check(np.all(np.isfinite(b)) and np.all(np.isfinite(a)), "compress F16 overflow: factors not finite")
+        check("balanced_split" in p.stderr, "compress F16 overflow: no note on stderr: " + p.stderr)
+        rec = json.loads(f.meta["lowrank"])
+        check(rec.get("balanced_split") == ["big.weight"], "compress F16 overflow: record %s" % rec)
+        rel_close(b.astype(np.float64) @ a.astype(np.float64), best_rank(quantize("F16", big).astype(np.float64), 1),
+                  2e-3, "compress F16 overflow: B@A", ref=np.linalg.norm(big))
+
+
 # ---------------------------------------------------------------------------------------------
 # extract
 
