@@ -270,6 +270,11 @@ static void test_bad_input(void **state)
     lr_cmat zb[2] = { lr_cmat_view(big, 6, 0, 0), lr_cmat_view(big, 6, 0, 0) },
            za[2] = { lr_cmat_view(big, 0, 5, 5), lr_cmat_view(big, 0, 5, 5) };
     expect_fail(zb, za, NULL, 2, LR_EINVAL, "rank 0");
+    /* an empty matrix: m = 0 (b: 0 x 2) or n = 0 (a: 2 x 0) */
+    lr_cmat eb[1] = { lr_cmat_view(big, 0, 2, 2) }, ea[1] = { lr_cmat_view(big, 2, 5, 5) };
+    expect_fail(eb, ea, NULL, 1, LR_EINVAL, "empty 0 x 5");
+    lr_cmat fb[1] = { lr_cmat_view(big, 6, 2, 2) }, fa[1] = { lr_cmat_view(big, 2, 0, 0) };
+    expect_fail(fb, fa, NULL, 1, LR_EINVAL, "empty 6 x 0");
     expect_fail(bs, as, NULL, 0, LR_EINVAL, NULL);
     expect_fail(NULL, as, NULL, 3, LR_EINVAL, NULL);
     expect_fail(bs, NULL, NULL, 3, LR_EINVAL, NULL);

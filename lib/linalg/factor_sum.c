@@ -27,6 +27,7 @@ static lr_status check_terms(size_t *m, size_t *n, size_t *K, const lr_cmat *bs,
         *K += bs[i].cols;
     }
     if (*K == 0) return lr__fail(err, LR_EINVAL, "factor sum: every term has rank 0");
+    if (*m == 0 || *n == 0) return lr__fail(err, LR_EINVAL, "factor sum: an empty %zu x %zu matrix", *m, *n);
     if (*m > INT_MAX / 2 || *n > INT_MAX / 2 || *K > INT_MAX / 2)
         return lr__fail(err, LR_ERANGE, "factor sum: sizes exceed LAPACK's 32-bit range");
     return LR_OK;

@@ -139,7 +139,11 @@ double lr_spectrum_tail(const lr_spectrum *sp, size_t r)
 {
     if (!sp || r >= sp->k) return 0;
     if (r > sp->known) r = sp->known;
-    if (sp->exact) return sum_sq(sp->s + r, sp->known - r);
+    if (sp->exact) { /* from the small end, as rank_for_tail sums, so the two agree to the bit */
+        double t = 0;
+        for (size_t i = sp->known; i > r; i--) t += (double)sp->s[i - 1] * sp->s[i - 1];
+        return t;
+    }
     double t = sp->energy - sum_sq(sp->s, r);
     return t > 0 ? t : 0;
 }

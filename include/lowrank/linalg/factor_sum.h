@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 /* *out (k = min(m, n, K)) <- the thin SVD of Σ_{i<count} w[i]·bs[i]·as[i]; bs[i]: (m, r_i),
- * as[i]: (r_i, n), r_i >= 0 with K = Σ r_i >= 1; w NULL means every weight is 1. Shapes that
+ * as[i]: (r_i, n), m, n >= 1, r_i >= 0 with K = Σ r_i >= 1; w NULL means every weight is 1. Shapes that
  * disagree are LR_EDIM naming the term; NaN/Inf LR_ENONFINITE. On failure *out is empty. */
 LR_API lr_status lr_usv_from_factors(lr_usv *out, const lr_cmat *bs, const lr_cmat *as, const float *w,
                                      size_t count, lr_err *err);
