@@ -105,7 +105,9 @@ static lr_status values_randomized(lr_spectrum *sp, lr_usv *vec, lr_cmat w, cons
     lr_rng rng;
     lr_rng_seed(&rng, o->seed);
     lr_usv f, *p = vec ? vec : &f;
-    lr_status st = lr_usv_from_rsvd(p, w, r, &o->rsvd, &rng, err);
+    lr_rsvd_opts ro = o->rsvd;
+    if (ro.method == LR_RSVD_BLOCK_KRYLOV && ro.block == 0) ro.block = (r + 1) / 2; /* spectrum.h: why */
+    lr_status st = lr_usv_from_rsvd(p, w, r, &ro, &rng, err);
     if (!st) st = lr_spectrum_from_values(sp, p->s, r, w.rows, w.cols, energy_of(w), err);
     /* the Ritz values can exceed the entries' energy by rounding only; keep tails >= 0 */
     if (!st && sp->captured > sp->energy) sp->energy = sp->captured;
