@@ -5,7 +5,8 @@
 #   - every installed public header compiles on its own (C11, -Wall -Wextra -pedantic -Werror);
 #   - the README's C example, compiled with `pkg-config --cflags --libs lowrank`, prints what
 #     the README says, linked against the shared library and against the static one
-#     (`pkg-config --static`).
+#     (`pkg-config --static`);
+#   - the programs (lr-mnist, lr-svd-demo, lowrank) are installed and run.
 set -u
 build=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
@@ -69,6 +70,16 @@ if $cc -std=c11 -o "$tmp/ex-static" "$tmp/example.c" $(pcflags --cflags) $static
 else
   fail "README example does not link statically with pkg-config --static: $(head -n 5 "$tmp/cc.err")"
 fi
+
+# the programs: both demos and the lowrank tool, runnable from the install
+for p in lr-mnist lr-svd-demo lowrank; do
+  exe=$(find "$tmp/root" -type f -name "$p" | head -n 1)
+  [ -n "$exe" ] || { fail "$p is not installed"; continue; }
+  LD_LIBRARY_PATH="$libdir" "$exe" --help >"$tmp/help.out" 2>&1 || fail "installed $p --help failed: $(head -n 3 "$tmp/help.out")"
+done
+exe=$(find "$tmp/root" -type f -name lowrank | head -n 1)
+[ -z "$exe" ] || [ "$(LD_LIBRARY_PATH="$libdir" "$exe" --version)" = "lowrank $(pcflags --modversion)" ] ||
+  fail "installed lowrank --version does not print the library's version"
 
 [ "$fails" -eq 0 ] || { printf '%d check(s) failed\n' "$fails"; exit 1; }
 echo "all checks passed"
