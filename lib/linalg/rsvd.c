@@ -47,6 +47,7 @@ typedef struct {
     float *tau, *work, *gram;
     lapack_int *iwork; /* (kmax), for strcon */
     lapack_int lwork;
+    double *n2;       /* (2·b) row norms for the Krylov deflation */
 } rs_ctx;
 
 /* out: (k,M) = in: (k,N) · tᵀ */
@@ -221,11 +222,52 @@ static lr_status range_subspace(const rs_ctx *c, size_t l, size_t q, float *qt, 
  * P_{<j} the projector on Q_0..Q_{j−1}. span Q = span [tΩ, (ttᵀ)tΩ, ..., (ttᵀ)^q tΩ],
  * L = b·(q+1) columns. Block classical Gram–Schmidt run twice (BCGS2, Barlow &
  * Smoktunowicz 2013) with shifted Cholesky-QR3 inside each block keeps Q
- * orthonormal to working precision; a block that is numerically in the span of
- * the earlier ones (an invariant subspace was found) falls back to Householder QR,
- * whose extra columns only widen the space. Since W_j = (Q_jᵀ·t)ᵀ, the rows of
+ * orthonormal to working precision. A column of a block that is numerically in the
+ * span of the earlier ones (an invariant subspace was found: t has low rank, or the
+ * space is exhausted) is rounding noise once projected, and orthonormalising noise
+ * gives vectors that are not orthogonal to the earlier ones (Q lost its
+ * orthogonality and the Ritz values came out above the true ones on a rank-7
+ * matrix, block 8, depth 2). Such a column shows itself in the second pass, losing
+ * more than half its norm again; it is replaced by a Gaussian one and projected
+ * again (deflation, as in block Lanczos): an extra random direction only widens the
+ * space. Since W_j = (Q_jᵀ·t)ᵀ, the rows of
  * wt: (L,N) are B = Qᵀ·t when the loop ends: 2(q+1) products of b columns in all,
  * no separate projection pass. qt: (L,M) <- Q; proj: (L,b), save: (b,M) scratch. */
+/* Squared 2-norms of the k rows of x: (k,rows) into n2. */
+static void row_norms2(double *n2, const float *x, size_t rows, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        double a = 0;
+        for (size_t p = 0; p < rows; p++) a += (double)x[i * rows + p] * x[i * rows + p];
+        n2[i] = a;
+    }
+}
+
+/* Projects span q out of x: (k,rows) (project_out) whose rows are orthonormal already (a
+ * block after its first orthonormalisation), then replaces every row that kept less than
+ * half its norm by a Gaussian row and projects again: such a row was rounding noise of a
+ * vector in span q, and another pass would only renormalise the noise (Kahan–Parlett: a
+ * vector that loses that much in a second projection is numerically in the span).
+ * n2: (2k) scratch. Returns the largest component in span q, as project_out. */
+static double project_deflate(float *x, const float *q, float *proj, double *n2, size_t rows, size_t kq, size_t k,
+                              lr_rng *rng)
+{
+    row_norms2(n2, x, rows, k);
+    double cn = project_out(x, q, proj, rows, kq, k);
+    row_norms2(n2 + k, x, rows, k);
+    bool any = false;
+    for (size_t i = 0; i < k; i++)
+        if (!(n2[k + i] > 0.25 * n2[i])) {
+            lr_rng_fill_normal(rng, lr_mat_view(x + i * rows, 1, rows, rows), 0.0f, 1.0f);
+            any = true;
+        }
+    if (any) {
+        double c2 = project_out(x, q, proj, rows, kq, k);
+        if (c2 > cn) cn = c2;
+    }
+    return cn;
+}
+
 static lr_status range_krylov(const rs_ctx *c, size_t b, size_t q, float *qt, float *wt, float *proj,
                               float *save, lr_rng *rng, lr_err *err)
 {
@@ -243,7 +285,8 @@ static lr_status range_krylov(const rs_ctx *c, size_t b, size_t q, float *qt, fl
          * test, ‖Q_{<j}ᵀ·x_col‖ > 1/2): the block was numerically in the earlier
          * span, so what the first pass left was rounding error, largely inside it */
         for (int pass = 0; pass < 4; pass++) {
-            double cn = j ? project_out(qj, qt, proj, M, j * b, b) : 0;
+            double cn = !j ? 0 : pass ? project_deflate(qj, qt, proj, c->n2, M, j * b, b, rng)
+                                      : project_out(qj, qt, proj, M, j * b, b);
             if (pass == 0) {
                 memcpy(save, qj, M * b * sizeof *save);
                 st = orth_fast(c, qj, save, M, b, err);
@@ -358,7 +401,7 @@ lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_r
     if (m > INT_MAX || n > INT_MAX || a.ld > INT_MAX || u.ld > INT_MAX || vt.ld > INT_MAX)
         return lr__fail(err, LR_ERANGE, "rsvd: a %zu x %zu matrix exceeds BLAS/LAPACK's 32-bit sizes", m, n);
 
-    rs_ctx c = { a.data, a.ld, m < n, m < n ? n : m, m < n ? m : n, 0, NULL, NULL, NULL, NULL, 0 };
+    rs_ctx c = { a.data, a.ld, m < n, m < n ? n : m, m < n ? m : n, 0, NULL, NULL, NULL, NULL, 0, NULL };
     const size_t M = c.M, N = c.N;
     /* panel width b and basis width L = b·(q+1); either clamped to N, where the
      * sample spans the whole range of t and the result is exact */
@@ -382,7 +425,11 @@ lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_r
     const size_t iw = (L * sizeof(lapack_int) + 16 * sizeof(float) - 1) / (16 * sizeof(float)) * 16;
     size_t total = iw + L * M + L * N + L * b + b * M + L + L * L + (size_t)c.lwork;
     float *buf = malloc(total * sizeof *buf);
-    if (!buf) return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats of workspace", total);
+    c.n2 = malloc(2 * (b ? b : 1) * sizeof *c.n2);
+    if (!buf || !c.n2) {
+        free(buf), free(c.n2);
+        return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats of workspace", total);
+    }
     c.iwork = (lapack_int *)(void *)buf;
     float *qt = buf + iw, *zt = qt + L * M, *proj = zt + L * N, *save = proj + L * b;
     c.tau = save + b * M;
@@ -393,6 +440,7 @@ lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_r
                                       : range_krylov(&c, b, q, qt, zt, proj, save, rng, err);
     if (!st) st = ritz(&c, L, r, qt, zt, s, u, vt, err);
     free(buf);
+    free(c.n2);
     return st;
 }
 
