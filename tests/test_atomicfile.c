@@ -8,6 +8,7 @@
 #include "lr_test.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -389,6 +390,89 @@ static void test_every_write_step_fails_cleanly(void **state)
 /* kill -9 at random moments of large saves, 60 times: the target is always one complete
  * file, old or new, never a mix. (The temp file of a killed save may be left; it is
  * removed here, and formats.md says so.) */
+/* files in dir whose name has ".tmp-" */
+static size_t count_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) n += strstr(e->d_name, ".tmp-") != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+static void make_file(const char *path, double age_s)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("partial", f);
+    fclose(f);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= (time_t)age_s;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+typedef struct { size_t seen, in_use; } clean_log;
+static void on_stale(void *ctx, const lr_atomic_stale *s)
+{
+    clean_log *c = ctx;
+    c->seen++;
+    c->in_use += s->in_use;
+}
+
+/* lr_atomic_clean: by name, by age, by lock; never a file being written, never a link */
+static void test_clean_stale(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *old = lr_test_path(dir, ".m.safetensors.tmp-AbC123"), *young = lr_test_path(dir, ".m.npy.tmp-xyz789"),
+         *other = lr_test_path(dir, ".m.tmp-abc"), *plain = lr_test_path(dir, "m.tmp-ABCDEF"),
+         *link = lr_test_path(dir, ".l.npy.tmp-LLLLLL"), *target = lr_test_path(dir, "keep.npy");
+    make_file(old, 7200);
+    make_file(young, 10);
+    make_file(other, 7200);
+    make_file(plain, 7200);
+    make_file(target, 7200);
+    assert_int_equal(symlink(target, link), 0);
+    /* a writer in the middle of its save, its temp file made to look old */
+    lr_atomic_file af;
+    assert_int_equal(lr_atomic_open(&af, target, NULL), LR_OK);
+    fputs("new", af.f);
+    fflush(af.f);
+    struct timespec t[2] = { { 0, UTIME_NOW }, { 0, UTIME_NOW } };
+    t[0].tv_sec = t[1].tv_sec = time(NULL) - 7200;
+    t[0].tv_nsec = t[1].tv_nsec = 0;
+    assert_int_equal(utimensat(AT_FDCWD, af.tmp_path, t, 0), 0);
+
+    clean_log log = { 0, 0 };
+    size_t removed = 9;
+    assert_int_equal(lr_atomic_clean(dir, 3600, true, on_stale, &log, &removed, NULL), LR_OK);
+    assert_int_equal(removed, 0); /* dry run */
+    assert_int_equal(log.seen, 2);
+    assert_int_equal(log.in_use, 1);
+    assert_int_equal(lr_atomic_clean(dir, 3600, false, NULL, NULL, &removed, NULL), LR_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(access(old, F_OK), -1);       /* stale: removed */
+    assert_int_equal(access(young, F_OK), 0);      /* too young */
+    assert_int_equal(access(other, F_OK), 0);      /* not our naming */
+    assert_int_equal(access(plain, F_OK), 0);
+    assert_int_equal(access(link, F_OK), 0);       /* a link, whatever its name */
+    assert_int_equal(access(af.tmp_path, F_OK), 0); /* being written */
+    assert_int_equal(lr_atomic_commit(&af, NULL), LR_OK);
+    assert_file_is(target, "new");
+    assert_int_equal(lr_atomic_clean(dir, 0, false, NULL, NULL, &removed, NULL), LR_OK);
+    assert_int_equal(removed, 1); /* the young one, at age 0 */
+    lr_err e;
+    assert_int_equal(lr_atomic_clean(old, 0, false, NULL, NULL, NULL, &e), LR_EIO);
+    assert_non_null(strstr(e.msg, "cannot open directory"));
+    assert_int_equal(lr_atomic_clean(dir, -1, false, NULL, NULL, NULL, NULL), LR_EINVAL);
+    free(old), free(young), free(other), free(plain), free(link), free(target);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 static void test_kill9_leaves_old_or_new(void **state)
 {
     (void)state;
@@ -406,6 +490,7 @@ static void test_kill9_leaves_old_or_new(void **state)
     lr_rng rng;
     lr_rng_seed(&rng, 9);
     int seen[2] = { 0, 0 };
+    size_t stale_total = 0;
     for (int round = 0; round < 60; round++) {
         pid_t pid = fork();
         assert_true(pid >= 0);
@@ -427,10 +512,14 @@ static void test_kill9_leaves_old_or_new(void **state)
         if (which < 0) fail_msg("round %d: big.npy is neither the old nor the new file (%zu bytes)", round, n);
         seen[which]++;
         free(got);
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -f '%s'/.big.npy.tmp-*", dir);
-        assert_int_equal(system(cmd), 0);
+        /* the killed writer's temp file, if any, is stale now: its lock died with it */
+        size_t removed = 9;
+        assert_int_equal(lr_atomic_clean(dir, 0, false, NULL, NULL, &removed, NULL), LR_OK);
+        assert_true(removed <= 1);
+        stale_total += removed;
+        assert_int_equal(count_temps(dir), 0);
     }
+    print_message("lr_atomic_clean removed %zu stale temp files the kills left\n", stale_total);
     print_message("60 kills: old file %d times, new file %d times, never a mix\n", seen[0], seen[1]);
     free(img[0]);
     free(img[1]);
@@ -452,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_read_only_dir),
         cmocka_unit_test(test_every_write_step_fails_cleanly),
         cmocka_unit_test(test_kill9_leaves_old_or_new),
+        cmocka_unit_test(test_clean_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,11 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/internal.h"
@@ -197,6 +201,9 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
         free(copy);
         return lr__fail(err, LR_EIO, "cannot create temp file for %s: %s", path, strerror(e));
     }
+    /* held while the file is being written, released by close or by the process dying: how
+     * lr_atomic_clean tells a temp file in use from a stale one */
+    (void)flock(fd, LOCK_EX | LOCK_NB);
     /* mkstemp gives 0600; give the result the mode the user would expect */
     struct stat st;
     mode_t mode;
@@ -282,4 +289,66 @@ void lr_atomic_abort(lr_atomic_file *af)
     if (af->f) fclose(af->f);
     if (af->tmp_path) unlink(af->tmp_path);
     release(af);
+}
+
+/* ---- stale temp files ---- */
+
+/* ".NAME.tmp-XXXXXX", NAME non-empty, X from mkstemp's alphabet */
+static bool temp_name(const char *n)
+{
+    size_t len = strlen(n);
+    if (len < 1 + 1 + 11 || n[0] != '.' || strncmp(n + len - 11, ".tmp-", 5) != 0) return false;
+    for (size_t i = len - 6; i < len; i++) {
+        char c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) return false;
+    }
+    return true;
+}
+
+/* One candidate: a regular file (not a link), old enough, and not locked by a writer. */
+static void clean_one(const char *path, double min_age_s, bool dry_run, lr_atomic_stale_fn fn, void *ctx,
+                      size_t *removed)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    lr_atomic_stale s = { path, (uint64_t)st.st_size, difftime(time(NULL), st.st_mtime), false, false };
+    if (s.age_s < min_age_s) return;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        s.in_use = true; /* a writer holds it: never touch */
+    } else if (!dry_run) {
+        s.removed = unlink(path) == 0;
+        if (s.removed) (*removed)++;
+    }
+    close(fd);
+    if (fn) fn(ctx, &s);
+}
+
+lr_status lr_atomic_clean(const char *dir, double min_age_s, bool dry_run, lr_atomic_stale_fn fn, void *ctx,
+                          size_t *removed, lr_err *err)
+{
+    size_t none = 0;
+    if (!removed) removed = &none;
+    *removed = 0;
+    if (!dir || !*dir) return lr__fail(err, LR_EINVAL, "lr_atomic_clean: dir is NULL or empty");
+    if (!(min_age_s >= 0)) return lr__fail(err, LR_EINVAL, "lr_atomic_clean: age %g; need >= 0", min_age_s);
+    DIR *d = opendir(dir);
+    if (!d) return lr__fail(err, LR_EIO, "%s: cannot open directory: %s", dir, strerror(errno));
+    struct dirent *e;
+    size_t dl = strlen(dir);
+    while ((e = readdir(d)) != NULL) {
+        if (!temp_name(e->d_name)) continue;
+        size_t n = dl + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) {
+            closedir(d);
+            return lr__fail(err, LR_ENOMEM, "%s: out of memory", dir);
+        }
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        clean_one(p, min_age_s, dry_run, fn, ctx, removed);
+        free(p);
+    }
+    closedir(d);
+    return LR_OK;
 }

@@ -18,6 +18,8 @@
 #define LOWRANK_ATOMICFILE_H
 
 #include "lowrank/base/export.h"
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "lowrank/base/status.h"
 
@@ -44,6 +46,26 @@ LR_API lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err);
 
 /* Discards the temp file. A no-op on a zeroed, committed or already aborted af. */
 LR_API void lr_atomic_abort(lr_atomic_file *af);
+
+/* Stale temp files. A process killed between lr_atomic_open and the rename (kill -9, a power
+ * cut) leaves its ".NAME.tmp-XXXXXX" behind: the target is intact, the temp file is garbage.
+ * The writer holds an exclusive flock(2) on its temp file from creation to commit or abort,
+ * and the kernel drops it when the process dies. lr_atomic_clean removes from dir (not its
+ * subdirectories) every file named like ours that is a regular file (not a symbolic link),
+ * last modified at least min_age_s seconds ago, and not locked: a file another process is
+ * still writing is never touched, whatever its age. dry_run only reports. fn (may be NULL)
+ * is called for each old-enough candidate, removed or not; *removed (may be NULL) counts the
+ * files removed. */
+typedef struct {
+    const char *path;
+    uint64_t bytes;
+    double age_s;       /* since the last modification */
+    bool removed;
+    bool in_use;        /* locked by a writer: left alone */
+} lr_atomic_stale;
+typedef void (*lr_atomic_stale_fn)(void *ctx, const lr_atomic_stale *s);
+LR_API lr_status lr_atomic_clean(const char *dir, double min_age_s, bool dry_run, lr_atomic_stale_fn fn, void *ctx,
+                                 size_t *removed, lr_err *err);
 
 #ifdef __cplusplus
 }
