@@ -881,6 +881,45 @@ SECTIONS = {"inspect": t_inspect, "compress": t_compress, "extract": t_extract, 
             "merge": t_merge, "errors": t_errors}
 
 
+def t_clean(rng):
+    """clean-temps: old unlocked temps of our naming go; young ones, other names, links and a
+    file a live writer holds (flock, as lr_atomic_open does) stay, whatever their age"""
+    import fcntl
+    d = path("cl")
+    os.mkdir(d)
+    names = {".m.safetensors.tmp-AbC123": 7200, ".n.npy.tmp-zzzzzz": 10, ".m.tmp-abc": 7200, "m.tmp-ABCDEF": 7200,
+             ".held.npy.tmp-HHHHHH": 7200}
+    for n, age in names.items():
+        with open(os.path.join(d, n), "w") as f:
+            f.write("partial")
+        t = os.path.getmtime(os.path.join(d, n)) - age
+        os.utime(os.path.join(d, n), (t, t))
+    os.symlink(os.path.join(d, "m.tmp-ABCDEF"), os.path.join(d, ".l.npy.tmp-LLLLLL"))
+    held = open(os.path.join(d, ".held.npy.tmp-HHHHHH"), "a")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    js, _ = run("clean-temps", d, "--dry-run", "--json")
+    if js:
+        check(js["removed"] == 0 and len(js["files"]) == 2 and js["in_use"] == 1, "clean-temps --dry-run: %s" % js)
+        check(os.path.exists(os.path.join(d, ".m.safetensors.tmp-AbC123")), "clean-temps --dry-run removed a file")
+    js, _ = run("clean-temps", d, "--json")
+    left = sorted(os.listdir(d))
+    want = sorted([".n.npy.tmp-zzzzzz", ".m.tmp-abc", "m.tmp-ABCDEF", ".held.npy.tmp-HHHHHH", ".l.npy.tmp-LLLLLL"])
+    check(left == want, "clean-temps: left %s, want %s" % (left, want))
+    if js:
+        check(js["removed"] == 1 and js["in_use"] == 1, "clean-temps --json: %s" % js)
+    held.close()  # the writer is gone: its temp file is stale now
+    js, _ = run("clean-temps", d, "--older-than", 3600, "--json")
+    check(not os.path.exists(os.path.join(d, ".held.npy.tmp-HHHHHH")), "clean-temps: a released old temp was kept")
+    check(os.path.exists(os.path.join(d, ".n.npy.tmp-zzzzzz")), "clean-temps: a young temp was removed")
+    check(os.path.islink(os.path.join(d, ".l.npy.tmp-LLLLLL")), "clean-temps: removed a symbolic link")
+    run("clean-temps", path("no-such-dir"), want=1)
+    run("clean-temps", want=2)
+    run("clean-temps", d, "--older-than", "-1", want=2)
+
+
+SECTIONS["clean"] = t_clean
+
+
 def main():
     global PROG, WORK
     if len(sys.argv) != 4 or sys.argv[1] not in SECTIONS:

@@ -16,6 +16,7 @@ static const char usage[] =
 "  extract BASE TUNED --out DIR   a LoRA adapter from the difference of two checkpoints\n"
 "  combine DIR... --out DIR       weighted sum of adapters, exact or truncated (--rank)\n"
 "  merge BASE DIR --out F   W + s.B.A into the weights (--unmerge subtracts it)\n"
+"  clean-temps DIR...       remove temp files a killed save left behind (by age and lock)\n"
 "\n"
 "'" PROG " COMMAND --help' describes each. Exit status: 0 ok; 1 a failure (a message names\n"
 "the file and tensor); 2 a bad command line. Outputs are written crash-safely: a failed\n"
@@ -41,9 +42,9 @@ int main(int argc, char **argv)
     }
     static const struct { const char *name; int (*run)(int, char **); } cmds[] = {
         { "inspect", tool_inspect }, { "compress", tool_compress }, { "extract", tool_extract },
-        { "combine", tool_combine }, { "merge", tool_merge },
+        { "combine", tool_combine }, { "merge", tool_merge }, { "clean-temps", tool_clean },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(c, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
-    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge)", c);
+    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge, clean-temps)", c);
 }
