@@ -14,6 +14,7 @@
 #include "lowrank/io/atomicfile.h"
 #include "lowrank/base/mat.h"
 #include "base/internal.h"
+#include "io/peft_internal.h"
 #include "io/readfile.h"
 
 #define PREFIX "base_model.model."
@@ -300,19 +301,26 @@ static lr_status read_layer(lr_peft *ad, lr_safetensors *st, const config *c, co
     return s;
 }
 
+static lr_status parse_json(config *c, json_t **o, lr_peft *ad, const void *buf, size_t n, const char *cf,
+                            lr_err *err)
+{
+    json_error_t je;
+    *o = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &je);
+    if (!*o) return lr__fail(err, LR_EFORMAT, "%s: line %d: %s", cf, je.line, je.text);
+    c->o = *o;
+    c->cf = cf;
+    return parse_config(c, ad, err);
+}
+
 static lr_status read_config(config *c, json_t **o, lr_peft *ad, const char *cf, lr_err *err)
 {
     unsigned char *buf;
     size_t n;
     lr_status s = lr__read_regular(&buf, &n, cf, "a JSON adapter config", CONFIG_MAX, err);
     if (s) return s;
-    json_error_t je;
-    *o = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &je);
+    s = parse_json(c, o, ad, buf, n, cf, err);
     free(buf);
-    if (!*o) return lr__fail(err, LR_EFORMAT, "%s: line %d: %s", cf, je.line, je.text);
-    c->o = *o;
-    c->cf = cf;
-    return parse_config(c, ad, err);
+    return s;
 }
 
 static lr_status read_tensors(lr_peft *ad, lr_safetensors *st, const config *c, lr_err *err)
@@ -331,6 +339,23 @@ static lr_status read_tensors(lr_peft *ad, lr_safetensors *st, const config *c, 
     }
     if (!s) s = lr_safetensors_check_all_used(st, err); /* a lora_B without its lora_A */
     if (!s && ad->n == 0) s = lr__fail(err, LR_EFORMAT, "%s: no LoRA weights", lr_safetensors_path(st));
+    return s;
+}
+
+lr_status lr__peft_from_memory(lr_peft *ad, const void *cfg, size_t ncfg, const void *weights, size_t nweights,
+                               lr_err *err)
+{
+    if (!ad || (!cfg && ncfg) || (!weights && nweights)) return lr__fail(err, LR_EINVAL, "peft: NULL argument");
+    memset(ad, 0, sizeof *ad);
+    json_t *o = NULL;
+    config c = { 0 };
+    lr_safetensors st = { 0 };
+    lr_status s = parse_json(&c, &o, ad, cfg ? cfg : "", ncfg, "adapter_config.json", err);
+    if (!s) s = lr_safetensors_from_memory(&st, weights ? weights : "", nweights, "adapter_model.safetensors", err);
+    if (!s) s = read_tensors(ad, &st, &c, err);
+    if (s) lr_peft_free(ad);
+    lr_safetensors_free(&st);
+    json_decref(o);
     return s;
 }
 
