@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include "lowrank/lora/adapter.h"
 #include "lowrank/io/atomicfile.h"
+#include "lowrank/io/peft.h"
 #include "lowrank/io/safetensors.h"
 #include "base/internal.h"
 #include "io/readfile.h"
@@ -45,54 +46,6 @@ static void tensor_key(char *out, const char *layer, char which)
 }
 
 /* ---------------------------------------------------------------- config ---------- */
-
-static json_t *config_json(const lr_lora_opts *cfg, const lr_mlp *net, const char *base_model)
-{
-    json_t *o = json_object(), *tm = json_array();
-    if (!o || !tm) {
-        json_decref(o);
-        json_decref(tm);
-        return NULL;
-    }
-    uint32_t mask = lr__lora_mask(cfg, net);
-    for (size_t i = 0; i < net->n_layers; i++)
-        if (mask & (1u << i)) json_array_append_new(tm, json_string(net->layer[i].name));
-    double a = (double)cfg->alpha;
-    int bad = 0;
-    /* every field PEFT's LoraConfig serialises, at the values that mean "plain LoRA" */
-    bad |= json_object_set_new(o, "alpha_pattern", json_object());
-    bad |= json_object_set_new(o, "auto_mapping", json_null());
-    bad |= json_object_set_new(o, "base_model_name_or_path",
-                               base_model ? json_string(base_model) : json_null());
-    bad |= json_object_set_new(o, "bias", json_string("none"));
-    bad |= json_object_set_new(o, "fan_in_fan_out", json_false());
-    bad |= json_object_set_new(o, "inference_mode", json_true());
-    bad |= json_object_set_new(o, "init_lora_weights", json_string(lr_lora_init_name(cfg->init)));
-    bad |= json_object_set_new(o, "layer_replication", json_null());
-    bad |= json_object_set_new(o, "layers_pattern", json_null());
-    bad |= json_object_set_new(o, "layers_to_transform", json_null());
-    bad |= json_object_set_new(o, "loftq_config", json_object());
-    /* integral α as an integer, like PEFT's usual int lora_alpha */
-    bad |= json_object_set_new(o, "lora_alpha", (a == floor(a) && fabs(a) < 1e15)
-                                                    ? json_integer((json_int_t)a) : json_real(a));
-    bad |= json_object_set_new(o, "lora_dropout", json_real(0.0));
-    bad |= json_object_set_new(o, "megatron_config", json_null());
-    bad |= json_object_set_new(o, "megatron_core", json_string("megatron.core"));
-    bad |= json_object_set_new(o, "modules_to_save", json_null());
-    bad |= json_object_set_new(o, "peft_type", json_string("LORA"));
-    bad |= json_object_set_new(o, "r", json_integer((json_int_t)cfg->rank));
-    bad |= json_object_set_new(o, "rank_pattern", json_object());
-    bad |= json_object_set_new(o, "revision", json_null());
-    bad |= json_object_set_new(o, "target_modules", tm);
-    bad |= json_object_set_new(o, "task_type", json_null());
-    bad |= json_object_set_new(o, "use_dora", json_false());
-    bad |= json_object_set_new(o, "use_rslora", json_boolean(cfg->use_rslora));
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
 
 /* A field that must be absent, null, false, or an empty object/array/string. */
 static bool unset(const json_t *v)
@@ -293,53 +246,37 @@ lr_status lr_adapter_read_config(const lr_lora *lm, lr_adapter_info *info, const
 
 /* ---------------------------------------------------------------- save ------------ */
 
+/* The adapter as a general PEFT adapter (peft.h), whose writer does the files. */
+static lr_status to_peft(lr_peft *ad, const lr_lora *lm, const char *name, const lr_lora_opts *cfg,
+                         const char *base_model, lr_err *err)
+{
+    const lr_mlp *net = lr_lora_net(lm);
+    memset(ad, 0, sizeof *ad);
+    ad->use_rslora = cfg->use_rslora;
+    ad->init = strdup(lr_lora_init_name(cfg->init));
+    ad->base_model = base_model ? strdup(base_model) : NULL;
+    if (!ad->init || (base_model && !ad->base_model)) return lr__fail(err, LR_ENOMEM, "adapter_save: out of memory");
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const lr_lora_weights *w = lr_lora_layer(lm, name, i);
+        if (!w) continue;
+        /* A and B are owned with ld = cols: C-ordered, as lr_peft_add copies them */
+        lr_status s = lr_peft_add(ad, net->layer[i].name, w->b.rows, w->a.cols, w->a.rows, (double)cfg->alpha,
+                                  w->a.data, w->b.data, err);
+        if (s) return s;
+    }
+    return LR_OK;
+}
+
 lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, const char *base_model,
                           lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_save: NULL argument");
     const lr_lora_opts *cfg = lr_lora_opts_of(lm, name);
     if (!cfg) return lr__fail(err, LR_EINVAL, "adapter_save: no adapter named \"%s\"", name);
-    const lr_mlp *net = lr_lora_net(lm);
-    bool made_dir = mkdir(dir, 0777) == 0; /* ours to remove again if the save fails */
-    if (!made_dir && errno != EEXIST)
-        return lr__fail(err, LR_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return lr__fail(err, LR_EIO, "%s: not a directory", dir);
-
-    lr_st_tensor t[2 * LR_MLP_MAX_LAYERS];
-    char keys[2 * LR_MLP_MAX_LAYERS][KEY_MAX];
-    size_t nt = 0;
-    for (size_t i = 0; i < net->n_layers; i++) {
-        const lr_lora_weights *w = lr_lora_layer(lm, name, i);
-        if (!w) continue;
-        /* A and B are owned with ld = cols, so their data is C-ordered as safetensors wants */
-        const lr_mat *m[2] = { &w->a, &w->b };
-        for (int k = 0; k < 2; k++) {
-            tensor_key(keys[nt], net->layer[i].name, k ? 'B' : 'A');
-            t[nt] = (lr_st_tensor){ .name = keys[nt], .dtype = LR_ST_F32, .ndim = 2,
-                                    .shape = { m[k]->rows, m[k]->cols }, .data = m[k]->data };
-            nt++;
-        }
-    }
-    json_t *o = config_json(cfg, net, base_model);
-    if (!o) return lr__fail(err, LR_ENOMEM, "adapter_save: out of memory building the config");
-    char *wpath = join(dir, LR_ADAPTER_WEIGHTS), *cpath = join(dir, CF);
-    lr_atomic_file af = { 0 };
-    lr_status s = LR_OK;
-    if (!wpath || !cpath) s = lr__fail(err, LR_ENOMEM, "adapter_save: out of memory");
-    /* config into its temp file, tensors committed, then the config committed */
-    if (!s) s = lr_atomic_open(&af, cpath, err);
-    if (!s && (json_dumpf(o, af.f, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 || fputc('\n', af.f) == EOF))
-        s = lr__fail(err, LR_EIO, "%s: cannot write: %s", cpath, strerror(errno));
-    static const lr_st_meta meta[1] = { { "format", "pt" } };
-    if (!s) s = lr_safetensors_write(wpath, t, nt, meta, 1, err);
-    if (!s) s = lr_atomic_commit(&af, err);
-    else lr_atomic_abort(&af);
-    if (s && made_dir) rmdir(dir); /* a failed save leaves no empty directory behind */
-    json_decref(o);
-    free(wpath);
-    free(cpath);
+    lr_peft ad;
+    lr_status s = to_peft(&ad, lm, name, cfg, base_model, err);
+    if (!s) s = lr_peft_write(&ad, dir, LR_ST_F32, err);
+    lr_peft_free(&ad);
     return s;
 }
 
