@@ -11,9 +11,9 @@
  * (docs/lora.md lists them); "init_lora_weights" is "gaussian" or "pissa" — informational,
  * since A and B come from the file.
  *
- * Saving goes through the general PEFT writer (peft.h, lr_peft_write). Both files are written crash-safe (atomicfile.h: temp file, fsync, rename, fsync of the
- * directory): the config is written to its temp file first, then the tensors are committed,
- * then the config. A failure before the last step leaves the old files as they were and no
+ * Saving goes through the general PEFT writer (peft.h, lr_peft_write). Both files are
+ * written crash-safe (atomicfile.h: temp file, fsync, rename, fsync of the directory): the
+ * config is written to its temp file first, then the tensors are committed, then the config. A failure before the last step leaves the old files as they were and no
  * temp files.
  *
  * Loading validates the files (safetensors.h) and then the adapter against the base: the
