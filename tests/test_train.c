@@ -9,6 +9,7 @@
 #include "lr_test.h"
 #include "lowrank/nn/eval.h"
 #include "lowrank/nn/train.h"
+#include <stdio.h>
 
 typedef struct {
     void *features;
@@ -214,6 +215,87 @@ static void test_label_subset_step_limit_progress(void **state)
     synth_free(&s);
 }
 
+typedef struct { size_t calls, last, stop_at; } hook_t;
+static lr_status on_step(void *ctx, lr_mlp *net, size_t step, lr_err *err)
+{
+    hook_t *h = ctx;
+    (void)net;
+    h->calls++;
+    assert_int_equal(step, h->last + 1); /* 1, 2, 3, ... */
+    h->last = step;
+    if (step == h->stop_at) {
+        snprintf(err->msg, sizeof err->msg, "stopped at %zu", step);
+        return LR_EINVAL;
+    }
+    return LR_OK;
+}
+
+/* Rehearsal: fine-tuning on one class forgets the others, and replaying them keeps them. The
+ * after-step hook sees every step and can stop the run. */
+static void test_replay_and_after_step(void **state)
+{
+    (void)state;
+    synth_t s;
+    blobs(&s, 600, 4);
+    size_t rows0[600], rows_other[600], no = 0;
+    lr_dataset zero, other = s.d;
+    assert_int_equal(lr_dataset_select_label(&zero, rows0, &s.d, 0, NULL), LR_OK);
+    for (size_t i = 0; i < s.d.n; i++)
+        if (s.labels[i] != 0) rows_other[no++] = i;
+    other.rows = rows_other, other.n = no, other.stored = s.d.n;
+    double acc[2];
+    for (int replay = 0; replay < 2; replay++) {
+        lr_mlp net;
+        assert_int_equal(lr_mlp_init(&net, (size_t[]){ 6, 16, 5 }, 3, NULL), LR_OK);
+        lr_rng r;
+        lr_rng_seed(&r, 3);
+        lr_mlp_init_params(&net, &r);
+        lr_train_opts o = lr_train_opts_default();
+        o.epochs = 3;
+        assert_int_equal(lr_train(&net, NULL, &s.d, &o, NULL), LR_OK); /* learn all 5 classes */
+        o.epochs = 20;                                                   /* then only class 0 */
+        o.adam.lr = 0.01f;
+        o.replay = replay ? &other : NULL;
+        o.replay_per_batch = replay ? 5 : 0;
+        hook_t h = { 0, 0, 0 };
+        o.after_step = on_step, o.after_step_ctx = &h;
+        size_t steps;
+        assert_int_equal(lr_train_count_steps(&steps, &zero, &o, NULL), LR_OK);
+        assert_int_equal(steps, 20 * ((zero.n + (replay ? 4 : 9)) / (replay ? 5 : 10)));
+        lr_train_result res;
+        assert_int_equal(lr_train(&net, &res, &zero, &o, NULL), LR_OK);
+        assert_int_equal(h.calls, steps);
+        assert_int_equal(res.steps, steps);
+        lr_eval_result ev;
+        assert_int_equal(lr_eval(&ev, &net, &other, 100, NULL), LR_OK);
+        acc[replay] = (double)ev.correct / (double)other.n;
+        if (replay) { /* the hook stops a run */
+            h = (hook_t){ 0, 0, 4 };
+            lr_err e;
+            assert_int_equal(lr_train(&net, &res, &zero, &o, &e), LR_EINVAL);
+            assert_int_equal(res.steps, 3);
+            assert_string_equal(e.msg, "stopped at 4");
+        }
+        lr_mlp_free(&net);
+    }
+    print_message("accuracy on the other classes after 20 epochs of class 0: %.3f alone, %.3f with replay\n",
+                  acc[0], acc[1]);
+    assert_true(acc[0] < 0.5);  /* forgotten */
+    assert_true(acc[1] > 0.9);  /* kept */
+    /* bad replay options */
+    lr_train_opts o = lr_train_opts_default();
+    lr_mlp net;
+    assert_int_equal(lr_mlp_init(&net, (size_t[]){ 6, 4, 5 }, 3, NULL), LR_OK);
+    o.replay_per_batch = 2;
+    assert_int_equal(lr_train(&net, NULL, &zero, &o, NULL), LR_EINVAL);
+    o.replay = &other, o.replay_per_batch = 10;
+    lr_err e;
+    assert_int_equal(lr_train(&net, NULL, &zero, &o, &e), LR_EINVAL);
+    assert_non_null(strstr(e.msg, "no room"));
+    lr_mlp_free(&net);
+    synth_free(&s);
+}
+
 static void test_bad_inputs(void **state)
 {
     (void)state;
@@ -270,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_train_equals_plain_steps),
         cmocka_unit_test(test_label_subset_step_limit_progress),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_replay_and_after_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,24 @@ static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_e
     if (o->loss_curve_len && !o->loss_curve)
         return lr__fail(err, LR_EINVAL, "train: loss_curve is NULL but loss_curve_len is %zu",
                         o->loss_curve_len);
+    if (o->replay_per_batch && !o->replay)
+        return lr__fail(err, LR_EINVAL, "train: replay_per_batch is %zu but replay is NULL", o->replay_per_batch);
+    if (o->replay_per_batch >= o->batch && o->replay)
+        return lr__fail(err, LR_EINVAL, "train: replay_per_batch %zu leaves no room in a batch of %zu",
+                        o->replay_per_batch, o->batch);
+    if (o->replay && o->replay_per_batch) {
+        if ((s = lr_dataset_check(o->replay, err))) return s;
+        if (o->replay->dim != data->dim || o->replay->n == 0)
+            return lr__fail(err, LR_EDIM, "train: the replay set has %zu examples of %zu features; need >= 1 of %zu",
+                            o->replay->n, o->replay->dim, data->dim);
+    }
     return LR_OK;
+}
+
+/* examples of data per batch */
+static size_t own_batch(const lr_train_opts *o)
+{
+    return o->replay && o->replay_per_batch ? o->batch - o->replay_per_batch : o->batch;
 }
 
 static double now_s(void)
@@ -56,7 +73,7 @@ static void set_rates(lr_train_result *res, size_t n, const double *t)
 
 static size_t total_steps(size_t n, const lr_train_opts *o)
 {
-    size_t per_epoch = (n + o->batch - 1) / o->batch, steps = per_epoch * o->epochs;
+    size_t b = own_batch(o), per_epoch = (n + b - 1) / b, steps = per_epoch * o->epochs;
     if (o->epochs && steps / o->epochs != per_epoch) steps = SIZE_MAX;
     if (o->max_steps && steps > o->max_steps) steps = o->max_steps;
     return steps;
@@ -71,7 +88,7 @@ lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_t
     return LR_OK;
 }
 
-static lr_status check_fit(const lr_mlp *net, const lr_dataset *data, lr_err *err)
+static lr_status check_fit(const lr_mlp *net, const lr_dataset *data, const lr_train_opts *o, lr_err *err)
 {
     if (!net || !net->params) return lr__fail(err, LR_EINVAL, "train: net is NULL or not initialised");
     if (data->dim != net->sizes[0])
@@ -82,6 +99,9 @@ static lr_status check_fit(const lr_mlp *net, const lr_dataset *data, lr_err *er
         return lr__fail(err, LR_EDIM, "train: the dataset has %zu classes, the net only %zu outputs",
                         data->classes, nout);
     if (data->n == 0) return lr__fail(err, LR_EINVAL, "train: the dataset has no examples");
+    if (o->replay && o->replay_per_batch && o->replay->classes > nout)
+        return lr__fail(err, LR_EDIM, "train: the replay set has %zu classes, the net only %zu outputs",
+                        o->replay->classes, nout);
     return LR_OK;
 }
 
@@ -108,18 +128,53 @@ static void after_step(lr_train_result *res, const lr_train_opts *o, size_t step
         o->progress(o->progress_ctx, step, total, (float)(loss_sum / (double)step));
 }
 
+/* The replayed examples' own stream: a permutation of the replay set, redrawn when used up. */
+typedef struct {
+    lr_rng rng;
+    size_t *perm, n, next;
+} replay_stream;
+
+/* x, y <- k replayed examples */
+static void replay_take(replay_stream *r, const lr_dataset *d, float *x, uint8_t *y, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        if (r->next == r->n) {
+            lr_rng_permutation(&r->rng, r->perm, r->n);
+            r->next = 0;
+        }
+        lr_dataset_batch(x + i * d->dim, y + i, d, r->perm + r->next++, 1);
+    }
+}
+
+static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_opts *o, replay_stream *rs,
+                          const size_t *idx, size_t own, size_t step, float *x, uint8_t *y, float *loss, lr_err *err)
+{
+    size_t nr = rs->perm ? o->replay_per_batch : 0;
+    lr_dataset_batch(x, y, data, idx, own);
+    if (nr) replay_take(rs, o->replay, x + own * data->dim, y + own, nr);
+    lr_status s = lr_mlp_train_step(net, x, y, own + nr, &o->adam, loss, err);
+    if (!s && o->after_step) s = o->after_step(o->after_step_ctx, net, step, err);
+    return s;
+}
+
 lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, const lr_train_opts *o,
                    lr_err *err)
 {
     LR__FP_SCOPE();
     lr_status s;
     if (res) memset(res, 0, sizeof *res);
-    if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, err))) return s;
-    const size_t n = data->n, d = data->dim, steps_total = total_steps(n, o);
+    if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, o, err))) return s;
+    const size_t n = data->n, d = data->dim, steps_total = total_steps(n, o), own = own_batch(o);
     size_t *perm = malloc(n * sizeof *perm);
     uint8_t *y = malloc(o->batch);
     float *x = lr__alloc_floats64(o->batch * d); /* batch*d fits: checked with the data */
-    if (!perm || !y || !x) {
+    replay_stream rs = { .perm = NULL };
+    if (own < o->batch) {
+        rs.n = rs.next = o->replay->n;
+        rs.perm = malloc(rs.n * sizeof *rs.perm);
+        lr_rng_seed(&rs.rng, o->seed ^ 0x9e3779b97f4a7c15u); /* its own stream: data's shuffle unchanged */
+    }
+    if (!perm || !y || !x || (own < o->batch && !rs.perm)) {
         s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
         goto done;
     }
@@ -130,17 +185,17 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     size_t step = 0;
     for (size_t e = 0; e < o->epochs && step < steps_total; e++) {
         lr_rng_permutation(&rng, perm, n);
-        for (size_t b0 = 0; b0 < n && step < steps_total; b0 += o->batch) {
-            size_t bs = n - b0 < o->batch ? n - b0 : o->batch;
-            lr_dataset_batch(x, y, data, perm + b0, bs);
+        for (size_t b0 = 0; b0 < n && step < steps_total; b0 += own) {
+            size_t bs = n - b0 < own ? n - b0 : own;
             float loss;
-            if ((s = lr_mlp_train_step(net, x, y, bs, &o->adam, &loss, err))) goto done;
+            if ((s = one_step(net, data, o, &rs, perm + b0, bs, step + 1, x, y, &loss, err))) goto done;
             loss_sum += loss;
-            after_step(res, o, ++step, steps_total, bs, loss, loss_sum, tmark);
+            after_step(res, o, ++step, steps_total, bs + (o->batch - own), loss, loss_sum, tmark);
         }
     }
     s = LR_OK;
 done:
+    free(rs.perm);
     free(perm);
     free(y);
     free(x);

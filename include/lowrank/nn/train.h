@@ -25,6 +25,10 @@ extern "C" {
 typedef void (*lr_train_progress_fn)(void *ctx, size_t step, size_t steps_total,
                                      float avg_loss);
 
+/* Called after every optimizer step (step is 1-based), e.g. to project parameters back onto a
+ * constraint set (lora/preserve.h); a status other than LR_OK stops training with it. */
+typedef lr_status (*lr_train_step_fn)(void *ctx, lr_mlp *net, size_t step, lr_err *err);
+
 typedef struct {
     size_t batch;           /* 10 */
     size_t epochs;          /* 1 */
@@ -37,6 +41,14 @@ typedef struct {
     lr_train_progress_fn progress;  /* optional */
     void *progress_ctx;
     size_t progress_every;  /* call progress every N steps and at the last step; 0 = 1 */
+    /* Rehearsal (experience replay): replay_per_batch of each batch's `batch` examples come
+     * from `replay` (same dim, classes <= the net's outputs), drawn from its own shuffled
+     * stream (seeded from seed, reshuffled when used up), the other batch − replay_per_batch
+     * from data, whose epoch then has ceil(n / (batch − replay_per_batch)) steps. */
+    const lr_dataset *replay; /* NULL: none */
+    size_t replay_per_batch;  /* 0: none; < batch */
+    lr_train_step_fn after_step; /* optional, after every step */
+    void *after_step_ctx;
 } lr_train_opts;
 
 LR_API lr_train_opts lr_train_opts_default(void);
