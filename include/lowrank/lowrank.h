@@ -36,5 +36,6 @@
 #include "lowrank/nn/train.h"
 #include "lowrank/lora/adapter.h"
 #include "lowrank/lora/lora.h"
+#include "lowrank/lora/preserve.h"
 
 #endif
