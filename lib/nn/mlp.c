@@ -465,16 +465,33 @@ lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_
 
 /* --------------------------------------------------------------------- train -------- */
 
-static lr_status check_labels(const lr_mlp *net, const uint8_t *labels, size_t batch, const char *what,
-                              lr_err *err)
+/* labels (if given) each < out; NULL only with targets (the loss then checks the weights). */
+static lr_status check_labels(const lr_mlp *net, const uint8_t *labels, size_t batch, bool targets,
+                              const char *what, lr_err *err)
 {
-    if (!labels) return lr__fail(err, LR_EINVAL, "%s: labels is NULL", what);
+    if (!labels) return targets ? LR_OK : lr__fail(err, LR_EINVAL, "%s: labels is NULL", what);
     size_t out = net->sizes[net->n_layers];
     for (size_t b = 0; b < batch; b++)
         if (labels[b] >= out)
             return lr__fail(err, LR_ERANGE, "%s: label %u of example %zu is >= %zu outputs", what,
                             (unsigned)labels[b], b, out);
     return LR_OK;
+}
+
+static bool has_targets(const lr_mlp_targets *tg)
+{
+    return tg && (tg->label_weight || tg->soft || tg->soft_weight);
+}
+
+/* *loss and dlogits: (batch, out) <- the loss of tg and its gradient. Without targets this is
+ * lr_softmax_xent itself, so lr_mlp_train_step keeps its results to the bit. */
+static lr_status batch_loss(const lr_mlp *net, float *loss, float *dlogits, const float *logits,
+                            const uint8_t *labels, size_t batch, const lr_mlp_targets *tg, lr_err *err)
+{
+    size_t nout = net->sizes[net->n_layers];
+    if (!has_targets(tg)) return lr_softmax_xent(loss, dlogits, logits, labels, batch, nout, err);
+    return lr_softmax_xent_kl(loss, dlogits, logits, labels, tg->label_weight, tg->soft, tg->soft_weight,
+                              batch, nout, err);
 }
 
 /* Lowest layer with something to train, or n_layers when nothing is trainable. */
@@ -497,123 +514,176 @@ static void adam_mat(lr_mat p, lr_mat m, lr_mat v, lr_mat g, const lr_adam_step 
                        p.cols, s);
 }
 
-static lr_status check_adam(const lr_adam_opts *a, lr_err *err)
+static lr_status check_adam(const lr_adam_opts *a, const char *what, lr_err *err)
 {
-    if (!a) return lr__fail(err, LR_EINVAL, "mlp_train_step: adam parameters are NULL");
+    if (!a) return lr__fail(err, LR_EINVAL, "%s: adam parameters are NULL", what);
     if (!(a->lr >= 0.0) || !isfinite(a->lr) || !(a->beta1 >= 0.0 && a->beta1 < 1.0) ||
         !(a->beta2 >= 0.0 && a->beta2 < 1.0) || !(a->eps >= 0.0) || !isfinite(a->eps))
-        return lr__fail(err, LR_EINVAL, "mlp_train_step: adam lr %g, betas (%g, %g), eps %g out of range "
-                        "(lr >= 0, 0 <= beta < 1, eps >= 0)", a->lr, a->beta1, a->beta2, a->eps);
+        return lr__fail(err, LR_EINVAL, "%s: adam lr %g, betas (%g, %g), eps %g out of range "
+                        "(lr >= 0, 0 <= beta < 1, eps >= 0)", what, a->lr, a->beta1, a->beta2, a->eps);
+    return LR_OK;
+}
+
+/* One step of the backward pass: layer l's input gradient into dn (when a layer below needs
+ * it) and Adam on its trainable tensors, from d: (batch, out), the gradient of its output. */
+typedef struct {
+    const float *x;
+    size_t batch, lo, step;
+    const fwd_bufs *fb;
+    lr_adam_step as;
+} bwd_ctx;
+
+static lr_status layer_backward_adam(lr_mlp *net, size_t l, const bwd_ctx *c, float *d, float *dn, lr_err *err)
+{
+    struct lr__mlp_work *w = net->work;
+    lr_layer *ly = &net->layer[l];
+    size_t batch = c->batch, at;
+    lr_status s;
+    const char *bad = nonfinite_kind(d, batch * ly->out, &at);
+    if (bad)
+        return lr__fail(err, LR_ENONFINITE, "step %zu: gradient of %s output (%zu,%zu) is %s", c->step,
+                        ly->name, at / ly->out, at % ly->out, bad);
+    lr_cmat dy = lr_cmat_view(d, batch, ly->out, ly->out);
+    lr_cmat xin = lr_cmat_view(l == 0 ? c->x : w->act[l], batch, ly->in, ly->in);
+    bool need_dx = l > c->lo;
+    lr_mat dx = need_dx ? lr_mat_view(dn, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
+    size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
+    if (!ly->frozen) {
+        if (w->stale[l]) zero_moments(net, l);
+        lr_mat mw = lr_mat_view(w->m + off_w, ly->out, ly->in, ly->in);
+        lr_mat vw = lr_mat_view(w->v + off_w, ly->out, ly->in, ly->in);
+        if ((s = lr__linear_backward_adam_ex(dx, ly->w, ly->b, mw, vw, w->m + off_b, w->v + off_b, dy, xin,
+                                             &c->as, w->dxwork, &net->pool, c->step & 1, err)))
+            return s;
+    } else if (need_dx) {
+        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, c->step & 1, &net->pool);
+    }
+    if (lora_on(ly)) {
+        lr_lora_weights *lw = ly->lora;
+        lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
+        if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, c->fb, l, batch)), t, err))) return s;
+        adam_mat(lw->a, lw->ma, lw->va, lw->ga, &c->as);
+        adam_mat(lw->b, lw->mb, lw->vb, lw->gb, &c->as);
+    }
+    if (need_dx) lr_relu_backward(dn, w->act[l], batch * ly->in);
+    return LR_OK;
+}
+
+/* Arguments, workspace, forward pass and loss of a training step: d0 <- d loss / d logits.
+ * Nothing in the net changes before this succeeds. */
+static lr_status step_prepare(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                              const lr_mlp_targets *tg, const lr_adam_opts *adam, float *loss,
+                              const char *what, lr_err *err)
+{
+    lr_status s;
+    if ((s = check_io(net, x, batch, x, what, err)) ||
+        (s = check_labels(net, labels, batch, has_targets(tg), what, err)) || (s = check_adam(adam, what, err)))
+        return s;
+    if (lowest_trainable(net) == net->n_layers)
+        return lr__fail(err, LR_EINVAL, "%s: nothing to train (every layer frozen, no enabled adapter)", what);
+    if ((s = ensure_work(net, batch, err))) return s;
+    size_t step = net->adam_t + 1;
+    fwd_bufs fb = train_bufs(net);
+    if ((s = forward_pass(net, &fb, x, batch, NULL, true, step, err))) return s;
+    float lossv;
+    lr_err lerr;
+    if ((s = batch_loss(net, &lossv, net->work->d0, net->work->act[net->n_layers], labels, batch, tg, &lerr)))
+        return lr__fail(err, s, "step %zu: loss: %s", step, lerr.msg);
+    if (!isfinite(lossv))
+        return lr__fail(err, LR_ENONFINITE, "step %zu: the loss is %s", step, isnan(lossv) ? "NaN" : "Inf");
+    if (loss) *loss = lossv;
+    return LR_OK;
+}
+
+static lr_status train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                            const lr_mlp_targets *tg, const lr_adam_opts *adam, float *loss, const char *what,
+                            lr_err *err)
+{
+    LR__FP_SCOPE();
+    lr_status s;
+    if ((s = step_prepare(net, x, labels, batch, tg, adam, loss, what, err))) return s;
+    fwd_bufs fb = train_bufs(net);
+    bwd_ctx c = { x, batch, lowest_trainable(net), net->adam_t + 1, &fb, lr_adam_step_for(adam, net->adam_t + 1) };
+    float *d = net->work->d0, *dn = net->work->d1;
+    for (size_t l = net->n_layers; l-- > c.lo;) {
+        if ((s = layer_backward_adam(net, l, &c, d, dn, err))) return s;
+        float *tmp = d;
+        d = dn;
+        dn = tmp;
+    }
+    net->adam_t = c.step;
     return LR_OK;
 }
 
 lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
                             const lr_adam_opts *adam, float *loss, lr_err *err)
 {
+    return train_step(net, x, labels, batch, NULL, adam, loss, "mlp_train_step", err);
+}
+
+lr_status lr_mlp_train_step_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                               const lr_mlp_targets *tg, const lr_adam_opts *adam, float *loss, lr_err *err)
+{
+    return train_step(net, x, labels, batch, tg, adam, loss, "mlp_train_step_ex", err);
+}
+
+/* Layer l's gradients (base weights and bias unless frozen, the adapter's ga, gb) and dx. */
+static lr_status layer_gradients(lr_mlp *net, size_t l, const float *x, size_t batch, const fwd_bufs *fb,
+                                 const float *d, float *dxp, float *grad, lr_err *err)
+{
+    lr_layer *ly = &net->layer[l];
+    lr_cmat dy = lr_cmat_view(d, batch, ly->out, ly->out);
+    lr_cmat xin = lr_cmat_view(l == 0 ? x : net->work->act[l], batch, ly->in, ly->in);
+    lr_mat dx = dxp ? lr_mat_view(dxp, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
+    size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
+    lr_mat dw = ly->frozen ? lr_mat_view(NULL, 0, 0, 0) : lr_mat_view(grad + off_w, ly->out, ly->in, ly->in);
+    lr_status s = lr_linear_backward(dx, dw, ly->frozen ? NULL : grad + off_b, dy, xin, lr_cm(ly->w), err);
+    if (!s && lora_on(ly)) {
+        lr_lora_weights *lw = ly->lora;
+        lr_mat t = lr_mat_view(net->work->t, batch, lw->rank, lw->rank);
+        s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, batch)), t, err);
+    }
+    return s;
+}
+
+static lr_status gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                           const lr_mlp_targets *tg, float *grad, float *dxout, float *loss, const char *what,
+                           lr_err *err)
+{
     LR__FP_SCOPE();
     lr_status s;
-    if ((s = check_io(net, x, batch, labels, "mlp_train_step", err)) ||
-        (s = check_labels(net, labels, batch, "mlp_train_step", err)) || (s = check_adam(adam, err)))
+    if ((s = check_io(net, x, batch, x, what, err)) ||
+        (s = check_labels(net, labels, batch, has_targets(tg), what, err)))
         return s;
-    size_t lo = lowest_trainable(net);
-    if (lo == net->n_layers)
-        return lr__fail(err, LR_EINVAL, "mlp_train_step: nothing to train (every layer frozen, no "
-                        "enabled adapter)");
+    if (!grad || !loss) return lr__fail(err, LR_EINVAL, "%s: grad or loss is NULL", what);
     if ((s = ensure_work(net, batch, err))) return s;
     struct lr__mlp_work *w = net->work;
-    size_t step = net->adam_t + 1, L = net->n_layers;
     fwd_bufs fb = train_bufs(net);
-    if ((s = forward_pass(net, &fb, x, batch, NULL, true, step, err))) return s;
-    float lossv;
-    size_t nout = net->sizes[L];
-    lr_err lerr;
-    if ((s = lr_softmax_xent(&lossv, w->d0, w->act[L], labels, batch, nout, &lerr)))
-        return lr__fail(err, s, "step %zu: loss: %s", step, lerr.msg);
-    if (!isfinite(lossv))
-        return lr__fail(err, LR_ENONFINITE, "step %zu: the loss is %s", step, isnan(lossv) ? "NaN" : "Inf");
-    if (loss) *loss = lossv;
-    lr_adam_step as = lr_adam_step_for(adam, step);
+    if ((s = forward_pass(net, &fb, x, batch, NULL, false, 0, err)) ||
+        (s = batch_loss(net, loss, w->d0, w->act[net->n_layers], labels, batch, tg, err)))
+        return s;
+    memset(grad, 0, net->n_params * sizeof(float));
     float *d = w->d0, *dn = w->d1;
-    for (size_t l = L; l-- > lo;) {
-        lr_layer *ly = &net->layer[l];
-        lr_cmat dy = lr_cmat_view(d, batch, ly->out, ly->out);
-        size_t at;
-        const char *bad = nonfinite_kind(d, batch * ly->out, &at);
-        if (bad)
-            return lr__fail(err, LR_ENONFINITE, "step %zu: gradient of %s output (%zu,%zu) is %s", step,
-                            ly->name, at / ly->out, at % ly->out, bad);
-        lr_cmat xin = l == 0 ? lr_cmat_view(x, batch, ly->in, ly->in)
-                             : lr_cmat_view(w->act[l], batch, ly->in, ly->in);
-        bool need_dx = l > lo;
-        lr_mat dx = need_dx ? lr_mat_view(dn, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
-        size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
-        if (!ly->frozen) {
-            if (w->stale[l]) zero_moments(net, l);
-            lr_mat mw = lr_mat_view(w->m + off_w, ly->out, ly->in, ly->in);
-            lr_mat vw = lr_mat_view(w->v + off_w, ly->out, ly->in, ly->in);
-            if ((s = lr__linear_backward_adam_ex(dx, ly->w, ly->b, mw, vw, w->m + off_b, w->v + off_b,
-                                                 dy, xin, &as, w->dxwork, &net->pool, step & 1,
-                                                 err)))
-                return s;
-        } else if (need_dx) {
-            lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, step & 1, &net->pool);
-        }
-        if (lora_on(ly)) {
-            lr_lora_weights *lw = ly->lora;
-            lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
-            if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, &fb, l, batch)), t, err))) return s;
-            adam_mat(lw->a, lw->ma, lw->va, lw->ga, &as);
-            adam_mat(lw->b, lw->mb, lw->vb, lw->gb, &as);
-        }
-        if (need_dx) lr_relu_backward(dn, w->act[l], batch * ly->in);
+    for (size_t l = net->n_layers; l-- > 0;) {
+        if ((s = layer_gradients(net, l, x, batch, &fb, d, l > 0 ? dn : dxout, grad, err))) return s;
+        if (l > 0) lr_relu_backward(dn, w->act[l], batch * net->layer[l].in);
         float *tmp = d;
         d = dn;
         dn = tmp;
     }
-    net->adam_t = step;
     return LR_OK;
 }
 
 lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch, float *grad,
                            float *dxout, float *loss, lr_err *err)
 {
-    LR__FP_SCOPE();
-    lr_status s;
-    if ((s = check_io(net, x, batch, labels, "mlp_gradients", err)) ||
-        (s = check_labels(net, labels, batch, "mlp_gradients", err)))
-        return s;
-    if (!grad || !loss) return lr__fail(err, LR_EINVAL, "mlp_gradients: grad or loss is NULL");
-    if ((s = ensure_work(net, batch, err))) return s;
-    struct lr__mlp_work *w = net->work;
-    size_t L = net->n_layers;
-    fwd_bufs fb = train_bufs(net);
-    if ((s = forward_pass(net, &fb, x, batch, NULL, false, 0, err))) return s;
-    if ((s = lr_softmax_xent(loss, w->d0, w->act[L], labels, batch, net->sizes[L], err))) return s;
-    memset(grad, 0, net->n_params * sizeof(float));
-    float *d = w->d0, *dn = w->d1;
-    for (size_t l = L; l-- > 0;) {
-        lr_layer *ly = &net->layer[l];
-        lr_cmat dy = lr_cmat_view(d, batch, ly->out, ly->out);
-        lr_cmat xin = l == 0 ? lr_cmat_view(x, batch, ly->in, ly->in)
-                             : lr_cmat_view(w->act[l], batch, ly->in, ly->in);
-        float *dxp = l > 0 ? dn : dxout;
-        lr_mat dx = dxp ? lr_mat_view(dxp, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
-        size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
-        lr_mat dw = ly->frozen ? lr_mat_view(NULL, 0, 0, 0)
-                               : lr_mat_view(grad + off_w, ly->out, ly->in, ly->in);
-        if ((s = lr_linear_backward(dx, dw, ly->frozen ? NULL : grad + off_b, dy, xin, lr_cm(ly->w), err)))
-            return s;
-        if (lora_on(ly)) {
-            lr_lora_weights *lw = ly->lora;
-            lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
-            if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, &fb, l, batch)), t, err))) return s;
-        }
-        if (l > 0) lr_relu_backward(dn, w->act[l], batch * ly->in);
-        float *tmp = d;
-        d = dn;
-        dn = tmp;
-    }
-    return LR_OK;
+    return gradients(net, x, labels, batch, NULL, grad, dxout, loss, "mlp_gradients", err);
+}
+
+lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                              const lr_mlp_targets *tg, float *grad, float *dxout, float *loss, lr_err *err)
+{
+    return gradients(net, x, labels, batch, tg, grad, dxout, loss, "mlp_gradients_ex", err);
 }
 
 /* ------------------------------------------------------------------ diagnostics ------ */

@@ -8,7 +8,8 @@
  * linear1.weight, linear1.bias, linear2.weight, …) with named views into it, so checkpoints,
  * checksums and the optimizer see one flat array.
  *
- * Training (lr_mlp_train_step) is softmax cross-entropy, mean over the batch, and Adam with
+ * Training (lr_mlp_train_step) is softmax cross-entropy, mean over the batch (or, with
+ * lr_mlp_train_step_ex, a weighted mix with KL divergences to soft targets), and Adam with
  * PyTorch's defaults. The backward pass is fused with Adam: each weight row's gradient is
  * computed in registers and consumed at once by the Adam update, and dx is computed from the
  * old row in the same pass (see lib/nn/linear.c). A frozen layer gets no weight or bias
@@ -115,7 +116,7 @@ LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x
                                 lr_err *err);
 
 /* One Adam step on the mean cross-entropy of x: (batch, in) with labels (batch), each
- * < out. *loss (if non-NULL) <- the batch's loss before the step. Trainable: unfrozen base
+ * < out (lr_mlp_train_step_ex adds per-example weights and soft targets). *loss (if non-NULL) <- the batch's loss before the step. Trainable: unfrozen base
  * weights and biases, and the A, B of attached, enabled adapters (LR_EINVAL when there is
  * nothing to train). A NaN/Inf layer output or loss stops before any parameter changes, a
  * NaN/Inf gradient before the layer it reaches is updated, with LR_ENONFINITE and a message
@@ -123,12 +124,36 @@ LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x
 LR_API lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
                                    const lr_adam_opts *adam, float *loss, lr_err *err);
 
+/* Per-example targets of lr_mlp_train_step_ex: the loss becomes
+ *   L = (1/batch) Σ_i [ c_i·CE(p_i, labels[i]) + d_i·KL(q_i || p_i) ],  p_i = softmax(logits_i),
+ * whose gradient for logits_i is (c_i·(p_i − onehot(labels[i])) + d_i·(p_i − q_i)) / batch
+ * (lr_softmax_xent_kl). Learning without Forgetting (Li & Hoiem 2016) trains on new labels
+ * with q = the old model's softmax on the same inputs. All fields NULL = plain cross-entropy. */
+typedef struct {
+    const float *label_weight; /* (batch) weight c_i >= 0 of example i's cross-entropy with its label; NULL = all 1 */
+    const float *soft;         /* (batch, out) target probabilities q_i (rows sum to 1, entries >= 0); NULL = none */
+    const float *soft_weight;  /* (batch) weight d_i >= 0 of KL(q_i || p_i); NULL with soft = all 1 */
+} lr_mlp_targets;
+
+/* lr_mlp_train_step on the loss of tg (NULL, or all fields NULL: exactly lr_mlp_train_step,
+ * which is this call with tg NULL). labels may be NULL when every c_i is 0. A weight that is
+ * negative or not finite, or a soft row with a negative or non-finite entry or not summing to
+ * 1 within 1e-3, is LR_EINVAL naming the example, before any parameter changes. */
+LR_API lr_status lr_mlp_train_step_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                                      const lr_mlp_targets *tg, const lr_adam_opts *adam, float *loss,
+                                      lr_err *err);
+
 /* Gradients without an update (the unfused path, for tests and for callers that want
  * them): grad: (n_params), same layout as params, <- d loss / d params (entries of frozen
  * layers are set to 0); the ga, gb of attached, enabled adapters <- their gradients;
  * dx (optional): (batch, in) <- d loss / d x. *loss <- the loss. */
 LR_API lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
                                   float *grad, float *dx, float *loss, lr_err *err);
+
+/* lr_mlp_gradients of the loss of tg (see lr_mlp_train_step_ex); tg NULL = lr_mlp_gradients. */
+LR_API lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
+                                     const lr_mlp_targets *tg, float *grad, float *dx, float *loss,
+                                     lr_err *err);
 
 /* Subnormal floats (0 < |x| < FLT_MIN = 1.18e-38) the net holds: in its parameters, in Adam's
  * first and second moments (base parameters and attached adapters), and in the activation
