@@ -1,7 +1,9 @@
 /* test_mlp.c — the MLP: layout and init, gradients of every layer (base and LoRA A/B, dx
  * through a LoRA layer) against central differences of a double-precision reference,
  * the fused training step against gradients + Adam, frozen weights untouched, disabled
- * adapters bit-equal to the base, thread-count independence, NaN injection, bad inputs. */
+ * adapters bit-equal to the base, thread-count independence, NaN injection, bad inputs;
+ * lr_mlp_train_step_ex (label weights, soft targets): bit-equal to lr_mlp_train_step without
+ * targets, still at its own softmax, gradients by central differences, bad targets. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,7 +21,22 @@ typedef struct {
     double *x;                     /* (batch, in) */
     const uint8_t *y;
     size_t batch;
+    const float *c, *q, *d;        /* lr_mlp_targets' weights and soft targets (NULL: plain CE) */
 } ref_t;
+
+/* Row i's share of the loss: c_i·CE(p_i, y_i) + d_i·KL(q_i || p_i), from the logits z: (k). */
+static double ref_row_loss(const ref_t *r, size_t i, const double *z, size_t k)
+{
+    double mx = z[0];
+    for (size_t j = 0; j < k; j++) mx = fmax(mx, z[j]);
+    double se = 0;
+    for (size_t j = 0; j < k; j++) se += exp(z[j] - mx);
+    double lse = log(se) + mx, c = r->c ? r->c[i] : 1, d = r->d ? r->d[i] : 1, tot = 0;
+    if (c != 0) tot += c * (lse - z[r->y[i]]);
+    for (size_t j = 0; r->q && j < k; j++)
+        if (r->q[i * k + j] > 0) tot += d * r->q[i * k + j] * (log(r->q[i * k + j]) - (z[j] - lse));
+    return tot;
+}
 
 static double ref_loss(const ref_t *r)
 {
@@ -50,13 +67,7 @@ static double ref_loss(const ref_t *r)
     }
     size_t k = net->sizes[net->n_layers];
     double tot = 0;
-    for (size_t i = 0; i < r->batch; i++) {
-        double mx = cur[i * k];
-        for (size_t j = 0; j < k; j++) mx = fmax(mx, cur[i * k + j]);
-        double se = 0;
-        for (size_t j = 0; j < k; j++) se += exp(cur[i * k + j] - mx);
-        tot += log(se) + mx - cur[i * k + r->y[i]];
-    }
+    for (size_t i = 0; i < r->batch; i++) tot += ref_row_loss(r, i, cur + i * k, k);
     free(cur);
     free(nxt);
     return tot / (double)r->batch;
@@ -161,7 +172,7 @@ static void test_gradients_by_central_differences(void **state)
     make_batch(x, y, batch, 9, 4, 3);
     float *grad = malloc(net.n_params * sizeof *grad);
     assert_int_equal(lr_mlp_gradients(&net, x, y, batch, grad, dx, &loss, NULL), LR_OK);
-    ref_t ref = { &net, dcopy(net.params, net.n_params), { 0 }, { 0 }, dcopy(x, batch * 9), y, batch };
+    ref_t ref = { &net, dcopy(net.params, net.n_params), { 0 }, { 0 }, dcopy(x, batch * 9), y, batch, NULL, NULL, NULL };
     ref.a[1] = dcopy(lw1.a.data, 2 * 7), ref.b[1] = dcopy(lw1.b.data, 6 * 2);
     ref.a[2] = dcopy(lw2.a.data, 6), ref.b[2] = dcopy(lw2.b.data, 4);
     assert_allclose(loss, ref_loss(&ref), 1e-5, 0);
@@ -511,7 +522,222 @@ static void test_bad_inputs(void **state)
     lr_mlp_free(&net);
 }
 
+/* ---- lr_mlp_train_step_ex: per-example label weights and soft targets ---- */
+
+/* q: (batch, k) <- softmax of the logits z, in double, rounded to float. */
+static void softmax_rows(float *q, const float *z, size_t batch, size_t k)
+{
+    for (size_t i = 0; i < batch; i++) {
+        double mx = z[i * k], s = 0;
+        for (size_t j = 0; j < k; j++) mx = fmax(mx, z[i * k + j]);
+        for (size_t j = 0; j < k; j++) s += exp(z[i * k + j] - mx);
+        for (size_t j = 0; j < k; j++) q[i * k + j] = (float)(exp(z[i * k + j] - mx) / s);
+    }
+}
+
+/* Without targets (tg NULL, all fields NULL, or label weights all 1) the step is
+ * lr_mlp_train_step's to the bit, over 5 steps; with lora, a rank-2 adapter on linear2 and
+ * linear1 frozen. */
+static void check_ex_bit_equal(bool lora)
+{
+    lr_mlp net[4];
+    lr_lora_weights lw[4];
+    float ones[10], x[10 * 9], loss[4];
+    uint8_t y[10];
+    for (int i = 0; i < 10; i++) ones[i] = 1.0f;
+    lr_mlp_targets none = { NULL, NULL, NULL }, unit = { ones, NULL, NULL };
+    const lr_mlp_targets *tg[4] = { NULL, NULL, &none, &unit };
+    for (int k = 0; k < 4; k++) {
+        make_net(&net[k], 21);
+        if (!lora) continue;
+        assert_int_equal(lr_lora_weights_init(&lw[k], 2, 7, 6, 0.5f, NULL), LR_OK);
+        lr_rng r;
+        lr_rng_seed(&r, 22);
+        lr_rng_fill_normal(&r, lw[k].a, 0, 1);
+        assert_int_equal(lr_mlp_set_lora(&net[k], 1, &lw[k], NULL), LR_OK);
+        assert_int_equal(lr_mlp_set_frozen(&net[k], 0, true, NULL), LR_OK);
+    }
+    lr_adam_opts ap = lr_adam_opts_default();
+    ap.lr = 0.01;
+    for (int t = 0; t < 5; t++) {
+        make_batch(x, y, 10, 9, 4, 80 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&net[0], x, y, 10, &ap, &loss[0], NULL), LR_OK);
+        for (int k = 1; k < 4; k++)
+            assert_int_equal(lr_mlp_train_step_ex(&net[k], x, y, 10, tg[k], &ap, &loss[k], NULL), LR_OK);
+        for (int k = 1; k < 4; k++) assert_true(loss[k] == loss[0]);
+    }
+    for (int k = 1; k < 4; k++) {
+        assert_int_equal(net[k].adam_t, 5);
+        assert_memory_equal(net[k].params, net[0].params, net[0].n_params * sizeof(float));
+        if (!lora) continue;
+        assert_memory_equal(lw[k].a.data, lw[0].a.data, 2 * 7 * sizeof(float));
+        assert_memory_equal(lw[k].b.data, lw[0].b.data, 6 * 2 * sizeof(float));
+    }
+    if (lora) assert_true(lr_mat_norm_fro(lr_cm(lw[0].b)) > 0); /* the adapter did train */
+    for (int k = 0; k < 4; k++) {
+        lr_mlp_free(&net[k]);
+        if (lora) lr_lora_weights_free(&lw[k]);
+    }
+}
+
+static void test_train_step_ex_without_targets_is_train_step(void **state)
+{
+    (void)state;
+    check_ex_bit_equal(false);
+    check_ex_bit_equal(true);
+}
+
+/* Label weights 0 and the net's own softmax as soft targets: the loss and every gradient are
+ * ~0 (q is p rounded to float), so a step moves no parameter by more than Adam's
+ * lr·|g|/(|g| + eps) — here < 1e-6, where a cross-entropy step moves them by ~lr. */
+static void test_own_softmax_is_a_fixed_point(void **state)
+{
+    (void)state;
+    enum { B = 8 };
+    lr_mlp net;
+    make_net(&net, 23);
+    float x[B * 9], logits[B * 4], q[B * 4], zero[B] = { 0 }, dx[B * 9], loss;
+    uint8_t y[B];
+    make_batch(x, y, B, 9, 4, 24);
+    assert_int_equal(lr_mlp_forward(&net, logits, x, B, NULL, NULL), LR_OK);
+    softmax_rows(q, logits, B, 4);
+    lr_mlp_targets tg = { zero, q, NULL };
+    float *g = malloc(net.n_params * sizeof *g), *before = malloc(net.n_params * sizeof *before);
+    assert_int_equal(lr_mlp_gradients_ex(&net, x, NULL, B, &tg, g, dx, &loss, NULL), LR_OK);
+    assert_true(fabs(loss) < 1e-6);
+    for (size_t k = 0; k < net.n_params; k++) assert_true(fabs(g[k]) < 1e-7);
+    for (size_t k = 0; k < B * 9; k++) assert_true(fabs(dx[k]) < 1e-7);
+    memcpy(before, net.params, net.n_params * sizeof *before);
+    lr_adam_opts ap = lr_adam_opts_default();
+    ap.eps = 1e-4; /* PyTorch's 1e-8 would turn a rounding-level gradient into a step of ~lr/10 */
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, NULL), LR_OK);
+    assert_int_equal(net.adam_t, 1);
+    for (size_t k = 0; k < net.n_params; k++) assert_true(fabs(net.params[k] - before[k]) < 1e-6);
+    /* the same step on the labels does move them */
+    assert_int_equal(lr_mlp_train_step(&net, x, y, B, &ap, &loss, NULL), LR_OK);
+    double moved = 0;
+    for (size_t k = 0; k < net.n_params; k++) moved = fmax(moved, fabs(net.params[k] - before[k]));
+    assert_true(moved > 1e-4);
+    free(g), free(before);
+    lr_mlp_free(&net);
+}
+
+/* A 3-4-2 net with a rank-1 adapter on linear2: the weighted mix's gradients (base, A, B, dx)
+ * against central differences; then the fused step = gradients_ex + Adam over 3 steps. */
+static void test_train_step_ex_gradients(void **state)
+{
+    (void)state;
+    enum { B = 4 };
+    const size_t sizes[3] = { 3, 4, 2 };
+    lr_mlp net, ref;
+    lr_lora_weights lw, lwr;
+    lr_rng r;
+    lr_rng_seed(&r, 25);
+    assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
+    assert_int_equal(lr_mlp_init(&ref, sizes, 3, NULL), LR_OK);
+    lr_mlp_init_params(&net, &r);
+    memcpy(ref.params, net.params, net.n_params * sizeof(float));
+    assert_int_equal(lr_lora_weights_init(&lw, 1, 4, 2, 0.5f, NULL), LR_OK);
+    assert_int_equal(lr_lora_weights_init(&lwr, 1, 4, 2, 0.5f, NULL), LR_OK);
+    lr_rng_fill_normal(&r, lw.a, 0, 1);
+    lr_rng_fill_normal(&r, lw.b, 0, 0.5f);
+    lr_mat_copy(lwr.a, lr_cm(lw.a), NULL);
+    lr_mat_copy(lwr.b, lr_cm(lw.b), NULL);
+    assert_int_equal(lr_mlp_set_lora(&net, 1, &lw, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_lora(&ref, 1, &lwr, NULL), LR_OK);
+    float x[B * 3], dx[B * 3], loss, lossr, c[B] = { 1, 0, 0.5f, 2 }, d[B] = { 0.5f, 1, 0, 3 };
+    float q[B * 2] = { 0.3f, 0.7f, 1, 0, 0.5f, 0.5f, 0.9f, 0.1f };
+    uint8_t y[B];
+    make_batch(x, y, B, 3, 2, 26);
+    lr_mlp_targets tg = { c, q, d };
+    float *g = malloc(net.n_params * sizeof *g);
+    assert_int_equal(lr_mlp_gradients_ex(&ref, x, y, B, &tg, g, dx, &lossr, NULL), LR_OK);
+    ref_t rf = { &ref, dcopy(ref.params, ref.n_params), { 0 }, { 0 }, dcopy(x, B * 3), y, B, c, q, d };
+    rf.a[1] = dcopy(lwr.a.data, 4), rf.b[1] = dcopy(lwr.b.data, 2);
+    assert_allclose(lossr, ref_loss(&rf), 1e-5, 0);
+    for (size_t k = 0; k < ref.n_params; k++) assert_allclose(g[k], central(&rf, rf.p, k), 1e-3, 1e-5);
+    for (size_t k = 0; k < B * 3; k++) assert_allclose(dx[k], central(&rf, rf.x, k), 1e-3, 1e-5);
+    for (size_t k = 0; k < 4; k++) assert_allclose(lwr.ga.data[k], central(&rf, rf.a[1], k), 1e-3, 1e-5);
+    for (size_t k = 0; k < 2; k++) assert_allclose(lwr.gb.data[k], central(&rf, rf.b[1], k), 1e-3, 1e-5);
+    float *m = calloc(net.n_params, sizeof *m), *v = calloc(net.n_params, sizeof *v);
+    lr_adam_opts ap = lr_adam_opts_default();
+    ap.lr = 0.01;
+    for (size_t t = 1; t <= 3; t++) {
+        make_batch(x, y, B, 3, 2, 26 + t);
+        assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_gradients_ex(&ref, x, y, B, &tg, g, NULL, &lossr, NULL), LR_OK);
+        assert_allclose(loss, lossr, 1e-5, 1e-6);
+        lr_adam_step s = lr_adam_step_for(&ap, t);
+        lr_adam_update(ref.params, m, v, g, ref.n_params, &s);
+        lr_adam_update(lwr.a.data, lwr.ma.data, lwr.va.data, lwr.ga.data, 4, &s);
+        lr_adam_update(lwr.b.data, lwr.mb.data, lwr.vb.data, lwr.gb.data, 2, &s);
+    }
+    assert_mat_allclose(lr_cmat_view(net.params, 1, net.n_params, net.n_params),
+                        lr_cmat_view(ref.params, 1, ref.n_params, ref.n_params), 1e-5, 1e-6);
+    assert_mat_allclose(lr_cm(lw.a), lr_cm(lwr.a), 1e-5, 1e-6);
+    assert_mat_allclose(lr_cm(lw.b), lr_cm(lwr.b), 1e-5, 1e-6);
+    free(g), free(m), free(v), free(rf.p), free(rf.x), free(rf.a[1]), free(rf.b[1]);
+    lr_lora_weights_free(&lw);
+    lr_lora_weights_free(&lwr);
+    lr_mlp_free(&net);
+    lr_mlp_free(&ref);
+}
+
+/* Bad weights and soft targets: LR_EINVAL naming the example, nothing changed. */
+static void test_train_step_ex_bad_targets(void **state)
+{
+    (void)state;
+    enum { B = 3 };
+    lr_mlp net;
+    make_net(&net, 27);
+    float x[B * 9], loss, c[B] = { 1, 1, 1 }, d[B] = { 1, 1, 1 };
+    float q[B * 4] = { 0.25f, 0.25f, 0.25f, 0.25f, 1, 0, 0, 0, 0.1f, 0.2f, 0.3f, 0.4f };
+    uint8_t y[B];
+    make_batch(x, y, B, 9, 4, 28);
+    lr_mlp_targets tg = { c, q, d };
+    lr_adam_opts ap = lr_adam_opts_default();
+    lr_err e;
+    float *before = malloc(net.n_params * sizeof *before), *g = malloc(net.n_params * sizeof *g);
+    memcpy(before, net.params, net.n_params * sizeof *before);
+    c[1] = -0.5f;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "label weight -0.5 of example 1");
+    c[1] = 1;
+    d[2] = INFINITY;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "soft weight inf of example 2");
+    d[2] = 1;
+    q[6] = NAN;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "soft target 2 of example 1 is nan");
+    q[6] = 0;
+    q[11] = 0.45f;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "soft targets of example 2 sum to 1.05");
+    assert_int_equal(lr_mlp_gradients_ex(&net, x, y, B, &tg, g, NULL, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "example 2");
+    q[11] = 0.4f;
+    c[2] = 0.5f; /* labels NULL: only with every label weight 0 */
+    c[0] = c[1] = 0;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "labels is NULL but example 2 has label weight 0.5");
+    tg.label_weight = NULL;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "example 0 has label weight 1");
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, NULL, &ap, &loss, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "labels is NULL");
+    assert_int_equal(net.adam_t, 0);
+    assert_memory_equal(before, net.params, net.n_params * sizeof *before);
+    c[2] = 0;
+    tg.label_weight = c;
+    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, &e), LR_OK);
+    assert_int_equal(net.adam_t, 1);
+    free(before), free(g);
+    lr_mlp_free(&net);
+}
+
 int main(void)
+
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_and_init),
@@ -524,6 +750,10 @@ int main(void)
         cmocka_unit_test(test_nonfinite_names_step_and_layer),
         cmocka_unit_test(test_forward_reports_nonfinite_outputs),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_train_step_ex_without_targets_is_train_step),
+        cmocka_unit_test(test_own_softmax_is_a_fixed_point),
+        cmocka_unit_test(test_train_step_ex_gradients),
+        cmocka_unit_test(test_train_step_ex_bad_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
