@@ -4,7 +4,9 @@
  *
  * Data flow of one training step (batch B, layers l = 0..L-1, act[l+1] = layer l's output):
  *   forward   act[l+1] = relu(act[l]·W_lᵀ + b_l [+ s·(act[l]·A_lᵀ)·B_lᵀ])  (no relu at the end)
- *   loss      d = (softmax(logits) - onehot) / B
+ *   loss      d = (softmax(logits) - onehot) / B, or with targets (lr_mlp_train_step_ex)
+ *             d = (c·(p - onehot) + s·(p - q)) / B, c and s the example's label and soft
+ *             weights, q its soft targets (lr_softmax_xent_kl)
  *   backward  for l = L-1 … lowest trainable layer:
  *               unfrozen base: one pass over W_l computes dW in registers, dx from the old
  *                              rows, Adam on the rows (lr_linear_backward_adam);
