@@ -243,8 +243,9 @@ static void test_replay_and_after_step(void **state)
     for (size_t i = 0; i < s.d.n; i++)
         if (s.labels[i] != 0) rows_other[no++] = i;
     other.rows = rows_other, other.n = no, other.stored = s.d.n;
-    double acc[2];
-    for (int replay = 0; replay < 2; replay++) {
+    double acc[3];
+    static float soft[600 * 5];
+    for (int replay = 0; replay < 3; replay++) { /* none, rehearsal, distillation alone */
         lr_mlp net;
         assert_int_equal(lr_mlp_init(&net, (size_t[]){ 6, 16, 5 }, 3, NULL), LR_OK);
         lr_rng r;
@@ -253,6 +254,19 @@ static void test_replay_and_after_step(void **state)
         lr_train_opts o = lr_train_opts_default();
         o.epochs = 3;
         assert_int_equal(lr_train(&net, NULL, &s.d, &o, NULL), LR_OK); /* learn all 5 classes */
+        if (replay == 2) { /* the teacher: this net's softmax on the other classes */
+            static float x[600 * 6];
+            lr_dataset_range(x, NULL, &other, 0, other.n);
+            assert_int_equal(lr_mlp_forward(&net, soft, x, other.n, NULL, NULL), LR_OK);
+            for (size_t i = 0; i < other.n; i++) {
+                float *p = soft + i * 5, mx = p[0], sum = 0;
+                for (int c = 1; c < 5; c++) mx = p[c] > mx ? p[c] : mx;
+                for (int c = 0; c < 5; c++) sum += (p[c] = expf(p[c] - mx));
+                for (int c = 0; c < 5; c++) p[c] /= sum;
+            }
+            o.replay_soft = soft;
+            o.replay_label_weight = 0; /* the labels of the other classes are not used */
+        }
         o.epochs = 20;                                                   /* then only class 0 */
         o.adam.lr = 0.01f;
         o.replay = replay ? &other : NULL;
@@ -269,7 +283,7 @@ static void test_replay_and_after_step(void **state)
         lr_eval_result ev;
         assert_int_equal(lr_eval(&ev, &net, &other, 100, NULL), LR_OK);
         acc[replay] = (double)ev.correct / (double)other.n;
-        if (replay) { /* the hook stops a run */
+        if (replay == 1) { /* the hook stops a run */
             h = (hook_t){ 0, 0, 4 };
             lr_err e;
             assert_int_equal(lr_train(&net, &res, &zero, &o, &e), LR_EINVAL);
@@ -278,10 +292,11 @@ static void test_replay_and_after_step(void **state)
         }
         lr_mlp_free(&net);
     }
-    print_message("accuracy on the other classes after 20 epochs of class 0: %.3f alone, %.3f with replay\n",
-                  acc[0], acc[1]);
+    print_message("accuracy on the other classes after 20 epochs of class 0: %.3f alone, %.3f with replay, "
+                  "%.3f with distillation\n", acc[0], acc[1], acc[2]);
     assert_true(acc[0] < 0.5);  /* forgotten */
     assert_true(acc[1] > 0.9);  /* kept */
+    assert_true(acc[2] > 0.9);  /* kept, without their labels */
     /* bad replay options */
     lr_train_opts o = lr_train_opts_default();
     lr_mlp net;

@@ -6,6 +6,7 @@
  * per epoch, drawn in epoch order), batches are consecutive slices of it, and every kernel
  * sums in a fixed order (whatever the thread count), so the same seed gives a bit-identical run.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,8 @@ lr_train_opts lr_train_opts_default(void)
     o.seed = 0;
     o.adam = lr_adam_opts_default();
     o.progress_every = 1;
+    o.replay_soft_weight = 1.0f;
+    o.replay_label_weight = 1.0f;
     return o;
 }
 
@@ -40,6 +43,10 @@ static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_e
     if (o->replay_per_batch >= o->batch && o->replay)
         return lr__fail(err, LR_EINVAL, "train: replay_per_batch %zu leaves no room in a batch of %zu",
                         o->replay_per_batch, o->batch);
+    if (!(o->replay_soft_weight >= 0) || !(o->replay_label_weight >= 0) || !isfinite(o->replay_soft_weight) ||
+        !isfinite(o->replay_label_weight))
+        return lr__fail(err, LR_EINVAL, "train: replay weights must be finite and >= 0 (soft %g, label %g)",
+                        (double)o->replay_soft_weight, (double)o->replay_label_weight);
     if (o->replay && o->replay_per_batch) {
         if ((s = lr_dataset_check(o->replay, err))) return s;
         if (o->replay->dim != data->dim || o->replay->n == 0)
@@ -132,18 +139,36 @@ static void after_step(lr_train_result *res, const lr_train_opts *o, size_t step
 typedef struct {
     lr_rng rng;
     size_t *perm, n, next;
+    size_t *at;   /* (replay_per_batch) view indices of the batch's replayed examples */
+    float *tbuf;  /* (batch·(2 + outputs)) per-example weights and soft targets */
 } replay_stream;
 
-/* x, y <- k replayed examples */
-static void replay_take(replay_stream *r, const lr_dataset *d, float *x, uint8_t *y, size_t k)
+/* x, y <- k replayed examples; at[i] <- their index in the replay view */
+static void replay_take(replay_stream *r, const lr_dataset *d, float *x, uint8_t *y, size_t *at, size_t k)
 {
     for (size_t i = 0; i < k; i++) {
         if (r->next == r->n) {
             lr_rng_permutation(&r->rng, r->perm, r->n);
             r->next = 0;
         }
+        at[i] = r->perm[r->next];
         lr_dataset_batch(x + i * d->dim, y + i, d, r->perm + r->next++, 1);
     }
+}
+
+/* The per-example targets of a batch of own data examples then nr replayed ones (train.h). */
+static void replay_targets(lr_mlp_targets *tg, float *buf, const lr_train_opts *o, const size_t *at, size_t own,
+                           size_t nr, size_t nout)
+{
+    float *lw = buf, *sw = lw + own + nr, *soft = sw + own + nr;
+    for (size_t i = 0; i < own + nr; i++) {
+        bool rep = i >= own;
+        lw[i] = rep ? o->replay_label_weight : 1.0f;
+        sw[i] = rep && o->replay_soft ? o->replay_soft_weight : 0.0f;
+        for (size_t c = 0; c < nout; c++)
+            soft[i * nout + c] = rep && o->replay_soft ? o->replay_soft[at[i - own] * nout + c] : 1.0f / (float)nout;
+    }
+    *tg = (lr_mlp_targets){ lw, o->replay_soft ? soft : NULL, o->replay_soft ? sw : NULL };
 }
 
 static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_opts *o, replay_stream *rs,
@@ -151,8 +176,11 @@ static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_op
 {
     size_t nr = rs->perm ? o->replay_per_batch : 0;
     lr_dataset_batch(x, y, data, idx, own);
-    if (nr) replay_take(rs, o->replay, x + own * data->dim, y + own, nr);
-    lr_status s = lr_mlp_train_step(net, x, y, own + nr, &o->adam, loss, err);
+    if (nr) replay_take(rs, o->replay, x + own * data->dim, y + own, rs->at, nr);
+    lr_mlp_targets tg;
+    bool weighted = nr && (o->replay_soft || o->replay_label_weight != 1.0f);
+    if (weighted) replay_targets(&tg, rs->tbuf, o, rs->at, own, nr, net->sizes[net->n_layers]);
+    lr_status s = lr_mlp_train_step_ex(net, x, y, own + nr, weighted ? &tg : NULL, &o->adam, loss, err);
     if (!s && o->after_step) s = o->after_step(o->after_step_ctx, net, step, err);
     return s;
 }
@@ -172,9 +200,11 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     if (own < o->batch) {
         rs.n = rs.next = o->replay->n;
         rs.perm = malloc(rs.n * sizeof *rs.perm);
+        rs.at = malloc(o->replay_per_batch * sizeof *rs.at);
+        rs.tbuf = malloc(o->batch * (2 + net->sizes[net->n_layers]) * sizeof *rs.tbuf);
         lr_rng_seed(&rs.rng, o->seed ^ 0x9e3779b97f4a7c15u); /* its own stream: data's shuffle unchanged */
     }
-    if (!perm || !y || !x || (own < o->batch && !rs.perm)) {
+    if (!perm || !y || !x || (own < o->batch && (!rs.perm || !rs.at || !rs.tbuf))) {
         s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
         goto done;
     }
@@ -195,7 +225,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     }
     s = LR_OK;
 done:
-    free(rs.perm);
+    free(rs.perm), free(rs.at), free(rs.tbuf);
     free(perm);
     free(y);
     free(x);

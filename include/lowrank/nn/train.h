@@ -47,6 +47,14 @@ typedef struct {
      * from data, whose epoch then has ceil(n / (batch − replay_per_batch)) steps. */
     const lr_dataset *replay; /* NULL: none */
     size_t replay_per_batch;  /* 0: none; < batch */
+    /* Learning without Forgetting (Li & Hoiem 2016) on the replayed examples: their loss is
+     * replay_label_weight·CE(label) + replay_soft_weight·KL(q || p), q their row of
+     * replay_soft: (replay->n, the net's outputs), target probabilities such as the frozen
+     * base's softmax (lr_mlp_train_step_ex). Label weight 1 and no soft targets is plain
+     * rehearsal; label weight 0 is distillation alone. */
+    const float *replay_soft;  /* NULL: none */
+    float replay_soft_weight;  /* default 1 */
+    float replay_label_weight; /* default 1 */
     lr_train_step_fn after_step; /* optional, after every step */
     void *after_step_ctx;
 } lr_train_opts;
