@@ -47,6 +47,7 @@
 
 #include "cli.h"
 #include "plot.h"
+#include "preserve_demo.h"
 
 #define PROG "lr-mnist"
 #define N_DIGITS 10
@@ -77,6 +78,7 @@ typedef struct {
     int digit;                  /* 0..9, or -1 for "worst" */
     bool json, quiet;
     bool keep_subnormals;       /* LR_FP_IEEE instead of the default flush-to-zero */
+    preserve_cfg preserve;      /* --preserve and its settings */
 } options;
 
 static void usage(FILE *f)
@@ -128,7 +130,19 @@ static void usage(FILE *f)
 "  --steps N          fine-tuning batches (default 100)\n"
 "  --ft-lr X          Adam learning rate for fine-tuning (default 0.001)\n"
 "  --digit D          digit to fine-tune on: 0-9, or worst (the most errors after\n"
-"                     pretraining; default 9)\n"
+"                     pretraining; default 9)\n");
+    fputs("\n"
+"Forgetting-aware fine-tuning (docs/training.md; the other digits are the retained set):\n"
+"  --preserve M       none (default), nullspace, replay, distill, a '+' combination such as\n"
+"                     nullspace+replay, or all: every method from the same pretrained model\n"
+"                     and one comparison table\n"
+"  --preserve-energy E  nullspace: the share of the retained inputs' energy each adapter's A\n"
+"                     is kept orthogonal to, (0, 1] (default 0.9)\n"
+"  --replay-fraction F  replay, distill: the share of each batch drawn from the retained set,\n"
+"                     (0, 0.9] (default 0.5)\n"
+"  --distill-weight W   distill: weight of KL(base || adapted) on those examples (default 1)\n"
+"  --retained-samples N the retained set: the first N training images of the other digits\n"
+"                     (default 2000)\n"
 "\n"
 "Output:\n"
 "  --json             print one JSON object with all results on stdout (progress on stderr)\n"
@@ -138,7 +152,7 @@ static void usage(FILE *f)
 "Environment: LR_ISA=generic|avx2|avx512 caps the kernels' instruction set.\n"
 "\n"
 "Exit status: 0 ok; 1 a failure or a failed check (LoRA-disabled results differ from the\n"
-"pretrained ones, or the frozen weights changed); 2 a bad option.\n");
+"pretrained ones, or the frozen weights changed); 2 a bad option.\n", f);
 }
 
 static int usage_error(const char *fmt, ...)
@@ -238,6 +252,8 @@ static const struct { const char *name; bool flag; } known_opts[] = {
     { "--lr", false }, { "--layers", false }, { "--threads", false }, { "--rank", false },
     { "--alpha", false }, { "--init", false }, { "--lora-layers", false }, { "--steps", false },
     { "--ft-lr", false }, { "--digit", false }, { "--limit-train", false }, { "--limit-test", false },
+    { "--preserve", false }, { "--preserve-energy", false }, { "--replay-fraction", false },
+    { "--distill-weight", false }, { "--retained-samples", false },
     { "--rslora", true },
     { "--json", true }, { "--quiet", true }, { "--keep-subnormals", true },
 };
@@ -306,6 +322,15 @@ static bool set_option(options *o, const char *name, const char *val, char *msg,
         }
         return opt_fail(msg, cap, "--digit: expected a digit 0-9 or 'worst', got '%s'", val);
     }
+    if (!strcmp(name, "--preserve")) return preserve_parse(val, &o->preserve, msg, cap);
+    if (!strcmp(name, "--preserve-energy"))
+        return lr_cli_parse_double(name, val, 0, true, 1, false, &o->preserve.energy, msg, cap);
+    if (!strcmp(name, "--replay-fraction"))
+        return lr_cli_parse_double(name, val, 0, true, 0.9, false, &o->preserve.replay_fraction, msg, cap);
+    if (!strcmp(name, "--retained-samples"))
+        return lr_cli_parse_size(name, val, 1, 60000, &o->preserve.samples, msg, cap);
+    if (!strcmp(name, "--distill-weight"))
+        return lr_cli_parse_double(name, val, 0, true, 1e6, false, &o->preserve.distill_weight, msg, cap);
     return parse_layers(val, o, msg, cap); /* --layers */
 }
 
@@ -354,13 +379,19 @@ static void default_options(options *o)
     o->steps = 100;
     o->ft_lr = 1e-3;
     o->digit = 9;
+    o->preserve.energy = 0.9;
+    o->preserve.replay_fraction = 0.5;
+    o->preserve.distill_weight = 1.0;
+    o->preserve.samples = 2000;
 }
 
 /* The options that only mean something when an adapter is trained here. */
 static bool is_finetune_option(const char *name)
 {
     static const char *const ft[] = { "--rank", "--alpha", "--rslora", "--init", "--lora-layers",
-                                      "--steps", "--ft-lr", "--digit", "--adapter-out" };
+                                      "--steps", "--ft-lr", "--digit", "--adapter-out", "--preserve",
+                                      "--preserve-energy", "--replay-fraction", "--distill-weight",
+                                      "--retained-samples" };
     for (size_t i = 0; i < sizeof ft / sizeof *ft; i++)
         if (!strcmp(name, ft[i])) return true;
     return false;
@@ -573,10 +604,13 @@ typedef struct {
     uint64_t sum_before, sum_after;    /* FNV-1a of the base around fine-tuning */
     bool frozen_same;                  /* the base did not change while fine-tuning */
     bool off_same, off_checked;        /* LoRA off (or removed) gives the pretrained results */
+    preserve_state ps;                 /* --preserve: the method's state during fine-tuning */
+    unsigned method;                   /* PRESERVE_* bits of the run being trained */
 } run;
 
 static void run_free(run *r)
 {
+    preserve_free(&r->ps);
     lr_lora_free(r->lm);
     lr_mlp_free(&r->net);
     free(r->digit_rows);
@@ -842,23 +876,29 @@ static int finetune(run *r, int digit, double *t_ft)
     tp.loss_curve = r->ft_curve;
     tp.loss_curve_len = r->ft_steps;
     size_t n_digit = digit_set.n;
-    if (text(r)) {
+    if (text(r) && !o->preserve.all) {
         printf("\n== 3. Fine-tuning the adapters on digit %d: base frozen, %zu steps of batch %zu "
                "(%zu training images of %d), Adam lr %g ==\n", digit, r->ft_steps, o->batch,
                n_digit, digit, (double)o->ft_lr);
         fflush(stdout);
     }
+    preserve_free(&r->ps);
+    if (preserve_begin(&r->ps, &o->preserve, r->method, r->lm, &r->train_set, digit, &tp, &e)) {
+        fail_msg("--preserve", &e);
+        return 1;
+    }
     progress pg;
     progress_start(&pg, "fine-tune", o, r->ft_steps, &tp);
     double t0 = now_s();
     lr_train_result res;
-    if (lr_train(&r->net, &res, &digit_set, &tp, &e)) {
+    if (lr_train(&r->net, &res, &digit_set, &tp, &e) || preserve_end(&r->ps, &r->net, &e)) {
         if (pg.drawn) fputc('\n', stderr);
         fail_msg("fine-tuning", &e);
         return 1;
     }
     *t_ft = now_s() - t0;
-    if (text(r))
+    if (text(r)) preserve_print(&r->ps, &r->net);
+    if (text(r) && !o->preserve.all)
         printf("trained %zu steps in %.3f s (%.0f steps/s), mean loss %.4f, last %.4f\n",
                res.steps, *t_ft, (double)res.steps / *t_ft, (double)res.avg_loss,
                (double)res.last_loss);
@@ -872,6 +912,7 @@ static int finetune(run *r, int digit, double *t_ft)
     for (size_t i = 0; i < res.steps && i < r->ft_steps; i++)
         json_array_append_new(curve, json_real(r->ft_curve[i]));
     json_object_set_new(p, "loss_curve", curve);
+    json_object_set_new(p, "preserve", preserve_json(&r->ps, &r->net));
     json_object_set_new(r->js, "finetune", p);
     return 0;
 }
@@ -1344,6 +1385,88 @@ static int plot_adapter(run *r)
 }
 
 /* The time block, the exit status, the JSON object, and the failed check if any. */
+/* --preserve all: every method from the same pretrained model, one table. */
+typedef struct {
+    unsigned mask;
+    lr_eval_result on;
+    double t_ft, t_setup;
+    size_t extra;
+} method_row;
+
+static int run_method(run *r, method_row *m)
+{
+    lr_err e = { { 0 } };
+    size_t pbytes = r->net.n_params * sizeof(float);
+    lr_lora_free(r->lm); /* the previous method's adapter: the next starts from the same init */
+    r->lm = NULL;
+    if (make_adapter(r, r->digit)) return 1;
+    r->method = m->mask;
+    free(r->ft_curve), r->ft_curve = NULL;
+    free(r->digit_rows), r->digit_rows = NULL;
+    if (finetune(r, r->digit, &m->t_ft)) return 1;
+    if (memcmp(r->params_pre, r->net.params, pbytes) != 0) r->frozen_same = false;
+    if (lr_eval(&m->on, &r->net, &r->test_set, 1000, &e)) {
+        fail_msg("evaluating", &e);
+        return 1;
+    }
+    m->t_setup = r->ps.t_setup, m->extra = r->ps.extra_bytes;
+    return 0;
+}
+
+static void compare_row(const run *r, const method_row *m, json_t *arr)
+{
+    char nm[64];
+    size_t ob = 0, oa = 0, worst = 10;
+    long worst_d = 0;
+    for (int d = 0; d < N_DIGITS; d++) {
+        if (d == r->digit) continue;
+        ob += r->before.wrong[d], oa += m->on.wrong[d];
+        long dd = (long)m->on.wrong[d] - (long)r->before.wrong[d];
+        if (worst == 10 || dd > worst_d) worst = (size_t)d, worst_d = dd;
+    }
+    preserve_name(m->mask, nm, sizeof nm);
+    if (text(r))
+        printf("  %-18s %4zu -> %-4zu   %5zu -> %-5zu  %zu: %3zu -> %-4zu  %.4f  %8.3f s  %7.3f s  %6.1f MB\n", nm,
+               r->before.wrong[r->digit], m->on.wrong[r->digit], ob, oa, worst, r->before.wrong[worst],
+               m->on.wrong[worst], m->on.accuracy, m->t_ft, m->t_setup, (double)m->extra / 1e6);
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:I}", "method", nm, "target_before",
+                          (json_int_t)r->before.wrong[r->digit], "target_after", (json_int_t)m->on.wrong[r->digit],
+                          "others_before", (json_int_t)ob, "others_after", (json_int_t)oa, "worst_digit",
+                          (json_int_t)worst, "worst_before", (json_int_t)r->before.wrong[worst], "worst_after",
+                          (json_int_t)m->on.wrong[worst], "accuracy", m->on.accuracy, "finetune_seconds", m->t_ft,
+                          "setup_seconds", m->t_setup, "extra_bytes", (json_int_t)m->extra);
+    json_object_set_new(o, "wrong", json_wrong(m->on.wrong));
+    json_array_append_new(arr, o);
+}
+
+static int compare_methods(run *r)
+{
+    static const unsigned masks[] = { 0, PRESERVE_NULLSPACE, PRESERVE_REPLAY, PRESERVE_DISTILL,
+                                      PRESERVE_NULLSPACE | PRESERVE_REPLAY, PRESERVE_REPLAY | PRESERVE_DISTILL,
+                                      PRESERVE_NULLSPACE | PRESERVE_DISTILL };
+    enum { NM = sizeof masks / sizeof *masks };
+    method_row rows[NM];
+    memcpy(r->params_pre, r->net.params, r->net.n_params * sizeof(float));
+    r->frozen_same = true;
+    if (text(r))
+        printf("\n== 3. Fine-tuning on digit %d with each method (%zu steps, batch %zu, the same initial adapter) ==\n",
+               r->digit, r->o.steps, r->o.batch);
+    for (size_t i = 0; i < NM; i++) {
+        rows[i].mask = masks[i];
+        if (run_method(r, &rows[i])) return 1;
+    }
+    r->off_same = true; /* the base is compared bit for bit after every method instead */
+    json_t *arr = json_array();
+    if (text(r))
+        printf("\n  %-18s %-13s  %-14s  %-14s  %-6s  %-10s  %-9s  %s\n", "method", "digit errors", "other digits",
+               "worst other", "acc.", "fine-tune", "setup", "extra memory");
+    for (size_t i = 0; i < NM; i++) compare_row(r, &rows[i], arr);
+    json_object_set_new(r->js, "preserve_comparison", arr);
+    r->t_ft = 0;
+    for (size_t i = 0; i < NM; i++) r->t_ft += rows[i].t_ft + rows[i].t_setup;
+    return 0;
+}
+
 static int finish(run *r)
 {
     double t_total = now_s() - r->t_start, t_ev = r->t_eval[0] + r->t_eval[1] + r->t_eval[2];
@@ -1390,6 +1513,11 @@ int main(int argc, char **argv)
     if ((rc = pretrain(&r, &r.t_pretrain)) || (rc = evaluate_pretrained(&r))) goto out;
     if (r.o.adapter) { /* evaluate a saved adapter: no training */
         if (!(rc = load_adapter(&r)) && !(rc = eval_adapter(&r)) && !(rc = plot_adapter(&r))) rc = finish(&r);
+        goto out;
+    }
+    r.method = r.o.preserve.mask;
+    if (r.o.preserve.all) { /* every method, one table */
+        if (!(rc = plan_adapter(&r)) && !(rc = compare_methods(&r))) rc = finish(&r);
         goto out;
     }
     if ((rc = plan_adapter(&r)) || (rc = train_adapter(&r)) || (rc = compare_on_off(&r))) goto out;

@@ -1,0 +1,174 @@
+/* preserve_demo.c — lr-mnist --preserve (preserve_demo.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "lowrank/nn/eval.h"
+#include "preserve_demo.h"
+
+static const char *const names[] = { "nullspace", "replay", "distill" };
+
+bool preserve_parse(const char *s, preserve_cfg *c, char *msg, size_t cap)
+{
+    c->mask = 0, c->all = false;
+    if (!strcmp(s, "all")) return c->all = true;
+    if (!strcmp(s, "none")) return true;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
+        int k = 0;
+        while (k < 3 && strcmp(t, names[k])) k++;
+        if (k == 3 || strlen(s) >= sizeof buf) {
+            snprintf(msg, cap, "--preserve: expected none, nullspace, replay, distill, a '+' combination of "
+                     "them, or all; got '%s'", s);
+            return false;
+        }
+        c->mask |= 1u << k;
+    }
+    return true;
+}
+
+const char *preserve_name(unsigned mask, char *buf, size_t n)
+{
+    buf[0] = 0;
+    for (int k = 0; k < 3; k++)
+        if (mask & (1u << k)) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "+" : "", names[k]);
+    if (!buf[0]) snprintf(buf, n, "none");
+    return buf;
+}
+
+/* the first `limit` training examples of the digits other than `digit` */
+static int select_others(preserve_state *ps, const lr_dataset *train, int digit, size_t limit, lr_err *e)
+{
+    ps->rows = malloc((train->n ? train->n : 1) * sizeof *ps->rows);
+    if (!ps->rows) return snprintf(e->msg, sizeof e->msg, "out of memory"), 1;
+    size_t k = 0;
+    for (size_t i = 0; i < train->n && k < limit; i++) {
+        size_t row = train->rows ? train->rows[i] : i;
+        if (train->labels[row] != digit) ps->rows[k++] = row;
+    }
+    ps->retained = *train;
+    ps->retained.rows = ps->rows, ps->retained.n = k, ps->retained.stored = train->stored ? train->stored : train->n;
+    ps->extra_bytes += train->n * sizeof *ps->rows;
+    return 0;
+}
+
+/* the base's softmax on every retained example (adapters off), the distillation targets */
+static int teacher(preserve_state *ps, lr_lora *lm, lr_err *e)
+{
+    lr_mlp *net = lr_lora_net(lm);
+    size_t n = ps->retained.n, nout = net->sizes[net->n_layers], chunk = 1000;
+    float *x = malloc(chunk * net->sizes[0] * sizeof *x);
+    ps->soft = malloc(n * nout * sizeof *ps->soft);
+    if (!x || !ps->soft) return free(x), snprintf(e->msg, sizeof e->msg, "out of memory"), 1;
+    lr_lora_set_enabled(lm, false);
+    lr_mlp_ws ws;
+    lr_mlp_ws_init(&ws);
+    int rc = 0;
+    for (size_t i0 = 0; i0 < n && !rc; i0 += chunk) {
+        size_t b = n - i0 < chunk ? n - i0 : chunk;
+        lr_dataset_range(x, NULL, &ps->retained, i0, b);
+        float *p = ps->soft + i0 * nout;
+        rc = lr_mlp_forward(net, p, x, b, &ws, e) != LR_OK;
+        for (size_t r = 0; r < b && !rc; r++, p += nout) {
+            float mx = p[0], sum = 0;
+            for (size_t c = 1; c < nout; c++) mx = p[c] > mx ? p[c] : mx;
+            for (size_t c = 0; c < nout; c++) sum += (p[c] = expf(p[c] - mx));
+            for (size_t c = 0; c < nout; c++) p[c] /= sum;
+        }
+    }
+    lr_lora_set_enabled(lm, true);
+    lr_mlp_ws_free(&ws);
+    free(x);
+    ps->extra_bytes += n * nout * sizeof *ps->soft;
+    return rc;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int preserve_begin(preserve_state *ps, const preserve_cfg *c, unsigned mask, lr_lora *lm, const lr_dataset *train,
+                   int digit, lr_train_opts *tp, lr_err *e)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->mask = mask;
+    for (size_t l = 0; l < LR_MLP_MAX_LAYERS; l++) ps->leak_before[l] = ps->leak_after[l] = NAN;
+    if (!mask) return 0;
+    double t0 = now();
+    lr_mlp *net = lr_lora_net(lm);
+    if (select_others(ps, train, digit, c->samples, e)) return 1;
+    if (mask & PRESERVE_NULLSPACE) {
+        lr_preserve_opts po = lr_preserve_opts_default();
+        po.energy = c->energy;
+        po.max_samples = c->samples;
+        if (lr_preserve_basis_init(&ps->basis, net, 0, &ps->retained, &po, e) ||
+            lr_preserve_leakage(ps->leak_before, net, &ps->retained, 0, e) || lr_preserve_project(&ps->basis, net, e))
+            return 1;
+        for (size_t l = 0; l < net->n_layers; l++) ps->extra_bytes += ps->basis.k[l] * net->sizes[l] * sizeof(float);
+        tp->after_step = lr_preserve_after_step, tp->after_step_ctx = &ps->basis;
+    }
+    if (mask & (PRESERVE_REPLAY | PRESERVE_DISTILL)) {
+        size_t nr = (size_t)lround(c->replay_fraction * (double)tp->batch);
+        tp->replay = &ps->retained;
+        tp->replay_per_batch = nr ? nr : 1;
+        if (tp->replay_per_batch >= tp->batch) tp->replay_per_batch = tp->batch - 1;
+        tp->replay_label_weight = mask & PRESERVE_REPLAY ? 1.0f : 0.0f;
+    }
+    if ((mask & PRESERVE_DISTILL) && teacher(ps, lm, e)) return 1;
+    if (mask & PRESERVE_DISTILL) tp->replay_soft = ps->soft, tp->replay_soft_weight = (float)c->distill_weight;
+    ps->t_setup = now() - t0;
+    return 0;
+}
+
+int preserve_end(preserve_state *ps, const lr_mlp *net, lr_err *e)
+{
+    if (!(ps->mask & PRESERVE_NULLSPACE)) return 0;
+    return lr_preserve_leakage(ps->leak_after, net, &ps->retained, 0, e) != LR_OK;
+}
+
+void preserve_free(preserve_state *ps)
+{
+    free(ps->rows);
+    free(ps->soft);
+    lr_preserve_basis_free(&ps->basis);
+    memset(ps, 0, sizeof *ps);
+}
+
+void preserve_print(const preserve_state *ps, const lr_mlp *net)
+{
+    char nm[64];
+    if (!ps->mask) return;
+    printf("preserving the other digits: %s (setup %.3f s, %.1f MB held)\n", preserve_name(ps->mask, nm, sizeof nm),
+           ps->t_setup, (double)ps->extra_bytes / 1e6);
+    if (ps->mask & PRESERVE_NULLSPACE)
+        for (size_t l = 0; l < net->n_layers; l++)
+            if (ps->basis.k[l])
+                printf("  %s: k = %zu of %zu input directions (%.4f of the energy of %zu retained inputs); "
+                       "leakage ||A X^T||/(||A|| ||X||) %.3g before, %.3g after\n", net->layer[l].name,
+                       ps->basis.k[l], net->sizes[l], ps->basis.energy_kept[l], ps->basis.samples,
+                       ps->leak_before[l], ps->leak_after[l]);
+}
+
+json_t *preserve_json(const preserve_state *ps, const lr_mlp *net)
+{
+    char nm[64];
+    json_t *o = json_object(), *ls = json_array();
+    json_object_set_new(o, "method", json_string(preserve_name(ps->mask, nm, sizeof nm)));
+    json_object_set_new(o, "setup_seconds", json_real(ps->t_setup));
+    json_object_set_new(o, "extra_bytes", json_integer((json_int_t)ps->extra_bytes));
+    for (size_t l = 0; (ps->mask & PRESERVE_NULLSPACE) && l < net->n_layers; l++) {
+        if (!ps->basis.k[l]) continue;
+        json_t *x = json_pack("{s:s,s:I,s:I,s:f}", "layer", net->layer[l].name, "k", (json_int_t)ps->basis.k[l],
+                              "inputs", (json_int_t)net->sizes[l], "energy_kept", ps->basis.energy_kept[l]);
+        json_object_set_new(x, "leakage_before", isfinite(ps->leak_before[l]) ? json_real(ps->leak_before[l]) : json_null());
+        json_object_set_new(x, "leakage_after", isfinite(ps->leak_after[l]) ? json_real(ps->leak_after[l]) : json_null());
+        json_array_append_new(ls, x);
+    }
+    json_object_set_new(o, "nullspace", ls);
+    return o;
+}
