@@ -15,11 +15,13 @@ bool preserve_parse(const char *s, preserve_cfg *c, char *msg, size_t cap)
     if (!strcmp(s, "all")) return c->all = true;
     if (!strcmp(s, "none")) return true;
     char buf[64];
+    size_t len = strlen(s);
+    bool bad = !len || len >= sizeof buf || s[0] == '+' || s[len - 1] == '+' || strstr(s, "++");
     snprintf(buf, sizeof buf, "%s", s);
     for (char *save = NULL, *t = strtok_r(buf, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
         int k = 0;
         while (k < 3 && strcmp(t, names[k])) k++;
-        if (k == 3 || strlen(s) >= sizeof buf) {
+        if (bad || k == 3 || (c->mask & (1u << k))) {
             snprintf(msg, cap, "--preserve: expected none, nullspace, replay, distill, a '+' combination of "
                      "them, or all; got '%s'", s);
             return false;

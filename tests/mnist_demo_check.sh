@@ -39,7 +39,8 @@ if [ "$mode" = cli ]; then
   "$prog" --help >"$tmp/help" 2>&1 || fail "--help: non-zero exit"
   for o in --data --load --save --adapter-out --adapter --plot --seed --epochs --batch --lr --layers \
            --threads --limit-train --limit-test --rank --alpha --rslora --init --lora-layers --steps \
-           --ft-lr --digit --json --quiet --keep-subnormals LR_ISA --help; do
+           --ft-lr --digit --json --quiet --keep-subnormals LR_ISA --help --preserve --preserve-energy \
+           --replay-fraction --distill-weight --retained-samples; do
     grep -qF -- "$o" "$tmp/help" || fail "--help does not explain $o"
   done
 
@@ -71,6 +72,14 @@ if [ "$mode" = cli ]; then
   expect 2 "--threads" --threads 0
   expect 2 "--limit-train" --limit-train 0
   expect 2 "--limit-test" --limit-test 0
+  expect 2 "--preserve: expected none, nullspace, replay, distill" --preserve forget
+  expect 2 "--preserve: expected none, nullspace, replay, distill" --preserve nullspace+
+  expect 2 "--preserve-energy" --preserve-energy 0
+  expect 2 "--preserve-energy" --preserve-energy 1.5
+  expect 2 "--replay-fraction" --replay-fraction 0.95
+  expect 2 "--distill-weight" --distill-weight -1
+  expect 2 "--retained-samples" --retained-samples 0
+  expect 2 "--adapter and --preserve conflict" --load "$tmp/x.safetensors" --adapter "$tmp/adir" --preserve replay
   expect 2 "--json takes no value" --json=yes
   expect 2 "--keep-subnormals takes no value" --keep-subnormals=1
   LR_ISA=sse9 "$prog" --help >/dev/null 2>&1 || fail "LR_ISA=sse9 --help: --help must still work"
@@ -140,6 +149,34 @@ elif [ "$mode" = run ]; then
     [ -n "$a" ] && [ "$a" = "$b" ] || fail "run $variant: pretrained results differ: $a vs $b"
   done
   ls -a "$tmp" "$tmp/ad" | grep -q '\.tmp' && fail "run: temp files left"
+  # --preserve all: every method from the same model; 'none' is the plain run above; the
+  # nullspace method leaves the adapter's A (almost) no leakage on the retained inputs
+  # shellcheck disable=SC2086
+  "$prog" $common --json --preserve all --retained-samples 500 >"$tmp/pall.json" 2>"$tmp/err" ||
+    fail "--preserve all: exit $?: $(cat "$tmp/err")"
+  python3 - "$tmp/pall.json" "$tmp/run1.json" <<'PY' || fail "--preserve all: comparison table"
+import json, sys
+a, one = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+rows = {r["method"]: r for r in a["preserve_comparison"]}
+assert list(rows) == ["none", "nullspace", "replay", "distill", "nullspace+replay", "replay+distill",
+                      "nullspace+distill"], list(rows)
+assert rows["none"]["wrong"] == one["lora_enabled"]["wrong"], (rows["none"]["wrong"], one["lora_enabled"]["wrong"])
+assert a["ok"] is True
+for r in rows.values():
+    assert r["target_before"] == one["pretrained"]["wrong"][9]
+    assert (r["extra_bytes"] > 0) == (r["method"] != "none"), r
+PY
+  # shellcheck disable=SC2086
+  "$prog" $common --json --preserve nullspace --retained-samples 500 >"$tmp/pns.json" 2>"$tmp/err" ||
+    fail "--preserve nullspace: exit $?: $(cat "$tmp/err")"
+  python3 - "$tmp/pns.json" <<'PY' || fail "--preserve nullspace: k and leakage"
+import json, sys
+p = json.load(open(sys.argv[1]))["finetune"]["preserve"]
+assert p["method"] == "nullspace" and len(p["nullspace"]) == 3, p
+for l in p["nullspace"]:
+    assert 1 <= l["k"] <= l["inputs"] and l["energy_kept"] >= 0.9, l
+    assert l["leakage_after"] < 0.5 * l["leakage_before"], l
+PY
   # the checkpoint gives back the same pretrained model: same per-digit errors
   # shellcheck disable=SC2086
   "$prog" $common --json --load "$tmp/m.safetensors" >"$tmp/run2.json" 2>"$tmp/err" ||
