@@ -1439,6 +1439,26 @@ static void compare_row(const run *r, const method_row *m, json_t *arr)
     json_array_append_new(arr, o);
 }
 
+static int plot_methods(run *r, const method_row *rows, size_t n)
+{
+    char names[8][64], msg[512];
+    const char *np[8];
+    size_t tgt[8], oth[8], ob = 0;
+    for (int d = 0; d < N_DIGITS; d++) ob += d == r->digit ? 0 : r->before.wrong[d];
+    for (size_t i = 0; i < n && i < 8; i++) {
+        np[i] = preserve_name(rows[i].mask, names[i], sizeof names[i]);
+        tgt[i] = rows[i].on.wrong[r->digit], oth[i] = 0;
+        for (int d = 0; d < N_DIGITS; d++) oth[i] += d == r->digit ? 0 : rows[i].on.wrong[d];
+    }
+    if (preserve_plot(r->o.plot, r->digit, np, tgt, oth, n, r->before.wrong[r->digit], ob, msg, sizeof msg)) {
+        fprintf(stderr, PROG ": --plot: %s\n", msg);
+        return 1;
+    }
+    if (text(r)) printf("\nwrote the comparison chart to %s\n", r->o.plot);
+    json_object_set_new(r->js, "plot", json_string(r->o.plot));
+    return 0;
+}
+
 static int compare_methods(run *r)
 {
     static const unsigned masks[] = { 0, PRESERVE_NULLSPACE, PRESERVE_REPLAY, PRESERVE_DISTILL,
@@ -1462,6 +1482,7 @@ static int compare_methods(run *r)
                "worst other", "acc.", "fine-tune", "setup", "extra memory");
     for (size_t i = 0; i < NM; i++) compare_row(r, &rows[i], arr);
     json_object_set_new(r->js, "preserve_comparison", arr);
+    if (r->o.plot && plot_methods(r, rows, NM)) return 1;
     r->t_ft = 0;
     for (size_t i = 0; i < NM; i++) r->t_ft += rows[i].t_ft + rows[i].t_setup;
     return 0;

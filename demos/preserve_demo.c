@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include "lowrank/nn/eval.h"
+#include "lowrank/io/atomicfile.h"
 #include "preserve_demo.h"
 
 static const char *const names[] = { "nullspace", "replay", "distill" };
@@ -173,4 +174,51 @@ json_t *preserve_json(const preserve_state *ps, const lr_mlp *net)
     }
     json_object_set_new(o, "nullspace", ls);
     return o;
+}
+
+/* --preserve all --plot: per method, the target digit's errors and the other digits' errors
+ * after fine-tuning (two bar series, two scales), with the pretrained values as dashed lines. */
+static void bars(FILE *f, const size_t *v, size_t n, size_t before, double x0, double w, const char *color,
+                 const char *label, int panel)
+{
+    const double top = 60 + panel * 230, h = 170;
+    size_t mx = before;
+    for (size_t i = 0; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    double scale = (h - 16) / (double)(mx ? mx : 1); /* headroom for the top label */
+    fprintf(f, "<text x='%.0f' y='%.0f' font-size='13'>%s (pretrained %zu, dashed)</text>\n", x0, top - 8, label,
+            before);
+    for (size_t i = 0; i < n; i++) {
+        double bh = (double)v[i] * scale, x = x0 + (double)i * w;
+        fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'><title>%zu</title></rect>\n", x + 8,
+                top + h - bh, w - 16, bh, color, v[i]);
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%zu</text>\n", x + w / 2,
+                top + h - bh - 3, v[i]);
+    }
+    double yb = top + h - (double)before * scale;
+    fprintf(f, "<line x1='%.0f' x2='%.0f' y1='%.1f' y2='%.1f' stroke='#333' stroke-dasharray='5,4'/>\n", x0,
+            x0 + w * (double)n, yb, yb);
+}
+
+int preserve_plot(const char *path, int digit, const char *const *names, const size_t *target, const size_t *others,
+                  size_t n, size_t target_before, size_t others_before, char *msg, size_t cap)
+{
+    lr_atomic_file af = { 0 };
+    lr_err e = { { 0 } };
+    if (lr_atomic_open(&af, path, &e)) return snprintf(msg, cap, "%s", e.msg), 1;
+    const double w = 110, x0 = 40;
+    FILE *f = af.f;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='540' font-family='sans-serif'>\n"
+            "<rect width='100%%' height='100%%' fill='white'/>\n"
+            "<text x='%.0f' y='24' font-size='15'>Fine-tuning on digit %d: what each method teaches and what it "
+            "costs</text>\n", x0 * 2 + w * (double)n, x0, digit);
+    char label[64];
+    snprintf(label, sizeof label, "errors on digit %d", digit);
+    bars(f, target, n, target_before, x0, w, "#1f77b4", label, 0);
+    bars(f, others, n, others_before, x0, w, "#d62728", "errors on the other digits", 1);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "<text x='%.1f' y='520' font-size='11' text-anchor='middle'>%s</text>\n",
+                x0 + (double)i * w + w / 2, names[i]);
+    fputs("</svg>\n", f);
+    if (lr_atomic_commit(&af, &e)) return snprintf(msg, cap, "%s", e.msg), 1;
+    return 0;
 }

@@ -48,5 +48,8 @@ void preserve_free(preserve_state *ps);
 /* Text lines and a JSON object describing the run's method. */
 void preserve_print(const preserve_state *ps, const lr_mlp *net);
 json_t *preserve_json(const preserve_state *ps, const lr_mlp *net);
+/* --preserve all --plot: the comparison as an SVG (crash-safe). 0, or 1 with msg. */
+int preserve_plot(const char *path, int digit, const char *const *names, const size_t *target, const size_t *others,
+                  size_t n, size_t target_before, size_t others_before, char *msg, size_t cap);
 
 #endif

@@ -152,8 +152,9 @@ elif [ "$mode" = run ]; then
   # --preserve all: every method from the same model; 'none' is the plain run above; the
   # nullspace method leaves the adapter's A (almost) no leakage on the retained inputs
   # shellcheck disable=SC2086
-  "$prog" $common --json --preserve all --retained-samples 500 >"$tmp/pall.json" 2>"$tmp/err" ||
-    fail "--preserve all: exit $?: $(cat "$tmp/err")"
+  "$prog" $common --json --preserve all --retained-samples 500 --plot "$tmp/pall.svg" >"$tmp/pall.json" \
+    2>"$tmp/err" || fail "--preserve all: exit $?: $(cat "$tmp/err")"
+  grep -q "errors on the other digits" "$tmp/pall.svg" || fail "--preserve all --plot: no chart"
   python3 - "$tmp/pall.json" "$tmp/run1.json" <<'PY' || fail "--preserve all: comparison table"
 import json, sys
 a, one = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
