@@ -205,3 +205,32 @@ int tool_json_print(json_t *o)
     }
     return LR_CLI_OK;
 }
+
+int tool_write_st(const char *sub, const char *out, const lr_safetensors *src, const lr_st_tensor *t, size_t nt,
+                  const char *record)
+{
+    size_t nm = lr_safetensors_meta_count(src), k = 0;
+    lr_st_meta *meta = calloc(nm + 1, sizeof *meta);
+    if (!meta || !record) {
+        free(meta);
+        return tool_failf(sub, "out of memory");
+    }
+    for (size_t i = 0; i < nm; i++)
+        if (strcmp(lr_safetensors_meta_at(src, i)->key, "lowrank")) meta[k++] = *lr_safetensors_meta_at(src, i);
+    meta[k++] = (lr_st_meta){ "lowrank", record };
+    lr_err e = { 0 };
+    int rc = lr_safetensors_write(out, t, nt, meta, k, &e) ? tool_fail(sub, &e) : 0;
+    free(meta);
+    return rc;
+}
+
+int tool_shared_option(tool_opts *o, const char *sub, const char *help, int argc, char **argv, int *i)
+{
+    if (!strcmp(argv[*i], "--help") || !strcmp(argv[*i], "-h")) {
+        printf("%s%s", help, tool_common_help);
+        exit(0);
+    }
+    char msg[512];
+    int c = tool_common_option(o, argc, argv, i, msg, sizeof msg);
+    return c < 0 ? -tool_usage(sub, "%s", msg) : c;
+}

@@ -64,12 +64,8 @@ static int parse(int argc, char **argv, tool_opts *o, args *a)
     static const char *const modes[] = { "--rank", "--energy", "--error", "--budget" };
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            printf("%s%s", help, tool_common_help);
-            exit(0);
-        }
-        int c = tool_common_option(o, argc, argv, &i, msg, sizeof msg);
-        if (c < 0) return tool_usage(SUB, "%s", msg);
+        int c = tool_shared_option(o, SUB, help, argc, argv, &i);
+        if (c < 0) return -c;
         if (c) continue;
         bool done = false;
         for (int k = 0; k < 4 && !done; k++)
@@ -237,17 +233,11 @@ static char *record(const args *a, const item *it, size_t n)
 static int write_out(const args *a, lr_safetensors *st, item *it, size_t n)
 {
     lr_st_tensor *t = NULL;
-    size_t nt = 0, nm = lr_safetensors_meta_count(st), k = 0;
+    size_t nt = 0;
     int rc = out_tensors(&t, &nt, st, it, n);
-    lr_st_meta *meta = rc ? NULL : calloc(nm + 1, sizeof *meta);
     char *rec = rc ? NULL : record(a, it, n);
-    if (!rc && (!meta || !rec)) rc = tool_failf(SUB, "out of memory");
-    for (size_t i = 0; i < nm && !rc; i++)
-        if (strcmp(lr_safetensors_meta_at(st, i)->key, "lowrank")) meta[k++] = *lr_safetensors_meta_at(st, i);
-    if (!rc) meta[k++] = (lr_st_meta){ "lowrank", rec };
-    lr_err e = { 0 };
-    if (!rc && lr_safetensors_write(a->out, t, nt, meta, k, &e)) rc = tool_fail(SUB, &e);
-    free(t), free(meta), free(rec);
+    if (!rc) rc = tool_write_st(SUB, a->out, st, t, nt, rec);
+    free(t), free(rec);
     return rc;
 }
 

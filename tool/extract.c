@@ -40,12 +40,8 @@ static int parse(int argc, char **argv, tool_opts *o, args *a)
     static const char *const modes[] = { "--rank", "--energy", "--error" };
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            printf("%s%s", help, tool_common_help);
-            exit(0);
-        }
-        int c = tool_common_option(o, argc, argv, &i, msg, sizeof msg);
-        if (c < 0) return tool_usage(SUB, "%s", msg);
+        int c = tool_shared_option(o, SUB, help, argc, argv, &i);
+        if (c < 0) return -c;
         if (c) continue;
         int k = 0;
         while (k < 3 && !lr_cli_match(s, modes[k])) k++;

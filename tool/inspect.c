@@ -38,12 +38,8 @@ static int parse(int argc, char **argv, tool_opts *o, const char **model, const 
     *model = *svg = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s%s", help, tool_common_help);
-            exit(0);
-        }
-        int c = tool_common_option(o, argc, argv, &i, msg, sizeof msg);
-        if (c < 0) return tool_usage(SUB, "%s", msg);
+        int c = tool_shared_option(o, SUB, help, argc, argv, &i);
+        if (c < 0) return -c;
         if (c) continue;
         if (lr_cli_match(a, "--spectrum")) {
             if (!lr_cli_value(argc, argv, &i, "--spectrum", svg, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);

@@ -154,25 +154,20 @@ static int merge_one(lr_safetensors *st, lr_safetensors *ref, layer *ly, double 
 
 static int write_out(const args *a, lr_safetensors *st, const layer *ly, size_t n)
 {
-    size_t nt = lr_safetensors_count(st), nm = lr_safetensors_meta_count(st), k = 0;
+    size_t nt = lr_safetensors_count(st);
     lr_st_tensor *t = calloc(nt ? nt : 1, sizeof *t);
-    lr_st_meta *meta = calloc(nm + 1, sizeof *meta);
     json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "command", SUB, "version", LOWRANK_VERSION, "adapter", a->adapter,
                           "unmerge", a->unmerge);
     char *rec = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
-    int rc = t && meta && rec ? 0 : tool_failf(SUB, "out of memory");
+    int rc = t ? 0 : tool_failf(SUB, "out of memory");
     for (size_t i = 0; i < nt && !rc; i++) {
         t[i] = *lr_safetensors_at(st, i); /* the file's little-endian bytes: this is a little-endian host */
         for (size_t j = 0; j < n; j++)
             if (ly[j].t == lr_safetensors_at(st, i)) t[i].data = ly[j].buf;
     }
-    for (size_t i = 0; i < nm && !rc; i++)
-        if (strcmp(lr_safetensors_meta_at(st, i)->key, "lowrank")) meta[k++] = *lr_safetensors_meta_at(st, i);
-    if (!rc) meta[k++] = (lr_st_meta){ "lowrank", rec };
-    lr_err e = { 0 };
-    if (!rc && lr_safetensors_write(a->out, t, nt, meta, k, &e)) rc = tool_fail(SUB, &e);
-    free(t), free(meta), free(rec);
+    if (!rc) rc = tool_write_st(SUB, a->out, st, t, nt, rec);
+    free(t), free(rec);
     return rc;
 }
 

@@ -32,6 +32,14 @@ int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, s
 /* Help text for the shared options. */
 extern const char tool_common_help[];
 
+/* --help (prints help and the shared options' help, exits 0) or a shared option at argv[*i]:
+ * 1 consumed, 0 not one of them, -2 a usage error (printed). */
+int tool_shared_option(tool_opts *o, const char *sub, const char *help, int argc, char **argv, int *i);
+/* Writes tensors t[0..nt) to out with src's __metadata__, its "lowrank" entry replaced by
+ * record (a JSON text); 0, or 1 with the message printed. */
+int tool_write_st(const char *sub, const char *out, const lr_safetensors *src, const lr_st_tensor *t, size_t nt,
+                  const char *record);
+
 /* A usage error: prints it with a pointer to --help; returns 2. */
 int tool_usage(const char *sub, const char *fmt, ...)
 #if defined(__GNUC__)
