@@ -80,6 +80,13 @@ static void test_basis_and_projection(void **state)
     assert_int_equal(pb.samples, N);
     assert_int_equal(pb.k[0], 3); /* the retained inputs span 3 dimensions */
     assert_int_equal(pb.k[1], 0); /* not asked for */
+    /* randomized with too few values for the energy asked: it falls back to the exact SVD */
+    lr_preserve_basis pr;
+    lr_preserve_opts few = o;
+    few.svd.method = LR_SPECTRUM_RANDOMIZED, few.svd.rank = 2;
+    assert_int_equal(lr_preserve_basis_init(&pr, &net, 1u, &d.retained, &few, NULL), LR_OK);
+    assert_int_equal(pr.k[0], 3);
+    lr_preserve_basis_free(&pr);
     for (size_t i = 0; i < 3; i++) /* orthonormal rows */
         for (size_t j = 0; j < 3; j++) {
             double dot = 0;

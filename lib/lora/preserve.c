@@ -12,6 +12,7 @@
 lr_preserve_opts lr_preserve_opts_default(void)
 {
     lr_preserve_opts o = { .energy = 0.99, .max_samples = 2000, .svd = lr_spectrum_opts_default() };
+    o.svd.method = LR_SPECTRUM_RANDOMIZED; /* the top 256 values, exact ones when they do not suffice */
     return o;
 }
 
@@ -87,9 +88,14 @@ static lr_status basis_of(lr_preserve_basis *pb, size_t l, lr_cmat x, const lr_p
     bool found;
     lr_status s = lr_spectrum_init(&sp, &vec, x, &o->svd, err);
     if (!s) s = lr_spectrum_rank_for_energy(&sp, o->energy, &k, &found, err);
-    if (!s && !found)
-        s = lr__fail(err, LR_EINVAL, "preserve: linear%zu: the %zu singular values computed do not hold %g of the "
-                     "inputs' energy; use the exact SVD", l + 1, sp.known, o->energy);
+    if (!s && !found) { /* the top values did not hold the energy asked for: every value then */
+        lr_spectrum_opts exact = o->svd;
+        exact.method = LR_SPECTRUM_EXACT;
+        lr_spectrum_free(&sp);
+        lr_usv_free(&vec);
+        s = lr_spectrum_init(&sp, &vec, x, &exact, err);
+        if (!s) s = lr_spectrum_rank_for_energy(&sp, o->energy, &k, &found, err);
+    }
     if (!s && k == 0) k = 1;
     if (!s) s = lr_mat_init(&pb->v[l], k, x.cols, err);
     for (size_t i = 0; !s && i < k; i++) memcpy(pb->v[l].data + i * x.cols, vec.vt.data + i * vec.vt.ld, x.cols * 4);
