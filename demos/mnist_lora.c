@@ -351,6 +351,9 @@ static int check_options(const options *o)
     if (o->adapter && o->train_only)
         return usage_error("--adapter and %s conflict: --adapter evaluates a saved adapter without "
                            "fine-tuning", o->train_only);
+    if (o->pissa && (o->preserve.all || (o->preserve.mask & PRESERVE_NULLSPACE)))
+        return usage_error("--init pissa and --preserve %s conflict: the nullspace projection would change "
+                           "PiSSA's A, which its residual base is built from", o->preserve.all ? "all" : "nullspace");
     if (o->adapter && !o->load)
         return usage_error("--adapter needs --load CKPT: the base model the adapter was trained on");
     if (o->save && check_output_path("--save", o->save, false)) return 2;
@@ -1397,6 +1400,7 @@ static int run_method(run *r, method_row *m)
 {
     lr_err e = { { 0 } };
     size_t pbytes = r->net.n_params * sizeof(float);
+    if (r->lm) lr_lora_remove(r->lm, r->adapter, NULL); /* puts a PiSSA base back */
     lr_lora_free(r->lm); /* the previous method's adapter: the next starts from the same init */
     r->lm = NULL;
     if (make_adapter(r, r->digit)) return 1;

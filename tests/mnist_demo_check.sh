@@ -79,6 +79,7 @@ if [ "$mode" = cli ]; then
   expect 2 "--replay-fraction" --replay-fraction 0.95
   expect 2 "--distill-weight" --distill-weight -1
   expect 2 "--retained-samples" --retained-samples 0
+  expect 2 "--init pissa and --preserve nullspace conflict" --init pissa --preserve nullspace+replay
   expect 2 "--adapter and --preserve conflict" --load "$tmp/x.safetensors" --adapter "$tmp/adir" --preserve replay
   expect 2 "--json takes no value" --json=yes
   expect 2 "--keep-subnormals takes no value" --keep-subnormals=1
