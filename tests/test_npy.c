@@ -434,6 +434,100 @@ static void test_files_and_args(void **state)
     free(dir);
 }
 
+/* lr_npy_load_rows reads any block of rows (all of them, none, the last, one past the
+ * end is an error) equal to the same rows of lr_npy_load's matrix, f4 and f8; it checks
+ * the file as strictly as lr_npy_load (truncated, extra bytes, bad header); lr_npy_shape
+ * reads the shape alone. */
+static void test_load_rows(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir(), *p = lr_test_path(dir, "w.npy");
+    lr_rng rng;
+    lr_rng_seed(&rng, 13);
+    lr_mat w, all, m;
+    lr_err e = { "" };
+    assert_int_equal(lr_mat_init(&w, 37, 5, NULL), LR_OK);
+    lr_rng_fill_normal(&rng, w, 0.0f, 1.0f);
+    assert_int_equal(lr_npy_save(p, lr_cm(w), &e), LR_OK);
+    assert_int_equal(lr_npy_load(&all, p, &e), LR_OK);
+    size_t rows = 0, cols = 0;
+    assert_int_equal(lr_npy_shape(&rows, &cols, p, &e), LR_OK);
+    assert_int_equal(rows, 37);
+    assert_int_equal(cols, 5);
+    static const size_t blocks[][2] = { { 0, 37 }, { 0, 0 }, { 37, 0 }, { 36, 1 }, { 0, 1 }, { 12, 13 }, { 5, 0 } };
+    for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+        size_t first = blocks[b][0], count = blocks[b][1];
+        assert_int_equal(lr_npy_load_rows(&m, p, first, count, &e), LR_OK);
+        assert_int_equal(m.rows, count);
+        assert_int_equal(m.cols, 5);
+        assert_int_equal(m.ld, 5);
+        if (count) assert_memory_equal(m.data, all.data + first * 5, count * 5 * sizeof(float));
+        lr_mat_free(&m);
+    }
+    /* beyond the end: the shape in the message */
+    static const size_t bad[][2] = { { 37, 1 }, { 0, 38 }, { 38, 0 }, { 1, (size_t)-1 }, { (size_t)-1, 2 } };
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        m.data = (float *)&m;
+        assert_int_equal(lr_npy_load_rows(&m, p, bad[b][0], bad[b][1], &e), LR_EDIM);
+        assert_msg_contains(e.msg, "w.npy: ");
+        assert_msg_contains(e.msg, "but the shape is (37, 5) (37 rows)");
+        assert_null(m.data);
+    }
+    /* float64 rows, rounded as lr_npy_load rounds; an out-of-range value named by its
+     * row in the file */
+    lr_test_write_file(p, np_f8_v2, sizeof np_f8_v2);
+    assert_int_equal(lr_npy_load_rows(&m, p, 1, 1, &e), LR_OK);
+    assert_int_equal(m.rows, 1);
+    for (int j = 0; j < 3; j++) assert_true(m.data[j] == (float)np_f8_values[3 + j]);
+    lr_mat_free(&m);
+    const double big[4] = { 1, 2, 3, -1e300 };
+    bytes bb = make_npy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }\n", big, sizeof big);
+    lr_test_write_file(p, bb.p, bb.n);
+    free(bb.p);
+    assert_int_equal(lr_npy_load_rows(&m, p, 0, 1, &e), LR_OK);
+    lr_mat_free(&m);
+    assert_int_equal(lr_npy_load_rows(&m, p, 1, 1, &e), LR_ERANGE);
+    assert_msg_contains(e.msg, "element (1, 1) = -1.0000000000000001e+300 is beyond the float32 range");
+    assert_null(m.data);
+    /* as strict as lr_npy_load: the whole file is checked, not only the rows asked for */
+    lr_test_write_file(p, np_f4_v1, sizeof np_f4_v1 - 1);
+    assert_int_equal(lr_npy_load_rows(&m, p, 0, 1, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "w.npy: truncated: shape (2, 3) of '<f4' expected 24 bytes of data, found 23");
+    assert_int_equal(lr_npy_shape(&rows, &cols, p, &e), LR_EFORMAT);
+    assert_int_equal(rows, 0);
+    unsigned char longer[sizeof np_f4_v1 + 4] = { 0 };
+    memcpy(longer, np_f4_v1, sizeof np_f4_v1);
+    lr_test_write_file(p, longer, sizeof longer);
+    assert_int_equal(lr_npy_load_rows(&m, p, 0, 0, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "4 extra bytes after the data");
+    bb = make_npy(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }\n", NULL, 24);
+    lr_test_write_file(p, bb.p, bb.n);
+    free(bb.p);
+    assert_int_equal(lr_npy_load_rows(&m, p, 0, 1, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "dtype '<i4' (4-byte signed integer) not supported");
+    bb = make_npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }\n", NULL, 24);
+    lr_test_write_file(p, bb.p, bb.n);
+    free(bb.p);
+    assert_int_equal(lr_npy_load_rows(&m, p, 0, 1, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "shape (6,) is 1-D; expected 2-D");
+    assert_int_equal(lr_npy_load_rows(&m, dir, 0, 1, &e), LR_EIO);
+    assert_msg_contains(e.msg, "is a directory");
+    char *missing = lr_test_path(dir, "missing.npy");
+    assert_int_equal(lr_npy_load_rows(&m, missing, 0, 1, &e), LR_EIO);
+    assert_msg_contains(e.msg, "missing.npy");
+    assert_int_equal(lr_npy_shape(&rows, &cols, missing, &e), LR_EIO);
+    free(missing);
+    assert_int_equal(lr_npy_load_rows(NULL, p, 0, 1, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_load_rows(&m, NULL, 0, 1, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_shape(NULL, &cols, p, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_shape(&rows, &cols, NULL, &e), LR_EINVAL);
+    lr_mat_free(&w);
+    lr_mat_free(&all);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 /* A failed save leaves no new file and no temp file, and an old file unchanged. */
 static void test_failed_save_leaves_nothing(void **state)
 {
@@ -531,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_preamble),
         cmocka_unit_test(test_float64_range),
         cmocka_unit_test(test_files_and_args),
+        cmocka_unit_test(test_load_rows),
         cmocka_unit_test(test_failed_save_leaves_nothing),
         cmocka_unit_test(test_mutations),
     };

@@ -317,7 +317,16 @@ static lr_status check_descr(const char *descr, const char *name, size_t *itemsi
 
 /* ---- reading ------------------------------------------------------------------- */
 
-static lr_status load_source(source *s, lr_mat *out, lr_err *err)
+/* What the preamble and header say, checked against the file: a 2-D '<f4'/'<f8' C-order
+ * array whose data fills the rest of the source exactly. Leaves s->pos at the data. */
+typedef struct {
+    size_t rows, cols, itemsize;
+    size_t data_off;  /* offset of element (0, 0) in the source */
+    char descr[64];
+    char shape[128];  /* as Python prints it, for messages */
+} npy_info;
+
+static lr_status read_info(source *s, npy_info *info, lr_err *err)
 {
     const char *name = s->name;
     unsigned char pre[12];
@@ -369,8 +378,8 @@ static lr_status load_source(source *s, lr_mat *out, lr_err *err)
     if (h.fortran)
         return lr__fail(err, LR_EFORMAT, "%s: fortran_order True not supported (column-major data); save np.ascontiguousarray(a) instead",
                         name);
-    char shp[128];
-    format_shape(&h, shp, sizeof shp);
+    char *shp = info->shape;
+    format_shape(&h, shp, sizeof info->shape);
     if (h.ndim != 2)
         return lr__fail(err, LR_EFORMAT, "%s: shape %s is %zu-D; expected 2-D", name, shp, h.ndim);
     size_t rows = h.dims[0], cols = h.dims[1], count, need;
@@ -383,37 +392,61 @@ static lr_status load_source(source *s, lr_mat *out, lr_err *err)
     if (have > need)
         return lr__fail(err, LR_EFORMAT, "%s: %zu extra bytes after the data: shape %s of '%s' expected %zu bytes of data, found %zu",
                         name, have - need, shp, h.descr, need, have);
+    info->rows = rows;
+    info->cols = cols;
+    info->itemsize = itemsize;
+    info->data_off = s->pos;
+    memcpy(info->descr, h.descr, sizeof info->descr);
+    return LR_OK;
+}
 
-    lr_mat m;
-    if ((st = lr_mat_init(&m, rows, cols, err))) return st;
-    if (itemsize == 4) {
-        st = src_read(s, m.data, need, err);
+/* m: (count, cols) <- rows first..first+count-1 of the data, the source positioned at row
+ * `first`; float64 is rounded once to float32 (messages name the element by its row in
+ * the file). */
+static lr_status read_rows(source *s, const npy_info *info, lr_mat m, size_t first, lr_err *err)
+{
+    const char *name = s->name;
+    const size_t cols = info->cols, count = m.rows * cols;
+    lr_status st = LR_OK;
+    if (info->itemsize == 4) {
+        st = src_read(s, m.data, count * 4, err);
         if (!st && !host_is_little()) swap_bytes(m.data, count, 4);
-    } else {
-        /* float64 in chunks, rounded to nearest float32 once; a finite value that
-         * rounds to Inf would silently change the matrix, so it is refused */
-        enum { CHUNK = 4096 };
-        double *buf = malloc(CHUNK * sizeof(double));
-        if (!buf) st = lr__fail(err, LR_ENOMEM, "%s: out of memory", name);
-        for (size_t done = 0; !st && done < count;) {
-            size_t k = count - done < CHUNK ? count - done : CHUNK;
-            if ((st = src_read(s, buf, k * 8, err))) break;
-            if (!host_is_little()) swap_bytes(buf, k, 8);
-            for (size_t i = 0; i < k; i++) {
-                float v = (float)buf[i];
-                if (isinf(v) && isfinite(buf[i])) {
-                    size_t at = done + i;
-                    st = lr__fail(err, LR_ERANGE, "%s: element (%zu, %zu) = %.17g is beyond the float32 range (max %g)",
-                                  name, at / cols, at % cols, buf[i], (double)FLT_MAX);
-                    break;
-                }
-                m.data[done + i] = v;
-            }
-            done += k;
-        }
-        free(buf);
+        return st;
     }
-    if (st) { lr_mat_free(&m); return st; }
+    /* float64 in chunks, rounded to nearest float32 once; a finite value that
+     * rounds to Inf would silently change the matrix, so it is refused */
+    enum { CHUNK = 4096 };
+    double *buf = malloc(CHUNK * sizeof(double));
+    if (!buf) return lr__fail(err, LR_ENOMEM, "%s: out of memory", name);
+    for (size_t done = 0; done < count;) {
+        size_t k = count - done < CHUNK ? count - done : CHUNK;
+        if ((st = src_read(s, buf, k * 8, err))) break;
+        if (!host_is_little()) swap_bytes(buf, k, 8);
+        for (size_t i = 0; i < k; i++) {
+            float v = (float)buf[i];
+            if (isinf(v) && isfinite(buf[i])) {
+                size_t at = done + i;
+                st = lr__fail(err, LR_ERANGE, "%s: element (%zu, %zu) = %.17g is beyond the float32 range (max %g)",
+                              name, first + at / cols, at % cols, buf[i], (double)FLT_MAX);
+                break;
+            }
+            m.data[done + i] = v;
+        }
+        if (st) break;
+        done += k;
+    }
+    free(buf);
+    return st;
+}
+
+static lr_status load_source(source *s, lr_mat *out, lr_err *err)
+{
+    npy_info info;
+    lr_status st;
+    if ((st = read_info(s, &info, err))) return st;
+    lr_mat m;
+    if ((st = lr_mat_init(&m, info.rows, info.cols, err))) return st;
+    if ((st = read_rows(s, &info, m, 0, err))) { lr_mat_free(&m); return st; }
     *out = m;
     return LR_OK;
 }
@@ -445,6 +478,68 @@ lr_status lr_npy_load(lr_mat *out, const char *path, lr_err *err)
     if (st) return st;
     source s = { f, NULL, (size_t)sb.st_size, 0, path };
     st = load_source(&s, out, err);
+    fclose(f);
+    return st;
+}
+
+/* Opens path as lr_npy_load does and reads its preamble and header (read_info). */
+static lr_status open_info(FILE **f, source *s, npy_info *info, const char *path, lr_err *err)
+{
+    struct stat sb;
+    lr_status st = lr__open_regular(f, &sb, path, "a .npy file", err);
+    if (st) return st;
+    *s = (source){ *f, NULL, (size_t)sb.st_size, 0, path };
+    if ((st = read_info(s, info, err))) {
+        fclose(*f);
+        *f = NULL;
+    }
+    return st;
+}
+
+lr_status lr_npy_shape(size_t *rows, size_t *cols, const char *path, lr_err *err)
+{
+    if (!rows || !cols) return lr__fail(err, LR_EINVAL, "lr_npy_shape: rows or cols is NULL");
+    *rows = *cols = 0;
+    if (!path) return lr__fail(err, LR_EINVAL, "lr_npy_shape: path is NULL");
+    FILE *f;
+    source s;
+    npy_info info;
+    lr_status st = open_info(&f, &s, &info, path, err);
+    if (st) return st;
+    fclose(f);
+    *rows = info.rows;
+    *cols = info.cols;
+    return LR_OK;
+}
+
+lr_status lr_npy_load_rows(lr_mat *out, const char *path, size_t first, size_t count, lr_err *err)
+{
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_npy_load_rows: out is NULL");
+    empty_out(out);
+    if (!path) return lr__fail(err, LR_EINVAL, "lr_npy_load_rows: path is NULL");
+    FILE *f;
+    source s;
+    npy_info info;
+    lr_status st = open_info(&f, &s, &info, path, err);
+    if (st) return st;
+    if (first > info.rows || count > info.rows - first) {
+        fclose(f);
+        return lr__fail(err, LR_EDIM, "%s: %zu rows from row %zu asked for, but the shape is %s (%zu rows)", path,
+                        count, first, info.shape, info.rows);
+    }
+    /* the offset fits: the whole data was checked against the file size */
+    size_t off = info.data_off + first * info.cols * info.itemsize;
+    if (count && info.cols && fseeko(f, (off_t)off, SEEK_SET) != 0) {
+        st = lr__fail(err, LR_EIO, "%s: cannot seek to row %zu (offset %zu): %s", path, first, off, strerror(errno));
+        fclose(f);
+        return st;
+    }
+    s.pos = off;
+    lr_mat m;
+    if (!(st = lr_mat_init(&m, count, info.cols, err))) {
+        if ((st = read_rows(&s, &info, m, first, err))) lr_mat_free(&m);
+        else *out = m;
+    }
     fclose(f);
     return st;
 }

@@ -38,6 +38,19 @@ extern "C" {
  * LR_ENOMEM; LR_EINVAL: NULL arguments. */
 LR_API lr_status lr_npy_load(lr_mat *out, const char *path, lr_err *err);
 
+/* *rows, *cols <- the shape of a 2-D .npy file, reading only its preamble and header; the
+ * file is checked as lr_npy_load checks it (dtype, order, 2-D, data size equal to the
+ * shape's), only its data is not read. Errors as lr_npy_load; on failure both are 0. */
+LR_API lr_status lr_npy_shape(size_t *rows, size_t *cols, const char *path, lr_err *err);
+
+/* Rows first..first+count-1 of a 2-D .npy file into a fresh owning matrix (count, cols),
+ * reading only those rows (one seek to their offset): a process of a distributed job
+ * reads its block of a matrix that would not fit in its memory. The file is checked
+ * exactly as lr_npy_load checks it (the whole file's size included), float64 is rounded
+ * as there, and count = 0 gives an empty (0, cols) matrix. first + count beyond the rows
+ * is LR_EDIM naming the shape; other errors as lr_npy_load. On failure *out is empty. */
+LR_API lr_status lr_npy_load_rows(lr_mat *out, const char *path, size_t first, size_t count, lr_err *err);
+
 /* The same from n bytes in memory; `name` (may be NULL) prefixes messages. */
 LR_API lr_status lr_npy_load_mem(lr_mat *out, const void *buf, size_t n, const char *name, lr_err *err);
 
