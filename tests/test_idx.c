@@ -87,6 +87,38 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The in-memory readers on the bytes of the file at path (named by path) give what the file
+ * readers give: the same status, the same message, the same examples. Returns the status. */
+static lr_status same_in_memory(const char *path, int images, size_t rows, size_t cols, unsigned max_label)
+{
+    size_t n;
+    unsigned char *bytes = lr_test_read_file(path, &n);
+    lr_mnist f, m;
+    lr_err ef = { { 0 } }, em = { { 0 } };
+    lr_status sf = images ? lr_idx_read_images(&f, path, rows, cols, &ef) : lr_idx_read_labels(&f, path, max_label, &ef);
+    lr_status sm = images ? lr_idx_images_from_memory(&m, bytes, n, path, rows, cols, &em)
+                          : lr_idx_labels_from_memory(&m, bytes, n, path, max_label, &em);
+    assert_int_equal(sm, sf);
+    if (sf) {
+        assert_string_equal(em.msg, ef.msg);
+        assert_null(m.pixels);
+        assert_null(m.labels);
+        assert_int_equal(m.n, 0);
+    } else {
+        assert_int_equal(m.n, f.n);
+        assert_int_equal(m.rows, f.rows);
+        assert_int_equal(m.cols, f.cols);
+        size_t bytes_n = images ? f.n * f.rows * f.cols : f.n;
+        if (images && bytes_n) assert_memory_equal(m.pixels, f.pixels, bytes_n);
+        else if (bytes_n) assert_memory_equal(m.labels, f.labels, bytes_n);
+        assert_true(images ? m.labels == NULL : m.pixels == NULL);
+    }
+    lr_mnist_free(&f);
+    lr_mnist_free(&m);
+    free(bytes);
+    return sf;
+}
+
 /* Expects image-file `bytes` (written raw or gzipped) to be refused by lr_mnist_load with a
  * message containing `needle` and the file name. */
 static void expect_images_rejected(const char *dir, const void *bytes, size_t n, int gz,
@@ -106,6 +138,7 @@ static void expect_images_rejected(const char *dir, const void *bytes, size_t n,
     assert_null(m.labels);
     assert_int_equal(m.n, 0);
     lr_mnist_free(&m);
+    same_in_memory(ip, 1, 28, 28, 0);
     free(ip);
     free(lp);
 }
@@ -122,6 +155,7 @@ static void expect_labels_rejected(const char *dir, const void *bytes, size_t n,
     assert_msg_contains(err.msg, needle);
     assert_null(l.labels);
     assert_int_equal(l.n, 0);
+    assert_int_equal(same_in_memory(lp, 0, 0, 0, 9), want);
     free(lp);
 }
 
@@ -145,6 +179,8 @@ static void test_round_trip_raw_and_gzip(void **state)
         assert_int_equal(m.cols, 28);
         assert_memory_equal(m.pixels, px, 7 * 784);
         assert_memory_equal(m.labels, lb, 7);
+        assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_OK);
+        assert_int_equal(same_in_memory(lp, 0, 0, 0, 9), LR_OK);
         lr_mnist_free(&m);
         assert_null(m.pixels);
         lr_mnist_free(&m); /* twice is fine */
@@ -184,6 +220,7 @@ static void test_any_image_size_and_big_gzip(void **state)
     assert_int_equal(im.n, 3000);
     assert_memory_equal(im.pixels, px, 3000 * 784);
     lr_mnist_free(&im);
+    assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_OK);
     free(px);
     free(lb);
     free(ip);
@@ -405,6 +442,7 @@ static void test_bad_gzip(void **state)
         assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_EFORMAT);
         assert_msg_contains(err.msg, ip);
         assert_msg_contains(err.msg, "truncated gzip stream");
+        assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_EFORMAT);
     }
     /* a wrong CRC in the trailer: all data arrives, then the check fails */
     gz[n - 8] ^= 0x5a;
@@ -412,18 +450,23 @@ static void test_bad_gzip(void **state)
     assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "corrupt gzip stream");
     assert_msg_contains(err.msg, "incorrect data check");
+    assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_EFORMAT);
     gz[n - 8] ^= 0x5a;
     /* a wrong length in the trailer */
     gz[n - 1] ^= 0x01;
     lr_test_write_file(ip, gz, n);
     assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "corrupt gzip stream");
+    assert_msg_contains(err.msg, "incorrect length check");
+    assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_EFORMAT);
     gz[n - 1] ^= 0x01;
     /* an unknown compression method in the gzip header */
     gz[2] = 7;
     lr_test_write_file(ip, gz, n);
     assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "corrupt gzip stream");
+    assert_msg_contains(err.msg, "unknown compression method");
+    assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_EFORMAT);
     gz[2] = 8;
     /* garbage in the deflate data: a block type that does not exist (BTYPE = 11) */
     gz[10] = 0x07;
@@ -431,6 +474,7 @@ static void test_bad_gzip(void **state)
     assert_int_equal(lr_mnist_load(&m, ip, lp, &err), LR_EFORMAT);
     assert_msg_contains(err.msg, "corrupt gzip stream");
     assert_msg_contains(err.msg, "invalid block type");
+    assert_int_equal(same_in_memory(ip, 1, 28, 28, 0), LR_EFORMAT);
     assert_null(m.pixels);
     free(gz);
     free(ip);
@@ -536,6 +580,81 @@ static void test_bad_paths(void **state)
     free(lb);
 }
 
+/* ---- in memory ---- */
+
+/* gzip members after the first are read on (as gzip -d does); anything else after the
+ * stream, and bad arguments, are refused by both readers alike. */
+static void test_memory_gzip_members_and_trailing(void **state)
+{
+    fixture *fx = *state;
+    uint8_t *px, *lb;
+    make_set(3, 28, 28, &px, &lb);
+    uint32_t d[3] = { 3, 28, 28 };
+    buf b = idx_bytes(0x00000803u, 3, d, px, 3 * 784);
+    char *p1 = lr_test_path(fx->dir, "a.gz"), *p2 = lr_test_path(fx->dir, "b.gz");
+    /* two members: the header and the first image, then the rest */
+    write_gz(p1, b.b, 16 + 784);
+    write_gz(p2, b.b + 16 + 784, b.n - 16 - 784);
+    size_t n1, n2;
+    unsigned char *g1 = lr_test_read_file(p1, &n1), *g2 = lr_test_read_file(p2, &n2);
+    unsigned char *cat = malloc(n1 + n2 + 4);
+    memcpy(cat, g1, n1);
+    memcpy(cat + n1, g2, n2);
+    char *pc = lr_test_path(fx->dir, "cat.gz");
+    lr_test_write_file(pc, cat, n1 + n2);
+    lr_mnist m;
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_idx_images_from_memory(&m, cat, n1 + n2, "cat.gz", 28, 28, &err), LR_OK);
+    assert_int_equal(m.n, 3);
+    assert_memory_equal(m.pixels, px, 3 * 784);
+    lr_mnist_free(&m);
+    assert_int_equal(same_in_memory(pc, 1, 28, 28, 0), LR_OK);
+
+    /* junk after the last member (zero padding, text) */
+    const char *junk[] = { "\0\0\0\0", "junk" };
+    for (int i = 0; i < 2; i++) {
+        memcpy(cat + n1 + n2, junk[i], 4);
+        lr_test_write_file(pc, cat, n1 + n2 + 4);
+        assert_int_equal(lr_idx_images_from_memory(&m, cat, n1 + n2 + 4, "cat.gz", 28, 28, &err), LR_EFORMAT);
+        assert_msg_contains(err.msg, "cat.gz: data after the end of the gzip stream that is not gzip");
+        assert_null(m.pixels);
+        assert_int_equal(same_in_memory(pc, 1, 28, 28, 0), LR_EFORMAT);
+    }
+    /* a second member cut short */
+    memcpy(cat + n1, g2, n2);
+    lr_test_write_file(pc, cat, n1 + n2 / 2);
+    assert_int_equal(same_in_memory(pc, 1, 28, 28, 0), LR_EFORMAT);
+    assert_int_equal(lr_idx_images_from_memory(&m, cat, n1 + n2 / 2, NULL, 28, 28, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "(IDX data): truncated gzip stream");
+
+    /* no name: "(IDX data)" stands for it; no bytes; a NULL buffer; a NULL out */
+    assert_int_equal(lr_idx_images_from_memory(&m, b.b, 5, NULL, 0, 0, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "(IDX data): file ends after 5 bytes");
+    assert_int_equal(lr_idx_images_from_memory(&m, "", 0, "empty", 0, 0, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "empty: file ends after 0 bytes");
+    assert_int_equal(lr_idx_images_from_memory(&m, NULL, 0, "none", 0, 0, &err), LR_EFORMAT);
+    assert_int_equal(lr_idx_images_from_memory(&m, NULL, 16, "null", 0, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "null: buffer is NULL");
+    assert_int_equal(lr_idx_labels_from_memory(&m, NULL, 8, "null", 9, &err), LR_EINVAL);
+    assert_int_equal(lr_idx_images_from_memory(NULL, b.b, b.n, "x", 0, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "out is NULL");
+    assert_int_equal(lr_idx_labels_from_memory(NULL, b.b, b.n, "x", 9, NULL), LR_EINVAL);
+    /* the buffer is only read */
+    assert_int_equal(lr_idx_images_from_memory(&m, b.b, b.n, "raw", 28, 28, NULL), LR_OK);
+    b.b[16] ^= 0xff;
+    assert_int_equal(m.pixels[0], px[0]);
+    lr_mnist_free(&m);
+    free(cat);
+    free(g1);
+    free(g2);
+    free(p1);
+    free(p2);
+    free(pc);
+    free(b.b);
+    free(px);
+    free(lb);
+}
+
 /* ---- normalisation ---- */
 
 static uint32_t bits(float f)
@@ -629,6 +748,7 @@ static void test_real_mnist(void **state)
     assert_int_equal(tz.n, 10000);
     assert_memory_equal(tz.pixels, te.pixels, 10000 * 784);
     assert_memory_equal(tz.labels, te.labels, 10000);
+    assert_int_equal(same_in_memory(ig, 1, 28, 28, 0), LR_OK);
     lr_mnist_free(&tz);
     free(ig);
     free(lg);
@@ -650,6 +770,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_labels_and_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_gzip_members_and_trailing, setup, teardown),
         cmocka_unit_test(test_normalize),
         cmocka_unit_test_setup_teardown(test_real_mnist, setup, teardown),
     };

@@ -114,6 +114,11 @@ static lr_status st_write_null_names(lr_err *e)
     return lr_safetensors_write("/nonexistent/x.safetensors", NULL, 1, NULL, 0, e);
 }
 static lr_status idx_null(lr_err *e) { return lr_idx_read_labels(NULL, "x", 9, e); }
+static lr_status idx_mem_null(lr_err *e)
+{
+    lr_mnist m;
+    return lr_idx_images_from_memory(&m, NULL, 16, "buf", 28, 28, e);
+}
 static lr_status mnist_dir_split(lr_err *e)
 {
     lr_mnist m;
@@ -230,6 +235,7 @@ static const misuse_row rows[] = {
     { "lr_safetensors_from_memory of 3 bytes", st_mem_short, LR_EFORMAT, "buf" },
     { "lr_safetensors_write with tensors NULL", st_write_null_names, LR_EINVAL, "NULL" },
     { "lr_idx_read_labels(NULL)", idx_null, LR_EINVAL, "NULL" },
+    { "lr_idx_images_from_memory with buf NULL", idx_mem_null, LR_EINVAL, "NULL" },
     { "lr_mnist_load_dir with split \"valid\"", mnist_dir_split, LR_EINVAL, "valid" },
     { "lr_atomic_open(NULL)", atomic_null, LR_EINVAL, "NULL" },
     { "lr_atomic_open with path NULL", atomic_path_null, LR_EINVAL, "path is NULL" },

@@ -1,17 +1,26 @@
 /* idx.c — strict IDX reader (raw or gzip through zlib) and MNIST batch normalisation.
  *
- * The file is read as a stream (fread or gzread) so both forms share one code path. Sizes are
- * checked before anything large is allocated: a raw file's length is known from fstat, so a
- * header that declares more (or less) data than the file holds is refused at once; a gzip
- * stream's length is not, so its buffer grows as data actually arrives and a bogus header
- * cannot make us allocate gigabytes. After the declared data one more byte is asked for:
- * getting it means the file is longer than declared, and for gzip it also makes zlib read the
- * trailer, so a bad CRC or a stream cut inside the trailer is caught.
+ * One parser (header, dimensions, sizes, body, trailing data) reads from a source that is a
+ * raw file (fread), raw bytes in memory, or a gzip stream inflated with zlib whose input
+ * comes from the file in 128 KiB chunks or from memory. So the file readers and the
+ * in-memory ones (lr_idx_images_from_memory, the fuzz target's entry) refuse the same
+ * inputs with the same messages.
+ *
+ * Sizes are checked before anything large is allocated: raw data's length is known (fstat,
+ * or the buffer's), so a header that declares more (or less) data than there is is refused
+ * at once; a gzip stream's length is not, so its buffer grows as data actually arrives and a
+ * bogus header (or a gzip bomb) cannot make us allocate or inflate more than one byte past
+ * what the header declares. After the declared data one more byte is asked for: getting it
+ * means the data is longer than declared, and for gzip it also makes zlib read the trailer,
+ * so a bad CRC or a stream cut inside the trailer is caught. Concatenated gzip members are
+ * read as one stream (as gzip -d does); anything else after the last member is refused.
  */
 #include "lowrank/io/idx.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +31,55 @@
 #include "base/internal.h"
 #include "io/readfile.h"
 
+enum { GZ_CHUNK = 1 << 17 };
+
 typedef struct {
-    const char *path;
-    FILE *f;       /* raw file, or NULL */
-    gzFile gz;     /* gzip file, or NULL */
-    long long size; /* raw file size when known (regular file with st_size > 0), else -1 */
+    const char *path;               /* the file, or the name the caller gave the bytes */
+    FILE *f;                        /* the file, or NULL for bytes in memory */
+    const unsigned char *mem;       /* bytes in memory: mem[pos..len) are still unread */
+    size_t len, pos;
+    long long size;                 /* raw data's total length when known, else -1 */
+    bool gz, zinit, zend;           /* gzip; inflateInit2 done; at the end of a member */
+    z_stream z;
+    unsigned char *in;              /* gzip from a file: the input chunk (GZ_CHUNK) */
+    size_t out;                     /* gzip: bytes inflated so far */
 } idx_src;
 
 static void src_close(idx_src *s)
 {
     if (s->f) fclose(s->f);
-    if (s->gz) gzclose(s->gz);
+    if (s->zinit) inflateEnd(&s->z);
+    free(s->in);
     s->f = NULL;
-    s->gz = NULL;
+    s->in = NULL;
+    s->zinit = false;
+}
+
+/* gzip: sets up inflate for a gzip wrapper (windowBits 15 + 16) over what is left. */
+static lr_status src_start_gzip(idx_src *s, lr_err *err)
+{
+    s->gz = true;
+    if (s->f && !(s->in = malloc(GZ_CHUNK)))
+        return lr__fail(err, LR_ENOMEM, "%s: out of memory for gzip input", s->path);
+    memset(&s->z, 0, sizeof s->z);
+    int rc = inflateInit2(&s->z, 15 + 16);
+    if (rc != Z_OK)
+        return lr__fail(err, LR_ENOMEM, "%s: cannot start gzip decompression", s->path);
+    s->zinit = true;
+    return LR_OK;
+}
+
+static lr_status src_open_mem(idx_src *s, const void *buf, size_t n, const char *name, lr_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->path = name ? name : "(IDX data)";
+    s->size = -1;
+    if (!buf && n) return lr__fail(err, LR_EINVAL, "%s: buffer is NULL", s->path);
+    s->mem = buf;
+    s->len = n;
+    if (n >= 2 && s->mem[0] == 0x1f && s->mem[1] == 0x8b) return src_start_gzip(s, err);
+    s->size = n > (size_t)LLONG_MAX ? LLONG_MAX : (long long)n;
+    return LR_OK;
 }
 
 static lr_status src_open(idx_src *s, const char *path, lr_err *err)
@@ -54,28 +99,81 @@ static lr_status src_open(idx_src *s, const char *path, lr_err *err)
         fclose(f);
         return lr__fail(err, LR_EIO, "cannot read %s: %s", path, strerror(e));
     }
-    if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
-        /* gzip: hand a duplicate of the descriptor, rewound, to zlib */
-        int fd = dup(fileno(f));
-        int e = errno;
-        fclose(f);
-        if (fd < 0) return lr__fail(err, LR_EIO, "cannot read %s: %s", path, strerror(e));
-        if (lseek(fd, 0, SEEK_SET) != 0) {
-            e = errno;
-            close(fd);
-            return lr__fail(err, LR_EIO, "cannot read %s: %s", path, strerror(e));
-        }
-        s->gz = gzdopen(fd, "rb");
-        if (!s->gz) {
-            close(fd);
-            return lr__fail(err, LR_ENOMEM, "%s: cannot start gzip decompression", path);
-        }
-        gzbuffer(s->gz, 1u << 17);
-        return LR_OK;
-    }
     rewind(f);
     s->f = f;
+    if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) return src_start_gzip(s, err);
     if (st.st_size > 0) s->size = (long long)st.st_size;
+    return LR_OK;
+}
+
+/* Raw bytes: up to n into buf. */
+static lr_status raw_read(idx_src *s, void *buf, size_t n, size_t *got, lr_err *err)
+{
+    if (s->f) {
+        *got = fread(buf, 1, n, s->f);
+        if (*got < n && ferror(s->f))
+            return lr__fail(err, LR_EIO, "cannot read %s: %s", s->path, strerror(errno));
+        return LR_OK;
+    }
+    *got = n < s->len - s->pos ? n : s->len - s->pos;
+    if (*got) memcpy(buf, s->mem + s->pos, *got);
+    s->pos += *got;
+    return LR_OK;
+}
+
+/* gzip: makes the next compressed input available when inflate has used up the last; none
+ * left (z.avail_in == 0 on return) is the end of the input. */
+static lr_status gz_fill(idx_src *s, lr_err *err)
+{
+    if (s->z.avail_in) return LR_OK;
+    if (s->f) {
+        size_t r = fread(s->in, 1, GZ_CHUNK, s->f);
+        if (r < GZ_CHUNK && ferror(s->f))
+            return lr__fail(err, LR_EIO, "cannot read %s: %s", s->path, strerror(errno));
+        s->z.next_in = s->in;
+        s->z.avail_in = (uInt)r;
+        return LR_OK;
+    }
+    size_t take = s->len - s->pos;
+    if (take > UINT_MAX) take = UINT_MAX;
+    s->z.next_in = (unsigned char *)(uintptr_t)(s->mem + s->pos); /* zlib does not write it */
+    s->z.avail_in = (uInt)take;
+    s->pos += take;
+    return LR_OK;
+}
+
+/* gzip: inflates up to n bytes into buf; *got < n only at a clean end of the stream. */
+static lr_status gz_read(idx_src *s, unsigned char *buf, size_t n, size_t *got, lr_err *err)
+{
+    lr_status st;
+    *got = 0;
+    while (*got < n) {
+        if ((st = gz_fill(s, err))) return st;
+        if (s->zend) { /* after a member: the end, another member, or junk */
+            if (!s->z.avail_in) break;
+            if (s->z.next_in[0] != 0x1f)
+                return lr__fail(err, LR_EFORMAT, "%s: data after the end of the gzip stream that is "
+                                "not gzip (after %zu bytes of data)", s->path, s->out);
+            inflateReset(&s->z);
+            s->zend = false;
+        }
+        size_t want = n - *got;
+        if (want > UINT_MAX) want = UINT_MAX;
+        s->z.next_out = buf + *got;
+        s->z.avail_out = (uInt)want;
+        int rc = inflate(&s->z, Z_NO_FLUSH);
+        size_t made = want - s->z.avail_out;
+        *got += made;
+        s->out += made;
+        if (rc == Z_STREAM_END) s->zend = true;
+        else if (rc == Z_MEM_ERROR) return lr__fail(err, LR_ENOMEM, "%s: out of memory in zlib", s->path);
+        else if (rc == Z_BUF_ERROR) /* no progress with room for output: the input has ended */
+            return lr__fail(err, LR_EFORMAT, "%s: truncated gzip stream (unexpected end of file) "
+                            "after %zu bytes of data", s->path, s->out);
+        else if (rc != Z_OK)
+            return lr__fail(err, LR_EFORMAT, "%s: corrupt gzip stream: %s", s->path,
+                            s->z.msg ? s->z.msg : "bad data");
+    }
     return LR_OK;
 }
 
@@ -84,35 +182,7 @@ static lr_status src_open(idx_src *s, const char *path, lr_err *err)
 static lr_status src_read(idx_src *s, void *buf, size_t n, size_t *got, lr_err *err)
 {
     *got = 0;
-    if (s->f) {
-        *got = fread(buf, 1, n, s->f);
-        if (*got < n && ferror(s->f))
-            return lr__fail(err, LR_EIO, "cannot read %s: %s", s->path, strerror(errno));
-        return LR_OK;
-    }
-    unsigned char *p = buf;
-    while (*got < n) {
-        size_t want = n - *got;
-        if (want > (1u << 30)) want = 1u << 30; /* gzread counts in int */
-        int r = gzread(s->gz, p + *got, (unsigned)want);
-        if (r > 0) *got += (size_t)r;
-        if (r < 0 || (size_t)r < want) {
-            int zerr = Z_OK;
-            const char *msg = gzerror(s->gz, &zerr);
-            if (zerr == Z_ERRNO)
-                return lr__fail(err, LR_EIO, "cannot read %s: %s", s->path, strerror(errno));
-            if (zerr == Z_MEM_ERROR)
-                return lr__fail(err, LR_ENOMEM, "%s: out of memory in zlib", s->path);
-            if (zerr == Z_BUF_ERROR)
-                return lr__fail(err, LR_EFORMAT,
-                                "%s: truncated gzip stream (%s) after %zu bytes of data",
-                                s->path, msg, *got);
-            if (zerr != Z_OK)
-                return lr__fail(err, LR_EFORMAT, "%s: corrupt gzip stream: %s", s->path, msg);
-            break; /* a clean end of the stream */
-        }
-    }
-    return LR_OK;
+    return s->gz ? gz_read(s, buf, n, got, err) : raw_read(s, buf, n, got, err);
 }
 
 static uint32_t be32(const unsigned char *b)
@@ -120,10 +190,6 @@ static uint32_t be32(const unsigned char *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
 
-/* Reads an IDX unsigned-byte file with `ndims` dimensions into dims[] and *data (malloc'd,
- * *nbytes = product of dims). `what` is "images" or "labels" for messages. For images
- * (ndims 3) the image size is checked against want_rows x want_cols (0 = any) from the
- * header, before the data is read. */
 /* What the header of an IDX file declared, and how to name it in messages. */
 typedef struct {
     const char *path, *what, *gz; /* gz: " (after gzip decompression)" or "" */
@@ -252,30 +318,31 @@ static lr_status read_body(idx_src *s, const idx_hdr *h, uint8_t **data, lr_err 
     return st;
 }
 
-static lr_status read_idx(const char *path, unsigned ndims, const char *what,
-                          size_t want_rows, size_t want_cols, uint32_t *dims, uint8_t **data,
-                          size_t *nbytes, lr_err *err)
+/* The one parser: reads an IDX unsigned-byte file with `ndims` dimensions from an opened
+ * source (which it closes) into dims[] and *data (malloc'd, *nbytes = product of dims).
+ * `what` is "images" or "labels" for messages. */
+static lr_status read_idx(idx_src *s, lr_status open_st, unsigned ndims, const char *what, size_t want_rows,
+                          size_t want_cols, uint32_t *dims, uint8_t **data, size_t *nbytes, lr_err *err)
 {
     *data = NULL;
     *nbytes = 0;
-    idx_src s;
-    lr_status st = src_open(&s, path, err);
-    if (st) return st;
-    idx_hdr h = { path, what, s.gz ? " (after gzip decompression)" : "", ndims, 4 + 4 * (size_t)ndims, 0, "" };
-    if (!(st = read_header(&s, &h, want_rows, want_cols, dims, err)) && !(st = check_raw_size(&s, &h, err)) &&
-        !(st = read_body(&s, &h, data, err)))
-        *nbytes = h.total;
-    src_close(&s);
+    lr_status st = open_st;
+    if (!st) {
+        idx_hdr h = { s->path, what, s->gz ? " (after gzip decompression)" : "", ndims, 4 + 4 * (size_t)ndims, 0, "" };
+        if (!(st = read_header(s, &h, want_rows, want_cols, dims, err)) && !(st = check_raw_size(s, &h, err)) &&
+            !(st = read_body(s, &h, data, err)))
+            *nbytes = h.total;
+    }
+    src_close(s);
     return st;
 }
 
-lr_status lr_idx_read_images(lr_mnist *out, const char *path, size_t want_rows, size_t want_cols, lr_err *err)
+static lr_status read_images(lr_mnist *out, idx_src *s, lr_status open_st, size_t want_rows, size_t want_cols,
+                             lr_err *err)
 {
-    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_read_images: out is NULL");
-    memset(out, 0, sizeof *out);
     uint32_t d[3] = { 0, 0, 0 };
     size_t nbytes;
-    lr_status st = read_idx(path, 3, "images", want_rows, want_cols, d, &out->pixels, &nbytes, err);
+    lr_status st = read_idx(s, open_st, 3, "images", want_rows, want_cols, d, &out->pixels, &nbytes, err);
     if (st) return st;
     out->n = d[0];
     out->rows = d[1];
@@ -283,18 +350,16 @@ lr_status lr_idx_read_images(lr_mnist *out, const char *path, size_t want_rows, 
     return LR_OK;
 }
 
-lr_status lr_idx_read_labels(lr_mnist *out, const char *path, unsigned max_label, lr_err *err)
+static lr_status read_labels(lr_mnist *out, idx_src *s, lr_status open_st, unsigned max_label, lr_err *err)
 {
-    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_read_labels: out is NULL");
-    memset(out, 0, sizeof *out);
     uint32_t d[1] = { 0 };
     uint8_t *data;
     size_t nbytes;
-    lr_status st = read_idx(path, 1, "labels", 0, 0, d, &data, &nbytes, err);
+    lr_status st = read_idx(s, open_st, 1, "labels", 0, 0, d, &data, &nbytes, err);
     if (st) return st;
     for (size_t i = 0; i < nbytes; i++)
         if (data[i] > max_label) {
-            st = lr__fail(err, LR_EFORMAT, "%s: label %u at index %zu, expected 0..%u", path,
+            st = lr__fail(err, LR_EFORMAT, "%s: label %u at index %zu, expected 0..%u", s->path,
                           data[i], i, max_label);
             free(data);
             return st;
@@ -302,6 +367,44 @@ lr_status lr_idx_read_labels(lr_mnist *out, const char *path, unsigned max_label
     out->labels = data;
     out->n = nbytes;
     return LR_OK;
+}
+
+lr_status lr_idx_read_images(lr_mnist *out, const char *path, size_t want_rows, size_t want_cols, lr_err *err)
+{
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_read_images: out is NULL");
+    memset(out, 0, sizeof *out);
+    idx_src s;
+    lr_status st = src_open(&s, path, err);
+    return read_images(out, &s, st, want_rows, want_cols, err);
+}
+
+lr_status lr_idx_read_labels(lr_mnist *out, const char *path, unsigned max_label, lr_err *err)
+{
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_read_labels: out is NULL");
+    memset(out, 0, sizeof *out);
+    idx_src s;
+    lr_status st = src_open(&s, path, err);
+    return read_labels(out, &s, st, max_label, err);
+}
+
+lr_status lr_idx_images_from_memory(lr_mnist *out, const void *buf, size_t n, const char *name,
+                                    size_t want_rows, size_t want_cols, lr_err *err)
+{
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_images_from_memory: out is NULL");
+    memset(out, 0, sizeof *out);
+    idx_src s;
+    lr_status st = src_open_mem(&s, buf, n, name, err);
+    return read_images(out, &s, st, want_rows, want_cols, err);
+}
+
+lr_status lr_idx_labels_from_memory(lr_mnist *out, const void *buf, size_t n, const char *name,
+                                    unsigned max_label, lr_err *err)
+{
+    if (!out) return lr__fail(err, LR_EINVAL, "lr_idx_labels_from_memory: out is NULL");
+    memset(out, 0, sizeof *out);
+    idx_src s;
+    lr_status st = src_open_mem(&s, buf, n, name, err);
+    return read_labels(out, &s, st, max_label, err);
 }
 
 lr_status lr_mnist_load(lr_mnist *out, const char *images_path, const char *labels_path,

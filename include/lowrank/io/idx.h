@@ -45,6 +45,14 @@ LR_API lr_status lr_idx_read_images(lr_mnist *out, const char *path, size_t want
  * into out's n and labels (pixels NULL, rows = cols = 0). */
 LR_API lr_status lr_idx_read_labels(lr_mnist *out, const char *path, unsigned max_label, lr_err *err);
 
+/* The same two readers on the n bytes of an IDX file in memory (raw, or gzip when they start
+ * with 1f 8b: inflated with zlib), with the same checks and messages; `name` (may be NULL)
+ * stands for the file in messages. buf is only read, and may be freed once they return. */
+LR_API lr_status lr_idx_images_from_memory(lr_mnist *out, const void *buf, size_t n, const char *name,
+                                           size_t want_rows, size_t want_cols, lr_err *err);
+LR_API lr_status lr_idx_labels_from_memory(lr_mnist *out, const void *buf, size_t n, const char *name,
+                                           unsigned max_label, lr_err *err);
+
 /* Loads a 28x28 image file and its label file (labels 0..9, same count). On failure *out is
  * empty (lr_mnist_free on it is a no-op). */
 LR_API lr_status lr_mnist_load(lr_mnist *out, const char *images_path, const char *labels_path,
