@@ -17,7 +17,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------
 pkgs=(meson ninja-build pkg-config gcc libopenblas-dev liblapacke-dev libcmocka-dev zlib1g-dev
-      libjansson-dev python3 nodejs npm)
+      libjansson-dev python3 nodejs npm openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

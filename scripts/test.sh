@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — the whole test suite, as CI runs it:
-#   1. scripts/setup.sh (packages, MNIST, build) for build-ci with werror,
+#   1. scripts/setup.sh (packages, MNIST, build) for build-ci with werror and MPI (-Dmpi=enabled:
+#      the dist suite runs under mpirun with 1, 2 and 3 processes),
 #   2. every test there, the full-epoch end-to-end test included;
 #   3. the unit suite and the short lr-mnist runs again with LR_ISA=generic (the plain-C
 #      kernels, which never run by default on an x86 CPU with AVX2);
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 t0=$SECONDS
 step() { echo "== ($((SECONDS - t0)) s since the start) $*"; }
 step "setup: packages, MNIST, build-ci"
-scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release || exit 1
+scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release -Dmpi=enabled || exit 1
 step "setup: build-asan"
 scripts/setup.sh build-asan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false || exit 1
 step "setup: build-tsan"

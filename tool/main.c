@@ -17,6 +17,7 @@ static const char usage[] =
 "  combine DIR... --out DIR       weighted sum of adapters, exact or truncated (--rank)\n"
 "  merge BASE DIR --out F   W + s.B.A into the weights (--unmerge subtracts it)\n"
 "  clean-temps DIR...       remove temp files a killed save left behind (by age and lock)\n"
+"  rsvd FILE.npy --rank R   top singular values of a .npy matrix (over MPI ranks under mpirun)\n"
 "\n"
 "'" PROG " COMMAND --help' describes each. Exit status: 0 ok; 1 a failure (a message names\n"
 "the file and tensor); 2 a bad command line. Outputs are written crash-safely: a failed\n"
@@ -43,8 +44,9 @@ int main(int argc, char **argv)
     static const struct { const char *name; int (*run)(int, char **); } cmds[] = {
         { "inspect", tool_inspect }, { "compress", tool_compress }, { "extract", tool_extract },
         { "combine", tool_combine }, { "merge", tool_merge }, { "clean-temps", tool_clean },
+        { "rsvd", tool_rsvd },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(c, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
-    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge, clean-temps)", c);
+    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge, clean-temps, rsvd)", c);
 }

@@ -80,6 +80,7 @@ int tool_extract(int argc, char **argv);
 int tool_combine(int argc, char **argv);
 int tool_merge(int argc, char **argv);
 int tool_clean(int argc, char **argv);
+int tool_rsvd(int argc, char **argv);
 
 /* inspect's --spectrum: normalised singular values, one line per tensor (svgplot.c). */
 int tool_spectrum_svg(const char *path, const char *const *names, const float *const *s, const size_t *k,

@@ -1,0 +1,109 @@
+/* dist.h — lowrank across MPI processes: a matrix distributed by rows over the ranks of a
+ * communicator, read from a .npy by each rank's own rows, and its randomized SVD.
+ *
+ * Built only with MPI (meson -Dmpi=enabled, or auto with OpenMPI found) and installed only
+ * then; <lowrank/lowrank.h> does not include it, so a program without MPI never sees
+ * mpi.h. The caller owns MPI: it calls MPI_Init and MPI_Finalize and passes the
+ * communicator; nothing here changes the communicator's error handler.
+ *
+ * Every function taking an MPI_Comm is collective: each rank of comm calls it, and all
+ * ranks return the same status. A failure on one rank (a bad argument, a file it cannot
+ * read, memory) is made known to all of them (lr_dist_agree), and err on every rank then
+ * holds the failing rank's message prefixed "rank R: " (R the lowest failing rank), so that
+ * rank 0 alone can print it. An MPI call that returns an error (only when the
+ * communicator's handler is not MPI_ERRORS_ARE_FATAL, the default) is LR_EIO naming it.
+ *
+ * The row layout: rank k holds rows first_k .. first_k + m_k − 1 of the global (m, n)
+ * matrix, in rank order (first_0 = 0, first_{k+1} = first_k + m_k), any m_k >= 0.
+ * lr_dist_block gives the balanced split the readers use.
+ */
+#ifndef LOWRANK_DIST_H
+#define LOWRANK_DIST_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lowrank/base/export.h"
+#include "lowrank/base/mat.h"
+#include "lowrank/base/rng.h"
+#include "lowrank/base/status.h"
+#include "lowrank/linalg/rsvd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a collective call cost this rank; the functions below add to it (+=), so one
+ * struct can add up a whole pipeline. Zero it to start. */
+typedef struct {
+    uint64_t bytes;   /* payload this rank handed to MPI: an Allreduce or Bcast of k floats
+                       * counts 4k (what the rank contributes or receives, not the wire
+                       * traffic of the algorithm MPI picks: a ring Allreduce sends about
+                       * 2(N−1)/N of it per rank)                                            */
+    uint64_t calls;   /* collective calls                                                    */
+    double seconds;   /* wall time inside them (MPI_Wtime), waiting for slower ranks included */
+} lr_dist_stats;
+
+/* The balanced split of `rows` over `nranks`: rank k gets rows/nranks rows, the first
+ * rows % nranks ranks one more, in rank order (so some blocks are empty when rows <
+ * nranks). Pure; LR_EINVAL for nranks < 1, rank outside 0..nranks−1 or a NULL pointer. */
+LR_API lr_status lr_dist_block(size_t *first, size_t *count, size_t rows, int rank, int nranks, lr_err *err);
+
+/* Makes the ranks agree on a status: st and err are this rank's; returns on every rank
+ * the status of the lowest failing rank (LR_OK when none failed) and fills err (when
+ * non-NULL) with "rank R: " and its message. One MPI_Allreduce of an int, and an MPI_Bcast
+ * of the message only when some rank failed. */
+LR_API lr_status lr_dist_agree(lr_status st, lr_err *err, MPI_Comm comm);
+
+/* This rank's block of the balanced split (lr_dist_block) of the 2-D .npy file at path,
+ * read by offset (lr_npy_load_rows: no rank reads more than its rows). *out <- the
+ * owning (count, cols) block (empty rows when count = 0), *first <- its first row in the
+ * file, *rows <- the file's row count. Collective; errors as lr_npy_load. */
+LR_API lr_status lr_dist_npy_load_rows(lr_mat *out, size_t *first, size_t *rows, const char *path, MPI_Comm comm,
+                                       lr_err *err);
+
+/* *f2 <- ‖a‖²_F of the distributed matrix (a: this rank's rows), summed in double: one
+ * Allreduce of a double. stats may be NULL. */
+LR_API lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_Comm comm, lr_err *err);
+
+/* Randomized SVD of the row-distributed a: (m, n), m = Σ m_k, no rank holding more than
+ * its rows: a ≈ U·diag(s)·vt, U distributed as a is, s and vt the same on every rank.
+ *
+ * Method: randomized subspace iteration (Halko, Martinsson & Tropp 2011, Algorithm 4.4)
+ * with l = min(r + oversample, m, n) columns and q = power_iters, then Rayleigh–Ritz
+ * (Algorithm 5.1). Block Krylov, lr_rsvd's default, is not implemented here: opts'
+ * oversample and power_iters are read (defaults 10 and 4), method, block and
+ * krylov_depth are ignored. Ω: (n, l) is Gaussian from rank 0's rng and broadcast, and
+ * drawn as lr_rsvd draws it (Ωᵀ row by row), so with m >= n and the same seed the two
+ * start from the same Ω.
+ *   Y_k = a_k·Ω                          local
+ *   Q = orth(Y)                          Cholesky-QR2 over the ranks (below)
+ *   q times: Z = aᵀ·Q = Σ_k a_kᵀ·Q_k     local product + Allreduce of (n, l) floats
+ *            Q̃ = qr(Z)                   Householder, replicated (Z is the same everywhere)
+ *            Y_k = a_k·Q̃; Q = orth(Y)
+ *   B = Qᵀ·a = Σ_k Q_kᵀ·a_k              local product + Allreduce of (l, n) floats
+ *   B = Ũ·S·Vᵀ (lr_svd, replicated);  U_k = Q_k·Ũ[:, :r], s = S[:r], vt = Vᵀ[:r, :]
+ * orth(Y) is Cholesky-QR2 (Yamamoto et al. 2015) with the l×l Gram matrix formed and
+ * factored in double and summed by an Allreduce (two per orth): in double it holds for
+ * κ(Y) up to about 1e7, beyond what float32 data resolves. Rank deficiency (a of rank <
+ * l, a = 0, columns of Y numerically dependent) shows as a pivot of the pivoted Cholesky
+ * factorisation (LAPACK dpstrf) below 1e-12·max: those columns of Y are replaced by
+ * Gaussian ones (drawn per global row, so the result does not depend on the split) and
+ * the orth is repeated — deflation, which only widens the space.
+ * Communication per call: 1 Bcast of n·l floats, q+1 Allreduces of n·l floats, 2(q+1)
+ * of l² doubles and a few of a handful of integers (reported in stats, += ).
+ *
+ * a: this rank's (m_k, n) rows (m_k = 0 allowed, data may then be NULL); u: (m_k, r);
+ * s: (r); vt: (r, n); 1 <= r <= min(m, n). rng: read on rank 0 only (NULL elsewhere is
+ * fine). Ranks that disagree on n, r, oversample or power_iters get LR_EDIM / LR_EINVAL
+ * naming both values. Every rank must run the same library with the same OpenBLAS
+ * thread count: the replicated small factorisations are then bit-identical on all ranks
+ * (the tests check vt). NaN/Inf in a is LR_ENONFINITE naming the entry by its global row.
+ * Memory per rank: about (2·m_k + n)·l floats + m_k·l doubles. */
+LR_API lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_cmat a, size_t r,
+                              const lr_rsvd_opts *opts, lr_rng *rng, MPI_Comm comm, lr_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
