@@ -20,15 +20,12 @@ CC=clang-14 scripts/setup.sh build-fuzz -Dfuzz=enabled -Db_sanitize=address,unde
 mkdir -p build-fuzz/crashes
 : >build-fuzz/summary.txt
 status=0
-for t in npy safetensors idx adapter_config cli peft; do
+for t in npy safetensors idx adapter_config cli peft cmdline; do
   work=build-fuzz/corpus-$t
   rm -rf "$work"; mkdir -p "$work"
   cp tests/fuzz/corpus/$t/* "$work"/
   log=build-fuzz/fuzz-$t.log
-  # the IDX target (a path-taking reader) gets its input through a scratch file:
-  # on tmpfs where there is one
-  tmpd=${TMPDIR:-/tmp}; [ -d /dev/shm ] && [ -w /dev/shm ] && tmpd=/dev/shm
-  TMPDIR=$tmpd UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
     build-fuzz/tests/fuzz/fuzz_$t "$work" -dict=tests/fuzz/$t.dict -max_total_time="$secs" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/$t- >"$log" 2>&1
   rc=$?

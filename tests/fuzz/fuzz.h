@@ -10,8 +10,4 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Writes data to a file of this process's own (for the readers that take a path) and
- * returns its path; the same path every call. */
-const char *lr_fuzz_file(const char *name, const uint8_t *data, size_t size);
-
 #endif
