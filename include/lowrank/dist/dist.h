@@ -99,7 +99,7 @@ LR_API lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_
  * naming both values. Every rank must run the same library with the same OpenBLAS
  * thread count: the replicated small factorisations are then bit-identical on all ranks
  * (the tests check vt). NaN/Inf in a is LR_ENONFINITE naming the entry by its global row.
- * Memory per rank: about (2·m_k + n)·l floats + m_k·l doubles. */
+ * Memory per rank: about (m_k + 2n)·l floats + m_k·l doubles. */
 LR_API lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_cmat a, size_t r,
                               const lr_rsvd_opts *opts, lr_rng *rng, MPI_Comm comm, lr_err *err);
 
