@@ -91,7 +91,7 @@ static int parse_options(int argc, char **argv, options *o)
 /* The --lora-layers selection and the rank, for the net as loaded; 2 after a usage error. */
 static int select_and_check_rank(const options *o, const lr_mlp *net, bool *sel)
 {
-    char msg[512];
+    char msg[1024]; /* room for a whole lr_err message and the option's name */
     if (mnist_opts_select_layers(o->lora_layers, net->n_layers, sel, msg, sizeof msg) &&
         mnist_opts_check_rank(net->sizes, net->n_layers, sel, o->rank, msg, sizeof msg))
         return 0;
