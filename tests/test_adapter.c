@@ -424,6 +424,10 @@ static void test_bad_config(void **state)
         { "rank_pattern", json_pack("{s:s}", "linear1", "2"), LR_EFORMAT, "rank_pattern[\"linear1\"] must be an integer" },
         { "rank_pattern", json_pack("[s]", "linear1"), LR_EFORMAT, "rank_pattern must be an object" },
         { "rank_pattern", json_pack("{s:i}", "linear(1", 2), LR_EFORMAT, "rank_pattern key \"linear(1\" is not a valid regular expression" },
+        /* keys that would take gigabytes to compile (the adapter_config fuzz target found the first) */
+        { "rank_pattern", json_pack("{s:i}", "linear2++++++++++++++++++++++++++++++", 2), LR_EFORMAT, "a quantifier follows another" },
+        { "rank_pattern", json_pack("{s:i}", "(linear1{60}){60}", 2), LR_EFORMAT, "more than one {m,n} interval" },
+        { "rank_pattern", json_pack("{s:i}", "linear1{65}", 2), LR_EFORMAT, "a bound above 64" },
         { "alpha_pattern", json_pack("{s:f}", "linear3", 0.0), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0" },
         { "alpha_pattern", json_pack("{s:f}", "linear3", -2.0), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0" },
         { "alpha_pattern", json_pack("{s:f}", "linear3", 1e300), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0 that float32" },

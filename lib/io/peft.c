@@ -16,6 +16,7 @@
 #include "base/internal.h"
 #include "io/peft_internal.h"
 #include "io/readfile.h"
+#include "io/regex_guard.h"
 
 #define PREFIX "base_model.model."
 #define CONFIG_MAX ((size_t)16 << 20)
@@ -110,6 +111,8 @@ lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, si
 /* Does PEFT's (.*\.)?(key)$ match the whole module name? -1 for a bad expression. */
 static int pattern_match(const char *key, const char *module)
 {
+    const char *why;
+    if (!lr__regex_check(key, &why)) return -1;
     size_t n = strlen(key) + 16;
     char *re = malloc(n);
     if (!re) return -1;
@@ -209,6 +212,9 @@ static lr_status parse_config(config *c, lr_peft *ad, lr_err *err)
 static lr_status check_target(const config *c, const char *module, lr_err *err)
 {
     const json_t *t = json_object_get(c->o, "target_modules");
+    const char *why;
+    if (json_is_string(t) && !lr__regex_check(json_string_value(t), &why))
+        return lr__fail(err, LR_EFORMAT, "%s: target_modules is not accepted as a regular expression: %s", c->cf, why);
     if (json_is_string(t)) {
         regex_t rx;
         size_t n = json_string_length(t) + 8;

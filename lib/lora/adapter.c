@@ -28,6 +28,7 @@
 #include "lowrank/io/safetensors.h"
 #include "base/internal.h"
 #include "io/readfile.h"
+#include "io/regex_guard.h"
 #include "lora/lora_internal.h"
 
 #define KEY_MAX 96
@@ -65,6 +66,10 @@ static bool unset(const json_t *v)
  * key is not a valid regex. */
 static lr_status pattern_compile(regex_t *re, const char *field, const char *key, lr_err *err)
 {
+    const char *bad;
+    if (!lr__regex_check(key, &bad))
+        return lr__fail(err, LR_EFORMAT, CF ": %s key \"%.80s\" is not accepted as a regular expression: %s", field,
+                        key, bad);
     size_t n = strlen(key) + 16;
     char *src = malloc(n);
     if (!src) return lr__fail(err, LR_ENOMEM, "adapter config: out of memory");
