@@ -156,7 +156,7 @@ typedef struct {
     double alpha;
 } config;
 
-static bool unset(const json_t *v)
+bool lr__json_unset(const json_t *v)
 {
     if (!v || json_is_null(v) || json_is_false(v)) return true;
     if (json_is_object(v)) return json_object_size(v) == 0;
@@ -192,7 +192,7 @@ static lr_status parse_config(config *c, lr_peft *ad, lr_err *err)
     static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "modules_to_save", "layers_to_transform",
                                          "layer_replication" };
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
-        if (!unset(json_object_get(o, unsupported[i])))
+        if (!lr__json_unset(json_object_get(o, unsupported[i])))
             return lr__fail(err, LR_EFORMAT, "%s: %s is set, which is not supported", cf, unsupported[i]);
     v = json_object_get(o, "base_model_name_or_path");
     if (json_is_string(v) && !(ad->base_model = dup_str(json_string_value(v))))

@@ -27,6 +27,7 @@
 #include "lowrank/io/peft.h"
 #include "lowrank/io/safetensors.h"
 #include "base/internal.h"
+#include "io/peft_internal.h"
 #include "io/readfile.h"
 #include "io/regex_guard.h"
 #include "lora/lora_internal.h"
@@ -47,16 +48,6 @@ static void tensor_key(char *out, const char *layer, char which)
 }
 
 /* ---------------------------------------------------------------- config ---------- */
-
-/* A field that must be absent, null, false, or an empty object/array/string. */
-static bool unset(const json_t *v)
-{
-    if (!v || json_is_null(v) || json_is_false(v)) return true;
-    if (json_is_object(v)) return json_object_size(v) == 0;
-    if (json_is_array(v)) return json_array_size(v) == 0;
-    if (json_is_string(v)) return json_string_length(v) == 0;
-    return false;
-}
 
 #define CF LR_ADAPTER_CONFIG
 
@@ -192,7 +183,7 @@ static lr_status parse_config(const json_t *o, const lr_mlp *net, lr_adapter_inf
     static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "modules_to_save",
                                          "layers_to_transform", "layer_replication" };
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
-        if (!unset(json_object_get(o, unsupported[i])))
+        if (!lr__json_unset(json_object_get(o, unsupported[i])))
             return lr__fail(err, LR_EFORMAT, CF ": %s is set, which is not supported", unsupported[i]);
     v = json_object_get(o, "target_modules");
     if (!v) return lr__fail(err, LR_EFORMAT, CF ": missing field \"target_modules\"");
