@@ -246,6 +246,101 @@ static void test_train_step_equals_gradients_plus_adam(void **state)
     lr_mlp_free(&ref);
 }
 
+/* The two halves of a step (lr_mlp_grad_shard + lr_mlp_apply_grad): the packed layout holds
+ * exactly the trainable tensors; its entries are lr_mlp_gradients'; shares of a batch add up
+ * to the batch's gradient; an empty share is zero; one Adam step on it matches the fused step;
+ * a NaN is named and nothing changes; RichBoyNet's sizes. */
+static void test_packed_gradients_and_apply(void **state)
+{
+    (void)state;
+    lr_mlp net, ref;
+    make_net(&net, 4);
+    make_net(&ref, 4);
+    lr_lora_weights lw, lwr;
+    assert_int_equal(lr_lora_weights_init(&lw, 2, 6, 4, 0.5f, NULL), LR_OK);
+    assert_int_equal(lr_lora_weights_init(&lwr, 2, 6, 4, 0.5f, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 5);
+    lr_rng_fill_normal(&r, lw.a, 0, 1);
+    lr_rng_fill_normal(&r, lw.b, 0, 1);
+    lr_mat_copy(lwr.a, lr_cm(lw.a), NULL);
+    lr_mat_copy(lwr.b, lr_cm(lw.b), NULL);
+    assert_int_equal(lr_mlp_set_lora(&net, 2, &lw, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_lora(&ref, 2, &lwr, NULL), LR_OK);
+    lr_mlp_set_frozen(&net, 1, true, NULL); /* linear1 and linear3 train, linear2 frozen, adapter on 3 */
+    lr_mlp_set_frozen(&ref, 1, true, NULL);
+    size_t n1 = 7 * 9 + 7, n3 = 4 * 6 + 4, n = lr_mlp_grad_size(&net);
+    assert_int_equal(n, n1 + n3 + 2 * 6 + 4 * 2);
+    float x[10 * 9], loss, lossr, *g = malloc(n * sizeof *g), *g2 = malloc(n * sizeof *g2);
+    float *full = malloc(net.n_params * sizeof *full);
+    uint8_t y[10];
+    make_batch(x, y, 10, 9, 4, 21);
+    assert_int_equal(lr_mlp_grad_shard(&net, g, &loss, x, y, 10, 10, NULL, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(&ref, x, y, 10, full, NULL, &lossr, NULL), LR_OK);
+    assert_allclose(loss, lossr, 1e-6, 0);
+    for (size_t i = 0; i < n1; i++) assert_allclose(g[i], full[i], 1e-5, 1e-7);
+    size_t o3 = (size_t)(ref.layer[2].w.data - ref.params);
+    for (size_t i = 0; i < n3; i++) assert_allclose(g[n1 + i], full[o3 + i], 1e-5, 1e-7);
+    for (size_t i = 0; i < 12; i++) assert_allclose(g[n1 + n3 + i], lwr.ga.data[i], 1e-5, 1e-7);
+    for (size_t i = 0; i < 8; i++) assert_allclose(g[n1 + n3 + 12 + i], lwr.gb.data[i], 1e-5, 1e-7);
+    /* rows 0..3 and 4..9, each divided by the batch of 10, add up to the batch */
+    float l1, l2;
+    assert_int_equal(lr_mlp_grad_shard(&net, g2, &l1, x, y, 4, 10, NULL, NULL), LR_OK);
+    float *g3 = malloc(n * sizeof *g3);
+    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, x + 4 * 9, y + 4, 6, 10, NULL, NULL), LR_OK);
+    assert_allclose(l1 + l2, loss, 1e-6, 0);
+    for (size_t i = 0; i < n; i++) assert_allclose(g2[i] + g3[i], g[i], 1e-5, 1e-7);
+    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, NULL, NULL, 0, 10, NULL, NULL), LR_OK); /* empty share */
+    for (size_t i = 0; i < n; i++) assert_true(g3[i] == 0.0f);
+    assert_true(l2 == 0.0f);
+    lr_err e;
+    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, x, y, 10, 9, NULL, &e), LR_EINVAL);
+    assert_non_null(strstr(e.msg, "divisor 9"));
+    /* one Adam step = the fused step */
+    lr_adam_opts ap = lr_adam_opts_default();
+    ap.lr = 0.01;
+    assert_int_equal(lr_mlp_apply_grad(&net, g, &ap, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lossr, NULL), LR_OK);
+    assert_int_equal(net.adam_t, 1);
+    assert_mat_allclose(lr_cmat_view(net.params, 1, net.n_params, net.n_params),
+                        lr_cmat_view(ref.params, 1, ref.n_params, ref.n_params), 1e-6, 1e-7);
+    assert_mat_allclose(lr_cm(lw.a), lr_cm(lwr.a), 1e-6, 1e-7);
+    assert_mat_allclose(lr_cm(lw.b), lr_cm(lwr.b), 1e-6, 1e-7);
+    /* a NaN: named, nothing moves */
+    memcpy(full, net.params, net.n_params * sizeof *full);
+    g[7 * 9 + 2] = NAN; /* linear1.bias[2] */
+    assert_int_equal(lr_mlp_apply_grad(&net, g, &ap, &e), LR_ENONFINITE);
+    assert_string_equal(e.msg, "step 2: gradient of linear1.bias entry 2 is NaN");
+    g[7 * 9 + 2] = 0, g[n - 1] = INFINITY;
+    assert_int_equal(lr_mlp_apply_grad(&net, g, &ap, &e), LR_ENONFINITE);
+    assert_string_equal(e.msg, "step 2: gradient of linear3.lora_B entry 7 is Inf");
+    assert_memory_equal(full, net.params, net.n_params * sizeof *full);
+    assert_int_equal(net.adam_t, 1);
+    lr_mlp_freeze_all(&net, true);
+    lr_mlp_set_lora(&net, 2, NULL, NULL);
+    assert_int_equal(lr_mlp_grad_size(&net), 0);
+    assert_int_equal(lr_mlp_apply_grad(&net, g, &ap, &e), LR_EINVAL);
+    assert_non_null(strstr(e.msg, "nothing to train"));
+    free(g), free(g2), free(g3), free(full);
+    lr_lora_weights_free(&lw);
+    lr_lora_weights_free(&lwr);
+    lr_mlp_free(&net);
+    lr_mlp_free(&ref);
+    /* RichBoyNet: 2,807,010 trained whole; 6,794 with rank-1 adapters on a frozen base */
+    lr_mlp big;
+    assert_int_equal(lr_mlp_init(&big, lr_mlp_default_sizes, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_grad_size(&big), 2807010);
+    lr_lora_weights a[3];
+    lr_mlp_freeze_all(&big, true);
+    for (size_t l = 0; l < 3; l++) {
+        assert_int_equal(lr_lora_weights_init(&a[l], 1, big.layer[l].in, big.layer[l].out, 1.0f, NULL), LR_OK);
+        lr_mlp_set_lora(&big, l, &a[l], NULL);
+    }
+    assert_int_equal(lr_mlp_grad_size(&big), 6794);
+    lr_mlp_free(&big);
+    for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&a[l]);
+}
+
 static void test_lora_never_writes_frozen_base(void **state)
 {
     (void)state;
@@ -743,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_layout_and_init),
         cmocka_unit_test(test_gradients_by_central_differences),
         cmocka_unit_test(test_train_step_equals_gradients_plus_adam),
+        cmocka_unit_test(test_packed_gradients_and_apply),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
         cmocka_unit_test(test_threads_and_batch_paths_agree),
         cmocka_unit_test(test_const_model_from_several_threads),

@@ -311,6 +311,70 @@ static void test_replay_and_after_step(void **state)
     synth_free(&s);
 }
 
+typedef struct { size_t setup, sums, agrees, floats; } reduce_count;
+
+/* A one-process stand-in for dist.h's reduce: the sum over one process is its own buffer. */
+static lr_status count_reduce(void *ctx, float *buf, size_t n, lr_status local, lr_err *err)
+{
+    reduce_count *c = ctx;
+    (void)err;
+    if (n == 0 && c->sums == 0 && c->agrees == 0 && c->setup == 0) c->setup++;
+    else if (n == 0) c->agrees++;
+    else c->sums++, c->floats = n, assert_non_null(buf);
+    return local;
+}
+
+static lr_status nop_step(void *ctx, lr_mlp *net, size_t step, lr_err *err)
+{
+    (void)ctx, (void)net, (void)step, (void)err;
+    return LR_OK;
+}
+
+/* shards: each batch's slices taken apart and summed (what a data-parallel run computes) stay
+ * within rounding of the fused step, repeat bit for bit, and call a reduce in the order
+ * train.h gives: one set-up agreement, one sum a step, one agreement after each hook. */
+static void test_shards(void **state)
+{
+    (void)state;
+    synth_t s;
+    images(&s, 305, 3);
+    lr_mlp net[3];
+    float *p[3];
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(lr_mlp_init(&net[k], (size_t[]){ 16, 12, 4 }, 3, NULL), LR_OK);
+        lr_rng r;
+        lr_rng_seed(&r, 8);
+        lr_mlp_init_params(&net[k], &r);
+        lr_train_opts o = lr_train_opts_default();
+        o.epochs = 2, o.seed = 4, o.adam.lr = 1e-2;
+        o.shards = k == 0 ? 0 : 3; /* fused, then 3 slices twice (10 = 4 + 3 + 3, last batch 5 = 2 + 2 + 1) */
+        assert_int_equal(lr_train(&net[k], NULL, &s.d, &o, NULL), LR_OK);
+        p[k] = net[k].params;
+    }
+    size_t np = net[0].n_params;
+    assert_memory_equal(p[1], p[2], np * sizeof(float));
+    assert_mat_allclose(lr_cmat_view(p[0], 1, np, np), lr_cmat_view(p[1], 1, np, np), 1e-4, 1e-5);
+    /* more slices than rows: the empty ones add nothing */
+    lr_train_opts o = lr_train_opts_default();
+    o.shards = 25, o.max_steps = 3;
+    assert_int_equal(lr_train(&net[1], NULL, &s.d, &o, NULL), LR_OK);
+    /* the reduce protocol */
+    reduce_count c = { 0, 0, 0, 0 };
+    o = lr_train_opts_default();
+    o.max_steps = 7, o.reduce = count_reduce, o.reduce_ctx = &c, o.after_step = nop_step;
+    assert_int_equal(lr_train(&net[2], NULL, &s.d, &o, NULL), LR_OK);
+    assert_int_equal(c.setup, 1);
+    assert_int_equal(c.sums, 7);
+    assert_int_equal(c.agrees, 7);
+    assert_int_equal(c.floats, lr_mlp_grad_size(&net[2]) + 1);
+    o.shard = 1; /* of 1 */
+    lr_err e;
+    assert_int_equal(lr_train(&net[2], NULL, &s.d, &o, &e), LR_EINVAL);
+    assert_string_equal(e.msg, "train: shard 1 of 1 does not exist");
+    for (int k = 0; k < 3; k++) lr_mlp_free(&net[k]);
+    synth_free(&s);
+}
+
 static void test_bad_inputs(void **state)
 {
     (void)state;
@@ -366,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_float_features_learned_and_repeat_exactly),
         cmocka_unit_test(test_train_equals_plain_steps),
         cmocka_unit_test(test_label_subset_step_limit_progress),
+        cmocka_unit_test(test_shards),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_replay_and_after_step),
     };

@@ -29,18 +29,13 @@
 #include "lowrank/io/npy.h"
 #include "lowrank/linalg/svd.h"
 #include "base/internal.h"
+#include "dist/dist_internal.h"
 
 #define OVERFLOW_MSG "dist rsvd: the products overflowed float32 (entries of a near FLT_MAX); scale a down"
 
 /* ---- collectives, counted ------------------------------------------------------- */
 
-typedef struct {
-    MPI_Comm comm;
-    int rank, size;
-    lr_dist_stats *st;
-} dctx;
-
-static lr_status mpi_fail(lr_err *err, const char *what, int rc)
+lr_status lr__mpi_fail(lr_err *err, const char *what, int rc)
 {
     char s[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
@@ -48,16 +43,16 @@ static lr_status mpi_fail(lr_err *err, const char *what, int rc)
     return lr__fail(err, LR_EIO, "%s failed: %s", what, s);
 }
 
-static lr_status d_init(dctx *d, MPI_Comm comm, lr_dist_stats *stats, lr_err *err)
+lr_status lr__dist_init(lr__dctx *d, MPI_Comm comm, lr_dist_stats *stats, lr_err *err)
 {
     d->comm = comm;
     d->st = stats;
     int rc = MPI_Comm_rank(comm, &d->rank);
     if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &d->size);
-    return rc == MPI_SUCCESS ? LR_OK : mpi_fail(err, "MPI_Comm_rank/size", rc);
+    return rc == MPI_SUCCESS ? LR_OK : lr__mpi_fail(err, "MPI_Comm_rank/size", rc);
 }
 
-static void count(dctx *d, double t0, size_t bytes)
+void lr__dist_count(lr__dctx *d, double t0, size_t bytes)
 {
     if (!d->st) return;
     d->st->seconds += MPI_Wtime() - t0;
@@ -65,28 +60,28 @@ static void count(dctx *d, double t0, size_t bytes)
     d->st->calls++;
 }
 
-static lr_status d_allreduce(dctx *d, void *buf, size_t n, MPI_Datatype t, size_t width, MPI_Op op, lr_err *err)
+lr_status lr__dist_allreduce(lr__dctx *d, void *buf, size_t n, MPI_Datatype t, size_t width, MPI_Op op, lr_err *err)
 {
     double t0 = MPI_Wtime();
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, t, op, d->comm);
-    count(d, t0, n * width);
-    return rc == MPI_SUCCESS ? LR_OK : mpi_fail(err, "MPI_Allreduce", rc);
+    lr__dist_count(d, t0, n * width);
+    return rc == MPI_SUCCESS ? LR_OK : lr__mpi_fail(err, "MPI_Allreduce", rc);
 }
 
-static lr_status d_bcast(dctx *d, void *buf, size_t n, MPI_Datatype t, size_t width, lr_err *err)
+lr_status lr__dist_bcast(lr__dctx *d, void *buf, size_t n, MPI_Datatype t, size_t width, lr_err *err)
 {
     double t0 = MPI_Wtime();
     int rc = MPI_Bcast(buf, (int)n, t, 0, d->comm);
-    count(d, t0, n * width);
-    return rc == MPI_SUCCESS ? LR_OK : mpi_fail(err, "MPI_Bcast", rc);
+    lr__dist_count(d, t0, n * width);
+    return rc == MPI_SUCCESS ? LR_OK : lr__mpi_fail(err, "MPI_Bcast", rc);
 }
 
 /* lr_dist_agree, counted in d's stats. */
-static lr_status d_agree(dctx *d, lr_status st, lr_err *err)
+lr_status lr__dist_agree(lr__dctx *d, lr_status st, lr_err *err)
 {
     double t0 = MPI_Wtime();
     lr_status r = lr_dist_agree(st, err, d->comm);
-    count(d, t0, sizeof(int));
+    lr__dist_count(d, t0, sizeof(int));
     return r;
 }
 
@@ -94,10 +89,10 @@ lr_status lr_dist_agree(lr_status st, lr_err *err, MPI_Comm comm)
 {
     int rank, size, rc = MPI_Comm_rank(comm, &rank);
     if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &size);
-    if (rc != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank/size", rc);
+    if (rc != MPI_SUCCESS) return lr__mpi_fail(err, "MPI_Comm_rank/size", rc);
     int first = st != LR_OK ? rank : size;
     if ((rc = MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm)) != MPI_SUCCESS)
-        return mpi_fail(err, "MPI_Allreduce", rc);
+        return lr__mpi_fail(err, "MPI_Allreduce", rc);
     if (first == size) return LR_OK;
     struct { int st; char msg[sizeof err->msg]; } pkt;
     memset(&pkt, 0, sizeof pkt);
@@ -106,7 +101,7 @@ lr_status lr_dist_agree(lr_status st, lr_err *err, MPI_Comm comm)
         if (err) memcpy(pkt.msg, err->msg, sizeof pkt.msg - 1);
     }
     if ((rc = MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, comm)) != MPI_SUCCESS)
-        return mpi_fail(err, "MPI_Bcast", rc);
+        return lr__mpi_fail(err, "MPI_Bcast", rc);
     if (err) {
         int n = snprintf(err->msg, sizeof err->msg, "rank %d: ", first);
         size_t k = strlen(pkt.msg), room = sizeof err->msg - (size_t)n - 1;
@@ -134,8 +129,8 @@ lr_status lr_dist_block(size_t *first, size_t *count, size_t rows, int rank, int
 lr_status lr_dist_npy_load_rows(lr_mat *out, size_t *first, size_t *rows, const char *path, MPI_Comm comm,
                                 lr_err *err)
 {
-    dctx d;
-    lr_status st = d_init(&d, comm, NULL, err);
+    lr__dctx d;
+    lr_status st = lr__dist_init(&d, comm, NULL, err);
     if (st) return st;
     size_t r = 0, c = 0, f = 0, k = 0;
     if (out) *out = (lr_mat){ NULL, 0, 0, 0 };
@@ -144,14 +139,14 @@ lr_status lr_dist_npy_load_rows(lr_mat *out, size_t *first, size_t *rows, const 
     if (!st) st = lr_npy_shape(&r, &c, path, err);
     if (!st) st = lr_dist_block(&f, &k, r, d.rank, d.size, err);
     if (!st) st = lr_npy_load_rows(out, path, f, k, err);
-    if ((st = d_agree(&d, st, err))) {
+    if ((st = lr__dist_agree(&d, st, err))) {
         if (out) lr_mat_free(out);
         return st;
     }
     /* every rank read the same shape (the file could differ between nodes, or change
      * between the ranks' reads): max and, through ~x, min of both dimensions */
     unsigned long long v[4] = { r, c, ~(unsigned long long)r, ~(unsigned long long)c };
-    if ((st = d_allreduce(&d, v, 4, MPI_UNSIGNED_LONG_LONG, 8, MPI_MAX, err))) {
+    if ((st = lr__dist_allreduce(&d, v, 4, MPI_UNSIGNED_LONG_LONG, 8, MPI_MAX, err))) {
         lr_mat_free(out);
         return st;
     }
@@ -167,16 +162,16 @@ lr_status lr_dist_npy_load_rows(lr_mat *out, size_t *first, size_t *rows, const 
 
 lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_Comm comm, lr_err *err)
 {
-    dctx d;
-    lr_status st = d_init(&d, comm, stats, err);
+    lr__dctx d;
+    lr_status st = lr__dist_init(&d, comm, stats, err);
     if (st) return st;
     double sum = 0;
     if (!f2) st = lr__fail(err, LR_EINVAL, "lr_dist_frob2: f2 is NULL");
     else st = lr_mat_check(a, "dist frob2 input", err);
-    if ((st = d_agree(&d, st, err))) return st;
+    if ((st = lr__dist_agree(&d, st, err))) return st;
     for (size_t i = 0; i < a.rows; i++)
         for (size_t j = 0; j < a.cols; j++) sum += (double)a.data[i * a.ld + j] * a.data[i * a.ld + j];
-    if ((st = d_allreduce(&d, &sum, 1, MPI_DOUBLE, 8, MPI_SUM, err))) return st;
+    if ((st = lr__dist_allreduce(&d, &sum, 1, MPI_DOUBLE, 8, MPI_SUM, err))) return st;
     *f2 = sum;
     return LR_OK;
 }
@@ -184,7 +179,7 @@ lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_Comm co
 /* ---- distributed randomized SVD ------------------------------------------------ */
 
 typedef struct {
-    dctx d;
+    lr__dctx d;
     lr_cmat a;          /* this rank's rows */
     size_t mk, n, l;    /* local rows, columns, sample width */
     size_t offset;      /* global index of this rank's first row */
@@ -214,7 +209,7 @@ static lr_status mul_at(dr_ctx *c, float *zt, lr_err *err)
                     (blasint)l, c->a.data, (blasint)c->a.ld, 0.0f, zt, (blasint)n);
     else
         memset(zt, 0, l * n * sizeof *zt);
-    lr_status st = d_allreduce(&c->d, zt, l * n, MPI_FLOAT, sizeof(float), MPI_SUM, err);
+    lr_status st = lr__dist_allreduce(&c->d, zt, l * n, MPI_FLOAT, sizeof(float), MPI_SUM, err);
     if (st) return st;
     for (size_t i = 0; i < l * n; i++)
         if (!isfinite(zt[i])) return LR_ENONFINITE;
@@ -229,7 +224,7 @@ static lr_status gram(dr_ctx *c, bool *finite, lr_err *err)
     if (c->mk)
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (blasint)l, (blasint)c->mk, 1.0, c->yd, (blasint)l, 0.0,
                     c->g, (blasint)l);
-    lr_status st = d_allreduce(&c->d, c->g, l * l, MPI_DOUBLE, sizeof(double), MPI_SUM, err);
+    lr_status st = lr__dist_allreduce(&c->d, c->g, l * l, MPI_DOUBLE, sizeof(double), MPI_SUM, err);
     *finite = true;
     for (size_t i = 0; i < l * l; i++)
         if (!isfinite(c->g[i])) *finite = false;
@@ -319,7 +314,7 @@ static lr_status name_nonfinite(dr_ctx *c, lr_err *err)
                 break;
             }
         }
-    if ((st = d_agree(&c->d, st, err))) return st;
+    if ((st = lr__dist_agree(&c->d, st, err))) return st;
     return lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
 }
 
@@ -356,7 +351,7 @@ static lr_status check_agree(dr_ctx *c, size_t r, const lr_rsvd_opts *o, lr_err 
     const unsigned long long x[4] = { c->n, r, o->oversample, o->power_iters };
     unsigned long long v[8];
     for (int i = 0; i < 4; i++) v[i] = x[i], v[4 + i] = ~x[i];
-    lr_status st = d_allreduce(&c->d, v, 8, MPI_UNSIGNED_LONG_LONG, 8, MPI_MAX, err);
+    lr_status st = lr__dist_allreduce(&c->d, v, 8, MPI_UNSIGNED_LONG_LONG, 8, MPI_MAX, err);
     if (st) return st;
     for (int i = 0; i < 4; i++)
         if (v[i] != ~v[4 + i])
@@ -371,7 +366,7 @@ lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_c
 {
     dr_ctx c;
     memset(&c, 0, sizeof c);
-    lr_status st = d_init(&c.d, comm, stats, err);
+    lr_status st = lr__dist_init(&c.d, comm, stats, err);
     if (st) return st;
     const lr_rsvd_opts o = opts ? *opts : lr_rsvd_opts_default();
     c.a = a;
@@ -380,7 +375,7 @@ lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_c
     unsigned long long *counts = malloc((size_t)c.d.size * sizeof *counts);
     st = counts ? check_local(&c, s, u, vt, r, &o, rng, err)
                 : lr__fail(err, LR_ENOMEM, "dist rsvd: cannot allocate %d counts", c.d.size);
-    if ((st = d_agree(&c.d, st, err)) || (st = check_agree(&c, r, &o, err))) {
+    if ((st = lr__dist_agree(&c.d, st, err)) || (st = check_agree(&c, r, &o, err))) {
         free(counts);
         return st;
     }
@@ -388,10 +383,10 @@ lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_c
     counts[c.d.rank] = c.mk;
     double t0 = MPI_Wtime();
     int rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, counts, 1, MPI_UNSIGNED_LONG_LONG, comm);
-    count(&c.d, t0, (size_t)c.d.size * 8);
+    lr__dist_count(&c.d, t0, (size_t)c.d.size * 8);
     if (rc != MPI_SUCCESS) {
         free(counts);
-        return mpi_fail(err, "MPI_Allgather", rc);
+        return lr__mpi_fail(err, "MPI_Allgather", rc);
     }
     size_t m = 0;
     for (int k = 0; k < c.d.size; k++) {
@@ -415,7 +410,7 @@ lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_c
     c.piv = malloc(l * sizeof *c.piv);
     st = fbuf && dbuf && c.piv ? LR_OK
                                : lr__fail(err, LR_ENOMEM, "dist rsvd: cannot allocate %zu floats and %zu doubles", nf, nd);
-    if ((st = d_agree(&c.d, st, err))) goto done;
+    if ((st = lr__dist_agree(&c.d, st, err))) goto done;
     c.y = fbuf;
     float *zt = c.y + c.mk * l, *ub = zt + l * n + 2, *sb = ub + l * l, *vbt = sb + l;
     c.yd = dbuf;
@@ -428,7 +423,7 @@ lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_c
         uint64_t seed = lr_rng_u64(rng);
         memcpy(zt + l * n, &seed, sizeof seed);
     }
-    if ((st = d_bcast(&c.d, zt, l * n + 2, MPI_FLOAT, sizeof(float), err))) goto done;
+    if ((st = lr__dist_bcast(&c.d, zt, l * n + 2, MPI_FLOAT, sizeof(float), err))) goto done;
     memcpy(&c.seed, zt + l * n, sizeof c.seed);
 
     mul_a(&c, zt);                                      /* Y = a·Ω         */

@@ -8,6 +8,7 @@
 #include "lowrank/nn/loss.h"
 #include "base/internal.h"
 #include "base/cpu_internal.h"
+#include "nn/loss_internal.h"
 
 lr_status lr_softmax_xent(float *loss, float *dlogits, const float *logits, const uint8_t *labels,
                           size_t batch, size_t classes, lr_err *err)
@@ -138,20 +139,31 @@ static double row_mix(const mix_terms *t, size_t b, const float *z, double lse, 
     return loss;
 }
 
+/* The mixed loss of the batch's rows divided by denom (batch for a mean; the global batch when
+ * these rows are one process's or one shard's share of it), and its gradient. */
 static lr_status softmax_mix(float *loss, float *dlogits, const float *logits, const mix_terms *t, size_t batch,
-                             size_t n, const char *fn, lr_err *err)
+                             size_t denom, size_t n, const char *fn, lr_err *err)
 {
     LR__FP_SCOPE();
     if (!loss || !logits) return lr__fail(err, LR_EINVAL, "%s: loss or logits is NULL", fn);
     if (batch == 0 || n == 0)
         return lr__fail(err, LR_EINVAL, "%s: batch %zu and classes %zu must be >= 1", fn, batch, n);
+    if (denom < batch) return lr__fail(err, LR_EINVAL, "%s: divisor %zu < batch %zu", fn, denom, batch);
     lr_status s = check_terms(t, batch, n, fn, err);
     double total = 0.0, lse = 0.0;
     for (size_t b = 0; !s && b < batch; b++)
         if (!(s = row_lse(&lse, logits + b * n, b, n, fn, err)))
-            total += row_mix(t, b, logits + b * n, lse, n, 1.0 / (double)batch, dlogits ? dlogits + b * n : NULL);
-    if (!s) *loss = (float)(total / (double)batch);
+            total += row_mix(t, b, logits + b * n, lse, n, 1.0 / (double)denom, dlogits ? dlogits + b * n : NULL);
+    if (!s) *loss = (float)(total / (double)denom);
     return s;
+}
+
+lr_status lr__softmax_xent_kl_sum(float *loss, float *dlogits, const float *logits, const uint8_t *labels,
+                                  const float *label_weight, const float *soft, const float *soft_weight,
+                                  size_t batch, size_t denom, size_t classes, lr_err *err)
+{
+    mix_terms t = { labels, label_weight, soft, soft_weight, true };
+    return softmax_mix(loss, dlogits, logits, &t, batch, denom, classes, "softmax_xent_kl", err);
 }
 
 lr_status lr_softmax_xent_kl(float *loss, float *dlogits, const float *logits, const uint8_t *labels,
@@ -159,7 +171,7 @@ lr_status lr_softmax_xent_kl(float *loss, float *dlogits, const float *logits, c
                              size_t batch, size_t classes, lr_err *err)
 {
     mix_terms t = { labels, label_weight, soft, soft_weight, true };
-    return softmax_mix(loss, dlogits, logits, &t, batch, classes, "softmax_xent_kl", err);
+    return softmax_mix(loss, dlogits, logits, &t, batch, batch, classes, "softmax_xent_kl", err);
 }
 
 lr_status lr_softmax_kl(float *loss, float *dlogits, const float *logits, const float *q, const float *w,
@@ -167,5 +179,5 @@ lr_status lr_softmax_kl(float *loss, float *dlogits, const float *logits, const 
 {
     if (!q) return lr__fail(err, LR_EINVAL, "softmax_kl: q is NULL");
     mix_terms t = { NULL, NULL, q, w, false };
-    return softmax_mix(loss, dlogits, logits, &t, batch, n, "softmax_kl", err);
+    return softmax_mix(loss, dlogits, logits, &t, batch, batch, n, "softmax_kl", err);
 }

@@ -27,6 +27,7 @@
 #include "lowrank/nn/mlp.h"
 #include "base/internal.h"
 #include "nn/linear_internal.h"
+#include "nn/loss_internal.h"
 #include "base/cpu_internal.h"
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -686,6 +687,150 @@ lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t *labels
                               const lr_mlp_targets *tg, float *grad, float *dxout, float *loss, lr_err *err)
 {
     return gradients(net, x, labels, batch, tg, grad, dxout, loss, "mlp_gradients_ex", err);
+}
+
+/* ------------------------------------------------------- packed gradients ---------- */
+
+/* The packed layout (mlp.h): layer by layer, the weight then the bias of an unfrozen layer,
+ * then A then B of an enabled adapter. */
+size_t lr_mlp_grad_size(const lr_mlp *net)
+{
+    size_t n = 0;
+    for (size_t l = 0; net && l < net->n_layers; l++) {
+        const lr_layer *ly = &net->layer[l];
+        if (!ly->frozen) n += ly->out * ly->in + ly->out;
+        if (lora_on(ly)) n += ly->lora->rank * (ly->in + ly->out);
+    }
+    return n;
+}
+
+/* Layer l's packed gradients at g (advanced past them) and dx into dxp (NULL: not needed). */
+static lr_status layer_grad_packed(lr_mlp *net, size_t l, const float *x, size_t rows, const fwd_bufs *fb,
+                                   const float *d, float *dxp, float **g, lr_err *err)
+{
+    lr_layer *ly = &net->layer[l];
+    lr_cmat dy = lr_cmat_view(d, rows, ly->out, ly->out);
+    lr_cmat xin = lr_cmat_view(l == 0 ? x : net->work->act[l], rows, ly->in, ly->in);
+    lr_mat dx = dxp ? lr_mat_view(dxp, rows, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
+    lr_status s = LR_OK;
+    if (!ly->frozen) {
+        lr_mat dw = lr_mat_view(*g, ly->out, ly->in, ly->in);
+        memset(*g, 0, (ly->out * ly->in + ly->out) * sizeof(float)); /* lr_linear_backward adds */
+        s = lr_linear_backward(dx, dw, *g + ly->out * ly->in, dy, xin, lr_cm(ly->w), err);
+        *g += ly->out * ly->in + ly->out;
+    } else if (dxp) {
+        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), net->work->dxwork, false, &net->pool);
+    }
+    if (!s && lora_on(ly)) {
+        lr_lora_weights *lw = ly->lora;
+        lr_mat t = lr_mat_view(net->work->t, rows, lw->rank, lw->rank);
+        if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, rows)), t, err))) return s;
+        lr_mat_copy(lr_mat_view(*g, lw->rank, ly->in, ly->in), lr_cm(lw->ga), NULL);
+        *g += lw->rank * ly->in;
+        lr_mat_copy(lr_mat_view(*g, ly->out, lw->rank, lw->rank), lr_cm(lw->gb), NULL);
+        *g += ly->out * lw->rank;
+    }
+    return s;
+}
+
+lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const float *x, const uint8_t *labels,
+                            size_t rows, size_t denom, const lr_mlp_targets *tg, lr_err *err)
+{
+    LR__FP_SCOPE();
+    const char *what = "mlp_grad_shard";
+    if (!net || !net->params || !net->work || !g || !loss)
+        return lr__fail(err, LR_EINVAL, "%s: net, g or loss is NULL", what);
+    if (denom < rows || denom == 0)
+        return lr__fail(err, LR_EINVAL, "%s: divisor %zu must be >= the %zu rows and >= 1", what, denom, rows);
+    size_t lo = lowest_trainable(net);
+    if (lo == net->n_layers)
+        return lr__fail(err, LR_EINVAL, "%s: nothing to train (every layer frozen, no enabled adapter)", what);
+    *loss = 0.0f;
+    if (rows == 0) { /* an empty share of the batch adds nothing */
+        memset(g, 0, lr_mlp_grad_size(net) * sizeof(float));
+        return LR_OK;
+    }
+    lr_status s;
+    if ((s = check_io(net, x, rows, x, what, err)) || (s = check_labels(net, labels, rows, has_targets(tg), what, err)) ||
+        (s = ensure_work(net, rows, err)))
+        return s;
+    struct lr__mlp_work *w = net->work;
+    fwd_bufs fb = train_bufs(net);
+    const lr_mlp_targets none = { NULL, NULL, NULL }, *t = tg ? tg : &none;
+    if ((s = forward_pass(net, &fb, x, rows, NULL, true, net->adam_t + 1, err)) ||
+        (s = lr__softmax_xent_kl_sum(loss, w->d0, w->act[net->n_layers], labels, t->label_weight, t->soft,
+                                     t->soft_weight, rows, denom, net->sizes[net->n_layers], err)))
+        return s;
+    float *at[LR_MLP_MAX_LAYERS];                  /* where each layer's packed block starts */
+    float *p = g;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        at[l] = p;
+        const lr_layer *ly = &net->layer[l];
+        p += (ly->frozen ? 0 : ly->out * ly->in + ly->out) + (lora_on(ly) ? ly->lora->rank * (ly->in + ly->out) : 0);
+    }
+    float *d = w->d0, *dn = w->d1;
+    for (size_t l = net->n_layers; l-- > lo;) {
+        float *gl = at[l];
+        if ((s = layer_grad_packed(net, l, x, rows, &fb, d, l > lo ? dn : NULL, &gl, err))) return s;
+        if (l > lo) lr_relu_backward(dn, w->act[l], rows * net->layer[l].in);
+        float *tmp = d;
+        d = dn;
+        dn = tmp;
+    }
+    return LR_OK;
+}
+
+/* The packed gradient g is finite, else LR_ENONFINITE naming the tensor and the entry. */
+static lr_status check_grad(const lr_mlp *net, const float *g, size_t n, lr_err *err)
+{
+    size_t at;
+    const char *bad = nonfinite_kind(g, n, &at);
+    if (!bad) return LR_OK;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const lr_layer *ly = &net->layer[l];
+        size_t sz[4] = { ly->frozen ? 0 : ly->out * ly->in, ly->frozen ? 0 : ly->out,
+                         lora_on(ly) ? ly->lora->rank * ly->in : 0, lora_on(ly) ? ly->out * ly->lora->rank : 0 };
+        static const char *const part[4] = { "weight", "bias", "lora_A", "lora_B" };
+        for (int k = 0; k < 4; k++) {
+            if (at < sz[k])
+                return lr__fail(err, LR_ENONFINITE, "step %zu: gradient of %s.%s entry %zu is %s", net->adam_t + 1,
+                                ly->name, part[k], at, bad);
+            at -= sz[k];
+        }
+    }
+    return lr__fail(err, LR_ENONFINITE, "step %zu: gradient entry is %s", net->adam_t + 1, bad);
+}
+
+lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *adam, lr_err *err)
+{
+    LR__FP_SCOPE();
+    lr_status s;
+    if (!net || !net->params || !net->work || !g)
+        return lr__fail(err, LR_EINVAL, "mlp_apply_grad: net or g is NULL");
+    if ((s = check_adam(adam, "mlp_apply_grad", err))) return s;
+    if (lowest_trainable(net) == net->n_layers)
+        return lr__fail(err, LR_EINVAL, "mlp_apply_grad: nothing to train (every layer frozen, no enabled adapter)");
+    if ((s = check_grad(net, g, lr_mlp_grad_size(net), err))) return s;
+    lr_adam_step as = lr_adam_step_for(adam, net->adam_t + 1);
+    struct lr__mlp_work *w = net->work;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        lr_layer *ly = &net->layer[l];
+        if (!ly->frozen) {
+            if (w->stale[l]) zero_moments(net, l);
+            size_t off = (size_t)(ly->w.data - net->params), n = ly->out * ly->in; /* bias follows w */
+            lr_adam_update(net->params + off, w->m + off, w->v + off, g, n + ly->out, &as);
+            g += n + ly->out;
+        }
+        if (lora_on(ly)) {
+            lr_lora_weights *lw = ly->lora;
+            adam_mat(lw->a, lw->ma, lw->va, lr_mat_view((float *)g, lw->rank, ly->in, ly->in), &as);
+            g += lw->rank * ly->in;
+            adam_mat(lw->b, lw->mb, lw->vb, lr_mat_view((float *)g, ly->out, lw->rank, lw->rank), &as);
+            g += ly->out * lw->rank;
+        }
+    }
+    net->adam_t++;
+    return LR_OK;
 }
 
 /* ------------------------------------------------------------------ diagnostics ------ */

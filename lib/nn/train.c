@@ -47,6 +47,9 @@ static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_e
         !isfinite(o->replay_label_weight))
         return lr__fail(err, LR_EINVAL, "train: replay weights must be finite and >= 0 (soft %g, label %g)",
                         (double)o->replay_soft_weight, (double)o->replay_label_weight);
+    size_t nsh = o->shards ? o->shards : 1;
+    if (o->reduce && o->shard >= nsh)
+        return lr__fail(err, LR_EINVAL, "train: shard %zu of %zu does not exist", o->shard, nsh);
     if (o->replay && o->replay_per_batch) {
         if ((s = lr_dataset_check(o->replay, err))) return s;
         if (o->replay->dim != data->dim || o->replay->n == 0)
@@ -171,8 +174,67 @@ static void replay_targets(lr_mlp_targets *tg, float *buf, const lr_train_opts *
     *tg = (lr_mlp_targets){ lw, o->replay_soft ? soft : NULL, o->replay_soft ? sw : NULL };
 }
 
+/* The packed-gradient buffers of a sharded step: acc (n + 1: the sum, then the loss), g (n). */
+typedef struct {
+    float *acc, *g;
+    size_t n;
+} shard_bufs;
+
+static bool sharded(const lr_train_opts *o) { return o->shards > 1 || o->reduce; }
+
+/* Rows [*first, *first + *count) of a batch of bs: slice k of the balanced split over nsh. */
+static void slice_of(size_t *first, size_t *count, size_t bs, size_t k, size_t nsh)
+{
+    size_t q = bs / nsh, r = bs % nsh;
+    *first = k * q + (k < r ? k : r);
+    *count = q + (k < r ? 1 : 0);
+}
+
+/* tg's per-example arrays from example `first` on. */
+static lr_mlp_targets targets_from(const lr_mlp_targets *tg, size_t first, size_t nout)
+{
+    lr_mlp_targets t = { NULL, NULL, NULL };
+    if (!tg) return t;
+    t.label_weight = tg->label_weight ? tg->label_weight + first : NULL;
+    t.soft = tg->soft ? tg->soft + first * nout : NULL;
+    t.soft_weight = tg->soft_weight ? tg->soft_weight + first : NULL;
+    return t;
+}
+
+/* One step of the data-parallel kind (train.h: shards): the slices' gradients (here all of
+ * them, or with reduce this process's one, then summed by reduce), then one Adam step. */
+static lr_status sharded_step(lr_mlp *net, const lr_train_opts *o, shard_bufs *sb, const float *x,
+                              const uint8_t *y, const lr_mlp_targets *tg, size_t bs, size_t dim, float *loss,
+                              lr_err *err)
+{
+    size_t nsh = o->shards ? o->shards : 1, nout = net->sizes[net->n_layers];
+    size_t k0 = o->reduce ? o->shard : 0, k1 = o->reduce ? o->shard + 1 : nsh;
+    lr_status s = LR_OK;
+    float sum = 0.0f;
+    for (size_t k = k0; k < k1 && !s; k++) {
+        size_t first, count;
+        float lk;
+        slice_of(&first, &count, bs, k, nsh);
+        lr_mlp_targets t = targets_from(tg, first, nout);
+        float *dst = k == k0 ? sb->acc : sb->g;
+        s = lr_mlp_grad_shard(net, dst, &lk, x + first * dim, y + first, count, bs, tg ? &t : NULL, err);
+        if (!s && k > k0)
+            for (size_t i = 0; i < sb->n; i++) sb->acc[i] += sb->g[i]; /* in slice order */
+        sum = k == k0 ? lk : sum + lk;
+    }
+    sb->acc[sb->n] = sum;
+    if (o->reduce) {
+        if (s) memset(sb->acc, 0, (sb->n + 1) * sizeof(float)); /* the others still sum */
+        s = o->reduce(o->reduce_ctx, sb->acc, sb->n + 1, s, err);
+    }
+    if (s) return s;
+    *loss = sb->acc[sb->n];
+    return lr_mlp_apply_grad(net, sb->acc, &o->adam, err);
+}
+
 static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_opts *o, replay_stream *rs,
-                          const size_t *idx, size_t own, size_t step, float *x, uint8_t *y, float *loss, lr_err *err)
+                          shard_bufs *sb, const size_t *idx, size_t own, size_t step, float *x, uint8_t *y,
+                          float *loss, lr_err *err)
 {
     size_t nr = rs->perm ? o->replay_per_batch : 0;
     lr_dataset_batch(x, y, data, idx, own);
@@ -180,8 +242,12 @@ static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_op
     lr_mlp_targets tg;
     bool weighted = nr && (o->replay_soft || o->replay_label_weight != 1.0f);
     if (weighted) replay_targets(&tg, rs->tbuf, o, rs->at, own, nr, net->sizes[net->n_layers]);
-    lr_status s = lr_mlp_train_step_ex(net, x, y, own + nr, weighted ? &tg : NULL, &o->adam, loss, err);
-    if (!s && o->after_step) s = o->after_step(o->after_step_ctx, net, step, err);
+    lr_status s = sharded(o) ? sharded_step(net, o, sb, x, y, weighted ? &tg : NULL, own + nr, data->dim, loss, err)
+                             : lr_mlp_train_step_ex(net, x, y, own + nr, weighted ? &tg : NULL, &o->adam, loss, err);
+    if (!s && o->after_step) {
+        s = o->after_step(o->after_step_ctx, net, step, err);
+        if (o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err); /* a hook failing on one process */
+    }
     return s;
 }
 
@@ -191,7 +257,10 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     LR__FP_SCOPE();
     lr_status s;
     if (res) memset(res, 0, sizeof *res);
-    if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, o, err))) return s;
+    if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, o, err))) {
+        if (o && o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err); /* the set-up agreement */
+        return s;
+    }
     const size_t n = data->n, d = data->dim, steps_total = total_steps(n, o), own = own_batch(o);
     size_t *perm = malloc(n * sizeof *perm);
     uint8_t *y = malloc(o->batch);
@@ -204,10 +273,18 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
         rs.tbuf = malloc(o->batch * (2 + net->sizes[net->n_layers]) * sizeof *rs.tbuf);
         lr_rng_seed(&rs.rng, o->seed ^ 0x9e3779b97f4a7c15u); /* its own stream: data's shuffle unchanged */
     }
-    if (!perm || !y || !x || (own < o->batch && (!rs.perm || !rs.at || !rs.tbuf))) {
+    shard_bufs sb = { NULL, NULL, sharded(o) ? lr_mlp_grad_size(net) : 0 };
+    if (sharded(o)) {
+        sb.acc = lr__alloc_floats64(sb.n + 1);
+        sb.g = lr__alloc_floats64(sb.n + 1);
+    }
+    if (!perm || !y || !x || (own < o->batch && (!rs.perm || !rs.at || !rs.tbuf)) ||
+        (sharded(o) && (!sb.acc || !sb.g))) {
         s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
+        if (o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err);
         goto done;
     }
+    if (o->reduce && (s = o->reduce(o->reduce_ctx, NULL, 0, LR_OK, err))) goto done;
     if (!o->keep_optimizer) lr_mlp_reset_optimizer(net);
     lr_rng rng;
     lr_rng_seed(&rng, o->seed);
@@ -218,7 +295,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
         for (size_t b0 = 0; b0 < n && step < steps_total; b0 += own) {
             size_t bs = n - b0 < own ? n - b0 : own;
             float loss;
-            if ((s = one_step(net, data, o, &rs, perm + b0, bs, step + 1, x, y, &loss, err))) goto done;
+            if ((s = one_step(net, data, o, &rs, &sb, perm + b0, bs, step + 1, x, y, &loss, err))) goto done;
             loss_sum += loss;
             after_step(res, o, ++step, steps_total, bs + (o->batch - own), loss, loss_sum, tmark);
         }
@@ -226,6 +303,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     s = LR_OK;
 done:
     free(rs.perm), free(rs.at), free(rs.tbuf);
+    free(sb.acc), free(sb.g);
     free(perm);
     free(y);
     free(x);

@@ -28,6 +28,8 @@
 #include "lowrank/base/rng.h"
 #include "lowrank/base/status.h"
 #include "lowrank/linalg/rsvd.h"
+#include "lowrank/nn/mlp.h"
+#include "lowrank/nn/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,6 +104,54 @@ LR_API lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_
  * Memory per rank: about (m_k + 2n)·l floats + m_k·l doubles. */
 LR_API lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_cmat a, size_t r,
                               const lr_rsvd_opts *opts, lr_rng *rng, MPI_Comm comm, lr_err *err);
+
+/* ---- data-parallel training ------------------------------------------------------- */
+
+/* How lr_dist_sum adds the processes' buffers. */
+typedef enum {
+    /* In rank order, (b_0 + b_1) + b_2 …, whatever MPI's algorithms: rank k adds chunk k of
+     * the buffers (MPI_Alltoallv), then every rank gathers all chunks (MPI_Allgatherv), a
+     * reduce-scatter plus an allgather, the traffic of a ring allreduce. Deterministic, the
+     * same on every rank, and equal to one process adding the slices (lr_train_opts.shards). */
+    LR_DIST_SUM_ORDERED,
+    /* MPI_Allreduce with MPI_SUM: the order of the additions is MPI's choice, so the result
+     * may change with the number of processes' placement or MPI's tuning in the last bits. */
+    LR_DIST_SUM_MPI
+} lr_dist_sum_kind;
+
+/* buf: (n) <- the sum over the ranks of their buf, the same on every rank. stats += one
+ * call of 4n bytes (the payload, as for an Allreduce). n <= INT_MAX; every rank passes
+ * the same n and kind. */
+LR_API lr_status lr_dist_sum(float *buf, size_t n, lr_dist_sum_kind how, lr_dist_stats *stats, MPI_Comm comm,
+                             lr_err *err);
+
+/* Data-parallel lr_train: every rank calls it with the same data, options (o->shards 0,
+ * o->reduce NULL) and an identical net, as after the same seeded initialisation or
+ * checkpoint. Each global batch (the same on every rank: same seed, same shuffle) is cut
+ * into comm's size slices, the balanced split (train.h: shards); this rank takes the
+ * gradient of its slice (lr_mlp_grad_shard), the packed gradients and losses are summed
+ * with `how` (lr_mlp_grad_size + 1 floats a step: 6,795 for RichBoyNet's rank-1 adapters,
+ * 2,807,011 trained whole), and every rank makes the same Adam step, so the replicas stay
+ * identical (lr_dist_check_replicas). With LR_DIST_SUM_ORDERED the run equals, bit for bit,
+ * lr_train with shards = the number of processes in one process; it differs from the
+ * fused one-process step by the rounding of the slices' sums (docs/dist.md). A
+ * communicator of one process runs lr_train itself (the fused step, no communication).
+ *
+ * Trains LoRA adapters alone (frozen base) or the whole net, with replay, soft targets and
+ * after_step hooks as lr_train; progress and after_step run on every rank (a program
+ * prints on rank 0 only). Ranks whose data size, dim, batch, seed, epochs, max_steps,
+ * replay_per_batch or gradient size differ get LR_EDIM naming the field and its range
+ * before any step. A failure on one rank during a step stops all ranks with its message
+ * ("rank R: …"). stats (may be NULL) += the gradient sums and agreements. res as lr_train's
+ * (its seconds include the communication). */
+LR_API lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, const lr_train_opts *o,
+                               lr_dist_sum_kind how, lr_dist_stats *stats, MPI_Comm comm, lr_err *err);
+
+/* Checks that every rank holds the same model: an FNV-1a 64 hash of the parameters, the
+ * attached adapters' A and B and the Adam step count, gathered from all ranks. *checksum
+ * (may be NULL) <- the hash; ranks that differ are LR_EINVAL naming the first one and both
+ * hashes, on every rank. */
+LR_API lr_status lr_dist_check_replicas(uint64_t *checksum, const lr_mlp *net, MPI_Comm comm, lr_err *err);
 
 #ifdef __cplusplus
 }

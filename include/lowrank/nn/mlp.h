@@ -155,6 +155,29 @@ LR_API lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t 
                                      const lr_mlp_targets *tg, float *grad, float *dx, float *loss,
                                      lr_err *err);
 
+/* A training step in two halves, for callers that combine gradients before the update:
+ * data-parallel training (dist.h), where each process computes the gradient of its share of
+ * a batch and the shares are summed, and its one-process equivalent (lr_train_opts.shards).
+ *
+ * The packed gradient holds exactly the trainable tensors, in this order: layer by layer,
+ * the weight (out, in) then the bias (out) of an unfrozen layer, then A (r, in) then
+ * B (out, r) of an enabled adapter. lr_mlp_grad_size gives its length: 2,807,010 floats for
+ * RichBoyNet trained whole, 6,794 for its rank-1 adapters on a frozen base. */
+LR_API size_t lr_mlp_grad_size(const lr_mlp *net);
+
+/* g: (lr_mlp_grad_size) <- the gradient of (1/denom)·Σ_b loss_b over the rows x: (rows, in)
+ * (loss_b as lr_mlp_train_step_ex defines it with tg, which may be NULL), *loss <- that sum.
+ * With denom the whole batch's size, the gradients of its shares add up to the gradient of
+ * its mean loss (up to the rounding of the sum). rows may be 0 (g <- 0, *loss <- 0).
+ * Nothing in the net changes but its activation buffers. Errors as lr_mlp_train_step. */
+LR_API lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const float *x, const uint8_t *labels,
+                                   size_t rows, size_t denom, const lr_mlp_targets *tg, lr_err *err);
+
+/* One Adam step (step adam_t + 1) on the trainable tensors with the packed gradient g; the
+ * element-wise update is the fused step's (lr_adam_elem). A NaN or Inf in g is
+ * LR_ENONFINITE naming the tensor and entry, before any parameter changes. */
+LR_API lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *adam, lr_err *err);
+
 /* Subnormal floats (0 < |x| < FLT_MIN = 1.18e-38) the net holds: in its parameters, in Adam's
  * first and second moments (base parameters and attached adapters), and in the activation
  * buffers of the last batch it ran. A diagnostic: on many x86 CPUs every operation that reads

@@ -29,6 +29,15 @@ typedef void (*lr_train_progress_fn)(void *ctx, size_t step, size_t steps_total,
  * constraint set (lora/preserve.h); a status other than LR_OK stops training with it. */
 typedef lr_status (*lr_train_step_fn)(void *ctx, lr_mlp *net, size_t step, lr_err *err);
 
+/* Sums a training step's packed gradients over the processes of a data-parallel run (dist.h):
+ * buf holds this process's n floats (lr_mlp_grad_size gradient entries, then its share of
+ * the loss) and must hold the sum over all processes on return, the same on each. local is
+ * this process's status for the step (its message in err); the call returns the status
+ * every process agrees on, so that one failing process stops them all. lr_train also calls
+ * it with buf NULL and n 0 to agree on a status alone: once before the first step (its
+ * set-up) and after every after_step hook. */
+typedef lr_status (*lr_train_reduce_fn)(void *ctx, float *buf, size_t n, lr_status local, lr_err *err);
+
 typedef struct {
     size_t batch;           /* 10 */
     size_t epochs;          /* 1 */
@@ -57,6 +66,19 @@ typedef struct {
     float replay_label_weight; /* default 1 */
     lr_train_step_fn after_step; /* optional, after every step */
     void *after_step_ctx;
+    /* Data parallelism. shards > 1 cuts every batch (replayed examples included) into
+     * `shards` consecutive slices, the balanced split (the first batch % shards slices one
+     * row longer, empty slices when the batch is shorter), takes each slice's gradient on its
+     * own (lr_mlp_grad_shard, divided by the whole batch's size), sums them in slice order
+     * and makes one Adam step (lr_mlp_apply_grad). That is, bit for bit, what `shards`
+     * processes of a data-parallel run compute (dist.h: lr_dist_train sets the fields
+     * below), so one process can reproduce such a run; it differs from the fused step
+     * (shards 0 or 1) by the rounding of the gradient sums. With reduce, this process takes
+     * only slice `shard` and reduce sums the slices over the processes. */
+    size_t shards;            /* 0 or 1: the fused step (unless reduce is set) */
+    size_t shard;             /* with reduce: this process's slice, < max(shards, 1) */
+    lr_train_reduce_fn reduce; /* NULL: every slice computed here */
+    void *reduce_ctx;
 } lr_train_opts;
 
 LR_API lr_train_opts lr_train_opts_default(void);
