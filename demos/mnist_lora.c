@@ -46,6 +46,7 @@
 #include "lowrank/nn/train.h"
 
 #include "cli.h"
+#include "mnist_dist.h"
 #include "mnist_opts.h"
 #include "plot.h"
 #include "preserve_demo.h"
@@ -70,7 +71,7 @@ static int usage_error(const char *fmt, ...)
 }
 
 /* Parses and checks the command line (mnist_opts_parse, with the filesystem checks); --help
- * prints the help and exits 0; a usage error is printed and returns 2. */
+ * prints the help and returns MNIST_OPTS_HELP; a usage error is printed and returns 2. */
 static int parse_options(int argc, char **argv, options *o)
 {
     size_t cap = 1024; /* room for every argument a message quotes, whole */
@@ -81,7 +82,7 @@ static int parse_options(int argc, char **argv, options *o)
     if (rc == MNIST_OPTS_HELP) {
         free(msg);
         mnist_opts_usage(stdout);
-        exit(0);
+        return rc;
     }
     if (rc) usage_error("%s", msg);
     free(msg);
@@ -279,6 +280,8 @@ typedef struct {
     bool frozen_same;                  /* the base did not change while fine-tuning */
     bool off_same, off_checked;        /* LoRA off (or removed) gives the pretrained results */
     preserve_state ps;                 /* --preserve: the method's state during fine-tuning */
+    demo_dist dist;                    /* the processes of an mpirun (one otherwise) */
+    demo_dist_report pre_rep, ft_rep;  /* what data-parallel pretraining / fine-tuning cost */
     unsigned method;                   /* PRESERVE_* bits of the run being trained */
 } run;
 
@@ -341,6 +344,30 @@ static void print_sizes(char *buf, size_t n, const lr_mlp *net)
 }
 
 /* Step 1: a trained model, from pretraining or from --load. */
+/* Under mpirun: what the gradient sums of a training cost, as text and into the JSON
+ * object p ("data_parallel"). */
+static void dist_report(const run *r, json_t *p, const demo_dist_report *d, size_t steps)
+{
+    if (r->dist.size < 2) return;
+    double per_step = steps ? (double)d->bytes / (double)steps : 0, compute = d->total_s - d->comm_s;
+    if (text(r))
+        printf("data-parallel over %d processes: %zu floats summed a step (%.1f KB handed to MPI), "
+               "%.2f s computing, %.2f s communicating; replicas identical (checksum %016" PRIx64 ")\n",
+               r->dist.size, d->floats_per_step, per_step / 1e3, compute, d->comm_s, d->checksum);
+    json_t *j = json_object();
+    json_object_set_new(j, "processes", json_integer(r->dist.size));
+    json_object_set_new(j, "sum", json_string(r->dist.mpi_sum ? "MPI_Allreduce" : "rank-ordered"));
+    json_object_set_new(j, "floats_per_step", json_integer((json_int_t)d->floats_per_step));
+    json_object_set_new(j, "bytes_per_step", json_real(per_step));
+    json_object_set_new(j, "compute_seconds", json_real(compute));
+    json_object_set_new(j, "comm_seconds", json_real(d->comm_s));
+    char sum[17];
+    snprintf(sum, sizeof sum, "%016" PRIx64, d->checksum);
+    json_object_set_new(j, "replica_checksum", json_string(sum));
+    json_object_set_new(j, "replicas_identical", json_true());
+    json_object_set_new(p, "data_parallel", j);
+}
+
 static int pretrain(run *r, double *t_pretrain)
 {
     const options *o = &r->o;
@@ -394,6 +421,7 @@ static int pretrain(run *r, double *t_pretrain)
     tp.epochs = o->epochs;
     tp.seed = o->seed;
     tp.adam.lr = o->lr;
+    tp.shards = o->shards;
     if (lr_train_count_steps(&r->pre_steps, &r->train_set, &tp, &e)) {
         fail_msg("pretraining", &e);
         return 1;
@@ -412,7 +440,7 @@ static int pretrain(run *r, double *t_pretrain)
     progress pg;
     progress_start(&pg, "pretrain", o, r->pre_steps, &tp);
     lr_train_result res;
-    if (lr_train(&r->net, &res, &r->train_set, &tp, &e)) {
+    if (demo_dist_train(&r->dist, &r->net, &res, &r->train_set, &tp, &r->pre_rep, &e)) {
         if (pg.drawn) fputc('\n', stderr);
         fail_msg("pretraining", &e);
         return 1;
@@ -423,6 +451,7 @@ static int pretrain(run *r, double *t_pretrain)
                "mean loss %.4f, last %.4f\n", res.steps, *t_pretrain, (double)res.steps / *t_pretrain,
                res.rate_first_tenth, res.rate_last_tenth, (double)res.avg_loss, (double)res.last_loss);
     json_t *p = json_object();
+    dist_report(r, p, &r->pre_rep, res.steps);
     json_object_set_new(p, "steps_per_s_first_tenth", json_real(res.rate_first_tenth));
     json_object_set_new(p, "steps_per_s_last_tenth", json_real(res.rate_last_tenth));
     json_object_set_new(p, "steps", json_integer((json_int_t)res.steps));
@@ -535,6 +564,7 @@ static int finetune(run *r, int digit, double *t_ft)
     tp.max_steps = o->steps;
     tp.seed = o->seed;
     tp.adam.lr = o->ft_lr;
+    tp.shards = o->shards;
     lr_dataset digit_set; /* the seed's x[y == digit] */
     if (!(r->digit_rows = malloc((r->train.n ? r->train.n : 1) * sizeof *r->digit_rows))) {
         fprintf(stderr, PROG ": out of memory\n");
@@ -565,7 +595,8 @@ static int finetune(run *r, int digit, double *t_ft)
     progress_start(&pg, "fine-tune", o, r->ft_steps, &tp);
     double t0 = now_s();
     lr_train_result res;
-    if (lr_train(&r->net, &res, &digit_set, &tp, &e) || preserve_end(&r->ps, &r->net, &e)) {
+    if (demo_dist_train(&r->dist, &r->net, &res, &digit_set, &tp, &r->ft_rep, &e) ||
+        preserve_end(&r->ps, &r->net, &e)) {
         if (pg.drawn) fputc('\n', stderr);
         fail_msg("fine-tuning", &e);
         return 1;
@@ -577,6 +608,7 @@ static int finetune(run *r, int digit, double *t_ft)
                res.steps, *t_ft, (double)res.steps / *t_ft, (double)res.avg_loss,
                (double)res.last_loss);
     json_t *p = json_object();
+    dist_report(r, p, &r->ft_rep, res.steps);
     json_object_set_new(p, "digit", json_integer(digit));
     json_object_set_new(p, "steps", json_integer((json_int_t)res.steps));
     json_object_set_new(p, "avg_loss", json_real(res.avg_loss));
@@ -709,6 +741,7 @@ static json_t *json_config(const options *o)
     json_object_set_new(cfg, "lr", json_real(o->lr));
     json_object_set_new(cfg, "limit_train", json_integer((json_int_t)o->limit_train));
     json_object_set_new(cfg, "limit_test", json_integer((json_int_t)o->limit_test));
+    json_object_set_new(cfg, "shards", json_integer((json_int_t)o->shards));
     if (o->adapter) { /* nothing is fine-tuned: the adapter's settings come from its config */
         json_object_set_new(cfg, "adapter", json_string(o->adapter));
         return cfg;
@@ -732,8 +765,8 @@ static int start(run *r)
     lr_isa isa;
     if (lr_cpu_isa_env(&isa, &e)) return usage_error("%s", e.msg);
     lr_fp_mode_set(o->keep_subnormals ? LR_FP_IEEE : LR_FP_FLUSH);
-    if (o->threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->threads == 0) { /* the CPUs, shared among this machine's processes of an mpirun */
+        long n = sysconf(_SC_NPROCESSORS_ONLN) / r->dist.local_size;
         o->threads = n < 1 ? 1 : n > LR_POOL_MAX_THREADS ? LR_POOL_MAX_THREADS : (int)n;
     }
     lr_blas_set_threads(o->threads);
@@ -743,12 +776,17 @@ static int start(run *r)
         printf("seed %" PRIu64 ", %d thread%s, %s kernels, subnormals %s\n", o->seed, o->threads,
                o->threads == 1 ? "" : "s", lr_isa_name(lr_cpu_isa()),
                o->keep_subnormals ? "kept" : "flushed");
+        if (r->dist.size > 1)
+            printf("data-parallel: %d processes (mpirun), each with the whole model and 1/%d of every batch; "
+                   "gradients summed %s\n", r->dist.size, r->dist.size,
+                   r->dist.mpi_sum ? "by MPI_Allreduce" : "in rank order");
     }
     r->js = json_object();
     json_object_set_new(r->js, "kernels", json_string(lr_isa_name(lr_cpu_isa())));
     json_object_set_new(r->js, "subnormals", json_string(o->keep_subnormals ? "kept" : "flushed"));
     json_object_set_new(r->js, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(r->js, "threads", json_integer(o->threads));
+    json_object_set_new(r->js, "processes", json_integer(r->dist.size));
     json_object_set_new(r->js, "config", json_config(o));
     return 0;
 }
@@ -1195,32 +1233,68 @@ static int finish(run *r)
     return status;
 }
 
+/* Under mpirun, ranks other than 0 compute the same pipeline silently and write no file. */
+static void silence_replica(run *r)
+{
+    if (r->dist.rank == 0) return;
+    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) { /* keep going */ }
+    r->o.save = r->o.adapter_out = r->o.plot = NULL;
+}
+
+/* The data on every process: one that cannot load it stops them all. */
+static int load_data_everywhere(run *r)
+{
+    int rc = load_data(r);
+    lr_err e = { { 0 } };
+    snprintf(e.msg, sizeof e.msg, "cannot load MNIST from '%s'", r->o.data_dir ? r->o.data_dir : "data/mnist");
+    if (demo_dist_agree(&r->dist, rc ? LR_EIO : LR_OK, &e) && !rc) {
+        fprintf(stderr, PROG ": %s (every machine of the run needs the data)\n", e.msg);
+        rc = 1;
+    }
+    return rc;
+}
+
+/* The pipeline after the options: data, pretraining, then the adapter's training and checks. */
+static int run_pipeline(run *r)
+{
+    int rc;
+    double t0 = now_s();
+    if ((rc = load_data_everywhere(r))) return rc;
+    r->t_load = now_s() - t0;
+    if ((rc = pretrain(r, &r->t_pretrain)) || (rc = evaluate_pretrained(r))) return rc;
+    if (r->o.adapter) { /* evaluate a saved adapter: no training */
+        if (!(rc = load_adapter(r)) && !(rc = eval_adapter(r)) && !(rc = plot_adapter(r))) rc = finish(r);
+        return rc;
+    }
+    r->method = r->o.preserve.mask;
+    if (r->o.preserve.all) { /* every method, one table */
+        if (!(rc = plan_adapter(r)) && !(rc = compare_methods(r))) rc = finish(r);
+        return rc;
+    }
+    if ((rc = plan_adapter(r)) || (rc = train_adapter(r)) || (rc = compare_on_off(r))) return rc;
+    forgetting(r, r->digit, &r->before, &r->on);
+    if ((rc = save_outputs(r, r->digit, &r->before, &r->on, &r->off)) || (rc = restore_pissa(r))) return rc;
+    return finish(r);
+}
+
 int main(int argc, char **argv)
 {
     static run r; /* static: zeroed, and large arrays stay off the stack */
     /* over a file-size limit, report EFBIG from the write instead of dying of SIGXFSZ */
     signal(SIGXFSZ, SIG_IGN);
-    int rc = parse_options(argc, argv, &r.o);
-    if (rc || (rc = start(&r))) return rc;
-    double t0 = now_s();
-    if ((rc = load_data(&r))) goto out;
-    r.t_load = now_s() - t0;
-    if ((rc = pretrain(&r, &r.t_pretrain)) || (rc = evaluate_pretrained(&r))) goto out;
-    if (r.o.adapter) { /* evaluate a saved adapter: no training */
-        if (!(rc = load_adapter(&r)) && !(rc = eval_adapter(&r)) && !(rc = plot_adapter(&r))) rc = finish(&r);
-        goto out;
-    }
-    r.method = r.o.preserve.mask;
-    if (r.o.preserve.all) { /* every method, one table */
-        if (!(rc = plan_adapter(&r)) && !(rc = compare_methods(&r))) rc = finish(&r);
-        goto out;
-    }
-    if ((rc = plan_adapter(&r)) || (rc = train_adapter(&r)) || (rc = compare_on_off(&r))) goto out;
-    forgetting(&r, r.digit, &r.before, &r.on);
-    if ((rc = save_outputs(&r, r.digit, &r.before, &r.on, &r.off)) || (rc = restore_pissa(&r))) goto out;
-    rc = finish(&r);
-out:
+    char msg[512];
+    int rc = demo_dist_init(&r.dist, &argc, &argv, msg, sizeof msg);
+    if (rc) return usage_error("%s", msg);
+    silence_replica(&r); /* before the options: a usage error is printed once */
+    rc = parse_options(argc, argv, &r.o);
+    r.dist.mpi_sum = r.o.dist_sum_mpi;
+    silence_replica(&r); /* the outputs the options named */
+    if (!rc && r.o.shards > 1 && r.dist.size > 1)
+        rc = usage_error("--shards is for one process; under mpirun every process takes its own slice");
+    if (rc == MNIST_OPTS_HELP) rc = 0;
+    else if (!rc && !(rc = start(&r))) rc = run_pipeline(&r);
     fflush(stdout);
     run_free(&r);
+    demo_dist_finish(&r.dist);
     return rc;
 }

@@ -78,6 +78,14 @@ void mnist_opts_usage(FILE *f)
 "  --retained-samples N the retained set: the first N training images of the other digits\n"
 "                     (default 2000)\n"
 "\n"
+"Several processes (built with -Dmpi, started by `mpirun -np N " PROG " ...`; docs/dist.md):\n"
+"  every process holds the whole model and takes its share of each batch; the gradients\n"
+"  are summed before each step, so the replicas stay identical; rank 0 prints and writes.\n"
+"  --dist-sum S       ordered: a rank-ordered sum, the same bits as one process taking the\n"
+"                     batch in N slices (default); mpi: MPI_Allreduce, its order MPI's\n"
+"  --shards N         in one process: take each batch's gradient in N slices and add them\n"
+"                     in order, as N processes do: reproduces their run bit for bit\n"
+"\n"
 "Output:\n"
 "  --json             print one JSON object with all results on stdout (progress on stderr)\n"
 "  --quiet            no progress display\n"
@@ -188,7 +196,8 @@ static const struct { const char *name; bool flag; } known_opts[] = {
     { "--alpha", false }, { "--init", false }, { "--lora-layers", false }, { "--steps", false },
     { "--ft-lr", false }, { "--digit", false }, { "--limit-train", false }, { "--limit-test", false },
     { "--preserve", false }, { "--preserve-energy", false }, { "--replay-fraction", false },
-    { "--distill-weight", false }, { "--retained-samples", false },
+    { "--distill-weight", false }, { "--retained-samples", false }, { "--dist-sum", false },
+    { "--shards", false },
     { "--rslora", true },
     { "--json", true }, { "--quiet", true }, { "--keep-subnormals", true },
 };
@@ -256,6 +265,13 @@ static bool set_option(mnist_opts *o, const char *name, const char *val, char *m
             return true;
         }
         return opt_fail(msg, cap, "--digit: expected a digit 0-9 or 'worst', got '%s'", val);
+    }
+    if (!strcmp(name, "--shards")) return lr_cli_parse_size(name, val, 1, 60000, &o->shards, msg, cap);
+    if (!strcmp(name, "--dist-sum")) {
+        if (strcmp(val, "ordered") && strcmp(val, "mpi"))
+            return opt_fail(msg, cap, "--dist-sum: expected 'ordered' or 'mpi', got '%s'", val);
+        o->dist_sum_mpi = val[0] == 'm';
+        return true;
     }
     if (!strcmp(name, "--preserve")) return preserve_parse(val, &o->preserve, msg, cap);
     if (!strcmp(name, "--preserve-energy"))

@@ -40,6 +40,8 @@ typedef struct {
     int digit;                  /* 0..9, or -1 for "worst" */
     bool json, quiet;
     bool keep_subnormals;       /* LR_FP_IEEE instead of the default flush-to-zero */
+    bool dist_sum_mpi;          /* --dist-sum mpi: MPI_Allreduce instead of the rank-ordered sum */
+    size_t shards;              /* --shards N: one process computing N processes' slices; 0: fused */
     preserve_cfg preserve;      /* --preserve and its settings */
 } mnist_opts;
 

@@ -348,6 +348,7 @@ static void test_shards(void **state)
         lr_train_opts o = lr_train_opts_default();
         o.epochs = 2, o.seed = 4, o.adam.lr = 1e-2;
         o.shards = k == 0 ? 0 : 3; /* fused, then 3 slices twice (10 = 4 + 3 + 3, last batch 5 = 2 + 2 + 1) */
+        if (k == 2) assert_int_equal(lr_mlp_set_threads(&net[k], 2, NULL), LR_OK); /* the same bits */
         assert_int_equal(lr_train(&net[k], NULL, &s.d, &o, NULL), LR_OK);
         p[k] = net[k].params;
     }

@@ -364,6 +364,8 @@ typedef struct {
     float *part;                 /* (nch - 1) partial dx sums of (batch, in), ld in */
     size_t nch;
     const lr_adam_step *s;       /* NULL: dx only (a frozen layer), w untouched */
+    float *gw;                   /* non-NULL (s NULL): store each row's gradient here, ld ldg, not update */
+    size_t ldg;
     bool reverse;                /* walk rows and chunks backwards (see lr__linear_backward_adam_ex) */
 } fused_args;
 
@@ -386,10 +388,11 @@ static void fused_rows_c(const fused_args *a, size_t o0, size_t o1, float *dx, s
             float g = 0.0f, wold = wr[j];
             for (size_t b = 0; b < batch; b++) {
                 float d = a->dy[b * a->lddy + o];
-                if (a->s) g += d * a->x[b * a->ldx + j];
+                if (a->s || a->gw) g += d * a->x[b * a->ldx + j];
                 if (dx) dx[b * lddx + j] += d * wold;
             }
-            if (a->s)
+            if (a->gw) a->gw[o * a->ldg + j] = g;
+            else if (a->s)
                 wr[j] = lr_adam_elem(wold, g, a->mw + o * a->ldm + j, a->vw + o * a->ldv + j, a->s);
         }
     }
@@ -398,7 +401,7 @@ static void fused_rows_c(const fused_args *a, size_t o0, size_t o1, float *dx, s
 #ifdef LR__X86
 /* R rows starting at o, every column: per 8-column chunk the R gradients stay in
  * registers over the batch loop, dx takes the old weights' contribution, then Adam writes
- * the rows back. UPD = 0: dx only. (No software prefetch here: with 4 rows of w, m and v
+ * the rows back (UPD = 1), or the gradients are stored in a->gw (UPD = 2). UPD = 0: dx only. (No software prefetch here: with 4 rows of w, m and v
  * streaming at once, the hardware prefetchers do better alone; prefetching every stream
  * measured 5-15 % slower.) */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
@@ -433,9 +436,11 @@ fused_block_avx2(const fused_args *a, size_t o, float *dx, size_t lddx, const in
                 _mm256_storeu_ps(dp, acc);
             }
         }
-        if (UPD)
+        if (UPD == 1)
             for (int r = 0; r < R; r++)
                 _mm256_storeu_ps(wr[r] + j, adam8(wv[r], g[r], mr[r] + j, vr[r] + j, a->s));
+        if (UPD == 2)
+            for (int r = 0; r < R; r++) _mm256_storeu_ps(a->gw + (o + (size_t)r) * a->ldg + j, g[r]);
     }
     for (; j < in; j++)
         for (int r = 0; r < R; r++) {
@@ -448,35 +453,34 @@ fused_block_avx2(const fused_args *a, size_t o, float *dx, size_t lddx, const in
                     *dp = fmaf(d, wold, *dp);
                 }
             }
-            if (UPD) wr[r][j] = lr_adam_elem(wold, gs, &mr[r][j], &vr[r][j], a->s);
+            if (UPD == 1) wr[r][j] = lr_adam_elem(wold, gs, &mr[r][j], &vr[r][j], a->s);
+            if (UPD == 2) a->gw[(o + (size_t)r) * a->ldg + j] = gs;
         }
 }
 
 /* Rows [o0, o1) (o0 a multiple of 4), in blocks of 4 then single rows; reversed walks
  * take the same blocks in the opposite order. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-fused_rows(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx, const int WANT_DX)
+fused_rows(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx, const int WANT_DX, const int UPD)
 {
     size_t n4 = (o1 - o0) / 4, e4 = o0 + 4 * n4;
     if (!a->reverse) {
-        for (size_t k = 0; k < n4; k++) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, 1);
-        for (size_t o = e4; o < o1; o++) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, 1);
+        for (size_t k = 0; k < n4; k++) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, UPD);
+        for (size_t o = e4; o < o1; o++) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, UPD);
     } else {
-        for (size_t o = o1; o-- > e4;) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, 1);
-        for (size_t k = n4; k-- > 0;) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, 1);
+        for (size_t o = o1; o-- > e4;) fused_block_avx2(a, o, dx, lddx, 1, WANT_DX, UPD);
+        for (size_t k = n4; k-- > 0;) fused_block_avx2(a, o0 + 4 * k, dx, lddx, 4, WANT_DX, UPD);
     }
 }
 
-__attribute__((target("avx2,fma"))) static void fused_rows_avx2_dx(const fused_args *a, size_t o0, size_t o1,
-                                                                  float *dx, size_t lddx)
+/* The four instances: with or without dx, Adam (UPD 1) or stored gradients (UPD 2). */
+__attribute__((target("avx2,fma"))) static void fused_rows_avx2(const fused_args *a, size_t o0, size_t o1,
+                                                               float *dx, size_t lddx)
 {
-    fused_rows(a, o0, o1, dx, lddx, 1);
-}
-
-__attribute__((target("avx2,fma"))) static void fused_rows_avx2_nodx(const fused_args *a, size_t o0, size_t o1,
-                                                                    float *dx, size_t lddx)
-{
-    fused_rows(a, o0, o1, dx, lddx, 0);
+    if (dx && !a->gw) fused_rows(a, o0, o1, dx, lddx, 1, 1);
+    else if (!a->gw) fused_rows(a, o0, o1, dx, lddx, 0, 1);
+    else if (dx) fused_rows(a, o0, o1, dx, lddx, 1, 2);
+    else fused_rows(a, o0, o1, dx, lddx, 0, 2);
 }
 
 /* dx only (a frozen layer): dx[b, j] += Σ_o dy[b, o]·w[o, j] over rows [o0, o1). The row
@@ -607,7 +611,7 @@ static void fused_chunk(void *ctx, size_t k)
     size_t o0 = fused_row(a->out, a->nch, c), o1 = fused_row(a->out, a->nch, c + 1);
     float *dx = fused_dx(a, c, &lddx);
 #ifdef LR__X86
-    if (have_avx2() && !a->s) { /* writes its whole share of dx itself */
+    if (have_avx2() && !a->s && !a->gw) { /* writes its whole share of dx itself */
         if (have_isa() >= LR__ISA_AVX512) dxonly_rows_avx512(a, o0, o1, dx, lddx);
         else dxonly_rows_avx2(a, o0, o1, dx, lddx);
         return;
@@ -618,8 +622,7 @@ static void fused_chunk(void *ctx, size_t k)
     if (o1 <= o0) return;
 #ifdef LR__X86
     if (have_avx2()) {
-        if (dx) fused_rows_avx2_dx(a, o0, o1, dx, lddx);
-        else fused_rows_avx2_nodx(a, o0, o1, dx, lddx);
+        fused_rows_avx2(a, o0, o1, dx, lddx);
         return;
     }
 #endif
@@ -654,6 +657,21 @@ void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool revers
     fused_args a = { .w = (float *)w.data, .ldw = w.ld, .dy = dy.data, .lddy = dy.ld, .batch = dy.rows,
                      .in = w.cols, .out = w.rows, .dx = dx.data, .lddx = dx.ld, .part = work, .reverse = reverse };
     fused_run(&a, pool);
+}
+
+void lr__linear_backward_grad_mt(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x, lr_cmat w, float *work,
+                                 bool reverse, const lr_pool *pool)
+{
+    /* the fused pass with the Adam update replaced by a store: w is only read */
+    fused_args a = { .w = (float *)w.data, .ldw = w.ld, .dy = dy.data, .x = x.data, .lddy = dy.ld, .ldx = x.ld,
+                     .batch = dy.rows, .in = w.cols, .out = w.rows, .dx = dx.data, .lddx = dx.ld, .part = work,
+                     .gw = dw.data, .ldg = dw.ld, .reverse = reverse };
+    fused_run(&a, pool);
+    for (size_t o = 0; o < w.rows; o++) { /* the bias as the fused step sums it */
+        float g = 0.0f;
+        for (size_t bb = 0; bb < dy.rows; bb++) g += dy.data[bb * dy.ld + o];
+        db[o] = g;
+    }
 }
 
 lr_status lr__linear_backward_adam_ex(lr_mat dx, lr_mat w, float *b, lr_mat m_w, lr_mat v_w,

@@ -18,6 +18,12 @@ lr_status lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, 
  * lr_linear_backward_adam_work(batch, in) floats for the partial sums. */
 void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
 
+/* The fused pass without the update: dw: (out, in) and db: (out) <- the gradients the fused
+ * step would apply (the same sums, bit for bit), dx (optional) <- dy·w. Shapes already
+ * checked; work: lr_linear_backward_adam_work(batch, in) floats; reverse as below. */
+void lr__linear_backward_grad_mt(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x, lr_cmat w, float *work,
+                                 bool reverse, const lr_pool *pool);
+
 /* lr_linear_backward_adam with the row order reversed when `reverse` (the training step
  * alternates it every step: the rows the last step touched last are then touched first,
  * while they are still in the last-level cache). */

@@ -713,13 +713,14 @@ static lr_status layer_grad_packed(lr_mlp *net, size_t l, const float *x, size_t
     lr_cmat xin = lr_cmat_view(l == 0 ? x : net->work->act[l], rows, ly->in, ly->in);
     lr_mat dx = dxp ? lr_mat_view(dxp, rows, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
     lr_status s = LR_OK;
+    bool reverse = (net->adam_t + 1) & 1; /* the fused step's row walk, for the same sums */
     if (!ly->frozen) {
         lr_mat dw = lr_mat_view(*g, ly->out, ly->in, ly->in);
-        memset(*g, 0, (ly->out * ly->in + ly->out) * sizeof(float)); /* lr_linear_backward adds */
-        s = lr_linear_backward(dx, dw, *g + ly->out * ly->in, dy, xin, lr_cm(ly->w), err);
+        lr__linear_backward_grad_mt(dx, dw, *g + ly->out * ly->in, dy, xin, lr_cm(ly->w), net->work->dxwork, reverse,
+                                    &net->pool);
         *g += ly->out * ly->in + ly->out;
     } else if (dxp) {
-        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), net->work->dxwork, false, &net->pool);
+        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), net->work->dxwork, reverse, &net->pool);
     }
     if (!s && lora_on(ly)) {
         lr_lora_weights *lw = ly->lora;
