@@ -234,7 +234,7 @@ static void bench_rsvd(void)
     float s[20], *u = malloc((count ? count : 1) * r * sizeof *u), *vt = malloc(r * n * sizeof *vt);
     lr_rsvd_opts o = lr_rsvd_opts_default();
     double t[5], tmpi = 0;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, calls = 0;
     for (int k = 0; k < 5; k++) {
         lr_dist_stats st = { 0, 0, 0 };
         lr_rng rng;
@@ -244,12 +244,12 @@ static void bench_rsvd(void)
         check(lr_dist_rsvd(s, lr_mat_view(u, count, r, r), lr_mat_view(vt, r, n, n), &st, lr_cm(w), r, &o, &rng,
                            MPI_COMM_WORLD, &e), &e, "rsvd");
         t[k] = MPI_Wtime() - t0;
-        tmpi += st.seconds / 5, bytes = st.bytes;
+        tmpi += st.seconds / 5, bytes = st.bytes, calls = st.calls;
     }
     if (g_rank == 0)
         printf("\"rsvd\": {\"rows\": %zu, \"cols\": %zu, \"rank\": %zu, \"seconds\": %.4f, \"mpi_seconds\": %.4f, "
-               "\"bytes\": %llu, \"sigma1\": %.7g, \"sigma20\": %.7g}\n", m, n, r, median(t, 5), tmpi,
-               (unsigned long long)bytes, (double)s[0], (double)s[19]);
+               "\"bytes\": %llu, \"collectives\": %llu, \"sigma1\": %.7g, \"sigma20\": %.7g}\n", m, n, r,
+               median(t, 5), tmpi, (unsigned long long)bytes, (unsigned long long)calls, (double)s[0], (double)s[19]);
     free(w.data), free(u), free(vt);
 }
 
