@@ -6,14 +6,18 @@
  * Each rank builds the whole test matrix from the same seed to have something to compare
  * with; the library calls only ever see the rank's own rows.
  *   - lr_dist_block: the balanced split, pure;
- *   - lr_dist_rsvd against lr_svd_values of the whole matrix and against the one-process
- *     lr_rsvd (subspace, same options and seed): singular values to 1e-5 relative, over
- *     the balanced split and uneven ones (an empty block on a rank, everything on one
- *     rank, rows not divisible by the ranks); U orthonormal over the ranks, the residual
- *     at the tail's level, vt bit-identical on every rank;
- *   - rank-deficient inputs (rank 3 with l = 13, a = 0): deflation, no error;
- *   - ranks that disagree on n or r, a bad argument on one rank, a NaN on one rank: the
- *     same status on every rank, the message naming the rank and the entry;
+ *   - lr_dist_rsvd, block Krylov (the default; blocks of r and narrower ones, with and
+ *     without deflation) and subspace iteration, against lr_svd_values of the whole
+ *     matrix and against the one-process lr_rsvd (same options and seed): singular values
+ *     to 1e-5 relative, over the balanced split and uneven ones (an empty block on a
+ *     rank, everything on one rank, rows not divisible by the ranks); U orthonormal over
+ *     the ranks, the residual at the tail's level, vt bit-identical on every rank; the
+ *     bytes handed to MPI against the formulas of dist.h;
+ *   - rank-deficient inputs (rank 3 with 13 subspace columns or 20 and 8 Krylov columns,
+ *     a = 0): deflation, no error;
+ *   - ranks that disagree on n, r, the method or its fields, a bad method, too few Krylov
+ *     columns, a bad argument on one rank, a NaN on one rank: the same status on every
+ *     rank, the message naming the rank and the entry;
  *   - lr_dist_npy_load_rows: each rank's rows of a file rank 0 wrote; lr_dist_frob2.
  */
 #include <float.h>
@@ -173,8 +177,84 @@ static void test_block(void)
     CHECK(lr_dist_block(NULL, &c, 10, 0, 1, &e) == LR_EINVAL, "NULL");
 }
 
-/* Well-conditioned spectrum: 8 values 10..3.7 and a tail 0.01..; the distributed values
- * equal lr_svd's and the one-process lr_rsvd's to 1e-5 over every split. */
+/* The bytes lr_dist_rsvd hands to MPI beside the handful of small agreements (dist.h):
+ * subspace, l columns and q power iterations: Bcast n·l + 2 floats, q + 1 Allreduces of
+ * n·l floats, 2(q + 1) of l² doubles; */
+static uint64_t subspace_bytes(size_t n, size_t l, size_t q)
+{
+    return (n * l + 2) * 4 + (q + 1) * n * l * 4 + 2 * (q + 1) * l * l * 8;
+}
+
+/* Krylov, blocks of b, depth q, no deflation: Bcast n·b + 2 floats, q + 1 Allreduces of
+ * b·n floats, 2 + 3q of b² doubles, and 2 projections of j·b·b floats for each block j. */
+static uint64_t krylov_bytes(size_t n, size_t b, size_t q)
+{
+    return (n * b + 2) * 4 + (q + 1) * b * n * 4 + (2 + 3 * q) * b * b * 8 + q * (q + 1) * b * b * 4;
+}
+
+/* The small collectives: two agreements (an int each), the options' agreement (10
+ * uint64), the row counts' Allgather (8 bytes per rank). */
+static uint64_t small_bytes(void)
+{
+    return 2 * 4 + 10 * 8 + 8 * (uint64_t)g_size;
+}
+
+/* The splits of m rows: balanced; everything on rank 0 (empty blocks elsewhere); rank 0
+ * empty, rank 1 17 rows (with 3 ranks), the last the rest; one row on every rank but the
+ * last. */
+static void make_splits(size_t counts[4][8], size_t m)
+{
+    const int last = g_size - 1;
+    for (int k2 = 0; k2 < g_size; k2++) {
+        size_t f, c;
+        lr_dist_block(&f, &c, m, k2, g_size, NULL);
+        counts[0][k2] = c;
+        counts[1][k2] = k2 == 0 ? m : 0;
+        counts[2][k2] = g_size == 1 ? m : k2 == last ? (g_size > 2 ? m - 17 : m) : k2 == 1 ? 17 : 0;
+        counts[3][k2] = k2 == last ? m - (size_t)last : 1;
+    }
+}
+
+/* lr_dist_rsvd with o over every split against exact (r values) and against the
+ * one-process lr_rsvd (same options, seed 7), to 1e-5 relative; want_bytes (0: not
+ * checked) is the formula's count, which stats may exceed only by the small agreements. */
+static void check_splits(lr_cmat w, const float *exact, size_t r, const lr_rsvd_opts *o, double resid_max,
+                         uint64_t want_bytes, const char *what)
+{
+    const size_t m = w.rows, n = w.cols;
+    lr_mat u1, vt1;
+    float *s1 = malloc(r * sizeof *s1);
+    CHECK_OK(lr_mat_init(&u1, m, r, NULL));
+    CHECK_OK(lr_mat_init(&vt1, r, n, NULL));
+    lr_rng rng;
+    lr_rng_seed(&rng, 7);
+    CHECK_OK(lr_rsvd(s1, u1, vt1, w, r, o, &rng, NULL));
+    check_close(s1, exact, r, 1e-5, what);
+    size_t counts[4][8];
+    make_splits(counts, m);
+    for (int sp = 0; sp < 4; sp++) {
+        size_t first, count, sum = 0;
+        for (int k2 = 0; k2 < g_size; k2++) sum += counts[sp][k2];
+        CHECK(sum == m, "split %d sums to %zu", sp, sum);
+        split_of(counts[sp], &first, &count);
+        lr_dist_stats stats = { 0, 0, 0 };
+        float *s = dist_rsvd_checked(w, first, count, r, o, 7, resid_max, &stats);
+        check_close(s, exact, r, 1e-5, what);
+        check_close(s, s1, r, 1e-5, what);
+        if (want_bytes)
+            CHECK(stats.bytes == want_bytes + small_bytes(), "%s, split %d: bytes %llu, expected %llu", what, sp,
+                  (unsigned long long)stats.bytes, (unsigned long long)(want_bytes + small_bytes()));
+        CHECK(stats.calls >= 8, "calls %llu", (unsigned long long)stats.calls);
+        free(s);
+    }
+    free(s1);
+    lr_mat_free(&u1);
+    lr_mat_free(&vt1);
+}
+
+/* Well-conditioned spectrum: 8 values 10..3.7 and a tail 0.01.. (rank 20); the distributed
+ * values equal lr_svd's and the one-process lr_rsvd's to 1e-5 over every split, for both
+ * methods. */
 static void test_rsvd_splits(void)
 {
     const size_t m = 301, n = 40, r = 8, k = 20; /* 301 rows: not divisible by 2 or 3 */
@@ -185,83 +265,81 @@ static void test_rsvd_splits(void)
     CHECK_OK(lr_svd_values(exact, lr_cm(w), NULL));
     double tail = 0;
     for (size_t i = r; i < n; i++) tail += (double)exact[i] * exact[i];
+    const double resid = 3 * sqrt(tail) + 1e-4;
     lr_rsvd_opts o = lr_rsvd_opts_default();
     o.method = LR_RSVD_SUBSPACE;
     o.oversample = 5;
     o.power_iters = 2;
-    /* the one-process result */
-    lr_mat u1, vt1;
-    float s1[8];
-    CHECK_OK(lr_mat_init(&u1, m, r, NULL));
-    CHECK_OK(lr_mat_init(&vt1, r, n, NULL));
-    lr_rng rng;
-    lr_rng_seed(&rng, 7);
-    CHECK_OK(lr_rsvd(s1, u1, vt1, lr_cm(w), r, &o, &rng, NULL));
-    check_close(s1, exact, r, 1e-5, "lr_rsvd vs lr_svd");
+    check_splits(lr_cm(w), exact, r, &o, resid, subspace_bytes(n, r + 5, 2), "subspace p 5 q 2");
+    /* Krylov, b = r, depth 1: L = 16 < rank 20, no deflation, so the bytes are the formula's */
+    lr_rsvd_opts ok = lr_rsvd_opts_default();
+    ok.krylov_depth = 1;
+    check_splits(lr_cm(w), exact, r, &ok, resid, krylov_bytes(n, r, 1), "krylov b 8 q 1");
+    /* blocks of 3, depth 4: 15 columns, blocks narrower than r */
+    ok.block = 3;
+    ok.krylov_depth = 4;
+    check_splits(lr_cm(w), exact, r, &ok, resid, krylov_bytes(n, 3, 4), "krylov b 3 q 4");
+    /* the defaults (Krylov, b = 8, q = 3): L = 32 > rank 20, the third block deflates */
+    check_splits(lr_cm(w), exact, r, NULL, resid, 0, "defaults");
 
-    /* the splits: balanced; everything on rank 0 (empty blocks elsewhere); rank 0 empty,
-     * rank 1 17 rows (with 3 ranks), the last the rest; one row on every rank but the last */
-    size_t counts[4][8];
-    const int last = g_size - 1;
-    for (int k2 = 0; k2 < g_size; k2++) {
-        size_t f, c;
-        lr_dist_block(&f, &c, m, k2, g_size, NULL);
-        counts[0][k2] = c;
-        counts[1][k2] = k2 == 0 ? m : 0;
-        counts[2][k2] = g_size == 1 ? m : k2 == last ? (g_size > 2 ? m - 17 : m) : k2 == 1 ? 17 : 0;
-        counts[3][k2] = k2 == last ? m - (size_t)last : 1;
-    }
-    for (int sp = 0; sp < 4; sp++) {
-        size_t first, count, sum = 0;
-        for (int k2 = 0; k2 < g_size; k2++) sum += counts[sp][k2];
-        CHECK(sum == m, "split %d sums to %zu", sp, sum);
-        split_of(counts[sp], &first, &count);
-        lr_dist_stats stats = { 0, 0, 0 };
-        float *s = dist_rsvd_checked(lr_cm(w), first, count, r, &o, 7, 3 * sqrt(tail) + 1e-4, &stats);
-        check_close(s, exact, r, 1e-5, "lr_dist_rsvd vs lr_svd");
-        check_close(s, s1, r, 1e-5, "lr_dist_rsvd vs lr_rsvd");
-        /* l = 13: Bcast of n·l + 2 floats, 3 Allreduces of n·l floats, 6 of l² doubles */
-        const size_t l = r + o.oversample;
-        uint64_t want = (n * l + 2) * 4 + 3 * n * l * 4 + 6 * l * l * 8;
-        CHECK(stats.bytes >= want && stats.bytes < want + 200 + 8 * (uint64_t)g_size, "bytes %llu, expected %llu + small",
-              (unsigned long long)stats.bytes, (unsigned long long)want);
-        CHECK(stats.calls >= 10, "calls %llu", (unsigned long long)stats.calls);
-        free(s);
-    }
-    /* defaults (opts NULL: p = 10, q = 4) */
     size_t first, count;
     lr_dist_block(&first, &count, m, g_rank, g_size, NULL);
-    float *s = dist_rsvd_checked(lr_cm(w), first, count, r, NULL, 3, 3 * sqrt(tail) + 1e-4, NULL);
-    check_close(s, exact, r, 1e-5, "defaults");
+    lr_dist_stats stats = { 0, 0, 0 };
+    float *s = dist_rsvd_checked(lr_cm(w), first, count, r, NULL, 3, resid, &stats);
+    check_close(s, exact, r, 1e-5, "defaults, seed 3");
     free(s);
-    /* r = min(m, n): the sample is the whole range */
+    /* r = min(m, n): the sample is the whole range, for both methods */
     float *sall = dist_rsvd_checked(lr_cm(w), first, count, n, &o, 3, 1e-3, NULL);
-    check_close(sall, exact, r, 1e-5, "r = n");
+    check_close(sall, exact, r, 1e-5, "subspace r = n");
     free(sall);
-    lr_mat_free(&u1);
-    lr_mat_free(&vt1);
+    sall = dist_rsvd_checked(lr_cm(w), first, count, n, NULL, 3, 1e-3, NULL);
+    check_close(sall, exact, r, 1e-5, "krylov r = n");
+    free(sall);
     lr_mat_free(&w);
 }
 
-/* Rank 3 with l = 13 columns, and a = 0: the dependent columns are replaced, no error. */
+/* Rank 3 with l = 13 columns (subspace) or 4 blocks of 5 (Krylov), and a = 0: the
+ * dependent columns are replaced, no error. */
 static void test_rank_deficient(void)
 {
     const size_t m = 97, n = 30, r = 5;
     const float sig[3] = { 5, 4, 3 };
     lr_mat w = make_matrix(m, n, sig, 3, 9);
-    lr_rsvd_opts o = lr_rsvd_opts_default();
-    o.oversample = 8;
-    o.power_iters = 1;
+    float exact[30] = { 5, 4, 3 };
+    lr_rsvd_opts o[3] = { lr_rsvd_opts_default(), lr_rsvd_opts_default(), lr_rsvd_opts_default() };
+    o[0].method = LR_RSVD_SUBSPACE;
+    o[0].oversample = 8;
+    o[0].power_iters = 1;
+    o[2].block = 2; /* blocks of 2, depth 3: 8 columns, the rank is reached in the second block */
+    for (int i = 0; i < 3; i++) {
+        size_t first, count;
+        lr_dist_block(&first, &count, m, g_rank, g_size, NULL);
+        float *s1, *s = dist_rsvd_checked(lr_cm(w), first, count, r, &o[i], 5, 1e-4, NULL);
+        check_close(s, sig, 3, 1e-5, "rank 3");
+        CHECK(s[3] < 1e-4 && s[4] < 1e-4, "s[3] = %g, s[4] = %g", (double)s[3], (double)s[4]);
+        /* the one-process lr_rsvd with the same options: the same three values */
+        lr_mat u1, vt1;
+        s1 = malloc(r * sizeof *s1);
+        CHECK_OK(lr_mat_init(&u1, m, r, NULL));
+        CHECK_OK(lr_mat_init(&vt1, r, n, NULL));
+        lr_rng rng;
+        lr_rng_seed(&rng, 5);
+        CHECK_OK(lr_rsvd(s1, u1, vt1, lr_cm(w), r, &o[i], &rng, NULL));
+        check_close(s, s1, 3, 1e-5, "rank 3 vs lr_rsvd");
+        check_close(s1, exact, 3, 1e-5, "lr_rsvd rank 3");
+        free(s);
+        free(s1);
+        lr_mat_free(&u1);
+        lr_mat_free(&vt1);
+    }
+    memset(w.data, 0, m * n * sizeof(float));
     size_t first, count;
     lr_dist_block(&first, &count, m, g_rank, g_size, NULL);
-    float *s = dist_rsvd_checked(lr_cm(w), first, count, r, &o, 5, 1e-4, NULL);
-    check_close(s, sig, 3, 1e-5, "rank 3");
-    CHECK(s[3] < 1e-4 && s[4] < 1e-4, "s[3] = %g, s[4] = %g", (double)s[3], (double)s[4]);
-    free(s);
-    memset(w.data, 0, m * n * sizeof(float));
-    s = dist_rsvd_checked(lr_cm(w), first, count, r, &o, 5, 0, NULL);
-    for (size_t i = 0; i < r; i++) CHECK(s[i] == 0, "a = 0: s[%zu] = %g", i, (double)s[i]);
-    free(s);
+    for (int i = 0; i < 3; i++) {
+        float *s = dist_rsvd_checked(lr_cm(w), first, count, r, &o[i], 5, 0, NULL);
+        for (size_t j = 0; j < r; j++) CHECK(s[j] == 0, "a = 0, opts %d: s[%zu] = %g", i, j, (double)s[j]);
+        free(s);
+    }
     lr_mat_free(&w);
 }
 
@@ -309,6 +387,30 @@ static void test_errors(void)
     st = lr_dist_rsvd(s, lr_mat_view(u.data, count, r, r + 1), lr_mat_view(vt.data, r, n, n), NULL, blk, 7, NULL,
                       &rng, MPI_COMM_WORLD, &e);
     CHECK(st != LR_OK, "r = 7");
+    /* a method that is none, too few Krylov columns for r, ranks on different methods */
+    lr_rsvd_opts bad = lr_rsvd_opts_default();
+    bad.method = (lr_rsvd_method)7;
+    st = lr_dist_rsvd(s, lr_mat_view(u.data, count, r, r + 1), lr_mat_view(vt.data, r, n, n), NULL, blk, r, &bad,
+                      &rng, MPI_COMM_WORLD, &e);
+    CHECK(st == LR_EINVAL && strstr(e.msg, "rank 0: dist rsvd: method 7 is not LR_RSVD_BLOCK_KRYLOV"), "%s", e.msg);
+    bad = lr_rsvd_opts_default();
+    bad.block = 1;
+    bad.krylov_depth = 0;
+    st = lr_dist_rsvd(s, lr_mat_view(u.data, count, r, r + 1), lr_mat_view(vt.data, r, n, n), NULL, blk, r, &bad,
+                      &rng, MPI_COMM_WORLD, &e);
+    CHECK(st == LR_EINVAL && strstr(e.msg, "= 1 Krylov columns < rank r = 2"), "%s", e.msg);
+    if (g_size > 1) {
+        bad = lr_rsvd_opts_default();
+        if (g_rank == last) bad.method = LR_RSVD_SUBSPACE;
+        st = lr_dist_rsvd(s, lr_mat_view(u.data, count, r, r + 1), lr_mat_view(vt.data, r, n, n), NULL, blk, r, &bad,
+                          &rng, MPI_COMM_WORLD, &e);
+        CHECK(st == LR_EINVAL && strstr(e.msg, "disagree on the method: from 0 to 1"), "%s", e.msg);
+        bad = lr_rsvd_opts_default();
+        if (g_rank == last) bad.krylov_depth = 2;
+        st = lr_dist_rsvd(s, lr_mat_view(u.data, count, r, r + 1), lr_mat_view(vt.data, r, n, n), NULL, blk, r, &bad,
+                          &rng, MPI_COMM_WORLD, &e);
+        CHECK(st == LR_EINVAL && strstr(e.msg, "disagree on krylov_depth: from 2 to 3"), "%s", e.msg);
+    }
     /* a NaN in the last rank's block, named by its global row */
     if (count) w.data[(first + count - 1) * n + 2] = g_rank == last ? NAN : w.data[(first + count - 1) * n + 2];
     st = lr_dist_rsvd(s, lr_mat_view(u.data, count, r, r + 1), lr_mat_view(vt.data, r, n, n), NULL, blk, r, NULL,

@@ -1,20 +1,24 @@
 /* dist.c — the MPI layer (dist.h): statuses agreed over a communicator, row blocks of a
- * .npy read by offset, and the randomized SVD of a row-distributed matrix (Halko,
- * Martinsson & Tropp, SIAM Review 53(2), 2011, Algorithms 4.4 and 5.1) with the tall
- * sample orthonormalised by Cholesky-QR2 (Yamamoto, Nakatsukasa, Yanagisawa & Fukaya,
+ * .npy read by offset, and the randomized SVD of a row-distributed matrix: randomized
+ * block Krylov (Musco & Musco, NeurIPS 2015, Algorithm 2), built block by block as
+ * lr_rsvd builds it, or randomized subspace iteration (Halko, Martinsson & Tropp, SIAM
+ * Review 53(2), 2011, Algorithm 4.4), then Rayleigh–Ritz (HMT Algorithm 5.1), with the
+ * tall basis orthonormalised by Cholesky-QR2 (Yamamoto, Nakatsukasa, Yanagisawa & Fukaya,
  * ETNA 44, 2015) over the ranks.
  *
- * Layout: this rank's rows a_k: (m_k, n) row-major as given; the sample y: (m_k, l)
- * row-major (ld = l); the replicated thin side kept transposed as zt: (l, n) row-major,
- * which is LAPACK's column-major (n, l), so its Householder QR runs in place, and which
- * at the end is B = Qᵀ·a itself. An empty block (m_k = 0) skips every local BLAS call
- * (a k = 0 product would still have to be zero-filled) and contributes zeros.
+ * Layout: this rank's rows a_k: (m_k, n) row-major as given; the tall basis y: (m_k, L)
+ * row-major (ld = L), worked on in panels of l columns (the whole of it for subspace
+ * iteration, one Krylov block at a time); the replicated thin side kept transposed as
+ * zt: (L, n) row-major, which is LAPACK's column-major (n, L), so its Householder QR runs
+ * in place, and which at the end is B = Qᵀ·a itself. An empty block (m_k = 0) skips every
+ * local BLAS call (a k = 0 product would still have to be zero-filled) and contributes
+ * zeros.
  *
  * Collective discipline: every rank takes the same branches. Local failures (arguments,
  * memory) are agreed (lr_dist_agree) before the first collective that depends on them;
  * after that each decision is taken on data that an Allreduce made identical on every
- * rank (the Gram matrix, B), with the same deterministic code, so the ranks cannot
- * diverge into different collectives.
+ * rank (the Gram matrix, the Krylov projections, B), with the same deterministic code, so
+ * the ranks cannot diverge into different collectives.
  */
 #include "lowrank/dist/dist.h"
 
@@ -181,11 +185,13 @@ lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_Comm co
 typedef struct {
     lr__dctx d;
     lr_cmat a;          /* this rank's rows */
-    size_t mk, n, l;    /* local rows, columns, sample width */
+    size_t mk, n;       /* local rows, columns */
+    size_t l, ld;       /* the panel y's width and leading dimension (ld >= l) */
     size_t offset;      /* global index of this rank's first row */
     uint64_t seed;      /* of the deflation's Gaussian rows (from rank 0's rng) */
-    float *y;           /* (mk, l) */
-    double *yd;         /* (mk, l) the sample in double for Cholesky-QR */
+    uint64_t salt;      /* added to those draws: distinct per Krylov block and pass (0: subspace) */
+    float *y;           /* (mk, l), ld: the panel, a column block of the basis */
+    double *yd;         /* (mk, l) the panel in double for Cholesky-QR */
     double *g;          /* (l, l) Gram matrix, then its Cholesky factor */
     double *row;        /* (l) */
     lapack_int *piv;    /* (l) */
@@ -196,7 +202,7 @@ static void mul_a(const dr_ctx *c, const float *zt)
 {
     if (!c->mk) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)c->mk, (blasint)c->l, (blasint)c->n, 1.0f,
-                c->a.data, (blasint)c->a.ld, zt, (blasint)c->n, 0.0f, c->y, (blasint)c->l);
+                c->a.data, (blasint)c->a.ld, zt, (blasint)c->n, 0.0f, c->y, (blasint)c->ld);
 }
 
 /* zt: (l, n) = Σ_k y_kᵀ · a_k: local product, then an Allreduce; a non-finite result (the
@@ -206,7 +212,7 @@ static lr_status mul_at(dr_ctx *c, float *zt, lr_err *err)
     const size_t l = c->l, n = c->n;
     if (c->mk)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)l, (blasint)n, (blasint)c->mk, 1.0f, c->y,
-                    (blasint)l, c->a.data, (blasint)c->a.ld, 0.0f, zt, (blasint)n);
+                    (blasint)c->ld, c->a.data, (blasint)c->a.ld, 0.0f, zt, (blasint)n);
     else
         memset(zt, 0, l * n * sizeof *zt);
     lr_status st = lr__dist_allreduce(&c->d, zt, l * n, MPI_FLOAT, sizeof(float), MPI_SUM, err);
@@ -232,27 +238,56 @@ static lr_status gram(dr_ctx *c, bool *finite, lr_err *err)
 }
 
 /* Columns cols[0..nc) of y <- Gaussian, row i of the matrix drawn from a generator
- * seeded by its global row and the attempt: the same numbers whatever the split. */
+ * seeded by its global row, the attempt and c->salt: the same numbers whatever the split. */
 static void gaussian_columns(dr_ctx *c, const size_t *cols, size_t nc, unsigned attempt)
 {
     for (size_t i = 0; i < c->mk; i++) {
         lr_rng g;
-        lr_rng_seed(&g, c->seed ^ ((uint64_t)(c->offset + i) * 0x9E3779B97F4A7C15ull + attempt));
-        for (size_t j = 0; j < nc; j++) c->y[i * c->l + cols[j]] = lr_rng_normal(&g);
+        lr_rng_seed(&g, c->seed ^ ((uint64_t)(c->offset + i) * 0x9E3779B97F4A7C15ull + attempt + c->salt));
+        for (size_t j = 0; j < nc; j++) c->y[i * c->ld + cols[j]] = lr_rng_normal(&g);
     }
+}
+
+/* The pivoted sweep's rank deficiency: piv[rank..l) (1-based) are the dependent columns,
+ * all of them when the panel is 0; they are drawn again (gaussian_columns). */
+static void redraw_dependent(dr_ctx *c, double gmax, lapack_int rank, unsigned attempt)
+{
+    size_t nc = 0, *cols = (size_t *)(void *)c->row; /* l doubles hold l size_t */
+    if (gmax > 0)
+        for (size_t j = (size_t)rank; j < c->l; j++) cols[nc++] = (size_t)c->piv[j] - 1;
+    else
+        for (size_t j = 0; j < c->l; j++) cols[nc++] = j;
+    gaussian_columns(c, cols, nc, attempt);
+}
+
+/* yd <- yd·P·R⁻¹, the pivoted sweep's Q (P the permutation dpstrf chose). */
+static void apply_pivoted(dr_ctx *c)
+{
+    const size_t l = c->l, mk = c->mk;
+    for (size_t i = 0; i < mk; i++) {
+        double *yi = c->yd + i * l;
+        for (size_t j = 0; j < l; j++) c->row[j] = yi[c->piv[j] - 1];
+        memcpy(yi, c->row, l * sizeof *yi);
+    }
+    if (mk)
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (blasint)mk, (blasint)l, 1.0,
+                    c->g, (blasint)l, c->yd, (blasint)l);
 }
 
 /* y <- an orthonormal basis of its range (over all ranks' rows): Cholesky-QR2 in double,
  * the first sweep pivoted (dpstrf) so that numerically dependent columns show; those are
  * replaced by Gaussian columns and the whole is tried again (at most l+2 attempts; each
- * removes every dependent column at once, so one retry is the rule). */
-static lr_status dist_orth(dr_ctx *c, lr_err *err)
+ * removes every dependent column at once, so one retry is the rule). sweeps = 1 stops
+ * after the pivoted sweep: enough for a panel whose Gram matrix is near I already (the
+ * Krylov basis's second projection pass). */
+static lr_status dist_orth(dr_ctx *c, int sweeps, lr_err *err)
 {
     const size_t l = c->l, mk = c->mk;
     lr_status st;
     bool finite;
     for (unsigned attempt = 0; attempt < l + 2; attempt++) {
-        for (size_t i = 0; i < mk * l; i++) c->yd[i] = c->y[i];
+        for (size_t i = 0; i < mk; i++)
+            for (size_t j = 0; j < l; j++) c->yd[i * l + j] = c->y[i * c->ld + j];
         if ((st = gram(c, &finite, err))) return st;
         if (!finite) return LR_ENONFINITE;
         double gmax = 0;
@@ -265,39 +300,148 @@ static lr_status dist_orth(dr_ctx *c, lr_err *err)
             return lr__fail(err, LR_EINVAL, "dist rsvd: dpstrf argument %d had an illegal value (a bug in lowrank)",
                             (int)-info);
         if (info > 0) {
-            /* rank-deficient: piv[rank..l) (1-based) are the dependent columns */
-            size_t nc = 0, *cols = (size_t *)(void *)c->row; /* l doubles hold l size_t */
-            if (gmax > 0)
-                for (size_t j = (size_t)rank; j < l; j++) cols[nc++] = (size_t)c->piv[j] - 1;
-            else
-                for (size_t j = 0; j < l; j++) cols[nc++] = j;
-            gaussian_columns(c, cols, nc, attempt);
+            redraw_dependent(c, gmax, rank, attempt);
             continue;
         }
-        /* y·P = Q·R: permute the columns, then Q = (y·P)·R⁻¹ */
-        for (size_t i = 0; i < mk; i++) {
-            double *yi = c->yd + i * l;
-            for (size_t j = 0; j < l; j++) c->row[j] = yi[c->piv[j] - 1];
-            memcpy(yi, c->row, l * sizeof *yi);
-        }
-        if (mk)
-            cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (blasint)mk, (blasint)l,
-                        1.0, c->g, (blasint)l, c->yd, (blasint)l);
+        apply_pivoted(c);
         /* second sweep: Q is orthonormal to about u·κ² now, one more makes it exact */
-        if ((st = gram(c, &finite, err))) return st;
-        if (!finite) return LR_ENONFINITE;
-        info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)l, c->g, (lapack_int)l);
-        if (info < 0)
-            return lr__fail(err, LR_EINVAL, "dist rsvd: dpotrf argument %d had an illegal value (a bug in lowrank)",
-                            (int)-info);
-        if (info == 0 && mk)
-            cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (blasint)mk, (blasint)l,
-                        1.0, c->g, (blasint)l, c->yd, (blasint)l);
-        for (size_t i = 0; i < mk * l; i++) c->y[i] = (float)c->yd[i];
+        if (sweeps > 1) {
+            if ((st = gram(c, &finite, err))) return st;
+            if (!finite) return LR_ENONFINITE;
+            info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)l, c->g, (lapack_int)l);
+            if (info < 0)
+                return lr__fail(err, LR_EINVAL, "dist rsvd: dpotrf argument %d had an illegal value (a bug in lowrank)",
+                                (int)-info);
+            if (info == 0 && mk)
+                cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (blasint)mk,
+                            (blasint)l, 1.0, c->g, (blasint)l, c->yd, (blasint)l);
+        }
+        for (size_t i = 0; i < mk; i++)
+            for (size_t j = 0; j < l; j++) c->y[i * c->ld + j] = (float)c->yd[i * l + j];
         if (info == 0) return LR_OK;
         /* not reached for κ(y) below 1e7; otherwise the pivoted sweep looks again */
     }
     return lr__fail(err, LR_ENOCONV, "dist rsvd: the sample could not be orthonormalised in %zu attempts", l + 2);
+}
+
+/* HMT Algorithm 4.4 on the panel y (l = ld columns), zt: (l, n) holding Ωᵀ; on return
+ * y = Q and zt = B = Qᵀ·a. tau: (l) scratch. */
+static lr_status range_subspace(dr_ctx *c, size_t q, float *zt, float *tau, lr_err *err)
+{
+    const size_t l = c->l, n = c->n;
+    lr_status st;
+    mul_a(c, zt);                                      /* Y = a·Ω         */
+    if ((st = dist_orth(c, 2, err))) return st;
+    for (size_t it = 0; it < q; it++) {
+        if ((st = mul_at(c, zt, err))) return st;      /* Z = aᵀ·Q        */
+        lapack_int info = LAPACKE_sgeqrf(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, zt, (lapack_int)n, tau);
+        if (info == 0)
+            info = LAPACKE_sorgqr(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, (lapack_int)l, zt, (lapack_int)n, tau);
+        if (info != 0)
+            return lr__fail(err, info < 0 ? LR_EINVAL : LR_ENOMEM, "dist rsvd: Householder QR failed (info %d)",
+                            (int)info);
+        mul_a(c, zt);                                  /* Y = a·Q̃         */
+        if ((st = dist_orth(c, 2, err))) return st;
+    }
+    return mul_at(c, zt, err);                         /* B = Qᵀ·a        */
+}
+
+/* The panel y (b = l columns) minus its part in span q: (mk, jb) (ld c->ld, orthonormal
+ * columns over the ranks): p: (jb, b) = Σ_k q_kᵀ·y_k (local + Allreduce of jb·b floats),
+ * y -= q·p, one block classical Gram–Schmidt step. pn2: (b) <- the squared column norms
+ * of p (how much of each column lay in span q). */
+static lr_status project(dr_ctx *c, const float *q, size_t jb, float *p, double *pn2, lr_err *err)
+{
+    const size_t b = c->l, mk = c->mk, ld = c->ld;
+    if (mk)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)jb, (blasint)b, (blasint)mk, 1.0f, q,
+                    (blasint)ld, c->y, (blasint)ld, 0.0f, p, (blasint)b);
+    else
+        memset(p, 0, jb * b * sizeof *p);
+    lr_status st = lr__dist_allreduce(&c->d, p, jb * b, MPI_FLOAT, sizeof(float), MPI_SUM, err);
+    if (st) return st;
+    if (mk)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mk, (blasint)b, (blasint)jb, -1.0f, q,
+                    (blasint)ld, p, (blasint)b, 1.0f, c->y, (blasint)ld);
+    for (size_t k = 0; k < b; k++) pn2[k] = 0;
+    for (size_t i = 0; i < jb; i++)
+        for (size_t k = 0; k < b; k++) pn2[k] += (double)p[i * b + k] * p[i * b + k];
+    for (size_t k = 0; k < b; k++)
+        if (!isfinite(pn2[k])) return LR_ENONFINITE;
+    return LR_OK;
+}
+
+/* Block j of the Krylov basis, the panel y, orthonormalised against q: (mk, jb) before it
+ * as lr_rsvd does it (rsvd.c, range_krylov): block classical Gram–Schmidt twice (BCGS2,
+ * Barlow & Smoktunowicz 2013), Cholesky-QR2 within the block after the first projection,
+ * one (pivoted) Cholesky-QR sweep after the second; a third or fourth pass only when the
+ * second still removed more than half a column's norm (Kahan–Parlett). From the second
+ * pass on the panel's columns have norm 1, so a column that loses more than half its norm
+ * (‖p_col‖² > 3/4) was rounding noise of a vector in span q: it is replaced by a Gaussian
+ * one and projected again (deflation). The decisions are taken on p, the same on every
+ * rank. p: (jb, b), pn2: (b) scratch. */
+static lr_status krylov_orth(dr_ctx *c, size_t j, const float *q, size_t jb, float *p, double *pn2, lr_err *err)
+{
+    lr_status st;
+    c->salt = (uint64_t)(1 + 8 * j) << 32;
+    if (!jb) return dist_orth(c, 2, err);
+    for (unsigned pass = 0; pass < 4; pass++) {
+        c->salt = (uint64_t)(1 + 8 * j + 2 * pass) << 32;
+        if ((st = project(c, q, jb, p, pn2, err))) return st;
+        double cn2 = 0;
+        size_t nc = 0, *cols = (size_t *)(void *)c->row;
+        for (size_t k = 0; k < c->l; k++) {
+            cn2 = pn2[k] > cn2 ? pn2[k] : cn2;
+            if (pass && pn2[k] > 0.75) cols[nc++] = k;
+        }
+        if (nc) {
+            gaussian_columns(c, cols, nc, 0);
+            if ((st = project(c, q, jb, p, pn2, err))) return st;
+            for (size_t k = 0; k < c->l; k++) cn2 = pn2[k] > cn2 ? pn2[k] : cn2;
+        }
+        const bool done = pass > 0 && cn2 <= 0.25;
+        c->salt++;
+        if ((st = dist_orth(c, done ? 1 : 2, err))) return st;
+        if (done) break;
+    }
+    return LR_OK;
+}
+
+/* Musco & Musco 2015, Algorithm 2, over the ranks, built block by block as lr_rsvd builds
+ * it: Q_0 = orth(a·Ω), W_j = Q_jᵀ·a (local + Allreduce of b·n floats), Q_j =
+ * orth((I − P_{<j})·a·W_{j−1}ᵀ). c->y: (mk, L) the basis (ld L, panel width l = b);
+ * wt: (L, n) with Ωᵀ in its first b rows; on return its rows are the W_j, i.e. B = Qᵀ·a.
+ * p: (L, b), pn2: (b) scratch. */
+static lr_status range_krylov(dr_ctx *c, size_t q, float *wt, float *p, double *pn2, lr_err *err)
+{
+    const size_t b = c->l, n = c->n;
+    float *const q0 = c->y;
+    lr_status st = LR_OK;
+    for (size_t j = 0; j <= q && !st; j++) {
+        float *wj = wt + j * b * n;
+        c->y = q0 + j * b;
+        mul_a(c, j ? wj - b * n : wj);                  /* Y_j = a·W_{j−1}ᵀ (a·Ω) */
+        st = krylov_orth(c, j, q0, j * b, p, pn2, err);
+        if (!st) st = mul_at(c, wj, err);               /* W_j = Q_jᵀ·a           */
+    }
+    c->y = q0;
+    return st;
+}
+
+/* Rayleigh–Ritz, replicated: B = zt: (L, n) = Ũ·S·Vᵀ (lr_svd); s = S[:r], vt = Vᵀ[:r, :],
+ * U_k = Q_k·Ũ[:, :r] with Q = c->y: (mk, L), ld L. ub: (L, L), sb: (L), vbt: (L, n). */
+static lr_status ritz(dr_ctx *c, size_t L, size_t r, const float *zt, float *ub, float *sb, float *vbt, float *s,
+                      lr_mat u, lr_mat vt, lr_err *err)
+{
+    const size_t n = c->n;
+    lr_status st = lr_svd(sb, lr_mat_view(ub, L, L, L), lr_mat_view(vbt, L, n, n), lr_cmat_view(zt, L, n, n), err);
+    if (st) return st;
+    memcpy(s, sb, r * sizeof *s);
+    for (size_t i = 0; i < r; i++) memcpy(vt.data + i * vt.ld, vbt + i * n, n * sizeof(float));
+    if (c->mk)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)c->mk, (blasint)r, (blasint)L, 1.0f, c->y,
+                    (blasint)c->ld, ub, (blasint)L, 0.0f, u.data, (blasint)u.ld);
+    return LR_OK;
 }
 
 /* After a collective LR_ENONFINITE: the rank holding a NaN/Inf names it by its global
@@ -318,6 +462,32 @@ static lr_status name_nonfinite(dr_ctx *c, lr_err *err)
     return lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
 }
 
+/* The option fields of o->method against their ranges, as lr_rsvd checks them. */
+static lr_status check_opts(const lr_rsvd_opts *o, size_t r, lr_err *err)
+{
+    if (o->method != LR_RSVD_BLOCK_KRYLOV && o->method != LR_RSVD_SUBSPACE)
+        return lr__fail(err, LR_EINVAL,
+                        "dist rsvd: method %d is not LR_RSVD_BLOCK_KRYLOV (%d) or LR_RSVD_SUBSPACE (%d)",
+                        (int)o->method, (int)LR_RSVD_BLOCK_KRYLOV, (int)LR_RSVD_SUBSPACE);
+    if (o->method == LR_RSVD_SUBSPACE) {
+        if (o->oversample > (size_t)INT_MAX)
+            return lr__fail(err, LR_EINVAL, "dist rsvd: oversample %zu out of range 0..%d", o->oversample, INT_MAX);
+        if (o->power_iters > 1000)
+            return lr__fail(err, LR_EINVAL, "dist rsvd: power_iters %zu out of range 0..1000", o->power_iters);
+        return LR_OK;
+    }
+    if (o->block > (size_t)INT_MAX)
+        return lr__fail(err, LR_EINVAL, "dist rsvd: block %zu out of range 0..%d (0 = r)", o->block, INT_MAX);
+    if (o->krylov_depth > 1000)
+        return lr__fail(err, LR_EINVAL, "dist rsvd: krylov_depth %zu out of range 0..1000", o->krylov_depth);
+    size_t b = o->block ? o->block : r;
+    if (b * (o->krylov_depth + 1) < r)
+        return lr__fail(err, LR_EINVAL,
+                        "dist rsvd: block %zu x (krylov_depth %zu + 1) = %zu Krylov columns < rank r = %zu; "
+                        "need block*(krylov_depth+1) >= r", b, o->krylov_depth, b * (o->krylov_depth + 1), r);
+    return LR_OK;
+}
+
 static lr_status check_local(const dr_ctx *c, const float *s, lr_mat u, lr_mat vt, size_t r, const lr_rsvd_opts *o,
                              const lr_rng *rng, lr_err *err)
 {
@@ -334,31 +504,76 @@ static lr_status check_local(const dr_ctx *c, const float *s, lr_mat u, lr_mat v
                         u.cols, c->mk, r);
     if (vt.rows != r || vt.cols != c->n)
         return lr__fail(err, LR_EDIM, "dist rsvd: vt is %zu x %zu, expected %zu x %zu", vt.rows, vt.cols, r, c->n);
-    if (o->oversample > (size_t)INT_MAX)
-        return lr__fail(err, LR_EINVAL, "dist rsvd: oversample %zu out of range 0..%d", o->oversample, INT_MAX);
-    if (o->power_iters > 1000)
-        return lr__fail(err, LR_EINVAL, "dist rsvd: power_iters %zu out of range 0..1000", o->power_iters);
+    if ((st = check_opts(o, r, err))) return st;
     if (c->mk > INT_MAX || c->n > INT_MAX || c->a.ld > INT_MAX || u.ld > INT_MAX || vt.ld > INT_MAX)
         return lr__fail(err, LR_ERANGE, "dist rsvd: a %zu x %zu block exceeds BLAS's 32-bit sizes", c->mk, c->n);
     return LR_OK;
 }
 
-/* The ranks hold rows of one matrix and asked for one factorisation: n, r, oversample and
- * power_iters agree (max and, through ~x, min of each in one Allreduce). */
+/* The ranks hold rows of one matrix and asked for one factorisation: n, r, the method and
+ * its two fields agree (max and, through ~x, min of each in one Allreduce). */
 static lr_status check_agree(dr_ctx *c, size_t r, const lr_rsvd_opts *o, lr_err *err)
 {
-    static const char *const what[4] = { "n (the columns of a)", "the rank r", "oversample", "power_iters" };
-    const unsigned long long x[4] = { c->n, r, o->oversample, o->power_iters };
-    unsigned long long v[8];
-    for (int i = 0; i < 4; i++) v[i] = x[i], v[4 + i] = ~x[i];
-    lr_status st = lr__dist_allreduce(&c->d, v, 8, MPI_UNSIGNED_LONG_LONG, 8, MPI_MAX, err);
+    const bool sub = o->method == LR_RSVD_SUBSPACE;
+    const char *const what[5] = { "n (the columns of a)", "the rank r", "the method", sub ? "oversample" : "block",
+                                  sub ? "power_iters" : "krylov_depth" };
+    const unsigned long long x[5] = { c->n, r, (unsigned long long)o->method, sub ? o->oversample : o->block,
+                                      sub ? o->power_iters : o->krylov_depth };
+    unsigned long long v[10];
+    for (int i = 0; i < 5; i++) v[i] = x[i], v[5 + i] = ~x[i];
+    lr_status st = lr__dist_allreduce(&c->d, v, 10, MPI_UNSIGNED_LONG_LONG, 8, MPI_MAX, err);
     if (st) return st;
-    for (int i = 0; i < 4; i++)
-        if (v[i] != ~v[4 + i])
+    for (int i = 0; i < 5; i++)
+        if (v[i] != ~v[5 + i])
             return lr__fail(err, i ? LR_EINVAL : LR_EDIM,
                             "dist rsvd: the ranks disagree on %s: from %llu to %llu (this rank: %llu)", what[i],
-                            ~v[4 + i], v[i], x[i]);
+                            ~v[5 + i], v[i], x[i]);
     return LR_OK;
+}
+
+/* Arguments checked and agreed; *m <- Σ m_k and c->offset <- this rank's first row
+ * (an Allgather of the row counts). */
+static lr_status setup(dr_ctx *c, size_t *m, const float *s, lr_mat u, lr_mat vt, size_t r, const lr_rsvd_opts *o,
+                       const lr_rng *rng, lr_err *err)
+{
+    unsigned long long *counts = malloc((size_t)c->d.size * sizeof *counts);
+    lr_status st = counts ? check_local(c, s, u, vt, r, o, rng, err)
+                          : lr__fail(err, LR_ENOMEM, "dist rsvd: cannot allocate %d counts", c->d.size);
+    if ((st = lr__dist_agree(&c->d, st, err)) || (st = check_agree(c, r, o, err))) {
+        free(counts);
+        return st;
+    }
+    counts[c->d.rank] = c->mk;
+    double t0 = MPI_Wtime();
+    int rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, counts, 1, MPI_UNSIGNED_LONG_LONG, c->d.comm);
+    lr__dist_count(&c->d, t0, (size_t)c->d.size * 8);
+    if (rc != MPI_SUCCESS) {
+        free(counts);
+        return lr__mpi_fail(err, "MPI_Allgather", rc);
+    }
+    *m = 0;
+    for (int k = 0; k < c->d.size; k++) {
+        if (k == c->d.rank) c->offset = *m;
+        *m += (size_t)counts[k];
+    }
+    free(counts);
+    return LR_OK;
+}
+
+/* The panel width b, the depth q and the basis width L (the Krylov method's b·(q+1), the
+ * subspace method's l), as lr_rsvd chooses them: clamped to kmin = min(m, n), where the
+ * sample spans the whole range and the result is exact. */
+static void widths(const lr_rsvd_opts *o, size_t r, size_t kmin, size_t *b, size_t *q, size_t *L)
+{
+    if (o->method == LR_RSVD_SUBSPACE) {
+        *b = *L = r + o->oversample > kmin ? kmin : r + o->oversample;
+        *q = o->power_iters;
+        return;
+    }
+    *b = o->block ? o->block : r;
+    *q = o->krylov_depth;
+    if (*b * (*q + 1) >= kmin) *b = kmin, *q = 0;
+    *L = *b * (*q + 1);
 }
 
 lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_cmat a, size_t r,
@@ -372,82 +587,48 @@ lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_c
     c.a = a;
     c.mk = a.rows;
     c.n = a.cols;
-    unsigned long long *counts = malloc((size_t)c.d.size * sizeof *counts);
-    st = counts ? check_local(&c, s, u, vt, r, &o, rng, err)
-                : lr__fail(err, LR_ENOMEM, "dist rsvd: cannot allocate %d counts", c.d.size);
-    if ((st = lr__dist_agree(&c.d, st, err)) || (st = check_agree(&c, r, &o, err))) {
-        free(counts);
-        return st;
-    }
-    /* every rank's row count: m and this rank's offset */
-    counts[c.d.rank] = c.mk;
-    double t0 = MPI_Wtime();
-    int rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, counts, 1, MPI_UNSIGNED_LONG_LONG, comm);
-    lr__dist_count(&c.d, t0, (size_t)c.d.size * 8);
-    if (rc != MPI_SUCCESS) {
-        free(counts);
-        return lr__mpi_fail(err, "MPI_Allgather", rc);
-    }
     size_t m = 0;
-    for (int k = 0; k < c.d.size; k++) {
-        if (k == c.d.rank) c.offset = m;
-        m += (size_t)counts[k];
-    }
-    free(counts);
+    if ((st = setup(&c, &m, s, u, vt, r, &o, rng, err))) return st;
     /* from here on every decision is the same on every rank */
     const size_t n = c.n, kmin = m < n ? m : n;
     if (r > kmin)
         return lr__fail(err, LR_EINVAL, "dist rsvd: rank r = %zu exceeds min(m, n) = min(%zu, %zu) = %zu", r, m, n,
                         kmin);
-    const size_t l = c.l = r + o.oversample > kmin ? kmin : r + o.oversample, q = o.power_iters;
-    if ((double)n * (double)l + 2 > (double)INT_MAX)
-        return lr__fail(err, LR_ERANGE, "dist rsvd: the %zu x %zu thin side exceeds MPI's int counts", n, l);
+    size_t b, q, L;
+    widths(&o, r, kmin, &b, &q, &L);
+    if ((double)n * (double)L + 2 > (double)INT_MAX)
+        return lr__fail(err, LR_ERANGE, "dist rsvd: the %zu x %zu thin side exceeds MPI's int counts", n, L);
 
-    /* zt: (l, n) + 2 floats carrying the deflation seed; ub: (l, l); sb: (l); vbt: (l, n) */
-    const size_t nf = c.mk * l + (l * n + 2) + l * l + l + l * n, nd = c.mk * l + l * l + l;
+    /* y: (mk, L) the basis; zt: (L, n) + 2 floats carrying the deflation seed; ub: (L, L);
+     * sb: (L); vbt: (L, n); p: (L, b) (Krylov). yd: (mk, b); g: (b, b); row, pn2: (b). */
+    const size_t np = o.method == LR_RSVD_SUBSPACE ? 0 : L * b;
+    const size_t nf = c.mk * L + (L * n + 2) + L * L + L + L * n + np, nd = c.mk * b + b * b + 2 * b;
     float *fbuf = malloc(nf * sizeof *fbuf);
     double *dbuf = malloc(nd * sizeof *dbuf);
-    c.piv = malloc(l * sizeof *c.piv);
+    c.piv = malloc(b * sizeof *c.piv);
     st = fbuf && dbuf && c.piv ? LR_OK
                                : lr__fail(err, LR_ENOMEM, "dist rsvd: cannot allocate %zu floats and %zu doubles", nf, nd);
     if ((st = lr__dist_agree(&c.d, st, err))) goto done;
     c.y = fbuf;
-    float *zt = c.y + c.mk * l, *ub = zt + l * n + 2, *sb = ub + l * l, *vbt = sb + l;
+    c.l = b;
+    c.ld = L;
+    float *zt = c.y + c.mk * L, *ub = zt + L * n + 2, *sb = ub + L * L, *vbt = sb + L, *p = vbt + L * n;
     c.yd = dbuf;
-    c.g = c.yd + c.mk * l;
-    c.row = c.g + l * l;
+    c.g = c.yd + c.mk * b;
+    c.row = c.g + b * b;
+    double *pn2 = c.row + b;
 
-    /* Ωᵀ: (l, n) as lr_rsvd draws it, and the deflation seed, from rank 0 */
+    /* Ωᵀ: (b, n) as lr_rsvd draws it, and the deflation seed, from rank 0 */
     if (c.d.rank == 0) {
-        lr_rng_fill_normal(rng, lr_mat_view(zt, l, n, n), 0.0f, 1.0f);
+        lr_rng_fill_normal(rng, lr_mat_view(zt, b, n, n), 0.0f, 1.0f);
         uint64_t seed = lr_rng_u64(rng);
-        memcpy(zt + l * n, &seed, sizeof seed);
+        memcpy(zt + b * n, &seed, sizeof seed);
     }
-    if ((st = lr__dist_bcast(&c.d, zt, l * n + 2, MPI_FLOAT, sizeof(float), err))) goto done;
-    memcpy(&c.seed, zt + l * n, sizeof c.seed);
+    if ((st = lr__dist_bcast(&c.d, zt, b * n + 2, MPI_FLOAT, sizeof(float), err))) goto done;
+    memcpy(&c.seed, zt + b * n, sizeof c.seed);
 
-    mul_a(&c, zt);                                      /* Y = a·Ω         */
-    if ((st = dist_orth(&c, err))) goto done;
-    for (size_t it = 0; it < q; it++) {
-        if ((st = mul_at(&c, zt, err))) goto done;      /* Z = aᵀ·Q        */
-        lapack_int info = LAPACKE_sgeqrf(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, zt, (lapack_int)n, sb);
-        if (info == 0)
-            info = LAPACKE_sorgqr(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, (lapack_int)l, zt, (lapack_int)n, sb);
-        if (info != 0) {
-            st = lr__fail(err, info < 0 ? LR_EINVAL : LR_ENOMEM, "dist rsvd: Householder QR failed (info %d)", (int)info);
-            goto done;
-        }
-        mul_a(&c, zt);                                  /* Y = a·Q̃         */
-        if ((st = dist_orth(&c, err))) goto done;
-    }
-    if ((st = mul_at(&c, zt, err))) goto done;          /* B = Qᵀ·a        */
-    st = lr_svd(sb, lr_mat_view(ub, l, l, l), lr_mat_view(vbt, l, n, n), lr_cmat_view(zt, l, n, n), err);
-    if (st) goto done;
-    memcpy(s, sb, r * sizeof *s);
-    for (size_t i = 0; i < r; i++) memcpy(vt.data + i * vt.ld, vbt + i * n, n * sizeof(float));
-    if (c.mk)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)c.mk, (blasint)r, (blasint)l, 1.0f, c.y,
-                    (blasint)l, ub, (blasint)l, 0.0f, u.data, (blasint)u.ld);
+    st = o.method == LR_RSVD_SUBSPACE ? range_subspace(&c, q, zt, sb, err) : range_krylov(&c, q, zt, p, pn2, err);
+    if (!st) st = ritz(&c, L, r, zt, ub, sb, vbt, s, u, vt, err);
 done:
     if (st == LR_ENONFINITE) st = name_nonfinite(&c, err);
     free(fbuf);

@@ -71,37 +71,57 @@ LR_API lr_status lr_dist_frob2(double *f2, lr_dist_stats *stats, lr_cmat a, MPI_
 /* Randomized SVD of the row-distributed a: (m, n), m = Σ m_k, no rank holding more than
  * its rows: a ≈ U·diag(s)·vt, U distributed as a is, s and vt the same on every rank.
  *
- * Method: randomized subspace iteration (Halko, Martinsson & Tropp 2011, Algorithm 4.4)
- * with l = min(r + oversample, m, n) columns and q = power_iters, then Rayleigh–Ritz
- * (Algorithm 5.1). Block Krylov, lr_rsvd's default, is not implemented here: opts'
- * oversample and power_iters are read (defaults 10 and 4), method, block and
- * krylov_depth are ignored. Ω: (n, l) is Gaussian from rank 0's rng and broadcast, and
- * drawn as lr_rsvd draws it (Ωᵀ row by row), so with m >= n and the same seed the two
- * start from the same Ω.
- *   Y_k = a_k·Ω                          local
- *   Q = orth(Y)                          Cholesky-QR2 over the ranks (below)
+ * Method: opts->method as in lr_rsvd, with the same default (LR_RSVD_BLOCK_KRYLOV) and the
+ * same widths, then Rayleigh–Ritz (HMT Algorithm 5.1). The range is always sought on the
+ * side of the distributed rows (lr_rsvd works on aᵀ when m < n). Ω is Gaussian from rank
+ * 0's rng and broadcast, drawn as lr_rsvd draws it (Ωᵀ row by row), so with m >= n and
+ * the same options and seed the two start from the same Ω and agree to rounding.
+ *  Block Krylov (Musco & Musco 2015, Algorithm 2): Ω: (n, b), b = block (0 = r),
+ *  q = krylov_depth, L = b·(q+1); b·(q+1) >= min(m, n) makes b = min(m, n), q = 0 (exact).
+ *   Y_0 = a_k·Ω                           local
+ *   j = 0..q: Q_j = orth(Y_j against Q_<j)   BCGS2 over the ranks (below)
+ *             W_j = Q_jᵀ·a = Σ_k Q_jkᵀ·a_k   local product + Allreduce of b·n floats
+ *             Y_{j+1} = a_k·W_jᵀ          local
+ *   B = Qᵀ·a = [W_0; …; W_q]: (L, n)      nothing more to sum
+ *  The basis is built block by block as lr_rsvd builds it: block classical Gram–Schmidt
+ *  twice (P = Q_<jᵀ·Y_j, local + Allreduce of j·b·b floats; Y_j −= Q_<j·P), Cholesky-QR2
+ *  after the first projection, one pivoted Cholesky-QR sweep after the second. A column
+ *  the second projection leaves with less than half its norm (‖P_col‖² > 3/4) was rounding
+ *  noise inside the earlier span (a has low rank, or the space is exhausted): it is
+ *  replaced by a Gaussian column and projected again, and a third pass (at most a fourth)
+ *  follows — deflation, which only widens the space. 2(q+1) passes over a with b columns.
+ *  Subspace iteration (HMT Algorithm 4.4): l = min(r + oversample, m, n), q = power_iters.
+ *   Y_k = a_k·Ω, Ω: (n, l)                local
+ *   Q = orth(Y)                           Cholesky-QR2 over the ranks (below)
  *   q times: Z = aᵀ·Q = Σ_k a_kᵀ·Q_k     local product + Allreduce of (n, l) floats
  *            Q̃ = qr(Z)                   Householder, replicated (Z is the same everywhere)
  *            Y_k = a_k·Q̃; Q = orth(Y)
  *   B = Qᵀ·a = Σ_k Q_kᵀ·a_k              local product + Allreduce of (l, n) floats
- *   B = Ũ·S·Vᵀ (lr_svd, replicated);  U_k = Q_k·Ũ[:, :r], s = S[:r], vt = Vᵀ[:r, :]
- * orth(Y) is Cholesky-QR2 (Yamamoto et al. 2015) with the l×l Gram matrix formed and
- * factored in double and summed by an Allreduce (two per orth): in double it holds for
- * κ(Y) up to about 1e7, beyond what float32 data resolves. Rank deficiency (a of rank <
- * l, a = 0, columns of Y numerically dependent) shows as a pivot of the pivoted Cholesky
- * factorisation (LAPACK dpstrf) below 1e-12·max: those columns of Y are replaced by
- * Gaussian ones (drawn per global row, so the result does not depend on the split) and
- * the orth is repeated — deflation, which only widens the space.
- * Communication per call: 1 Bcast of n·l floats, q+1 Allreduces of n·l floats, 2(q+1)
- * of l² doubles and a few of a handful of integers (reported in stats, += ).
+ *  Both: B = Ũ·S·Vᵀ (lr_svd, replicated); U_k = Q_k·Ũ[:, :r], s = S[:r], vt = Vᵀ[:r, :].
+ * orth(Y) is Cholesky-QR2 (Yamamoto et al. 2015) with the Gram matrix of the panel (l×l,
+ * or b×b for a Krylov block) formed and factored in double and summed by an Allreduce
+ * (one per sweep): in double it holds for κ(Y) up to about 1e7, beyond what float32 data
+ * resolves. Rank deficiency (a of rank < l, a = 0, columns of Y numerically dependent)
+ * shows as a pivot of the pivoted Cholesky factorisation (LAPACK dpstrf) below
+ * 1e-12·max: those columns of Y are replaced by Gaussian ones (drawn per global row, so
+ * the result does not depend on the split) and the orth is repeated.
+ * Communication per call (each rank's payload, added to stats):
+ *  Krylov: 1 Bcast of n·b + 2 floats, q+1 Allreduces of b·n floats, 2 + 3q of b² doubles
+ *   (Gram matrices), 2q of the projections (block j: two of j·b² floats; q(q+1)·b² floats
+ *   in all); a deflation or a third pass adds a projection and one or two Gram matrices;
+ *  subspace: 1 Bcast of n·l + 2 floats, q+1 Allreduces of n·l floats, 2(q+1) of l² doubles;
+ *  both: 2 agreements of an int, an Allreduce of 10 uint64 (the arguments agree) and an
+ *   Allgather of 8 bytes per rank (the row counts).
  *
  * a: this rank's (m_k, n) rows (m_k = 0 allowed, data may then be NULL); u: (m_k, r);
  * s: (r); vt: (r, n); 1 <= r <= min(m, n). rng: read on rank 0 only (NULL elsewhere is
- * fine). Ranks that disagree on n, r, oversample or power_iters get LR_EDIM / LR_EINVAL
- * naming both values. Every rank must run the same library with the same OpenBLAS
- * thread count: the replicated small factorisations are then bit-identical on all ranks
- * (the tests check vt). NaN/Inf in a is LR_ENONFINITE naming the entry by its global row.
- * Memory per rank: about (m_k + 2n)·l floats + m_k·l doubles. */
+ * fine). opts NULL = lr_rsvd_opts_default(); only the fields of opts->method are read,
+ * and checked as lr_rsvd checks them (LR_EINVAL naming the field). Ranks that disagree on
+ * n, r, the method or its two fields get LR_EDIM / LR_EINVAL naming both values. Every
+ * rank must run the same library with the same OpenBLAS thread count: the replicated
+ * small factorisations are then bit-identical on all ranks (the tests check vt). NaN/Inf
+ * in a is LR_ENONFINITE naming the entry by its global row. Memory per rank: about
+ * (m_k + 2n)·L floats + m_k·b doubles (L = b = l for subspace iteration). */
 LR_API lr_status lr_dist_rsvd(float *s, lr_mat u, lr_mat vt, lr_dist_stats *stats, lr_cmat a, size_t r,
                               const lr_rsvd_opts *opts, lr_rng *rng, MPI_Comm comm, lr_err *err);
 
