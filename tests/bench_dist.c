@@ -52,7 +52,7 @@ static double median(double *v, int n)
 static double time_sum(size_t n, lr_dist_sum_kind how)
 {
     float *b = calloc(n, sizeof *b);
-    int reps = n > 100000 ? 10 : 200;
+    int reps = g_quick ? 3 : n > 100000 ? 10 : 200;
     double t[200];
     lr_err e;
     for (int i = 0; i < reps; i++) {
@@ -131,7 +131,7 @@ static void bench_train_one(const data_t *s, bool lora, bool last)
     model_t m;
     make_model(&m, lora);
     lr_train_opts o = lr_train_opts_default();
-    o.max_steps = g_quick ? 10 : 100;
+    o.max_steps = g_quick ? 3 : 100;
     lr_dist_stats st = { 0, 0, 0 };
     lr_train_result res;
     lr_err e;
@@ -235,7 +235,8 @@ static void bench_rsvd(void)
     lr_rsvd_opts o = lr_rsvd_opts_default();
     double t[5], tmpi = 0;
     uint64_t bytes = 0, calls = 0;
-    for (int k = 0; k < 5; k++) {
+    int reps = g_quick ? 1 : 5;
+    for (int k = 0; k < reps; k++) {
         lr_dist_stats st = { 0, 0, 0 };
         lr_rng rng;
         lr_rng_seed(&rng, 7);
@@ -244,12 +245,12 @@ static void bench_rsvd(void)
         check(lr_dist_rsvd(s, lr_mat_view(u, count, r, r), lr_mat_view(vt, r, n, n), &st, lr_cm(w), r, &o, &rng,
                            MPI_COMM_WORLD, &e), &e, "rsvd");
         t[k] = MPI_Wtime() - t0;
-        tmpi += st.seconds / 5, bytes = st.bytes, calls = st.calls;
+        tmpi += st.seconds / reps, bytes = st.bytes, calls = st.calls;
     }
     if (g_rank == 0)
         printf("\"rsvd\": {\"rows\": %zu, \"cols\": %zu, \"rank\": %zu, \"seconds\": %.4f, \"mpi_seconds\": %.4f, "
                "\"bytes\": %llu, \"collectives\": %llu, \"sigma1\": %.7g, \"sigma20\": %.7g}\n", m, n, r,
-               median(t, 5), tmpi, (unsigned long long)bytes, (unsigned long long)calls, (double)s[0], (double)s[19]);
+               median(t, reps), tmpi, (unsigned long long)bytes, (unsigned long long)calls, (double)s[0], (double)s[19]);
     free(w.data), free(u), free(vt);
 }
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # mnist_dist_check.sh — lr-mnist under mpirun (suite 'dist'): data-parallel pretraining and
-# fine-tuning over 2 and 3 processes (1200 images: batches of 10 split 5+5 and 4+3+3, the
+# fine-tuning over 2 and 3 processes (600 images: batches of 10 split 5+5 and 4+3+3, the
 # last fine-tuning batch uneven) against the one process that takes the same slices
 # (--shards N): the same losses, accuracies and checksums bit for bit; replicas identical;
 # one JSON object and one copy of each file (rank 0 alone writes); with --dist-sum mpi the
@@ -18,7 +18,7 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { printf 'FAIL: %s\n' "$*"; fails=$((fails + 1)); }
 mpi() { "$mpirun" --allow-run-as-root --oversubscribe "$@"; }
-small="--data $LR_MNIST_DIR --limit-train 1200 --limit-test 300 --steps 20 --quiet --json"
+small="--data $LR_MNIST_DIR --limit-train 600 --limit-test 200 --steps 12 --quiet --json"
 for n in 2 3; do
   mpi -np $n "$mnist" $small --save "$tmp/np$n.safetensors" --adapter-out "$tmp/ad$n" >"$tmp/np$n.json" 2>"$tmp/np$n.err" ||
     fail "mpirun -np $n: exit $?: $(cat "$tmp/np$n.err")"
