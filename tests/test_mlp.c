@@ -194,25 +194,33 @@ static void test_gradients_by_central_differences(void **state)
     lr_mlp_free(&net);
 }
 
+/* Two identical nets (seed 4) with the same rank-2 adapter on linear3 (A from seed 5; B too
+ * when fill_b, else zero) and linear2 frozen: the pair the step tests compare. */
+static void make_pair(lr_mlp *net, lr_mlp *ref, lr_lora_weights *lw, lr_lora_weights *lwr, bool fill_b)
+{
+    make_net(net, 4);
+    make_net(ref, 4);
+    assert_int_equal(lr_lora_weights_init(lw, 2, 6, 4, 0.5f, NULL), LR_OK);
+    assert_int_equal(lr_lora_weights_init(lwr, 2, 6, 4, 0.5f, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 5);
+    lr_rng_fill_normal(&r, lw->a, 0, 1);
+    if (fill_b) lr_rng_fill_normal(&r, lw->b, 0, 1);
+    lr_mat_copy(lwr->a, lr_cm(lw->a), NULL);
+    lr_mat_copy(lwr->b, lr_cm(lw->b), NULL);
+    assert_int_equal(lr_mlp_set_lora(net, 2, lw, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_lora(ref, 2, lwr, NULL), LR_OK);
+    lr_mlp_set_frozen(net, 1, true, NULL);
+    lr_mlp_set_frozen(ref, 1, true, NULL);
+}
+
 /* The fused step = gradients + Adam on every trainable tensor. */
 static void test_train_step_equals_gradients_plus_adam(void **state)
 {
     (void)state;
     lr_mlp net, ref;
-    make_net(&net, 4);
-    make_net(&ref, 4);
     lr_lora_weights lw, lwr;
-    assert_int_equal(lr_lora_weights_init(&lw, 2, 6, 4, 0.5f, NULL), LR_OK);
-    assert_int_equal(lr_lora_weights_init(&lwr, 2, 6, 4, 0.5f, NULL), LR_OK);
-    lr_rng r;
-    lr_rng_seed(&r, 5);
-    lr_rng_fill_normal(&r, lw.a, 0, 1);
-    lr_mat_copy(lwr.a, lr_cm(lw.a), NULL);
-    assert_int_equal(lr_mlp_set_lora(&net, 2, &lw, NULL), LR_OK);
-    assert_int_equal(lr_mlp_set_lora(&ref, 2, &lwr, NULL), LR_OK);
-    /* linear2 frozen: only linear1, linear3 and the adapter train */
-    lr_mlp_set_frozen(&net, 1, true, NULL);
-    lr_mlp_set_frozen(&ref, 1, true, NULL);
+    make_pair(&net, &ref, &lw, &lwr, false); /* only linear1, linear3 and the adapter train */
     float x[10 * 9], loss, lossr;
     uint8_t y[10];
     float *g = malloc(net.n_params * sizeof *g), *m = calloc(net.n_params, sizeof *m), *v = calloc(net.n_params, sizeof *v);
@@ -254,21 +262,8 @@ static void test_packed_gradients_and_apply(void **state)
 {
     (void)state;
     lr_mlp net, ref;
-    make_net(&net, 4);
-    make_net(&ref, 4);
     lr_lora_weights lw, lwr;
-    assert_int_equal(lr_lora_weights_init(&lw, 2, 6, 4, 0.5f, NULL), LR_OK);
-    assert_int_equal(lr_lora_weights_init(&lwr, 2, 6, 4, 0.5f, NULL), LR_OK);
-    lr_rng r;
-    lr_rng_seed(&r, 5);
-    lr_rng_fill_normal(&r, lw.a, 0, 1);
-    lr_rng_fill_normal(&r, lw.b, 0, 1);
-    lr_mat_copy(lwr.a, lr_cm(lw.a), NULL);
-    lr_mat_copy(lwr.b, lr_cm(lw.b), NULL);
-    assert_int_equal(lr_mlp_set_lora(&net, 2, &lw, NULL), LR_OK);
-    assert_int_equal(lr_mlp_set_lora(&ref, 2, &lwr, NULL), LR_OK);
-    lr_mlp_set_frozen(&net, 1, true, NULL); /* linear1 and linear3 train, linear2 frozen, adapter on 3 */
-    lr_mlp_set_frozen(&ref, 1, true, NULL);
+    make_pair(&net, &ref, &lw, &lwr, true); /* linear1 and linear3 train, linear2 frozen, adapter on 3 */
     size_t n1 = 7 * 9 + 7, n3 = 4 * 6 + 4, n = lr_mlp_grad_size(&net);
     assert_int_equal(n, n1 + n3 + 2 * 6 + 4 * 2);
     float x[10 * 9], loss, lossr, *g = malloc(n * sizeof *g), *g2 = malloc(n * sizeof *g2);
