@@ -1,7 +1,6 @@
 /* clean.c — `lowrank clean-temps DIR...`: removes the temp files that a killed save left
  * behind (".NAME.tmp-XXXXXX", lr_atomic_clean in atomicfile.h), by age and by lock. */
 #include <stdlib.h>
-#include <string.h>
 #include "tool.h"
 
 #define SUB "clean-temps"
@@ -40,39 +39,23 @@ static void on_file(void *p, const lr_atomic_stale *s)
 
 int tool_clean(int argc, char **argv)
 {
-    char msg[512];
-    const char *dirs[64], *v;
-    size_t nd = 0, removed = 0, total = 0;
-    double age = 3600;
+    tool_clean_args a = { 0 };
+    size_t removed = 0, total = 0, cap = tool_msg_cap(argc, argv);
     ctx c = { false, false, json_array(), 0 };
-    int rc = c.files ? 0 : tool_failf(SUB, "out of memory");
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            fputs(help, stdout);
-            json_decref(c.files);
-            return 0;
-        }
-        if (!strcmp(s, "--json")) c.json = true;
-        else if (!strcmp(s, "--dry-run")) c.dry = true;
-        else if (lr_cli_match(s, "--older-than")) {
-            if (!lr_cli_value(argc, argv, &i, "--older-than", &v, msg, sizeof msg) ||
-                !lr_cli_parse_double("--older-than", v, 0, false, 1e12, false, &age, msg, sizeof msg))
-                rc = tool_usage(SUB, "%s", msg);
-        } else if (s[0] == '-' && s[1]) rc = tool_usage(SUB, "unknown option '%s'", s);
-        else if (nd == 64) rc = tool_usage(SUB, "at most 64 directories");
-        else dirs[nd++] = s;
-    }
-    if (!rc && nd == 0) rc = tool_usage(SUB, "expected one or more directories");
-    for (size_t i = 0; i < nd && !rc; i++) {
+    char *msg = c.files ? malloc(cap) : NULL;
+    int rc = msg ? tool_parsed(SUB, tool_clean_parse(argc, argv, &a, msg, cap), msg, help, false)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
+    c.json = a.json, c.dry = a.dry;
+    for (size_t i = 0; i < a.nd && !rc; i++) {
         lr_err e = { 0 };
         size_t n = 0;
-        if (lr_atomic_clean(dirs[i], age, c.dry, on_file, &c, &n, &e)) rc = tool_fail(SUB, &e);
+        if (lr_atomic_clean(a.dirs[i], a.age, c.dry, on_file, &c, &n, &e)) rc = tool_fail(SUB, &e);
         removed += n;
     }
     total = json_array_size(c.files);
     if (!rc && c.json) {
-        json_t *o = json_pack("{s:s,s:b,s:f,s:O,s:I,s:I}", "command", SUB, "dry_run", c.dry, "older_than_s", age,
+        json_t *o = json_pack("{s:s,s:b,s:f,s:O,s:I,s:I}", "command", SUB, "dry_run", c.dry, "older_than_s", a.age,
                               "files", c.files, "removed", (json_int_t)removed, "in_use", (json_int_t)c.in_use);
         rc = o ? tool_json_print(o) : tool_failf(SUB, "out of memory");
         json_decref(o);
@@ -81,5 +64,5 @@ int tool_clean(int argc, char **argv)
                (c.dry ? total - c.in_use : removed) == 1 ? "" : "s", c.dry ? "found (dry run)" : "removed", c.in_use);
     }
     json_decref(c.files);
-    return rc;
+    return rc < 0 ? 0 : rc; /* after --help */
 }

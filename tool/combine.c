@@ -7,7 +7,6 @@
 #include "tool.h"
 
 #define SUB "combine"
-#define MAX_IN 64
 
 static const char help[] =
 "usage: " PROG " combine ADAPTER_DIR... [--weights w1,w2,...] [--rank R] --out ADAPTER_DIR\n"
@@ -27,74 +26,9 @@ static const char help[] =
 "  --json          one JSON object on stdout instead of the table\n"
 "\n";
 
-typedef struct {
-    const char *in[MAX_IN], *out;
-    size_t nin, nw, rank;
-    double w[MAX_IN];
-    lr_st_dtype dtype;
-} args;
-
-static int parse_weights(args *a, const char *v, char *msg, size_t cap)
-{
-    char *copy = malloc(strlen(v) + 1), *save = NULL;
-    if (!copy) return snprintf(msg, cap, "out of memory"), 0;
-    strcpy(copy, v);
-    a->nw = 0;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (a->nw == MAX_IN || !lr_cli_parse_double("--weights", t, -1e30, false, 1e30, false, &a->w[a->nw++], msg, cap)) {
-            if (a->nw == MAX_IN) snprintf(msg, cap, "--weights: more than %d values", MAX_IN);
-            free(copy);
-            return 0;
-        }
-    }
-    free(copy);
-    if (a->nw == 0) return snprintf(msg, cap, "--weights: expected numbers, got '%s'", v), 0;
-    return 1;
-}
-
-static int parse(int argc, char **argv, tool_opts *o, args *a)
-{
-    char msg[512];
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i], *v;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            printf("%s", help);
-            exit(0);
-        }
-        if (!strcmp(s, "--json")) {
-            o->json = true;
-        } else if (lr_cli_match(s, "--weights")) {
-            if (!lr_cli_value(argc, argv, &i, "--weights", &v, msg, sizeof msg) || !parse_weights(a, v, msg, sizeof msg))
-                return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--rank")) {
-            if (!lr_cli_value(argc, argv, &i, "--rank", &v, msg, sizeof msg) ||
-                !lr_cli_parse_size("--rank", v, 1, (size_t)1 << 40, &a->rank, msg, sizeof msg))
-                return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--dtype")) {
-            if (!lr_cli_value(argc, argv, &i, "--dtype", &v, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-            if (lr_st_dtype_parse(&a->dtype, v) || (a->dtype != LR_ST_F32 && a->dtype != LR_ST_F16 && a->dtype != LR_ST_BF16))
-                return tool_usage(SUB, "--dtype: expected F32, F16 or BF16, got '%s'", v);
-        } else if (s[0] == '-' && s[1]) {
-            return tool_usage(SUB, "unknown option '%s'", s);
-        } else if (a->nin == MAX_IN) {
-            return tool_usage(SUB, "at most %d adapters", MAX_IN);
-        } else {
-            a->in[a->nin++] = s;
-        }
-    }
-    if (a->nin == 0) return tool_usage(SUB, "expected one or more ADAPTER_DIRs");
-    if (a->nw && a->nw != a->nin)
-        return tool_usage(SUB, "--weights has %zu values for %zu adapters", a->nw, a->nin);
-    for (size_t i = 0; !a->nw && i < a->nin; i++) a->w[i] = 1;
-    if (!a->out) return tool_usage(SUB, "missing --out ADAPTER_DIR");
-    return tool_check_out(SUB, a->out, a->in, a->nin);
-}
-
 /* Every adapter over the same base: recorded base names equal where both are set, and each
  * module the same shape in every adapter that has it. */
-static int check_bases(const args *a, const lr_peft *ad)
+static int check_bases(const tool_combine_args *a, const lr_peft *ad)
 {
     for (size_t i = 1; i < a->nin; i++)
         if (ad[0].base_model && ad[i].base_model && strcmp(ad[0].base_model, ad[i].base_model))
@@ -157,10 +91,10 @@ static lr_status truncate_sum(lr_peft *res, layer *ly, size_t R, const lr_cmat *
     return s;
 }
 
-static int combine_layer(const args *a, const lr_peft *ad, lr_peft *res, layer *ly)
+static int combine_layer(const tool_combine_args *a, const lr_peft *ad, lr_peft *res, layer *ly)
 {
-    lr_cmat bs[MAX_IN], as[MAX_IN];
-    float w[MAX_IN];
+    lr_cmat bs[TOOL_MAX_IN], as[TOOL_MAX_IN];
+    float w[TOOL_MAX_IN];
     size_t c = 0;
     lr_err e = { 0 };
     ly->k_in = 0;
@@ -186,9 +120,9 @@ static int combine_layer(const args *a, const lr_peft *ad, lr_peft *res, layer *
     return s ? tool_failf(SUB, "%s: %s", ly->module, e.msg) : 0;
 }
 
-static int report(const args *a, const layer *ly, size_t n, tool_opts *o)
+static int report(const tool_combine_args *a, const layer *ly, size_t n)
 {
-    if (!o->json) {
+    if (!a->json) {
         printf("%-32s %-13s %6s %6s %8s %10s %10s\n", "module", "shape", "terms", "ranks", "rank out", "energy",
                "rel.err");
         for (size_t i = 0; i < n; i++) {
@@ -232,7 +166,7 @@ static int report(const args *a, const layer *ly, size_t n, tool_opts *o)
 }
 
 /* the modules of all adapters, each once, sorted (every adapter's list is sorted) */
-static size_t modules(const args *a, const lr_peft *ad, const char **mods, size_t cap)
+static size_t modules(const tool_combine_args *a, const lr_peft *ad, const char **mods, size_t cap)
 {
     size_t n = 0;
     for (size_t i = 0; i < a->nin; i++)
@@ -251,15 +185,17 @@ static size_t modules(const args *a, const lr_peft *ad, const char **mods, size_
 
 int tool_combine(int argc, char **argv)
 {
-    tool_opts o;
-    tool_opts_init(&o);
-    args a = { .dtype = LR_ST_F32 };
-    lr_peft ad[MAX_IN] = { { 0 } }, res = { 0 };
+    tool_combine_args a = { 0 };
+    lr_peft ad[TOOL_MAX_IN] = { { 0 } }, res = { 0 };
     lr_err e = { 0 };
-    size_t nl = 0, cap = 0;
+    size_t nl = 0, cap = 0, mcap = tool_msg_cap(argc, argv);
     const char **mods = NULL;
     layer *ly = NULL;
-    int rc = parse(argc, argv, &o, &a);
+    char *msg = malloc(mcap);
+    int rc = msg ? tool_parsed(SUB, tool_combine_parse(argc, argv, &a, msg, mcap), msg, help, false)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
+    if (!rc) rc = tool_check_out(SUB, a.out, a.in, a.nin);
     for (size_t i = 0; i < a.nin && !rc; i++)
         if (lr_peft_read(&ad[i], a.in[i], &e)) rc = tool_fail(SUB, &e);
     if (!rc) rc = check_bases(&a, ad);
@@ -273,10 +209,9 @@ int tool_combine(int argc, char **argv)
     if (!rc && ad[0].base_model && !(res.base_model = malloc(strlen(ad[0].base_model) + 1))) rc = tool_failf(SUB, "out of memory");
     if (!rc && res.base_model) strcpy(res.base_model, ad[0].base_model);
     if (!rc && lr_peft_write(&res, a.out, a.dtype, &e)) rc = tool_fail(SUB, &e);
-    if (!rc) rc = report(&a, ly, nl, &o);
+    if (!rc) rc = report(&a, ly, nl);
     for (size_t i = 0; i < a.nin; i++) lr_peft_free(&ad[i]);
     lr_peft_free(&res);
     free(mods), free(ly);
-    tool_opts_free(&o);
-    return rc;
+    return rc < 0 ? 0 : rc; /* after --help */
 }

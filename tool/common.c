@@ -16,59 +16,6 @@ const char tool_common_help[] =
 "  --json             one JSON object on stdout instead of the table\n"
 "  --help             this text\n";
 
-void tool_opts_init(tool_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->sp = lr_spectrum_opts_default();
-    o->notes = json_array();
-}
-
-void tool_opts_free(tool_opts *o)
-{
-    if (o->has_only) regfree(&o->only);
-    if (o->has_skip) regfree(&o->skip);
-    json_decref(o->notes);
-    memset(o, 0, sizeof *o);
-}
-
-static int regex_option(regex_t *rx, bool *has, const char *opt, const char *val, char *msg, size_t cap)
-{
-    if (*has) regfree(rx);
-    int rc = regcomp(rx, val, REG_EXTENDED | REG_NOSUB);
-    *has = rc == 0;
-    if (rc) {
-        char why[128];
-        regerror(rc, rx, why, sizeof why);
-        snprintf(msg, cap, "%s: '%s' is not a valid regular expression: %s", opt, val, why);
-        return -1;
-    }
-    return 1;
-}
-
-int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, size_t cap)
-{
-    const char *v, *a = argv[*i];
-    if (!strcmp(a, "--json")) return o->json = true, 1;
-    static const char *const with_value[] = { "--only", "--skip", "--method", "--svd-rank", "--seed" };
-    for (size_t k = 0; k < 5; k++) {
-        if (!lr_cli_match(a, with_value[k])) continue;
-        if (!lr_cli_value(argc, argv, i, with_value[k], &v, msg, cap)) return -1;
-        switch (k) {
-        case 0: o->only_text = v; return regex_option(&o->only, &o->has_only, "--only", v, msg, cap);
-        case 1: return regex_option(&o->skip, &o->has_skip, "--skip", v, msg, cap);
-        case 2:
-            if (lr_spectrum_parse_method(&o->sp.method, v, NULL)) {
-                snprintf(msg, cap, "--method: expected auto, exact or randomized, got '%s'", v);
-                return -1;
-            }
-            return 1;
-        case 3: return lr_cli_parse_size("--svd-rank", v, 1, 1 << 20, &o->sp.rank, msg, cap) ? 1 : -1;
-        default: return lr_cli_parse_seed("--seed", v, &o->sp.seed, msg, cap) ? 1 : -1;
-        }
-    }
-    return 0;
-}
-
 int tool_usage(const char *sub, const char *fmt, ...)
 {
     va_list ap;
@@ -224,13 +171,8 @@ int tool_write_st(const char *sub, const char *out, const lr_safetensors *src, c
     return rc;
 }
 
-int tool_shared_option(tool_opts *o, const char *sub, const char *help, int argc, char **argv, int *i)
+int tool_parsed(const char *sub, int rc, const char *msg, const char *help, bool shared)
 {
-    if (!strcmp(argv[*i], "--help") || !strcmp(argv[*i], "-h")) {
-        printf("%s%s", help, tool_common_help);
-        exit(0);
-    }
-    char msg[512];
-    int c = tool_common_option(o, argc, argv, i, msg, sizeof msg);
-    return c < 0 ? -tool_usage(sub, "%s", msg) : c;
+    if (rc == TOOL_HELP) printf("%s%s", help, shared ? tool_common_help : "");
+    return rc == LR_CLI_USAGE ? tool_usage(sub, "%s", msg) : rc;
 }

@@ -33,72 +33,6 @@ static const char help[] =
 "\n";
 
 typedef struct {
-    const char *model, *out;
-    lr_plan_opts plan;
-    int modes;
-    bool flops;
-} args;
-
-static int parse_mode(args *a, const char *opt, const char *v, char *msg, size_t cap)
-{
-    a->modes++;
-    if (!strcmp(opt, "--rank")) {
-        a->plan.kind = LR_PLAN_RANK;
-        return lr_cli_parse_size(opt, v, 1, (size_t)1 << 40, &a->plan.rank, msg, cap);
-    }
-    if (!strcmp(opt, "--energy")) {
-        a->plan.kind = LR_PLAN_ENERGY;
-        return lr_cli_parse_double(opt, v, 0, true, 1, false, &a->plan.energy, msg, cap);
-    }
-    if (!strcmp(opt, "--error")) {
-        a->plan.kind = LR_PLAN_ERROR;
-        return lr_cli_parse_double(opt, v, 0, false, 1, true, &a->plan.error, msg, cap);
-    }
-    a->plan.kind = LR_PLAN_BUDGET;
-    return lr_cli_parse_double(opt, v, 0, true, 1, false, &a->plan.budget, msg, cap);
-}
-
-static int parse(int argc, char **argv, tool_opts *o, args *a)
-{
-    char msg[512];
-    static const char *const modes[] = { "--rank", "--energy", "--error", "--budget" };
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i], *v;
-        int c = tool_shared_option(o, SUB, help, argc, argv, &i);
-        if (c < 0) return -c;
-        if (c) continue;
-        bool done = false;
-        for (int k = 0; k < 4 && !done; k++)
-            if (lr_cli_match(s, modes[k])) {
-                done = true;
-                if (!lr_cli_value(argc, argv, &i, modes[k], &v, msg, sizeof msg) ||
-                    !parse_mode(a, modes[k], v, msg, sizeof msg))
-                    return tool_usage(SUB, "%s", msg);
-            }
-        if (done) continue;
-        if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--budget-of")) {
-            if (!lr_cli_value(argc, argv, &i, "--budget-of", &v, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-            if (strcmp(v, "params") && strcmp(v, "flops"))
-                return tool_usage(SUB, "--budget-of: expected params or flops, got '%s'", v);
-            a->flops = !strcmp(v, "flops");
-        } else if (s[0] == '-' && s[1]) {
-            return tool_usage(SUB, "unknown option '%s'", s);
-        } else if (!a->model) {
-            a->model = s;
-        } else {
-            return tool_usage(SUB, "one MODEL expected, got '%s' and '%s'", a->model, s);
-        }
-    }
-    if (!a->model) return tool_usage(SUB, "missing MODEL.safetensors");
-    if (a->modes != 1)
-        return tool_usage(SUB, "give exactly one of --rank, --energy, --error, --budget (got %d)", a->modes);
-    if (!a->out) return tool_usage(SUB, "missing --out OUT.safetensors");
-    return tool_check_out(SUB, a->out, &a->model, 1);
-}
-
-typedef struct {
     const lr_st_tensor *t;
     lr_spectrum sp;
     lr_usv vec;
@@ -208,7 +142,7 @@ static int out_tensors(lr_st_tensor **out, size_t *nout, lr_safetensors *st, ite
     return 0;
 }
 
-static char *record(const args *a, const item *it, size_t n)
+static char *record(const tool_compress_args *a, const item *it, size_t n)
 {
     json_t *o = json_object(), *ranks = json_object();
     bool ok = true;
@@ -230,7 +164,7 @@ static char *record(const args *a, const item *it, size_t n)
     return s;
 }
 
-static int write_out(const args *a, lr_safetensors *st, item *it, size_t n)
+static int write_out(const tool_compress_args *a, lr_safetensors *st, item *it, size_t n)
 {
     lr_st_tensor *t = NULL;
     size_t nt = 0;
@@ -246,7 +180,7 @@ static double rel(double fro2, double energy)
     return energy > 0 ? sqrt(fro2 / energy) : 0;
 }
 
-static void print_table(const args *a, const item *it, size_t n, const lr_plan_total *tot)
+static void print_table(const tool_compress_args *a, const item *it, size_t n, const lr_plan_total *tot)
 {
     const char *unit = a->flops ? "MACs/row" : "params";
     printf("%-32s %-13s %6s %12s %12s %10s %10s\n", "tensor", "shape", "rank", unit, "after", "pred.err", "meas.err");
@@ -272,7 +206,7 @@ static void print_table(const args *a, const item *it, size_t n, const lr_plan_t
            "with the stored factors\nwrote %s\n", a->out);
 }
 
-static int report_json(const args *a, const item *it, size_t n, const lr_plan_total *tot, tool_opts *o)
+static int report_json(const tool_compress_args *a, const item *it, size_t n, const lr_plan_total *tot, tool_opts *o)
 {
     bool ok = true;
     json_t *js = json_object(), *ts = json_array(), *t = json_object();
@@ -314,7 +248,7 @@ static int report_json(const args *a, const item *it, size_t n, const lr_plan_to
     return rc;
 }
 
-static int plan(args *a, item *it, size_t n, lr_plan_total *tot)
+static int plan(tool_compress_args *a, item *it, size_t n, lr_plan_total *tot)
 {
     const lr_spectrum **sp = calloc(n, sizeof *sp);
     const char **names = calloc(n, sizeof *names);
@@ -332,13 +266,17 @@ int tool_compress(int argc, char **argv)
 {
     tool_opts o;
     tool_opts_init(&o);
-    args a = { .plan = lr_plan_opts_default() };
+    tool_compress_args a = { 0 };
     lr_safetensors st = { 0 };
     lr_err e = { 0 };
-    size_t n = 0, *idx = NULL;
+    size_t n = 0, *idx = NULL, cap = tool_msg_cap(argc, argv);
     item *it = NULL;
     lr_plan_total tot = { 0 };
-    int rc = parse(argc, argv, &o, &a);
+    char *msg = malloc(cap);
+    int rc = msg ? tool_parsed(SUB, tool_compress_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
+    if (!rc) rc = tool_check_out(SUB, a.out, &a.model, 1);
     /* a fixed rank above the randomized default needs that many values */
     if (!rc && a.plan.kind == LR_PLAN_RANK && a.plan.rank > o.sp.rank) o.sp.rank = a.plan.rank;
     if (!rc && lr_safetensors_open(&st, a.model, &e)) rc = tool_fail(SUB, &e);
@@ -369,5 +307,5 @@ int tool_compress(int argc, char **argv)
     free(it), free(idx);
     lr_safetensors_free(&st);
     tool_opts_free(&o);
-    return rc;
+    return rc < 0 ? 0 : rc; /* after --help */
 }

@@ -26,54 +26,6 @@ static const char help[] =
 "  --out DIR       the adapter directory (created if missing; written crash-safely)\n"
 "\n";
 
-typedef struct {
-    const char *in[2], *out;
-    lr_plan_opts plan;
-    int modes;
-    lr_st_dtype dtype;
-} args;
-
-static int parse(int argc, char **argv, tool_opts *o, args *a)
-{
-    char msg[512];
-    size_t nin = 0;
-    static const char *const modes[] = { "--rank", "--energy", "--error" };
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i], *v;
-        int c = tool_shared_option(o, SUB, help, argc, argv, &i);
-        if (c < 0) return -c;
-        if (c) continue;
-        int k = 0;
-        while (k < 3 && !lr_cli_match(s, modes[k])) k++;
-        if (k < 3) {
-            a->modes++;
-            if (!lr_cli_value(argc, argv, &i, modes[k], &v, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-            a->plan.kind = (lr_plan_kind)k;
-            bool ok = k == 0 ? lr_cli_parse_size(modes[k], v, 1, (size_t)1 << 40, &a->plan.rank, msg, sizeof msg)
-                    : k == 1 ? lr_cli_parse_double(modes[k], v, 0, true, 1, false, &a->plan.energy, msg, sizeof msg)
-                             : lr_cli_parse_double(modes[k], v, 0, false, 1, true, &a->plan.error, msg, sizeof msg);
-            if (!ok) return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--dtype")) {
-            if (!lr_cli_value(argc, argv, &i, "--dtype", &v, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-            if (lr_st_dtype_parse(&a->dtype, v) ||
-                (a->dtype != LR_ST_F32 && a->dtype != LR_ST_F16 && a->dtype != LR_ST_BF16))
-                return tool_usage(SUB, "--dtype: expected F32, F16 or BF16, got '%s'", v);
-        } else if (s[0] == '-' && s[1]) {
-            return tool_usage(SUB, "unknown option '%s'", s);
-        } else if (nin < 2) {
-            a->in[nin++] = s;
-        } else {
-            return tool_usage(SUB, "two files expected (BASE TUNED), got a third: '%s'", s);
-        }
-    }
-    if (nin < 2) return tool_usage(SUB, "expected BASE.safetensors TUNED.safetensors");
-    if (a->modes != 1) return tool_usage(SUB, "give exactly one of --rank, --energy, --error (got %d)", a->modes);
-    if (!a->out) return tool_usage(SUB, "missing --out ADAPTER_DIR");
-    return tool_check_out(SUB, a->out, a->in, 2);
-}
-
 /* "F32 (40, 30)": a tensor's dtype and shape, for messages */
 static const char *describe(char *buf, size_t cap, const lr_st_tensor *t)
 {
@@ -121,7 +73,7 @@ typedef struct {
     double energy, tail, fro, base_fro; /* ‖ΔW‖², predicted tail, measured ‖ΔW − BA‖, ‖W_base‖ */
 } layer;
 
-static int pick_rank(const args *a, const lr_spectrum *sp, const char *name, size_t *r)
+static int pick_rank(const tool_extract_args *a, const lr_spectrum *sp, const char *name, size_t *r)
 {
     lr_err e = { 0 };
     bool found = true;
@@ -138,7 +90,7 @@ static int pick_rank(const args *a, const lr_spectrum *sp, const char *name, siz
 }
 
 /* ΔW of one tensor -> its layer in ad */
-static int extract_one(const args *a, const tool_opts *o, lr_safetensors *bs, lr_safetensors *ts,
+static int extract_one(const tool_extract_args *a, const tool_opts *o, lr_safetensors *bs, lr_safetensors *ts,
                        const lr_st_tensor *t, layer *ly, lr_peft *ad)
 {
     lr_err e = { 0 };
@@ -181,7 +133,7 @@ static double rel(double fro2, double energy)
     return energy > 0 ? sqrt(fro2 / energy) : 0;
 }
 
-static int report(const args *a, const layer *ly, size_t n, size_t unchanged, tool_opts *o)
+static int report(const tool_extract_args *a, const layer *ly, size_t n, size_t unchanged, tool_opts *o)
 {
     if (!o->json) {
         printf("%-32s %-13s %6s %10s %10s %10s %12s\n", "tensor", "shape", "rank", "energy", "pred.err", "meas.err",
@@ -224,7 +176,7 @@ static int report(const args *a, const layer *ly, size_t n, size_t unchanged, to
     return rc;
 }
 
-static int run(const args *a, tool_opts *o, lr_safetensors *bs, lr_safetensors *ts, lr_peft *ad)
+static int run(const tool_extract_args *a, tool_opts *o, lr_safetensors *bs, lr_safetensors *ts, lr_peft *ad)
 {
     size_t nt = lr_safetensors_count(ts), n = 0, unchanged = 0;
     layer *ly = calloc(nt ? nt : 1, sizeof *ly);
@@ -255,15 +207,20 @@ int tool_extract(int argc, char **argv)
 {
     tool_opts o;
     tool_opts_init(&o);
-    args a = { .plan = lr_plan_opts_default(), .dtype = LR_ST_F32 };
+    tool_extract_args a = { 0 };
     lr_safetensors bs = { 0 }, ts = { 0 };
     lr_peft ad = { 0 };
     lr_err e = { 0 };
-    int rc = parse(argc, argv, &o, &a);
+    size_t cap = tool_msg_cap(argc, argv);
+    char *msg = malloc(cap);
+    int rc = msg ? tool_parsed(SUB, tool_extract_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
+    if (!rc) rc = tool_check_out(SUB, a.out, a.in, 2);
     if (!rc && (lr_safetensors_open(&bs, a.in[0], &e) || lr_safetensors_open(&ts, a.in[1], &e))) rc = tool_fail(SUB, &e);
     if (!rc) rc = run(&a, &o, &bs, &ts, &ad);
     lr_peft_free(&ad);
     lr_safetensors_free(&bs), lr_safetensors_free(&ts);
     tool_opts_free(&o);
-    return rc;
+    return rc < 0 ? 0 : rc; /* after --help */
 }

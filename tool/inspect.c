@@ -32,30 +32,6 @@ typedef struct {
     lr_spectrum sp;
 } row;
 
-static int parse(int argc, char **argv, tool_opts *o, const char **model, const char **svg)
-{
-    char msg[512];
-    *model = *svg = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int c = tool_shared_option(o, SUB, help, argc, argv, &i);
-        if (c < 0) return -c;
-        if (c) continue;
-        if (lr_cli_match(a, "--spectrum")) {
-            if (!lr_cli_value(argc, argv, &i, "--spectrum", svg, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-        } else if (a[0] == '-' && a[1]) {
-            return tool_usage(SUB, "unknown option '%s'", a);
-        } else if (!*model) {
-            *model = a;
-        } else {
-            return tool_usage(SUB, "one MODEL expected, got '%s' and '%s'", *model, a);
-        }
-    }
-    if (!*model) return tool_usage(SUB, "missing MODEL.safetensors");
-    if (*svg) return tool_check_out(SUB, *svg, model, 1);
-    return 0;
-}
-
 static int analyse(row *rw, lr_safetensors *st, const lr_st_tensor *t, const tool_opts *o)
 {
     lr_err e = { 0 };
@@ -181,12 +157,17 @@ int tool_inspect(int argc, char **argv)
 {
     tool_opts o;
     tool_opts_init(&o);
-    const char *model, *svg;
+    tool_inspect_args a = { 0 };
     lr_safetensors st = { 0 };
     lr_err e = { 0 };
-    size_t n = 0, *idx = NULL;
+    size_t n = 0, *idx = NULL, cap = tool_msg_cap(argc, argv);
     row *rows = NULL;
-    int rc = parse(argc, argv, &o, &model, &svg);
+    char *msg = malloc(cap);
+    int rc = msg ? tool_parsed(SUB, tool_inspect_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
+    const char *model = a.model, *svg = a.svg;
+    if (!rc && svg) rc = tool_check_out(SUB, svg, &model, 1);
     if (!rc && lr_safetensors_open(&st, model, &e)) rc = tool_fail(SUB, &e);
     if (!rc) rc = tool_candidates(&o, SUB, &st, &idx, &n);
     if (!rc && !(rows = calloc(n ? n : 1, sizeof *rows))) rc = tool_failf(SUB, "out of memory");
@@ -200,5 +181,5 @@ int tool_inspect(int argc, char **argv)
     free(rows), free(idx);
     lr_safetensors_free(&st);
     tool_opts_free(&o);
-    return rc;
+    return rc < 0 ? 0 : rc; /* after --help */
 }

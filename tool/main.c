@@ -1,5 +1,6 @@
 /* main.c — `lowrank`: low-rank tools for safetensors checkpoints and PEFT LoRA adapters.
- * Dispatches to the subcommands (inspect.c, compress.c, extract.c, combine.c, merge.c). */
+ * Dispatches to the subcommands (inspect.c, compress.c, extract.c, combine.c, merge.c, clean.c,
+ * rsvd.c); their command lines are parsed by tool_opts.c. */
 #include <signal.h>
 #include <string.h>
 #include "tool.h"
@@ -41,12 +42,11 @@ int main(int argc, char **argv)
         printf(PROG " %s\n", LOWRANK_VERSION);
         return LR_CLI_OK;
     }
-    static const struct { const char *name; int (*run)(int, char **); } cmds[] = {
-        { "inspect", tool_inspect }, { "compress", tool_compress }, { "extract", tool_extract },
-        { "combine", tool_combine }, { "merge", tool_merge }, { "clean-temps", tool_clean },
-        { "rsvd", tool_rsvd },
+    /* in the order of tool_command_names (tool_opts.h) */
+    static int (*const run[TOOL_NCMD])(int, char **) = {
+        tool_inspect, tool_compress, tool_extract, tool_combine, tool_merge, tool_clean, tool_rsvd,
     };
-    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        if (!strcmp(c, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+    int k = tool_command(c);
+    if (k >= 0) return run[k](argc - 1, argv + 1);
     return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge, clean-temps, rsvd)", c);
 }

@@ -26,50 +26,13 @@ static const char help[] =
 "rounding drift of the stored result against W +- s.B.A computed in double precision.\n";
 
 typedef struct {
-    const char *base, *adapter, *out, *ref;
-    bool unmerge, json;
-} args;
-
-static int parse(int argc, char **argv, args *a)
-{
-    char msg[512];
-    size_t npos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            printf("%s", help);
-            exit(0);
-        }
-        if (!strcmp(s, "--json")) a->json = true;
-        else if (!strcmp(s, "--unmerge")) a->unmerge = true;
-        else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--reference")) {
-            if (!lr_cli_value(argc, argv, &i, "--reference", &a->ref, msg, sizeof msg)) return tool_usage(SUB, "%s", msg);
-        } else if (s[0] == '-' && s[1]) {
-            return tool_usage(SUB, "unknown option '%s'", s);
-        } else if (npos == 0) {
-            a->base = s, npos++;
-        } else if (npos == 1) {
-            a->adapter = s, npos++;
-        } else {
-            return tool_usage(SUB, "two arguments expected (BASE ADAPTER_DIR), got a third: '%s'", s);
-        }
-    }
-    if (npos < 2) return tool_usage(SUB, "expected BASE.safetensors ADAPTER_DIR");
-    if (!a->out) return tool_usage(SUB, "missing --out MERGED.safetensors");
-    const char *in[3] = { a->base, a->adapter, a->ref };
-    return tool_check_out(SUB, a->out, in, a->ref ? 3 : 2);
-}
-
-typedef struct {
     const lr_st_tensor *t;
     const lr_peft_layer *l;
     double scale, delta, w_fro, drift_fro, drift_max, ref_fro, ref_max; /* ref_*: NAN without --reference */
     void *buf;                                                          /* W' in t's dtype */
 } layer;
 
-static int find_target(const args *a, lr_safetensors *st, const lr_peft_layer *l, const lr_st_tensor **t)
+static int find_target(const tool_merge_args *a, lr_safetensors *st, const lr_peft_layer *l, const lr_st_tensor **t)
 {
     char name[1100];
     snprintf(name, sizeof name, "%s.weight", l->module);
@@ -152,7 +115,7 @@ static int merge_one(lr_safetensors *st, lr_safetensors *ref, layer *ly, double 
     return rc ? rc : s ? tool_failf(SUB, "%s: %s", ly->t->name, e.msg) : 0;
 }
 
-static int write_out(const args *a, lr_safetensors *st, const layer *ly, size_t n)
+static int write_out(const tool_merge_args *a, lr_safetensors *st, const layer *ly, size_t n)
 {
     size_t nt = lr_safetensors_count(st);
     lr_st_tensor *t = calloc(nt ? nt : 1, sizeof *t);
@@ -171,7 +134,7 @@ static int write_out(const args *a, lr_safetensors *st, const layer *ly, size_t 
     return rc;
 }
 
-static int report(const args *a, const layer *ly, size_t n)
+static int report(const tool_merge_args *a, const layer *ly, size_t n)
 {
     if (!a->json) {
         printf("%-32s %-13s %5s %10s %12s %12s %12s", "tensor", "shape", "rank", "scale", "|sBA|/|W|", "round.rel",
@@ -220,12 +183,18 @@ static int report(const args *a, const layer *ly, size_t n)
 
 int tool_merge(int argc, char **argv)
 {
-    args a = { 0 };
+    tool_merge_args a = { 0 };
     lr_safetensors st = { 0 }, ref = { 0 };
     lr_peft ad = { 0 };
     lr_err e = { 0 };
     layer *ly = NULL;
-    int rc = parse(argc, argv, &a);
+    size_t cap = tool_msg_cap(argc, argv);
+    char *msg = malloc(cap);
+    int rc = msg ? tool_parsed(SUB, tool_merge_parse(argc, argv, &a, msg, cap), msg, help, false)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
+    const char *in[3] = { a.base, a.adapter, a.ref };
+    if (!rc) rc = tool_check_out(SUB, a.out, in, a.ref ? 3 : 2);
     if (!rc && lr_safetensors_open(&st, a.base, &e)) rc = tool_fail(SUB, &e);
     if (!rc && a.ref && lr_safetensors_open(&ref, a.ref, &e)) rc = tool_fail(SUB, &e);
     if (!rc && lr_peft_read(&ad, a.adapter, &e)) rc = tool_fail(SUB, &e);
@@ -241,5 +210,5 @@ int tool_merge(int argc, char **argv)
     free(ly);
     lr_peft_free(&ad);
     lr_safetensors_free(&st), lr_safetensors_free(&ref);
-    return rc;
+    return rc < 0 ? 0 : rc; /* after --help */
 }

@@ -38,13 +38,6 @@ static const char help[] =
 "  --json            one JSON object on stdout\n"
 "  --help            this text\n";
 
-typedef struct {
-    const char *path;
-    size_t rank, oversample, power_iters;
-    uint64_t seed;
-    bool json;
-} rs_args;
-
 /* What the computation found, for the renderers. */
 typedef struct {
     size_t m, n, nranks;
@@ -63,47 +56,7 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* 0 parsed, 2 usage error (printed), -1 --help printed. */
-static int parse(rs_args *a, int argc, char **argv)
-{
-    char msg[512];
-    const char *v;
-    bool has_rank = false;
-    *a = (rs_args){ NULL, 0, 10, 4, 0, false };
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            fputs(help, stdout);
-            return -1;
-        }
-        if (!strcmp(s, "--json")) a->json = true;
-        else if (lr_cli_match(s, "--rank")) {
-            if (!lr_cli_value(argc, argv, &i, "--rank", &v, msg, sizeof msg) ||
-                !lr_cli_parse_size("--rank", v, 1, (size_t)1 << 30, &a->rank, msg, sizeof msg))
-                return tool_usage(SUB, "%s", msg);
-            has_rank = true;
-        } else if (lr_cli_match(s, "--oversample")) {
-            if (!lr_cli_value(argc, argv, &i, "--oversample", &v, msg, sizeof msg) ||
-                !lr_cli_parse_size("--oversample", v, 0, (size_t)1 << 30, &a->oversample, msg, sizeof msg))
-                return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--power-iters")) {
-            if (!lr_cli_value(argc, argv, &i, "--power-iters", &v, msg, sizeof msg) ||
-                !lr_cli_parse_size("--power-iters", v, 0, 1000, &a->power_iters, msg, sizeof msg))
-                return tool_usage(SUB, "%s", msg);
-        } else if (lr_cli_match(s, "--seed")) {
-            if (!lr_cli_value(argc, argv, &i, "--seed", &v, msg, sizeof msg) ||
-                !lr_cli_parse_seed("--seed", v, &a->seed, msg, sizeof msg))
-                return tool_usage(SUB, "%s", msg);
-        } else if (s[0] == '-' && s[1]) return tool_usage(SUB, "unknown option '%s'", s);
-        else if (a->path) return tool_usage(SUB, "expected one FILE.npy, got '%s' and '%s'", a->path, s);
-        else a->path = s;
-    }
-    if (!a->path) return tool_usage(SUB, "expected FILE.npy");
-    if (!has_rank) return tool_usage(SUB, "--rank R is required");
-    return 0;
-}
-
-static lr_rsvd_opts opts_of(const rs_args *a)
+static lr_rsvd_opts opts_of(const tool_rsvd_args *a)
 {
     lr_rsvd_opts o = lr_rsvd_opts_default();
     o.method = LR_RSVD_SUBSPACE;
@@ -113,7 +66,7 @@ static lr_rsvd_opts opts_of(const rs_args *a)
 }
 
 /* One process: the whole file, lr_rsvd. */
-static lr_status run_local(rs_result *res, const rs_args *a, lr_err *e)
+static lr_status run_local(rs_result *res, const tool_rsvd_args *a, lr_err *e)
 {
     double t0 = now();
     lr_mat w = { 0 }, u = { 0 }, vt = { 0 };
@@ -154,7 +107,7 @@ static lr_status run_local(rs_result *res, const rs_args *a, lr_err *e)
 
 #ifdef LOWRANK_HAVE_MPI
 /* N processes: each its rows, lr_dist_rsvd. */
-static lr_status run_dist(rs_result *res, const rs_args *a, int rank, int size, lr_err *e)
+static lr_status run_dist(rs_result *res, const tool_rsvd_args *a, int rank, int size, lr_err *e)
 {
     double t0 = MPI_Wtime();
     lr_mat w = { 0 }, u = { 0 }, vt = { 0 };
@@ -202,7 +155,7 @@ done:
 }
 #endif
 
-static int render(const rs_result *r, const rs_args *a)
+static int render(const rs_result *r, const tool_rsvd_args *a)
 {
     double unexplained = r->frob2 - r->captured2;
     if (a->json) {
@@ -260,7 +213,7 @@ static int render(const rs_result *r, const rs_args *a)
 
 int tool_rsvd(int argc, char **argv)
 {
-    rs_args a;
+    tool_rsvd_args a;
     int rank = 0, size = 1;
 #ifdef LOWRANK_HAVE_MPI
     int inited = 0;
@@ -274,7 +227,11 @@ int tool_rsvd(int argc, char **argv)
         (void)e;
     }
 #endif
-    int rc = parse(&a, argc, argv);
+    size_t cap = tool_msg_cap(argc, argv);
+    char *msg = malloc(cap);
+    int rc = msg ? tool_parsed(SUB, tool_rsvd_parse(argc, argv, &a, msg, cap), msg, help, false)
+                 : tool_failf(SUB, "out of memory");
+    free(msg);
     if (rc == 0) {
         rs_result res;
         memset(&res, 0, sizeof res);

@@ -1,40 +1,27 @@
-/* tool.h — the `lowrank` program's shared parts: options every subcommand takes, choosing
- * the 2-D floating tensors of a safetensors file, reading them as float32, tables and JSON.
- * The program is a client of the public lowrank API (like the demos) and reuses their
- * option parsers (demos/cli.h). */
+/* tool.h — the `lowrank` program's shared parts: showing what the command-line parsers
+ * (tool_opts.h) found, choosing the 2-D floating tensors of a safetensors file, reading them
+ * as float32, tables and JSON. The program is a client of the public lowrank API (like the
+ * demos) and reuses their option parsers (demos/cli.h). */
 #ifndef LR_TOOL_H
 #define LR_TOOL_H
 
-#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <jansson.h>
 #include "lowrank/lowrank.h"
 #include "cli.h"
+#include "tool_opts.h"
 
 #define PROG "lowrank"
 
-/* Options every subcommand takes. */
-typedef struct {
-    bool json;
-    bool has_only, has_skip;
-    regex_t only, skip;          /* --only REGEX, --skip REGEX (POSIX extended, unanchored) */
-    const char *only_text;       /* --only as given                                        */
-    lr_spectrum_opts sp;         /* --method, --svd-rank, --seed                           */
-    json_t *notes;               /* tensors passed over, for --json                        */
-} tool_opts;
-
-void tool_opts_init(tool_opts *o);
-void tool_opts_free(tool_opts *o);
-/* Consumes a shared option at argv[*i]: 1 consumed, 0 not one of them, -1 bad (msg set). */
-int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, size_t cap);
-/* Help text for the shared options. */
+/* Help text for the shared options (tool_opts.h). */
 extern const char tool_common_help[];
 
-/* --help (prints help and the shared options' help, exits 0) or a shared option at argv[*i]:
- * 1 consumed, 0 not one of them, -2 a usage error (printed). */
-int tool_shared_option(tool_opts *o, const char *sub, const char *help, int argc, char **argv, int *i);
+/* What a parser's result rc means for the run: TOOL_HELP prints help (with shared, followed
+ * by tool_common_help) and gives TOOL_HELP; LR_CLI_USAGE prints msg as tool_usage does and
+ * gives 2; 0 stays 0. A subcommand returns 0 after its help. */
+int tool_parsed(const char *sub, int rc, const char *msg, const char *help, bool shared);
 /* Writes tensors t[0..nt) to out with src's __metadata__, its "lowrank" entry replaced by
  * record (a JSON text); 0, or 1 with the message printed. */
 int tool_write_st(const char *sub, const char *out, const lr_safetensors *src, const lr_st_tensor *t, size_t nt,

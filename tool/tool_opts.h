@@ -1,0 +1,110 @@
+/* tool_opts.h — the `lowrank` command lines: the subcommand names, the options every
+ * subcommand shares, and one parser per subcommand, apart from what the subcommand does so
+ * that the fuzz target tests/fuzz/fuzz_toolcmd.c runs the very code the program runs.
+ *
+ * A parser reads argv[1..argc) (argv[0] is the subcommand's name) into its struct, defaults
+ * first, and checks across options. It returns 0, TOOL_HELP at --help or -h (what follows is
+ * not read), or LR_CLI_USAGE with the reason in msg. It never prints, exits or touches a
+ * file: the subcommand prints the help or the message (tool_parsed) and then checks that no
+ * output is an input (tool_check_out). Strings in the structs point into argv.
+ */
+#ifndef LR_TOOL_OPTS_H
+#define LR_TOOL_OPTS_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "lowrank/lowrank.h"
+#include "cli.h"
+
+/* A parser's result besides 0 and LR_CLI_USAGE. */
+enum { TOOL_HELP = -1 };
+
+/* The subcommands, in the order of main.c's table; tool_command(name) is one of them or -1. */
+enum { TOOL_INSPECT, TOOL_COMPRESS, TOOL_EXTRACT, TOOL_COMBINE, TOOL_MERGE, TOOL_CLEAN, TOOL_RSVD, TOOL_NCMD };
+extern const char *const tool_command_names[TOOL_NCMD];
+int tool_command(const char *name);
+
+/* Room for any message a parser writes for this argv: a quoted argument or two beside a
+ * short text, or a value parser's message (those are cut at 511 bytes). */
+size_t tool_msg_cap(int argc, char **argv);
+
+/* The options inspect, compress and extract share. */
+typedef struct {
+    bool json;
+    bool has_only, has_skip;
+    regex_t only, skip;          /* --only REGEX, --skip REGEX (POSIX extended, unanchored) */
+    const char *only_text;       /* --only as given                                        */
+    lr_spectrum_opts sp;         /* --method, --svd-rank, --seed                           */
+    json_t *notes;               /* tensors passed over, for --json                        */
+} tool_opts;
+
+void tool_opts_init(tool_opts *o);
+void tool_opts_free(tool_opts *o);
+/* Consumes a shared option at argv[*i]: 1 consumed, 0 not one of them, -1 bad (msg set). */
+int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, size_t cap);
+
+#define TOOL_MAX_IN 64 /* combine's adapters, clean-temps' directories */
+
+/* inspect MODEL [--spectrum FILE.svg] + the shared options */
+typedef struct {
+    const char *model, *svg;
+} tool_inspect_args;
+int tool_inspect_parse(int argc, char **argv, tool_opts *o, tool_inspect_args *a, char *msg, size_t cap);
+
+/* compress MODEL (--rank R | --energy E | --error X | --budget F) --out OUT [--budget-of K] */
+typedef struct {
+    const char *model, *out;
+    lr_plan_opts plan;
+    int modes;                   /* how many of --rank, --energy, --error, --budget: 1 */
+    bool flops;                  /* --budget-of flops */
+} tool_compress_args;
+int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args *a, char *msg, size_t cap);
+
+/* extract BASE TUNED (--rank R | --energy E | --error X) --out DIR [--dtype D] */
+typedef struct {
+    const char *in[2], *out;
+    lr_plan_opts plan;
+    int modes;
+    lr_st_dtype dtype;
+} tool_extract_args;
+int tool_extract_parse(int argc, char **argv, tool_opts *o, tool_extract_args *a, char *msg, size_t cap);
+
+/* combine DIR... [--weights LIST] [--rank R] [--dtype D] --out DIR [--json] */
+typedef struct {
+    const char *in[TOOL_MAX_IN], *out;
+    size_t nin, nw, rank;        /* nw: weights given (0 or nin); rank 0: the exact sum */
+    double w[TOOL_MAX_IN];       /* all 1 without --weights */
+    lr_st_dtype dtype;
+    bool json;
+} tool_combine_args;
+int tool_combine_parse(int argc, char **argv, tool_combine_args *a, char *msg, size_t cap);
+
+/* merge BASE ADAPTER_DIR --out F [--unmerge] [--reference REF] [--json] */
+typedef struct {
+    const char *base, *adapter, *out, *ref;
+    bool unmerge, json;
+} tool_merge_args;
+int tool_merge_parse(int argc, char **argv, tool_merge_args *a, char *msg, size_t cap);
+
+/* clean-temps DIR... [--older-than S] [--dry-run] [--json] */
+typedef struct {
+    const char *dirs[TOOL_MAX_IN];
+    size_t nd;
+    double age;                  /* seconds, default 3600 */
+    bool json, dry;
+} tool_clean_args;
+int tool_clean_parse(int argc, char **argv, tool_clean_args *a, char *msg, size_t cap);
+
+/* rsvd FILE.npy --rank R [--oversample P] [--power-iters Q] [--seed N] [--json] */
+typedef struct {
+    const char *path;
+    size_t rank, oversample, power_iters;
+    uint64_t seed;
+    bool json;
+} tool_rsvd_args;
+int tool_rsvd_parse(int argc, char **argv, tool_rsvd_args *a, char *msg, size_t cap);
+
+#endif
