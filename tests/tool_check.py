@@ -843,6 +843,14 @@ def t_errors(rng):
     expect(2, "--out", "merge", model, path("nodir"))
     expect(2, "--out", "combine", path("nodir"))
     expect(2, None, "inspect")
+    # --only / --skip regexes that glibc's regcomp would copy into gigabytes or recurse on
+    # until the stack overflows are refused at once (found by the toolcmd fuzz target)
+    expect(2, "a quantifier follows another", "inspect", model, "--only", "a" + "+" * 30)
+    expect(2, "more than 4096 extra nodes", "compress", model, "--rank", 2, "--skip", "(" * 30 + "a" + "+)" * 30, "--out", out)
+    expect(2, "more than 4096 extra nodes", "inspect", model, "--only", "((a{,100}){,100}){,3}")
+    expect(2, "nest more than 64 deep", "inspect", model, "--only", "(" * 20000 + "x" + ")" * 20000)
+    # an ordinary one with repetitions passes (and here selects nothing: a run-time failure)
+    expect(1, "no 2-D floating tensor", "inspect", model, "--only", "^nothing\\.[0-9]+\\.(q|v)_proj\\.weight{1,2}$")
     # run time: 1
     missing = path("missing.safetensors")
     expect(1, missing, "compress", missing, "--rank", 2, "--out", out)
