@@ -8,7 +8,9 @@
  * contract is checked and a breach aborts: a parse either fails with a whole message (never
  * cut by the room tool_msg_cap promises), stops at --help / -h (which must be among the
  * arguments), or gives options within the ranges the --help texts promise and free of the
- * conflicts they refuse, every string pointing into argv. The parsers touch no file. */
+ * conflicts they refuse, every string pointing into argv. The parsers touch no file; they do
+ * compile --only / --skip with regcomp, after tool_opts.c's check of what that may cost (the
+ * target's findings: tests/fuzz/regressions/toolcmd/). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
