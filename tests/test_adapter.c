@@ -428,6 +428,8 @@ static void test_bad_config(void **state)
         { "rank_pattern", json_pack("{s:i}", "linear2++++++++++++++++++++++++++++++", 2), LR_EFORMAT, "a quantifier follows another" },
         { "rank_pattern", json_pack("{s:i}", "(linear1{60}){60}", 2), LR_EFORMAT, "more than one {m,n} interval" },
         { "rank_pattern", json_pack("{s:i}", "linear1{65}", 2), LR_EFORMAT, "a bound above 64" },
+        /* nested groups, each repeated: 2^24 copies (79 bytes; 12 s and 2.8 GB before lr_regex_check) */
+        { "rank_pattern", json_pack("{s:i}", "((((((((((((((((((((((((linear2)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+", 2), LR_EFORMAT, "4096 extra nodes" },
         { "alpha_pattern", json_pack("{s:f}", "linear3", 0.0), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0" },
         { "alpha_pattern", json_pack("{s:f}", "linear3", -2.0), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0" },
         { "alpha_pattern", json_pack("{s:f}", "linear3", 1e300), LR_EFORMAT, "alpha_pattern[\"linear3\"] must be a number > 0 that float32" },

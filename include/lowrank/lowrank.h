@@ -24,6 +24,7 @@
 #include "lowrank/io/idx.h"
 #include "lowrank/io/npy.h"
 #include "lowrank/io/peft.h"
+#include "lowrank/io/regex.h"
 #include "lowrank/io/safetensors.h"
 #include "lowrank/nn/activation.h"
 #include "lowrank/nn/adam.h"

@@ -16,7 +16,7 @@
 #include "base/internal.h"
 #include "io/peft_internal.h"
 #include "io/readfile.h"
-#include "io/regex_guard.h"
+#include "io/regex_internal.h"
 
 #define PREFIX "base_model.model."
 #define CONFIG_MAX ((size_t)16 << 20)

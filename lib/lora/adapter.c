@@ -29,7 +29,7 @@
 #include "base/internal.h"
 #include "io/peft_internal.h"
 #include "io/readfile.h"
-#include "io/regex_guard.h"
+#include "io/regex_internal.h"
 #include "lora/lora_internal.h"
 
 #define KEY_MAX 96

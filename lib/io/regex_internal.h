@@ -1,14 +1,14 @@
-/* regex_guard.h — what a regular expression from a file must look like before regcomp sees it.
+/* regex_internal.h — what a regular expression from a file must look like before regcomp sees it.
  *
  * PEFT configs carry regular expressions (rank_pattern / alpha_pattern keys, a string
  * target_modules). glibc's regcomp copies a repeated subexpression once per repetition, so a
  * hostile key such as "a++++…+" or "(a{99}){99}" takes gigabytes to compile (found by the
  * adapter_config fuzz target: "linear2" and 30 '+' exhausted 2 GB). Python's re, which PEFT
  * uses, refuses stacked quantifiers anyway. A key is accepted when it is at most 256 bytes,
- * no quantifier (*, +, ?, {m,n}) follows another, and it has at most one interval {m,n},
- * with bounds <= 64. */
-#ifndef LOWRANK_REGEX_GUARD_H
-#define LOWRANK_REGEX_GUARD_H
+ * has at most one interval {m,n}, with bounds <= 64, and passes lr_regex_check (regex.h: no
+ * quantifier after another, groups at most 64 deep, at most 4096 nodes copied). */
+#ifndef LOWRANK_REGEX_INTERNAL_H
+#define LOWRANK_REGEX_INTERNAL_H
 
 #include <stdbool.h>
 
