@@ -1,5 +1,6 @@
 /* rsvd.c — `lowrank rsvd FILE.npy --rank R`: the top singular values of a 2-D .npy matrix
- * by randomized subspace iteration, in one process (lr_rsvd) or, built with MPI and run
+ * by randomized block Krylov (the default) or subspace iteration (--method), the same
+ * method on both sides, in one process (lr_rsvd) or, built with MPI and run
  * under `mpirun -np N` (N > 1), over N processes that each read only their rows of the
  * file (lr_dist_npy_load_rows, lr_dist_rsvd): a matrix larger than one node's memory.
  *
@@ -18,22 +19,26 @@
 #define SUB "rsvd"
 
 static const char help[] =
-"usage: " PROG " rsvd FILE.npy --rank R [--oversample P] [--power-iters Q] [--seed N] [--json]\n"
+"usage: " PROG " rsvd FILE.npy --rank R [--method krylov|subspace] [--oversample P] [--power-iters Q]\n"
+"       [--seed N] [--json]\n"
 "\n"
 "The R largest singular values of the 2-D .npy matrix W (float32 or float64) by randomized\n"
-"subspace iteration (Halko, Martinsson & Tropp 2011): l = R + P Gaussian columns, Q power\n"
-"iterations, then the small SVD. Prints them with the unexplained energy\n"
-"||W||_F^2 - sum sigma_i^2 (what a rank-R truncation leaves out, up to the estimate's error).\n"
+"block Krylov (Musco & Musco 2015; the default: blocks of R Gaussian columns, depth 3, 8\n"
+"passes over W) or randomized subspace iteration (Halko, Martinsson & Tropp 2011:\n"
+"l = R + P columns, Q power iterations, 2Q + 2 passes), then the small SVD. Prints them\n"
+"with the unexplained energy ||W||_F^2 - sum sigma_i^2 (what a rank-R truncation leaves\n"
+"out, up to the estimate's error).\n"
 "\n"
 "Built with MPI (meson -Dmpi), `mpirun -np N " PROG " rsvd ...` with N > 1 splits W's rows\n"
 "over the N processes: each reads only its rows of the file (by offset), products with W\n"
 "stay local, products with W^T are summed by MPI_Allreduce, and only rank 0 prints. The\n"
 "output then also gives the bytes each process handed to MPI. One process (or a build\n"
-"without MPI) reads the whole file and runs lr_rsvd.\n"
+"without MPI) reads the whole file and runs lr_rsvd with the same method.\n"
 "\n"
 "  --rank R          singular values to compute, 1 <= R <= min(rows, cols)\n"
-"  --oversample P    extra sample columns (default 10)\n"
-"  --power-iters Q   power iterations, 0..1000 (default 4)\n"
+"  --method M        krylov (default) or subspace\n"
+"  --oversample P    subspace: extra sample columns (default 10)\n"
+"  --power-iters Q   subspace: power iterations, 0..1000 (default 4)\n"
 "  --seed N          seed of the Gaussian test matrix (default 0)\n"
 "  --json            one JSON object on stdout\n"
 "  --help            this text\n";
@@ -59,7 +64,7 @@ static double now(void)
 static lr_rsvd_opts opts_of(const tool_rsvd_args *a)
 {
     lr_rsvd_opts o = lr_rsvd_opts_default();
-    o.method = LR_RSVD_SUBSPACE;
+    o.method = a->method;
     o.oversample = a->oversample;
     o.power_iters = a->power_iters;
     return o;
@@ -155,6 +160,28 @@ done:
 }
 #endif
 
+/* The method and the parameters it reads: "method", then block and krylov_depth, or
+ * oversample and power_iters. */
+static void json_method(json_t *o, const tool_rsvd_args *a, bool *ok)
+{
+    lr_rsvd_opts m = opts_of(a);
+    bool sub = m.method == LR_RSVD_SUBSPACE;
+    lr_cli_json_set(o, "method", json_string(sub ? "subspace" : "krylov"), ok);
+    lr_cli_json_set(o, sub ? "oversample" : "block", tool_json_size(sub ? m.oversample : a->rank), ok);
+    lr_cli_json_set(o, sub ? "power_iters" : "krylov_depth", tool_json_size(sub ? m.power_iters : m.krylov_depth), ok);
+}
+
+/* "block Krylov, blocks of R, depth 3" or "oversample P, Q power iterations" */
+static const char *method_text(char *buf, size_t cap, const tool_rsvd_args *a)
+{
+    lr_rsvd_opts m = opts_of(a);
+    if (m.method == LR_RSVD_SUBSPACE)
+        snprintf(buf, cap, "oversample %zu, %zu power iterations", m.oversample, m.power_iters);
+    else
+        snprintf(buf, cap, "block Krylov, blocks of %zu, depth %zu", a->rank, m.krylov_depth);
+    return buf;
+}
+
 static int render(const rs_result *r, const tool_rsvd_args *a)
 {
     double unexplained = r->frob2 - r->captured2;
@@ -169,10 +196,8 @@ static int render(const rs_result *r, const tool_rsvd_args *a)
             lr_cli_json_set(o, "file", json_string(a->path), &ok);
             lr_cli_json_set(o, "shape", tool_json_shape(r->m, r->n), &ok);
             lr_cli_json_set(o, "rank", tool_json_size(a->rank), &ok);
-            lr_cli_json_set(o, "oversample", tool_json_size(a->oversample), &ok);
-            lr_cli_json_set(o, "power_iters", tool_json_size(a->power_iters), &ok);
+            json_method(o, a, &ok);
             lr_cli_json_set(o, "seed", json_integer((json_int_t)a->seed), &ok);
-            lr_cli_json_set(o, "method", json_string("subspace"), &ok);
             lr_cli_json_set(o, "implementation", json_string(r->algo), &ok);
             lr_cli_json_set(o, "ranks", tool_json_size(r->nranks), &ok);
             lr_cli_json_set(o, "rows_per_rank", json_incref(rows), &ok);
@@ -193,9 +218,10 @@ static int render(const rs_result *r, const tool_rsvd_args *a)
         json_decref(o);
         return rc;
     }
-    printf("%s: %zu x %zu, rank %zu (oversample %zu, %zu power iterations, seed %llu), %zu process%s (%s)\n",
-           a->path, r->m, r->n, a->rank, a->oversample, a->power_iters, (unsigned long long)a->seed, r->nranks,
-           r->nranks == 1 ? "" : "es", r->algo);
+    char how[96];
+    printf("%s: %zu x %zu, rank %zu (%s, seed %llu), %zu process%s (%s)\n", a->path, r->m, r->n, a->rank,
+           method_text(how, sizeof how, a), (unsigned long long)a->seed, r->nranks, r->nranks == 1 ? "" : "es",
+           r->algo);
     if (r->nranks > 1) {
         printf("rows per process:");
         for (size_t k = 0; k < r->nranks; k++) printf(" %zu", r->rows[k]);

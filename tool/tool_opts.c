@@ -460,6 +460,12 @@ int tool_clean_parse(int argc, char **argv, tool_clean_args *a, char *msg, size_
 /* rsvd's valued option s (with its value v, at most 1000 power iterations); false with msg */
 static bool rsvd_option(tool_rsvd_args *a, const char *s, const char *v, char *msg, size_t cap)
 {
+    if (!strcmp(s, "--method")) {
+        if (!strcmp(v, "krylov")) a->method = LR_RSVD_BLOCK_KRYLOV;
+        else if (!strcmp(v, "subspace")) a->method = LR_RSVD_SUBSPACE;
+        else return snprintf(msg, cap, "--method: expected krylov or subspace, got '%s'", v), false;
+        return true;
+    }
     if (!strcmp(s, "--rank")) return lr_cli_parse_size(s, v, 1, (size_t)1 << 30, &a->rank, msg, cap);
     if (!strcmp(s, "--oversample")) return lr_cli_parse_size(s, v, 0, (size_t)1 << 30, &a->oversample, msg, cap);
     if (!strcmp(s, "--power-iters")) return lr_cli_parse_size(s, v, 0, 1000, &a->power_iters, msg, cap);
@@ -470,16 +476,16 @@ int tool_rsvd_parse(int argc, char **argv, tool_rsvd_args *a, char *msg, size_t 
 {
     char m[512];
     const char *v;
-    static const char *const valued[] = { "--rank", "--oversample", "--power-iters", "--seed" };
+    static const char *const valued[] = { "--rank", "--oversample", "--power-iters", "--seed", "--method" };
     bool has_rank = false;
-    *a = (tool_rsvd_args){ NULL, 0, 10, 4, 0, false };
+    *a = (tool_rsvd_args){ NULL, 0, 10, 4, 0, false, LR_RSVD_BLOCK_KRYLOV };
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int k = 0;
         if (is_help(s)) return TOOL_HELP;
-        while (k < 4 && !lr_cli_match(s, valued[k])) k++;
+        while (k < 5 && !lr_cli_match(s, valued[k])) k++;
         if (!strcmp(s, "--json")) a->json = true;
-        else if (k < 4) {
+        else if (k < 5) {
             if (!lr_cli_value(argc, argv, &i, valued[k], &v, m, sizeof m) || !rsvd_option(a, valued[k], v, m, sizeof m))
                 return usage(msg, cap, "%s", m);
             has_rank |= k == 0;

@@ -98,12 +98,13 @@ typedef struct {
 } tool_clean_args;
 int tool_clean_parse(int argc, char **argv, tool_clean_args *a, char *msg, size_t cap);
 
-/* rsvd FILE.npy --rank R [--oversample P] [--power-iters Q] [--seed N] [--json] */
+/* rsvd FILE.npy --rank R [--method krylov|subspace] [--oversample P] [--power-iters Q] [--seed N] [--json] */
 typedef struct {
     const char *path;
     size_t rank, oversample, power_iters;
     uint64_t seed;
     bool json;
+    lr_rsvd_method method;       /* --method, default block Krylov (lr_rsvd's default) */
 } tool_rsvd_args;
 int tool_rsvd_parse(int argc, char **argv, tool_rsvd_args *a, char *msg, size_t cap);
 

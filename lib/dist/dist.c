@@ -336,7 +336,8 @@ static lr_status range_subspace(dr_ctx *c, size_t q, float *zt, float *tau, lr_e
         if ((st = mul_at(c, zt, err))) return st;      /* Z = aᵀ·Q        */
         lapack_int info = LAPACKE_sgeqrf(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, zt, (lapack_int)n, tau);
         if (info == 0)
-            info = LAPACKE_sorgqr(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, (lapack_int)l, zt, (lapack_int)n, tau);
+            info = LAPACKE_sorgqr(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)l, (lapack_int)l, zt, (lapack_int)n,
+                                  tau);
         if (info != 0)
             return lr__fail(err, info < 0 ? LR_EINVAL : LR_ENOMEM, "dist rsvd: Householder QR failed (info %d)",
                             (int)info);
