@@ -41,123 +41,16 @@ void tool_opts_free(tool_opts *o)
     memset(o, 0, sizeof *o);
 }
 
-/* What --only and --skip may cost regcomp. glibc's regcomp writes a repeated group out once
- * per copy ("x+" as "xx*", "x{2,5}" as five x's), so stacked or nested repetitions grow
- * exponentially: "a" and 24 '+', or "(((a+)+)+)..." 24 deep, take gigabytes, and stars
- * stacked on a large group ("()+++...***...") take seconds in its epsilon closures (both
- * found by the toolcmd fuzz target). Its parser also recurses once per group, so 60,000
- * nested groups overflow the stack. A regex passes when no quantifier follows another
- * (POSIX leaves that undefined; the library's regex_guard.c refuses it too), its groups nest
- * at most RX_DEPTH deep, and written out as regcomp copies it (a group is its contents and
- * two nodes), it is at most RX_COPIES nodes longer than itself. */
-enum { RX_DEPTH = 64, RX_COPIES = 4096, RX_DUP_MAX = 0x7fff /* glibc's RE_DUP_MAX */, RX_BIG = 1 << 30 };
-
-typedef struct {
-    const char *p;   /* the next character          */
-    int depth;       /* groups open at p            */
-    const char *why; /* set when the regex is refused */
-} rx_scan;
-
-static size_t rx_add(size_t a, size_t b) { return a + b > RX_BIG ? RX_BIG : a + b; }
-static size_t rx_mul(size_t a, size_t b) { return b && a > RX_BIG / b ? RX_BIG : a * b; }
-
-static size_t rx_alt(rx_scan *s);
-
-/* past a bracket expression "[...]" (']' first is a member; "[:alpha:]" and the like inside) */
-static void rx_bracket(rx_scan *s)
-{
-    const char *p = s->p + 1;
-    if (*p == '^') p++;
-    if (*p == ']') p++;
-    while (*p && *p != ']') {
-        if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-            const char *end = p + 2;
-            while (*end && !(end[0] == p[1] && end[1] == ']')) end++;
-            p = *end ? end + 2 : end;
-        } else {
-            p++;
-        }
-    }
-    s->p = *p ? p + 1 : p;
-}
-
-/* {m}, {m,}, {m,n} or glibc's {,n} at s->p: the copies regcomp makes (at least 1; bounds above
- * RE_DUP_MAX, 32767, or out of order are an error it reports before copying), or 0 if it is no
- * interval */
-static size_t rx_interval(rx_scan *s)
-{
-    const char *p = s->p + 1;
-    size_t m = 0, n = 0;
-    bool digits = false, comma = false, upper = false;
-    for (; *p >= '0' && *p <= '9'; p++) m = rx_add(rx_mul(m, 10), (size_t)(*p - '0')), digits = true;
-    if (*p == ',') comma = true, p++;
-    for (; comma && *p >= '0' && *p <= '9'; p++) n = rx_add(rx_mul(n, 10), (size_t)(*p - '0')), upper = true;
-    if (!(digits || comma) || *p != '}') return 0;
-    s->p = p + 1;
-    if (m > RX_DUP_MAX || (upper && (n > RX_DUP_MAX || n < m))) return 1;
-    size_t copies = upper ? n : comma ? m + 1 : m;
-    return copies ? copies : 1;
-}
-
-/* one atom and its quantifier: its size written out */
-static size_t rx_piece(rx_scan *s)
-{
-    size_t n = 1, copies;
-    if (*s->p == '(') {
-        if (++s->depth > RX_DEPTH)
-            return s->why = "its groups nest more than 64 deep (regcomp would overflow the stack)", RX_BIG;
-        s->p++;
-        n = rx_add(rx_alt(s), 2);
-        if (*s->p == ')') s->p++;
-        s->depth--;
-    } else if (*s->p == '[') {
-        rx_bracket(s);
-    } else {
-        s->p += s->p[0] == '\\' && s->p[1] ? 2 : 1;
-    }
-    for (int q = 0;; q++) {
-        if (*s->p == '*' || *s->p == '?') n = rx_add(n, 1), s->p++;
-        else if (*s->p == '+') n = rx_add(rx_mul(n, 2), 1), s->p++;
-        else if (*s->p == '{' && (copies = rx_interval(s))) n = rx_add(rx_mul(n, copies), 1);
-        else return n;
-        if (q == 1)
-            return s->why = "a quantifier follows another (\"a**\", \"a+{2}\": undefined in POSIX)", RX_BIG;
-    }
-}
-
-/* alternatives of pieces up to ')' or the end */
-static size_t rx_alt(rx_scan *s)
-{
-    size_t n = 0;
-    while (*s->p && *s->p != ')' && !s->why) {
-        if (*s->p == '|') n = rx_add(n, 1), s->p++;
-        else n = rx_add(n, rx_piece(s));
-    }
-    return n;
-}
-
-/* true if regcomp may have re; else false with *why the reason */
-static bool rx_affordable(const char *re, const char **why)
-{
-    rx_scan s = { re, 0, NULL };
-    size_t n = 0, len = strlen(re);
-    while (*s.p && !s.why) {
-        n = rx_add(n, rx_alt(&s));
-        if (*s.p == ')') n = rx_add(n, 1), s.p++; /* unmatched: regcomp's to judge */
-    }
-    if (!s.why && n > rx_add(len, RX_COPIES))
-        s.why = "regcomp would write its repetitions out as more than 4096 extra nodes";
-    *why = s.why;
-    return !s.why;
-}
-
+/* --only and --skip go to glibc's regcomp only when it can afford them (lr_regex_check,
+ * io/regex.h: stacked or nested repetitions would take it gigabytes, deep nesting its stack;
+ * found by the toolcmd fuzz target). */
 static int regex_option(regex_t *rx, bool *has, const char *opt, const char *val, char *msg, size_t cap)
 {
-    const char *cost;
+    lr_err e = { "" };
     if (*has) regfree(rx);
     *has = false;
-    if (!rx_affordable(val, &cost)) {
-        snprintf(msg, cap, "%s: '%.80s%s' is refused: %s", opt, val, strlen(val) > 80 ? "..." : "", cost);
+    if (lr_regex_check(val, &e)) {
+        snprintf(msg, cap, "%s: %s", opt, e.msg);
         return -1;
     }
     int rc = regcomp(rx, val, REG_EXTENDED | REG_NOSUB);
