@@ -189,6 +189,7 @@ static void check_rsvd(char *msg, size_t cap)
     CHECK(positional(a.path));
     CHECK(a.rank >= 1 && a.rank <= (size_t)1 << 30 && a.oversample <= (size_t)1 << 30 && a.power_iters <= 1000);
     CHECK(a.seed <= INT64_MAX && (a.json == true || a.json == false));
+    CHECK(a.method == LR_RSVD_BLOCK_KRYLOV || a.method == LR_RSVD_SUBSPACE);
 }
 
 static void run(void)
