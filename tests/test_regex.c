@@ -15,6 +15,7 @@ static void test_accepts_ordinary_expressions(void **state)
         "",         "linear2",           "^(.*\\.)?(linear1|linear2)$", "model\\.layers\\.[0-9]+\\.q_proj",
         "a{2,5}",   "(ab){3}b*",         "[[:alpha:]]+[]a-z]*",         "x(y(z(w)+)?)*",
         "a\\+\\+",  "((((((((a))))))))", "(a|b|c)+d?e*",                "a{,3}",
+        "(ab?)+",   "(a{0,1}b)+",        "(x|y)*z+",                    "(a?){1}",
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         lr_err e = { "" };
@@ -65,8 +66,28 @@ static void test_refuses_what_regcomp_cannot_afford(void **state)
     free(open), free(nested);
     /* stars stacked on a group (the toolcmd timeout: seconds in regcomp's epsilon closures) */
     char *plus = repeat("()", "+", 12, ""), *stars = repeat(plus, "*", 35, "");
-    refused(stars, "a quantifier follows another");
+    refused(stars, "repeats something that can match the empty string");
     free(plus), free(stars);
+    /* repeats of what can match "": "()" in 9 groups each with '+' (the adapter_config target's
+     * timeout), and the like; their closures grow exponentially */
+    open = repeat("", "(", 9, "()");
+    nested = repeat(open, ")+", 9, "");
+    refused(nested, "repeats something that can match the empty string");
+    free(open), free(nested);
+    refused("(x?)+", "repeats something that can match the empty string");
+    refused("(a|)+", "repeats something that can match the empty string");
+    refused("(^){2}", "repeats something that can match the empty string");
+    refused("(a*b?){2,3}", "repeats something that can match the empty string");
+    /* many parts that can match "": the closures grow as their cube ("(x?)*" 3,000 times: 59 s) */
+    char *many = repeat("", "(x?)*", 300, "");
+    refused(many, "more than 256 parts");
+    free(many);
+    many = repeat("", "x?", 200, ""); /* 200 such parts pass, and compile at once */
+    assert_int_equal(lr_regex_check(many, NULL), LR_OK);
+    regex_t rx;
+    assert_int_equal(regcomp(&rx, many, REG_EXTENDED | REG_NOSUB), 0);
+    regfree(&rx);
+    free(many);
     lr_err e;
     assert_int_equal(lr_regex_check(NULL, &e), LR_EINVAL);
     /* at the limits: 64 groups deep passes, 65 does not */

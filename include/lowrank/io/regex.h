@@ -19,11 +19,18 @@
 extern "C" {
 #endif
 
-/* LR_OK when regcomp(re, REG_EXTENDED) can afford re: no quantifier (*, +, ?, {m,n})
- * follows another (POSIX leaves that undefined, Python's re refuses it), groups nest at most
- * 64 deep, and written out as regcomp copies it (a group counts its contents and two nodes)
- * it is at most 4096 nodes longer than itself. Else LR_EINVAL with the reason ("its groups
- * nest more than 64 deep"); re NULL is LR_EINVAL. Whether re is valid is regcomp's to say. */
+/* LR_OK when regcomp(re, REG_EXTENDED) can afford re:
+ *   - no quantifier (*, +, ?, {m,n}) follows another (POSIX leaves that undefined, Python's
+ *     re refuses it);
+ *   - groups nest at most 64 deep;
+ *   - written out as regcomp copies it (a group counts its contents and two nodes) it is at
+ *     most 4096 nodes longer than itself;
+ *   - no '+' or {m,n} with more than one copy repeats something that can match the empty
+ *     string ("(a?)+", "(x|)+": "(a?)*" means the same), and at most 256 parts can match
+ *     it (x*, x?, x{0,n}, anchors, such groups): regcomp's epsilon closures grow
+ *     exponentially with the first and as the cube of the second.
+ * Else LR_EINVAL with the reason ("its groups nest more than 64 deep"); re NULL is
+ * LR_EINVAL. Whether re is valid is regcomp's to say. */
 LR_API lr_status lr_regex_check(const char *re, lr_err *err);
 
 #ifdef __cplusplus
