@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """scale_model.py — the alpha-beta scaling model of docs/scale.md, fed with bench_dist's figures.
 
-    OPENBLAS_NUM_THREADS=1 mpirun -np 1 build/tests/bench_dist > np1.json
-    scripts/scale_model.py np1.json [--bandwidth 10e9] [--latency 5e-6] [--nodes 2,4,...,64]
+    for i in 1 2 3 4 5; do OPENBLAS_NUM_THREADS=1 mpirun -np 1 build/tests/bench_dist > np1-$i.json; done
+    scripts/scale_model.py np1-*.json [--bandwidth 10e9] [--latency 5e-6] [--nodes 2,4,...,64]
+
+Several files: each measured time is the median over them.
 
 Prints markdown tables: the predicted time of a data-parallel training step (LoRA and the
 whole net, global batches 10 and 1000) and of one distributed randomized SVD of a
@@ -25,6 +27,7 @@ The model (Thakur, Rabenseifner & Gropp 2005; Patarasuk & Yuan 2009):
 import argparse
 import json
 import math
+import statistics
 
 
 def interp(points, b):
@@ -47,18 +50,22 @@ def training_table(bench, what, floats, batch, nodes, alpha, beta):
     pts = [(s['batch'], s['ms'] / 1e3) for s in bench['step'] if s['what'] == what]
     rows = []
     base = interp(pts, batch)
-    crossover = None
+    crossover, best = None, (0.0, 1)
     for n in [1] + nodes:
         b = math.ceil(batch / n)
         tc, tm = interp(pts, b), t_sum(n, 4 * floats, alpha, beta)
         if crossover is None and tm >= tc:
             crossover = n
+        best = max(best, (base / (tc + tm), n))
         rows.append(f"| {n} | {b} | {1e3 * tc:.3f} | {1e3 * tm:.3f} | {1e3 * (tc + tm):.3f} | {base / (tc + tm):.2f}x |")
     head = (f"\n**{'LoRA (rank 1, base frozen)' if what == 'lora' else 'whole net'}, global batch {batch}, "
             f"{floats:,} floats summed a step**\n\n"
             "| nodes | examples per node | compute ms | sum ms | step ms | speed-up |\n|---|---|---|---|---|---|")
-    tail = (f"\nCommunication passes computation at N = {crossover}." if crossover else
-            f"\nCommunication stays below computation up to N = {nodes[-1]}.")
+    tail = (f"\nFastest at N = {best[1]} ({best[0]:.2f}x); " +
+            (f"communication passes computation at N = {crossover}." if crossover else
+             f"communication stays below computation up to N = {nodes[-1]}."))
+    if batch > max(p[0] for p in pts):
+        tail += f" (One node's compute for {batch} examples is extrapolated from the largest measured slices.)"
     return "\n".join([head] + rows) + "\n" + tail
 
 
@@ -80,14 +87,25 @@ def rsvd_table(bench, nodes, alpha, beta, m=200000, n=50000, node_gb=24):
     return "\n".join([head] + rows)
 
 
+def merge(benches):
+    """One bench whose times are the medians over several runs."""
+    b = json.loads(json.dumps(benches[0]))
+    med = statistics.median
+    for i, s in enumerate(b['step']):
+        s['ms'] = med(x['step'][i]['ms'] for x in benches)
+    for k in ('seconds', 'mpi_seconds'):
+        b['rsvd'][k] = med(x['rsvd'][k] for x in benches)
+    return b
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('bench', help='bench_dist JSON of a one-process run (mpirun -np 1)')
+    ap.add_argument('bench', nargs='+', help='bench_dist JSON of one-process runs (mpirun -np 1)')
     ap.add_argument('--bandwidth', type=float, default=10e9, help='bytes/s per node (default 10e9)')
     ap.add_argument('--latency', type=float, default=5e-6, help='seconds per message (default 5e-6)')
     ap.add_argument('--nodes', default='2,4,8,16,32,64')
     a = ap.parse_args()
-    bench = json.load(open(a.bench))
+    bench = merge([json.load(open(f)) for f in a.bench])
     nodes = [int(x) for x in a.nodes.split(',')]
     floats = {t['what']: t['floats_per_step'] for t in bench['train']}
     print(f"Network: {a.bandwidth / 1e9:g} GB/s per node, {1e6 * a.latency:g} us per message.")
