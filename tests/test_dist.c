@@ -31,25 +31,9 @@
 
 #include "lowrank/lowrank.h"
 #include "lowrank/dist/dist.h"
+#include "lr_mpi_test.h"
 
-static int g_rank, g_size;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "rank %d: %s:%d: CHECK(%s) failed: ", g_rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                                        \
-        }                                                                                        \
-    } while (0)
-#define CHECK_OK(call)                                                                           \
-    do {                                                                                         \
-        lr_err e_ = { "" };                                                                      \
-        lr_status s_ = (call);                                                                   \
-        (void)e_;                                                                                \
-        CHECK(s_ == LR_OK, "%s", lr_status_str(s_));                                             \
-    } while (0)
+int g_rank, g_size;
 
 /* q: (rows, k) with orthonormal columns (Householder QR of a Gaussian). */
 static void orthonormal(float *q, size_t rows, size_t k, lr_rng *rng)

@@ -23,18 +23,9 @@
 
 #include "lowrank/lowrank.h"
 #include "lowrank/dist/dist.h"
+#include "lr_mpi_test.h"
 
-static int g_rank, g_size;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "rank %d: %s:%d: CHECK(%s) failed: ", g_rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                                        \
-        }                                                                                        \
-    } while (0)
+int g_rank, g_size;
 
 /* ---- lr_dist_sum ------------------------------------------------------------------ */
 
