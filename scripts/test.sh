@@ -10,7 +10,7 @@
 #      build's);
 #   5. the unit suite in build-tsan (-Db_sanitize=thread): pools, two models at once, one
 #      model evaluated from four threads;
-#   6. scripts/fuzz.sh 20: every libFuzzer target for 20 s (a target that crashes counts as a
+#   6. scripts/fuzz.sh 15: every libFuzzer target for 15 s (a target that crashes counts as a
 #      failed test);
 #   7. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
 set -uo pipefail
@@ -35,9 +35,9 @@ LR_ISA=generic run testlog-generic build-ci --suite unit --suite demo
 run testlog build-asan --no-suite e2e
 LR_E2E_LIMIT_TRAIN=5000 run testlog-e2e build-asan --suite e2e
 run testlog build-tsan --suite unit
-step "scripts/fuzz.sh 20"
+step "scripts/fuzz.sh 15"
 rm -f build-fuzz/summary.txt
-scripts/fuzz.sh 20 || status=1
+scripts/fuzz.sh 15 || status=1
 step "summary"
 python3 - build-ci/meson-logs/testlog.json build-ci/meson-logs/testlog-generic.json \
   build-asan/meson-logs/testlog.json build-asan/meson-logs/testlog-e2e.json \
