@@ -14,39 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
+#include "fuzz_argv.h"
 #include "../../demos/cli.h"
 #include "../../demos/mnist_opts.h"
 #include "../../demos/svd_opts.h"
 #include "lowrank/base/pool.h"
-
-#define CHECK(c)                                                                        \
-    do {                                                                                \
-        if (!(c)) {                                                                     \
-            fprintf(stderr, "fuzz_cmdline: contract broken: %s (line %d)\n", #c, __LINE__); \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
-
-enum { MAX_ARGS = 64 };
-
-static int g_argc;
-static char **g_argv;
-
-static bool has_help(void)
-{
-    for (int i = 1; i < g_argc; i++)
-        if (!strcmp(g_argv[i], "--help") || !strcmp(g_argv[i], "-h")) return true;
-    return false;
-}
-
-/* s is NULL or one of the arguments (or a value after its '='): options point into argv. */
-static bool in_argv(const char *s)
-{
-    if (!s) return true;
-    for (int i = 1; i < g_argc; i++)
-        if (s >= g_argv[i] && s <= g_argv[i] + strlen(g_argv[i])) return true;
-    return false;
-}
 
 /* A learning rate or alpha as --help promises it: in (0, 1e6] and positive in float32. */
 static bool pos_float(double x) { return isfinite(x) && x > 0 && x <= 1e6 && (float)x > 0.0f; }
@@ -150,15 +122,10 @@ static void check_svd(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* one copy with a NUL after every string, the last one included */
-    char *buf = malloc(size + 1), *argv[MAX_ARGS + 2];
+    char *argv[MAX_ARGS + 2];
+    int argc;
+    char *buf = fuzz_split_args(data, size, "fuzz_cmdline", argv, &argc);
     if (!buf) return 0;
-    if (size) memcpy(buf, data, size);
-    buf[size] = '\0';
-    int argc = 0;
-    argv[argc++] = "fuzz_cmdline";
-    for (size_t i = 0; i < size && argc <= MAX_ARGS; i += strlen(buf + i) + 1) argv[argc++] = buf + i;
-    argv[argc] = NULL;
     g_argc = argc;
     g_argv = argv;
     check_mnist();

@@ -9,45 +9,16 @@
  * cut by the room tool_msg_cap promises), stops at --help / -h (which must be among the
  * arguments), or gives options within the ranges the --help texts promise and free of the
  * conflicts they refuse, every string pointing into argv. The parsers touch no file; they do
- * compile --only / --skip with regcomp, after tool_opts.c's check of what that may cost (the
- * target's findings: tests/fuzz/regressions/toolcmd/). */
+ * compile --only / --skip with regcomp, after lr_regex_check (io/regex.h) says it can afford
+ * them (the target's findings: tests/fuzz/regressions/toolcmd/). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
+#include "fuzz_argv.h"
 #include "../../tool/tool_opts.h"
-
-#define CHECK(c)                                                                        \
-    do {                                                                                \
-        if (!(c)) {                                                                     \
-            fprintf(stderr, "fuzz_toolcmd: contract broken: %s (line %d)\n", #c, __LINE__); \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
-
-enum { MAX_ARGS = 64 };
-
-/* the subcommand's argv: [0] its name, then its arguments */
-static int g_argc;
-static char **g_argv;
-
-static bool has_help(void)
-{
-    for (int i = 1; i < g_argc; i++)
-        if (!strcmp(g_argv[i], "--help") || !strcmp(g_argv[i], "-h")) return true;
-    return false;
-}
-
-/* s is NULL or one of the arguments (or a value after its '='): options point into argv. */
-static bool in_argv(const char *s)
-{
-    if (!s) return true;
-    for (int i = 1; i < g_argc; i++)
-        if (s >= g_argv[i] && s <= g_argv[i] + strlen(g_argv[i])) return true;
-    return false;
-}
 
 /* A positional argument: a whole argument that is not an option ("-" and "" are names). */
 static bool positional(const char *s)
@@ -215,15 +186,10 @@ static void run(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* one copy with a NUL after every string, the last one included */
-    char *buf = malloc(size + 1), *argv[MAX_ARGS + 2];
+    char *argv[MAX_ARGS + 2];
+    int argc;
+    char *buf = fuzz_split_args(data, size, "lowrank", argv, &argc);
     if (!buf) return 0;
-    if (size) memcpy(buf, data, size);
-    buf[size] = '\0';
-    int argc = 0;
-    argv[argc++] = "lowrank";
-    for (size_t i = 0; i < size && argc <= MAX_ARGS; i += strlen(buf + i) + 1) argv[argc++] = buf + i;
-    argv[argc] = NULL;
     if (argc >= 2) { /* `lowrank` alone is main.c's usage, no parser's */
         g_argc = argc - 1;
         g_argv = argv + 1;
