@@ -1233,12 +1233,11 @@ static int finish(run *r)
     return status;
 }
 
-/* Under mpirun, ranks other than 0 compute the same pipeline silently and write no file. */
-static void silence_replica(run *r)
+/* Under mpirun, ranks other than 0 compute the same pipeline silently (main drops their outputs). */
+static void silence_replica(const run *r)
 {
     if (r->dist.rank == 0) return;
     if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) { /* keep going */ }
-    r->o.save = r->o.adapter_out = r->o.plot = NULL;
 }
 
 /* The data on every process: one that cannot load it stops them all. */
@@ -1288,7 +1287,7 @@ int main(int argc, char **argv)
     silence_replica(&r); /* before the options: a usage error is printed once */
     rc = parse_options(argc, argv, &r.o);
     r.dist.mpi_sum = r.o.dist_sum_mpi;
-    silence_replica(&r); /* the outputs the options named */
+    if (r.dist.rank != 0) r.o.save = r.o.adapter_out = r.o.plot = NULL; /* rank 0 writes the files */
     if (!rc && r.o.shards > 1 && r.dist.size > 1)
         rc = usage_error("--shards is for one process; under mpirun every process takes its own slice");
     if (rc == MNIST_OPTS_HELP) rc = 0;
