@@ -222,7 +222,7 @@ static void test_fused_is_thread_count_independent(void **state)
 
 
 /* Private entry of lib/nn/linear.c (lib/nn/linear_internal.h): dx <- dy·w for a frozen layer. */
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, const lr_pool *pool);
 
 /* Zeros behind a ReLU are skipped: whole 8-column blocks of x that are zero in every batch
  * row (forward), rows of w whose dy is zero in every batch row (dx of a frozen layer). That
@@ -259,9 +259,9 @@ static void test_skipping_zeros_changes_no_bit(void **state)
         assert_memory_equal(y1, y2, n * out * 4);
         for (int rev = 0; rev < 2; rev++) {
             lr__linear_dx_mt(lr_mat_view(d1, n, in, in), lr_cmat_view(dy, n, out, out),
-                             lr_cmat_view(w, out, in, in), work, rev, pool_n(2));
+                             lr_cmat_view(w, out, in, in), rev, pool_n(2));
             lr__linear_dx_mt(lr_mat_view(d2, n + 1, in, in), lr_cmat_view(dy, n + 1, out, out),
-                             lr_cmat_view(w, out, in, in), work, rev, pool_n(2));
+                             lr_cmat_view(w, out, in, in), rev, pool_n(2));
             assert_memory_equal(d1, d2, n * in * 4);
         }
         lr_cpu_isa_set(old);
@@ -275,7 +275,7 @@ static void test_skipping_zeros_changes_no_bit(void **state)
         lr_isa old = lr_cpu_isa_set((lr_isa)(isa));
         for (size_t k = 0; k < n * in2; k++) d3[k] = 7.0f;
         lr__linear_dx_mt(lr_mat_view(d3, n, in2, in2), lr_cmat_view(dz, n, out, out),
-                         lr_cmat_view(w2, out, in2, in2), work2, false, pool_n(2));
+                         lr_cmat_view(w2, out, in2, in2), false, pool_n(2));
         for (size_t k = 0; k < n * in2; k++) assert_true(d3[k] == 0.0f);
         lr_cpu_isa_set(old);
     }
@@ -318,6 +318,87 @@ static void test_forward_same_bits_on_every_isa(void **state)
     }
 }
 
+/* Private entry of lib/nn/frozen.c (lib/nn/linear_internal.h): a frozen layer's forward pass
+ * through a transposed copy of w, made and freed in the call; *used: whether it ran. */
+lr_status lr__linear_forward_packed_once(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool,
+                                         bool *used, lr_err *err);
+
+/* The packed forward gives the row kernel's bits: sparse and dense inputs, batches over one
+ * tile (13, 32), inputs over one column block (2000) or not a multiple of 8 (1003), outputs
+ * not a multiple of 32, no bias, any thread count, on AVX-512 and on AVX2 (which takes it
+ * only for sparse inputs). Where neither is present it never runs, and says so. */
+static void test_packed_forward_same_bits(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 41);
+    const size_t shapes[6][3] = { { 10, 1000, 300 }, { 10, 784, 1000 }, { 13, 2000, 10 },
+                                  { 32, 1003, 67 }, { 1, 9, 3 }, { 7, 64, 33 } };
+    for (int c = 0; c < 6; c++) {
+        size_t batch = shapes[c][0], in = shapes[c][1], out = shapes[c][2];
+        float *x = lr_test_randn(&r, batch * in, 1), *w = lr_test_randn(&r, out * in, 0.1f);
+        float *b = lr_test_randn(&r, out, 0.1f), *y0 = malloc(batch * out * 4), *y1 = malloc(batch * out * 4);
+        for (int sparse = 0; sparse < 2; sparse++) {
+            if (sparse) /* most columns zero in every row, the rest in some rows only */
+                for (size_t j = 0; j < in; j++)
+                    for (size_t i = 0; i < batch; i++)
+                        if (j % 11 != 3 || i % 3 == 1) x[i * in + j] = 0.0f;
+            for (int isa = 2; isa >= 0; isa--) {
+                lr_isa old = lr_cpu_isa_set((lr_isa)isa);
+                bool with_bias = c % 2 == 0, used = false;
+                assert_int_equal(lr_linear_forward(lr_mat_view(y0, batch, out, out), lr_cmat_view(x, batch, in, in),
+                                                   lr_cmat_view(w, out, in, in), with_bias ? b : NULL, NULL), LR_OK);
+                for (int th = 1; th <= 3; th++) {
+                    memset(y1, 0xff, batch * out * 4);
+                    assert_int_equal(lr__linear_forward_packed_once(lr_mat_view(y1, batch, out, out),
+                                                                    lr_cmat_view(x, batch, in, in),
+                                                                    lr_cmat_view(w, out, in, in), with_bias ? b : NULL,
+                                                                    pool_n(th), &used, NULL), LR_OK);
+                    bool expect = lr_cpu_isa() == LR_ISA_AVX512 || (lr_cpu_isa() == LR_ISA_AVX2 && sparse);
+                    assert_true(used == expect);
+                    if (used) assert_memory_equal(y0, y1, batch * out * 4);
+                }
+                lr_cpu_isa_set(old);
+            }
+        }
+        free(x), free(w), free(b), free(y0), free(y1);
+    }
+}
+
+/* dx of a frozen layer: one sum per entry over the rows in walk order, so the thread count
+ * changes no bit; right against double in both walk orders, over more rows than one window
+ * (4096) and columns not a multiple of 8. */
+static void test_frozen_dx(void **state)
+{
+    (void)state;
+    lr_rng r;
+    lr_rng_seed(&r, 43);
+    size_t n = 10, in = 203, out = 5000;
+    float *w = lr_test_randn(&r, out * in, 0.1f), *dy = lr_test_randn(&r, n * out, 1);
+    for (size_t o = 0; o < out; o++) /* 2 of 3 rows of dy zero in every batch row */
+        if (o % 3)
+            for (size_t i = 0; i < n; i++) dy[i * out + o] = 0.0f;
+    float *d[4];
+    for (int rev = 0; rev < 2; rev++) {
+        for (int th = 1; th <= 3; th++) {
+            d[th] = malloc(n * in * 4);
+            for (size_t k = 0; k < n * in; k++) d[th][k] = 7.0f; /* overwritten, not added to */
+            lr__linear_dx_mt(lr_mat_view(d[th], n, in, in), lr_cmat_view(dy, n, out, out), lr_cmat_view(w, out, in, in),
+                             rev, pool_n(th));
+        }
+        assert_memory_equal(d[1], d[2], n * in * 4);
+        assert_memory_equal(d[1], d[3], n * in * 4);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < in; j++) {
+                double sdx = 0;
+                for (size_t o = 0; o < out; o++) sdx += (double)dy[i * out + o] * w[o * in + j];
+                assert_allclose(d[1][i * in + j], sdx, 1e-4, 1e-4);
+            }
+        for (int th = 1; th <= 3; th++) free(d[th]);
+    }
+    free(w), free(dy);
+}
+
 static void test_bad_shapes(void **state)
 {
     (void)state;
@@ -355,6 +436,8 @@ int main(void)
         cmocka_unit_test(test_fused_is_thread_count_independent),
         cmocka_unit_test(test_forward_same_bits_on_every_isa),
         cmocka_unit_test(test_skipping_zeros_changes_no_bit),
+        cmocka_unit_test(test_packed_forward_same_bits),
+        cmocka_unit_test(test_frozen_dx),
         cmocka_unit_test(test_bad_shapes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

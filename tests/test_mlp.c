@@ -391,6 +391,69 @@ static void test_lora_never_writes_frozen_base(void **state)
     lr_mlp_free(&net);
 }
 
+/* A frozen net with rank-1 adapters on every layer (A from seed, B zero) and `threads`. */
+static void frozen_lora_net(lr_mlp *net, lr_lora_weights *lw, uint64_t seed, int threads)
+{
+    assert_int_equal(lr_mlp_init(net, (size_t[]){ 30, 40, 20, 10 }, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_threads(net, threads, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, seed);
+    lr_mlp_init_params(net, &r);
+    for (size_t l = 0; l < 3; l++) {
+        assert_int_equal(lr_lora_weights_init(&lw[l], 1, net->layer[l].in, net->layer[l].out, 1.0f, NULL), LR_OK);
+        lr_rng_fill_normal(&r, lw[l].a, 0, 1);
+        assert_int_equal(lr_mlp_set_lora(net, l, &lw[l], NULL), LR_OK);
+    }
+    lr_mlp_freeze_all(net, true);
+}
+
+/* Training reads a frozen layer through a transposed copy of its weights (lib/nn/frozen.c),
+ * made at the first step. The copy follows the weights: rewritten as a whole behind the net's
+ * back (the sampled check sees it), or changed in one entry and frozen again (as mlp.h asks),
+ * the next step's loss is the one a fresh net with those weights and adapters gives. */
+static void test_frozen_copy_follows_the_weights(void **state)
+{
+    (void)state;
+    lr_mlp net, ref;
+    lr_lora_weights lw[3], lwr[3];
+    frozen_lora_net(&net, lw, 61, 2);
+    float x[10 * 30], loss, lref;
+    uint8_t y[10];
+    lr_adam_opts ap = lr_adam_opts_default();
+    for (int t = 0; t < 3; t++) {
+        make_batch(x, y, 10, 30, 10, 70 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    }
+    for (int c = 0; c < 2; c++) {
+        frozen_lora_net(&ref, lwr, 62 + (uint64_t)c, 1);
+        for (size_t l = 0; l < 3; l++) {
+            assert_int_equal(lr_mat_copy(lwr[l].a, lr_cm(lw[l].a), NULL), LR_OK);
+            assert_int_equal(lr_mat_copy(lwr[l].b, lr_cm(lw[l].b), NULL), LR_OK);
+        }
+        make_batch(x, y, 10, 30, 10, 80 + (uint64_t)c);
+        if (c == 0) { /* every weight new, nothing said */
+            memcpy(net.params, ref.params, net.n_params * sizeof(float));
+        } else { /* one weight of linear2 (one the check does not sample) changed, then linear2
+                  * frozen again; the change shows in this batch's logits */
+            float z0[10 * 10], z1[10 * 10];
+            memcpy(ref.params, net.params, net.n_params * sizeof(float));
+            assert_int_equal(lr_mlp_forward(&ref, z0, x, 10, NULL, NULL), LR_OK);
+            net.layer[1].w.data[3 * net.layer[1].w.ld + 5] += 0.5f;
+            memcpy(ref.params, net.params, net.n_params * sizeof(float));
+            assert_int_equal(lr_mlp_forward(&ref, z1, x, 10, NULL, NULL), LR_OK);
+            assert_true(memcmp(z0, z1, sizeof z0) != 0);
+            assert_int_equal(lr_mlp_set_frozen(&net, 1, true, NULL), LR_OK);
+        }
+        assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lref, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+        assert_memory_equal(&loss, &lref, sizeof loss);
+        for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lwr[l]);
+        lr_mlp_free(&ref);
+    }
+    for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]);
+    lr_mlp_free(&net);
+}
+
 static void test_threads_and_batch_paths_agree(void **state)
 {
     (void)state;
@@ -838,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_train_step_equals_gradients_plus_adam),
         cmocka_unit_test(test_packed_gradients_and_apply),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
+        cmocka_unit_test(test_frozen_copy_follows_the_weights),
         cmocka_unit_test(test_threads_and_batch_paths_agree),
         cmocka_unit_test(test_const_model_from_several_threads),
         cmocka_unit_test(test_reset_optimizer_with_frozen_layer),

@@ -1,10 +1,14 @@
 /* mat.c — allocation, checks, copies and comparisons of row-major float views. */
+#define _DEFAULT_SOURCE 1 /* madvise's MADV_HUGEPAGE (Linux) */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lowrank/base/mat.h"
 #include "base/internal.h"
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 lr_status lr_size_mul(size_t a, size_t b, size_t *out)
 {
@@ -46,6 +50,21 @@ float *lr__alloc_floats64(size_t n)
     size_t bytes;
     if (lr_size_mul(n ? n : 1, sizeof(float), &bytes) || bytes > SIZE_MAX - 63) return NULL;
     if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0) return NULL;
+    return p;
+}
+
+float *lr__alloc_floats_huge(size_t n)
+{
+    size_t bytes, align = (size_t)2 << 20;
+    void *p = NULL;
+    if (lr_size_mul(n, sizeof(float), &bytes) || bytes > SIZE_MAX - align) return NULL;
+    if (bytes < align) return calloc(n ? n : 1, sizeof(float));
+    size_t rounded = (bytes + align - 1) / align * align;
+    if (posix_memalign(&p, align, rounded) != 0) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
+    memset(p, 0, bytes);
     return p;
 }
 

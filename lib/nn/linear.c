@@ -9,7 +9,7 @@
  *  - the backward pass never stores a weight gradient: lr_linear_backward_adam walks w
  *    once, 4 whole rows at a time, and for each 8-column chunk forms the gradient in
  *    registers, adds the old weights' contribution to dx, and applies Adam in place;
- *  - a frozen layer's dx (LoRA) has its own register-blocked kernel (dxonly_*);
+ *  - a frozen layer (LoRA's base) has its own kernels, in frozen.c;
  *  - the work is cut into independent pieces (row chunks of 64 forward; up to 16 row chunks
  *    backward, each adding its share of dx into its own partial sum, the partials then
  *    added in chunk order) handed to threads dynamically by lr__parallel_for; the pieces
@@ -38,10 +38,6 @@
 #include <immintrin.h>
 #endif
 
-/* Rows per group of the dx-only kernel. */
-#define LR__DXG 16
-/* Largest batch the register-tiled forward handles in one tile. */
-#define LR__FB 12
 /* Widest input (in 8-column blocks) whose all-zero blocks the forward kernel skips. */
 #define LR__MAXBLK 1024
 /* Batches up to this size use the row-streaming forward; larger ones sgemm. */
@@ -87,11 +83,6 @@ static inline void lr__prefetch_at(const float *p, size_t ahead)
 {
     __builtin_prefetch((const void *)((uintptr_t)p + sizeof(float) * ahead), 0, 3);
 }
-
-/* Makes the compiler hold v in a register: left alone, GCC folds a load that feeds two
- * FMAs into both as a memory operand, loading it twice (the 2-row forward then issued 22
- * loads per 20 FMAs instead of 12). */
-#define LR__IN_REGISTER(v) __asm__("" : "+v"(v))
 
 __attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v)
 {
@@ -146,11 +137,9 @@ fwd_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, 
         }
 }
 
-/* Columns are taken in blocks of LR__FJ so the batch's piece of x (BT x LR__FJ floats,
- * 48 KB at most: L2) stays in cache while every row streams past it. Whole rows of the
- * seed's layers (784 and 1000 wide) stream in one go: splitting them in halves (512)
- * broke each row into two strided streams and cost 20 % more. */
-#define LR__FJ 1024
+/* Columns are taken in blocks of LR__FJ (simd.h). Whole rows of the seed's layers (784 and
+ * 1000 wide) stream in one go: splitting them in halves (512) broke each row into two
+ * strided streams and cost 20 % more. */
 /* Rows [o0, o1) against a tile of BT batch rows, column block by column block. RMAX = 1: one
  * row at a time (AVX2 has 16 vector registers: a batch of 10 needs 10 accumulators).
  * RMAX = 2: pairs of rows, 20 accumulators, which AVX-512VL's 32 registers hold: x is then
@@ -170,14 +159,6 @@ fwd_tile_rows(float *y, size_t ldy, const float *x, size_t ldx, const float *w, 
     }
 }
 
-/* switch (bt) over the register tile's batch sizes 1..LR__FB: CASE(n, ARG) for each, so
- * every size gets its own fully unrolled kernel; DEFAULT for anything else. */
-#define LR__BT_SWITCH(CASE, ARG, DEFAULT)                                                    \
-    switch (bt) {                                                                            \
-        CASE(1, ARG) CASE(2, ARG) CASE(3, ARG) CASE(4, ARG) CASE(5, ARG) CASE(6, ARG)        \
-        CASE(7, ARG) CASE(8, ARG) CASE(9, ARG) CASE(10, ARG) CASE(11, ARG) CASE(12, ARG)     \
-    default: DEFAULT;                                                                        \
-    }
 #define LR__FWD_CASE(n, RMAX) \
     case n: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, n, RMAX); break;
 #define LR__FWD_SWITCH(RMAX) \
@@ -363,7 +344,7 @@ typedef struct {
     size_t lddx;
     float *part;                 /* (nch - 1) partial dx sums of (batch, in), ld in */
     size_t nch;
-    const lr_adam_step *s;       /* NULL: dx only (a frozen layer), w untouched */
+    const lr_adam_step *s;       /* Adam's step, or NULL with gw */
     float *gw;                   /* non-NULL (s NULL): store each row's gradient here, ld ldg, not update */
     size_t ldg;
     bool reverse;                /* walk rows and chunks backwards (see lr__linear_backward_adam_ex) */
@@ -483,125 +464,6 @@ __attribute__((target("avx2,fma"))) static void fused_rows_avx2(const fused_args
     else fused_rows(a, o0, o1, dx, lddx, 0, 2);
 }
 
-/* dx only (a frozen layer): dx[b, j] += Σ_o dy[b, o]·w[o, j] over rows [o0, o1). The row
- * walk of the fused kernel loads a broadcast dy for every multiply-add; here a block of
- * 8·CB columns of dx for BT batch rows stays in registers while the rows stream past, so
- * each w vector serves BT rows and each dy broadcast CB vectors (0.6 loads per FMA at
- * CB = 2, BT = 10, against 1.5; measured 2x faster on layer 2 in cache). Each sum runs
- * over the rows in walk order, like the fused kernel's. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-dxonly_block_avx2(const fused_args *a, const uint32_t *rows, size_t n, size_t nleft, float *dx,
-                  size_t lddx, size_t b0, size_t j, bool first, const int CB, const int BT)
-{
-    __m256 acc[LR__FB][2];
-    for (int b = 0; b < BT; b++)
-        for (int c = 0; c < CB; c++)
-            acc[b][c] = first ? _mm256_setzero_ps()
-                              : _mm256_loadu_ps(dx + (b0 + (size_t)b) * lddx + j + 8 * (size_t)c);
-    for (size_t k = 0; k < n; k++) {
-        size_t o = rows[k];
-        const float *wr = a->w + o * a->ldw + j;
-        __m256 wv[2];
-        for (int c = 0; c < CB; c++) wv[c] = _mm256_loadu_ps(wr + 8 * c);
-        /* the same columns of the next group's rows, so they are in cache when its turn
-         * comes (rows are 4 KB apart: the hardware prefetchers do not follow this walk) */
-        if (k + LR__DXG < nleft) __builtin_prefetch(a->w + (size_t)rows[k + LR__DXG] * a->ldw + j, 0, 3);
-        const float *dyo = a->dy + b0 * a->lddy + o;
-        for (int b = 0; b < BT; b++) {
-            __m256 d = _mm256_broadcast_ss(dyo + (size_t)b * a->lddy);
-            if (CB > 1) LR__IN_REGISTER(d);
-            for (int c = 0; c < CB; c++) acc[b][c] = _mm256_fmadd_ps(d, wv[c], acc[b][c]);
-        }
-    }
-    for (int b = 0; b < BT; b++)
-        for (int c = 0; c < CB; c++) _mm256_storeu_ps(dx + (b0 + (size_t)b) * lddx + j + 8 * c, acc[b][c]);
-}
-
-#define LR__DXO_CASE(n, CB) \
-    case n: dxonly_block_avx2(a, list + g, gn, nl - g, dx, lddx, b0, j, first, CB, n); break;
-
-/* Row o takes part in dx only if some dy[b, o] is not zero. Behind a ReLU most are zero
- * (in the seed's LoRA fine-tune 83 % of linear2's 2000 units are off for all 10 images of
- * a batch), and skipping a row whose terms are all exact zeros leaves every sum bit for bit
- * as it was: the sums start at +0 and adding ±0 changes nothing. NaN is not zero, so a NaN
- * in dy still reaches dx. */
-static bool dy_row_active(const fused_args *a, size_t o)
-{
-    for (size_t b = 0; b < a->batch; b++)
-        if (a->dy[b * a->lddy + o] != 0.0f) return true;
-    return false;
-}
-
-/* The chunk's rows in walk order, LR__DXW at a time, keeping the active ones; these go in
- * groups of LR__DXG (contiguous in memory when all are active: 64 KB of a 1000-wide layer,
- * which stream and stay in cache while the column blocks sweep them). The sums carry over
- * from group to group through dx, in row order.
- * CB = 2 (16 columns, up to 24 accumulators) needs AVX-512VL's 32 registers; AVX2 takes
- * 8 columns at a time. Both give the same bits. Columns past the last multiple of 8 are
- * summed in scalar code in the same row order. */
-#define LR__DXW 512
-
-/* One group of up to LR__DXG active rows (list[g..g+gn)) into every column block of dx, for
- * every batch tile. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-dxonly_group(const fused_args *a, const uint32_t *list, size_t g, size_t gn, size_t nl, float *dx, size_t lddx,
-             size_t in8, bool first, const int CBMAX)
-{
-    for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
-        size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB, j = 0;
-        if (CBMAX == 2)
-            for (; j + 16 <= in8; j += 16) LR__BT_SWITCH(LR__DXO_CASE, 2, break)
-        for (; j < in8; j += 8) LR__BT_SWITCH(LR__DXO_CASE, 1, break)
-    }
-}
-
-/* The columns past the last multiple of 8, summed in scalar code in the same row order. */
-static void dxonly_tail(const fused_args *a, const uint32_t *list, size_t nl, float *dx, size_t lddx, size_t in8)
-{
-    for (size_t k = 0; k < nl && in8 < a->in; k++) {
-        const float *wr = a->w + (size_t)list[k] * a->ldw;
-        for (size_t b = 0; b < a->batch; b++) {
-            float d = a->dy[b * a->lddy + list[k]], *dp = dx + b * lddx;
-            for (size_t jj = in8; jj < a->in; jj++) dp[jj] = fmaf(d, wr[jj], dp[jj]);
-        }
-    }
-}
-
-/* Rows [o0, o1) of a frozen layer into dx (see dxonly_block_avx2): the active rows of each
- * window of LR__DXW, in walk order, in groups of LR__DXG. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-dxonly_rows(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx, const int CBMAX)
-{
-    size_t in = a->in, in8 = in & ~(size_t)7, nrows = o1 - o0;
-    uint32_t list[LR__DXW];
-    bool first = true;
-    for (size_t b = 0; b < a->batch && in8 < in; b++) /* the scalar tail accumulates */
-        memset(dx + b * lddx + in8, 0, (in - in8) * sizeof(float));
-    for (size_t w0 = 0; w0 < nrows; w0 += LR__DXW) {
-        size_t nl = 0, wn = nrows - w0 < LR__DXW ? nrows - w0 : LR__DXW;
-        for (size_t k = w0; k < w0 + wn; k++) {
-            size_t o = a->reverse ? o1 - 1 - k : o0 + k;
-            if (dy_row_active(a, o)) list[nl++] = (uint32_t)o;
-        }
-        for (size_t g = 0; g < nl; g += LR__DXG, first = false)
-            dxonly_group(a, list, g, nl - g < LR__DXG ? nl - g : LR__DXG, nl, dx, lddx, in8, first, CBMAX);
-        dxonly_tail(a, list, nl, dx, lddx, in8);
-    }
-    if (first) /* no active row at all: this share of dx is zero */
-        for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, in8 * sizeof(float));
-}
-
-__attribute__((target("avx2,fma"))) static void dxonly_rows_avx2(const fused_args *a, size_t o0, size_t o1,
-                                                                float *dx, size_t lddx)
-{
-    dxonly_rows(a, o0, o1, dx, lddx, 1);
-}
-
-__attribute__((target("avx2,fma,avx512f,avx512vl"))) static void
-dxonly_rows_avx512(const fused_args *a, size_t o0, size_t o1, float *dx, size_t lddx)
-{
-    dxonly_rows(a, o0, o1, dx, lddx, 2);
-}
 #endif
 
 static void fused_chunk(void *ctx, size_t k)
@@ -610,13 +472,6 @@ static void fused_chunk(void *ctx, size_t k)
     size_t c = a->reverse ? a->nch - 1 - k : k, lddx = 0;
     size_t o0 = fused_row(a->out, a->nch, c), o1 = fused_row(a->out, a->nch, c + 1);
     float *dx = fused_dx(a, c, &lddx);
-#ifdef LR__X86
-    if (have_avx2() && !a->s && !a->gw) { /* writes its whole share of dx itself */
-        if (have_isa() >= LR__ISA_AVX512) dxonly_rows_avx512(a, o0, o1, dx, lddx);
-        else dxonly_rows_avx2(a, o0, o1, dx, lddx);
-        return;
-    }
-#endif
     if (dx)
         for (size_t b = 0; b < a->batch; b++) memset(dx + b * lddx, 0, a->in * sizeof(float));
     if (o1 <= o0) return;
@@ -649,14 +504,6 @@ static void fused_run(fused_args *a, const lr_pool *pool)
     a->nch = fused_nch(a->out);
     lr__parallel_for(pool, a->nch, fused_chunk, a);
     if (a->dx && a->nch > 1) lr__parallel_for(pool, (a->in + 63) / 64, fused_reduce, a);
-}
-
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool)
-{
-    /* no moments, no x, no step: dx only (a frozen layer); w is only read */
-    fused_args a = { .w = (float *)w.data, .ldw = w.ld, .dy = dy.data, .lddy = dy.ld, .batch = dy.rows,
-                     .in = w.cols, .out = w.rows, .dx = dx.data, .lddx = dx.ld, .part = work, .reverse = reverse };
-    fused_run(&a, pool);
 }
 
 void lr__linear_backward_grad_mt(lr_mat dx, lr_mat dw, float *db, lr_cmat dy, lr_cmat x, lr_cmat w, float *work,

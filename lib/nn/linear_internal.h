@@ -3,6 +3,7 @@
 #define LOWRANK_LINEAR_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "lowrank/nn/adam.h"
 #include "lowrank/base/mat.h"
 #include "lowrank/base/pool.h"
@@ -12,11 +13,38 @@
 lr_status lr__linear_forward_mt(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool,
                                 lr_err *err);
 
-/* dx: (batch, in) <- dy: (batch, out) · w: (out, in) for a frozen layer: the fused pass's
- * row chunks and partial sums, with its own register-blocked kernel that leaves out the rows
- * whose dy is zero for the whole batch (same bits). Shapes already checked; work:
- * lr_linear_backward_adam_work(batch, in) floats for the partial sums. */
-void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, float *work, bool reverse, const lr_pool *pool);
+/* dx: (batch, in) <- dy: (batch, out) · w: (out, in) for a frozen layer (frozen.c): each dx
+ * entry one sum over the rows of w in walk order (backwards when `reverse`), leaving out the
+ * rows whose dy is zero for the whole batch (same bits). Shapes already checked. */
+void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, const lr_pool *pool);
+
+/* A frozen layer's weights transposed (frozen.c), for a forward pass that reads only the
+ * rows of wᵀ whose input is not zero: behind a ReLU that is 7 % of linear2's 1000 inputs in
+ * the seed's fine-tune, where the row kernel must read every 8-column block with one
+ * non-zero (half of them). Made from w by lr__wpack_make; it is a copy, so it is only right
+ * while w does not change (lr__wpack_matches checks a sample). Holds the forward's scratch
+ * too: one caller at a time. */
+#define LR__PK_MAXJB 8 /* widest input: 8 column blocks of LR__FJ */
+typedef struct {
+    float *t;             /* (in, ld) = wᵀ, ld = out rounded up to 32, zero padded */
+    float *xt;            /* scratch (in, max_batch): the active columns of x, transposed */
+    uint32_t *cols;       /* scratch (in): the active columns */
+    size_t in, out, ld, max_batch;
+    const float *src;     /* the w it was made from, ld src_ld */
+    size_t src_ld;
+} lr__wpack;
+
+lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, lr_err *err);
+void lr__wpack_free(lr__wpack *p);
+/* Whether p was made from w's storage and shape and agrees with it on 64 sampled entries. */
+bool lr__wpack_matches(const lr__wpack *p, lr_cmat w);
+/* y: (batch, out) <- x·wᵀ + b through p, the same bits as lr__linear_forward_mt, when that
+ * pays (most of x's columns zero in every row; batch <= p->max_batch; AVX2 present).
+ * Returns false, having written nothing, when it does not. */
+bool lr__linear_forward_packed_mt(lr_mat y, lr_cmat x, const lr__wpack *p, const float *b, const lr_pool *pool);
+/* The two above in one call, for the tests: *used <- whether the packed kernel ran. */
+lr_status lr__linear_forward_packed_once(lr_mat y, lr_cmat x, lr_cmat w, const float *b, const lr_pool *pool,
+                                         bool *used, lr_err *err);
 
 /* The fused pass without the update: dw: (out, in) and db: (out) <- the gradients the fused
  * step would apply (the same sums, bit for bit), dx (optional) <- dy·w. Shapes already

@@ -28,6 +28,7 @@
 #include "base/internal.h"
 #include "nn/linear_internal.h"
 #include "nn/loss_internal.h"
+#include "nn/simd.h"
 #include "base/cpu_internal.h"
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -49,28 +50,10 @@ struct lr__mlp_work {
     float *dxwork;          /* partial dx sums of the fused kernel */
     float *u;               /* (cap, Σ rank): the adapters' x·Aᵀ, layer after layer */
     float *t;               /* (cap, max rank) */
+    lr__wpack pack[LR_MLP_MAX_LAYERS]; /* frozen layers' transposed weights (frozen_pack) */
 };
 
 /* ------------------------------------------------------------- construction -------- */
-
-/* Zeroed n floats for the parameters and the Adam moments (12 bytes per parameter, 34 MB for
- * RichBoyNet). Aligned to 2 MiB and marked for transparent huge pages where Linux offers
- * them: the kernels stream several rows at once (and the frozen-layer dx kernel steps
- * across rows), and with 4 KiB pages most row switches would be a TLB miss. Released with
- * free(). */
-static float *alloc_floats(size_t n)
-{
-    size_t bytes = n * sizeof(float), align = (size_t)2 << 20;
-    void *p = NULL;
-    if (bytes < align) return calloc(n, sizeof(float));
-    size_t rounded = (bytes + align - 1) / align * align;
-    if (posix_memalign(&p, align, rounded) != 0) return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
-#endif
-    memset(p, 0, bytes);
-    return p;
-}
 
 size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes)
 {
@@ -98,9 +81,9 @@ lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *
     size_t n = lr_mlp_count_params(sizes, n_sizes);
     if (n == 0 || n > SIZE_MAX / (3 * sizeof(float)))
         return lr__fail(err, LR_ERANGE, "mlp_init: parameter count overflows");
-    float *p = alloc_floats(n);
+    float *p = lr__alloc_floats_huge(n);
     struct lr__mlp_work *w = calloc(1, sizeof *w);
-    float *m = alloc_floats(n), *v = alloc_floats(n);
+    float *m = lr__alloc_floats_huge(n), *v = lr__alloc_floats_huge(n);
     if (!p || !w || !m || !v) {
         free(p);
         free(w);
@@ -133,6 +116,7 @@ void lr_mlp_free(lr_mlp *net)
 {
     if (!net) return;
     if (net->work) {
+        for (size_t l = 0; l < LR_MLP_MAX_LAYERS; l++) lr__wpack_free(&net->work->pack[l]);
         free(net->work->m);
         free(net->work->v);
         free(net->work->buf);
@@ -172,13 +156,17 @@ lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err)
         return lr__fail(err, LR_EINVAL, "mlp_set_frozen: layer %zu does not exist (the net has %zu)",
                         layer, net->n_layers);
     net->layer[layer].frozen = frozen;
+    lr__wpack_free(&net->work->pack[layer]); /* remade from the weights as they are now, if needed */
     return LR_OK;
 }
 
 void lr_mlp_freeze_all(lr_mlp *net, bool frozen)
 {
     if (!net) return;
-    for (size_t l = 0; l < net->n_layers; l++) net->layer[l].frozen = frozen;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        net->layer[l].frozen = frozen;
+        if (net->work) lr__wpack_free(&net->work->pack[l]);
+    }
 }
 
 lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err)
@@ -329,6 +317,7 @@ typedef struct {
     float *act[LR_MLP_MAX_LAYERS + 1];
     float *u;
     size_t cap;
+    lr__wpack *pack;        /* training: the frozen layers' copies (net->work->pack); else NULL */
 } fwd_bufs;
 
 /* u view of layer l's adapter. */
@@ -347,6 +336,7 @@ static fwd_bufs train_bufs(const lr_mlp *net)
     memcpy(fb.act, net->work->act, sizeof fb.act);
     fb.u = net->work->u;
     fb.cap = net->work->cap;
+    fb.pack = net->work->pack;
     return fb;
 }
 
@@ -362,6 +352,24 @@ static const char *nonfinite_kind(const float *p, size_t n, size_t *at)
     return NULL;
 }
 
+/* Frozen layers are read through a transposed copy of their weights in
+ * training (lr__wpack, lib/nn/frozen.c): made at the first step that needs it, remade when
+ * it no longer matches the weights (their storage, or one of 64 sampled entries), dropped
+ * by lr_mlp_set_frozen and lr_mlp_freeze_all. NULL when the layer does not qualify or the
+ * copy cannot be made; the row kernel then runs, with the same bits. */
+#define LR__PACK_BATCH 32
+static const lr__wpack *frozen_pack(const lr_mlp *net, lr__wpack *pack, size_t l, size_t batch)
+{
+    const lr_layer *ly = &net->layer[l];
+    if (!ly->frozen || batch > LR__PACK_BATCH || ly->in > LR__PK_MAXJB * LR__FJ ||
+        lr__isa() < LR_ISA_AVX2)
+        return NULL;
+    lr__wpack *p = &pack[l];
+    if (lr__wpack_matches(p, lr_cm(ly->w))) return p;
+    lr__wpack_free(p);
+    return lr__wpack_make(p, lr_cm(ly->w), LR__PACK_BATCH, NULL) ? NULL : p;
+}
+
 /* act[l+1] for every layer; the last layer writes into `logits` when given (ld = out).
  * check: stop at the first layer whose output is not finite, naming it and `step`. */
 static lr_status forward_pass(const lr_mlp *net, const fwd_bufs *fb, const float *x, size_t batch,
@@ -373,7 +381,10 @@ static lr_status forward_pass(const lr_mlp *net, const fwd_bufs *fb, const float
         bool last = l + 1 == net->n_layers;
         float *yp = (last && logits) ? logits : fb->act[l + 1];
         lr_mat y = lr_mat_view(yp, batch, ly->out, ly->out);
-        lr_status s = lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool, err);
+        const lr__wpack *pk = fb->pack ? frozen_pack(net, fb->pack, l, batch) : NULL;
+        lr_status s = LR_OK;
+        if (!(pk && lr__linear_forward_packed_mt(y, in, pk, ly->b, &net->pool)))
+            s = lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool, err);
         if (!s && lora_on(ly)) s = lr_lora_forward_add(y, lora_u(net, fb, l, batch), in, ly->lora, err);
         if (s) return s;
         if (!last) lr_relu_forward(yp, batch * ly->out);
@@ -559,7 +570,7 @@ static lr_status layer_backward_adam(lr_mlp *net, size_t l, const bwd_ctx *c, fl
                                              &c->as, w->dxwork, &net->pool, c->step & 1, err)))
             return s;
     } else if (need_dx) {
-        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), w->dxwork, c->step & 1, &net->pool);
+        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), c->step & 1, &net->pool);
     }
     if (lora_on(ly)) {
         lr_lora_weights *lw = ly->lora;
@@ -720,7 +731,7 @@ static lr_status layer_grad_packed(lr_mlp *net, size_t l, const float *x, size_t
                                     &net->pool);
         *g += ly->out * ly->in + ly->out;
     } else if (dxp) {
-        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), net->work->dxwork, reverse, &net->pool);
+        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), reverse, &net->pool);
     }
     if (!s && lora_on(ly)) {
         lr_lora_weights *lw = ly->lora;

@@ -1,14 +1,35 @@
 /* simd.h — x86 SIMD pieces shared by lib/ (private, not installed): the run-time check for
- * AVX2+FMA, and Adam's element update on 8 lanes, used by the fused kernels in linear.c and
- * by lr_adam_update. */
+ * AVX2+FMA, Adam's element update on 8 lanes (the fused kernels in linear.c, lr_adam_update),
+ * and the small-batch kernels' common pieces (linear.c, frozen.c). */
 #ifndef LOWRANK_SIMD_H
 #define LOWRANK_SIMD_H
 
 #include "lowrank/nn/adam.h"
 #include "base/cpu_internal.h"
 
+/* Largest batch the register-tiled kernels handle in one tile. */
+#define LR__FB 12
+/* The forward kernels' column blocks: the batch's piece of x (LR__FB x LR__FJ floats, 48 KB
+ * at most) stays in cache while every row streams past it; each y entry is the bias plus
+ * the sums of its column blocks in order. */
+#define LR__FJ 1024
+
+/* switch (bt) over the register tile's batch sizes 1..LR__FB: CASE(n, ARG) for each, so
+ * every size gets its own fully unrolled kernel; DEFAULT for anything else. */
+#define LR__BT_SWITCH(CASE, ARG, DEFAULT)                                                    \
+    switch (bt) {                                                                            \
+        CASE(1, ARG) CASE(2, ARG) CASE(3, ARG) CASE(4, ARG) CASE(5, ARG) CASE(6, ARG)        \
+        CASE(7, ARG) CASE(8, ARG) CASE(9, ARG) CASE(10, ARG) CASE(11, ARG) CASE(12, ARG)     \
+    default: DEFAULT;                                                                        \
+    }
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+/* Makes the compiler hold v in a register: left alone, GCC folds a load that feeds two
+ * FMAs into both as a memory operand, loading it twice (the 2-row forward then issued 22
+ * loads per 20 FMAs instead of 12). */
+#define LR__IN_REGISTER(v) __asm__("" : "+v"(v))
 
 /* Whether the kernels may use AVX2 and FMA (the CPU has them and LR_ISA allows them; the
  * build stays portable: only the kernels carry target attributes). */
