@@ -454,6 +454,44 @@ static void test_frozen_copy_follows_the_weights(void **state)
     lr_mlp_free(&net);
 }
 
+/* A frozen layer whose optimizer state waits to be zeroed lends its moments to that copy.
+ * Unfrozen behind the net's back (the field written, not lr_mlp_set_frozen) and trained,
+ * the layer must start from zero moments, as a net that never made a copy does. */
+static void test_lent_moments_are_zeroed_before_use(void **state)
+{
+    (void)state;
+    lr_mlp net, ref;
+    lr_lora_weights lw[3], lwr[3];
+    frozen_lora_net(&net, lw, 91, 2);
+    lr_mlp_reset_optimizer(&net); /* frozen: the moments are zeroed only when first needed */
+    float x[10 * 30], loss;
+    uint8_t y[10];
+    lr_adam_opts ap = lr_adam_opts_default();
+    for (int t = 0; t < 3; t++) {
+        make_batch(x, y, 10, 30, 10, 90 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    }
+    frozen_lora_net(&ref, lwr, 91, 1);
+    memcpy(ref.params, net.params, net.n_params * sizeof(float));
+    for (size_t l = 0; l < 3; l++) {
+        assert_int_equal(lr_mat_copy(lwr[l].a, lr_cm(lw[l].a), NULL), LR_OK);
+        assert_int_equal(lr_mat_copy(lwr[l].b, lr_cm(lw[l].b), NULL), LR_OK);
+    }
+    net.layer[1].frozen = false;
+    assert_int_equal(lr_mlp_set_frozen(&ref, 1, false, NULL), LR_OK);
+    lr_mlp_reset_optimizer(&ref);
+    ref.adam_t = net.adam_t; /* the same bias correction */
+    make_batch(x, y, 10, 30, 10, 99);
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &loss, NULL), LR_OK);
+    const lr_layer *a = &net.layer[1], *b = &ref.layer[1];
+    assert_memory_equal(a->w.data, b->w.data, a->out * a->in * sizeof(float));
+    assert_memory_equal(a->b, b->b, a->out * sizeof(float));
+    for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]), lr_lora_weights_free(&lwr[l]);
+    lr_mlp_free(&net);
+    lr_mlp_free(&ref);
+}
+
 static void test_threads_and_batch_paths_agree(void **state)
 {
     (void)state;
@@ -902,6 +940,7 @@ int main(void)
         cmocka_unit_test(test_packed_gradients_and_apply),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
         cmocka_unit_test(test_frozen_copy_follows_the_weights),
+        cmocka_unit_test(test_lent_moments_are_zeroed_before_use),
         cmocka_unit_test(test_threads_and_batch_paths_agree),
         cmocka_unit_test(test_const_model_from_several_threads),
         cmocka_unit_test(test_reset_optimizer_with_frozen_layer),

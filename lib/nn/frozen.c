@@ -193,40 +193,49 @@ void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, const lr_p
 /* Active columns the prefetch runs ahead. */
 #define LR__PKF 8
 
-lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, lr_err *err)
+lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, float *lend, size_t lend_n, float *lend2,
+                         size_t lend2_n, lr_err *err)
 {
     memset(p, 0, sizeof *p);
     if (w.cols > LR__PK_MAXJB * LR__FJ || max_batch == 0)
         return lr__fail(err, LR_EINVAL, "frozen layer: %zu x %zu at batch %zu is not packed", w.rows, w.cols,
                         max_batch);
-    size_t ld = (w.rows + 31) & ~(size_t)31, n, nx;
+    size_t ld = (w.rows + 15) & ~(size_t)15, n, nx;
     if (lr_size_mul(w.cols, ld, &n) || lr_size_mul(w.cols, max_batch, &nx) || nx > SIZE_MAX / 8 - n)
         return lr__fail(err, LR_ERANGE, "frozen layer: a %zu x %zu copy overflows", w.cols, ld);
-    float *t = lr__alloc_floats_huge(n + nx + w.cols); /* wᵀ, xt, cols (4 bytes each) */
-    if (!t) return lr__fail(err, LR_ENOMEM, "frozen layer: cannot allocate a %zu x %zu copy", w.cols, ld);
-    /* wᵀ in blocks of 64 x 64, so both sides stay in cache (zero padded: calloc'd) */
-    for (size_t o0 = 0; o0 < w.rows; o0 += 64)
-        for (size_t j0 = 0; j0 < w.cols; j0 += 64)
-            for (size_t o = o0; o < o0 + 64 && o < w.rows; o++)
-                for (size_t j = j0; j < j0 + 64 && j < w.cols; j++) t[j * ld + o] = w.data[o * w.ld + j];
-    p->t = t;
-    p->xt = t + n;
-    p->cols = (uint32_t *)(t + n + nx);
+    size_t split = lend ? lend_n / ld : 0;
+    if (split > w.cols) split = w.cols;
+    bool lent = lend && (w.cols - split) * ld <= (lend2 ? lend2_n : 0);
+    /* the scratch (xt, then cols: 4 bytes each), and the copy itself unless lent */
+    p->own = lr__alloc_floats_huge(nx + w.cols + (lent ? 0 : n));
+    if (!p->own) return lr__fail(err, LR_ENOMEM, "frozen layer: cannot allocate a %zu x %zu copy", w.cols, ld);
+    p->xt = p->own;
+    p->cols = (uint32_t *)(p->own + nx);
+    p->t0 = lent ? lend : p->own + nx + w.cols;
+    p->t1 = lent ? lend2 : p->t0 + w.cols * ld;
+    p->split = lent ? split : w.cols;
     p->in = w.cols;
     p->out = w.rows;
     p->ld = ld;
     p->max_batch = max_batch;
     p->src = w.data;
     p->src_ld = w.ld;
+    /* wᵀ in blocks of 64 x 64, so both sides stay in cache; the padding zeroed */
+    for (size_t o0 = 0; o0 < ld; o0 += 64)
+        for (size_t j0 = 0; j0 < w.cols; j0 += 64)
+            for (size_t j = j0; j < j0 + 64 && j < w.cols; j++) {
+                float *tr = (float *)lr__wpack_row(p, j);
+                for (size_t o = o0; o < o0 + 64 && o < ld; o++) tr[o] = o < w.rows ? w.data[o * w.ld + j] : 0.0f;
+            }
     return LR_OK;
 }
 
 bool lr__wpack_matches(const lr__wpack *p, lr_cmat w)
 {
-    if (!p->t || p->src != w.data || p->src_ld != w.ld || p->in != w.cols || p->out != w.rows) return false;
+    if (!p->own || p->src != w.data || p->src_ld != w.ld || p->in != w.cols || p->out != w.rows) return false;
     for (size_t i = 0; i < 64; i++) { /* rows evenly spread, columns scattered */
         size_t o = i * p->out / 64, j = (i * 2654435761u) % p->in;
-        if (memcmp(&w.data[o * w.ld + j], &p->t[j * p->ld + o], sizeof(float)) != 0) return false;
+        if (memcmp(&w.data[o * w.ld + j], lr__wpack_row(p, j) + o, sizeof(float)) != 0) return false;
     }
     return true;
 }
@@ -234,7 +243,7 @@ bool lr__wpack_matches(const lr__wpack *p, lr_cmat w)
 void lr__wpack_free(lr__wpack *p)
 {
     if (!p) return;
-    free(p->t);
+    free(p->own);
     memset(p, 0, sizeof *p);
 }
 
@@ -286,7 +295,7 @@ static void pk_block(const lr__wpack *p, size_t q, size_t *j0, size_t *j1, size_
     NAME(const pk_job *a, size_t q, size_t o, size_t b0, bool first_o, const int CB, const int BT)    \
     {                                                                                                  \
         const lr__wpack *p = a->p;                                                                     \
-        size_t j0, j1, jt, ld = p->ld;                                                                 \
+        size_t j0, j1, jt;                                                                             \
         pk_block(p, q, &j0, &j1, &jt);                                                                 \
         P##_V lanes[8][LR__FB][2];                                                                     \
         for (int l = 0; l < 8; l++) {                                                                  \
@@ -294,11 +303,11 @@ static void pk_block(const lr__wpack *p, size_t q, size_t *j0, size_t *j1, size_
             for (int b = 0; b < BT; b++)                                                               \
                 for (int c = 0; c < CB; c++) acc[b][c] = P##_ZERO();                                   \
             for (size_t k = a->lane[q][l]; k < a->lane[q][l + 1]; k++) {                               \
-                const float *wr = p->t + (size_t)p->cols[k] * ld + o;                                  \
+                const float *wr = lr__wpack_row(p, p->cols[k]) + o;                                    \
                 P##_V wv[2];                                                                           \
                 for (int c = 0; c < CB; c++) wv[c] = P##_LOAD(wr + W * c);                             \
                 if (first_o && k + LR__PKF < a->nact) { /* the piece's row, LR__PKF columns ahead */  \
-                    const float *pf = p->t + (size_t)p->cols[k + LR__PKF] * ld + o;                    \
+                    const float *pf = lr__wpack_row(p, p->cols[k + LR__PKF]) + o;                      \
                     for (int m = 0; m < LR__PKO; m += 16) __builtin_prefetch(pf + m, 0, 3);            \
                 }                                                                                      \
                 const float *xk = p->xt + k * a->batch + b0;                                           \
@@ -321,7 +330,7 @@ static void pk_block(const lr__wpack *p, size_t q, size_t *j0, size_t *j1, size_
                                           P##_ADD(lanes[3][b][c], lanes[7][b][c])));                   \
                 size_t oc = o + W * (size_t)c;                                                         \
                 for (size_t jj = jt; jj < j1; jj++)                                                    \
-                    s = P##_FMA(P##_LOAD(p->t + jj * ld + oc), P##_BCAST(xr + jj), s);                 \
+                    s = P##_FMA(P##_LOAD(lr__wpack_row(p, jj) + oc), P##_BCAST(xr + jj), s);           \
                 if (oc + W <= p->out) {                                                                \
                     P##_V base = q > 0 ? P##_LOAD(yr + oc) : a->bias ? P##_LOAD(a->bias + oc) : P##_ZERO(); \
                     P##_STORE(yr + oc, P##_ADD(base, s));                                              \
@@ -343,9 +352,9 @@ LR__PK_TILE(pk_tile16, PK16, 16, "avx2,fma,avx512f")
 #define LR__PK16_CASE(n, CB) \
     case n: pk_tile16(a, q, o, b0, o == o0, CB, n); break;
 
-/* Outputs [o0, o1) (o0 a multiple of 32), every column block and batch tile: AVX2 one
- * register of 8 outputs at a time, AVX-512 two of 16 (p->ld is a multiple of 32, so the
- * padded rows hold every load). */
+/* Outputs [o0, o1) (o0 a multiple of 16), every column block and batch tile: AVX2 one
+ * register of 8 outputs at a time, AVX-512 two of 16, and one for the last 16 when the
+ * padded row (a multiple of 16) ends there. */
 __attribute__((target("avx2,fma"))) static void pk_piece_avx2(const pk_job *a, size_t o0, size_t o1)
 {
     size_t nq = (a->p->in + LR__FJ - 1) / LR__FJ;
@@ -362,7 +371,9 @@ __attribute__((target("avx2,fma,avx512f"))) static void pk_piece_avx512(const pk
     for (size_t q = 0; q < nq; q++)
         for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
             size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB;
-            for (size_t o = o0; o < o1; o += 32) LR__BT_SWITCH(LR__PK16_CASE, 2, break)
+            size_t o = o0;
+            for (; o + 32 <= a->p->ld && o < o1; o += 32) LR__BT_SWITCH(LR__PK16_CASE, 2, break)
+            for (; o < o1; o += 16) LR__BT_SWITCH(LR__PK16_CASE, 1, break)
         }
 }
 
@@ -406,7 +417,7 @@ static size_t pk_list(pk_job *a)
 bool lr__linear_forward_packed_mt(lr_mat y, lr_cmat x, const lr__wpack *p, const float *b, const lr_pool *pool)
 {
 #ifdef LR__X86
-    if (!p || !p->t || x.rows > p->max_batch || x.cols != p->in || y.cols != p->out || lr__isa() < LR_ISA_AVX2)
+    if (!p || !p->own || x.rows > p->max_batch || x.cols != p->in || y.cols != p->out || lr__isa() < LR_ISA_AVX2)
         return false;
     pk_job a = { .p = p, .y = y.data, .ldy = y.ld, .batch = x.rows, .x = x.data, .ldx = x.ld, .bias = b };
     a.nact = pk_list(&a);
@@ -427,7 +438,7 @@ lr_status lr__linear_forward_packed_once(lr_mat y, lr_cmat x, lr_cmat w, const f
                                          bool *used, lr_err *err)
 {
     lr__wpack p;
-    lr_status s = lr__wpack_make(&p, w, x.rows, err);
+    lr_status s = lr__wpack_make(&p, w, x.rows, NULL, 0, NULL, 0, err);
     if (s) return s;
     *used = lr__linear_forward_packed_mt(y, x, &p, b, pool);
     lr__wpack_free(&p);

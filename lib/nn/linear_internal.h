@@ -26,7 +26,10 @@ void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, const lr_p
  * too: one caller at a time. */
 #define LR__PK_MAXJB 8 /* widest input: 8 column blocks of LR__FJ */
 typedef struct {
-    float *t;             /* (in, ld) = wᵀ, ld = out rounded up to 32, zero padded */
+    float *t0, *t1;       /* wᵀ (in, ld), ld = out rounded up to 16, zero padded: rows [0, split) at
+                           * t0, rows [split, in) at t1 (lr__wpack_row) */
+    size_t split;
+    float *own;           /* what the copy allocated: the scratch below, and wᵀ unless lent */
     float *xt;            /* scratch (in, max_batch): the active columns of x, transposed */
     uint32_t *cols;       /* scratch (in): the active columns */
     size_t in, out, ld, max_batch;
@@ -34,12 +37,21 @@ typedef struct {
     size_t src_ld;
 } lr__wpack;
 
-lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, lr_err *err);
+static inline const float *lr__wpack_row(const lr__wpack *p, size_t j)
+{
+    return j < p->split ? p->t0 + j * p->ld : p->t1 + (j - p->split) * p->ld;
+}
+
+/* p <- a copy of w for batches up to max_batch. The caller may lend storage for wᵀ: lend_n
+ * floats at lend and lend2_n at lend2, used when they hold it (whole rows of wᵀ in each);
+ * otherwise, and for the scratch, the copy allocates. */
+lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, float *lend, size_t lend_n, float *lend2,
+                         size_t lend2_n, lr_err *err);
 void lr__wpack_free(lr__wpack *p);
 /* Whether p was made from w's storage and shape and agrees with it on 64 sampled entries. */
 bool lr__wpack_matches(const lr__wpack *p, lr_cmat w);
 /* y: (batch, out) <- x·wᵀ + b through p, the same bits as lr__linear_forward_mt, when that
- * pays (most of x's columns zero in every row; batch <= p->max_batch; AVX2 present).
+ * pays (AVX-512, or AVX2 with most of x's columns zero in every row; batch <= p->max_batch).
  * Returns false, having written nothing, when it does not. */
 bool lr__linear_forward_packed_mt(lr_mat y, lr_cmat x, const lr__wpack *p, const float *b, const lr_pool *pool);
 /* The two above in one call, for the tests: *used <- whether the packed kernel ran. */

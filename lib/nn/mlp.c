@@ -218,6 +218,7 @@ static void zero_moments(lr_mlp *net, size_t l)
 {
     const lr_layer *ly = &net->layer[l];
     size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
+    lr__wpack_free(&net->work->pack[l]); /* it may live in these moments (frozen_pack) */
     memset(net->work->m + off_w, 0, ly->out * ly->in * sizeof(float));
     memset(net->work->v + off_w, 0, ly->out * ly->in * sizeof(float));
     memset(net->work->m + off_b, 0, ly->out * sizeof(float));
@@ -352,22 +353,28 @@ static const char *nonfinite_kind(const float *p, size_t n, size_t *at)
     return NULL;
 }
 
-/* Frozen layers are read through a transposed copy of their weights in
- * training (lr__wpack, lib/nn/frozen.c): made at the first step that needs it, remade when
- * it no longer matches the weights (their storage, or one of 64 sampled entries), dropped
- * by lr_mlp_set_frozen and lr_mlp_freeze_all. NULL when the layer does not qualify or the
- * copy cannot be made; the row kernel then runs, with the same bits. */
+/* Frozen layers are read through a transposed copy of their weights in training (lr__wpack,
+ * lib/nn/frozen.c): made at the first step that needs it, remade when it no longer matches
+ * the weights (their storage, or one of 64 sampled entries), dropped by lr_mlp_set_frozen
+ * and lr_mlp_freeze_all. A frozen layer whose moments wait to be zeroed (stale: the usual
+ * case, lr_train resets the optimizer) lends them to the copy: 8 MB of fresh pages cost
+ * 16-30 ms of page faults in a VM, against 2 ms for the copy itself; zero_moments drops the
+ * copy before it zeroes them. NULL when the layer does not qualify or the copy cannot be
+ * made; the row kernel then runs, with the same bits. */
 #define LR__PACK_BATCH 32
 static const lr__wpack *frozen_pack(const lr_mlp *net, lr__wpack *pack, size_t l, size_t batch)
 {
     const lr_layer *ly = &net->layer[l];
-    if (!ly->frozen || batch > LR__PACK_BATCH || ly->in > LR__PK_MAXJB * LR__FJ ||
-        lr__isa() < LR_ISA_AVX2)
+    if (!ly->frozen || batch > LR__PACK_BATCH || ly->in > LR__PK_MAXJB * LR__FJ || lr__isa() < LR_ISA_AVX2)
         return NULL;
     lr__wpack *p = &pack[l];
     if (lr__wpack_matches(p, lr_cm(ly->w))) return p;
     lr__wpack_free(p);
-    return lr__wpack_make(p, lr_cm(ly->w), LR__PACK_BATCH, NULL) ? NULL : p;
+    struct lr__mlp_work *w = net->work;
+    size_t off = (size_t)(ly->w.data - net->params), n = ly->out * ly->in;
+    bool lend = w->stale[l];
+    return lr__wpack_make(p, lr_cm(ly->w), LR__PACK_BATCH, lend ? w->m + off : NULL, lend ? n : 0,
+                          lend ? w->v + off : NULL, lend ? n : 0, NULL) ? NULL : p;
 }
 
 /* act[l+1] for every layer; the last layer writes into `logits` when given (ld = out).
