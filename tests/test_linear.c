@@ -365,9 +365,10 @@ static void test_packed_forward_same_bits(void **state)
     }
 }
 
-/* dx of a frozen layer: one sum per entry over the rows in walk order, so the thread count
- * changes no bit; right against double in both walk orders, over more rows than one window
- * (4096) and columns not a multiple of 8. */
+/* dx of a frozen layer: one sum per entry over the rows in walk order (fused multiply-adds),
+ * so neither the thread count nor the kernel family (AVX-512, AVX2, plain C's fmaf) changes
+ * a bit; right against double in both walk orders, over more rows than one window (4096) and
+ * columns not a multiple of 8. */
 static void test_frozen_dx(void **state)
 {
     (void)state;
@@ -388,6 +389,13 @@ static void test_frozen_dx(void **state)
         }
         assert_memory_equal(d[1], d[2], n * in * 4);
         assert_memory_equal(d[1], d[3], n * in * 4);
+        for (int isa = 1; isa >= 0; isa--) { /* d[2] again, with AVX2 and then plain C */
+            lr_isa old = lr_cpu_isa_set((lr_isa)isa);
+            lr__linear_dx_mt(lr_mat_view(d[2], n, in, in), lr_cmat_view(dy, n, out, out), lr_cmat_view(w, out, in, in),
+                             rev, pool_n(2));
+            lr_cpu_isa_set(old);
+            assert_memory_equal(d[1], d[2], n * in * 4);
+        }
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < in; j++) {
                 double sdx = 0;

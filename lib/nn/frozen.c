@@ -81,67 +81,89 @@ static void dxo_cols_c(const dxo_job *a, size_t j0, size_t j1)
 }
 
 #ifdef LR__X86
-/* 8·CB columns from j for BT batch rows from b0, over the list's rows [g, g + gn): the sums
+/* The kernels' vector ops on 8 lanes (AVX2) and on 16 (AVX-512F). Both kernels here put one
+ * output per lane and do every operation lane by lane, so both widths give the same bits. */
+#define PK8_V __m256
+#define PK8_LOAD _mm256_loadu_ps
+#define PK8_STORE _mm256_storeu_ps
+#define PK8_FMA _mm256_fmadd_ps
+#define PK8_ADD _mm256_add_ps
+#define PK8_ZERO _mm256_setzero_ps
+#define PK8_BCAST(p) _mm256_broadcast_ss(p)
+#define PK16_V __m512
+#define PK16_LOAD _mm512_loadu_ps
+#define PK16_STORE _mm512_storeu_ps
+#define PK16_FMA _mm512_fmadd_ps
+#define PK16_ADD _mm512_add_ps
+#define PK16_ZERO _mm512_setzero_ps
+#define PK16_BCAST(p) _mm512_set1_ps(*(p))
+
+/* W·CB columns from j for BT batch rows from b0, over the list's rows [g, g + gn): the sums
  * stay in registers while the rows stream past, so each w vector serves BT batch rows and
  * each dy broadcast CB vectors (0.6 loads per FMA at CB = 2, BT = 10). zero: start from +0
  * (the first group of the first window), else from dx. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-dxo_block(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j, bool zero, const int CB, const int BT)
+#define LR__DXO_BLOCK(NAME, P, W, TARGET)                                                               \
+    __attribute__((target(TARGET), always_inline)) static inline void                                  \
+    NAME(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j, bool zero, const int CB, const int BT) \
+    {                                                                                                  \
+        P##_V acc[LR__FB][2];                                                                          \
+        float *dxb = a->dx + b0 * a->lddx + j;                                                         \
+        for (int b = 0; b < BT; b++)                                                                   \
+            for (int c = 0; c < CB; c++)                                                               \
+                acc[b][c] = zero ? P##_ZERO() : P##_LOAD(dxb + (size_t)b * a->lddx + W * (size_t)c);   \
+        for (size_t k = g; k < g + gn; k++) {                                                          \
+            size_t o = a->rows[k];                                                                     \
+            const float *wr = a->w + o * a->ldw + j;                                                   \
+            P##_V wv[2];                                                                               \
+            for (int c = 0; c < CB; c++) wv[c] = P##_LOAD(wr + W * c);                                 \
+            /* the same columns of the next group's rows (4 KB apart in a 1000-wide layer, in         \
+             * no order the hardware prefetchers follow) */                                            \
+            if (k + LR__DXG < a->n) __builtin_prefetch(a->w + (size_t)a->rows[k + LR__DXG] * a->ldw + j, 0, 3); \
+            const float *dyo = a->dy + b0 * a->lddy + o;                                               \
+            for (int b = 0; b < BT; b++) {                                                             \
+                P##_V d = P##_BCAST(dyo + (size_t)b * a->lddy);                                        \
+                if (CB > 1) LR__IN_REGISTER(d);                                                        \
+                for (int c = 0; c < CB; c++) acc[b][c] = P##_FMA(d, wv[c], acc[b][c]);                 \
+            }                                                                                          \
+        }                                                                                              \
+        for (int b = 0; b < BT; b++)                                                                   \
+            for (int c = 0; c < CB; c++) P##_STORE(dxb + (size_t)b * a->lddx + W * c, acc[b][c]);      \
+    }
+
+LR__DXO_BLOCK(dxo_block8, PK8, 8, "avx2,fma")
+LR__DXO_BLOCK(dxo_block16, PK16, 16, "avx2,fma,avx512f")
+
+#define LR__DXO8_CASE(n, CB) \
+    case n: dxo_block8(a, g, gn, b0, j, zero, CB, n); break;
+#define LR__DXO16_CASE(n, CB) \
+    case n: dxo_block16(a, g, gn, b0, j, zero, CB, n); break;
+
+/* Columns [j0, j1) (multiples of 8) over every row of the list, group by group: AVX-512 32
+ * then 16 columns at a time, then 8 as AVX2 does; all give the same bits. */
+__attribute__((target("avx2,fma"))) static void dxo_cols_avx2(const dxo_job *a, size_t j0, size_t j1)
 {
-    __m256 acc[LR__FB][2];
-    float *dxb = a->dx + b0 * a->lddx + j;
-    for (int b = 0; b < BT; b++)
-        for (int c = 0; c < CB; c++)
-            acc[b][c] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(dxb + (size_t)b * a->lddx + 8 * (size_t)c);
-    for (size_t k = g; k < g + gn; k++) {
-        size_t o = a->rows[k];
-        const float *wr = a->w + o * a->ldw + j;
-        __m256 wv[2];
-        for (int c = 0; c < CB; c++) wv[c] = _mm256_loadu_ps(wr + 8 * c);
-        /* the same columns of the next group's rows (4 KB apart in a 1000-wide layer, in
-         * no order the hardware prefetchers follow) */
-        if (k + LR__DXG < a->n) __builtin_prefetch(a->w + (size_t)a->rows[k + LR__DXG] * a->ldw + j, 0, 3);
-        const float *dyo = a->dy + b0 * a->lddy + o;
-        for (int b = 0; b < BT; b++) {
-            __m256 d = _mm256_broadcast_ss(dyo + (size_t)b * a->lddy);
-            if (CB > 1) LR__IN_REGISTER(d);
-            for (int c = 0; c < CB; c++) acc[b][c] = _mm256_fmadd_ps(d, wv[c], acc[b][c]);
+    for (size_t g = 0; g < a->n; g += LR__DXG) {
+        size_t gn = a->n - g < LR__DXG ? a->n - g : LR__DXG;
+        bool zero = a->first && g == 0;
+        for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
+            size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB;
+            for (size_t j = j0; j < j1; j += 8) LR__BT_SWITCH(LR__DXO8_CASE, 1, break)
         }
     }
-    for (int b = 0; b < BT; b++)
-        for (int c = 0; c < CB; c++) _mm256_storeu_ps(dxb + (size_t)b * a->lddx + 8 * c, acc[b][c]);
 }
 
-#define LR__DXO_CASE(n, CB) \
-    case n: dxo_block(a, g, gn, b0, j, zero, CB, n); break;
-
-/* Columns [j0, j1) (multiples of 8) over every row of the list, group by group. CB = 2
- * (16 columns, up to 24 accumulators) needs AVX-512VL's 32 registers; AVX2 takes 8
- * columns at a time. Both give the same bits. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-dxo_cols(const dxo_job *a, size_t j0, size_t j1, const int CBMAX)
+__attribute__((target("avx2,fma,avx512f"))) static void dxo_cols_avx512(const dxo_job *a, size_t j0, size_t j1)
 {
     for (size_t g = 0; g < a->n; g += LR__DXG) {
         size_t gn = a->n - g < LR__DXG ? a->n - g : LR__DXG;
         bool zero = a->first && g == 0;
         for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
             size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB, j = j0;
-            if (CBMAX == 2)
-                for (; j + 16 <= j1; j += 16) LR__BT_SWITCH(LR__DXO_CASE, 2, break)
-            for (; j < j1; j += 8) LR__BT_SWITCH(LR__DXO_CASE, 1, break)
+            for (; j + 32 <= j1; j += 32) LR__BT_SWITCH(LR__DXO16_CASE, 2, break)
+            for (; j + 16 <= j1; j += 16) LR__BT_SWITCH(LR__DXO16_CASE, 1, break)
+            for (; j < j1; j += 8) LR__BT_SWITCH(LR__DXO8_CASE, 1, break)
         }
     }
-}
-
-__attribute__((target("avx2,fma"))) static void dxo_cols_avx2(const dxo_job *a, size_t j0, size_t j1)
-{
-    dxo_cols(a, j0, j1, 1);
-}
-
-__attribute__((target("avx2,fma,avx512f,avx512vl"))) static void dxo_cols_avx512(const dxo_job *a, size_t j0,
-                                                                                 size_t j1)
-{
-    dxo_cols(a, j0, j1, 2);
 }
 #endif
 
@@ -268,22 +290,6 @@ static void pk_block(const lr__wpack *p, size_t q, size_t *j0, size_t *j1, size_
 }
 
 #ifdef LR__X86
-/* The packed kernel's vector ops on 8 lanes (AVX2) and on 16 (AVX-512F): every operation is
- * lane by lane, on one output per lane, so both widths give the same bits. */
-#define PK8_V __m256
-#define PK8_LOAD _mm256_loadu_ps
-#define PK8_STORE _mm256_storeu_ps
-#define PK8_FMA _mm256_fmadd_ps
-#define PK8_ADD _mm256_add_ps
-#define PK8_ZERO _mm256_setzero_ps
-#define PK8_BCAST(p) _mm256_broadcast_ss(p)
-#define PK16_V __m512
-#define PK16_LOAD _mm512_loadu_ps
-#define PK16_STORE _mm512_storeu_ps
-#define PK16_FMA _mm512_fmadd_ps
-#define PK16_ADD _mm512_add_ps
-#define PK16_ZERO _mm512_setzero_ps
-#define PK16_BCAST(p) _mm512_set1_ps(*(p))
 
 /* Outputs [o, o + W·CB) for batch rows [b0, b0 + BT), column block q, as fwd_tile_avx2 in
  * linear.c sums them: lane l of the 8 accumulates the active columns j ≡ l (mod 8) in
