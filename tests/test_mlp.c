@@ -407,6 +407,15 @@ static void frozen_lora_net(lr_mlp *net, lr_lora_weights *lw, uint64_t seed, int
     lr_mlp_freeze_all(net, true);
 }
 
+/* The three adapters' A and B from src into dst (same shapes). */
+static void copy_adapters(lr_lora_weights *dst, const lr_lora_weights *src)
+{
+    for (size_t l = 0; l < 3; l++) {
+        assert_int_equal(lr_mat_copy(dst[l].a, lr_cm(src[l].a), NULL), LR_OK);
+        assert_int_equal(lr_mat_copy(dst[l].b, lr_cm(src[l].b), NULL), LR_OK);
+    }
+}
+
 /* Training reads a frozen layer through a transposed copy of its weights (lib/nn/frozen.c),
  * made at the first step. The copy follows the weights: rewritten as a whole behind the net's
  * back (the sampled check sees it), or changed in one entry and frozen again (as mlp.h asks),
@@ -426,10 +435,7 @@ static void test_frozen_copy_follows_the_weights(void **state)
     }
     for (int c = 0; c < 2; c++) {
         frozen_lora_net(&ref, lwr, 62 + (uint64_t)c, 1);
-        for (size_t l = 0; l < 3; l++) {
-            assert_int_equal(lr_mat_copy(lwr[l].a, lr_cm(lw[l].a), NULL), LR_OK);
-            assert_int_equal(lr_mat_copy(lwr[l].b, lr_cm(lw[l].b), NULL), LR_OK);
-        }
+        copy_adapters(lwr, lw);
         make_batch(x, y, 10, 30, 10, 80 + (uint64_t)c);
         if (c == 0) { /* every weight new, nothing said */
             memcpy(net.params, ref.params, net.n_params * sizeof(float));
@@ -473,10 +479,7 @@ static void test_lent_moments_are_zeroed_before_use(void **state)
     }
     frozen_lora_net(&ref, lwr, 91, 1);
     memcpy(ref.params, net.params, net.n_params * sizeof(float));
-    for (size_t l = 0; l < 3; l++) {
-        assert_int_equal(lr_mat_copy(lwr[l].a, lr_cm(lw[l].a), NULL), LR_OK);
-        assert_int_equal(lr_mat_copy(lwr[l].b, lr_cm(lw[l].b), NULL), LR_OK);
-    }
+    copy_adapters(lwr, lw);
     net.layer[1].frozen = false;
     assert_int_equal(lr_mlp_set_frozen(&ref, 1, false, NULL), LR_OK);
     lr_mlp_reset_optimizer(&ref);
