@@ -5,7 +5,7 @@
 #                                      1 run-time), a message naming the problem, and no
 #                                      output file left behind; --help explains every option.
 #   mnist_demo_check.sh run LR_MNIST JSON_CHECK
-#                                      a short real run (--limit-train, few steps) with every
+#                                      a short real run (--limit-train, --limit-test, few steps) with every
 #                                      output, then --load of the checkpoint it saved, alone,
 #                                      with --adapter of the adapter it saved, and factored;
 #                                      needs MNIST in $LR_MNIST_DIR (exit 77 = skipped otherwise).
@@ -128,7 +128,7 @@ if [ "$mode" = cli ]; then
 elif [ "$mode" = run ]; then
   d=${LR_MNIST_DIR:-}
   [ -n "$d" ] && [ -r "$d/train-images-idx3-ubyte" ] || { echo "no MNIST in LR_MNIST_DIR: skipped"; exit 77; }
-  common="--data $d --limit-train 2000 --steps 10 --quiet --threads 1"
+  common="--data $d --limit-train 2000 --limit-test 2000 --steps 10 --quiet --threads 1"
   # shellcheck disable=SC2086
   "$prog" $common --json --save "$tmp/m.safetensors" --adapter-out "$tmp/ad" \
     --plot "$tmp/p.svg" >"$tmp/run1.json" 2>"$tmp/err" || fail "run: exit $?: $(cat "$tmp/err")"
@@ -188,7 +188,7 @@ PY
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "--load: pretrained results differ: $a vs $b"
   # --adapter: the saved adapter on the saved base, no training, gives exactly the per-digit
   # errors the training run had after fine-tuning (on) and before (off)
-  ev="--data $d --quiet --threads 1"
+  ev="--data $d --limit-test 2000 --quiet --threads 1"
   # shellcheck disable=SC2086
   "$prog" $ev --json --load "$tmp/m.safetensors" --adapter "$tmp/ad" --plot "$tmp/pa.svg" \
     >"$tmp/run4.json" 2>"$tmp/err" || fail "--adapter: exit $?: $(cat "$tmp/err")"
