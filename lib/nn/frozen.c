@@ -98,6 +98,20 @@ static void dxo_cols_c(const dxo_job *a, size_t j0, size_t j1)
 #define PK16_ZERO _mm512_setzero_ps
 #define PK16_BCAST(p) _mm512_set1_ps(*(p))
 
+/* AVX2 has 16 vector registers: its tiles of two vectors of outputs take at most 6 batch
+ * rows (12 accumulators), against AVX-512's 12 rows in 32 registers. Batch tiles of even
+ * size (10 = 5 + 5). The tiling changes no sum: every output is its own. */
+static size_t bt_tile6(size_t batch)
+{
+    size_t ntiles = (batch + 5) / 6;
+    return ntiles ? (batch + ntiles - 1) / ntiles : 1;
+}
+#define LR__BT_SWITCH6(CASE, ARG, DEFAULT)                                                   \
+    switch (bt) {                                                                            \
+        CASE(1, ARG) CASE(2, ARG) CASE(3, ARG) CASE(4, ARG) CASE(5, ARG) CASE(6, ARG)        \
+    default: DEFAULT;                                                                        \
+    }
+
 /* W·CB columns from j for BT batch rows from b0, over the list's rows [g, g + gn): the sums
  * stay in registers while the rows stream past, so each w vector serves BT batch rows and
  * each dy broadcast CB vectors (0.6 loads per FMA at CB = 2, BT = 10). zero: start from +0
@@ -142,12 +156,14 @@ LR__DXO_BLOCK(dxo_block16, PK16, 16, "avx2,fma,avx512f")
  * then 16 columns at a time, then 8 as AVX2 does; all give the same bits. */
 __attribute__((target("avx2,fma"))) static void dxo_cols_avx2(const dxo_job *a, size_t j0, size_t j1)
 {
+    size_t tile = bt_tile6(a->batch);
     for (size_t g = 0; g < a->n; g += LR__DXG) {
         size_t gn = a->n - g < LR__DXG ? a->n - g : LR__DXG;
         bool zero = a->first && g == 0;
-        for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
-            size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB;
-            for (size_t j = j0; j < j1; j += 8) LR__BT_SWITCH(LR__DXO8_CASE, 1, break)
+        for (size_t b0 = 0; b0 < a->batch; b0 += tile) {
+            size_t bt = a->batch - b0 < tile ? a->batch - b0 : tile, j = j0;
+            for (; j + 16 <= j1; j += 16) LR__BT_SWITCH6(LR__DXO8_CASE, 2, break)
+            for (; j < j1; j += 8) LR__BT_SWITCH6(LR__DXO8_CASE, 1, break)
         }
     }
 }
@@ -363,11 +379,11 @@ LR__PK_TILE(pk_tile16, PK16, 16, "avx2,fma,avx512f")
  * padded row (a multiple of 16) ends there. */
 __attribute__((target("avx2,fma"))) static void pk_piece_avx2(const pk_job *a, size_t o0, size_t o1)
 {
-    size_t nq = (a->p->in + LR__FJ - 1) / LR__FJ;
+    size_t nq = (a->p->in + LR__FJ - 1) / LR__FJ, tile = bt_tile6(a->batch);
     for (size_t q = 0; q < nq; q++)
-        for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
-            size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB;
-            for (size_t o = o0; o < o1; o += 8) LR__BT_SWITCH(LR__PK8_CASE, 1, break)
+        for (size_t b0 = 0; b0 < a->batch; b0 += tile) {
+            size_t bt = a->batch - b0 < tile ? a->batch - b0 : tile;
+            for (size_t o = o0; o < o1; o += 16) LR__BT_SWITCH6(LR__PK8_CASE, 2, break)
         }
 }
 
