@@ -35,6 +35,14 @@ bool lr_cli_value(int argc, char **argv, int *i, const char *name, const char **
     return true;
 }
 
+bool lr_cli_path(int argc, char **argv, int *i, const char *name, const char **value, char *msg, size_t cap)
+{
+    if (!lr_cli_value(argc, argv, i, name, value, msg, cap)) return false;
+    if (**value) return true;
+    snprintf(msg, cap, "%s: empty path", name);
+    return false;
+}
+
 /* Digits only, no sign or space: strtoull would accept " -1" and wrap it around. */
 static bool all_digits(const char *s)
 {

@@ -25,6 +25,8 @@ enum { LR_CLI_OK = 0, LR_CLI_RUNTIME = 1, LR_CLI_USAGE = 2 };
 bool lr_cli_match(const char *arg, const char *name);
 bool lr_cli_value(int argc, char **argv, int *i, const char *name, const char **value,
                   char *msg, size_t cap);
+/* lr_cli_value for a file or directory name: an empty one is "--name: empty path". */
+bool lr_cli_path(int argc, char **argv, int *i, const char *name, const char **value, char *msg, size_t cap);
 
 /* Whether two existing paths name the same file (device and inode, so links and other
  * spellings count): an output must never be written over an input. */

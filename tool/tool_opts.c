@@ -136,9 +136,11 @@ int tool_inspect_parse(int argc, char **argv, tool_opts *o, tool_inspect_args *a
         if (c == TOOL_HELP || c == LR_CLI_USAGE) return c;
         if (c) continue;
         if (lr_cli_match(s, "--spectrum")) {
-            if (!lr_cli_value(argc, argv, &i, "--spectrum", &a->svg, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (!lr_cli_path(argc, argv, &i, "--spectrum", &a->svg, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
+        } else if (!*s) {
+            return usage(msg, cap, "an empty path among the arguments");
         } else if (!a->model) {
             a->model = s;
         } else {
@@ -183,7 +185,7 @@ int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args 
             if (!lr_cli_value(argc, argv, &i, modes[k], &v, m, sizeof m) || !compress_mode(a, modes[k], v, m, sizeof m))
                 return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (!lr_cli_path(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--budget-of")) {
             if (!lr_cli_value(argc, argv, &i, "--budget-of", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
             if (strcmp(v, "params") && strcmp(v, "flops"))
@@ -191,6 +193,8 @@ int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args 
             a->flops = !strcmp(v, "flops");
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
+        } else if (!*s) {
+            return usage(msg, cap, "an empty path among the arguments");
         } else if (!a->model) {
             a->model = s;
         } else {
@@ -229,12 +233,14 @@ int tool_extract_parse(int argc, char **argv, tool_opts *o, tool_extract_args *a
             if (!lr_cli_value(argc, argv, &i, modes[k], &v, m, sizeof m) || !extract_mode(a, k, modes[k], v, m, sizeof m))
                 return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (!lr_cli_path(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--dtype")) {
             if (!lr_cli_value(argc, argv, &i, "--dtype", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
             if (dtype_option(&a->dtype, v, msg, cap)) return LR_CLI_USAGE;
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
+        } else if (!*s) {
+            return usage(msg, cap, "an empty path among the arguments");
         } else if (nin < 2) {
             a->in[nin++] = s;
         } else {
@@ -283,12 +289,14 @@ int tool_combine_parse(int argc, char **argv, tool_combine_args *a, char *msg, s
                 !lr_cli_parse_size("--rank", v, 1, (size_t)1 << 40, &a->rank, m, sizeof m))
                 return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (!lr_cli_path(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--dtype")) {
             if (!lr_cli_value(argc, argv, &i, "--dtype", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
             if (dtype_option(&a->dtype, v, msg, cap)) return LR_CLI_USAGE;
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
+        } else if (!*s) {
+            return usage(msg, cap, "an empty path among the arguments");
         } else if (a->nin == TOOL_MAX_IN) {
             return usage(msg, cap, "at most %d adapters", TOOL_MAX_IN);
         } else {
@@ -312,11 +320,13 @@ int tool_merge_parse(int argc, char **argv, tool_merge_args *a, char *msg, size_
         if (!strcmp(s, "--json")) a->json = true;
         else if (!strcmp(s, "--unmerge")) a->unmerge = true;
         else if (lr_cli_match(s, "--out")) {
-            if (!lr_cli_value(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (!lr_cli_path(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--reference")) {
-            if (!lr_cli_value(argc, argv, &i, "--reference", &a->ref, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (!lr_cli_path(argc, argv, &i, "--reference", &a->ref, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
+        } else if (!*s) {
+            return usage(msg, cap, "an empty path among the arguments");
         } else if (npos == 0) {
             a->base = s, npos++;
         } else if (npos == 1) {
@@ -344,6 +354,7 @@ int tool_clean_parse(int argc, char **argv, tool_clean_args *a, char *msg, size_
                 !lr_cli_parse_double("--older-than", v, 0, false, 1e12, false, &a->age, m, sizeof m))
                 return usage(msg, cap, "%s", m);
         } else if (s[0] == '-' && s[1]) return usage(msg, cap, "unknown option '%s'", s);
+        else if (!*s) return usage(msg, cap, "an empty path among the arguments");
         else if (a->nd == TOOL_MAX_IN) return usage(msg, cap, "at most %d directories", TOOL_MAX_IN);
         else a->dirs[a->nd++] = s;
     }
@@ -383,6 +394,7 @@ int tool_rsvd_parse(int argc, char **argv, tool_rsvd_args *a, char *msg, size_t 
                 return usage(msg, cap, "%s", m);
             has_rank |= k == 0;
         } else if (s[0] == '-' && s[1]) return usage(msg, cap, "unknown option '%s'", s);
+        else if (!*s) return usage(msg, cap, "an empty path among the arguments");
         else if (a->path) return usage(msg, cap, "expected one FILE.npy, got '%s' and '%s'", a->path, s);
         else a->path = s;
     }

@@ -20,12 +20,19 @@
 #include "fuzz_argv.h"
 #include "../../tool/tool_opts.h"
 
-/* A positional argument: a whole argument that is not an option ("-" and "" are names). */
+/* A positional argument: a whole argument that is not an option and not empty ("-" is a
+ * name; "" is refused as an empty path). */
 static bool positional(const char *s)
 {
     for (int i = 1; s && i < g_argc; i++)
-        if (s == g_argv[i]) return !(s[0] == '-' && s[1]);
+        if (s == g_argv[i]) return s[0] && !(s[0] == '-' && s[1]);
     return false;
+}
+
+/* A path option's value: absent, or a non-empty string in argv. */
+static bool path_opt(const char *s)
+{
+    return !s || (in_argv(s) && s[0]);
 }
 
 /* The common part of every check: rc is one of the three results and fits the arguments;
@@ -75,7 +82,7 @@ static void check_inspect(char *msg, size_t cap)
     memset(&a, 0xA5, sizeof a); /* the parser must set every field it leaves valid */
     if (parsed(tool_inspect_parse(g_argc, g_argv, &o, &a, msg, cap), msg, cap)) {
         check_shared(&o);
-        CHECK(positional(a.model) && in_argv(a.svg));
+        CHECK(positional(a.model) && path_opt(a.svg));
     }
     tool_opts_free(&o);
 }
@@ -89,7 +96,7 @@ static void check_compress(char *msg, size_t cap)
     memset(&a, 0xA5, sizeof a);
     if (parsed(tool_compress_parse(g_argc, g_argv, &o, &a, msg, cap), msg, cap)) {
         check_shared(&o);
-        CHECK(positional(a.model) && a.out && in_argv(a.out));
+        CHECK(positional(a.model) && a.out && path_opt(a.out));
         CHECK(a.modes == 1 && plan_ok(&a.plan));
         CHECK(a.flops == true || a.flops == false);
     }
@@ -106,7 +113,7 @@ static void check_extract(char *msg, size_t cap)
     if (parsed(tool_extract_parse(g_argc, g_argv, &o, &a, msg, cap), msg, cap)) {
         check_shared(&o);
         CHECK(positional(a.in[0]) && positional(a.in[1]) && a.in[0] != a.in[1]);
-        CHECK(a.out && in_argv(a.out));
+        CHECK(a.out && path_opt(a.out));
         CHECK(a.modes == 1 && a.plan.kind != LR_PLAN_BUDGET && plan_ok(&a.plan));
         CHECK(dtype_ok(a.dtype));
     }
@@ -125,7 +132,7 @@ static void check_combine(char *msg, size_t cap)
         CHECK(a.nw ? isfinite(a.w[i]) && fabs(a.w[i]) <= 1e30 : a.w[i] == 1);
     }
     CHECK(a.rank <= (size_t)1 << 40 && dtype_ok(a.dtype));
-    CHECK(a.out && in_argv(a.out) && (a.json == true || a.json == false));
+    CHECK(a.out && path_opt(a.out) && (a.json == true || a.json == false));
 }
 
 /* BASE ADAPTER_DIR --out F [--reference REF] [--unmerge] [--json] */
@@ -135,7 +142,7 @@ static void check_merge(char *msg, size_t cap)
     memset(&a, 0xA5, sizeof a);
     if (!parsed(tool_merge_parse(g_argc, g_argv, &a, msg, cap), msg, cap)) return;
     CHECK(positional(a.base) && positional(a.adapter) && a.base != a.adapter);
-    CHECK(a.out && in_argv(a.out) && in_argv(a.ref));
+    CHECK(a.out && path_opt(a.out) && path_opt(a.ref));
     CHECK((a.unmerge == true || a.unmerge == false) && (a.json == true || a.json == false));
 }
 
