@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "lowrank/linalg/blas.h"
 #include "lowrank/lora/lora.h"
 #include "lowrank/nn/mlp.h"
@@ -696,6 +697,54 @@ static void test_switching(void **state)
     fx_free(&f);
 }
 
+/* A merge writes the base. Training reads a frozen layer through a copy of its weights
+ * (mlp.h) whose per-step check samples 64 rows; this merge changes only row 1 of linear1,
+ * which that sample skips, so only the module's telling the net (the copy remade) makes
+ * the next step's loss the one a fresh net with the merged weights gives. */
+static void test_merge_refreshes_frozen_copies(void **state)
+{
+    (void)state;
+    const size_t sizes[3] = { 30, 200, 10 };
+    lr_mlp net, ref;
+    lr_lora lm;
+    assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, 5);
+    lr_mlp_init_params(&net, &r);
+    lr_mlp_set_frozen(&net, 0, true, NULL); /* linear1 frozen (the copy), linear2 trains */
+    assert_int_equal(lr_lora_init(&lm, &net, NULL), LR_OK);
+    lr_lora_opts c = lr_lora_opts_default();
+    c.targets = 1u << 0;
+    assert_int_equal(lr_lora_add(&lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_select(&lm, "a", NULL), LR_OK);
+    float x[10 * 30], loss, lref, z0[10 * 10], z1[10 * 10];
+    uint8_t y[10];
+    for (size_t k = 0; k < 10 * 30; k++) x[k] = lr_rng_normal(&r);
+    for (size_t k = 0; k < 10; k++) y[k] = (uint8_t)(k % 10);
+    lr_adam_opts ap = lr_adam_opts_default();
+    for (int t = 0; t < 2; t++) assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    lr_lora_weights *w = lr_lora_layer(&lm, "a", 0);
+    assert_non_null(w);
+    lr_mat_fill(w->b, 0.0f);
+    w->b.data[1 * w->b.ld] = 2.0f; /* s·B·A touches row 1 of W only */
+    lr_lora_set_enabled(&lm, false);
+    assert_int_equal(lr_mlp_forward(&net, z0, x, 10, NULL, NULL), LR_OK);
+    lr_lora_set_enabled(&lm, true);
+    assert_int_equal(lr_lora_merge(&lm, LR_LORA_MERGE_NO_COPY, NULL), LR_OK);
+    assert_int_equal(lr_mlp_forward(&net, z1, x, 10, NULL, NULL), LR_OK);
+    assert_true(memcmp(z0, z1, sizeof z0) != 0); /* the changed row shows in the output */
+    assert_int_equal(lr_mlp_init(&ref, sizes, 3, NULL), LR_OK);
+    memcpy(ref.params, net.params, net.n_params * sizeof(float));
+    lr_mlp_set_frozen(&ref, 0, true, NULL);
+    ref.adam_t = net.adam_t;
+    assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lref, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    assert_memory_equal(&loss, &lref, sizeof loss);
+    lr_lora_free(&lm);
+    lr_mlp_free(&ref);
+    lr_mlp_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -712,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_pissa),
         cmocka_unit_test(test_extract_planted),
         cmocka_unit_test(test_switching),
+        cmocka_unit_test(test_merge_refreshes_frozen_copies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

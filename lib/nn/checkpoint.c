@@ -251,6 +251,8 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
     if (!s) s = check_meta_layers(net, st, err);
     if (!s) {
         memcpy(net->params, tmp, net->n_params * sizeof *tmp);
+        /* frozen layers as they are: the net remakes its copies of them (mlp.h) */
+        for (size_t l = 0; l < net->n_layers; l++) lr_mlp_set_frozen(net, l, net->layer[l].frozen, NULL);
         read_info(st, info);
     }
     free(tmp);

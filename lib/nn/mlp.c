@@ -137,6 +137,7 @@ void lr_mlp_init_params(lr_mlp *net, lr_rng *rng)
         float bound = (float)(1.0 / sqrt((double)ly->in));
         lr_rng_fill_uniform(rng, ly->w, -bound, bound);
         lr_rng_fill_uniform(rng, lr_mat_view(ly->b, 1, ly->out, ly->out), -bound, bound);
+        lr__wpack_free(&net->work->pack[l]); /* a frozen layer's copy is remade from these */
     }
     lr_mlp_reset_optimizer(net);
 }

@@ -83,9 +83,10 @@ LR_API int lr_mlp_find_layer(const lr_mlp *net, const char *name);
  * transposed copy of its weights, made at the first step that needs it (batch <= 32, AVX2 or
  * better) and checked at every step against the weights' storage and 64 sampled entries; it
  * lives in the layer's Adam moments when those wait to be zeroed (as after lr_train's reset),
- * else it takes 4 bytes per weight. These calls drop it: after writing a frozen layer's
- * weights yourself, freeze it again, since the sample sees a rewrite of the whole matrix but
- * not a change to a few entries. */
+ * else it takes 4 bytes per weight. These calls drop it, and so do the library's own writes
+ * of weights (lr_mlp_init_params, lr_checkpoint_load, the LoRA module's PiSSA, merge, unmerge
+ * and remove). After writing a frozen layer's weights yourself, freeze it again: the sample
+ * sees a rewrite of the whole matrix but not a change to a few entries. */
 LR_API lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err);
 LR_API void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
 
