@@ -133,6 +133,7 @@ PY
   expect 2 "--power-iters" rsvd "$tmp/w.npy" --rank 3 --power-iters 1001
   expect 2 "--method: expected krylov or subspace, got 'lanczos'" rsvd "$tmp/w.npy" --rank 3 --method lanczos
   expect 2 "expected one FILE.npy" rsvd "$tmp/w.npy" "$tmp/w.npy" --rank 3
+  expect 2 "an empty path among the arguments" rsvd "" --rank 3
   expect 1 "missing.npy" rsvd "$tmp/missing.npy" --rank 3
   expect 1 "short.npy: truncated" rsvd "$tmp/short.npy" --rank 3
   expect 1 "--rank 51, expected 1..min(403, 50)" rsvd "$tmp/w.npy" --rank 51
