@@ -3,7 +3,7 @@
  * A frozen layer needs no weight gradient, so its backward pass is dx = dy·w alone. Behind a
  * ReLU most of dy is zero for the whole batch (in the seed's LoRA fine-tune 83 % of
  * linear2's 2000 units are off for all 10 images), so the kernel lists the rows of w whose
- * dy is not zero and reads only those. The work is cut by columns of dx: each piece owns 64
+ * dy is not zero and reads only those. The work is cut by columns of dx: each piece owns 512
  * columns and sums every listed row into them, in walk order, with the sums in registers.
  * No piece shares an output with another, so there are no partial sums to add afterwards
  * (the fused kernel's row chunks wrote and re-read 640 KB of them a step), and every dx
@@ -23,10 +23,12 @@
 #define LR__X86 1
 #endif
 
-/* Columns of dx per piece (a multiple of 16). */
+/* Columns of dx per piece (a multiple of 32): two pieces for a 1000-wide layer. 64-column
+ * pieces measured the same with AVX-512 and 20 % slower with AVX2 (0.155-0.163 against
+ * 0.125-0.131 ms for linear2's dx, 2 threads). */
 #define LR__DXC 512
-/* Rows per group: a group's pieces of w (16 rows x 256 bytes) stay in L1 while the
- * piece's column blocks sweep them. */
+/* Rows per group: a group's pieces of w (16 rows x 2 KB) stay in L1 while the piece's
+ * column blocks sweep them. */
 #define LR__DXG 16
 /* Rows per window: the active rows of a window are listed on the stack. */
 #define LR__DXW 4096
@@ -153,7 +155,8 @@ LR__DXO_BLOCK(dxo_block16, PK16, 16, "avx2,fma,avx512f")
     case n: dxo_block16(a, g, gn, b0, j, zero, CB, n); break;
 
 /* Columns [j0, j1) (multiples of 8) over every row of the list, group by group: AVX-512 32
- * then 16 columns at a time, then 8 as AVX2 does; all give the same bits. */
+ * then 16 columns at a time, then 8 as AVX2 does; all give the same bits. (Two functions:
+ * GCC inlines an AVX-512 block only into an AVX-512 function.) */
 __attribute__((target("avx2,fma"))) static void dxo_cols_avx2(const dxo_job *a, size_t j0, size_t j1)
 {
     size_t tile = bt_tile6(a->batch);
@@ -183,7 +186,7 @@ __attribute__((target("avx2,fma,avx512f"))) static void dxo_cols_avx512(const dx
 }
 #endif
 
-/* Piece k: columns [64k, 64k + 64) of dx. */
+/* Piece k: columns [LR__DXC·k, LR__DXC·(k + 1)) of dx. */
 static void dxo_piece(void *ctx, size_t k)
 {
     const dxo_job *a = ctx;
@@ -409,10 +412,11 @@ static void pk_run(void *ctx, size_t k)
 #endif
 
 /* Lists the active columns of x lane by lane into p->cols and their values, transposed, into
- * p->xt; returns how many. An active column is one that is not zero in some batch row: a
- * column that is zero in every row adds exact zeros to every sum, which leaves it as it was
- * (the lane sums start at +0), for finite weights. */
-static size_t pk_list(pk_job *a)
+ * p->xt; returns how many, or SIZE_MAX as soon as there are more than `most`. An active
+ * column is one that is not zero in some batch row: a column that is zero in every row adds
+ * exact zeros to every sum, which leaves it as it was (the lane sums start at +0), for
+ * finite weights. */
+static size_t pk_list(pk_job *a, size_t most)
 {
     const lr__wpack *p = a->p;
     size_t nq = (p->in + LR__FJ - 1) / LR__FJ, n = 0;
@@ -426,6 +430,7 @@ static size_t pk_list(pk_job *a)
             a->lane[q][l] = n;
             for (size_t j = j0 + (size_t)l; j < jt; j += 8) {
                 if (!any[j - j0]) continue;
+                if (n == most) return SIZE_MAX;
                 p->cols[n] = (uint32_t)j;
                 for (size_t b = 0; b < a->batch; b++) p->xt[n * a->batch + b] = a->x[b * a->ldx + j];
                 n++;
@@ -442,12 +447,13 @@ bool lr__linear_forward_packed_mt(lr_mat y, lr_cmat x, const lr__wpack *p, const
     if (!p || !p->own || x.rows > p->max_batch || x.cols != p->in || y.cols != p->out || lr__isa() < LR_ISA_AVX2)
         return false;
     pk_job a = { .p = p, .y = y.data, .ldy = y.ld, .batch = x.rows, .x = x.data, .ldx = x.ld, .bias = b };
-    a.nact = pk_list(&a);
     /* AVX-512 does 16 outputs per FMA here against the row kernel's 8 inputs, and wins even
      * when every column is active (linear1 of the seed: 0.087 against 0.103 ms, 2 threads).
-     * AVX2's 8-lane tile issues a load per FMA and wins only on sparse input (linear2 in the
-     * fine-tune: 0.072 against 0.282 ms; linear1: 0.207 against 0.117 ms). */
-    if (lr__isa() < LR_ISA_AVX512 && a.nact > p->in / 2) return false;
+     * AVX2 wins only on sparse input (linear2 in the fine-tune: 0.059-0.061 against
+     * 0.221-0.232 ms; linear1, dense: 0.173-0.176 against 0.121-0.158 ms), so it stops
+     * listing past half the columns and leaves the layer to the row kernel. */
+    a.nact = pk_list(&a, lr__isa() >= LR_ISA_AVX512 ? SIZE_MAX : p->in / 2);
+    if (a.nact == SIZE_MAX) return false;
     lr__parallel_for(pool, (p->out + LR__PKO - 1) / LR__PKO, pk_run, &a);
     return true;
 #else
