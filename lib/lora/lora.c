@@ -18,6 +18,7 @@
 #include "lowrank/base/rng.h"
 #include "lowrank/linalg/svd.h"
 #include "base/internal.h"
+#include "nn/mlp_internal.h"
 #include "lora/lora_internal.h"
 #include "base/cpu_internal.h"
 
@@ -266,14 +267,6 @@ lr_status lr__lora_add_zero(lr_lora *lm, const char *name, const lr_lora_opts *c
     return s;
 }
 
-/* The module wrote base weights (PiSSA's residual, W0 put back, a merge or an unmerge):
- * freezing each layer again as it is drops the net's copies of frozen layers (mlp.h), which
- * the next training step remakes from the weights as they are now. */
-static void base_written(lr_mlp *net)
-{
-    for (size_t i = 0; i < net->n_layers; i++) lr_mlp_set_frozen(net, i, net->layer[i].frozen, NULL);
-}
-
 /* PiSSA (Meng et al. 2024) as PEFT's LoraLayer.pissa_init does it: S_r is divided by the
  * scale before the square root, so s·B·A = U_r S_r V_rᵀ exactly in real arithmetic and the
  * residual W₀ − s·B·A (computed from the rounded factors, as PEFT does) makes the initial
@@ -319,7 +312,7 @@ lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr
                     if (a->pissa_w0[j].data && a->pissa_w0[j].rows)
                         lr_mat_copy(net->layer[j].w, lr_cm(a->pissa_w0[j]), NULL);
                 adapter_free(a);
-                base_written(net);
+                lr__mlp_weights_written(net);
                 return s;
             }
         }
@@ -336,7 +329,7 @@ lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr
                 lr_mat_copy(net->layer[j].w, lr_cm(a->pissa_w0[j]), NULL);
         adapter_free(a);
     }
-    if (cfg->init == LR_LORA_INIT_PISSA) base_written(net);
+    if (cfg->init == LR_LORA_INIT_PISSA) lr__mlp_weights_written(net);
     return s;
 }
 
@@ -370,7 +363,7 @@ lr_status lr_lora_remove(lr_lora *lm, const char *name, lr_err *err)
             lr_mat_copy(lm->net->layer[i].w, lr_cm(a->pissa_w0[i]), NULL);
             wrote = true;
         }
-    if (wrote) base_written(lm->net);
+    if (wrote) lr__mlp_weights_written(lm->net);
     adapter_free(a);
     memmove(lm->ad + k, lm->ad + k + 1, (lm->n - k - 1) * sizeof *lm->ad);
     lm->n--;
@@ -460,7 +453,7 @@ lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
                                   lr_cm(a->w[i].a), false, 1.0f, err)))
             return s;
     }
-    base_written(net);
+    lr__mlp_weights_written(net);
     attach(lm, NULL, NULL);
     lm->merged = a;
     return LR_OK;
@@ -496,7 +489,7 @@ lr_status lr_lora_unmerge(lr_lora *lm, lr_lora_drift *drift, bool restore, lr_er
         lm->merged_layer[i] = false;
     }
     d.restored = restore;
-    base_written(net);
+    lr__mlp_weights_written(net);
     free_copies(lm);
     lm->merged = NULL;
     if (drift) *drift = d;

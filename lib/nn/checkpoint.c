@@ -22,6 +22,7 @@
 #include "lowrank/io/safetensors.h"
 #include "lowrank/linalg/blas.h"
 #include "base/internal.h"
+#include "nn/mlp_internal.h"
 
 #ifndef LOWRANK_VERSION
 #define LOWRANK_VERSION "unknown"
@@ -251,8 +252,7 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
     if (!s) s = check_meta_layers(net, st, err);
     if (!s) {
         memcpy(net->params, tmp, net->n_params * sizeof *tmp);
-        /* frozen layers as they are: the net remakes its copies of them (mlp.h) */
-        for (size_t l = 0; l < net->n_layers; l++) lr_mlp_set_frozen(net, l, net->layer[l].frozen, NULL);
+        lr__mlp_weights_written(net);
         read_info(st, info);
     }
     free(tmp);

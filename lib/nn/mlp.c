@@ -15,7 +15,6 @@
  *               d = relu'(act[l]) ⊙ dx.
  * Layers below the lowest trainable one are not visited at all.
  */
-#define _DEFAULT_SOURCE 1 /* madvise's MADV_HUGEPAGE (Linux) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,11 +27,9 @@
 #include "base/internal.h"
 #include "nn/linear_internal.h"
 #include "nn/loss_internal.h"
+#include "nn/mlp_internal.h"
 #include "nn/simd.h"
 #include "base/cpu_internal.h"
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 const size_t lr_mlp_default_sizes[4] = { 784, 1000, 2000, 10 };
 
@@ -137,9 +134,14 @@ void lr_mlp_init_params(lr_mlp *net, lr_rng *rng)
         float bound = (float)(1.0 / sqrt((double)ly->in));
         lr_rng_fill_uniform(rng, ly->w, -bound, bound);
         lr_rng_fill_uniform(rng, lr_mat_view(ly->b, 1, ly->out, ly->out), -bound, bound);
-        lr__wpack_free(&net->work->pack[l]); /* a frozen layer's copy is remade from these */
     }
+    lr__mlp_weights_written(net);
     lr_mlp_reset_optimizer(net);
+}
+
+void lr__mlp_weights_written(lr_mlp *net)
+{
+    for (size_t l = 0; net->work && l < net->n_layers; l++) lr__wpack_free(&net->work->pack[l]);
 }
 
 int lr_mlp_find_layer(const lr_mlp *net, const char *name)
