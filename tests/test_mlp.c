@@ -339,21 +339,28 @@ static void test_packed_gradients_and_apply(void **state)
     for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&a[l]);
 }
 
+/* A frozen net with rank-1 adapters on every layer (A from seed, B zero) and `threads`. */
+static void frozen_lora_net(lr_mlp *net, lr_lora_weights *lw, uint64_t seed, int threads)
+{
+    assert_int_equal(lr_mlp_init(net, (size_t[]){ 30, 40, 20, 10 }, 4, NULL), LR_OK);
+    assert_int_equal(lr_mlp_set_threads(net, threads, NULL), LR_OK);
+    lr_rng r;
+    lr_rng_seed(&r, seed);
+    lr_mlp_init_params(net, &r);
+    for (size_t l = 0; l < 3; l++) {
+        assert_int_equal(lr_lora_weights_init(&lw[l], 1, net->layer[l].in, net->layer[l].out, 1.0f, NULL), LR_OK);
+        lr_rng_fill_normal(&r, lw[l].a, 0, 1);
+        assert_int_equal(lr_mlp_set_lora(net, l, &lw[l], NULL), LR_OK);
+    }
+    lr_mlp_freeze_all(net, true);
+}
+
 static void test_lora_never_writes_frozen_base(void **state)
 {
     (void)state;
     lr_mlp net;
-    assert_int_equal(lr_mlp_init(&net, (size_t[]){ 30, 40, 20, 10 }, 4, NULL), LR_OK);
-    lr_rng r;
-    lr_rng_seed(&r, 8);
-    lr_mlp_init_params(&net, &r);
     lr_lora_weights lw[3];
-    for (size_t l = 0; l < 3; l++) {
-        assert_int_equal(lr_lora_weights_init(&lw[l], 1, net.layer[l].in, net.layer[l].out, 1.0f, NULL), LR_OK);
-        lr_rng_fill_normal(&r, lw[l].a, 0, 1);
-        assert_int_equal(lr_mlp_set_lora(&net, l, &lw[l], NULL), LR_OK);
-    }
-    lr_mlp_freeze_all(&net, true);
+    frozen_lora_net(&net, lw, 8, 1);
     float *before = malloc(net.n_params * sizeof *before);
     memcpy(before, net.params, net.n_params * sizeof *before);
     float x[10 * 30], loss;
@@ -389,22 +396,6 @@ static void test_lora_never_writes_frozen_base(void **state)
     for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]);
     free(before);
     lr_mlp_free(&net);
-}
-
-/* A frozen net with rank-1 adapters on every layer (A from seed, B zero) and `threads`. */
-static void frozen_lora_net(lr_mlp *net, lr_lora_weights *lw, uint64_t seed, int threads)
-{
-    assert_int_equal(lr_mlp_init(net, (size_t[]){ 30, 40, 20, 10 }, 4, NULL), LR_OK);
-    assert_int_equal(lr_mlp_set_threads(net, threads, NULL), LR_OK);
-    lr_rng r;
-    lr_rng_seed(&r, seed);
-    lr_mlp_init_params(net, &r);
-    for (size_t l = 0; l < 3; l++) {
-        assert_int_equal(lr_lora_weights_init(&lw[l], 1, net->layer[l].in, net->layer[l].out, 1.0f, NULL), LR_OK);
-        lr_rng_fill_normal(&r, lw[l].a, 0, 1);
-        assert_int_equal(lr_mlp_set_lora(net, l, &lw[l], NULL), LR_OK);
-    }
-    lr_mlp_freeze_all(net, true);
 }
 
 /* The three adapters' A and B from src into dst (same shapes). */
