@@ -2,6 +2,7 @@
 #define _XOPEN_SOURCE 700
 #include "lr_test.h"
 #include "lowrank/lora/lora.h"
+#include "lowrank/io/safetensors.h"
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
@@ -157,4 +158,27 @@ double *lr_test_to_double(const float *p, size_t n)
     assert_non_null(d);
     for (size_t i = 0; i < n; i++) d[i] = p[i];
     return d;
+}
+
+void **lr_test_st_fill(struct lr_safetensors *st, void *tv, size_t n)
+{
+    lr_st_tensor *t = tv;
+    void **bufs = calloc(n ? n : 1, sizeof *bufs);
+    assert_non_null(bufs);
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].data || !lr_safetensors_find(st, t[i].name)) continue;
+        size_t nb = 0;
+        lr_err e;
+        assert_int_equal(lr_st_tensor_nbytes(&t[i], &nb, &e), LR_OK);
+        bufs[i] = malloc(nb ? nb : 1);
+        if (lr_safetensors_get_bytes(st, bufs[i], t[i].name, 0, nb, &e)) fail_msg("%s", e.msg);
+        t[i].data = bufs[i];
+    }
+    return bufs;
+}
+
+void lr_test_st_free(void **bufs, size_t n)
+{
+    for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
+    free(bufs);
 }

@@ -61,4 +61,10 @@ double *lr_test_to_double(const float *p, size_t n);
 const char *lr_test_mnist_dir(void);
 
 #include <string.h>
+/* Reads the bytes of every t[i] whose data is NULL (tensors copied from an open file) from
+ * st, for rewriting them; returns the buffers to pass to lr_test_st_free. */
+struct lr_safetensors;
+void **lr_test_st_fill(struct lr_safetensors *st, void *t, size_t n);
+void lr_test_st_free(void **bufs, size_t n);
+
 #endif

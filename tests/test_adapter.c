@@ -92,9 +92,11 @@ static void write_tensors(const fixture *f, const char *drop, const lr_st_tensor
         t[n++] = *s;
     }
     if (extra) t[n++] = *extra;
-    /* the data point into st: write to a second file, then move it over */
+    void **bufs = lr_test_st_fill(st, t, n);
+    /* write to a second file, then move it over */
     char *q = ad_file(f, "new.safetensors");
     if (lr_safetensors_write(q, t, n, NULL, 0, &e)) fail_msg("%s", e.msg);
+    lr_test_st_free(bufs, n);
     lr_safetensors_free(st);
     assert_int_equal(rename(q, p), 0);
     free(p);
@@ -571,8 +573,10 @@ static void test_patterns(void **state)
         for (size_t i = 0; i < 6; i++) t[i] = *lr_safetensors_at(&st, i);
         for (size_t i = 0; i < 6; i++)
             if (strcmp(t[i].name, bad.name) == 0) t[i] = bad;
+        void **bufs = lr_test_st_fill(&st, t, 6);
         char *tmp = lr_test_path(f.dir, "t.safetensors");
         if (lr_safetensors_write(tmp, t, 6, NULL, 0, &e)) fail_msg("%s", e.msg);
+        lr_test_st_free(bufs, 6);
         lr_safetensors_free(&st);
         assert_int_equal(rename(tmp, wp), 0);
         e.msg[0] = '\0';

@@ -376,8 +376,10 @@ static void rewrite_tensors(const paths *p, const char *drop, const lr_st_tensor
         t[n++] = *s;
     }
     if (extra) t[n++] = *extra;
+    void **bufs = lr_test_st_fill(&st, t, n);
     char *q = lr_test_path(p->dir, "new.safetensors");
     if (lr_safetensors_write(q, t, n, NULL, 0, &e)) fail_msg("%s", e.msg);
+    lr_test_st_free(bufs, n);
     lr_safetensors_free(&st);
     assert_int_equal(rename(q, p->wts), 0);
     free(q);

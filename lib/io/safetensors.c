@@ -1,10 +1,14 @@
 /* safetensors.c — strict safetensors reader and crash-safe writer (see safetensors.h).
  *
- * Reading loads the whole file (a checkpoint of the default MLP is 11 MB) and validates the
- * header in the reference's order: length bounds, UTF-8, '{', JSON (jansson, duplicate keys
- * rejected), each entry's fields, then offsets sorted and checked to tile the data section
- * exactly, then the file length. Integers are assembled byte by byte, so the code reads the
- * same on little- and big-endian hosts.
+ * Reading parses the header only and keeps the file open: a tensor's bytes are read with
+ * pread(2) when asked for, in pieces of at most CHUNK bytes converted as they arrive, so a
+ * 16 GB checkpoint costs its header plus the tensor being read (pread rather than mmap:
+ * mapped pages count in the resident set until unmapped, and a read error would be a
+ * SIGBUS instead of a status). The header is validated in the reference's order: length
+ * bounds, UTF-8, JSON whitespace then '{', JSON (jansson, duplicate keys rejected), each
+ * entry's fields, then offsets sorted and checked to tile the data section exactly, then the
+ * file length. Integers are assembled byte by byte, so the code reads the same on little-
+ * and big-endian hosts.
  */
 #include "lowrank/io/safetensors.h"
 
@@ -30,7 +34,8 @@ static const struct { const char *name; unsigned bits; } dtypes[LR_ST_NDTYPES] =
     [LR_ST_F6_E2M3] = { "F6_E2M3", 6 }, [LR_ST_F6_E3M2] = { "F6_E3M2", 6 },
     [LR_ST_U8] = { "U8", 8 },           [LR_ST_I8] = { "I8", 8 },
     [LR_ST_F8_E5M2] = { "F8_E5M2", 8 }, [LR_ST_F8_E4M3] = { "F8_E4M3", 8 },
-    [LR_ST_F8_E8M0] = { "F8_E8M0", 8 }, [LR_ST_I16] = { "I16", 16 },
+    [LR_ST_F8_E8M0] = { "F8_E8M0", 8 }, [LR_ST_F8_E4M3FNUZ] = { "F8_E4M3FNUZ", 8 },
+    [LR_ST_F8_E5M2FNUZ] = { "F8_E5M2FNUZ", 8 }, [LR_ST_I16] = { "I16", 16 },
     [LR_ST_U16] = { "U16", 16 },        [LR_ST_F16] = { "F16", 16 },
     [LR_ST_BF16] = { "BF16", 16 },      [LR_ST_I32] = { "I32", 32 },
     [LR_ST_U32] = { "U32", 32 },        [LR_ST_F32] = { "F32", 32 },
@@ -240,7 +245,9 @@ lr_status lr_st_encode_f32(void *dst, lr_st_dtype dtype, const float *src, size_
     return LR_OK;
 }
 
-/* ---- the loaded file ---- */
+/* ---- the open file ---- */
+
+#define CHUNK ((size_t)1 << 18) /* bytes converted per read: 256 KiB stays in L2 */
 
 void lr_safetensors_free(lr_safetensors *st)
 {
@@ -250,13 +257,34 @@ void lr_safetensors_free(lr_safetensors *st)
         free((char *)st->meta[i].key);
         free((char *)st->meta[i].value);
     }
+    if (st->has_fd) close(st->fd);
     free(st->t);
+    free(st->begin);
     free(st->used);
     free(st->by_name);
     free(st->meta);
-    free(st->buf);
+    free(st->mem);
     free(st->path);
     memset(st, 0, sizeof *st);
+}
+
+/* dst <- n bytes at file offset off; LR_EIO naming the file and tensor on a short read. */
+static lr_status read_at(const lr_safetensors *st, void *dst, size_t off, size_t n, const char *name, lr_err *err)
+{
+    if (!st->has_fd) {
+        if (n) memcpy(dst, st->mem + off, n);
+        return LR_OK;
+    }
+    unsigned char *p = dst;
+    while (n) {
+        ssize_t got = pread(st->fd, p, n, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0)
+            return lr__fail(err, LR_EIO, "%s: %s: cannot read %zu bytes at offset %zu: %s", st->path, name, n, off,
+                            got < 0 ? strerror(errno) : "the file is shorter than when it was opened");
+        p += got, off += (size_t)got, n -= (size_t)got;
+    }
+    return LR_OK;
 }
 
 typedef struct { size_t begin, end, nbytes; } span;
@@ -371,26 +399,37 @@ static lr_status parse_entry(const char *file, const char *name, json_t *v, lr_s
     return nbytes_of(t->dtype, t->ndim, t->shape, &sp->nbytes, file, name, err);
 }
 
-/* *n <- the header length, after checking the 8-byte length, the UTF-8 and the '{'. */
-static lr_status check_header(const lr_safetensors *st, uint64_t *n, lr_err *err)
+/* *n <- the header length, read from the file's first 8 bytes and checked against the file. */
+static lr_status header_length(const lr_safetensors *st, uint64_t *n, lr_err *err)
 {
     const char *file = st->path;
+    unsigned char len8[8];
     if (st->size < 8)
         return lr__fail(err, LR_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header "
                         "length", file, st->size);
-    *n = le64(st->buf);
+    lr_status s = read_at(st, len8, 0, 8, "header length", err);
+    if (s) return s;
+    *n = le64(len8);
     if (*n > LR_ST_MAX_HEADER)
         return lr__fail(err, LR_EFORMAT, "%s: header length %llu exceeds the limit of %u bytes",
                         file, (unsigned long long)*n, LR_ST_MAX_HEADER);
     if (*n > st->size - 8)
         return lr__fail(err, LR_EFORMAT, "%s: header length %llu runs past the end of the file "
                         "(%zu bytes)", file, (unsigned long long)*n, st->size);
-    const unsigned char *h = (const unsigned char *)st->buf + 8;
-    size_t bad = utf8_check(h, (size_t)*n);
-    if (bad != *n)
+    return LR_OK;
+}
+
+/* The header h: (n) must be UTF-8 and, after JSON whitespace (safetensors #686), start
+ * with '{'. */
+static lr_status check_header(const lr_safetensors *st, const unsigned char *h, size_t n, lr_err *err)
+{
+    const char *file = st->path;
+    size_t bad = utf8_check(h, n), i = 0;
+    if (bad != n)
         return lr__fail(err, LR_EFORMAT, "%s: header is not valid UTF-8 (byte 0x%02x at header "
                         "offset %zu)", file, h[bad], bad);
-    if (*n == 0 || h[0] != '{') return lr__fail(err, LR_EFORMAT, "%s: header does not start with '{'", file);
+    while (i < n && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) i++;
+    if (i == n || h[i] != '{') return lr__fail(err, LR_EFORMAT, "%s: header does not start with '{'", file);
     return LR_OK;
 }
 
@@ -482,16 +521,21 @@ static lr_status check_tiling(const lr_safetensors *st, const span *sp, const si
     return LR_OK;
 }
 
-/* Puts the tensors in file order, points them into the buffer, and sorts by_name. */
+/* Puts the tensors in file order with their offsets, and sorts by_name. */
 static lr_status index_tensors(lr_safetensors *st, const span *sp, const size_t *order, size_t *tmp,
                                uint64_t n, lr_err *err)
 {
     lr_st_tensor *sorted = malloc((st->nt ? st->nt : 1) * sizeof *sorted);
-    if (!sorted) return lr__fail(err, LR_ENOMEM, "%s: out of memory", st->path);
-    const unsigned char *data = (const unsigned char *)st->buf + 8 + (size_t)n;
+    st->begin = malloc((st->nt ? st->nt : 1) * sizeof *st->begin);
+    if (!sorted || !st->begin) {
+        free(sorted);
+        return lr__fail(err, LR_ENOMEM, "%s: out of memory", st->path);
+    }
+    st->data_start = 8 + (size_t)n;
     for (size_t k = 0; k < st->nt; k++) {
         sorted[k] = st->t[order[k]];
-        sorted[k].data = data + sp[order[k]].begin;
+        sorted[k].data = NULL;
+        st->begin[k] = sp[order[k]].begin;
     }
     free(st->t);
     st->t = sorted;
@@ -505,10 +549,15 @@ static lr_status parse(lr_safetensors *st, lr_err *err)
 {
     const char *file = st->path;
     uint64_t n = 0;
-    lr_status s = check_header(st, &n, err);
+    lr_status s = header_length(st, &n, err);
     if (s) return s;
+    unsigned char *h = malloc(n ? (size_t)n : 1);
+    if (!h) return lr__fail(err, LR_ENOMEM, "%s: out of memory for a %llu-byte header", file, (unsigned long long)n);
+    if (!(s = read_at(st, h, 8, (size_t)n, "header", err))) s = check_header(st, h, (size_t)n, err);
     json_error_t je;
-    json_t *root = json_loadb((const char *)st->buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = s ? NULL : json_loadb((const char *)h, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+    free(h);
+    if (s) return s;
     if (!root)
         return lr__fail(err, LR_EFORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
                         file, je.text, je.line, je.column);
@@ -543,12 +592,12 @@ lr_status lr_safetensors_from_memory(lr_safetensors *st, const void *buf, size_t
     memset(st, 0, sizeof *st);
     if (!buf && n) return lr__fail(err, LR_EINVAL, "lr_safetensors_from_memory: buf is NULL");
     st->path = strdup(name ? name : "(memory)");
-    st->buf = malloc(n ? n : 1);
-    if (!st->path || !st->buf) {
+    st->mem = malloc(n ? n : 1);
+    if (!st->path || !st->mem) {
         lr_safetensors_free(st);
         return lr__fail(err, LR_ENOMEM, "out of memory");
     }
-    if (n) memcpy(st->buf, buf, n);
+    if (n) memcpy(st->mem, buf, n);
     st->size = n;
     lr_status s = parse(st, err);
     if (s) lr_safetensors_free(st);
@@ -562,7 +611,16 @@ lr_status lr_safetensors_open(lr_safetensors *st, const char *path, lr_err *err)
     if (!path || !*path) return lr__fail(err, LR_EINVAL, "safetensors: empty path");
     st->path = strdup(path);
     if (!st->path) return lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-    lr_status s = lr__read_regular(&st->buf, &st->size, path, "a safetensors file", SIZE_MAX, err);
+    FILE *f = NULL;
+    struct stat sb;
+    lr_status s = lr__open_regular(&f, &sb, path, "a safetensors file", err);
+    if (!s) {
+        st->fd = dup(fileno(f));
+        fclose(f);
+        if (st->fd < 0) s = lr__fail(err, LR_EIO, "cannot open %s: %s", path, strerror(errno));
+        st->has_fd = st->fd >= 0;
+        st->size = (size_t)sb.st_size;
+    }
     if (!s) s = parse(st, err);
     if (s) lr_safetensors_free(st);
     return s;
@@ -621,59 +679,114 @@ lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err 
     return LR_OK;
 }
 
-lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
-                                 const size_t *shape, lr_err *err)
+/* dst: (n) <- n little-endian elements of dtype d at p (F32, F16, BF16 or F64); the index
+ * of the first finite F64 value outside float's range, or n. */
+static size_t decode_f32(float *dst, const unsigned char *p, size_t n, lr_st_dtype d)
 {
-    if (!st || !name || (ndim && !shape))
-        return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: NULL argument");
-    ptrdiff_t idx = find_index(st, name);
-    if (idx < 0) return lr__fail(err, LR_EFORMAT, "%s: missing tensor %s", st->path, name);
-    const lr_st_tensor *t = &st->t[idx];
-    int same = t->ndim == ndim;
-    for (size_t i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
-    if (!same) {
-        char a[256], b[256];
-        return lr__fail(err, LR_EDIM, "%s: %s: expected shape %s, got %s", st->path, name,
-                        fmt_shape(a, sizeof a, ndim, shape), fmt_shape(b, sizeof b, t->ndim,
-                                                                          t->shape));
-    }
-    lr_st_dtype d = t->dtype;
-    if (d != LR_ST_F32 && d != LR_ST_F16 && d != LR_ST_BF16 && d != LR_ST_F64)
-        return lr__fail(err, LR_EFORMAT, "%s: %s: dtype %s, expected F32 (or F16, BF16, F64)",
-                        st->path, name, dtypes[d].name);
-    size_t n = 1;
-    for (size_t i = 0; i < ndim; i++) n *= shape[i]; /* validated at open: no overflow */
-    if (n && !dst) return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: dst is NULL");
-    const unsigned char *p = t->data;
-    if (d == LR_ST_F32) {
-        if (host_is_little()) {
-            if (n) memcpy(dst, p, n * 4);
-        } else {
-            for (size_t i = 0; i < n; i++, p += 4) {
-                uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                             (uint32_t)p[3] << 24;
-                memcpy(&dst[i], &u, 4);
-            }
+    if (d == LR_ST_F32 && host_is_little()) {
+        memcpy(dst, p, n * 4);
+    } else if (d == LR_ST_F32) {
+        for (size_t i = 0; i < n; i++, p += 4) {
+            uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            memcpy(&dst[i], &u, 4);
+        }
+    } else if (d == LR_ST_BF16) {
+        for (size_t i = 0; i < n; i++, p += 2) { /* a shift: the compiler vectorises it */
+            uint32_t u = (uint32_t)(p[0] | p[1] << 8) << 16;
+            memcpy(&dst[i], &u, 4);
         }
     } else if (d == LR_ST_F16) {
-        for (size_t i = 0; i < n; i++, p += 2)
-            dst[i] = lr_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-    } else if (d == LR_ST_BF16) {
-        for (size_t i = 0; i < n; i++, p += 2)
-            dst[i] = lr_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
+        for (size_t i = 0; i < n; i++, p += 2) dst[i] = lr_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
     } else {
         for (size_t i = 0; i < n; i++, p += 8) {
             uint64_t u = le64(p);
             double x;
             memcpy(&x, &u, 8);
-            float f = (float)x;
-            if (isfinite(x) && !isfinite(f))
-                return lr__fail(err, LR_ERANGE, "%s: %s: element %zu = %g is outside float32's "
-                                "range", st->path, name, i, x);
-            dst[i] = f;
+            dst[i] = (float)x;
+            if (isfinite(x) && !isfinite(dst[i])) return i;
         }
     }
-    st->used[idx] = 1;
+    return n;
+}
+
+/* *idx <- the tensor called name, checked to have shape (ndim, shape) and a float dtype. */
+static lr_status checked_float(lr_safetensors *st, ptrdiff_t *idx, const char *name, size_t ndim,
+                               const size_t *shape, lr_err *err)
+{
+    *idx = find_index(st, name);
+    if (*idx < 0) return lr__fail(err, LR_EFORMAT, "%s: missing tensor %s", st->path, name);
+    const lr_st_tensor *t = &st->t[*idx];
+    int same = t->ndim == ndim;
+    for (size_t i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) {
+        char a[256], b[256];
+        return lr__fail(err, LR_EDIM, "%s: %s: expected shape %s, got %s", st->path, name,
+                        fmt_shape(a, sizeof a, ndim, shape), fmt_shape(b, sizeof b, t->ndim, t->shape));
+    }
+    lr_st_dtype d = t->dtype;
+    if (d != LR_ST_F32 && d != LR_ST_F16 && d != LR_ST_BF16 && d != LR_ST_F64)
+        return lr__fail(err, LR_EFORMAT, "%s: %s: dtype %s, expected F32 (or F16, BF16, F64)", st->path, name,
+                        dtypes[d].name);
+    return LR_OK;
+}
+
+lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
+                                 const size_t *shape, lr_err *err)
+{
+    if (!st || !name || (ndim && !shape))
+        return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: NULL argument");
+    ptrdiff_t idx;
+    lr_status s = checked_float(st, &idx, name, ndim, shape, err);
+    if (s) return s;
+    const lr_st_tensor *t = &st->t[idx];
+    size_t n = 1, es = dtypes[t->dtype].bits / 8, pos = st->data_start + st->begin[idx];
+    for (size_t i = 0; i < ndim; i++) n *= shape[i]; /* validated at open: no overflow */
+    if (n && !dst) return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: dst is NULL");
+    if (t->dtype == LR_ST_F32 && host_is_little()) {
+        if (!(s = read_at(st, dst, pos, n * 4, name, err))) st->used[idx] = 1;
+        return s;
+    }
+    unsigned char *buf = malloc(n ? (n * es < CHUNK ? n * es : CHUNK) : 1);
+    if (!buf) return lr__fail(err, LR_ENOMEM, "%s: %s: out of memory", st->path, name);
+    for (size_t i = 0, step = CHUNK / es; !s && i < n; i += step) {
+        size_t k = n - i < step ? n - i : step;
+        if ((s = read_at(st, buf, pos + i * es, k * es, name, err))) break;
+        size_t bad = decode_f32(dst + i, buf, k, t->dtype);
+        if (bad < k) {
+            double x;
+            uint64_t u = le64(buf + bad * 8);
+            memcpy(&x, &u, 8);
+            s = lr__fail(err, LR_ERANGE, "%s: %s: element %zu = %g is outside float32's range", st->path, name,
+                         i + bad, x);
+        }
+    }
+    free(buf);
+    if (!s) st->used[idx] = 1;
+    return s;
+}
+
+lr_status lr_safetensors_get_bytes(lr_safetensors *st, void *dst, const char *name, size_t off, size_t n,
+                                   lr_err *err)
+{
+    if (!st || !name || (n && !dst)) return lr__fail(err, LR_EINVAL, "lr_safetensors_get_bytes: NULL argument");
+    ptrdiff_t idx = find_index(st, name);
+    if (idx < 0) return lr__fail(err, LR_EFORMAT, "%s: missing tensor %s", st->path, name);
+    const lr_st_tensor *t = &st->t[idx];
+    size_t nb = 0, u = swap_unit(t->dtype);
+    nbytes_of(t->dtype, t->ndim, t->shape, &nb, st->path, name, NULL); /* validated at open */
+    if (off > nb || n > nb - off || off % u || n % u)
+        return lr__fail(err, LR_EINVAL, "%s: %s: bytes [%zu, %zu) are not whole %zu-byte elements inside its %zu",
+                        st->path, name, off, off + n, u, nb);
+    lr_status s = read_at(st, dst, st->data_start + st->begin[idx] + off, n, name, err);
+    if (s) return s;
+    if (u > 1 && !host_is_little()) {
+        unsigned char *p = dst;
+        for (size_t i = 0; i < n; i += u)
+            for (size_t k = 0; k < u / 2; k++) {
+                unsigned char c = p[i + k];
+                p[i + k] = p[i + u - 1 - k], p[i + u - 1 - k] = c;
+            }
+    }
     return LR_OK;
 }
 

@@ -33,7 +33,8 @@ extern "C" {
 /* In the reference's order (increasing alignment); the writer sorts by it. */
 typedef enum {
     LR_ST_BOOL, LR_ST_F4, LR_ST_F6_E2M3, LR_ST_F6_E3M2, LR_ST_U8, LR_ST_I8,
-    LR_ST_F8_E5M2, LR_ST_F8_E4M3, LR_ST_F8_E8M0, LR_ST_I16, LR_ST_U16, LR_ST_F16, LR_ST_BF16,
+    LR_ST_F8_E5M2, LR_ST_F8_E4M3, LR_ST_F8_E8M0, LR_ST_F8_E4M3FNUZ, LR_ST_F8_E5M2FNUZ,
+    LR_ST_I16, LR_ST_U16, LR_ST_F16, LR_ST_BF16,
     LR_ST_I32, LR_ST_U32, LR_ST_F32, LR_ST_C64, LR_ST_F64, LR_ST_I64, LR_ST_U64,
     LR_ST_NDTYPES
 } lr_st_dtype;
@@ -50,8 +51,8 @@ LR_API lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name);
 
 /* One tensor. For writing, data is in host byte order (swapped to little-endian on
  * big-endian hosts) and may be NULL only when it has no bytes. In a file opened for reading,
- * data points at the tensor's little-endian bytes inside the loaded file: it is not aligned
- * in general, so read it with memcpy or lr_safetensors_get_f32. ndim 0 is a scalar. */
+ * data is NULL: the bytes stay on disk until lr_safetensors_get_f32 or
+ * lr_safetensors_get_bytes reads them. ndim 0 is a scalar. */
 typedef struct {
     const char *name;
     lr_st_dtype dtype;
@@ -72,22 +73,29 @@ LR_API lr_status lr_st_tensor_nbytes(const lr_st_tensor *t, size_t *nbytes, lr_e
 LR_API lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
                                       const lr_st_meta *m, size_t nm, lr_err *err);
 
-/* A loaded file: the whole file is read into memory. The caller owns the struct; its fields
- * belong to the library (read them through the functions below). */
+/* An open file: its header, parsed and validated; tensor data is read on demand, so memory
+ * is the header's, whatever the file's size. The caller owns the struct; its fields belong
+ * to the library (read them through the functions below). */
 typedef struct lr_safetensors {
     char *path;
-    unsigned char *buf;  /* the whole file */
-    size_t size;
+    int fd;              /* the open file, when has_fd                          */
+    int has_fd;
+    unsigned char *mem;  /* lr_safetensors_from_memory: a copy of the bytes      */
+    size_t size;         /* file length in bytes                                 */
+    size_t data_start;   /* 8 + header length: where the data section begins     */
     size_t nt;
-    lr_st_tensor *t;     /* (nt), file (offset) order */
+    lr_st_tensor *t;     /* (nt), file (offset) order; data is NULL               */
+    size_t *begin;       /* (nt) each tensor's offset in the data section         */
     unsigned char *used; /* (nt) */
     size_t *by_name;     /* (nt) indices into t sorted by name */
     size_t nm;
     lr_st_meta *meta;    /* (nm), sorted by key */
 } lr_safetensors;
 
-/* Reads and validates path into *st. On failure *st is empty (lr_safetensors_free on it is a
- * no-op). */
+/* Opens path and validates its header into *st; the file stays open until
+ * lr_safetensors_free (tensor data is read when asked for). On failure *st is empty
+ * (lr_safetensors_free on it is a no-op). Several threads may read tensors of one open file
+ * at once (pread); opening and freeing are not concurrent with reads. */
 LR_API lr_status lr_safetensors_open(lr_safetensors *st, const char *path, lr_err *err);
 /* The same from a buffer of n bytes (copied); `name` stands for the file in messages. */
 LR_API lr_status lr_safetensors_from_memory(lr_safetensors *st, const void *buf, size_t n,
@@ -111,9 +119,17 @@ LR_API const lr_st_meta *lr_safetensors_meta_at(const lr_safetensors *st, size_t
  * "m.st: missing tensor linear1.weight"), have exactly this shape (LR_EDIM "m.st:
  * linear1.weight: expected shape (1000, 784), got (784, 1000)") and be F32, F16, BF16 or F64
  * (LR_EFORMAT otherwise). F16 and BF16 widen exactly; F64 rounds to nearest and a finite
- * value outside float's range is LR_ERANGE. Marks the tensor used. */
+ * value outside float's range is LR_ERANGE ("m.st: w: element 0 = 1e+300 is outside
+ * float32's range"). A read error is LR_EIO naming the file and tensor. Marks the tensor
+ * used. */
 LR_API lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
                                         const size_t *shape, lr_err *err);
+/* dst <- n bytes of tensor `name` from byte `off` of its data, in host byte order (as
+ * lr_safetensors_write takes them). off and n must lie inside the tensor and be multiples of
+ * its dtype's swap unit (its element size, 4 for C64; any for sub-byte and 1-byte dtypes), so
+ * a large tensor can be copied in pieces. Does not mark it used (a copy is not a use). */
+LR_API lr_status lr_safetensors_get_bytes(lr_safetensors *st, void *dst, const char *name, size_t off, size_t n,
+                                          lr_err *err);
 /* Marks a tensor used (for tensors read through find/at); LR_EFORMAT if missing. */
 LR_API lr_status lr_safetensors_mark_used(lr_safetensors *st, const char *name, lr_err *err);
 /* Number of tensors not marked used; names[0..min(count,cap)) gets them in file order. */
