@@ -94,9 +94,19 @@ static int cookie_close(void *c)
     return rc;
 }
 
+/* Seeking (lr_st_writer puts each tensor at its own offset): not a disk step. */
+static int cookie_seek(void *c, off64_t *off, int whence)
+{
+    struct lr__atomic_io *io = c;
+    off64_t r = lseek64(io->fd, *off, whence);
+    if (r < 0) return -1;
+    *off = r;
+    return 0;
+}
+
 static FILE *stream_of(struct lr__atomic_io *io)
 {
-    cookie_io_functions_t fns = { .read = NULL, .write = cookie_write, .seek = NULL, .close = cookie_close };
+    cookie_io_functions_t fns = { .read = NULL, .write = cookie_write, .seek = cookie_seek, .close = cookie_close };
     return fopencookie(io, "wb", fns);
 }
 #else

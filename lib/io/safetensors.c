@@ -872,8 +872,8 @@ static int write_le(FILE *f, const unsigned char *p, size_t n, lr_st_dtype d)
 
 /* nbytes[i] <- tensor i's data size; order <- the file order (dtype, then name), after
  * checking names (UTF-8, unique, not __metadata__) and data. */
-static lr_status check_tensors_w(const char *path, const lr_st_tensor *t, size_t nt, size_t *nbytes,
-                                 size_t *order, size_t *tmp, lr_err *err)
+static lr_status check_tensors_w(const char *path, const lr_st_tensor *t, size_t nt, bool need_data,
+                                 size_t *nbytes, size_t *order, size_t *tmp, lr_err *err)
 {
     lr_status s;
     for (size_t i = 0; i < nt; i++) {
@@ -883,7 +883,7 @@ static lr_status check_tensors_w(const char *path, const lr_st_tensor *t, size_t
         if (!strcmp(t[i].name, "__metadata__"))
             return lr__fail(err, LR_EINVAL, "%s: a tensor cannot be called __metadata__", path);
         if ((s = nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nbytes[i], path, t[i].name, err))) return s;
-        if (nbytes[i] && !t[i].data) return lr__fail(err, LR_EINVAL, "%s: tensor %s has no data", path, t[i].name);
+        if (need_data && nbytes[i] && !t[i].data) return lr__fail(err, LR_EINVAL, "%s: tensor %s has no data", path, t[i].name);
         order[i] = i;
     }
     wctx c = { t };
@@ -956,58 +956,147 @@ static char *header_text(const lr_st_tensor *t, size_t nt, const size_t *order, 
     return text;
 }
 
-/* Writes the file through an atomic temp file: 8-byte length, header padded with spaces to
- * a multiple of 8, then the tensors' bytes (little-endian) in file order. */
-static lr_status write_file(const char *path, const char *text, const lr_st_tensor *t, size_t nt,
-                            const size_t *order, const size_t *nbytes, lr_err *err)
+void lr_st_writer_free(lr_st_writer *w)
+{
+    if (!w) return;
+    lr_atomic_abort(&w->af);
+    for (size_t i = 0; w->name && i < w->nt; i++) free(w->name[i]);
+    free(w->name), free(w->pos), free(w->nbytes), free(w->done), free(w->dtype), free(w->path);
+    memset(w, 0, sizeof *w);
+}
+
+/* The writer's arrays, with each tensor's place in the file, names sorted for lookup. */
+static lr_status writer_arrays(lr_st_writer *w, const lr_st_tensor *t, size_t nt, const size_t *order,
+                               const size_t *nbytes, size_t data_start, lr_err *err)
+{
+    size_t c = nt ? nt : 1;
+    w->name = calloc(c, sizeof *w->name);
+    w->pos = malloc(c * sizeof *w->pos), w->nbytes = malloc(c * sizeof *w->nbytes);
+    w->done = calloc(c, sizeof *w->done), w->dtype = malloc(c * sizeof *w->dtype);
+    if (!w->name || !w->pos || !w->nbytes || !w->done || !w->dtype)
+        return lr__fail(err, LR_ENOMEM, "%s: out of memory", w->path);
+    w->nt = nt;
+    size_t pos = data_start;
+    for (size_t k = 0; k < nt; k++) { /* file order is dtype then name; stored by name */
+        const lr_st_tensor *x = &t[order[k]];
+        size_t j = k;
+        while (j > 0 && strcmp(w->name[j - 1], x->name) > 0) { /* insertion: n is small */
+            w->name[j] = w->name[j - 1], w->pos[j] = w->pos[j - 1], w->nbytes[j] = w->nbytes[j - 1];
+            w->dtype[j] = w->dtype[j - 1];
+            j--;
+        }
+        if (!(w->name[j] = strdup(x->name))) return lr__fail(err, LR_ENOMEM, "%s: out of memory", w->path);
+        w->pos[j] = pos, w->nbytes[j] = nbytes[order[k]], w->dtype[j] = x->dtype;
+        pos += nbytes[order[k]];
+    }
+    return LR_OK;
+}
+
+/* Opens the temp file and writes the 8-byte length and the header padded with spaces to a
+ * multiple of 8 (so the data is 8-byte aligned); *data_start <- where the data begins. */
+static lr_status writer_open(lr_st_writer *w, const char *text, size_t *data_start, lr_err *err)
 {
     size_t hlen = strlen(text), pad = (8 - hlen % 8) % 8;
     if (hlen + pad > LR_ST_MAX_HEADER)
-        return lr__fail(err, LR_ERANGE, "%s: header would be %zu bytes, over the %u-byte limit", path,
+        return lr__fail(err, LR_ERANGE, "%s: header would be %zu bytes, over the %u-byte limit", w->path,
                         hlen + pad, LR_ST_MAX_HEADER);
-    lr_atomic_file af = { 0 };
-    lr_status s = lr_atomic_open(&af, path, err);
+    lr_status s = lr_atomic_open(&w->af, w->path, err);
     if (s) return s;
     unsigned char len8[8];
     uint64_t hl = hlen + pad;
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hl >> (8 * i));
-    int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(text, 1, hlen, af.f) == hlen;
-    for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', af.f) != EOF;
-    for (size_t k = 0; ok && k < nt; k++) ok = write_le(af.f, t[order[k]].data, nbytes[order[k]], t[order[k]].dtype);
-    if (!ok) {
-        int e = errno;
-        s = lr__fail(err, LR_EIO, "cannot write %s: %s (old file left unchanged)", path, strerror(e));
-    } else {
-        s = lr_atomic_commit(&af, err);
-    }
-    lr_atomic_abort(&af); /* removes the temp file unless committed */
+    int ok = fwrite(len8, 1, 8, w->af.f) == 8 && fwrite(text, 1, hlen, w->af.f) == hlen;
+    for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', w->af.f) != EOF;
+    *data_start = 8 + hlen + pad;
+    if (!ok) return lr__fail(err, LR_EIO, "cannot write %s: %s (old file left unchanged)", w->path, strerror(errno));
+    return LR_OK;
+}
+
+lr_status lr_st_writer_init(lr_st_writer *w, const char *path, const lr_st_tensor *t, size_t nt,
+                            const lr_st_meta *m, size_t nm, lr_err *err)
+{
+    if (!w) return lr__fail(err, LR_EINVAL, "lr_st_writer_init: w is NULL");
+    memset(w, 0, sizeof *w);
+    if (!path || !*path) return lr__fail(err, LR_EINVAL, "safetensors: empty path");
+    if ((nt && !t) || (nm && !m)) return lr__fail(err, LR_EINVAL, "%s: NULL tensor or metadata array", path);
+    size_t *order = malloc((nt ? nt : 1) * sizeof *order), *tmp = malloc(((nt > nm ? nt : nm) + 1) * sizeof *tmp);
+    size_t *morder = malloc((nm ? nm : 1) * sizeof *morder), *nbytes = malloc((nt ? nt : 1) * sizeof *nbytes);
+    char *text = NULL;
+    size_t data_start = 0;
+    lr_status s = LR_OK;
+    if (!(w->path = strdup(path)) || !order || !tmp || !morder || !nbytes)
+        s = lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
+    if (!s) s = check_tensors_w(path, t, nt, false, nbytes, order, tmp, err);
+    if (!s) s = check_meta_w(path, m, nm, morder, tmp, err);
+    if (!s && !(text = header_text(t, nt, order, nbytes, m, nm, morder)))
+        s = lr__fail(err, LR_ENOMEM, "%s: out of memory building the header", path);
+    if (!s) s = writer_open(w, text, &data_start, err);
+    if (!s) s = writer_arrays(w, t, nt, order, nbytes, data_start, err);
+    free(text), free(order), free(tmp), free(morder), free(nbytes);
+    if (s) lr_st_writer_free(w);
     return s;
+}
+
+static ptrdiff_t writer_find(const lr_st_writer *w, const char *name)
+{
+    size_t lo = 0, hi = w->nt;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(w->name[mid], name);
+        if (c == 0) return (ptrdiff_t)mid;
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return -1;
+}
+
+lr_status lr_st_writer_put(lr_st_writer *w, const char *name, const void *data, size_t n, lr_err *err)
+{
+    if (!w || !w->af.f || !name || (n && !data))
+        return lr__fail(err, LR_EINVAL, "lr_st_writer_put: writer not open, or a NULL argument");
+    ptrdiff_t i = writer_find(w, name);
+    if (i < 0) return lr__fail(err, LR_EINVAL, "%s: tensor %s is not in the header", w->path, name);
+    if (n > w->nbytes[i] - w->done[i])
+        return lr__fail(err, LR_EINVAL, "%s: tensor %s: %zu more bytes after %zu would exceed its %zu", w->path,
+                        name, n, w->done[i], w->nbytes[i]);
+    size_t u = swap_unit(w->dtype[i]);
+    if (n % u) return lr__fail(err, LR_EINVAL, "%s: tensor %s: %zu bytes are not whole %zu-byte elements",
+                               w->path, name, n, u);
+    if (fseeko(w->af.f, (off_t)(w->pos[i] + w->done[i]), SEEK_SET) != 0 || !write_le(w->af.f, data, n, w->dtype[i])) {
+        w->failed = 1;
+        return lr__fail(err, LR_EIO, "cannot write %s: %s (old file left unchanged)", w->path, strerror(errno));
+    }
+    w->done[i] += n;
+    return LR_OK;
+}
+
+lr_status lr_st_writer_commit(lr_st_writer *w, lr_err *err)
+{
+    if (!w || !w->af.f) return lr__fail(err, LR_EINVAL, "lr_st_writer_commit: writer not open");
+    if (w->failed) return lr__fail(err, LR_EIO, "%s: an earlier write failed (old file left unchanged)", w->path);
+    for (size_t i = 0; i < w->nt; i++)
+        if (w->done[i] != w->nbytes[i])
+            return lr__fail(err, LR_EINVAL, "%s: tensor %s has %zu of its %zu bytes", w->path, w->name[i],
+                            w->done[i], w->nbytes[i]);
+    return lr_atomic_commit(&w->af, err);
 }
 
 lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
                                const lr_st_meta *m, size_t nm, lr_err *err)
 {
-    if (!path || !*path) return lr__fail(err, LR_EINVAL, "safetensors: empty path");
-    if ((nt && !t) || (nm && !m))
-        return lr__fail(err, LR_EINVAL, "%s: NULL tensor or metadata array", path);
-    lr_status s;
-    size_t *order = malloc((nt ? nt : 1) * sizeof *order);
-    size_t *tmp = malloc(((nt > nm ? nt : nm) + 1) * sizeof *tmp);
-    size_t *morder = malloc((nm ? nm : 1) * sizeof *morder);
-    size_t *nbytes = malloc((nt ? nt : 1) * sizeof *nbytes);
-    char *text = NULL;
-    if (!order || !tmp || !morder || !nbytes)
-        s = lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-    else if (!(s = check_tensors_w(path, t, nt, nbytes, order, tmp, err)) &&
-             !(s = check_meta_w(path, m, nm, morder, tmp, err))) {
-        text = header_text(t, nt, order, nbytes, m, nm, morder);
-        s = text ? write_file(path, text, t, nt, order, nbytes, err)
-                 : lr__fail(err, LR_ENOMEM, "%s: out of memory building the header", path);
+    for (size_t i = 0; t && i < nt; i++) {
+        size_t nb = 0;
+        if (t[i].name && !nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nb, path ? path : "", t[i].name, NULL) &&
+            nb && !t[i].data)
+            return lr__fail(err, LR_EINVAL, "%s: tensor %s has no data", path ? path : "(null)", t[i].name);
     }
-    free(text);
-    free(order);
-    free(tmp);
-    free(morder);
-    free(nbytes);
+    lr_st_writer w;
+    lr_status s = lr_st_writer_init(&w, path, t, nt, m, nm, err);
+    for (size_t i = 0; !s && i < nt; i++) {
+        size_t nb = 0;
+        nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nb, path, t[i].name, NULL);
+        s = lr_st_writer_put(&w, t[i].name, t[i].data, nb, err);
+    }
+    if (!s) s = lr_st_writer_commit(&w, err);
+    lr_st_writer_free(&w);
     return s;
 }

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/base/status.h"
+#include "lowrank/io/atomicfile.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,6 +73,32 @@ LR_API lr_status lr_st_tensor_nbytes(const lr_st_tensor *t, size_t *nbytes, lr_e
  * "__metadata__"; metadata keys unique. */
 LR_API lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
                                       const lr_st_meta *m, size_t nm, lr_err *err);
+
+/* A file written a piece at a time, for outputs larger than memory. lr_st_writer_init fixes
+ * the header from t[0..nt) (names, dtypes and shapes; data is ignored) and m[0..nm), with the
+ * checks and the bytes of lr_safetensors_write, and opens a temp file beside path.
+ * lr_st_writer_put appends n bytes (host order) to tensor `name`: the pieces of one tensor
+ * come in order, the tensors in any order. lr_st_writer_commit checks that every tensor is
+ * complete ("out.st: tensor w has 12 of its 48 bytes"), then flushes, fsyncs and renames the
+ * file into place; lr_st_writer_free discards a file not committed, leaving the old one. A
+ * failed put or commit leaves the writer to be freed. The fields belong to the library. */
+typedef struct lr_st_writer {
+    lr_atomic_file af;
+    char *path;
+    size_t nt;
+    char **name;       /* (nt) copies, sorted                          */
+    size_t *pos;       /* (nt) where each tensor's bytes begin in the file */
+    size_t *nbytes;    /* (nt) */
+    size_t *done;      /* (nt) bytes put so far                        */
+    lr_st_dtype *dtype; /* (nt) */
+    int failed;
+} lr_st_writer;
+
+LR_API lr_status lr_st_writer_init(lr_st_writer *w, const char *path, const lr_st_tensor *t, size_t nt,
+                                   const lr_st_meta *m, size_t nm, lr_err *err);
+LR_API lr_status lr_st_writer_put(lr_st_writer *w, const char *name, const void *data, size_t n, lr_err *err);
+LR_API lr_status lr_st_writer_commit(lr_st_writer *w, lr_err *err);
+LR_API void lr_st_writer_free(lr_st_writer *w);
 
 /* An open file: its header, parsed and validated; tensor data is read on demand, so memory
  * is the header's, whatever the file's size. The caller owns the struct; its fields belong
