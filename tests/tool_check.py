@@ -420,13 +420,17 @@ def check_compressed(tag, model, out, tensors, vals, js, ranks):
               (tag, name, st.t[bn][1], st.t[an][1], m, r, r, n))
         b, a = st.get(bn), st.get(an)
         ba = b @ a
-        rel_close(ba, best_rank(w, r), FACTOR_TOL[dt], "%s: %s B@A vs the rank-%d SVD" % (tag, name, r), ref=w)
+        # the default (checked block Krylov) promises an error within 1.001x the optimum, not the
+        # SVD's own factors (not unique where singular values are close)
+        opt, got = np.linalg.norm(w - best_rank(w, r)), np.linalg.norm(w - ba)
+        check(got <= 1.001 * opt + FACTOR_TOL[dt] * np.linalg.norm(w),
+              "%s: %s ||W - B@A|| = %.6g, the rank-%d optimum %.6g" % (tag, name, got, r, opt))
         row = rows.get(name, {})
         meas = np.linalg.norm(w - ba) / np.linalg.norm(w)
         close(row.get("measured_rel_error", -1), meas, 1e-4, "%s: %s measured_rel_error" % (tag, name))
         s = svd(w)[1]
         pred = np.sqrt(np.sum(s[r:] ** 2) / np.sum(s ** 2))
-        close(row.get("predicted_rel_error", -1), pred, 1e-4, "%s: %s predicted_rel_error" % (tag, name))
+        close(row.get("predicted_rel_error", -1), pred, max(1e-4, 1.5e-3 * pred), "%s: %s predicted_rel_error" % (tag, name))
         check(row.get("rank") == r and row.get("params_after") == r * (m + n) and not row.get("dense"),
               "%s: %s row %s, want rank %d" % (tag, name, row, r))
         # the rank B has is the one the file says (B = U S: its columns are orthogonal)

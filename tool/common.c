@@ -1,7 +1,10 @@
 /* common.c — what every `lowrank` subcommand shares (tool.h). */
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "tool.h"
 
 const char tool_common_help[] =
@@ -13,6 +16,8 @@ const char tool_common_help[] =
 "                     randomized above), exact (LAPACK sgesdd), randomized (block Krylov)\n"
 "  --svd-rank K       values the randomized method computes (default 256)\n"
 "  --seed N           seed of the randomized method (default 0)\n"
+"  --threads N        threads for the SVDs and products (OpenBLAS; default: all cores)\n"
+"  --progress         a line per tensor on stderr (shown anyway when stderr is a terminal)\n"
 "  --json             one JSON object on stdout instead of the table\n"
 "  --help             this text\n";
 
@@ -83,13 +88,19 @@ static bool named(const char *only, const char *name)
     return false;
 }
 
-int tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t **out, size_t *count)
+int tool_open(const char *sub, lr_model *m, const char *path)
 {
-    size_t n = lr_safetensors_count(st), c = 0;
+    lr_err e = { 0 };
+    return lr_model_open(m, path, &e) ? tool_fail(sub, &e) : 0;
+}
+
+int tool_candidates(tool_opts *o, const char *sub, lr_model *m, size_t **out, size_t *count)
+{
+    size_t n = lr_model_count(m), c = 0;
     size_t *idx = malloc((n ? n : 1) * sizeof *idx);
     if (!idx) return tool_failf(sub, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        const lr_st_tensor *t = lr_safetensors_at(st, i);
+        const lr_st_tensor *t = lr_model_at(m, i);
         const char *why;
         if (!tool_selected(o, t->name)) continue;
         if (tool_is_matrix(t, &why)) {
@@ -101,7 +112,7 @@ int tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t **
         if (named(o->only_text, t->name)) { /* asked for by name: an error, not a note */
             free(idx);
             return tool_failf(sub, "%s: %s, selected by --only, is not a 2-D floating tensor: %s",
-                              lr_safetensors_path(st), t->name, msg + strlen("passed over: "));
+                              lr_model_file_of(m, t->name), t->name, msg + strlen("passed over: "));
         }
         tool_note(o, sub, t->name, msg);
     }
@@ -109,12 +120,160 @@ int tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t **
     return 0;
 }
 
-lr_status tool_load(lr_mat *w, lr_safetensors *st, const lr_st_tensor *t, lr_err *err)
+lr_status tool_load(lr_mat *w, lr_model *m, const lr_st_tensor *t, lr_err *err)
 {
+    char where[1200];
+    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(m, t->name), t->name);
     lr_status s = lr_mat_init(w, t->shape[0], t->shape[1], err);
-    if (!s) s = lr_safetensors_get_f32(st, w->data, t->name, 2, t->shape, err);
+    if (!s) s = lr_model_get_f32(m, w->data, t->name, 2, t->shape, err);
+    if (!s) s = lr_mat_check_finite(lr_cm(*w), where, err);
     if (s) lr_mat_free(w);
     return s;
+}
+
+#define PIECE ((size_t)64 << 20)
+
+lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name, lr_err *err)
+{
+    size_t nb = 0;
+    lr_status s = lr_st_tensor_nbytes(lr_model_find(a, name), &nb, err);
+    unsigned char *p = malloc(nb < PIECE ? (nb ? nb : 1) : PIECE), *q = malloc(nb < PIECE ? (nb ? nb : 1) : PIECE);
+    if (!s && (!p || !q)) s = LR_ENOMEM, snprintf(err->msg, sizeof err->msg, "out of memory");
+    *same = true;
+    for (size_t off = 0; !s && *same && off < nb; off += PIECE) {
+        size_t k = nb - off < PIECE ? nb - off : PIECE;
+        if (!(s = lr_model_get_bytes(a, p, name, off, k, err)) && !(s = lr_model_get_bytes(b, q, name, off, k, err)))
+            *same = !memcmp(p, q, k);
+    }
+    free(p), free(q);
+    return s;
+}
+
+lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor *t, lr_err *err)
+{
+    size_t nb = 0;
+    lr_status s = lr_st_tensor_nbytes(t, &nb, err);
+    unsigned char *p = s ? NULL : malloc(nb < PIECE ? (nb ? nb : 1) : PIECE);
+    if (!s && !p) s = LR_ENOMEM, snprintf(err->msg, sizeof err->msg, "out of memory");
+    for (size_t off = 0; !s && off < nb; off += PIECE) {
+        size_t k = nb - off < PIECE ? nb - off : PIECE;
+        if (!(s = lr_model_get_bytes(src, p, t->name, off, k, err))) s = lr_model_writer_put(w, t->name, p, k, err);
+    }
+    if (!s && nb == 0) s = lr_model_writer_put(w, t->name, NULL, 0, err);
+    free(p);
+    return s;
+}
+
+#define CHECK_RATIO 1.001 /* accept the Krylov factors within this of the optimal error */
+
+/* vec <- the top r triplets of d by block Krylov (block r, depth 4), kept when its own
+ * figures say the error is within CHECK_RATIO of the optimum: proven (err² / Σ_{r<i<=L} σ̃²)
+ * or estimated (err² / (err² − the last block's gain)); else the exact SVD. */
+lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, size_t r, uint64_t seed, lr_err *e)
+{
+    lr_rsvd_opts ro = lr_rsvd_opts_default();
+    ro.block = r, ro.krylov_depth = 4;
+    lr_rsvd_bound bd;
+    lr_rng rng;
+    lr_rng_seed(&rng, seed);
+    lr_status s = lr_usv_init(vec, d.rows, d.cols, r, e);
+    if (!s) s = lr_rsvd_bounded(vec->s, vec->u, vec->vt, &bd, d, r, &ro, &rng, e);
+    if (s) return s;
+    double c2 = CHECK_RATIO * CHECK_RATIO, proven = bd.opt2_lb > 0 ? bd.err2 / bd.opt2_lb : INFINITY;
+    double est = bd.err2 > bd.gain ? bd.err2 / (bd.err2 - bd.gain) : INFINITY;
+    /* below float's resolution of the energy the difference is rounding: the Ritz tail then */
+    ly->energy = bd.energy, ly->svd = "krylov";
+    ly->tail = bd.err2 > 1e-5 * bd.energy ? bd.err2 : fmax(bd.opt2_lb, 0);
+    ly->bound = sqrt(fmin(proven, est));
+    if (proven <= c2 || est <= c2 || bd.err2 == 0) return LR_OK;
+    lr_usv_free(vec);
+    lr_usv full = { 0 };
+    if ((s = lr_usv_from_svd(&full, d, e))) return s;
+    s = lr_usv_init(vec, d.rows, d.cols, r, e);
+    for (size_t i = 0; !s && i < r; i++) vec->s[i] = full.s[i];
+    if (!s) s = lr_mat_copy(vec->u, lr_cmat_view(full.u.data, d.rows, r, full.u.ld), e);
+    if (!s) s = lr_mat_copy(vec->vt, lr_cmat_view(full.vt.data, r, d.cols, full.vt.ld), e);
+    double top = 0;
+    for (size_t i = 0; i < r; i++) top += (double)full.s[i] * full.s[i];
+    ly->tail = bd.energy > top ? bd.energy - top : 0, ly->svd = "exact", ly->bound = 1;
+    lr_usv_free(&full);
+    return s;
+}
+
+void tool_threads(size_t n)
+{
+    if (n) lr_blas_set_threads((int)n);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void tool_progress_init(tool_progress *p, bool asked, size_t n, double total_bytes)
+{
+    *p = (tool_progress){ .tty = isatty(STDERR_FILENO) != 0, .n = n, .t0 = now_s(), .total = total_bytes };
+    p->on = asked || p->tty;
+}
+
+void tool_progress_step(tool_progress *p, size_t k, const char *name, double bytes)
+{
+    if (!p->on) return;
+    p->done += bytes;
+    double dt = now_s() - p->t0, rate = dt > 0 ? p->done / dt : 0;
+    double left = rate > 0 ? (p->total - p->done) / rate : 0;
+    fprintf(stderr, "%s[%zu/%zu] %-48.48s %8.1f MB/s  %4.0f s left%s", p->tty ? "\r" : "", k, p->n, name, rate / 1e6,
+            left > 0 ? left : 0, p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+void tool_progress_end(tool_progress *p)
+{
+    if (p->on && p->tty) fputc('\n', stderr);
+}
+
+double tool_bytes_of(const lr_model *m, const size_t *idx, size_t n)
+{
+    double t = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t nb = 0;
+        lr_st_tensor_nbytes(lr_model_at(m, idx[i]), &nb, NULL);
+        t += (double)nb;
+    }
+    return t;
+}
+
+lr_model_entry tool_entry(const lr_model *m, const lr_st_tensor *src, lr_st_tensor t, size_t max_shard)
+{
+    lr_model_entry e = { t, NULL };
+    if (!max_shard && lr_model_index_path(m)) {
+        for (size_t i = 0; i < lr_model_count(m); i++)
+            if (lr_model_at(m, i) == src) e.shard = lr_model_shard_name(m, lr_model_shard_of(m, i));
+    }
+    return e;
+}
+
+int tool_writer_init(const char *sub, lr_model_writer *w, const char *out, const lr_model *m, const lr_model_entry *e,
+                     size_t n, const char *record, size_t max_shard)
+{
+    const lr_safetensors *src = lr_model_shard_at(m, 0);
+    size_t nm = lr_safetensors_meta_count(src), k = 0;
+    lr_st_meta *meta = calloc(nm + 1, sizeof *meta);
+    if (!meta || !record) {
+        free(meta);
+        return tool_failf(sub, "out of memory");
+    }
+    for (size_t i = 0; i < nm; i++)
+        if (strcmp(lr_safetensors_meta_at(src, i)->key, "lowrank")) meta[k++] = *lr_safetensors_meta_at(src, i);
+    meta[k++] = (lr_st_meta){ "lowrank", record };
+    lr_model_write_opts o = lr_model_write_opts_default();
+    o.max_shard_bytes = max_shard;
+    lr_err err = { 0 };
+    int rc = lr_model_writer_init(w, out, e, n, meta, k, m->index_meta, &o, &err) ? tool_fail(sub, &err) : 0;
+    free(meta);
+    return rc;
 }
 
 void tool_round(float *x, size_t n, lr_st_dtype dtype)
@@ -151,24 +310,6 @@ int tool_json_print(json_t *o)
         return LR_CLI_RUNTIME;
     }
     return LR_CLI_OK;
-}
-
-int tool_write_st(const char *sub, const char *out, const lr_safetensors *src, const lr_st_tensor *t, size_t nt,
-                  const char *record)
-{
-    size_t nm = lr_safetensors_meta_count(src), k = 0;
-    lr_st_meta *meta = calloc(nm + 1, sizeof *meta);
-    if (!meta || !record) {
-        free(meta);
-        return tool_failf(sub, "out of memory");
-    }
-    for (size_t i = 0; i < nm; i++)
-        if (strcmp(lr_safetensors_meta_at(src, i)->key, "lowrank")) meta[k++] = *lr_safetensors_meta_at(src, i);
-    meta[k++] = (lr_st_meta){ "lowrank", record };
-    lr_err e = { 0 };
-    int rc = lr_safetensors_write(out, t, nt, meta, k, &e) ? tool_fail(sub, &e) : 0;
-    free(meta);
-    return rc;
 }
 
 int tool_parsed(const char *sub, int rc, const char *msg, const char *help, bool shared)

@@ -7,6 +7,7 @@
 #include "tool.h"
 
 #define SUB "compress"
+#define F16_MAX 65504.0 /* the largest finite F16 */
 
 static const char help[] =
 "usage: " PROG " compress MODEL.safetensors (--rank R | --energy E | --error X | --budget F)\n"
@@ -34,11 +35,10 @@ static const char help[] =
 
 typedef struct {
     const lr_st_tensor *t;
-    lr_spectrum sp;
-    lr_usv vec;
+    lr_spectrum sp;      /* pass 1 (not for --rank): the values the plan needs      */
     lr_plan_layer plan;
+    const char *svd;     /* how the factors were found: krylov, exact, randomized   */
     double fro;          /* measured ‖W − B·A‖_F with the stored (rounded) factors */
-    void *buf[2];        /* B, A encoded in the tensor's dtype */
     bool balanced;       /* B = U_r·√S_r, A = √S_r·V_rᵀ: U_r·S_r would overflow the dtype */
     char *name[2];       /* P.B.weight, P.A.weight */
 } item;
@@ -53,92 +53,148 @@ static char *factor_name(const char *t, char which)
     return s;
 }
 
-static int analyse(item *it, lr_safetensors *st, const lr_spectrum_opts *so)
+/* Pass 1: the tensor's singular values (no vectors), for the plan. */
+static int analyse(item *it, lr_model *md, const lr_spectrum_opts *so)
 {
     lr_err e = { 0 };
     lr_mat w;
-    lr_status s = tool_load(&w, st, it->t, &e);
-    if (!s) s = lr_spectrum_init(&it->sp, &it->vec, lr_cm(w), so, &e);
+    if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e); /* names the file and the tensor */
+    lr_status s = lr_spectrum_init(&it->sp, NULL, lr_cm(w), so, &e);
     lr_mat_free(&w);
-    return s ? tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(st), it->t->name, e.msg) : 0;
+    return s ? tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg) : 0;
+}
+
+/* --rank R: the plan from the shapes alone (dense where R reaches break-even); the tail and
+ * energy come when the tensor is factored. */
+static void plan_rank(item *it, size_t r)
+{
+    size_t m = it->t->shape[0], n = it->t->shape[1], be = 0;
+    lr_cost_break_even(&be, m, n, NULL);
+    it->plan = (lr_plan_layer){ .rank = r, .dense = r > be, .dense_params = (uint64_t)m * n };
+    it->plan.params = it->plan.dense ? it->plan.dense_params : (uint64_t)r * (m + n);
+    if (it->plan.dense) it->plan.rank = m < n ? m : n;
 }
 
 /* does every value stay finite once stored as dtype? */
 static bool fits(const float *x, size_t n, lr_st_dtype dtype)
 {
-    float lim = dtype == LR_ST_F16 ? 65504.0f : 3.4e38f; /* F16's largest; BF16 and F32 alike */
+    float lim = dtype == LR_ST_F16 ? (float)F16_MAX : 3.4e38f; /* F16's largest; BF16 and F32 alike */
     for (size_t i = 0; i < n; i++)
         if (!(fabsf(x[i]) <= lim)) return false;
     return true;
 }
 
-/* B, A at the planned rank, rounded to the tensor's dtype, measured against W, encoded */
-static int factor(item *it, lr_safetensors *st)
+/* vec <- the top r triplets of w: checked block Krylov by default (tool_factor_rank), else
+ * the spectrum route of --method exact / randomized. */
+static lr_status triplets(item *it, lr_usv *vec, lr_cmat w, size_t r, const tool_opts *o, bool rank_mode, lr_err *e)
+{
+    if (o->sp.method == LR_SPECTRUM_AUTO) {
+        tool_svd_info si;
+        lr_status s = tool_factor_rank(vec, &si, w, r, o->sp.seed, e);
+        it->svd = si.svd;
+        if (!s && rank_mode) it->plan.tail = si.tail, it->plan.energy = si.energy;
+        return s;
+    }
+    lr_spectrum sp = { 0 };
+    lr_spectrum_opts so = o->sp;
+    if (so.rank < r) so.rank = r;
+    lr_status s = lr_spectrum_init(&sp, vec, w, &so, e);
+    it->svd = sp.exact ? "exact" : "randomized";
+    if (!s && rank_mode) it->plan.tail = lr_spectrum_tail(&sp, r), it->plan.energy = sp.energy;
+    lr_spectrum_free(&sp);
+    return s;
+}
+
+/* U_r·S_r can leave F16's range where B·A does not: then √S_r goes to each side. The split is
+ * in the header's record, so it is decided before anything is written, from σ_1 (pass 1) or
+ * from ‖W‖_F >= σ_1 (--rank, which has no pass 1): |U_r·S_r| <= σ_1. */
+static int decide_split(item *it, lr_model *md)
+{
+    if (it->t->dtype != LR_ST_F16 || it->plan.dense) return 0;
+    if (it->sp.known) {
+        it->balanced = it->sp.s[0] > F16_MAX;
+        return 0;
+    }
+    lr_err e = { 0 };
+    lr_mat w;
+    if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e);
+    it->balanced = lr_mat_norm_fro(lr_cm(w)) > F16_MAX;
+    lr_mat_free(&w);
+    return 0;
+}
+
+/* Pass 2: B, A at the planned rank, rounded to the tensor's dtype, measured against W, encoded
+ * and put into the writer. */
+static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr_model_writer *wr)
 {
     lr_err e = { 0 };
     size_t m = it->t->shape[0], n = it->t->shape[1], r = it->plan.rank, es = lr_st_dtype_bits(it->t->dtype) / 8;
     lr_mat w = { 0 }, b = { 0 }, a = { 0 };
+    lr_usv vec = { 0 };
     lr_approx_err ae;
-    lr_status s = lr_mat_init(&b, m, r, &e);
+    void *buf[2] = { NULL, NULL };
+    if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e);
+    lr_status s = triplets(it, &vec, lr_cm(w), r, o, rank_mode, &e);
+    if (!s) s = lr_mat_init(&b, m, r, &e);
     if (!s) s = lr_mat_init(&a, r, n, &e);
-    if (!s) s = lr_factor_from_usv(b, a, &it->vec, r, LR_SPLIT_US, &e);
-    /* U_r·S_r can leave F16's range (65504) where B·A does not: split √S to each side then */
-    it->balanced = !s && !fits(b.data, m * r, it->t->dtype);
-    if (it->balanced) s = lr_factor_from_usv(b, a, &it->vec, r, LR_SPLIT_BALANCED, &e);
+    /* decided before the header was written (decide_split) */
+    if (!s) s = lr_factor_from_usv(b, a, &vec, r, it->balanced ? LR_SPLIT_BALANCED : LR_SPLIT_US, &e);
     if (!s && (!fits(b.data, m * r, it->t->dtype) || !fits(a.data, r * n, it->t->dtype))) {
         snprintf(e.msg, sizeof e.msg, "the factors at rank %zu exceed %s's range even with sqrt(S) on each side "
-                 "(sigma_1 = %g)", r, lr_st_dtype_name(it->t->dtype), (double)it->vec.s[0]);
+                 "(sigma_1 = %g)", r, lr_st_dtype_name(it->t->dtype), (double)vec.s[0]);
         s = LR_ERANGE;
     }
     if (!s) {
         tool_round(b.data, m * r, it->t->dtype);
         tool_round(a.data, r * n, it->t->dtype);
-        s = tool_load(&w, st, it->t, &e);
+        s = lr_approx_measure(&ae, lr_cm(w), lr_cm(b), lr_cm(a), false, &e);
     }
-    if (!s) s = lr_approx_measure(&ae, lr_cm(w), lr_cm(b), lr_cm(a), false, &e);
     if (!s) {
         it->fro = ae.fro;
-        it->name[0] = factor_name(it->t->name, 'B'), it->name[1] = factor_name(it->t->name, 'A');
-        it->buf[0] = malloc(m * r * es), it->buf[1] = malloc(r * n * es);
-        if (!it->name[0] || !it->name[1] || !it->buf[0] || !it->buf[1]) {
-            snprintf(e.msg, sizeof e.msg, "out of memory");
-            s = LR_ENOMEM;
-        }
+        buf[0] = malloc(m * r * es), buf[1] = malloc(r * n * es);
+        if (!buf[0] || !buf[1]) snprintf(e.msg, sizeof e.msg, "out of memory"), s = LR_ENOMEM;
     }
-    if (!s) s = lr_st_encode_f32(it->buf[0], it->t->dtype, b.data, m * r, &e);
-    if (!s) s = lr_st_encode_f32(it->buf[1], it->t->dtype, a.data, r * n, &e);
+    if (!s) s = lr_st_encode_f32(buf[0], it->t->dtype, b.data, m * r, &e);
+    if (!s) s = lr_st_encode_f32(buf[1], it->t->dtype, a.data, r * n, &e);
+    if (!s) s = lr_model_writer_put(wr, it->name[0], buf[0], m * r * es, &e);
+    if (!s) s = lr_model_writer_put(wr, it->name[1], buf[1], r * n * es, &e);
     lr_mat_free(&w), lr_mat_free(&b), lr_mat_free(&a);
-    lr_usv_free(&it->vec);
-    return s ? tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(st), it->t->name, e.msg) : 0;
+    lr_usv_free(&vec);
+    free(buf[0]), free(buf[1]);
+    return s ? tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg) : 0;
 }
 
-/* the output's tensors: factored ones as B and A, the rest as they are (file order) */
-static int out_tensors(lr_st_tensor **out, size_t *nout, lr_safetensors *st, item *it, size_t n)
+/* The output's tensors in the model's order, each with its source's shard: factored ones as
+ * P.B.weight (m, r) and P.A.weight (r, n), the rest as they are. */
+static int out_entries(lr_model_entry **out, size_t *nout, lr_model *md, item *it, size_t n, size_t max_shard)
 {
-    size_t nt = lr_safetensors_count(st), k = 0;
-    lr_st_tensor *t = calloc(nt + n + 1, sizeof *t);
-    if (!t) return tool_failf(SUB, "out of memory");
-    for (size_t i = 0; i < nt; i++) {
-        const lr_st_tensor *src = lr_safetensors_at(st, i);
-        item *f = NULL;
-        for (size_t j = 0; j < n && !f; j++)
-            if (it[j].t == src && !it[j].plan.dense) f = &it[j];
-        if (!f) {
-            t[k++] = *src; /* the file's little-endian bytes: this is a little-endian host */
+    size_t nt = lr_model_count(md), k = 0;
+    lr_model_entry *e = calloc(nt + n + 1, sizeof *e);
+    if (!e) return tool_failf(SUB, "out of memory");
+    for (size_t i = 0, j = 0; i < nt; i++) {
+        const lr_st_tensor *src = lr_model_at(md, i);
+        item *f = j < n && it[j].t == src ? &it[j++] : NULL; /* items are in the model's order */
+        if (!f || f->plan.dense) {
+            e[k] = tool_entry(md, src, *src, max_shard);
+            e[k++].t.data = NULL;
             continue;
         }
         for (int q = 0; q < 2; q++) {
-            if (lr_safetensors_find(st, f->name[q])) {
-                free(t);
-                return tool_failf(SUB, "%s: %s: the factor's name %s is already a tensor of the file",
-                                  lr_safetensors_path(st), src->name, f->name[q]);
+            if (!f->name[q] && !(f->name[q] = factor_name(src->name, q ? 'A' : 'B'))) {
+                free(e);
+                return tool_failf(SUB, "out of memory");
+            }
+            if (lr_model_find(md, f->name[q])) {
+                free(e);
+                return tool_failf(SUB, "%s: %s: the factor's name %s is already a tensor of the model",
+                                  lr_model_file_of(md, src->name), src->name, f->name[q]);
             }
             size_t m = src->shape[0], nn = src->shape[1], r = f->plan.rank;
-            t[k++] = (lr_st_tensor){ .name = f->name[q], .dtype = src->dtype, .ndim = 2,
-                                     .shape = { q ? r : m, q ? nn : r }, .data = f->buf[q] };
+            lr_st_tensor t = { .name = f->name[q], .dtype = src->dtype, .ndim = 2, .shape = { q ? r : m, q ? nn : r } };
+            e[k++] = tool_entry(md, src, t, max_shard);
         }
     }
-    *out = t, *nout = k;
+    *out = e, *nout = k;
     return 0;
 }
 
@@ -164,14 +220,40 @@ static char *record(const tool_compress_args *a, const item *it, size_t n)
     return s;
 }
 
-static int write_out(const tool_compress_args *a, lr_safetensors *st, item *it, size_t n)
+/* Pass 2 over the model in its order: factor what the plan keeps, copy the rest. */
+static int write_out(const tool_compress_args *a, tool_opts *o, lr_model *md, item *it, size_t n)
 {
-    lr_st_tensor *t = NULL;
-    size_t nt = 0;
-    int rc = out_tensors(&t, &nt, st, it, n);
+    lr_model_entry *e = NULL;
+    size_t ne = 0, nt = lr_model_count(md);
+    lr_model_writer w = { 0 };
+    tool_progress pg = { 0 };
+    bool rank_mode = a->plan.kind == LR_PLAN_RANK;
+    int rc = out_entries(&e, &ne, md, it, n, a->max_shard);
     char *rec = rc ? NULL : record(a, it, n);
-    if (!rc) rc = tool_write_st(SUB, a->out, st, t, nt, rec);
-    free(t), free(rec);
+    if (!rc) rc = tool_writer_init(SUB, &w, a->out, md, e, ne, rec, a->max_shard);
+    if (!rc) tool_progress_init(&pg, o->progress, nt, 0);
+    for (size_t i = 0, j = 0; i < nt && !rc; i++) {
+        const lr_st_tensor *src = lr_model_at(md, i);
+        item *f = j < n && it[j].t == src ? &it[j++] : NULL;
+        lr_err err = { 0 };
+        if (f && !f->plan.dense) {
+            if (!(rc = factor(f, md, o, rank_mode, &w)) && f->balanced)
+                tool_note(o, SUB, f->t->name, "stored as B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T: U_r S_r exceeds "
+                          "the dtype's range (recorded in __metadata__ as balanced_split)");
+        } else if (tool_copy_tensor(&w, md, src, &err)) {
+            rc = tool_fail(SUB, &err);
+        } else if (f && rank_mode) { /* dense at this rank: its energy still counts in the totals */
+            lr_mat x;
+            if (tool_load(&x, md, src, &err)) rc = tool_fail(SUB, &err);
+            else f->plan.energy = lr_mat_norm_fro(lr_cm(x)) * lr_mat_norm_fro(lr_cm(x)), lr_mat_free(&x);
+        }
+        tool_progress_step(&pg, i + 1, src->name, 0);
+    }
+    if (nt && !rc) tool_progress_end(&pg);
+    lr_err err = { 0 };
+    if (!rc && lr_model_writer_commit(&w, &err)) rc = tool_fail(SUB, &err);
+    lr_model_writer_free(&w);
+    free(e), free(rec);
     return rc;
 }
 
@@ -218,7 +300,7 @@ static int report_json(const tool_compress_args *a, const item *it, size_t n, co
         lr_cli_json_set(r, "name", json_string(x->t->name), &ok);
         lr_cli_json_set(r, "shape", tool_json_shape(x->t->shape[0], x->t->shape[1]), &ok);
         lr_cli_json_set(r, "dtype", json_string(lr_st_dtype_name(x->t->dtype)), &ok);
-        lr_cli_json_set(r, "svd", json_string(x->sp.exact ? "exact" : "randomized"), &ok);
+        lr_cli_json_set(r, "svd", json_string(x->svd ? x->svd : "none"), &ok);
         lr_cli_json_set(r, "dense", json_boolean(x->plan.dense), &ok);
         lr_cli_json_set(r, "rank", tool_json_size(x->plan.rank), &ok);
         lr_cli_json_set(r, "params_before", json_integer((json_int_t)x->plan.dense_params), &ok);
@@ -248,6 +330,16 @@ static int report_json(const tool_compress_args *a, const item *it, size_t n, co
     return rc;
 }
 
+/* --rank: the totals, once every tensor's tail is known. */
+static void totals(const item *it, size_t n, lr_plan_total *tot)
+{
+    *tot = (lr_plan_total){ 0 };
+    for (size_t i = 0; i < n; i++) {
+        tot->dense_params += it[i].plan.dense_params, tot->params += it[i].plan.params;
+        tot->tail += it[i].plan.tail, tot->energy += it[i].plan.energy;
+    }
+}
+
 static int plan(tool_compress_args *a, item *it, size_t n, lr_plan_total *tot)
 {
     const lr_spectrum **sp = calloc(n, sizeof *sp);
@@ -267,45 +359,46 @@ int tool_compress(int argc, char **argv)
     tool_opts o;
     tool_opts_init(&o);
     tool_compress_args a = { 0 };
-    lr_safetensors st = { 0 };
-    lr_err e = { 0 };
+    lr_model md = { 0 };
     size_t n = 0, *idx = NULL, cap = tool_msg_cap(argc, argv);
     item *it = NULL;
     lr_plan_total tot = { 0 };
+    tool_progress pg = { 0 };
     char *msg = malloc(cap);
     int rc = msg ? tool_parsed(SUB, tool_compress_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
                  : tool_failf(SUB, "out of memory");
     free(msg);
     if (!rc) rc = tool_check_out(SUB, a.out, &a.model, 1);
-    /* a fixed rank above the randomized default needs that many values */
-    if (!rc && a.plan.kind == LR_PLAN_RANK && a.plan.rank > o.sp.rank) o.sp.rank = a.plan.rank;
-    if (!rc && lr_safetensors_open(&st, a.model, &e)) rc = tool_fail(SUB, &e);
-    if (!rc) rc = tool_candidates(&o, SUB, &st, &idx, &n);
+    bool rank_mode = a.plan.kind == LR_PLAN_RANK;
+    if (!rc) tool_threads(o.threads);
+    if (!rc) rc = tool_open(SUB, &md, a.model);
+    if (!rc) rc = tool_candidates(&o, SUB, &md, &idx, &n);
     if (!rc && !(it = calloc(n ? n : 1, sizeof *it))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", a.model);
-    for (size_t i = 0; i < n && !rc; i++) {
-        it[i].t = lr_safetensors_at(&st, idx[i]);
+    if (!rc && !rank_mode) tool_progress_init(&pg, o.progress, n, tool_bytes_of(&md, idx, n));
+    for (size_t i = 0; i < n && !rc; i++) { /* pass 1: values for the plan (not for --rank) */
+        it[i].t = lr_model_at(&md, idx[i]);
         size_t m = it[i].t->shape[0], nn = it[i].t->shape[1], k = m < nn ? m : nn;
-        if (a.plan.kind == LR_PLAN_RANK && a.plan.rank > k) /* before any SVD */
-            rc = tool_failf(SUB, "%s: %s: rank %zu exceeds min(%zu, %zu) = %zu", a.model, it[i].t->name,
-                            a.plan.rank, m, nn, k);
-        else rc = analyse(&it[i], &st, &o.sp);
+        if (rank_mode && a.plan.rank > k) /* before any SVD */
+            rc = tool_failf(SUB, "%s: %s: rank %zu exceeds min(%zu, %zu) = %zu", lr_model_file_of(&md, it[i].t->name),
+                            it[i].t->name, a.plan.rank, m, nn, k);
+        else if (rank_mode) plan_rank(&it[i], a.plan.rank);
+        else rc = analyse(&it[i], &md, &o.sp);
+        if (!rank_mode) tool_progress_step(&pg, i + 1, it[i].t->name, tool_bytes_of(&md, &idx[i], 1));
     }
-    if (!rc) rc = plan(&a, it, n, &tot);
-    for (size_t i = 0; i < n && !rc; i++)
-        if (!it[i].plan.dense && !(rc = factor(&it[i], &st)) && it[i].balanced)
-            tool_note(&o, SUB, it[i].t->name, "stored as B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T: U_r S_r exceeds "
-                      "the dtype's range (recorded in __metadata__ as balanced_split)");
-    if (!rc) rc = write_out(&a, &st, it, n);
+    if (!rc && !rank_mode && n) tool_progress_end(&pg);
+    if (!rc && !rank_mode) rc = plan(&a, it, n, &tot);
+    for (size_t i = 0; i < n && !rc; i++) rc = decide_split(&it[i], &md);
+    if (!rc) rc = write_out(&a, &o, &md, it, n);
+    if (!rc && rank_mode) totals(it, n, &tot);
     if (!rc && o.json) rc = report_json(&a, it, n, &tot, &o);
     else if (!rc) print_table(&a, it, n, &tot);
     for (size_t i = 0; it && i < n; i++) {
         lr_spectrum_free(&it[i].sp);
-        lr_usv_free(&it[i].vec);
-        free(it[i].buf[0]), free(it[i].buf[1]), free(it[i].name[0]), free(it[i].name[1]);
+        free(it[i].name[0]), free(it[i].name[1]);
     }
     free(it), free(idx);
-    lr_safetensors_free(&st);
+    lr_model_free(&md);
     tool_opts_free(&o);
     return rc < 0 ? 0 : rc; /* after --help */
 }

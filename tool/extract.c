@@ -36,41 +36,41 @@ static const char *describe(char *buf, size_t cap, const lr_st_tensor *t)
     return buf;
 }
 
-/* Same names, shapes and dtypes in both files; a message names the first difference. */
-static int check_match(lr_safetensors *base, lr_safetensors *tuned)
+/* Same names, shapes and dtypes in both models; a message names the first difference. */
+static int check_match(lr_model *base, lr_model *tuned)
 {
-    lr_safetensors *f[2] = { base, tuned };
+    lr_model *f[2] = { base, tuned };
     for (int q = 0; q < 2; q++)
-        for (size_t i = 0; i < lr_safetensors_count(f[q]); i++) {
-            const lr_st_tensor *t = lr_safetensors_at(f[q], i), *u = lr_safetensors_find(f[!q], t->name);
+        for (size_t i = 0; i < lr_model_count(f[q]); i++) {
+            const lr_st_tensor *t = lr_model_at(f[q], i), *u = lr_model_find(f[!q], t->name);
             if (!u)
-                return tool_failf(SUB, "%s: tensor %s is missing (it is in %s)", lr_safetensors_path(f[!q]), t->name,
-                                  lr_safetensors_path(f[q]));
+                return tool_failf(SUB, "%s: tensor %s is missing (it is in %s)", lr_model_path(f[!q]), t->name,
+                                  lr_model_file_of(f[q], t->name));
             bool same = t->ndim == u->ndim && t->dtype == u->dtype;
             for (size_t d = 0; same && d < t->ndim; d++) same = t->shape[d] == u->shape[d];
             char dt[128], du[128];
             if (!same)
-                return tool_failf(SUB, "%s: %s differs between the files: %s in %s, %s in %s "
-                                  "(shapes and dtypes must match)", lr_safetensors_path(tuned), t->name,
-                                  describe(dt, sizeof dt, t), lr_safetensors_path(f[q]),
-                                  describe(du, sizeof du, u), lr_safetensors_path(f[!q]));
+                return tool_failf(SUB, "%s: %s differs between the models: %s in %s, %s in %s "
+                                  "(shapes and dtypes must match)", lr_model_path(tuned), t->name,
+                                  describe(dt, sizeof dt, t), lr_model_file_of(f[q], t->name),
+                                  describe(du, sizeof du, u), lr_model_file_of(f[!q], t->name));
         }
     return 0;
 }
 
-static bool differs(lr_safetensors *base, const lr_st_tensor *t, const lr_st_tensor *u)
+/* An input embedding: a LoRA adapter on it is PEFT's lora_embedding_A/B, not lora_A/B. */
+static bool is_embedding(const char *name)
 {
-    size_t nb = 0;
-    lr_st_tensor_nbytes(t, &nb, NULL);
-    (void)base;
-    return memcmp(t->data, u->data, nb) != 0;
+    return strstr(name, "embed_tokens") || strstr(name, "word_embeddings") || strstr(name, ".wte.") ||
+           strstr(name, "embed_in");
 }
 
 typedef struct {
     const char *name;
     size_t m, n, r;
-    bool exact;
+    const char *svd;  /* "krylov" (checked), "exact", "randomized" */
     double energy, tail, fro, base_fro; /* ‖ΔW‖², predicted tail, measured ‖ΔW − BA‖, ‖W_base‖ */
+    double bound;     /* krylov: the accepted bound on error / optimum; 0 otherwise */
 } layer;
 
 static int pick_rank(const tool_extract_args *a, const lr_spectrum *sp, const char *name, size_t *r)
@@ -78,8 +78,6 @@ static int pick_rank(const tool_extract_args *a, const lr_spectrum *sp, const ch
     lr_err e = { 0 };
     bool found = true;
     *r = a->plan.rank;
-    if (a->plan.kind == LR_PLAN_RANK && *r > sp->k)
-        return tool_failf(SUB, "%s: rank %zu exceeds min(%zu, %zu) = %zu", name, *r, sp->m, sp->n, sp->k);
     if (a->plan.kind == LR_PLAN_ENERGY) lr_spectrum_rank_for_energy(sp, a->plan.energy, r, &found, &e);
     if (a->plan.kind == LR_PLAN_ERROR) lr_spectrum_rank_for_error(sp, a->plan.error, r, &found, &e);
     if (!found || *r > sp->known)
@@ -89,41 +87,69 @@ static int pick_rank(const tool_extract_args *a, const lr_spectrum *sp, const ch
     return 0;
 }
 
+/* vec <- the top triplets of d and ly->r for an --energy / --error target, or a rank with an
+ * explicit --method: the spectrum route (spectrum.h). */
+static int factor_spectrum(const tool_extract_args *a, const tool_opts *o, lr_usv *vec, layer *ly, lr_cmat d,
+                           const char *where, lr_err *e)
+{
+    lr_spectrum sp = { 0 };
+    lr_spectrum_opts so = o->sp;
+    if (a->plan.kind == LR_PLAN_RANK && so.rank < a->plan.rank) so.rank = a->plan.rank;
+    if (lr_spectrum_init(&sp, vec, d, &so, e)) return tool_failf(SUB, "%s: %s", where, e->msg);
+    int rc = pick_rank(a, &sp, where, &ly->r);
+    if (!rc) {
+        ly->energy = sp.energy, ly->tail = lr_spectrum_tail(&sp, ly->r);
+        ly->svd = sp.exact ? "exact" : "randomized";
+    }
+    lr_spectrum_free(&sp);
+    return rc;
+}
+
 /* ΔW of one tensor -> its layer in ad */
-static int extract_one(const tool_extract_args *a, const tool_opts *o, lr_safetensors *bs, lr_safetensors *ts,
+static int extract_one(const tool_extract_args *a, const tool_opts *o, lr_model *bm, lr_model *tm,
                        const lr_st_tensor *t, layer *ly, lr_peft *ad)
 {
     lr_err e = { 0 };
     lr_mat wb = { 0 }, d = { 0 }, b = { 0 }, A = { 0 };
-    lr_spectrum sp = { 0 };
     lr_usv vec = { 0 };
     lr_approx_err ae;
-    char module[1024];
+    char module[1024], where[1200];
     size_t m = t->shape[0], n = t->shape[1];
+    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(tm, t->name), t->name);
+    *ly = (layer){ .name = t->name, .m = m, .n = n, .r = a->plan.rank };
+    if (a->plan.kind == LR_PLAN_RANK && a->plan.rank > (m < n ? m : n))
+        return tool_failf(SUB, "%s: rank %zu exceeds min(%zu, %zu) = %zu", where, a->plan.rank, m, n, m < n ? m : n);
+    if (tool_load(&wb, bm, lr_model_find(bm, t->name), &e) || tool_load(&d, tm, t, &e)) {
+        lr_mat_free(&wb);
+        return tool_fail(SUB, &e); /* names the file and the tensor */
+    }
+    for (size_t i = 0; i < m * n; i++) d.data[i] -= wb.data[i];
+    ly->base_fro = lr_mat_norm_fro(lr_cm(wb));
+    lr_mat_free(&wb);
     int rc = 0;
-    lr_status s = tool_load(&wb, bs, lr_safetensors_find(bs, t->name), &e);
-    if (!s) s = tool_load(&d, ts, t, &e);
-    for (size_t i = 0; !s && i < m * n; i++) d.data[i] -= wb.data[i];
-    if (!s) s = lr_spectrum_init(&sp, &vec, lr_cm(d), &o->sp, &e);
-    if (!s && (rc = pick_rank(a, &sp, t->name, &ly->r))) s = LR_EINVAL;
+    lr_status s = LR_OK;
+    if (a->plan.kind == LR_PLAN_RANK && o->sp.method == LR_SPECTRUM_AUTO)
+    {
+        tool_svd_info si;
+        s = tool_factor_rank(&vec, &si, lr_cm(d), a->plan.rank, o->sp.seed, &e);
+        ly->energy = si.energy, ly->tail = si.tail, ly->svd = si.svd, ly->bound = si.bound;
+    }
+    else
+        rc = factor_spectrum(a, o, &vec, ly, lr_cm(d), where, &e);
     size_t r = ly->r;
-    if (!s) s = lr_mat_init(&b, m, r, &e);
-    if (!s) s = lr_mat_init(&A, r, n, &e);
-    if (!s) s = lr_factor_from_usv(b, A, &vec, r, LR_SPLIT_US, &e);
-    if (!s) {
+    if (!s && !rc) s = lr_mat_init(&b, m, r, &e);
+    if (!s && !rc) s = lr_mat_init(&A, r, n, &e);
+    if (!s && !rc) s = lr_factor_from_usv(b, A, &vec, r, LR_SPLIT_US, &e);
+    if (!s && !rc) {
         tool_round(b.data, m * r, a->dtype);
         tool_round(A.data, r * n, a->dtype);
         s = lr_approx_measure(&ae, lr_cm(d), lr_cm(b), lr_cm(A), false, &e);
     }
-    if (!s) s = lr_peft_module_of(module, sizeof module, t->name, &e);
-    if (!s) s = lr_peft_add(ad, module, m, n, r, (double)r, A.data, b.data, &e);
-    if (!s) {
-        *ly = (layer){ t->name, m, n, r, sp.exact, sp.exact ? sp.captured : sp.energy, lr_spectrum_tail(&sp, r),
-                       ae.fro, lr_mat_norm_fro(lr_cm(wb)) };
-    }
-    if (s && !rc) rc = tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(ts), t->name, e.msg);
-    lr_mat_free(&wb), lr_mat_free(&d), lr_mat_free(&b), lr_mat_free(&A);
-    lr_spectrum_free(&sp);
+    if (!s && !rc) s = lr_peft_module_of(module, sizeof module, t->name, &e);
+    if (!s && !rc) s = lr_peft_add(ad, module, m, n, r, (double)r, A.data, b.data, &e);
+    if (!s && !rc) ly->fro = ae.fro;
+    if (s && !rc) rc = tool_failf(SUB, "%s: %s", where, e.msg);
+    lr_mat_free(&d), lr_mat_free(&b), lr_mat_free(&A);
     lr_usv_free(&vec);
     return rc;
 }
@@ -156,7 +182,8 @@ static int report(const tool_extract_args *a, const layer *ly, size_t n, size_t 
         lr_cli_json_set(r, "name", json_string(ly[i].name), &ok);
         lr_cli_json_set(r, "shape", tool_json_shape(ly[i].m, ly[i].n), &ok);
         lr_cli_json_set(r, "rank", tool_json_size(ly[i].r), &ok);
-        lr_cli_json_set(r, "svd", json_string(ly[i].exact ? "exact" : "randomized"), &ok);
+        lr_cli_json_set(r, "svd", json_string(ly[i].svd), &ok);
+        if (ly[i].bound > 0) lr_cli_json_set(r, "error_bound_vs_optimum", lr_cli_json_real(ly[i].bound), &ok);
         lr_cli_json_set(r, "energy_kept", lr_cli_json_real(1 - (ly[i].energy > 0 ? ly[i].tail / ly[i].energy : 0)), &ok);
         lr_cli_json_set(r, "predicted_rel_error", lr_cli_json_real(rel(ly[i].tail, ly[i].energy)), &ok);
         lr_cli_json_set(r, "measured_rel_error", lr_cli_json_real(rel(ly[i].fro * ly[i].fro, ly[i].energy)), &ok);
@@ -170,26 +197,49 @@ static int report(const tool_extract_args *a, const layer *ly, size_t n, size_t 
     lr_cli_json_set(js, "out", json_string(a->out), &ok);
     lr_cli_json_set(js, "layers", ts, &ok);
     lr_cli_json_set(js, "unchanged", tool_json_size(unchanged), &ok);
+    lr_cli_json_set(js, "changed_other", json_incref(o->changed), &ok);
     lr_cli_json_set(js, "skipped", json_incref(o->notes), &ok);
     int rc = ok ? tool_json_print(js) : tool_failf(SUB, "out of memory building the JSON report");
     json_decref(js);
     return rc;
 }
 
-static int run(const tool_extract_args *a, tool_opts *o, lr_safetensors *bs, lr_safetensors *ts, lr_peft *ad)
+/* A selected tensor that is not extracted as a LoRA layer but changed: named in a note and
+ * in the JSON's changed_other (1-D norms and biases, embeddings without --embed, ...). */
+static void note_changed(tool_opts *o, const lr_st_tensor *t)
 {
-    size_t nt = lr_safetensors_count(ts), n = 0, unchanged = 0;
+    const char *why;
+    char msg[200];
+    if (t->ndim == 1) snprintf(msg, sizeof msg, "changed 1-D tensor (a norm or a bias?): a LoRA adapter cannot hold it");
+    else if (is_embedding(t->name) && tool_is_matrix(t, &why))
+        snprintf(msg, sizeof msg, "changed embedding: left out (PEFT holds it as lora_embedding_A/B; not written yet)");
+    else snprintf(msg, sizeof msg, "changed, but is not a 2-D floating weight: a LoRA adapter cannot hold it");
+    tool_note(o, SUB, t->name, msg);
+    json_array_append_new(o->changed, json_string(t->name));
+}
+
+static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model *tm, lr_peft *ad)
+{
+    size_t nt = lr_model_count(tm), n = 0, unchanged = 0;
     layer *ly = calloc(nt ? nt : 1, sizeof *ly);
-    int rc = ly ? check_match(bs, ts) : tool_failf(SUB, "out of memory");
+    size_t *all = malloc((nt ? nt : 1) * sizeof *all);
+    tool_progress pg = { 0 };
+    int rc = ly && all ? check_match(bm, tm) : tool_failf(SUB, "out of memory");
+    for (size_t i = 0; i < nt; i++) all[i] = i;
+    if (!rc) tool_progress_init(&pg, o->progress, nt, 2 * tool_bytes_of(tm, all, nt));
     for (size_t i = 0; i < nt && !rc; i++) {
-        const lr_st_tensor *t = lr_safetensors_at(ts, i);
+        const lr_st_tensor *t = lr_model_at(tm, i);
         const char *why;
+        bool same = true;
+        lr_err e = { 0 };
         if (!tool_selected(o, t->name)) continue;
-        if (!differs(bs, lr_safetensors_find(bs, t->name), t)) unchanged++;
-        else if (!tool_is_matrix(t, &why))
-            tool_note(o, SUB, t->name, "differs, but is not a 2-D floating weight: a LoRA adapter cannot hold it");
-        else rc = extract_one(a, o, bs, ts, t, &ly[n++], ad);
+        if (tool_same_bytes(&same, bm, tm, t->name, &e)) rc = tool_fail(SUB, &e);
+        else if (same) unchanged++;
+        else if (!tool_is_matrix(t, &why) || is_embedding(t->name)) note_changed(o, t);
+        else rc = extract_one(a, o, bm, tm, t, &ly[n++], ad);
+        tool_progress_step(&pg, i + 1, t->name, 2 * tool_bytes_of(tm, &i, 1));
     }
+    if (nt) tool_progress_end(&pg);
     if (!rc && n == 0)
         rc = tool_failf(SUB, "%s and %s: no selected 2-D weight differs: nothing to extract", a->in[0], a->in[1]);
     lr_err e = { 0 };
@@ -199,7 +249,7 @@ static int run(const tool_extract_args *a, tool_opts *o, lr_safetensors *bs, lr_
         if (lr_peft_write(ad, a->out, a->dtype, &e)) rc = tool_fail(SUB, &e);
     }
     if (!rc) rc = report(a, ly, n, unchanged, o);
-    free(ly);
+    free(ly), free(all);
     return rc;
 }
 
@@ -208,19 +258,20 @@ int tool_extract(int argc, char **argv)
     tool_opts o;
     tool_opts_init(&o);
     tool_extract_args a = { 0 };
-    lr_safetensors bs = { 0 }, ts = { 0 };
+    lr_model bm = { 0 }, tm = { 0 };
     lr_peft ad = { 0 };
-    lr_err e = { 0 };
     size_t cap = tool_msg_cap(argc, argv);
     char *msg = malloc(cap);
     int rc = msg ? tool_parsed(SUB, tool_extract_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
                  : tool_failf(SUB, "out of memory");
     free(msg);
     if (!rc) rc = tool_check_out(SUB, a.out, a.in, 2);
-    if (!rc && (lr_safetensors_open(&bs, a.in[0], &e) || lr_safetensors_open(&ts, a.in[1], &e))) rc = tool_fail(SUB, &e);
-    if (!rc) rc = run(&a, &o, &bs, &ts, &ad);
+    if (!rc) tool_threads(o.threads);
+    if (!rc) rc = tool_open(SUB, &bm, a.in[0]);
+    if (!rc) rc = tool_open(SUB, &tm, a.in[1]);
+    if (!rc) rc = run(&a, &o, &bm, &tm, &ad);
     lr_peft_free(&ad);
-    lr_safetensors_free(&bs), lr_safetensors_free(&ts);
+    lr_model_free(&bm), lr_model_free(&tm);
     tool_opts_free(&o);
     return rc < 0 ? 0 : rc; /* after --help */
 }

@@ -11,7 +11,10 @@ static const double level[NLEVEL] = { 0.9, 0.99, 0.999 };
 static const char *const level_key[NLEVEL] = { "0.9", "0.99", "0.999" };
 
 static const char help[] =
-"usage: " PROG " inspect MODEL.safetensors [--spectrum FILE.svg] [options]\n"
+"usage: " PROG " inspect MODEL [--spectrum FILE.svg] [options]\n"
+"\n"
+"MODEL is a .safetensors file, a directory holding model.safetensors or a sharded\n"
+"model.safetensors.index.json, or that index file. Tensors are read one at a time.\n"
 "\n"
 "One row per 2-D floating tensor (F32, F16, BF16, F64; others are passed over with a note):\n"
 "shape, dtype, how the singular values were found, numpy's numerical rank\n"
@@ -32,14 +35,15 @@ typedef struct {
     lr_spectrum sp;
 } row;
 
-static int analyse(row *rw, lr_safetensors *st, const lr_st_tensor *t, const tool_opts *o)
+static int analyse(row *rw, lr_model *m, const lr_st_tensor *t, const tool_opts *o)
 {
     lr_err e = { 0 };
     lr_mat w;
-    lr_status s = tool_load(&w, st, t, &e);
-    if (!s) s = lr_spectrum_init(&rw->sp, NULL, lr_cm(w), &o->sp, &e);
+    lr_status s = tool_load(&w, m, t, &e);
+    if (s) return tool_fail(SUB, &e); /* names the file and the tensor */
+    s = lr_spectrum_init(&rw->sp, NULL, lr_cm(w), &o->sp, &e);
     lr_mat_free(&w);
-    if (s) return tool_failf(SUB, "%s: %s: %s", lr_safetensors_path(st), t->name, e.msg);
+    if (s) return tool_failf(SUB, "%s: %s: %s", lr_model_file_of(m, t->name), t->name, e.msg);
     rw->name = t->name, rw->dtype = t->dtype, rw->m = t->shape[0], rw->n = t->shape[1];
     lr_spectrum_numerical_rank(&rw->sp, &rw->rank, &rw->at_least);
     lr_cost_break_even(&rw->be, rw->m, rw->n, NULL);
@@ -158,8 +162,8 @@ int tool_inspect(int argc, char **argv)
     tool_opts o;
     tool_opts_init(&o);
     tool_inspect_args a = { 0 };
-    lr_safetensors st = { 0 };
-    lr_err e = { 0 };
+    lr_model md = { 0 };
+    tool_progress pg = { 0 };
     size_t n = 0, *idx = NULL, cap = tool_msg_cap(argc, argv);
     row *rows = NULL;
     char *msg = malloc(cap);
@@ -168,18 +172,25 @@ int tool_inspect(int argc, char **argv)
     free(msg);
     const char *model = a.model, *svg = a.svg;
     if (!rc && svg) rc = tool_check_out(SUB, svg, &model, 1);
-    if (!rc && lr_safetensors_open(&st, model, &e)) rc = tool_fail(SUB, &e);
-    if (!rc) rc = tool_candidates(&o, SUB, &st, &idx, &n);
+    if (!rc) tool_threads(o.threads);
+    if (!rc) rc = tool_open(SUB, &md, model);
+    if (!rc) rc = tool_candidates(&o, SUB, &md, &idx, &n);
     if (!rc && !(rows = calloc(n ? n : 1, sizeof *rows))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", model);
-    for (size_t i = 0; i < n && !rc; i++) rc = analyse(&rows[i], &st, lr_safetensors_at(&st, idx[i]), &o);
+    if (!rc) tool_progress_init(&pg, o.progress, n, tool_bytes_of(&md, idx, n));
+    for (size_t i = 0; i < n && !rc; i++) {
+        const lr_st_tensor *t = lr_model_at(&md, idx[i]);
+        rc = analyse(&rows[i], &md, t, &o);
+        tool_progress_step(&pg, i + 1, t->name, tool_bytes_of(&md, &idx[i], 1));
+    }
+    if (n) tool_progress_end(&pg);
     if (!rc && svg) rc = plot(svg, rows, n);
     if (!rc && o.json) rc = report_json(rows, n, model, &o);
     else if (!rc) print_table(rows, n, model);
     if (!rc && svg && !o.json) printf("\nspectrum plot: %s\n", svg);
     for (size_t i = 0; rows && i < n; i++) lr_spectrum_free(&rows[i].sp);
     free(rows), free(idx);
-    lr_safetensors_free(&st);
+    lr_model_free(&md);
     tool_opts_free(&o);
     return rc < 0 ? 0 : rc; /* after --help */
 }

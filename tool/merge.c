@@ -8,9 +8,11 @@
 #define SUB "merge"
 
 static const char help[] =
-"usage: " PROG " merge BASE.safetensors ADAPTER_DIR --out MERGED.safetensors [--unmerge]\n"
-"                      [--reference REF.safetensors] [--json]\n"
+"usage: " PROG " merge BASE ADAPTER_DIR --out MERGED [--unmerge] [--reference REF] [--json]\n"
+"                      [--threads N] [--progress] [--max-shard-size SIZE]\n"
 "\n"
+"BASE (and REF) are a .safetensors file, a directory holding model.safetensors or a sharded\n"
+"model.safetensors.index.json, or that index file; tensors are read and written one at a time.\n"
 "Adds each layer of a PEFT LoRA adapter into its base weight, W' = W + s.B.A (s = lora_alpha\n"
 "/ r, or / sqrt(r) with use_rslora; rank_pattern and alpha_pattern honoured), in float32,\n"
 "stored in the weight's own dtype; every other tensor is copied unchanged. The adapter's\n"
@@ -19,7 +21,12 @@ static const char help[] =
 "  --unmerge          subtract instead: W' = W - s.B.A (undo a merge)\n"
 "  --reference FILE   compare the result with FILE's tensors (e.g. the original base after\n"
 "                     --unmerge) and report the drift: max |W' - R| and ||W' - R||_F / ||R||_F\n"
-"  --out FILE         the merged checkpoint (written crash-safely; never one of the inputs)\n"
+"  --out OUT          the merged checkpoint (written crash-safely; never one of the inputs):\n"
+"                     a file when BASE is one file, else a directory with BASE's shard\n"
+"                     names and an index (written last)\n"
+"  --max-shard-size SIZE  write shards of at most SIZE (5GB, 500MB, ...) instead\n"
+"  --threads N        threads for the products (OpenBLAS)\n"
+"  --progress         a line per tensor on stderr (also shown when stderr is a terminal)\n"
 "  --json             one JSON object on stdout instead of the table\n"
 "\n"
 "Reported per layer: ||s.B.A||_F / ||W||_F (how much the merge moves the weight) and the\n"
@@ -29,14 +36,13 @@ typedef struct {
     const lr_st_tensor *t;
     const lr_peft_layer *l;
     double scale, delta, w_fro, drift_fro, drift_max, ref_fro, ref_max; /* ref_*: NAN without --reference */
-    void *buf;                                                          /* W' in t's dtype */
 } layer;
 
-static int find_target(const tool_merge_args *a, lr_safetensors *st, const lr_peft_layer *l, const lr_st_tensor **t)
+static int find_target(const tool_merge_args *a, lr_model *st, const lr_peft_layer *l, const lr_st_tensor **t)
 {
     char name[1100];
     snprintf(name, sizeof name, "%s.weight", l->module);
-    *t = lr_safetensors_find(st, name);
+    *t = lr_model_find(st, name);
     const char *why;
     if (!*t) return tool_failf(SUB, "%s: no tensor %s for the adapter's layer %s (%s)", a->base, name, l->module, a->adapter);
     if (!tool_is_matrix(*t, &why)) return tool_failf(SUB, "%s: %s: %s", a->base, name, why);
@@ -75,16 +81,17 @@ static void compare(sums *q, const float *w0, const float *w1, const float *ref,
     }
 }
 
-static int load_ref(lr_safetensors *ref, const layer *ly, lr_mat *r, lr_err *e)
+static int load_ref(lr_model *ref, const layer *ly, lr_mat *r, lr_err *e)
 {
-    const lr_st_tensor *rt = lr_safetensors_find(ref, ly->t->name);
+    const lr_st_tensor *rt = lr_model_find(ref, ly->t->name);
     if (!rt || rt->ndim != 2 || rt->shape[0] != ly->l->out || rt->shape[1] != ly->l->in)
-        return tool_failf(SUB, "%s: %s: missing, or not %zux%zu", lr_safetensors_path(ref), ly->t->name, ly->l->out,
-                          ly->l->in);
+        return tool_failf(SUB, "%s: %s: missing, or not %zux%zu", lr_model_file_of(ref, ly->t->name), ly->t->name,
+                          ly->l->out, ly->l->in);
     return tool_load(r, ref, rt, e) ? tool_failf(SUB, "%s", e->msg) : 0;
 }
 
-static int merge_one(lr_safetensors *st, lr_safetensors *ref, layer *ly, double sign, const lr_peft *ad)
+/* W' = W ± s·B·A for one layer, measured, encoded in W's dtype and put into the writer. */
+static int merge_one(lr_model *st, lr_model *ref, layer *ly, double sign, const lr_peft *ad, lr_model_writer *w)
 {
     lr_err e = { 0 };
     lr_mat w0 = { 0 }, w1 = { 0 }, r = { 0 };
@@ -93,6 +100,7 @@ static int merge_one(lr_safetensors *st, lr_safetensors *ref, layer *ly, double 
     ly->scale = sign * lr_peft_scale(ad, l);
     sums q = { 0 };
     double *ex = malloc(n * sizeof *ex);
+    void *buf = NULL;
     int rc = ref ? load_ref(ref, ly, &r, &e) : 0;
     lr_status s = rc ? LR_EINVAL : ex ? tool_load(&w0, st, ly->t, &e) : LR_ENOMEM;
     if (!s) s = lr_mat_init(&w1, m, n, &e);
@@ -106,31 +114,50 @@ static int merge_one(lr_safetensors *st, lr_safetensors *ref, layer *ly, double 
         double wf = ly->w_fro > 0 ? ly->w_fro : 1;
         ly->delta = sqrt(q.delta2) / wf, ly->drift_fro = sqrt(q.d2) / wf, ly->drift_max = q.dmax;
         ly->ref_fro = ref ? sqrt(q.r2) / (q.rn2 > 0 ? sqrt(q.rn2) : 1) : NAN, ly->ref_max = ref ? q.rmax : NAN;
-        ly->buf = malloc(m * n * (lr_st_dtype_bits(ly->t->dtype) / 8));
-        s = ly->buf ? lr_st_encode_f32(ly->buf, ly->t->dtype, w1.data, m * n, &e) : LR_ENOMEM;
+        size_t nb = m * n * (lr_st_dtype_bits(ly->t->dtype) / 8);
+        buf = malloc(nb ? nb : 1);
+        s = buf ? lr_st_encode_f32(buf, ly->t->dtype, w1.data, m * n, &e) : LR_ENOMEM;
+        if (!s) s = lr_model_writer_put(w, ly->t->name, buf, nb, &e);
     }
     if (s == LR_ENOMEM && !e.msg[0]) snprintf(e.msg, sizeof e.msg, "out of memory");
-    free(ex);
+    free(ex), free(buf);
     lr_mat_free(&w0), lr_mat_free(&w1), lr_mat_free(&r);
     return rc ? rc : s ? tool_failf(SUB, "%s: %s", ly->t->name, e.msg) : 0;
 }
 
-static int write_out(const tool_merge_args *a, lr_safetensors *st, const layer *ly, size_t n)
+/* The merged model, tensor by tensor in the base's order, in the base's layout. */
+static int write_out(const tool_merge_args *a, lr_model *st, lr_model *ref, layer *ly, size_t n, const lr_peft *ad)
 {
-    size_t nt = lr_safetensors_count(st);
-    lr_st_tensor *t = calloc(nt ? nt : 1, sizeof *t);
+    size_t nt = lr_model_count(st);
+    lr_model_entry *e = calloc(nt ? nt : 1, sizeof *e);
     json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "command", SUB, "version", LOWRANK_VERSION, "adapter", a->adapter,
                           "unmerge", a->unmerge);
     char *rec = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
-    int rc = t ? 0 : tool_failf(SUB, "out of memory");
+    lr_model_writer w = { 0 };
+    tool_progress pg = { 0 };
+    int rc = e ? 0 : tool_failf(SUB, "out of memory");
     for (size_t i = 0; i < nt && !rc; i++) {
-        t[i] = *lr_safetensors_at(st, i); /* the file's little-endian bytes: this is a little-endian host */
-        for (size_t j = 0; j < n; j++)
-            if (ly[j].t == lr_safetensors_at(st, i)) t[i].data = ly[j].buf;
+        e[i] = tool_entry(st, lr_model_at(st, i), *lr_model_at(st, i), a->max_shard);
+        e[i].t.data = NULL;
     }
-    if (!rc) rc = tool_write_st(SUB, a->out, st, t, nt, rec);
-    free(t), free(rec);
+    if (!rc) rc = tool_writer_init(SUB, &w, a->out, st, e, nt, rec, a->max_shard);
+    if (!rc) tool_progress_init(&pg, a->progress, nt, 0);
+    for (size_t i = 0; i < nt && !rc; i++) {
+        const lr_st_tensor *t = lr_model_at(st, i);
+        layer *l = NULL;
+        for (size_t j = 0; j < n && !l; j++)
+            if (ly[j].t == t) l = &ly[j];
+        lr_err err = { 0 };
+        if (l) rc = merge_one(st, ref, l, a->unmerge ? -1.0 : 1.0, ad, &w);
+        else if (tool_copy_tensor(&w, st, t, &err)) rc = tool_fail(SUB, &err);
+        tool_progress_step(&pg, i + 1, t->name, 0);
+    }
+    if (nt && !rc) tool_progress_end(&pg);
+    lr_err err = { 0 };
+    if (!rc && lr_model_writer_commit(&w, &err)) rc = tool_fail(SUB, &err);
+    lr_model_writer_free(&w);
+    free(e), free(rec);
     return rc;
 }
 
@@ -184,7 +211,7 @@ static int report(const tool_merge_args *a, const layer *ly, size_t n)
 int tool_merge(int argc, char **argv)
 {
     tool_merge_args a = { 0 };
-    lr_safetensors st = { 0 }, ref = { 0 };
+    lr_model st = { 0 }, ref = { 0 };
     lr_peft ad = { 0 };
     lr_err e = { 0 };
     layer *ly = NULL;
@@ -195,20 +222,19 @@ int tool_merge(int argc, char **argv)
     free(msg);
     const char *in[3] = { a.base, a.adapter, a.ref };
     if (!rc) rc = tool_check_out(SUB, a.out, in, a.ref ? 3 : 2);
-    if (!rc && lr_safetensors_open(&st, a.base, &e)) rc = tool_fail(SUB, &e);
-    if (!rc && a.ref && lr_safetensors_open(&ref, a.ref, &e)) rc = tool_fail(SUB, &e);
+    if (!rc) tool_threads(a.threads);
+    if (!rc) rc = tool_open(SUB, &st, a.base);
+    if (!rc && a.ref) rc = tool_open(SUB, &ref, a.ref);
     if (!rc && lr_peft_read(&ad, a.adapter, &e)) rc = tool_fail(SUB, &e);
     if (!rc && !(ly = calloc(ad.n, sizeof *ly))) rc = tool_failf(SUB, "out of memory");
     for (size_t i = 0; i < ad.n && !rc; i++) {
         ly[i].l = &ad.layer[i];
         rc = find_target(&a, &st, ly[i].l, &ly[i].t);
-        if (!rc) rc = merge_one(&st, a.ref ? &ref : NULL, &ly[i], a.unmerge ? -1.0 : 1.0, &ad);
     }
-    if (!rc) rc = write_out(&a, &st, ly, ad.n);
+    if (!rc) rc = write_out(&a, &st, a.ref ? &ref : NULL, ly, ad.n, &ad);
     if (!rc) rc = report(&a, ly, ad.n);
-    for (size_t i = 0; ly && i < ad.n; i++) free(ly[i].buf);
     free(ly);
     lr_peft_free(&ad);
-    lr_safetensors_free(&st), lr_safetensors_free(&ref);
+    lr_model_free(&st), lr_model_free(&ref);
     return rc < 0 ? 0 : rc; /* after --help */
 }

@@ -22,11 +22,6 @@ extern const char tool_common_help[];
  * by tool_common_help) and gives TOOL_HELP; LR_CLI_USAGE prints msg as tool_usage does and
  * gives 2; 0 stays 0. A subcommand returns 0 after its help. */
 int tool_parsed(const char *sub, int rc, const char *msg, const char *help, bool shared);
-/* Writes tensors t[0..nt) to out with src's __metadata__, its "lowrank" entry replaced by
- * record (a JSON text); 0, or 1 with the message printed. */
-int tool_write_st(const char *sub, const char *out, const lr_safetensors *src, const lr_st_tensor *t, size_t nt,
-                  const char *record);
-
 /* A usage error: prints it with a pointer to --help; returns 2. */
 int tool_usage(const char *sub, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -47,15 +42,57 @@ void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *wh
 bool tool_is_matrix(const lr_st_tensor *t, const char **why);
 /* Selected by --only / --skip? */
 bool tool_selected(const tool_opts *o, const char *name);
-/* Candidates of st in file order: the 2-D floating tensors --only/--skip select, as *idx:
- * (count) indices into st (free it). The other tensors get a note, except one that --only
- * names literally (an alternative of "a|b|c" equal to its name): that is an error (1). */
-int tool_candidates(tool_opts *o, const char *sub, lr_safetensors *st, size_t **idx, size_t *count);
+/* Opens MODEL (a .safetensors file, a directory, or an index: io/model.h) into m; 0, or 1
+ * with the library's message printed (it names the file). */
+int tool_open(const char *sub, lr_model *m, const char *path);
+/* Candidates of m in its stable order: the 2-D floating tensors --only/--skip select, as
+ * *idx: (count) indices into m (free it). The other tensors get a note, except one that
+ * --only names literally (an alternative of "a|b|c" equal to its name): that is an error (1). */
+int tool_candidates(tool_opts *o, const char *sub, lr_model *m, size_t **idx, size_t *count);
 
-/* The tensor as an owned float32 matrix (m, n). */
-lr_status tool_load(lr_mat *w, lr_safetensors *st, const lr_st_tensor *t, lr_err *err);
+/* The tensor as an owned float32 matrix (m, n), every entry finite: a failure's message names
+ * the file and the tensor once ("m.st: w: entry (0,3) is NaN"). */
+lr_status tool_load(lr_mat *w, lr_model *m, const lr_st_tensor *t, lr_err *err);
+/* Are the bytes of tensor name the same in a and b (same dtype and shape)? Read in pieces. */
+lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name, lr_err *err);
+/* Copies tensor name from src into the writer, in pieces of at most 64 MiB. */
+lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor *t, lr_err *err);
+/* The rank-r factors of d for a fixed rank: block Krylov (rsvd.h, block r, depth 4), kept
+ * when the run's own figures put its error within 1.001x of the optimum, proven
+ * (err² / Σ_{r<i<=L} σ̃_i²) or estimated from the last block's gain (err² / (err² − gain));
+ * else the exact thin SVD. info: energy ‖d‖², tail = the factors' error², svd = "krylov" or
+ * "exact", bound = the accepted bound on error / optimum (1 for exact). */
+typedef struct {
+    double energy, tail, bound;
+    const char *svd;
+} tool_svd_info;
+lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *info, lr_cmat d, size_t r, uint64_t seed, lr_err *err);
 /* x rounded to dtype and back, in place (what a file of that dtype will hold). */
 void tool_round(float *x, size_t n, lr_st_dtype dtype);
+/* --threads: OpenBLAS's thread count (0 leaves its default). */
+void tool_threads(size_t n);
+
+/* A line per tensor on stderr: "[k/N] name  MB/s  ETA", rewritten in place on a terminal;
+ * with --progress also when stderr is not one. Off under neither. */
+typedef struct {
+    bool on, tty;
+    size_t n;
+    double t0, done, total; /* seconds; bytes read so far, of all */
+} tool_progress;
+void tool_progress_init(tool_progress *p, bool asked, size_t n, double total_bytes);
+void tool_progress_step(tool_progress *p, size_t k, const char *name, double bytes);
+void tool_progress_end(tool_progress *p);
+/* The bytes of the tensors idx[0..n) of m (for the progress line). */
+double tool_bytes_of(const lr_model *m, const size_t *idx, size_t n);
+
+/* Writes OUT in the layout of model m: OUT is a file when m is one file and max_shard is 0,
+ * else a directory of m's shard names (or of shards of at most max_shard bytes) with an
+ * index. The entries' shard fields are set from m by tool_entry. */
+lr_model_entry tool_entry(const lr_model *m, const lr_st_tensor *src, lr_st_tensor t, size_t max_shard);
+/* The output's __metadata__: m's first shard's, its "lowrank" entry replaced by record; and
+ * the index metadata. Opens the writer; 0 or 1 with the message printed. */
+int tool_writer_init(const char *sub, lr_model_writer *w, const char *out, const lr_model *m, const lr_model_entry *e,
+                     size_t n, const char *record, size_t max_shard);
 
 /* Output paths must not be inputs: 2 with a message when they are the same file. */
 int tool_check_out(const char *sub, const char *out, const char *const *inputs, size_t n);

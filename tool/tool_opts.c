@@ -31,6 +31,7 @@ void tool_opts_init(tool_opts *o)
     memset(o, 0, sizeof *o);
     o->sp = lr_spectrum_opts_default();
     o->notes = json_array();
+    o->changed = json_array();
 }
 
 void tool_opts_free(tool_opts *o)
@@ -38,6 +39,7 @@ void tool_opts_free(tool_opts *o)
     if (o->has_only) regfree(&o->only);
     if (o->has_skip) regfree(&o->skip);
     json_decref(o->notes);
+    json_decref(o->changed);
     memset(o, 0, sizeof *o);
 }
 
@@ -68,8 +70,9 @@ int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, s
 {
     const char *v, *a = argv[*i];
     if (!strcmp(a, "--json")) return o->json = true, 1;
-    static const char *const with_value[] = { "--only", "--skip", "--method", "--svd-rank", "--seed" };
-    for (size_t k = 0; k < 5; k++) {
+    if (!strcmp(a, "--progress")) return o->progress = true, 1;
+    static const char *const with_value[] = { "--only", "--skip", "--method", "--svd-rank", "--seed", "--threads" };
+    for (size_t k = 0; k < 6; k++) {
         if (!lr_cli_match(a, with_value[k])) continue;
         if (!lr_cli_value(argc, argv, i, with_value[k], &v, msg, cap)) return -1;
         switch (k) {
@@ -81,8 +84,11 @@ int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, s
                 return -1;
             }
             return 1;
-        case 3: return lr_cli_parse_size("--svd-rank", v, 1, 1 << 20, &o->sp.rank, msg, cap) ? 1 : -1;
-        default: return lr_cli_parse_seed("--seed", v, &o->sp.seed, msg, cap) ? 1 : -1;
+        case 3:
+            o->svd_rank_given = true;
+            return lr_cli_parse_size("--svd-rank", v, 1, 1 << 20, &o->sp.rank, msg, cap) ? 1 : -1;
+        case 4: return lr_cli_parse_seed("--seed", v, &o->sp.seed, msg, cap) ? 1 : -1;
+        default: return lr_cli_parse_size("--threads", v, 1, 1024, &o->threads, msg, cap) ? 1 : -1;
         }
     }
     return 0;
@@ -116,6 +122,23 @@ static int shared(tool_opts *o, int argc, char **argv, int *i, char *msg, size_t
     if (is_help(argv[*i])) return TOOL_HELP;
     int c = tool_common_option(o, argc, argv, i, m, sizeof m);
     return c < 0 ? usage(msg, cap, "%s", m) : c;
+}
+
+bool tool_parse_bytes(const char *opt, const char *v, size_t *out, char *msg, size_t cap)
+{
+    static const struct { const char *u; double f; } units[] = {
+        { "", 1 }, { "B", 1 }, { "KB", 1e3 }, { "MB", 1e6 }, { "GB", 1e9 }, { "TB", 1e12 },
+        { "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 }, { "TiB", 1099511627776.0 },
+    };
+    char *end = NULL;
+    double x = v && *v ? strtod(v, &end) : -1;
+    for (size_t k = 0; end && k < sizeof units / sizeof *units; k++)
+        if (!strcmp(end, units[k].u) && x * units[k].f >= 1 && x * units[k].f <= 1e18) {
+            *out = (size_t)(x * units[k].f);
+            return true;
+        }
+    snprintf(msg, cap, "%s: expected a size such as 5GB, 500MB, 2GiB or a byte count, got '%s'", opt, v ? v : "");
+    return false;
 }
 
 /* --dtype D of the outputs: F32, F16 or BF16. */
@@ -186,6 +209,10 @@ int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args 
                 return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--out")) {
             if (!lr_cli_path(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
+        } else if (lr_cli_match(s, "--max-shard-size")) {
+            if (!lr_cli_value(argc, argv, &i, "--max-shard-size", &v, m, sizeof m) ||
+                !tool_parse_bytes("--max-shard-size", v, &a->max_shard, m, sizeof m))
+                return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--budget-of")) {
             if (!lr_cli_value(argc, argv, &i, "--budget-of", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
             if (strcmp(v, "params") && strcmp(v, "flops"))
@@ -237,6 +264,8 @@ int tool_extract_parse(int argc, char **argv, tool_opts *o, tool_extract_args *a
         } else if (lr_cli_match(s, "--dtype")) {
             if (!lr_cli_value(argc, argv, &i, "--dtype", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
             if (dtype_option(&a->dtype, v, msg, cap)) return LR_CLI_USAGE;
+        } else if (!strcmp(s, "--embed")) {
+            a->embed = true;
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
         } else if (!*s) {
@@ -313,13 +342,22 @@ int tool_merge_parse(int argc, char **argv, tool_merge_args *a, char *msg, size_
 {
     char m[512];
     size_t npos = 0;
-    *a = (tool_merge_args){ NULL, NULL, NULL, NULL, false, false };
+    *a = (tool_merge_args){ 0 };
     for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
+        const char *s = argv[i], *v;
         if (is_help(s)) return TOOL_HELP;
         if (!strcmp(s, "--json")) a->json = true;
         else if (!strcmp(s, "--unmerge")) a->unmerge = true;
-        else if (lr_cli_match(s, "--out")) {
+        else if (!strcmp(s, "--progress")) a->progress = true;
+        else if (lr_cli_match(s, "--threads")) {
+            if (!lr_cli_value(argc, argv, &i, "--threads", &v, m, sizeof m) ||
+                !lr_cli_parse_size("--threads", v, 1, 1024, &a->threads, m, sizeof m))
+                return usage(msg, cap, "%s", m);
+        } else if (lr_cli_match(s, "--max-shard-size")) {
+            if (!lr_cli_value(argc, argv, &i, "--max-shard-size", &v, m, sizeof m) ||
+                !tool_parse_bytes("--max-shard-size", v, &a->max_shard, m, sizeof m))
+                return usage(msg, cap, "%s", m);
+        } else if (lr_cli_match(s, "--out")) {
             if (!lr_cli_path(argc, argv, &i, "--out", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--reference")) {
             if (!lr_cli_path(argc, argv, &i, "--reference", &a->ref, m, sizeof m)) return usage(msg, cap, "%s", m);

@@ -38,13 +38,21 @@ typedef struct {
     regex_t only, skip;          /* --only REGEX, --skip REGEX (POSIX extended, unanchored) */
     const char *only_text;       /* --only as given                                        */
     lr_spectrum_opts sp;         /* --method, --svd-rank, --seed                           */
+    bool svd_rank_given;         /* --svd-rank was given (else sized for the target)       */
+    size_t threads;              /* --threads N: OpenBLAS's threads; 0 = its default      */
+    bool progress;               /* --progress: a line per tensor on stderr                */
     json_t *notes;               /* tensors passed over, for --json                        */
+    json_t *changed;             /* extract: changed tensors no LoRA layer holds           */
 } tool_opts;
 
 void tool_opts_init(tool_opts *o);
 void tool_opts_free(tool_opts *o);
 /* Consumes a shared option at argv[*i]: 1 consumed, 0 not one of them, -1 bad (msg set). */
 int tool_common_option(tool_opts *o, int argc, char **argv, int *i, char *msg, size_t cap);
+
+/* "5GB", "500MB", "2GiB", "1000000": bytes into *out (1 KB = 1000, 1 KiB = 1024, as
+ * transformers' max_shard_size); false with msg. */
+bool tool_parse_bytes(const char *opt, const char *v, size_t *out, char *msg, size_t cap);
 
 #define TOOL_MAX_IN 64 /* combine's adapters, clean-temps' directories */
 
@@ -54,21 +62,24 @@ typedef struct {
 } tool_inspect_args;
 int tool_inspect_parse(int argc, char **argv, tool_opts *o, tool_inspect_args *a, char *msg, size_t cap);
 
-/* compress MODEL (--rank R | --energy E | --error X | --budget F) --out OUT [--budget-of K] */
+/* compress MODEL (--rank R | --energy E | --error X | --budget F) --out OUT [--budget-of K]
+ * [--max-shard-size SIZE] */
 typedef struct {
     const char *model, *out;
     lr_plan_opts plan;
     int modes;                   /* how many of --rank, --energy, --error, --budget: 1 */
     bool flops;                  /* --budget-of flops */
+    size_t max_shard;            /* --max-shard-size BYTES; 0 = the input's layout */
 } tool_compress_args;
 int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args *a, char *msg, size_t cap);
 
-/* extract BASE TUNED (--rank R | --energy E | --error X) --out DIR [--dtype D] */
+/* extract BASE TUNED (--rank R | --energy E | --error X) --out DIR [--dtype D] [--embed] */
 typedef struct {
     const char *in[2], *out;
     lr_plan_opts plan;
     int modes;
     lr_st_dtype dtype;
+    bool embed;                  /* --embed: changed embeddings as lora_embedding_A/B */
 } tool_extract_args;
 int tool_extract_parse(int argc, char **argv, tool_opts *o, tool_extract_args *a, char *msg, size_t cap);
 
@@ -82,10 +93,12 @@ typedef struct {
 } tool_combine_args;
 int tool_combine_parse(int argc, char **argv, tool_combine_args *a, char *msg, size_t cap);
 
-/* merge BASE ADAPTER_DIR --out F [--unmerge] [--reference REF] [--json] */
+/* merge BASE ADAPTER_DIR --out F [--unmerge] [--reference REF] [--json] [--threads N] [--progress]
+ * [--max-shard-size SIZE] */
 typedef struct {
     const char *base, *adapter, *out, *ref;
-    bool unmerge, json;
+    bool unmerge, json, progress;
+    size_t threads, max_shard;   /* --threads, --max-shard-size (0: the base's layout) */
 } tool_merge_args;
 int tool_merge_parse(int argc, char **argv, tool_merge_args *a, char *msg, size_t cap);
 

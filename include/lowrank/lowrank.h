@@ -22,6 +22,7 @@
 #include "lowrank/linalg/svd.h"
 #include "lowrank/io/atomicfile.h"
 #include "lowrank/io/idx.h"
+#include "lowrank/io/model.h"
 #include "lowrank/io/npy.h"
 #include "lowrank/io/peft.h"
 #include "lowrank/io/regex.h"

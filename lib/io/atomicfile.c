@@ -246,6 +246,25 @@ lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *err)
     return LR_OK;
 }
 
+lr_status lr_atomic_sync(lr_atomic_file *af, lr_err *err)
+{
+    if (!af || !af->f || !af->tmp_path || !af->path)
+        return lr__fail(err, LR_EINVAL, "lr_atomic_sync: file is not open");
+    const char *what = NULL;
+    int e = 0;
+    if (fflush(af->f) != 0 || ferror(af->f)) {
+        e = af->io && af->io->err ? af->io->err : errno ? errno : EIO;
+        what = "write";
+    } else if (fault_now() || fsync(af->io ? af->io->fd : fileno(af->f)) != 0) {
+        e = errno;
+        what = "fsync";
+    }
+    if (!what) return LR_OK;
+    lr_status s = lr__fail(err, LR_EIO, "cannot %s %s: %s (old file left unchanged)", what, af->path, strerror(e));
+    lr_atomic_abort(af);
+    return s;
+}
+
 lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err)
 {
     if (!af || !af->f || !af->tmp_path || !af->path)

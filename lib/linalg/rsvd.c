@@ -307,7 +307,7 @@ static lr_status range_krylov(const rs_ctx *c, size_t b, size_t q, float *qt, fl
  * = Ub·S·V1ᵀ, hence B = Ub·S·(Qw·V1)ᵀ. Then u = Q·Ub[:, :r], s = S[:r],
  * vt = (Qw·V1[:, :r])ᵀ, mapped back to a's orientation. */
 static lr_status ritz(const rs_ctx *c, size_t L, size_t r, const float *qt, const float *zt, float *s,
-                      lr_mat u, lr_mat vt, lr_err *err)
+                      float *sall, lr_mat u, lr_mat vt, lr_err *err)
 {
     const size_t M = c->M, N = c->N;
     const size_t nbuf = L * N + 3 * L * L + L + r * N;
@@ -326,6 +326,7 @@ static lr_status ritz(const rs_ctx *c, size_t L, size_t r, const float *qt, cons
         st = lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
     if (!st) {
         memcpy(s, sb, r * sizeof *s);
+        if (sall) memcpy(sall, sb, L * sizeof *sall);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)r, (blasint)N, (blasint)L, 1.0f, v1t,
                     (blasint)L, qw, (blasint)N, 0.0f, vr, (blasint)N);
         if (!c->tr) {
@@ -391,8 +392,31 @@ static lr_status check_args(lr_cmat a, size_t r, const float *s, lr_mat u, lr_ma
     return LR_OK;
 }
 
-lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_rsvd_opts *opts, lr_rng *rng,
-                  lr_err *err)
+/* bd <- the run's a-posteriori figures from the L Ritz values sall and, for block Krylov
+ * with depth >= 1, the first L0 rows of zt (Q_{<q}ᵀ·t: the previous depth's Rayleigh–Ritz
+ * problem), whose values give the gain of the last block. */
+static lr_status bound(lr_rsvd_bound *bd, lr_cmat a, const float *sall, size_t L, size_t r, const float *zt, size_t L0,
+                       size_t N, lr_err *err)
+{
+    double e = 0, top = 0, rest = 0;
+    for (size_t i = 0; i < a.rows; i++)
+        for (size_t j = 0; j < a.cols; j++) e += (double)a.data[i * a.ld + j] * a.data[i * a.ld + j];
+    for (size_t i = 0; i < L; i++) *(i < r ? &top : &rest) += (double)sall[i] * sall[i];
+    *bd = (lr_rsvd_bound){ .energy = e, .err2 = e > top ? e - top : 0, .opt2_lb = rest, .gain = 0 };
+    if (!zt || L0 == 0) return LR_OK; /* the whole range (L = N) or no earlier depth */
+    float *s0 = malloc(L0 * sizeof *s0);
+    if (!s0) return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", L0);
+    lr_status st = lr_svd_values(s0, lr_cmat_view(zt, L0, N, N), err);
+    double prev = 0;
+    for (size_t i = 0; !st && i < r && i < L0; i++) prev += (double)s0[i] * s0[i];
+    if (!st) bd->gain = top > prev ? top - prev : 0;
+    free(s0);
+    return st;
+}
+
+/* lr_rsvd, and with bd non-NULL what the run knows of its own accuracy (lr_rsvd_bounded). */
+static lr_status run(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
+                     lr_rng *rng, lr_err *err)
 {
     lr_rsvd_opts o = opts ? *opts : lr_rsvd_opts_default();
     lr_status st;
@@ -438,10 +462,27 @@ lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_r
 
     st = o.method == LR_RSVD_SUBSPACE ? range_subspace(&c, L, q, qt, zt, rng, err)
                                       : range_krylov(&c, b, q, qt, zt, proj, save, rng, err);
-    if (!st) st = ritz(&c, L, r, qt, zt, s, u, vt, err);
+    float *sall = bd ? malloc(L * sizeof *sall) : NULL;
+    if (bd && !sall) st = lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", L);
+    if (!st) st = ritz(&c, L, r, qt, zt, s, sall, u, vt, err);
+    if (!st && bd) st = bound(bd, a, sall, L, r, o.method == LR_RSVD_BLOCK_KRYLOV && q ? zt : NULL, L - b, N, err);
+    free(sall);
     free(buf);
     free(c.n2);
     return st;
+}
+
+lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_rsvd_opts *opts, lr_rng *rng,
+                  lr_err *err)
+{
+    return run(s, u, vt, NULL, a, r, opts, rng, err);
+}
+
+lr_status lr_rsvd_bounded(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r,
+                          const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
+{
+    if (!bd) return lr__fail(err, LR_EINVAL, "rsvd_bounded: bd is NULL");
+    return run(s, u, vt, bd, a, r, opts, rng, err);
 }
 
 lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,

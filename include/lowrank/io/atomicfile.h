@@ -44,6 +44,11 @@ LR_API lr_status lr_atomic_open(lr_atomic_file *af, const char *path, lr_err *er
  * file is in place but may not survive a crash. LR_EINVAL if af is not open. */
 LR_API lr_status lr_atomic_commit(lr_atomic_file *af, lr_err *err);
 
+/* Flushes and fsyncs what was written, leaving af open for a later commit, so that several
+ * files can be made durable before any is renamed (a sharded model: io/model.h). On failure
+ * af is released as by lr_atomic_abort (LR_EIO naming path and strerror). */
+LR_API lr_status lr_atomic_sync(lr_atomic_file *af, lr_err *err);
+
 /* Discards the temp file. A no-op on a zeroed, committed or already aborted af. */
 LR_API void lr_atomic_abort(lr_atomic_file *af);
 

@@ -69,6 +69,26 @@ LR_API lr_rsvd_opts lr_rsvd_opts_default(void);
 LR_API lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
                          lr_rng *rng, lr_err *err);
 
+/* What a run knows of its own accuracy at rank r, for a: (m,n), with L = block·(depth+1)
+ * Ritz values σ̃_1 >= ... >= σ̃_L (the first r are s):
+ *   energy   ‖a‖_F², summed from the entries in double;
+ *   err2     ‖a − u·diag(s)·vt‖_F² = energy − Σ_{i<=r} σ̃_i² (the factors are a projection
+ *            of a, so this is exact up to rounding);
+ *   opt2_lb  Σ_{r<i<=L} σ̃_i²: a proven lower bound on the optimal error² Σ_{i>r} σ_i², since
+ *            σ̃_i <= σ_i for every i (interlacing). err2 / opt2_lb bounds (error/optimum)²; it
+ *            is tight only when the L directions hold nearly all the energy beyond rank r;
+ *   gain     block Krylov with depth >= 1: Σ_{i<=r} σ̃_i² minus the same sum at depth − 1
+ *            (the spaces are nested, so it never shrinks): what the last block added, an
+ *            estimate of what one more would add (0 when the range is exact, L = min(m,n)).
+ * These cost one more pass over a and a values-only SVD of the (L − block, n) projection. */
+typedef struct {
+    double energy, err2, opt2_lb, gain;
+} lr_rsvd_bound;
+
+/* lr_rsvd, and *bd as above. */
+LR_API lr_status lr_rsvd_bounded(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r,
+                                 const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err);
+
 /* Allocates *out (k = r) and fills it by lr_rsvd. On failure *out is empty. */
 LR_API lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
                                   lr_rng *rng, lr_err *err);
