@@ -255,7 +255,8 @@ run_child() {
 }
 
 on_signal() {
-    [ -z "$child" ] || kill -TERM -- -"$child" 2>/dev/null
+    # (bash reports the killed job on stderr as it reaps it: not worth a line)
+    [ -z "$child" ] || { kill -TERM -- -"$child"; wait "$child"; } 2>/dev/null
     echo "$PROG: interrupted" >&2
     exit 130
 }
@@ -389,7 +390,7 @@ for m in ORDER:
     mean = f'{statistics.fmean(e.values()):.5f}' if e else '-'
     if opt:
         rs = [ratio(v, opt[k]) for k, v in e.items() if k in opt]
-        mx = f'{max(rs):.4f}' if rs else '-'
+        mx = f'{max(rs):.5f}' if rs else '-'
         above = f'{sum(r > 1.001 for r in rs)} / {len(rs)}' if rs else '-'
     else:
         mx = above = 'n/a (no exact run)'

@@ -1,6 +1,8 @@
 /* common.c — what every `lowrank` subcommand shares (tool.h). */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,7 +36,9 @@ int tool_usage(const char *sub, const char *fmt, ...)
 
 int tool_fail(const char *sub, const lr_err *e)
 {
+    tool_lock();
     fprintf(stderr, PROG " %s: %s\n", sub, e->msg[0] ? e->msg : "failed");
+    tool_unlock();
     return LR_CLI_RUNTIME;
 }
 
@@ -42,21 +46,25 @@ int tool_failf(const char *sub, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    tool_lock();
     fprintf(stderr, PROG " %s: ", sub);
     vfprintf(stderr, fmt, ap);
-    va_end(ap);
     fputc('\n', stderr);
+    tool_unlock();
+    va_end(ap);
     return LR_CLI_RUNTIME;
 }
 
 void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *why)
 {
+    tool_lock();
     fprintf(stderr, PROG " %s: note: %s: %s\n", sub, tensor, why);
     json_t *n = json_object();
     if (n && !json_object_set_new(n, "tensor", json_string(tensor)) &&
         !json_object_set_new(n, "reason", json_string(why)))
         json_array_append(o->notes, n);
     json_decref(n);
+    tool_unlock();
 }
 
 bool tool_is_matrix(const lr_st_tensor *t, const char **why)
@@ -120,15 +128,144 @@ int tool_candidates(tool_opts *o, const char *sub, lr_model *m, size_t **out, si
     return 0;
 }
 
+/* Every entry finite? A branch-free scan first (the compiler vectorises it); the entry and
+ * the message only when one is not. */
+static lr_status check_finite(lr_cmat w, lr_model *m, const char *name, lr_err *err)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < w.rows * w.cols; i++) {
+        uint32_t u;
+        memcpy(&u, &w.data[i], 4);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad) return LR_OK;
+    char where[1200];
+    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(m, name), name);
+    return lr_mat_check_finite(w, where, err);
+}
+
 lr_status tool_load(lr_mat *w, lr_model *m, const lr_st_tensor *t, lr_err *err)
 {
-    char where[1200];
-    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(m, t->name), t->name);
     lr_status s = lr_mat_init(w, t->shape[0], t->shape[1], err);
     if (!s) s = lr_model_get_f32(m, w->data, t->name, 2, t->shape, err);
-    if (!s) s = lr_mat_check_finite(lr_cm(*w), where, err);
+    if (!s) s = check_finite(lr_cm(*w), m, t->name, err);
     if (s) lr_mat_free(w);
     return s;
+}
+
+float *tool_scratch_get(tool_scratch *s, int k, size_t n)
+{
+    if (s->cap[k] >= n && s->p[k]) return s->p[k];
+    free(s->p[k]);
+    s->p[k] = malloc((n ? n : 1) * sizeof(float));
+    s->cap[k] = s->p[k] ? n : 0;
+    return s->p[k];
+}
+
+void tool_scratch_free(tool_scratch *s)
+{
+    for (int k = 0; k < 3; k++) free(s->p[k]);
+    memset(s, 0, sizeof *s);
+}
+
+lr_status tool_load_into(lr_mat *w, tool_scratch *s, int k, lr_model *m, const lr_st_tensor *t, lr_err *err)
+{
+    size_t r = t->shape[0], c = t->shape[1];
+    float *p = tool_scratch_get(s, k, r * c);
+    if (!p) return snprintf(err->msg, sizeof err->msg, "%s: %s: out of memory", lr_model_file_of(m, t->name), t->name),
+                  LR_ENOMEM;
+    *w = (lr_mat){ p, r, c, c };
+    lr_status st = lr_model_get_f32(m, p, t->name, 2, t->shape, err);
+    return st ? st : check_finite(lr_cm(*w), m, t->name, err);
+}
+
+double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a)
+{
+    const size_t rows = 64;
+    lr_mat e;
+    if (lr_mat_init(&e, rows < d.rows ? rows : d.rows, d.cols, NULL)) return NAN;
+    double acc = 0;
+    for (size_t i0 = 0; i0 < d.rows; i0 += rows) {
+        size_t k = d.rows - i0 < rows ? d.rows - i0 : rows;
+        lr_mat eb = { e.data, k, d.cols, e.ld };
+        for (size_t i = 0; i < k; i++) memcpy(eb.data + i * eb.ld, d.data + (i0 + i) * d.ld, d.cols * sizeof(float));
+        lr_gemm(eb, -1.0f, (lr_cmat){ b.data + i0 * b.ld, k, b.cols, b.ld }, false, a, false, 1.0f, NULL);
+        double f = lr_mat_norm_fro(lr_cm(eb));
+        acc += f * f;
+    }
+    lr_mat_free(&e);
+    return acc;
+}
+
+static pthread_mutex_t tool_mu = PTHREAD_MUTEX_INITIALIZER;
+void tool_lock(void) { pthread_mutex_lock(&tool_mu); }
+static pthread_mutex_t compute_mu = PTHREAD_MUTEX_INITIALIZER;
+void tool_compute_begin(void) { pthread_mutex_lock(&compute_mu); }
+void tool_compute_end(void) { pthread_mutex_unlock(&compute_mu); }
+void tool_unlock(void) { pthread_mutex_unlock(&tool_mu); }
+
+size_t tool_workers(size_t threads_opt)
+{
+    if (threads_opt) return threads_opt;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+typedef struct {
+    size_t n, next, fail_at;
+    int fail_rc;
+    tool_item_fn fn;
+    void *ctx;
+    size_t worker;
+} par_ctx;
+
+typedef struct { par_ctx *c; size_t id; } par_arg;
+
+static void *par_worker(void *p)
+{
+    par_arg *a = p;
+    par_ctx *c = a->c;
+    for (;;) {
+        tool_lock();
+        size_t i = c->fail_rc ? c->n : c->next++;
+        tool_unlock();
+        if (i >= c->n) break;
+        int rc = c->fn(c->ctx, i, a->id);
+        if (rc) {
+            tool_lock();
+            if (!c->fail_rc || i < c->fail_at) c->fail_rc = rc, c->fail_at = i;
+            tool_unlock();
+        }
+    }
+    return NULL;
+}
+
+int tool_parallel(size_t n, size_t threads, tool_item_fn fn, void *ctx)
+{
+    par_ctx c = { .n = n, .fn = fn, .ctx = ctx };
+    size_t t = threads < n ? threads : n, started = 0;
+    if (t <= 1) {
+        for (size_t i = 0; i < n; i++) {
+            int rc = fn(ctx, i, 0);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    int blas = lr_blas_get_threads();
+    lr_blas_set_threads(1);
+    pthread_t *th = calloc(t, sizeof *th);
+    par_arg *args = calloc(t, sizeof *args);
+    for (size_t k = 1; th && args && k < t; k++) {
+        args[k] = (par_arg){ &c, k };
+        if (pthread_create(&th[k], NULL, par_worker, &args[k]) == 0) started = k;
+        else break;
+    }
+    par_arg self = { &c, 0 };
+    par_worker(&self); /* the calling thread is worker 0 */
+    for (size_t k = 1; k <= started; k++) pthread_join(th[k], NULL);
+    free(th), free(args);
+    lr_blas_set_threads(blas);
+    return c.fail_rc;
 }
 
 #define PIECE ((size_t)64 << 20)

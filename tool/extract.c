@@ -8,16 +8,22 @@
 #define SUB "extract"
 
 static const char help[] =
-"usage: " PROG " extract BASE.safetensors TUNED.safetensors (--rank R | --energy E | --error X)\n"
-"                        --out ADAPTER_DIR [options]\n"
+"usage: " PROG " extract BASE TUNED (--rank R | --energy E | --error X) --out ADAPTER_DIR [options]\n"
 "\n"
-"For every selected 2-D weight P.weight that differs between BASE and TUNED, factors\n"
-"dW = TUNED - BASE by its truncated SVD, B = U_r.S_r, A = V_r^T, and writes a PEFT adapter\n"
-"directory (adapter_model.safetensors + adapter_config.json, the layout lr-mnist\n"
-"--adapter-out writes) with lora_alpha = r per layer, so the scale is 1 and W + B.A\n"
-"approximates the tuned weight. Layers of different ranks go to rank_pattern. The two files\n"
-"must hold the same tensor names, shapes and dtypes. A tensor that differs but is not a 2-D\n"
-"floating weight (a bias, say) cannot be a LoRA layer: it is left out with a note.\n"
+"BASE and TUNED are each a .safetensors file, a directory holding model.safetensors or a\n"
+"sharded model.safetensors.index.json, or that index file; they are read one tensor at a\n"
+"time. For every selected 2-D weight P.weight that differs, factors dW = TUNED - BASE as\n"
+"B = U_r.S_r, A = V_r^T and writes a PEFT adapter directory (adapter_model.safetensors +\n"
+"adapter_config.json) with lora_alpha = r per layer, so the scale is 1 and W + B.A\n"
+"approximates the tuned weight. Layers of different ranks go to rank_pattern. The two\n"
+"models must hold the same tensor names, shapes and dtypes. A changed tensor that is not a\n"
+"2-D floating weight (a norm, a bias) or is an input embedding cannot be a LoRA layer here:\n"
+"it is named in a note and under \"changed_other\" in --json.\n"
+"\n"
+"With --rank and --method auto (the default) the factors come from a randomized block\n"
+"Krylov SVD (block R, depth 4) whose own figures bound its error: kept when they put it\n"
+"within 1.001x of the optimal rank-R error, else the exact SVD is taken (the JSON's \"svd\"\n"
+"says which). --method exact forces LAPACK; --method randomized uses --svd-rank values.\n"
 "\n"
 "  --rank R        the same rank for every layer (at most min(m, n))\n"
 "  --energy E      per layer, the smallest rank keeping the fraction E of ||dW||_F^2\n"
@@ -73,69 +79,88 @@ typedef struct {
     double bound;     /* krylov: the accepted bound on error / optimum; 0 otherwise */
 } layer;
 
-static int pick_rank(const tool_extract_args *a, const lr_spectrum *sp, const char *name, size_t *r)
+/* Does the spectrum reach the --energy / --error target? *r <- the rank when it does. */
+static bool reaches(const tool_extract_args *a, const lr_spectrum *sp, size_t *r)
 {
-    lr_err e = { 0 };
     bool found = true;
     *r = a->plan.rank;
-    if (a->plan.kind == LR_PLAN_ENERGY) lr_spectrum_rank_for_energy(sp, a->plan.energy, r, &found, &e);
-    if (a->plan.kind == LR_PLAN_ERROR) lr_spectrum_rank_for_error(sp, a->plan.error, r, &found, &e);
-    if (!found || *r > sp->known)
-        return tool_failf(SUB, "%s: the %zu singular values computed (randomized) do not reach the target; use "
-                          "--method exact or a larger --svd-rank", name, sp->known);
+    if (a->plan.kind == LR_PLAN_ENERGY) lr_spectrum_rank_for_energy(sp, a->plan.energy, r, &found, NULL);
+    if (a->plan.kind == LR_PLAN_ERROR) lr_spectrum_rank_for_error(sp, a->plan.error, r, &found, NULL);
     if (*r == 0) *r = 1;
-    return 0;
+    return found && *r <= sp->known;
 }
 
 /* vec <- the top triplets of d and ly->r for an --energy / --error target, or a rank with an
- * explicit --method: the spectrum route (spectrum.h). */
+ * explicit --method: the spectrum route (spectrum.h). A randomized spectrum that does not
+ * reach the target (its values are lower bounds, the ranks upper bounds) is computed again
+ * with twice the values, up to the exact SVD, unless --svd-rank fixed their number. */
 static int factor_spectrum(const tool_extract_args *a, const tool_opts *o, lr_usv *vec, layer *ly, lr_cmat d,
                            const char *where, lr_err *e)
 {
-    lr_spectrum sp = { 0 };
     lr_spectrum_opts so = o->sp;
+    size_t k = d.rows < d.cols ? d.rows : d.cols;
     if (a->plan.kind == LR_PLAN_RANK && so.rank < a->plan.rank) so.rank = a->plan.rank;
-    if (lr_spectrum_init(&sp, vec, d, &so, e)) return tool_failf(SUB, "%s: %s", where, e->msg);
-    int rc = pick_rank(a, &sp, where, &ly->r);
-    if (!rc) {
-        ly->energy = sp.energy, ly->tail = lr_spectrum_tail(&sp, ly->r);
-        ly->svd = sp.exact ? "exact" : "randomized";
+    for (;;) {
+        lr_spectrum sp = { 0 };
+        if (lr_spectrum_init(&sp, vec, d, &so, e)) return tool_failf(SUB, "%s: %s", where, e->msg);
+        bool ok = reaches(a, &sp, &ly->r);
+        ly->energy = sp.energy, ly->tail = lr_spectrum_tail(&sp, ly->r), ly->svd = sp.exact ? "exact" : "randomized";
+        bool exact = sp.exact;
+        lr_spectrum_free(&sp);
+        if (ok) return 0;
+        lr_usv_free(vec);
+        if (exact || o->svd_rank_given)
+            return tool_failf(SUB, "%s: the %zu singular values computed (randomized) do not reach the target; use "
+                              "--method exact or a larger --svd-rank", where, so.rank);
+        so.rank *= 2; /* doubling: at most log2(k / 256) more runs, each cheaper than the exact SVD */
+        if (so.rank >= k / 2) so.method = LR_SPECTRUM_EXACT;
     }
-    lr_spectrum_free(&sp);
-    return rc;
 }
 
-/* ΔW of one tensor -> its layer in ad */
-static int extract_one(const tool_extract_args *a, const tool_opts *o, lr_model *bm, lr_model *tm,
-                       const lr_st_tensor *t, layer *ly, lr_peft *ad)
+/* What became of one tensor of TUNED. */
+enum { SKIPPED, UNCHANGED, EXTRACTED, CHANGED };
+
+typedef struct {
+    const tool_extract_args *a;
+    tool_opts *o;
+    lr_model *bm, *tm;
+    layer *ly;           /* (nt) by tensor index */
+    float **fa, **fb;    /* (nt) A: (r, n) and B: (m, r) of the extracted ones */
+    unsigned char *kind; /* (nt) */
+    tool_scratch *scr;   /* (workers) */
+    tool_progress *pg;
+} job;
+
+/* ΔW of one tensor: B, A and its layer row (or nothing when ΔW = 0) */
+static int extract_one(const job *j, const lr_st_tensor *t, size_t i, tool_scratch *scr)
 {
+    const tool_extract_args *a = j->a;
+    layer *ly = &j->ly[i];
     lr_err e = { 0 };
-    lr_mat wb = { 0 }, d = { 0 }, b = { 0 }, A = { 0 };
+    lr_mat wb, d, b = { 0 }, A = { 0 };
     lr_usv vec = { 0 };
-    lr_approx_err ae;
-    char module[1024], where[1200];
+    char where[1200];
     size_t m = t->shape[0], n = t->shape[1];
-    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(tm, t->name), t->name);
+    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(j->tm, t->name), t->name);
     *ly = (layer){ .name = t->name, .m = m, .n = n, .r = a->plan.rank };
+    if (tool_load_into(&wb, scr, 0, j->bm, lr_model_find(j->bm, t->name), &e) || tool_load_into(&d, scr, 1, j->tm, t, &e))
+        return tool_fail(SUB, &e); /* names the file and the tensor */
+    bool any = false;
+    for (size_t k = 0; k < m * n; k++) any |= (d.data[k] -= wb.data[k]) != 0;
+    if (!any) return j->kind[i] = UNCHANGED, 0; /* equal as floats, if not as bytes (-0, NaN payloads) */
     if (a->plan.kind == LR_PLAN_RANK && a->plan.rank > (m < n ? m : n))
         return tool_failf(SUB, "%s: rank %zu exceeds min(%zu, %zu) = %zu", where, a->plan.rank, m, n, m < n ? m : n);
-    if (tool_load(&wb, bm, lr_model_find(bm, t->name), &e) || tool_load(&d, tm, t, &e)) {
-        lr_mat_free(&wb);
-        return tool_fail(SUB, &e); /* names the file and the tensor */
-    }
-    for (size_t i = 0; i < m * n; i++) d.data[i] -= wb.data[i];
     ly->base_fro = lr_mat_norm_fro(lr_cm(wb));
-    lr_mat_free(&wb);
     int rc = 0;
     lr_status s = LR_OK;
-    if (a->plan.kind == LR_PLAN_RANK && o->sp.method == LR_SPECTRUM_AUTO)
-    {
+    tool_compute_begin();
+    if (a->plan.kind == LR_PLAN_RANK && j->o->sp.method == LR_SPECTRUM_AUTO) {
         tool_svd_info si;
-        s = tool_factor_rank(&vec, &si, lr_cm(d), a->plan.rank, o->sp.seed, &e);
+        s = tool_factor_rank(&vec, &si, lr_cm(d), a->plan.rank, j->o->sp.seed, &e);
         ly->energy = si.energy, ly->tail = si.tail, ly->svd = si.svd, ly->bound = si.bound;
+    } else {
+        rc = factor_spectrum(a, j->o, &vec, ly, lr_cm(d), where, &e);
     }
-    else
-        rc = factor_spectrum(a, o, &vec, ly, lr_cm(d), where, &e);
     size_t r = ly->r;
     if (!s && !rc) s = lr_mat_init(&b, m, r, &e);
     if (!s && !rc) s = lr_mat_init(&A, r, n, &e);
@@ -143,14 +168,37 @@ static int extract_one(const tool_extract_args *a, const tool_opts *o, lr_model 
     if (!s && !rc) {
         tool_round(b.data, m * r, a->dtype);
         tool_round(A.data, r * n, a->dtype);
-        s = lr_approx_measure(&ae, lr_cm(d), lr_cm(b), lr_cm(A), false, &e);
+        ly->fro = sqrt(tool_residual2(lr_cm(d), lr_cm(b), lr_cm(A)));
+        if (isnan(ly->fro)) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
     }
-    if (!s && !rc) s = lr_peft_module_of(module, sizeof module, t->name, &e);
-    if (!s && !rc) s = lr_peft_add(ad, module, m, n, r, (double)r, A.data, b.data, &e);
-    if (!s && !rc) ly->fro = ae.fro;
+    tool_compute_end();
+    if (!s && !rc) j->fa[i] = A.data, j->fb[i] = b.data, j->kind[i] = EXTRACTED;
+    else lr_mat_free(&b), lr_mat_free(&A);
     if (s && !rc) rc = tool_failf(SUB, "%s: %s", where, e.msg);
-    lr_mat_free(&d), lr_mat_free(&b), lr_mat_free(&A);
     lr_usv_free(&vec);
+    return rc;
+}
+
+/* One tensor of TUNED, on worker w. */
+static int item(void *ctx, size_t i, size_t w)
+{
+    const job *j = ctx;
+    const lr_st_tensor *t = lr_model_at(j->tm, i);
+    const char *why;
+    int rc = 0;
+    if (tool_selected(j->o, t->name)) {
+        if (tool_is_matrix(t, &why) && !is_embedding(t->name)) {
+            rc = extract_one(j, t, i, &j->scr[w]);
+        } else {
+            bool same = true;
+            lr_err e = { 0 };
+            if (tool_same_bytes(&same, j->bm, j->tm, t->name, &e)) rc = tool_fail(SUB, &e);
+            else j->kind[i] = same ? UNCHANGED : CHANGED;
+        }
+    }
+    tool_lock();
+    tool_progress_step(j->pg, i + 1, t->name, 2 * tool_bytes_of(j->tm, &i, 1));
+    tool_unlock();
     return rc;
 }
 
@@ -218,28 +266,40 @@ static void note_changed(tool_opts *o, const lr_st_tensor *t)
     json_array_append_new(o->changed, json_string(t->name));
 }
 
+/* The adapter from the workers' results, in TUNED's order (so the notes and the file are the
+ * same for any thread count or shard layout). */
+static int collect(const job *j, size_t nt, lr_peft *ad, layer *out, size_t *n, size_t *unchanged)
+{
+    for (size_t i = 0; i < nt; i++) {
+        const lr_st_tensor *t = lr_model_at(j->tm, i);
+        lr_err e = { 0 };
+        char module[1024];
+        if (j->kind[i] == UNCHANGED) ++*unchanged;
+        if (j->kind[i] == CHANGED) note_changed(j->o, t);
+        if (j->kind[i] != EXTRACTED) continue;
+        const layer *ly = &j->ly[i];
+        if (lr_peft_module_of(module, sizeof module, t->name, &e) ||
+            lr_peft_add(ad, module, ly->m, ly->n, ly->r, (double)ly->r, j->fa[i], j->fb[i], &e))
+            return tool_failf(SUB, "%s: %s: %s", lr_model_file_of(j->tm, t->name), t->name, e.msg);
+        out[(*n)++] = *ly;
+    }
+    return 0;
+}
+
 static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model *tm, lr_peft *ad)
 {
-    size_t nt = lr_model_count(tm), n = 0, unchanged = 0;
-    layer *ly = calloc(nt ? nt : 1, sizeof *ly);
-    size_t *all = malloc((nt ? nt : 1) * sizeof *all);
+    size_t nt = lr_model_count(tm), n = 0, unchanged = 0, nw = tool_workers(o->threads);
     tool_progress pg = { 0 };
-    int rc = ly && all ? check_match(bm, tm) : tool_failf(SUB, "out of memory");
-    for (size_t i = 0; i < nt; i++) all[i] = i;
+    job j = { a, o, bm, tm, calloc(nt + 1, sizeof(layer)), calloc(nt + 1, sizeof(float *)),
+              calloc(nt + 1, sizeof(float *)), calloc(nt + 1, 1), calloc(nw, sizeof(tool_scratch)), &pg };
+    layer *ly = calloc(nt + 1, sizeof *ly);
+    size_t *all = malloc((nt + 1) * sizeof *all);
+    int rc = j.ly && j.fa && j.fb && j.kind && j.scr && ly && all ? check_match(bm, tm) : tool_failf(SUB, "out of memory");
+    for (size_t i = 0; all && i < nt; i++) all[i] = i;
     if (!rc) tool_progress_init(&pg, o->progress, nt, 2 * tool_bytes_of(tm, all, nt));
-    for (size_t i = 0; i < nt && !rc; i++) {
-        const lr_st_tensor *t = lr_model_at(tm, i);
-        const char *why;
-        bool same = true;
-        lr_err e = { 0 };
-        if (!tool_selected(o, t->name)) continue;
-        if (tool_same_bytes(&same, bm, tm, t->name, &e)) rc = tool_fail(SUB, &e);
-        else if (same) unchanged++;
-        else if (!tool_is_matrix(t, &why) || is_embedding(t->name)) note_changed(o, t);
-        else rc = extract_one(a, o, bm, tm, t, &ly[n++], ad);
-        tool_progress_step(&pg, i + 1, t->name, 2 * tool_bytes_of(tm, &i, 1));
-    }
-    if (nt) tool_progress_end(&pg);
+    if (!rc) rc = tool_parallel(nt, nw, item, &j);
+    if (!rc && nt) tool_progress_end(&pg);
+    if (!rc) rc = collect(&j, nt, ad, ly, &n, &unchanged);
     if (!rc && n == 0)
         rc = tool_failf(SUB, "%s and %s: no selected 2-D weight differs: nothing to extract", a->in[0], a->in[1]);
     lr_err e = { 0 };
@@ -249,7 +309,9 @@ static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model 
         if (lr_peft_write(ad, a->out, a->dtype, &e)) rc = tool_fail(SUB, &e);
     }
     if (!rc) rc = report(a, ly, n, unchanged, o);
-    free(ly), free(all);
+    for (size_t i = 0; i < nt; i++) free(j.fa ? j.fa[i] : NULL), free(j.fb ? j.fb[i] : NULL);
+    for (size_t w = 0; j.scr && w < nw; w++) tool_scratch_free(&j.scr[w]);
+    free(j.ly), free(j.fa), free(j.fb), free(j.kind), free(j.scr), free(ly), free(all);
     return rc;
 }
 

@@ -53,6 +53,37 @@ int tool_candidates(tool_opts *o, const char *sub, lr_model *m, size_t **idx, si
 /* The tensor as an owned float32 matrix (m, n), every entry finite: a failure's message names
  * the file and the tensor once ("m.st: w: entry (0,3) is NaN"). */
 lr_status tool_load(lr_mat *w, lr_model *m, const lr_st_tensor *t, lr_err *err);
+
+/* Buffers a worker keeps from tensor to tensor (fresh pages cost a fault each: in this VM a
+ * fault is dearer than reading the page from the file). */
+typedef struct {
+    float *p[3];
+    size_t cap[3];
+} tool_scratch;
+/* Slot k (0..2) with room for n floats (contents undefined); NULL when out of memory. */
+float *tool_scratch_get(tool_scratch *s, int k, size_t n);
+void tool_scratch_free(tool_scratch *s);
+/* tool_load into scratch slot k: *w views it. */
+lr_status tool_load_into(lr_mat *w, tool_scratch *s, int k, lr_model *m, const lr_st_tensor *t, lr_err *err);
+/* ‖d − b·a‖_F², by blocks of rows (no (m, n) temporary); NAN when out of memory. */
+double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a);
+
+/* Runs fn(ctx, i, worker) for i = 0..n-1 on `threads` threads (each item whole on one thread;
+ * OpenBLAS is set to one thread meanwhile, and back after). Items are taken in order; after
+ * an item returns non-zero no new one starts, and the return is the failing item's with the
+ * lowest index. progress (may be NULL) is stepped once per item, under a lock. */
+typedef int (*tool_item_fn)(void *ctx, size_t i, size_t worker);
+int tool_parallel(size_t n, size_t threads, tool_item_fn fn, void *ctx);
+/* The threads to use for tensors: --threads, else the online CPUs. */
+size_t tool_workers(size_t threads_opt);
+/* A lock for what workers share (the writer, notes, stderr). */
+void tool_lock(void);
+/* One worker at a time in the arithmetic (the SVDs and products): the two vCPUs measured here
+ * share one core's vector units, so two workers gain only by reading and converting the
+ * next tensor while one computes. */
+void tool_compute_begin(void);
+void tool_compute_end(void);
+void tool_unlock(void);
 /* Are the bytes of tensor name the same in a and b (same dtype and shape)? Read in pieces. */
 lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name, lr_err *err);
 /* Copies tensor name from src into the writer, in pieces of at most 64 MiB. */

@@ -160,15 +160,18 @@ double lr_mat_max_abs_diff(lr_cmat a, lr_cmat b)
 
 double lr_mat_norm_fro(lr_cmat a)
 {
-    /* scaled sum of squares (LAPACK's slassq idea) so huge or tiny entries do not
-     * overflow or underflow the accumulator */
-    double scale = 0, ssq = 1;
-    for (size_t i = 0; i < a.rows; i++)
-        for (size_t j = 0; j < a.cols; j++) {
-            double x = fabs((double)a.data[i * a.ld + j]);
-            if (x == 0) continue;
-            if (scale < x) { ssq = 1 + ssq * (scale / x) * (scale / x); scale = x; }
-            else ssq += (x / scale) * (x / scale);
-        }
-    return scale * sqrt(ssq);
+    /* Squares of floats summed in double need no scaling (LAPACK's slassq guards a sum in
+     * the entries' own precision): FLT_MAX² is 1.2e77 and the smallest subnormal squared
+     * 2e-90, both far inside double's range, so neither overflows nor underflows. Four
+     * accumulators let the compiler vectorise; a division per entry cost 10 % of
+     * `lowrank extract`. */
+    double acc[4] = { 0, 0, 0, 0 };
+    for (size_t i = 0; i < a.rows; i++) {
+        const float *r = a.data + i * a.ld;
+        size_t j = 0;
+        for (; j + 4 <= a.cols; j += 4)
+            for (int k = 0; k < 4; k++) acc[k] += (double)r[j + k] * r[j + k];
+        for (; j < a.cols; j++) acc[0] += (double)r[j] * r[j];
+    }
+    return sqrt((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
