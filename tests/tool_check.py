@@ -3,10 +3,12 @@
 
     tool_check.py SECTION LOWRANK WORKDIR
 
-SECTION is inspect, compress, extract, combine, merge or errors. The inputs are written here
-by a minimal safetensors writer (no safetensors/torch package is assumed): an 8-byte
-little-endian header length, a JSON header of {name: {dtype, shape, data_offsets}} plus an
-optional __metadata__ string map, then the raw little-endian data. F32, F16, BF16 (numpy has
+SECTION is inspect, compress, extract, combine, merge, errors, clean or shards (sharded
+checkpoints: shards + model.safetensors.index.json, the index written as save_pretrained
+writes it). The inputs are written here by a minimal safetensors writer (no
+safetensors/torch package is assumed): an 8-byte little-endian header length, a JSON header
+of {name: {dtype, shape, data_offsets}} plus an optional __metadata__ string map, then the
+raw little-endian data. F32, F16, BF16 (numpy has
 no bfloat16: round-to-nearest-even on the top 16 bits of the float32), F64 and I64 are
 supported. Every result the program writes is parsed back here and compared with numpy
 (float64 on the values the file holds). Exit 0 when every check passes, 1 otherwise.
@@ -940,6 +942,492 @@ def t_clean(rng):
 
 
 SECTIONS["clean"] = t_clean
+
+
+# ---------------------------------------------------------------------------------------------
+# sharded checkpoints: a directory of model-0000k-of-0000N.safetensors + model.safetensors.index.json
+
+INDEX = "model.safetensors.index.json"
+
+
+def shard_name(k, n, prefix="model"):
+    return "%s-%05d-of-%05d.safetensors" % (prefix, k, n)
+
+
+def write_index(d, weight_map, total_size, name=INDEX):
+    """the index as save_pretrained writes it"""
+    with open(os.path.join(d, name), "w") as f:
+        json.dump({"metadata": {"total_size": total_size}, "weight_map": weight_map}, f, indent=2)
+
+
+def write_sharded(d, shards, metadata=None):
+    """shards: [(file name, [(name, dtype, array)])]; the shards and their index"""
+    os.makedirs(d, exist_ok=True)
+    wm, total = {}, 0
+    for fname, ts in shards:
+        write_st(os.path.join(d, fname), ts, metadata)
+        for name, dt, x in ts:
+            wm[name] = fname
+            total += len(encode(dt, x))
+    write_index(d, wm, total)
+
+
+def snapshot(d):
+    """{file name: bytes} of a directory (or {base name: bytes} of one file)"""
+    if not os.path.isdir(d):
+        return {os.path.basename(d): open(d, "rb").read()} if os.path.exists(d) else {}
+    out = {}
+    for f in sorted(os.listdir(d)):
+        p = os.path.join(d, f)
+        out[f] = open(p, "rb").read() if os.path.isfile(p) else None
+    return out
+
+
+def no_temps(d, what):
+    """neither d nor its parent directory holds a .NAME.tmp-* file"""
+    for x in (d, os.path.dirname(os.path.abspath(d))):
+        if os.path.isdir(x):
+            left = [f for f in os.listdir(x) if ".tmp-" in f]
+            check(not left, "%s: temporary files left in %s: %s" % (what, x, left))
+
+
+def read_sharded(d, tag):
+    """(index JSON, {shard file: St}) of a sharded output directory, or (None, {}) when it does not parse"""
+    try:
+        with open(os.path.join(d, INDEX)) as f:
+            idx = json.load(f)
+        shards = {s: St(os.path.join(d, s)) for s in sorted(set(idx["weight_map"].values()))}
+        return idx, shards
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail("%s: %s does not read back: %s" % (tag, d, e))
+        return None, {}
+
+
+def check_sharded(tag, d, want_files):
+    """d holds exactly want_files + the index; the index's weight_map is what the files hold and
+    its total_size the sum of their tensors' bytes. Returns (index, {shard: St})."""
+    got = sorted(os.listdir(d)) if os.path.isdir(d) else None
+    check(got == sorted(list(want_files) + [INDEX]), "%s: %s holds %s, want %s + the index" % (tag, d, got, sorted(want_files)))
+    idx, shards = read_sharded(d, tag)
+    if idx is None:
+        return None, {}
+    for f in want_files:
+        if f not in shards and os.path.isfile(os.path.join(d, f)):
+            fail("%s: %s holds no tensor the index lists" % (tag, f))
+            shards[f] = St(os.path.join(d, f))
+    held = {t: s for s, st in shards.items() for t in st.t}
+    check(idx["weight_map"] == held, "%s: the index's weight_map does not match the shards: %s" %
+          (tag, sorted(set(idx["weight_map"].items()) ^ set(held.items()))[:6]))
+    total = sum(len(raw) for st in shards.values() for _, _, raw in st.t.values())
+    check(idx.get("metadata", {}).get("total_size") == total, "%s: metadata %s, want total_size %d" % (tag, idx.get("metadata"), total))
+    return idx, shards
+
+
+def tensors_of(shards):
+    """{name: (dtype, shape, raw)} over every shard"""
+    return {t: v for st in shards.values() for t, v in st.t.items()}
+
+
+def make_sharded_model(rng):
+    """(layers as [[(name, dtype, array)]], one list per shard, and the tuned copy, same layout):
+    3 decoder layers of F32/BF16 projections of rank 6 (+ noise) and F32 norms; the tuned copy
+    adds a rank-3 delta to every 2-D weight"""
+    hid = 40
+    shapes = [("self_attn.q_proj", 40, hid, "F32"), ("self_attn.k_proj", 24, hid, "BF16"), ("self_attn.v_proj", 24, hid, "BF16"),
+              ("self_attn.o_proj", hid, 40, "F32"), ("mlp.up_proj", 64, hid, "BF16"), ("mlp.down_proj", hid, 64, "F32")]
+    base, tuned = [], []
+    for layer in range(3):
+        b, t = [], []
+        norm = 1 + 0.1 * rng.standard_normal(hid)
+        b.append(("model.layers.%d.input_layernorm.weight" % layer, "F32", norm))
+        t.append(b[-1])
+        for mod, m, n, dt in shapes:
+            name = "model.layers.%d.%s.weight" % (layer, mod)
+            w = with_spectrum(rng, m, n, 2.0 * 0.6 ** np.arange(6)) + 1e-3 * rng.standard_normal((m, n))
+            dw = with_spectrum(rng, m, n, [0.4, 0.25, 0.15])
+            b.append((name, dt, quantize(dt, w)))
+            t.append((name, dt, quantize(dt, w + dw)))
+        norm = 1 + 0.1 * rng.standard_normal(hid)
+        b.append(("model.layers.%d.post_attention_layernorm.weight" % layer, "F32", norm))
+        t.append(b[-1])
+        base.append(b), tuned.append(t)
+    base[-1].append(("model.norm.weight", "F32", np.ones(hid)))
+    tuned[-1].append(base[-1][-1])
+    return base, tuned
+
+
+def run_fsize(args, limit):
+    """the program with its files limited to limit bytes (RLIMIT_FSIZE, as sh's ulimit -f sets it)
+    and SIGXFSZ ignored (Python ignores it and restore_signals=False keeps that), so a write past
+    the limit fails with EFBIG instead of killing the program"""
+    import resource
+    import signal
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([PROG] + [str(a) for a in args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          preexec_fn=limited, restore_signals=False)
+
+
+def t_shards(rng):
+    base_l, tuned_l = make_sharded_model(rng)
+    names = [n for part in base_l for n, _, _ in part]
+    mats = [n for part in base_l for n, _, x in part if np.ndim(x) == 2]
+    files = [shard_name(k + 1, 3) for k in range(3)]
+    src_shard = {n: files[k] for k, part in enumerate(base_l) for n, _, _ in part}
+    meta = {"format": "pt"}
+    # the three layouts: one file, a directory with model.safetensors, 3 shards + index
+    base_f, tuned_f = path("base.safetensors"), path("tuned.safetensors")
+    write_st(base_f, [x for part in base_l for x in part], meta)
+    write_st(tuned_f, [x for part in tuned_l for x in part], meta)
+    base_d = path("base-dir")
+    os.mkdir(base_d)
+    write_st(os.path.join(base_d, "model.safetensors"), [x for part in base_l for x in part], meta)
+    base_s, tuned_s = path("base-sh"), path("tuned-sh")
+    write_sharded(base_s, list(zip(files, base_l)), meta)
+    write_sharded(tuned_s, list(zip(files, tuned_l)), meta)
+    base_i = os.path.join(base_s, INDEX)
+    with open(base_i) as f:
+        in_index = json.load(f)
+    sb = St(base_f)
+
+    # 1. inspect: the same rows from every way of naming the model
+    rows = {}
+    for tag, m in (("file", base_f), ("dir", base_d), ("sharded dir", base_s), ("index", base_i)):
+        js, _ = run("inspect", m, "--json", "--threads", 1)
+        if js:
+            rows[tag] = js
+    if check(len(rows) == 4, "shards: inspect failed on %s" % sorted({"file", "dir", "sharded dir", "index"} - set(rows))):
+        ref = rows["file"]
+        got = [r["name"] for r in ref["tensors"]]
+        check(got == mats, "shards: inspect of the file lists %s, want %s" % (got, mats))
+        check(sorted(x["tensor"] for x in ref["skipped"]) == sorted(set(names) - set(mats)), "shards: inspect skipped %s" % ref["skipped"])
+        for r in ref["tensors"]:
+            s = svd(sb.get(r["name"]))[1]
+            rel_close(np.array(r["singular_values"]), s, 1e-5, "shards: inspect %s singular values" % r["name"], ref=s[:1])
+        for tag in ("dir", "sharded dir", "index"):
+            for k in ("tensors", "skipped", "totals"):
+                check(rows[tag].get(k) == ref.get(k), "shards: inspect of the %s: %r differs from the file's" % (tag, k))
+
+    # 2. extract: the same adapter from the file pair, the sharded pair and a mixed pair
+    ads = {}
+    for tag, b, t in (("file", base_f, tuned_f), ("sharded", base_s, tuned_s), ("mixed", base_f, os.path.join(tuned_s, INDEX))):
+        out = path("ad-" + tag)
+        _, p = run("extract", b, t, "--rank", 4, "--threads", 1, "--out", out)
+        if p.returncode == 0:
+            ads[tag] = out
+    if check(len(ads) == 3, "shards: extract failed"):
+        cfg = {}
+        for tag, d in ads.items():
+            with open(os.path.join(d, "adapter_config.json")) as f:
+                cfg[tag] = json.load(f)
+            check(sorted(os.listdir(d)) == ["adapter_config.json", "adapter_model.safetensors"], "shards: extract %s wrote %s" % (tag, os.listdir(d)))
+        raw = open(os.path.join(ads["file"], "adapter_model.safetensors"), "rb").read()
+        for tag in ("sharded", "mixed"):
+            check(open(os.path.join(ads[tag], "adapter_model.safetensors"), "rb").read() == raw,
+                  "shards: extract from the %s models: adapter_model.safetensors differs from the single file's" % tag)
+            a, b = dict(cfg["file"]), dict(cfg[tag])
+            a.pop("base_model_name_or_path", None), b.pop("base_model_name_or_path", None)
+            check(a == b, "shards: extract from the %s models: adapter_config.json differs: %s vs %s" % (tag, b, a))
+        delta, _, st = read_adapter(ads["sharded"])
+        check(set(delta) == {n[:-len(".weight")] for n in mats}, "shards: extract: modules %s" % sorted(delta))
+        stt = St(tuned_f)
+        n = "model.layers.1.self_attn.q_proj.weight"  # F32: the planted rank-3 delta, recovered
+        rel_close(delta[n[:-len(".weight")]], stt.get(n) - sb.get(n), 1e-4, "shards: extract %s" % n)
+
+    # 3. compress the sharded model: the input's shard names, each factor where its weight was
+    ref_c = path("comp.safetensors")
+    run("compress", base_f, "--rank", 4, "--threads", 1, "--out", ref_c)
+    comp_s = path("comp-sh")
+    run("compress", base_s, "--rank", 4, "--threads", 1, "--out", comp_s)
+    idx, shards = check_sharded("shards: compress", comp_s, files)
+    want_map = {}
+    for n in names:
+        for t in (factor_names(n) if n in mats else (n,)):
+            want_map[t] = src_shard[n]
+    if idx is not None:
+        check(idx["weight_map"] == want_map, "shards: compress: tensors not in their source's shard: %s" %
+              sorted(set(idx["weight_map"].items()) ^ set(want_map.items()))[:6])
+        for s, st in shards.items():
+            rec = json.loads((st.meta or {}).get("lowrank", "{}"))
+            check(st.meta.get("format") == "pt" and rec.get("command") == "compress", "shards: compress: %s metadata %s" % (s, st.meta))
+        if os.path.exists(ref_c):
+            check(tensors_of(shards) == St(ref_c).t, "shards: compress of the shards differs from compress of the file")
+        js, _ = run("inspect", comp_s, "--json")
+        if js:
+            got = sorted(r["name"] for r in js["tensors"])
+            check(got == sorted(t for n in mats for t in factor_names(n)), "shards: inspect of the compressed shards: %s" % got)
+    # through the index path: the same files; the single-file directory: a file
+    comp_i = path("comp-idx")
+    run("compress", base_i, "--rank", 4, "--threads", 1, "--out", comp_i)
+    check(snapshot(comp_i) == snapshot(comp_s), "shards: compress of the index path differs from compress of its directory")
+    comp_d = path("comp-d.safetensors")
+    run("compress", base_d, "--rank", 4, "--threads", 1, "--out", comp_d)
+    check(os.path.isfile(comp_d) and os.path.exists(ref_c) and St(comp_d).t == St(ref_c).t,
+          "shards: compress of a directory with model.safetensors is not the file's output")
+    # an older output of the same layout is replaced
+    run("compress", base_s, "--rank", 2, "--threads", 1, "--out", comp_i)
+    idx, shards = check_sharded("shards: compress --rank 2 over an older output", comp_i, files)
+    got = tensors_of(shards)
+    check(all(got.get(factor_names(n)[1], (0, (0,)))[1][0] == 2 for n in mats), "shards: compress --rank 2 over an older output: ranks")
+    no_temps(comp_i, "shards: compress --rank 2 over an older output")
+
+    # 4. merge the extracted adapter into the sharded base: the same layout, the file's values
+    if "sharded" in ads:
+        ref_m, merged_s = path("merged.safetensors"), path("merged-sh")
+        run("merge", base_f, ads["sharded"], "--threads", 1, "--out", ref_m)
+        run("merge", base_s, ads["sharded"], "--threads", 1, "--out", merged_s)
+        idx, shards = check_sharded("shards: merge", merged_s, files)
+        if idx is not None:
+            check(idx["weight_map"] == in_index["weight_map"], "shards: merge: the weight_map differs from the input's")
+            check(idx["metadata"]["total_size"] == in_index["metadata"]["total_size"], "shards: merge: total_size %s, input %s" %
+                  (idx["metadata"], in_index["metadata"]))
+            if os.path.exists(ref_m):
+                check(tensors_of(shards) == St(ref_m).t, "shards: merge of the shards differs from merge of the file")
+            got = tensors_of(shards)
+            n = "model.layers.2.mlp.down_proj.weight"
+            rel_close(decode(got[n][0], got[n][2], got[n][1]),
+                      sb.get(n) + delta[n[:-len(".weight")]], 1e-6, "shards: merge %s = W + B.A" % n, ref=sb.get(n))
+            for n in names:
+                if n not in mats:
+                    check(got[n] == sb.t[n], "shards: merge: %s is not copied unchanged" % n)
+
+    # 5. --max-shard-size: shards packed in order, a tensor larger than SIZE alone
+    def pack(order, size):
+        """[[names of shard k]]: order packed in order, a new shard when the next tensor would
+        take a non-empty one above size"""
+        want, used = [[]], 0
+        for name, nb in order:
+            if want[-1] and used + nb > size:
+                want.append([])
+                used = 0
+            want[-1].append(name)
+            used += nb
+        return want
+
+    def check_packed(tag, out, size, order, ref_t):
+        """order: [(name, nbytes)] in the output's order; ref_t: the values, unsharded"""
+        want = pack(order, size)
+        nsh = len(want)
+        wfiles = [shard_name(k + 1, nsh) for k in range(nsh)]
+        idx, shards = check_sharded(tag, out, wfiles)
+        if idx is None:
+            return
+        for f, ns in zip(wfiles, want):
+            st = shards.get(f)
+            if st is None:
+                continue
+            data = sum(len(v[2]) for v in st.t.values())
+            check(data <= size or len(st.t) == 1, "%s: %s holds %d bytes in %d tensors, above %d" % (tag, f, data, len(st.t), size))
+            check(set(st.t) == set(ns), "%s: %s holds %s, want %s" % (tag, f, sorted(st.t), sorted(ns)))
+        check(tensors_of(shards) == ref_t, "%s: the values differ from the unsharded output" % tag)
+        return nsh
+
+    if os.path.exists(ref_c):
+        rc = St(ref_c)
+        order = []
+        for n in names:
+            for t in (factor_names(n) if n in mats else (n,)):
+                order.append((t, len(rc.t[t][2])))
+        check(max(nb for _, nb in order) > 1000, "shards: no compressed tensor is above 1KB")
+        # 4KB packs otherwise than 4 KiB would: the unit is 1000 bytes
+        check(pack(order, 4000) != pack(order, 4096), "shards: the test's 4KB packs as 4KiB would")
+        out = path("comp-1kb")
+        run("compress", base_f, "--rank", 4, "--threads", 1, "--max-shard-size", "1KB", "--out", out)
+        nsh = check_packed("shards: compress --max-shard-size 1KB", out, 1000, order, rc.t)
+        check(nsh and nsh > 3, "shards: compress --max-shard-size 1KB: %s shards" % nsh)
+        out = path("comp-4kb")
+        run("compress", base_s, "--rank", 4, "--threads", 1, "--max-shard-size", "4KB", "--out", out)
+        check_packed("shards: compress of the shards --max-shard-size 4KB", out, 4000, order, rc.t)
+        out = path("comp-1mb")
+        run("compress", base_f, "--rank", 4, "--threads", 1, "--max-shard-size", "1MB", "--out", out)
+        got = sorted(os.listdir(out)) if os.path.isdir(out) else None
+        check(got == ["model.safetensors"], "shards: compress --max-shard-size 1MB: %s holds %s, want model.safetensors alone" % (out, got))
+        if os.path.isfile(os.path.join(out, "model.safetensors")):
+            check(St(os.path.join(out, "model.safetensors")).t == rc.t, "shards: compress --max-shard-size 1MB: values differ")
+        if "sharded" in ads and os.path.exists(path("merged.safetensors")):
+            rm = St(path("merged.safetensors"))
+            out = path("merged-40kb")
+            run("merge", base_s, ads["sharded"], "--threads", 1, "--max-shard-size", 40000, "--out", out)
+            check_packed("shards: merge --max-shard-size 40000", out, 40000, [(n, len(rm.t[n][2])) for n in names], rm.t)
+
+    # 6. refusals: exit 1 naming the index and the tensor or shard, no output, no temp file
+    def variant(tag):
+        d = path("bad-" + tag)
+        os.mkdir(d)
+        for f in files:
+            with open(os.path.join(base_s, f), "rb") as g, open(os.path.join(d, f), "wb") as h:
+                h.write(g.read())
+        return d, json.loads(json.dumps(in_index))
+
+    def refused(tag, d, needles, index=True):
+        """inspect, compress, extract and merge on d: exit 1, the messages name the index and one of needles"""
+        ix = os.path.join(d, INDEX)
+        outs = {"compress": path("out-" + tag), "merge": path("outm-" + tag), "extract": path("outx-" + tag)}
+        cmds = [("inspect", None, ["inspect", d]), ("compress", outs["compress"], ["compress", d, "--rank", 4, "--out", outs["compress"]]),
+                ("merge", outs["merge"], ["merge", d, ads.get("sharded", path("nodir")), "--out", outs["merge"]]),
+                ("extract", outs["extract"], ["extract", base_s, d, "--rank", 4, "--out", outs["extract"]])]
+        before = snapshot(d)
+        for sub, out, args in cmds:
+            _, p = run(*args, want=1)
+            what = "shards: %s (%s)" % (sub, tag)
+            if index:
+                check(ix in p.stderr, "%s: stderr does not name the index %s: %s" % (what, ix, p.stderr))
+            check(any(x in p.stderr for x in needles), "%s: stderr names none of %s: %s" % (what, needles, p.stderr))
+            if out:
+                no_leftovers(out, what)
+        check(snapshot(d) == before, "shards: refusal (%s) changed the input" % tag)
+
+    d, ix = variant("missing-shard")
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    os.unlink(os.path.join(d, files[1]))
+    refused("missing-shard", d, [files[1]])
+
+    d, ix = variant("listed-absent")
+    ix["weight_map"]["model.layers.1.self_attn.rotary.weight"] = files[1]
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    refused("listed-absent", d, ["model.layers.1.self_attn.rotary.weight"])
+
+    d, ix = variant("unlisted")
+    del ix["weight_map"]["model.layers.2.mlp.up_proj.weight"]
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    refused("unlisted", d, ["model.layers.2.mlp.up_proj.weight"])
+    _, p = run("inspect", os.path.join(d, INDEX), want=1)   # the index named directly
+    check(os.path.join(d, INDEX) in p.stderr and "model.layers.2.mlp.up_proj.weight" in p.stderr,
+          "shards: inspect INDEX (unlisted): %s" % p.stderr)
+
+    d, ix = variant("two-shards")   # shard 3 holds layer 0's input norm too (the index lists shard 1)
+    write_st(os.path.join(d, files[2]), base_l[2] + [base_l[0][0]], meta)
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    refused("two-shards", d, [base_l[0][0][0]])
+
+    d, ix = variant("dotdot")       # ../x.safetensors exists and holds the tensor: only the path is wrong
+    moved = base_l[1][1:3]
+    write_st(os.path.join(d, files[1]), [x for x in base_l[1] if x not in moved], meta)
+    write_st(path("x.safetensors"), moved, meta)
+    for n, _, _ in moved:
+        ix["weight_map"][n] = "../x.safetensors"
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    refused("dotdot", d, ["../x.safetensors"] + [n for n, _, _ in moved])
+
+    d, ix = variant("absolute")
+    write_st(os.path.join(d, files[1]), [x for x in base_l[1] if x not in moved], meta)
+    for n, _, _ in moved:
+        ix["weight_map"][n] = path("x.safetensors")
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    refused("absolute", d, [path("x.safetensors")] + [n for n, _, _ in moved])
+
+    d, ix = variant("extra-shard")  # model-00004-of-00003.safetensors beside the index, unlisted
+    write_index(d, ix["weight_map"], ix["metadata"]["total_size"])
+    write_st(os.path.join(d, shard_name(4, 3)), [("model.layers.3.input_layernorm.weight", "F32", np.ones(40))], meta)
+    refused("extra-shard", d, [shard_name(4, 3)])
+
+    d, ix = variant("empty-map")
+    write_index(d, {}, 0)
+    refused("empty-map", d, ["weight_map", "no tensor"])
+
+    d, ix = variant("bad-json")
+    with open(os.path.join(d, INDEX), "w") as f:
+        f.write(json.dumps(ix)[:-20] + ",,}")
+    refused("bad-json", d, [INDEX])
+
+    d = path("bad-empty-dir")      # neither model.safetensors nor an index
+    os.mkdir(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        f.write("{}")
+    refused("empty-dir", d, [d], index=False)
+
+    # an output directory holding shards of another layout: refused, left as it was
+    for sub, args in (("compress", ["compress", base_s, "--rank", 4]), ("merge", ["merge", base_s, ads.get("sharded", path("nodir"))])):
+        for tag, content in (("2 shards", [shard_name(1, 2), shard_name(2, 2), INDEX]), ("model.safetensors", ["model.safetensors"])):
+            out = path("other-layout-%s-%s" % (sub, tag.replace(" ", "-").replace(".", "-")))
+            os.mkdir(out)
+            for f in content:
+                with open(os.path.join(out, f), "wb") as h:
+                    h.write(b"old " + f.encode())
+            before = snapshot(out)
+            _, p = run(*(args + ["--out", out]), want=1)
+            check(out in p.stderr, "shards: %s into a directory holding %s: stderr does not name it: %s" % (sub, tag, p.stderr))
+            check(snapshot(out) == before, "shards: %s into a directory holding %s changed it" % (sub, tag))
+            no_temps(out, "shards: %s into a directory holding %s" % (sub, tag))
+
+    # a sharded output where a file is: refused, the file left as it was
+    out = path("a-file")
+    with open(out, "wb") as f:
+        f.write(b"old")
+    _, p = run("compress", base_s, "--rank", 4, "--out", out, want=1)
+    check(out in p.stderr and open(out, "rb").read() == b"old", "shards: compress of shards onto a file: %s" % p.stderr)
+    no_temps(out, "shards: compress of shards onto a file")
+
+    # a failed write (EFBIG: RLIMIT_FSIZE with SIGXFSZ ignored, so write() fails instead of
+    # killing the program) leaves the older output as it was, and no temp file
+    if "sharded" in ads:
+        ad_old = path("ad-old")
+        run("extract", base_f, tuned_f, "--rank", 2, "--threads", 1, "--out", ad_old)
+        for tag, b, out in (("sharded", base_s, path("old-merged-sh")), ("file", base_f, path("old-merged.safetensors"))):
+            run("merge", b, ad_old, "--threads", 1, "--out", out)
+            before = snapshot(out)
+            check(before and all(len(v) > 8192 for k, v in before.items() if k != INDEX),
+                  "shards: the older merged output %s is not there, or too small for the size limit" % out)
+            p = run_fsize(["merge", b, ads["sharded"], "--threads", 1, "--out", out], 8192)
+            check(p.returncode == 1, "shards: merge (%s) with files limited to 8192 bytes: exit %d, want 1\nstderr: %s" %
+                  (tag, p.returncode, p.stderr))
+            check("File too large" in p.stderr, "shards: merge (%s) with files limited to 8192 bytes: stderr does not say why: %s" %
+                  (tag, p.stderr))
+            check(snapshot(out) == before, "shards: merge (%s) that failed to write changed the older output" % tag)
+            no_temps(out, "shards: merge (%s) with files limited to 8192 bytes" % tag)
+        # ... and a new output is not created (nor the directory the writer made)
+        out = path("new-merged-sh")
+        p = run_fsize(["merge", base_s, ads["sharded"], "--threads", 1, "--out", out], 8192)
+        check(p.returncode == 1, "shards: merge to a new directory with files limited to 8192 bytes: exit %d, want 1\nstderr: %s" %
+              (p.returncode, p.stderr))
+        no_leftovers(out, "shards: merge to a new directory with files limited to 8192 bytes")
+    # the index is the one file that fails (every shard fits the limit, the index does not):
+    # the run fails, and still leaves no partial output and the older output as it was
+    small = snapshot(path("comp-1kb"))
+    if small.get(INDEX):
+        big = max(len(v) for k, v in small.items() if k != INDEX)
+        limit = (big + len(small[INDEX])) // 2
+        if check(big < limit < len(small[INDEX]), "shards: the 1KB shards (%d bytes at most) are not smaller than their index (%d)" %
+                 (big, len(small[INDEX]))):
+            out = path("new-comp-1kb")
+            args = ["compress", base_f, "--rank", 4, "--threads", 1, "--max-shard-size", "1KB", "--out", out]
+            p = run_fsize(args, limit)
+            what = "shards: compress --max-shard-size 1KB with files limited to %d bytes (the index fails)" % limit
+            check(p.returncode == 1, "%s: exit %d, want 1\nstderr: %s" % (what, p.returncode, p.stderr))
+            no_leftovers(out, what + ", to a new directory")
+            out = path("old-comp-1kb")   # an older output of the same layout (the tuned model's)
+            run("compress", tuned_f, "--rank", 4, "--threads", 1, "--max-shard-size", "1KB", "--out", out)
+            before = snapshot(out)
+            check(sorted(before) == sorted(small), "shards: the tuned model's 1KB shards are not the base's layout")
+            p = run_fsize(args[:-1] + [out], limit)
+            check(p.returncode == 1, "%s: exit %d, want 1\nstderr: %s" % (what, p.returncode, p.stderr))
+            changed = sorted(k for k in set(before) | set(snapshot(out)) if before.get(k) != snapshot(out).get(k))
+            check(not changed, "%s: the older output changed: %s" % (what, changed[:4] + (["..."] if len(changed) > 4 else [])))
+            no_temps(out, what)
+
+    # --out naming an input by another path (the index for its directory, the directory for
+    # its model.safetensors): refused like --out INPUT (status 2), the input left as it was
+    for sub, extra in (("compress", ["--rank", 4]), ("merge", [ads.get("sharded", path("nodir"))])):
+        d = path("alias-%s-sh" % sub)
+        os.mkdir(d)
+        for f in os.listdir(base_s):
+            with open(os.path.join(base_s, f), "rb") as g, open(os.path.join(d, f), "wb") as h:
+                h.write(g.read())
+        dd = path("alias-%s-dir" % sub)
+        os.mkdir(dd)
+        with open(os.path.join(base_d, "model.safetensors"), "rb") as g, open(os.path.join(dd, "model.safetensors"), "wb") as h:
+            h.write(g.read())
+        for m, out, held in ((d, d, d), (os.path.join(d, INDEX), d, d), (dd, os.path.join(dd, "model.safetensors"), dd)):
+            before = snapshot(held)
+            _, p = run(sub, m, *extra, "--out", out, want=2)
+            check(snapshot(held) == before, "shards: %s %s --out %s changed its input" % (sub, m, out))
+            no_temps(out, "shards: %s %s --out %s" % (sub, m, out))
+
+
+SECTIONS["shards"] = t_shards
 
 
 def main():

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tool_check.sh — the `lowrank` program end to end, checked against numpy (suite 'tool').
 #
-#   tool_check.sh SECTION LOWRANK   SECTION: inspect, compress, extract, combine, merge, errors, clean
+#   tool_check.sh SECTION LOWRANK   SECTION: inspect, compress, extract, combine, merge, errors, clean, shards
 #
 # Runs tests/tool_check.py SECTION in a fresh temporary directory (removed afterwards). The
 # helper writes its inputs as safetensors files by hand and checks every output against

@@ -294,9 +294,11 @@ lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor
     if (!s && !p) s = LR_ENOMEM, snprintf(err->msg, sizeof err->msg, "out of memory");
     for (size_t off = 0; !s && off < nb; off += PIECE) {
         size_t k = nb - off < PIECE ? nb - off : PIECE;
-        if (!(s = lr_model_get_bytes(src, p, t->name, off, k, err))) s = lr_model_writer_put(w, t->name, p, k, err);
+        if ((s = lr_model_get_bytes(src, p, t->name, off, k, err))) break;
+        tool_lock(); /* workers share the writer */
+        s = lr_model_writer_put(w, t->name, p, k, err);
+        tool_unlock();
     }
-    if (!s && nb == 0) s = lr_model_writer_put(w, t->name, NULL, 0, err);
     free(p);
     return s;
 }
@@ -426,6 +428,21 @@ int tool_check_out(const char *sub, const char *out, const char *const *inputs, 
         if (lr_cli_same_file(out, inputs[i]))
             return tool_usage(sub, "--out '%s' is the input '%s': refusing to write over an input", out,
                               inputs[i]);
+    return 0;
+}
+
+int tool_check_out_model(const char *sub, const char *out, const lr_model *m)
+{
+    for (size_t k = 0; k < lr_model_shard_count(m); k++) {
+        const char *f = lr_safetensors_path(lr_model_shard_at(m, k));
+        if (lr_cli_same_file(out, f))
+            return tool_usage(sub, "--out '%s' is '%s', a file of the input %s: refusing to write over an input", out, f,
+                              lr_model_path(m));
+    }
+    const char *ix = lr_model_index_path(m);
+    if (ix && (lr_cli_same_file(out, ix) || lr_cli_same_file(out, m->dir)))
+        return tool_usage(sub, "--out '%s' is the input %s (or its directory): refusing to write over an input", out,
+                          lr_model_path(m));
     return 0;
 }
 

@@ -10,8 +10,15 @@
 #define F16_MAX 65504.0 /* the largest finite F16 */
 
 static const char help[] =
-"usage: " PROG " compress MODEL.safetensors (--rank R | --energy E | --error X | --budget F)\n"
-"                         --out OUT.safetensors [options]\n"
+"usage: " PROG " compress MODEL (--rank R | --energy E | --error X | --budget F) --out OUT\n"
+"                         [--max-shard-size SIZE] [options]\n"
+"\n"
+"MODEL is a .safetensors file, a directory holding model.safetensors or a sharded\n"
+"model.safetensors.index.json, or that index file. OUT is written in MODEL's layout: a file\n"
+"for one file; for shards a directory with the same shard names (each factor in the shard of\n"
+"its tensor) and the index, written last. Tensors are read one at a time: --energy, --error\n"
+"and --budget first read every selected tensor for its singular values (no vectors), plan,\n"
+"then read them again for the factors the plan keeps; --rank needs one pass.\n"
 "\n"
 "Factors each selected 2-D weight W (m x n) by its truncated SVD as B.A, B = U_r.S_r (m x r),\n"
 "A = V_r^T (r x n), the best rank-r approximation (Eckart-Young). A tensor P.weight is stored\n"
@@ -30,7 +37,8 @@ static const char help[] =
 "  --budget-of K   params (default) or flops: multiply-adds per input row. For a weight\n"
 "                  applied as y = W.x both are m*n dense and r*(m+n) factored, so the plan\n"
 "                  is the same; the report names the unit\n"
-"  --out FILE      the compressed checkpoint (written crash-safely)\n"
+"  --out OUT       the compressed checkpoint (written crash-safely; see above)\n"
+"  --max-shard-size SIZE  a directory of shards of at most SIZE (5GB, 500MB, 2GiB, bytes)\n"
 "\n";
 
 typedef struct {
@@ -59,9 +67,31 @@ static int analyse(item *it, lr_model *md, const lr_spectrum_opts *so)
     lr_err e = { 0 };
     lr_mat w;
     if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e); /* names the file and the tensor */
+    tool_compute_begin();
     lr_status s = lr_spectrum_init(&it->sp, NULL, lr_cm(w), so, &e);
+    tool_compute_end();
     lr_mat_free(&w);
     return s ? tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg) : 0;
+}
+
+typedef struct {
+    item *it;
+    lr_model *md;
+    const lr_spectrum_opts *so;
+    tool_progress *pg;
+} pass1;
+
+static int analyse_item(void *ctx, size_t i, size_t worker)
+{
+    const pass1 *p = ctx;
+    (void)worker;
+    int rc = analyse(&p->it[i], p->md, p->so);
+    size_t nb = 0;
+    lr_st_tensor_nbytes(p->it[i].t, &nb, NULL);
+    tool_lock();
+    tool_progress_step(p->pg, i + 1, p->it[i].t->name, (double)nb);
+    tool_unlock();
+    return rc;
 }
 
 /* --rank R: the plan from the shapes alone (dense where R reaches break-even); the tail and
@@ -131,9 +161,9 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
     size_t m = it->t->shape[0], n = it->t->shape[1], r = it->plan.rank, es = lr_st_dtype_bits(it->t->dtype) / 8;
     lr_mat w = { 0 }, b = { 0 }, a = { 0 };
     lr_usv vec = { 0 };
-    lr_approx_err ae;
     void *buf[2] = { NULL, NULL };
     if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e);
+    tool_compute_begin();
     lr_status s = triplets(it, &vec, lr_cm(w), r, o, rank_mode, &e);
     if (!s) s = lr_mat_init(&b, m, r, &e);
     if (!s) s = lr_mat_init(&a, r, n, &e);
@@ -147,17 +177,20 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
     if (!s) {
         tool_round(b.data, m * r, it->t->dtype);
         tool_round(a.data, r * n, it->t->dtype);
-        s = lr_approx_measure(&ae, lr_cm(w), lr_cm(b), lr_cm(a), false, &e);
+        it->fro = sqrt(tool_residual2(lr_cm(w), lr_cm(b), lr_cm(a)));
+        if (isnan(it->fro)) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
     }
+    tool_compute_end();
     if (!s) {
-        it->fro = ae.fro;
         buf[0] = malloc(m * r * es), buf[1] = malloc(r * n * es);
         if (!buf[0] || !buf[1]) snprintf(e.msg, sizeof e.msg, "out of memory"), s = LR_ENOMEM;
     }
     if (!s) s = lr_st_encode_f32(buf[0], it->t->dtype, b.data, m * r, &e);
     if (!s) s = lr_st_encode_f32(buf[1], it->t->dtype, a.data, r * n, &e);
+    tool_lock(); /* one writer for every worker */
     if (!s) s = lr_model_writer_put(wr, it->name[0], buf[0], m * r * es, &e);
     if (!s) s = lr_model_writer_put(wr, it->name[1], buf[1], r * n * es, &e);
+    tool_unlock();
     lr_mat_free(&w), lr_mat_free(&b), lr_mat_free(&a);
     lr_usv_free(&vec);
     free(buf[0]), free(buf[1]);
@@ -220,40 +253,65 @@ static char *record(const tool_compress_args *a, const item *it, size_t n)
     return s;
 }
 
-/* Pass 2 over the model in its order: factor what the plan keeps, copy the rest. */
+typedef struct {
+    const tool_compress_args *a;
+    tool_opts *o;
+    lr_model *md;
+    item **of;           /* (nt) the item of tensor i, or NULL */
+    lr_model_writer *w;
+    tool_progress *pg;
+} job;
+
+/* Pass 2, tensor i: factor what the plan keeps, copy the rest. */
+static int write_item(void *ctx, size_t i, size_t worker)
+{
+    const job *j = ctx;
+    const lr_st_tensor *src = lr_model_at(j->md, i);
+    item *f = j->of[i];
+    bool rank_mode = j->a->plan.kind == LR_PLAN_RANK;
+    lr_err err = { 0 };
+    int rc = 0;
+    (void)worker;
+    if (f && !f->plan.dense) {
+        rc = factor(f, j->md, j->o, rank_mode, j->w);
+    } else if (tool_copy_tensor(j->w, j->md, src, &err)) {
+        rc = tool_fail(SUB, &err);
+    } else if (f && rank_mode) { /* dense at this rank: its energy still counts in the totals */
+        lr_mat x;
+        if (tool_load(&x, j->md, src, &err)) rc = tool_fail(SUB, &err);
+        else f->plan.energy = lr_mat_norm_fro(lr_cm(x)) * lr_mat_norm_fro(lr_cm(x)), lr_mat_free(&x);
+    }
+    tool_lock();
+    tool_progress_step(j->pg, i + 1, src->name, 0);
+    tool_unlock();
+    return rc;
+}
+
+/* Pass 2 over the model: the writer gets every output tensor, in any order (each has its
+ * place in the header), then commits. */
 static int write_out(const tool_compress_args *a, tool_opts *o, lr_model *md, item *it, size_t n)
 {
     lr_model_entry *e = NULL;
     size_t ne = 0, nt = lr_model_count(md);
     lr_model_writer w = { 0 };
     tool_progress pg = { 0 };
-    bool rank_mode = a->plan.kind == LR_PLAN_RANK;
-    int rc = out_entries(&e, &ne, md, it, n, a->max_shard);
+    job j = { a, o, md, calloc(nt + 1, sizeof(item *)), &w, &pg };
+    int rc = j.of ? out_entries(&e, &ne, md, it, n, a->max_shard) : tool_failf(SUB, "out of memory");
+    for (size_t i = 0, k = 0; !rc && i < nt; i++)
+        if (k < n && it[k].t == lr_model_at(md, i)) j.of[i] = &it[k++];
     char *rec = rc ? NULL : record(a, it, n);
     if (!rc) rc = tool_writer_init(SUB, &w, a->out, md, e, ne, rec, a->max_shard);
     if (!rc) tool_progress_init(&pg, o->progress, nt, 0);
-    for (size_t i = 0, j = 0; i < nt && !rc; i++) {
-        const lr_st_tensor *src = lr_model_at(md, i);
-        item *f = j < n && it[j].t == src ? &it[j++] : NULL;
-        lr_err err = { 0 };
-        if (f && !f->plan.dense) {
-            if (!(rc = factor(f, md, o, rank_mode, &w)) && f->balanced)
-                tool_note(o, SUB, f->t->name, "stored as B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T: U_r S_r exceeds "
-                          "the dtype's range (recorded in __metadata__ as balanced_split)");
-        } else if (tool_copy_tensor(&w, md, src, &err)) {
-            rc = tool_fail(SUB, &err);
-        } else if (f && rank_mode) { /* dense at this rank: its energy still counts in the totals */
-            lr_mat x;
-            if (tool_load(&x, md, src, &err)) rc = tool_fail(SUB, &err);
-            else f->plan.energy = lr_mat_norm_fro(lr_cm(x)) * lr_mat_norm_fro(lr_cm(x)), lr_mat_free(&x);
-        }
-        tool_progress_step(&pg, i + 1, src->name, 0);
-    }
+    if (!rc) rc = tool_parallel(nt, tool_workers(o->threads), write_item, &j);
     if (nt && !rc) tool_progress_end(&pg);
+    for (size_t i = 0; i < n && !rc; i++)
+        if (it[i].balanced)
+            tool_note(o, SUB, it[i].t->name, "stored as B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T: U_r S_r exceeds "
+                      "the dtype's range (recorded in __metadata__ as balanced_split)");
     lr_err err = { 0 };
     if (!rc && lr_model_writer_commit(&w, &err)) rc = tool_fail(SUB, &err);
     lr_model_writer_free(&w);
-    free(e), free(rec);
+    free(e), free(rec), free(j.of);
     return rc;
 }
 
@@ -372,20 +430,21 @@ int tool_compress(int argc, char **argv)
     bool rank_mode = a.plan.kind == LR_PLAN_RANK;
     if (!rc) tool_threads(o.threads);
     if (!rc) rc = tool_open(SUB, &md, a.model);
+    if (!rc) rc = tool_check_out_model(SUB, a.out, &md);
     if (!rc) rc = tool_candidates(&o, SUB, &md, &idx, &n);
     if (!rc && !(it = calloc(n ? n : 1, sizeof *it))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", a.model);
     if (!rc && !rank_mode) tool_progress_init(&pg, o.progress, n, tool_bytes_of(&md, idx, n));
-    for (size_t i = 0; i < n && !rc; i++) { /* pass 1: values for the plan (not for --rank) */
+    for (size_t i = 0; i < n && !rc; i++) {
         it[i].t = lr_model_at(&md, idx[i]);
         size_t m = it[i].t->shape[0], nn = it[i].t->shape[1], k = m < nn ? m : nn;
         if (rank_mode && a.plan.rank > k) /* before any SVD */
             rc = tool_failf(SUB, "%s: %s: rank %zu exceeds min(%zu, %zu) = %zu", lr_model_file_of(&md, it[i].t->name),
                             it[i].t->name, a.plan.rank, m, nn, k);
         else if (rank_mode) plan_rank(&it[i], a.plan.rank);
-        else rc = analyse(&it[i], &md, &o.sp);
-        if (!rank_mode) tool_progress_step(&pg, i + 1, it[i].t->name, tool_bytes_of(&md, &idx[i], 1));
     }
+    pass1 p1 = { it, &md, &o.sp, &pg }; /* pass 1: values for the plan (not for --rank) */
+    if (!rc && !rank_mode) rc = tool_parallel(n, tool_workers(o.threads), analyse_item, &p1);
     if (!rc && !rank_mode && n) tool_progress_end(&pg);
     if (!rc && !rank_mode) rc = plan(&a, it, n, &tot);
     for (size_t i = 0; i < n && !rc; i++) rc = decide_split(&it[i], &md);

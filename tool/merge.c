@@ -225,6 +225,8 @@ int tool_merge(int argc, char **argv)
     if (!rc) tool_threads(a.threads);
     if (!rc) rc = tool_open(SUB, &st, a.base);
     if (!rc && a.ref) rc = tool_open(SUB, &ref, a.ref);
+    if (!rc) rc = tool_check_out_model(SUB, a.out, &st);
+    if (!rc && a.ref) rc = tool_check_out_model(SUB, a.out, &ref);
     if (!rc && lr_peft_read(&ad, a.adapter, &e)) rc = tool_fail(SUB, &e);
     if (!rc && !(ly = calloc(ad.n, sizeof *ly))) rc = tool_failf(SUB, "out of memory");
     for (size_t i = 0; i < ad.n && !rc; i++) {

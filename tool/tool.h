@@ -125,6 +125,9 @@ lr_model_entry tool_entry(const lr_model *m, const lr_st_tensor *src, lr_st_tens
 int tool_writer_init(const char *sub, lr_model_writer *w, const char *out, const lr_model *m, const lr_model_entry *e,
                      size_t n, const char *record, size_t max_shard);
 
+/* --out must not be a file of an open model (a shard, its index) nor a sharded model's
+ * directory, by whatever path it is reached: 2 with a message. */
+int tool_check_out_model(const char *sub, const char *out, const lr_model *m);
 /* Output paths must not be inputs: 2 with a message when they are the same file. */
 int tool_check_out(const char *sub, const char *out, const char *const *inputs, size_t n);
 

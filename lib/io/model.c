@@ -152,6 +152,13 @@ static lr_status open_single(lr_model *m, const char *file, lr_err *err)
     return s ? s : index_tensors(m, err);
 }
 
+/* A shard path without leading "./" parts ("./x" is x). */
+static const char *plain(const char *f)
+{
+    while (f[0] == '.' && f[1] == '/') f += 2;
+    return f;
+}
+
 /* The distinct shard names of weight_map wm, sorted, each checked to stay in the directory. */
 static lr_status shard_names(lr_model *m, json_t *wm, lr_err *err)
 {
@@ -167,6 +174,7 @@ static lr_status shard_names(lr_model *m, json_t *wm, lr_err *err)
             break;
         }
         const char *f = json_string_value(val);
+        f = plain(f);
         if (!safe_shard_path(f)) {
             s = lr__fail(err, LR_EFORMAT, "%s: weight_map: tensor %s: shard path '%s' leaves the index's directory "
                          "(absolute, empty, or with a '..' part)", m->index, key, f);
@@ -196,7 +204,7 @@ static const char *listed_for(json_t *wm, const char *name)
 {
     const char *key;
     json_t *val;
-    json_object_foreach(wm, key, val) if (!strcmp(json_string_value(val), name)) return key;
+    json_object_foreach(wm, key, val) if (!strcmp(plain(json_string_value(val)), name)) return key;
     return "?";
 }
 
@@ -225,7 +233,7 @@ static lr_status check_listing(lr_model *m, json_t *wm, lr_err *err)
         if (!v)
             return lr__fail(err, LR_EFORMAT, "%s: tensor %s is in shard %s, but the index does not list it",
                             m->index, name, sh);
-        if (strcmp(json_string_value(v), sh))
+        if (strcmp(plain(json_string_value(v)), sh))
             return lr__fail(err, LR_EFORMAT, "%s: tensor %s is in shard %s, but the index lists it in %s", m->index,
                             name, sh, json_string_value(v));
     }
@@ -605,8 +613,9 @@ lr_status lr_model_writer_put(lr_model_writer *w, const char *name, const void *
     return lr_st_writer_put(&w->w[w->shard_of[hit - w->name]], name, data, n, err);
 }
 
-/* The index: {"metadata": {..., "total_size": N}, "weight_map": {name: shard}} (names sorted). */
-static lr_status write_index(lr_model_writer *w, lr_err *err)
+/* The index: {"metadata": {..., "total_size": N}, "weight_map": {name: shard}} (names sorted),
+ * written to *af and synced, not yet renamed. */
+static lr_status write_index(lr_model_writer *w, lr_atomic_file *af, lr_err *err)
 {
     json_error_t je;
     json_t *root = json_object(), *wm = json_object();
@@ -620,12 +629,11 @@ static lr_status write_index(lr_model_writer *w, lr_err *err)
     json_decref(root), json_decref(wm), json_decref(meta);
     char *path = join(w->out, LR_MODEL_INDEX);
     lr_status s = text && path ? LR_OK : lr__fail(err, LR_ENOMEM, "%s: out of memory writing the index", w->out);
-    lr_atomic_file af = { 0 };
-    if (!s) s = lr_atomic_open(&af, path, err);
-    if (!s && (fputs(text, af.f) == EOF || fputc('\n', af.f) == EOF))
+    if (!s) s = lr_atomic_open(af, path, err);
+    if (!s && (fputs(text, af->f) == EOF || fputc('\n', af->f) == EOF))
         s = lr__fail(err, LR_EIO, "cannot write %s: %s", path, strerror(errno));
-    if (!s) s = lr_atomic_commit(&af, err);
-    lr_atomic_abort(&af);
+    if (!s) s = lr_atomic_sync(af, err);
+    if (s) lr_atomic_abort(af);
     free(text), free(path);
     return s;
 }
@@ -644,10 +652,13 @@ lr_status lr_model_writer_commit(lr_model_writer *w, lr_err *err)
                                      : lr_atomic_sync(&w->w[k].af, err);
         if (s) return s;
     }
-    for (size_t k = 0; k < w->nshards; k++) {
-        lr_status s = lr_st_writer_commit(&w->w[k], err);
-        if (s) return s;
+    lr_atomic_file ix = { 0 }; /* and the index too */
+    lr_status s = w->sharded && !w->single_in_dir ? write_index(w, &ix, err) : LR_OK;
+    for (size_t k = 0; k < w->nshards && !s; k++) {
+        s = lr_st_writer_commit(&w->w[k], err);
         w->made_dir = false; /* something is in it now */
     }
-    return w->sharded && !w->single_in_dir ? write_index(w, err) : LR_OK;
+    if (!s && ix.f) s = lr_atomic_commit(&ix, err); /* the index renamed last */
+    lr_atomic_abort(&ix);
+    return s;
 }
