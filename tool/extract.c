@@ -281,6 +281,8 @@ static int collect(const job *j, size_t nt, lr_peft *ad, layer *out, size_t *n, 
         if (lr_peft_module_of(module, sizeof module, t->name, &e) ||
             lr_peft_add(ad, module, ly->m, ly->n, ly->r, (double)ly->r, j->fa[i], j->fb[i], &e))
             return tool_failf(SUB, "%s: %s: %s", lr_model_file_of(j->tm, t->name), t->name, e.msg);
+        free(j->fa[i]), free(j->fb[i]); /* the adapter holds its copy */
+        j->fa[i] = j->fb[i] = NULL;
         out[(*n)++] = *ly;
     }
     return 0;
