@@ -153,6 +153,44 @@ lr_status tool_load(lr_mat *w, lr_model *m, const lr_st_tensor *t, lr_err *err)
     return s;
 }
 
+/* A tensor of the model as an lr_rows source: blocks of rows read from the file, checked finite. */
+static lr_status rows_read(void *ctx, float *dst, size_t r0, size_t k, lr_err *err)
+{
+    tool_src *s = ctx;
+    lr_status st = lr_model_get_f32_rows(s->m, dst, s->t->name, r0, k, err);
+    size_t n = s->t->shape[1];
+    for (size_t i = 0; !st && i < k * n; i++)
+        if (!isfinite(dst[i]))
+            st = lr__tool_fail(err, LR_ENONFINITE, "%s: %s: entry (%zu,%zu) is %s", lr_model_file_of(s->m, s->t->name),
+                               s->t->name, r0 + i / n, i % n, isnan(dst[i]) ? "NaN" : dst[i] > 0 ? "+Inf" : "-Inf");
+    return st;
+}
+
+lr_rows tool_rows(tool_src *s, lr_model *m, const lr_st_tensor *t)
+{
+    *s = (tool_src){ m, t };
+    return (lr_rows){ t->shape[0], t->shape[1], rows_read, s };
+}
+
+bool tool_streamed(const lr_st_tensor *t)
+{
+    return (double)t->shape[0] * (double)t->shape[1] * 4 > TOOL_STREAM_BYTES;
+}
+
+lr_status tool_spectrum(lr_spectrum *sp, lr_model *m, const lr_st_tensor *t, const lr_spectrum_opts *o, lr_err *err)
+{
+    if (tool_streamed(t)) {
+        tool_src src;
+        lr_rows rows = tool_rows(&src, m, t);
+        return lr_spectrum_init_rows(sp, &rows, o, err);
+    }
+    lr_mat w;
+    lr_status s = tool_load(&w, m, t, err);
+    if (!s) s = lr_spectrum_init(sp, NULL, lr_cm(w), o, err);
+    lr_mat_free(&w);
+    return s;
+}
+
 float *tool_scratch_get(tool_scratch *s, int k, size_t n)
 {
     if (s->cap[k] >= n && s->p[k]) return s->p[k];
@@ -195,6 +233,17 @@ double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a)
     }
     lr_mat_free(&e);
     return acc;
+}
+
+lr_status lr__tool_fail(lr_err *err, lr_status s, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return s;
 }
 
 static pthread_mutex_t tool_mu = PTHREAD_MUTEX_INITIALIZER;

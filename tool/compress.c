@@ -65,13 +65,12 @@ static char *factor_name(const char *t, char which)
 static int analyse(item *it, lr_model *md, const lr_spectrum_opts *so)
 {
     lr_err e = { 0 };
-    lr_mat w;
-    if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e); /* names the file and the tensor */
     tool_compute_begin();
-    lr_status s = lr_spectrum_init(&it->sp, NULL, lr_cm(w), so, &e);
+    lr_status s = tool_spectrum(&it->sp, md, it->t, so, &e);
     tool_compute_end();
-    lr_mat_free(&w);
-    return s ? tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg) : 0;
+    if (!s) return 0;
+    return strstr(e.msg, it->t->name) ? tool_fail(SUB, &e) /* names the file and the tensor */
+                                      : tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg);
 }
 
 typedef struct {

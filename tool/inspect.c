@@ -38,12 +38,9 @@ typedef struct {
 static int analyse(row *rw, lr_model *m, const lr_st_tensor *t, const tool_opts *o)
 {
     lr_err e = { 0 };
-    lr_mat w;
-    lr_status s = tool_load(&w, m, t, &e);
-    if (s) return tool_fail(SUB, &e); /* names the file and the tensor */
-    s = lr_spectrum_init(&rw->sp, NULL, lr_cm(w), &o->sp, &e);
-    lr_mat_free(&w);
-    if (s) return tool_failf(SUB, "%s: %s: %s", lr_model_file_of(m, t->name), t->name, e.msg);
+    if (tool_spectrum(&rw->sp, m, t, &o->sp, &e)) /* names the file and the tensor, or is the SVD's */
+        return strstr(e.msg, t->name) ? tool_fail(SUB, &e)
+                                      : tool_failf(SUB, "%s: %s: %s", lr_model_file_of(m, t->name), t->name, e.msg);
     rw->name = t->name, rw->dtype = t->dtype, rw->m = t->shape[0], rw->n = t->shape[1];
     lr_spectrum_numerical_rank(&rw->sp, &rw->rank, &rw->at_least);
     lr_cost_break_even(&rw->be, rw->m, rw->n, NULL);

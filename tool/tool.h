@@ -54,6 +54,23 @@ int tool_candidates(tool_opts *o, const char *sub, lr_model *m, size_t **idx, si
  * the file and the tensor once ("m.st: w: entry (0,3) is NaN"). */
 lr_status tool_load(lr_mat *w, lr_model *m, const lr_st_tensor *t, lr_err *err);
 
+/* Tensors whose float32 copy would pass this are read a block of rows at a time for their
+ * singular values (lr_rows, rsvd.h) instead of whole: Llama-3's 128256×4096 embedding is
+ * 2.1 GB as float32. */
+#define TOOL_STREAM_BYTES ((double)(256u << 20))
+typedef struct { lr_model *m; const lr_st_tensor *t; } tool_src;
+/* t of m as a row source (blocks checked finite; messages name the file and tensor). */
+lr_rows tool_rows(tool_src *s, lr_model *m, const lr_st_tensor *t);
+bool tool_streamed(const lr_st_tensor *t);
+/* *sp <- t's singular values (no vectors): read whole, or by rows when tool_streamed. */
+lr_status tool_spectrum(lr_spectrum *sp, lr_model *m, const lr_st_tensor *t, const lr_spectrum_opts *o, lr_err *err);
+/* err <- the message; returns s. */
+lr_status lr__tool_fail(lr_err *err, lr_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* Buffers a worker keeps from tensor to tensor (fresh pages cost a fault each: in this VM a
  * fault is dearer than reading the page from the file). */
 typedef struct {

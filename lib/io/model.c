@@ -402,6 +402,14 @@ lr_status lr_model_get_f32(lr_model *m, float *dst, const char *name, size_t ndi
     return lr_safetensors_get_f32(&m->shard[m->ts[i]], dst, name, ndim, shape, err);
 }
 
+lr_status lr_model_get_f32_rows(lr_model *m, float *dst, const char *name, size_t r0, size_t k, lr_err *err)
+{
+    if (!m || !name) return lr__fail(err, LR_EINVAL, "lr_model_get_f32_rows: NULL argument");
+    ptrdiff_t i = find_index(m, name);
+    if (i < 0) return lr__fail(err, LR_EFORMAT, "%s: missing tensor %s", m->path ? m->path : "(null)", name);
+    return lr_safetensors_get_f32_rows(&m->shard[m->ts[i]], dst, name, r0, k, err);
+}
+
 lr_status lr_model_get_bytes(lr_model *m, void *dst, const char *name, size_t off, size_t n, lr_err *err)
 {
     if (!m || !name) return lr__fail(err, LR_EINVAL, "lr_model_get_bytes: NULL argument");

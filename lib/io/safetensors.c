@@ -730,24 +730,17 @@ static lr_status checked_float(lr_safetensors *st, ptrdiff_t *idx, const char *n
     return LR_OK;
 }
 
-lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
-                                 const size_t *shape, lr_err *err)
+/* dst: (n) <- elements [first, first + n) of tensor idx (a float dtype) as float32, read in
+ * pieces of CHUNK bytes. */
+static lr_status read_f32(lr_safetensors *st, ptrdiff_t idx, float *dst, size_t first, size_t n, lr_err *err)
 {
-    if (!st || !name || (ndim && !shape))
-        return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: NULL argument");
-    ptrdiff_t idx;
-    lr_status s = checked_float(st, &idx, name, ndim, shape, err);
-    if (s) return s;
     const lr_st_tensor *t = &st->t[idx];
-    size_t n = 1, es = dtypes[t->dtype].bits / 8, pos = st->data_start + st->begin[idx];
-    for (size_t i = 0; i < ndim; i++) n *= shape[i]; /* validated at open: no overflow */
-    if (n && !dst) return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: dst is NULL");
-    if (t->dtype == LR_ST_F32 && host_is_little()) {
-        if (!(s = read_at(st, dst, pos, n * 4, name, err))) st->used[idx] = 1;
-        return s;
-    }
+    const char *name = t->name;
+    size_t es = dtypes[t->dtype].bits / 8, pos = st->data_start + st->begin[idx] + first * es;
+    if (t->dtype == LR_ST_F32 && host_is_little()) return read_at(st, dst, pos, n * 4, name, err);
     unsigned char *buf = malloc(n ? (n * es < CHUNK ? n * es : CHUNK) : 1);
     if (!buf) return lr__fail(err, LR_ENOMEM, "%s: %s: out of memory", st->path, name);
+    lr_status s = LR_OK;
     for (size_t i = 0, step = CHUNK / es; !s && i < n; i += step) {
         size_t k = n - i < step ? n - i : step;
         if ((s = read_at(st, buf, pos + i * es, k * es, name, err))) break;
@@ -757,12 +750,43 @@ lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *nam
             uint64_t u = le64(buf + bad * 8);
             memcpy(&x, &u, 8);
             s = lr__fail(err, LR_ERANGE, "%s: %s: element %zu = %g is outside float32's range", st->path, name,
-                         i + bad, x);
+                         first + i + bad, x);
         }
     }
     free(buf);
-    if (!s) st->used[idx] = 1;
     return s;
+}
+
+lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
+                                 const size_t *shape, lr_err *err)
+{
+    if (!st || !name || (ndim && !shape))
+        return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: NULL argument");
+    ptrdiff_t idx;
+    lr_status s = checked_float(st, &idx, name, ndim, shape, err);
+    if (s) return s;
+    size_t n = 1;
+    for (size_t i = 0; i < ndim; i++) n *= shape[i]; /* validated at open: no overflow */
+    if (n && !dst) return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32: dst is NULL");
+    if (!(s = read_f32(st, idx, dst, 0, n, err))) st->used[idx] = 1;
+    return s;
+}
+
+lr_status lr_safetensors_get_f32_rows(lr_safetensors *st, float *dst, const char *name, size_t r0, size_t k,
+                                      lr_err *err)
+{
+    if (!st || !name || (k && !dst)) return lr__fail(err, LR_EINVAL, "lr_safetensors_get_f32_rows: NULL argument");
+    ptrdiff_t idx = find_index(st, name);
+    if (idx < 0) return lr__fail(err, LR_EFORMAT, "%s: missing tensor %s", st->path, name);
+    const lr_st_tensor *t = &st->t[idx];
+    lr_status s = checked_float(st, &idx, name, t->ndim, t->shape, err);
+    if (s) return s;
+    if (t->ndim == 0 || r0 > t->shape[0] || k > t->shape[0] - r0)
+        return lr__fail(err, LR_EINVAL, "%s: %s: rows [%zu, %zu) outside its %zu", st->path, name, r0, r0 + k,
+                        t->ndim ? t->shape[0] : 0);
+    size_t row = 1;
+    for (size_t i = 1; i < t->ndim; i++) row *= t->shape[i];
+    return read_f32(st, idx, dst, r0 * row, k * row, err);
 }
 
 lr_status lr_safetensors_get_bytes(lr_safetensors *st, void *dst, const char *name, size_t off, size_t n,

@@ -39,8 +39,12 @@ lr_rsvd_opts lr_rsvd_opts_default(void)
 }
 
 typedef struct {
-    const float *a;   /* the caller's matrix, row-major (m,n) with ld */
+    const float *a;   /* the caller's matrix, row-major (m,n) with ld; NULL with src */
     size_t lda;
+    const lr_rows *src; /* or read a block of rows at a time (lr_rsvd_rows) */
+    float *blk;       /* (br, n) a block of src's rows */
+    size_t br;
+    lr_err *err;      /* where a failed read says why */
     bool tr;          /* t = aᵀ (when m < n) */
     size_t M, N;
     size_t kmax;      /* widest panel orth() sees: tau, gram and work are sized for it */
@@ -50,21 +54,50 @@ typedef struct {
     double *n2;       /* (2·b) row norms for the Krylov deflation */
 } rs_ctx;
 
-/* out: (k,M) = in: (k,N) · tᵀ */
-static void mul_tt(const rs_ctx *c, float *out, const float *in, size_t k)
+/* Rows [r0, r0 + n) of the source into c->blk; LR_EIO etc. from the reader. */
+static lr_status read_rows(const rs_ctx *c, size_t r0, size_t n)
 {
+    return c->src->read(c->src->ctx, c->blk, r0, n, c->err);
+}
+
+/* The products below, a block of the source's rows at a time. With t = a (a: (M,N)) a row
+ * block is a block of t's rows; with t = aᵀ a block of its columns. */
+static lr_status mul_rows(const rs_ctx *c, float *out, const float *in, size_t k, bool tt)
+{
+    const size_t M = c->M, N = c->N, rows = c->src->rows, cols = c->src->cols;
+    for (size_t r0 = 0; r0 < rows; r0 += c->br) {
+        size_t n = rows - r0 < c->br ? rows - r0 : c->br;
+        lr_status st = read_rows(c, r0, n);
+        if (st) return st;
+        if (tt != c->tr) /* out[:, r0:r0+n] = in · blkᵀ: (k, cols) · (cols, n) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)k, (blasint)n, (blasint)cols, 1.0f, in,
+                        (blasint)cols, c->blk, (blasint)cols, 0.0f, out + r0, (blasint)(tt ? M : N));
+        else /* out += in[:, r0:r0+n] · blk: (k, n) · (n, cols) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)k, (blasint)cols, (blasint)n, 1.0f,
+                        in + r0, (blasint)(tt ? N : M), c->blk, (blasint)cols, r0 ? 1.0f : 0.0f, out, (blasint)cols);
+    }
+    return LR_OK;
+}
+
+/* out: (k,M) = in: (k,N) · tᵀ */
+static lr_status mul_tt(const rs_ctx *c, float *out, const float *in, size_t k)
+{
+    if (c->src) return mul_rows(c, out, in, k, true);
     /* t = a: tᵀ = aᵀ (a is (M,N)); t = aᵀ: tᵀ = a (a is (N,M)) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, c->tr ? CblasNoTrans : CblasTrans, (blasint)k,
                 (blasint)c->M, (blasint)c->N, 1.0f, in, (blasint)c->N, c->a, (blasint)c->lda, 0.0f,
                 out, (blasint)c->M);
+    return LR_OK;
 }
 
 /* out: (k,N) = in: (k,M) · t */
-static void mul_t(const rs_ctx *c, float *out, const float *in, size_t k)
+static lr_status mul_t(const rs_ctx *c, float *out, const float *in, size_t k)
 {
+    if (c->src) return mul_rows(c, out, in, k, false);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, c->tr ? CblasTrans : CblasNoTrans, (blasint)k,
                 (blasint)c->N, (blasint)c->M, 1.0f, in, (blasint)c->M, c->a, (blasint)c->lda, 0.0f,
                 out, (blasint)c->N);
+    return LR_OK;
 }
 
 /* Replaces the column-major (rows, k) matrix x by the Q of its Householder QR
@@ -187,6 +220,7 @@ static lr_status check_sample(const rs_ctx *c, const float *y, size_t k, lr_err 
 {
     for (size_t i = 0; i < k * c->M; i++)
         if (!isfinite(y[i])) {
+            if (c->src) return lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
             lr_cmat a = c->tr ? lr_cmat_view(c->a, c->N, c->M, c->lda) : lr_cmat_view(c->a, c->M, c->N, c->lda);
             lr_status st = lr_mat_check_finite(a, "rsvd input", err);
             return st ? st : lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
@@ -204,17 +238,16 @@ static lr_status range_subspace(const rs_ctx *c, size_t l, size_t q, float *qt, 
     const size_t M = c->M, N = c->N;
     lr_status st;
     lr_rng_fill_normal(rng, lr_mat_view(zt, l, N, N), 0.0f, 1.0f); /* Ωᵀ: (l,N) */
-    mul_tt(c, qt, zt, l);                                            /* Y = t·Ω     */
+    if ((st = mul_tt(c, qt, zt, l))) return st;                      /* Y = t·Ω     */
     if ((st = check_sample(c, qt, l, err))) return st;
     if ((st = orth(c, qt, M, l, q == 0, err))) return st;
     for (size_t it = 0; it < q; it++) {
-        mul_t(c, zt, qt, l);                                         /* Z = tᵀ·Q    */
+        if ((st = mul_t(c, zt, qt, l))) return st;                   /* Z = tᵀ·Q    */
         if ((st = orth(c, zt, N, l, false, err))) return st;
-        mul_tt(c, qt, zt, l);                                        /* Y = t·Q̃    */
+        if ((st = mul_tt(c, qt, zt, l))) return st;                  /* Y = t·Q̃    */
         if ((st = orth(c, qt, M, l, it + 1 == q, err))) return st;
     }
-    mul_t(c, zt, qt, l);                                             /* B = Qᵀ·t    */
-    return LR_OK;
+    return mul_t(c, zt, qt, l);                                      /* B = Qᵀ·t    */
 }
 
 /* Musco & Musco 2015, Algorithm 2, with the basis built block by block:
@@ -276,7 +309,7 @@ static lr_status range_krylov(const rs_ctx *c, size_t b, size_t q, float *qt, fl
     lr_rng_fill_normal(rng, lr_mat_view(wt, b, N, N), 0.0f, 1.0f); /* Ωᵀ: (b,N), overwritten by W_0 */
     for (size_t j = 0; j <= q; j++) {
         float *qj = qt + j * b * M, *wj = wt + j * b * N;
-        mul_tt(c, qj, j ? wj - b * N : wj, b);                      /* Y_j = t·W_{j−1} (t·Ω) */
+        if ((st = mul_tt(c, qj, j ? wj - b * N : wj, b))) return st; /* Y_j = t·W_{j−1} (t·Ω) */
         if (!j && (st = check_sample(c, qj, b, err))) return st;
         /* BCGS2 (pass 0 projects and orthonormalises the block, pass 1 repeats
          * it on a block already orthonormal, where one Cholesky-QR sweep is
@@ -296,7 +329,7 @@ static lr_status range_krylov(const rs_ctx *c, size_t b, size_t q, float *qt, fl
             if (st) return st;
             if (!j || (pass >= 1 && cn <= 0.5)) break;
         }
-        mul_t(c, wj, qj, b);                                        /* W_jᵀ = Q_jᵀ·t */
+        if ((st = mul_t(c, wj, qj, b))) return st;                  /* W_jᵀ = Q_jᵀ·t */
     }
     return LR_OK;
 }
@@ -395,11 +428,18 @@ static lr_status check_args(lr_cmat a, size_t r, const float *s, lr_mat u, lr_ma
 /* bd <- the run's a-posteriori figures from the L Ritz values sall and, for block Krylov
  * with depth >= 1, the first L0 rows of zt (Q_{<q}ᵀ·t: the previous depth's Rayleigh–Ritz
  * problem), whose values give the gain of the last block. */
-static lr_status bound(lr_rsvd_bound *bd, lr_cmat a, const float *sall, size_t L, size_t r, const float *zt, size_t L0,
-                       size_t N, lr_err *err)
+static lr_status bound(lr_rsvd_bound *bd, const rs_ctx *c, lr_cmat a, const float *sall, size_t L, size_t r,
+                       const float *zt, size_t L0, size_t N, lr_err *err)
 {
     double e = 0, top = 0, rest = 0;
-    for (size_t i = 0; i < a.rows; i++)
+    for (size_t r0 = 0; c->src && r0 < a.rows; r0 += c->br) { /* one more read of the rows */
+        size_t n = a.rows - r0 < c->br ? a.rows - r0 : c->br;
+        lr_status st = read_rows(c, r0, n);
+        if (st) return st;
+        double f = lr_mat_norm_fro(lr_cmat_view(c->blk, n, a.cols, a.cols));
+        e += f * f;
+    }
+    for (size_t i = 0; !c->src && i < a.rows; i++)
         for (size_t j = 0; j < a.cols; j++) e += (double)a.data[i * a.ld + j] * a.data[i * a.ld + j];
     for (size_t i = 0; i < L; i++) *(i < r ? &top : &rest) += (double)sall[i] * sall[i];
     *bd = (lr_rsvd_bound){ .energy = e, .err2 = e > top ? e - top : 0, .opt2_lb = rest, .gain = 0 };
@@ -415,17 +455,45 @@ static lr_status bound(lr_rsvd_bound *bd, lr_cmat a, const float *sall, size_t L
 }
 
 /* lr_rsvd, and with bd non-NULL what the run knows of its own accuracy (lr_rsvd_bounded). */
-static lr_status run(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
-                     lr_rng *rng, lr_err *err)
+/* The rsvd arguments when a is a row source (lr_rsvd_rows): check_args' checks but a's. */
+static lr_status check_src(const lr_rows *a, size_t r, const float *s, lr_mat u, lr_mat vt, const lr_rng *rng,
+                           lr_err *err)
+{
+    if (!a->read || a->rows == 0 || a->cols == 0)
+        return lr__fail(err, LR_EINVAL, "rsvd: the row source has no reader or no entries (%zu x %zu)", a->rows, a->cols);
+    float one = 0;
+    lr_cmat probe = lr_cmat_view(&one, 1, 1, 1);
+    lr_status st = check_args(probe, 1, s, lr_mat_view(&one, 1, 1, 1), lr_mat_view(&one, 1, 1, 1), rng, err);
+    if (st) return st;
+    size_t m = a->rows, n = a->cols, k = m < n ? m : n;
+    if (r == 0 || r > k) return lr__fail(err, LR_EINVAL, "rsvd: rank r = %zu; need 1 <= r <= min(%zu, %zu)", r, m, n);
+    if (u.rows != m || u.cols != r || vt.rows != r || vt.cols != n || !u.data || !vt.data)
+        return lr__fail(err, LR_EDIM, "rsvd: u is %zu x %zu and vt %zu x %zu, expected %zu x %zu and %zu x %zu", u.rows,
+                        u.cols, vt.rows, vt.cols, m, r, r, n);
+    return LR_OK;
+}
+
+static lr_status run(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, const lr_rows *src, size_t r,
+                     const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
 {
     lr_rsvd_opts o = opts ? *opts : lr_rsvd_opts_default();
     lr_status st;
-    if ((st = check_args(a, r, s, u, vt, rng, err)) || (st = check_opts(&o, r, err))) return st;
+    if (src) a = (lr_cmat){ NULL, src->rows, src->cols, src->cols };
+    if ((st = src ? check_src(src, r, s, u, vt, rng, err) : check_args(a, r, s, u, vt, rng, err)) ||
+        (st = check_opts(&o, r, err)))
+        return st;
     const size_t m = a.rows, n = a.cols;
     if (m > INT_MAX || n > INT_MAX || a.ld > INT_MAX || u.ld > INT_MAX || vt.ld > INT_MAX)
         return lr__fail(err, LR_ERANGE, "rsvd: a %zu x %zu matrix exceeds BLAS/LAPACK's 32-bit sizes", m, n);
 
-    rs_ctx c = { a.data, a.ld, m < n, m < n ? n : m, m < n ? m : n, 0, NULL, NULL, NULL, NULL, 0, NULL };
+    rs_ctx c = { .a = a.data, .lda = a.ld, .src = src, .err = err, .tr = m < n, .M = m < n ? n : m,
+                 .N = m < n ? m : n };
+    if (src) { /* blocks of about 16 MB of rows */
+        c.br = ((size_t)4 << 20) / n;
+        c.br = c.br < 1 ? 1 : c.br > m ? m : c.br;
+        if (!(c.blk = malloc(c.br * n * sizeof *c.blk)))
+            return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate a %zu x %zu block of rows", c.br, n);
+    }
     const size_t M = c.M, N = c.N;
     /* panel width b and basis width L = b·(q+1); either clamped to N, where the
      * sample spans the whole range of t and the result is exact */
@@ -465,24 +533,32 @@ static lr_status run(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a
     float *sall = bd ? malloc(L * sizeof *sall) : NULL;
     if (bd && !sall) st = lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", L);
     if (!st) st = ritz(&c, L, r, qt, zt, s, sall, u, vt, err);
-    if (!st && bd) st = bound(bd, a, sall, L, r, o.method == LR_RSVD_BLOCK_KRYLOV && q ? zt : NULL, L - b, N, err);
+    if (!st && bd) st = bound(bd, &c, a, sall, L, r, o.method == LR_RSVD_BLOCK_KRYLOV && q ? zt : NULL, L - b, N, err);
     free(sall);
     free(buf);
     free(c.n2);
+    free(c.blk);
     return st;
 }
 
 lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_rsvd_opts *opts, lr_rng *rng,
                   lr_err *err)
 {
-    return run(s, u, vt, NULL, a, r, opts, rng, err);
+    return run(s, u, vt, NULL, a, NULL, r, opts, rng, err);
 }
 
 lr_status lr_rsvd_bounded(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r,
                           const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
 {
     if (!bd) return lr__fail(err, LR_EINVAL, "rsvd_bounded: bd is NULL");
-    return run(s, u, vt, bd, a, r, opts, rng, err);
+    return run(s, u, vt, bd, a, NULL, r, opts, rng, err);
+}
+
+lr_status lr_rsvd_rows(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, const lr_rows *a, size_t r,
+                       const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
+{
+    if (!a) return lr__fail(err, LR_EINVAL, "rsvd_rows: a is NULL");
+    return run(s, u, vt, bd, (lr_cmat){ 0 }, a, r, opts, rng, err);
 }
 
 lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,

@@ -137,6 +137,46 @@ lr_status lr_spectrum_init(lr_spectrum *sp, lr_usv *vec, lr_cmat w, const lr_spe
     return exact ? values_exact(sp, vec, w, err) : values_randomized(sp, vec, w, &o, err);
 }
 
+/* The whole source as one matrix (for the exact route). */
+static lr_status read_all(lr_mat *w, const lr_rows *src, lr_err *err)
+{
+    lr_status st = lr_mat_init(w, src->rows, src->cols, err);
+    if (!st) st = src->read(src->ctx, w->data, 0, src->rows, err);
+    if (st) lr_mat_free(w);
+    return st;
+}
+
+lr_status lr_spectrum_init_rows(lr_spectrum *sp, const lr_rows *w, const lr_spectrum_opts *opts, lr_err *err)
+{
+    if (!sp || !w || !w->read) return lr__fail(err, LR_EINVAL, "spectrum: NULL argument");
+    memset(sp, 0, sizeof *sp);
+    lr_spectrum_opts o = opts ? *opts : lr_spectrum_opts_default();
+    if (!lr_spectrum_method_name(o.method)) return lr__fail(err, LR_EINVAL, "spectrum: unknown method %d", (int)o.method);
+    size_t k = w->rows < w->cols ? w->rows : w->cols, r = o.rank < k ? o.rank : k;
+    bool exact = o.method == LR_SPECTRUM_EXACT || r == 0 || r >= k ||
+                 (o.method == LR_SPECTRUM_AUTO && (double)w->rows * (double)w->cols <= (double)o.exact_max_elems);
+    lr_status st;
+    if (exact) {
+        lr_mat a;
+        if ((st = read_all(&a, w, err))) return st;
+        st = lr_spectrum_init(sp, NULL, lr_cm(a), &o, err);
+        lr_mat_free(&a);
+        return st;
+    }
+    lr_rng rng;
+    lr_rng_seed(&rng, o.seed);
+    lr_rsvd_opts ro = o.rsvd;
+    if (ro.method == LR_RSVD_BLOCK_KRYLOV && ro.block == 0) ro.block = (r + 1) / 2; /* as values_randomized */
+    lr_usv f;
+    lr_rsvd_bound bd;
+    if ((st = lr_usv_init(&f, w->rows, w->cols, r, err))) return st;
+    st = lr_rsvd_rows(f.s, f.u, f.vt, &bd, w, r, &ro, &rng, err);
+    if (!st) st = lr_spectrum_from_values(sp, f.s, r, w->rows, w->cols, bd.energy, err);
+    if (!st && sp->captured > sp->energy) sp->energy = sp->captured;
+    lr_usv_free(&f);
+    return st;
+}
+
 double lr_spectrum_tail(const lr_spectrum *sp, size_t r)
 {
     if (!sp || r >= sp->k) return 0;

@@ -97,6 +97,8 @@ LR_API const char *lr_model_file_of(const lr_model *m, const char *name);
  * lm_head.weight: expected shape ..."), a tensor in no shard names the model. */
 LR_API lr_status lr_model_get_f32(lr_model *m, float *dst, const char *name, size_t ndim, const size_t *shape,
                                   lr_err *err);
+/* dst: (k, row) <- rows [r0, r0 + k) of tensor `name` as float32 (lr_safetensors_get_f32_rows). */
+LR_API lr_status lr_model_get_f32_rows(lr_model *m, float *dst, const char *name, size_t r0, size_t k, lr_err *err);
 /* dst <- n bytes of tensor `name` from byte off, host order (lr_safetensors_get_bytes). */
 LR_API lr_status lr_model_get_bytes(lr_model *m, void *dst, const char *name, size_t off, size_t n, lr_err *err);
 

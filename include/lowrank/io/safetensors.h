@@ -151,6 +151,11 @@ LR_API const lr_st_meta *lr_safetensors_meta_at(const lr_safetensors *st, size_t
  * used. */
 LR_API lr_status lr_safetensors_get_f32(lr_safetensors *st, float *dst, const char *name, size_t ndim,
                                         const size_t *shape, lr_err *err);
+/* dst: (k, row) <- rows [r0, r0 + k) of tensor `name` (float dtypes as above; row = the
+ * product of its dimensions after the first) as float32, for reading a large tensor a block at
+ * a time. Does not mark it used. */
+LR_API lr_status lr_safetensors_get_f32_rows(lr_safetensors *st, float *dst, const char *name, size_t r0, size_t k,
+                                             lr_err *err);
 /* dst <- n bytes of tensor `name` from byte `off` of its data, in host byte order (as
  * lr_safetensors_write takes them). off and n must lie inside the tensor and be multiples of
  * its dtype's swap unit (its element size, 4 for C64; any for sub-byte and 1-byte dtypes), so

@@ -89,6 +89,22 @@ typedef struct {
 LR_API lr_status lr_rsvd_bounded(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r,
                                  const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err);
 
+/* A matrix a: (rows, cols) the randomized SVD reads a block of rows at a time, so it need not
+ * be in memory as float32 (a 128256×4096 embedding is 2.1 GB so, 1 GB in its file's BF16):
+ * read(ctx, dst, r0, k, err) fills dst: (k, cols) with rows [r0, r0 + k) and returns a status
+ * (its message in err). Each product with a reads every row once, in blocks of about 16 MB. */
+typedef struct {
+    size_t rows, cols;
+    lr_status (*read)(void *ctx, float *dst, size_t r0, size_t k, lr_err *err);
+    void *ctx;
+} lr_rows;
+
+/* lr_rsvd on a row source, with *bd as lr_rsvd_bounded gives it when bd is not NULL (one more
+ * read of the rows for the energy). The same numbers as lr_rsvd on the same matrix, up to the
+ * products' summation order. */
+LR_API lr_status lr_rsvd_rows(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, const lr_rows *a, size_t r,
+                              const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err);
+
 /* Allocates *out (k = r) and fills it by lr_rsvd. On failure *out is empty. */
 LR_API lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
                                   lr_rng *rng, lr_err *err);

@@ -70,6 +70,12 @@ LR_API const char *lr_spectrum_method_name(lr_spectrum_method m);
  * (vec->k = known). On failure *sp and *vec are empty. opts NULL = defaults. */
 LR_API lr_status lr_spectrum_init(lr_spectrum *sp, lr_usv *vec, lr_cmat w, const lr_spectrum_opts *opts,
                                   lr_err *err);
+/* The same from a row source (rsvd.h's lr_rows), without vectors: the randomized route reads
+ * the rows once per product (never all of w in memory as float32), the energy from one more
+ * read; where the exact route is taken (AUTO's small matrices, EXACT, or a rank reaching
+ * min(m, n)) w is read whole and lr_spectrum_init runs on it. Entries are not checked for
+ * finiteness here: the reader does that. */
+LR_API lr_status lr_spectrum_init_rows(lr_spectrum *sp, const lr_rows *w, const lr_spectrum_opts *opts, lr_err *err);
 /* The same from values already known: s: (known) non-increasing of an (m,n) matrix with
  * ‖w‖_F² = energy; exact when known = min(m,n). */
 LR_API lr_status lr_spectrum_from_values(lr_spectrum *sp, const float *s, size_t known, size_t m, size_t n,
