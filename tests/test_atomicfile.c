@@ -303,6 +303,40 @@ static lr_status save_adapter(wctx *c, lr_err *e)
     return s;
 }
 
+/* lr_st_writer: the tensors in reverse file order, the large one in three pieces. */
+static lr_status save_st_pieces(wctx *c, lr_err *e)
+{
+    char *p = lr_test_path(c->dir, "p.safetensors"), v[16];
+    snprintf(v, sizeof v, "%d", ++c->version);
+    lr_st_tensor t[2] = { { "a", LR_ST_F32, 2, { 64, 48 }, NULL }, { "b", LR_ST_F32, 1, { 48 }, NULL } };
+    lr_st_meta m[1] = { { "version", v } };
+    lr_st_writer w;
+    lr_status s = lr_st_writer_init(&w, p, t, 2, m, 1, e);
+    if (!s) s = lr_st_writer_put(&w, "b", c->w, 48 * 4, e);
+    if (!s) s = lr_st_writer_put(&w, "a", c->w, 1000 * 4, e);
+    if (!s) s = lr_st_writer_put(&w, "a", c->w + 1000, 1072 * 4, e);
+    if (!s) s = lr_st_writer_put(&w, "a", c->w + 2072, 1000 * 4, e);
+    if (!s) s = lr_st_writer_commit(&w, e);
+    lr_st_writer_free(&w);
+    free(p);
+    return s;
+}
+
+/* A raw atomic file synced (lr_atomic_sync) before more is written and it is committed. */
+static lr_status save_synced(wctx *c, lr_err *e)
+{
+    char *p = lr_test_path(c->dir, "s.bin");
+    lr_atomic_file af;
+    lr_status s = lr_atomic_open(&af, p, e);
+    free(p);
+    if (s) return s;
+    c->w[0] = (float)++c->version;
+    fwrite(c->w, sizeof *c->w, 64 * 48, af.f);
+    if ((s = lr_atomic_sync(&af, e))) return s; /* released on failure */
+    fwrite(c->w, sizeof *c->w, 100, af.f);
+    return lr_atomic_commit(&af, e);
+}
+
 /* The bytes of every regular file under dir (recursively), names included: a snapshot. */
 static void snapshot(const char *dir, char **buf, size_t *n)
 {
@@ -379,6 +413,8 @@ static void test_every_write_step_fails_cleanly(void **state)
     n += fail_every_step(&c, save_st, "lr_safetensors_write");
     n += fail_every_step(&c, save_ckpt, "lr_checkpoint_save");
     n += fail_every_step(&c, save_adapter, "lr_adapter_save");
+    n += fail_every_step(&c, save_st_pieces, "lr_st_writer");
+    n += fail_every_step(&c, save_synced, "lr_atomic_sync");
     print_message("%zu fault points injected, 3 ways each\n", n);
     free(w);
     lr_lora_free(&lm);
@@ -529,6 +565,171 @@ static void test_kill9_leaves_old_or_new(void **state)
     free(dir);
 }
 
+/* ---- lr_atomic_sync: durable before the rename ---- */
+
+static void assert_file_bytes(const char *path, const char *want)
+{
+    size_t n;
+    unsigned char *b = lr_test_read_file(path, &n);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(b, want, n);
+    free(b);
+}
+
+/* sync flushes what was written into the temp file and keeps it open: more can be written
+ * and a later commit renames it; an abort after a sync leaves the old file. */
+static void test_sync_then_commit_or_abort(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "s.txt");
+    lr_test_write_file(p, "old", 3);
+    lr_err err = { { 0 } };
+    lr_atomic_file af = { 0 };
+
+    assert_int_equal(lr_atomic_open(&af, p, &err), LR_OK);
+    fputs("new", af.f);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK);
+    assert_non_null(af.f); /* still open */
+    assert_non_null(af.tmp_path);
+    assert_file_bytes(af.tmp_path, "new"); /* on disk, not in a buffer */
+    assert_file_is(p, "old");              /* not renamed yet */
+    assert_int_equal(lr_test_hidden_entries(dir), 1);
+    fputs(" more", af.f);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK); /* again */
+    assert_file_bytes(af.tmp_path, "new more");
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK); /* nothing new: fine */
+    fputs("!", af.f);
+    assert_int_equal(lr_atomic_commit(&af, &err), LR_OK); /* what came after the sync too */
+    assert_null(af.f);
+    assert_file_is(p, "new more!");
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+
+    /* sync, then abort: the old file, no temp */
+    assert_int_equal(lr_atomic_open(&af, p, &err), LR_OK);
+    fputs("discarded", af.f);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK);
+    lr_atomic_abort(&af);
+    assert_null(af.f);
+    assert_null(af.tmp_path);
+    assert_file_is(p, "new more!");
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+
+    /* a new file (no old one): sync creates nothing at the target */
+    char *q = lr_test_path(dir, "fresh.txt");
+    assert_int_equal(lr_atomic_open(&af, q, &err), LR_OK);
+    fputs("fresh", af.f);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK);
+    assert_int_equal(access(q, F_OK), -1);
+    assert_int_equal(lr_atomic_commit(&af, &err), LR_OK);
+    assert_file_is(q, "fresh");
+
+    /* several files synced before any is renamed (as a sharded save does) */
+    lr_atomic_file a2[3];
+    char *names[3];
+    for (int i = 0; i < 3; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "shard%d", i);
+        names[i] = lr_test_path(dir, nm);
+        assert_int_equal(lr_atomic_open(&a2[i], names[i], &err), LR_OK);
+        fprintf(a2[i].f, "part %d", i);
+    }
+    for (int i = 0; i < 3; i++) assert_int_equal(lr_atomic_sync(&a2[i], &err), LR_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(access(names[i], F_OK), -1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(lr_atomic_commit(&a2[i], &err), LR_OK);
+        char want[16];
+        snprintf(want, sizeof want, "part %d", i);
+        assert_file_is(names[i], want);
+        free(names[i]);
+    }
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+
+    /* a closed af (zeroed, committed, aborted) or NULL: LR_EINVAL */
+    lr_atomic_file zero = { 0 };
+    err.msg[0] = 0;
+    assert_int_equal(lr_atomic_sync(&zero, &err), LR_EINVAL);
+    assert_true(err.msg[0] != 0);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_EINVAL); /* committed above */
+    assert_int_equal(lr_atomic_sync(NULL, &err), LR_EINVAL);
+    assert_int_equal(lr_atomic_open(&af, p, &err), LR_OK);
+    lr_atomic_abort(&af);
+    assert_int_equal(lr_atomic_sync(&af, NULL), LR_EINVAL);
+    assert_file_is(p, "new more!");
+    free(q);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* A sync whose fsync fails (the fault seam), or whose buffered write fails: LR_EIO naming the
+ * path and the error, af released as by an abort, the old file intact, no temp file. */
+static void test_sync_fails(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "f.txt");
+    lr_test_write_file(p, "old", 3);
+    lr_err err = { { 0 } };
+    lr_atomic_file af = { 0 };
+    const int errs[2] = { EIO, ENOSPC };
+    for (int w = 0; w < 2; w++)
+        for (int m = 0; m < 2; m++) {
+            assert_int_equal(lr_atomic_open(&af, p, &err), LR_OK);
+            fputs("new", af.f);
+            if (w == 0) {
+                /* the data already handed to the file: the next disk step is sync's fsync */
+                assert_int_equal(fflush(af.f), 0);
+            }
+            /* w == 1: the next step is sync's write of the buffered "new" */
+            lr__io_fault(1, errs[m], 0);
+            err.msg[0] = 0;
+            lr_status s = lr_atomic_sync(&af, &err);
+            lr__io_fault(0, 0, 0);
+            assert_int_equal(s, LR_EIO);
+            assert_msg_contains(err.msg, p);
+            assert_msg_contains(err.msg, strerror(errs[m]));
+            assert_msg_contains(err.msg, w == 0 ? "fsync" : "write");
+            assert_msg_contains(err.msg, "old file left unchanged");
+            /* released: nothing left to commit or abort */
+            assert_null(af.f);
+            assert_null(af.tmp_path);
+            assert_null(af.path);
+            assert_int_equal(lr_atomic_commit(&af, &err), LR_EINVAL);
+            lr_atomic_abort(&af);
+            assert_file_is(p, "old");
+            assert_int_equal(lr_test_hidden_entries(dir), 0);
+        }
+
+    /* a sync that succeeds, then a commit whose rename fails: still the old file */
+    lr__io_fault(0, 0, 0);
+    assert_int_equal(lr_atomic_open(&af, p, &err), LR_OK);
+    fputs("new", af.f);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK);
+    /* the commit's steps now: fsync, close, rename (nothing left to write) */
+    lr__io_fault(3, EIO, 0);
+    lr_status s = lr_atomic_commit(&af, &err);
+    size_t steps = lr__io_fault(0, 0, 0);
+    assert_int_equal(s, LR_EIO);
+    assert_int_equal(steps, 3);
+    assert_msg_contains(err.msg, "rename");
+    assert_file_is(p, "old");
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+
+    /* the steps of a sync after writing: one write and the fsync */
+    assert_int_equal(lr_atomic_open(&af, p, &err), LR_OK);
+    fputs("newer", af.f);
+    lr__io_fault(0, 0, 0);
+    assert_int_equal(lr_atomic_sync(&af, &err), LR_OK);
+    assert_int_equal(lr__io_fault(0, 0, 0), 2);
+    assert_int_equal(lr_atomic_commit(&af, &err), LR_OK);
+    assert_file_is(p, "newer");
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -542,6 +743,8 @@ int main(void)
         cmocka_unit_test(test_every_write_step_fails_cleanly),
         cmocka_unit_test(test_kill9_leaves_old_or_new),
         cmocka_unit_test(test_clean_stale),
+        cmocka_unit_test(test_sync_then_commit_or_abort),
+        cmocka_unit_test(test_sync_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -911,6 +911,403 @@ static void test_encode_f32(void **state)
     assert_int_equal(lr_st_encode_f32(NULL, LR_ST_F32, NULL, 0, &e), LR_OK);
 }
 
+/* ---- reading rows and byte ranges ---- */
+
+/* Rows of every float dtype, a 3-D tensor (rows of 2 x 4), a vector (rows of one), empty
+ * tensors, and a BF16 tensor over CHUNK bytes: every range equals the slice of the whole
+ * tensor, from a file and from memory. */
+static void test_get_f32_rows(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "rows.safetensors");
+    float f32[15], cube[24], vec[6], sc = 2.5f, ebuf[1] = { 0 };
+    uint16_t bf[8], hf[8], *big = malloc(300 * 1000 * sizeof *big);
+    double f64[6], huge[6];
+    int32_t ints[4] = { 1, 2, 3, 4 };
+    for (int i = 0; i < 15; i++) f32[i] = 0.5f * (float)i - 3.0f;
+    for (int i = 0; i < 24; i++) cube[i] = (float)i * 1.25f + 0.125f;
+    for (int i = 0; i < 6; i++) vec[i] = -(float)i;
+    for (int i = 0; i < 8; i++) bf[i] = lr_f32_to_bf16(0.3f * (float)i - 1.0f), hf[i] = lr_f32_to_f16((float)i / 3.0f);
+    for (int i = 0; i < 6; i++) f64[i] = 0.1 * i - 0.25, huge[i] = i == 3 ? 1e300 : (double)i;
+    for (size_t i = 0; i < 300 * 1000; i++) big[i] = lr_f32_to_bf16((float)((i * 7919) % 1000) / 64.0f - 7.0f);
+    lr_st_tensor t[] = {
+        { "f32", LR_ST_F32, 2, { 5, 3 }, f32 },      { "bf16", LR_ST_BF16, 2, { 4, 2 }, bf },
+        { "f16", LR_ST_F16, 2, { 4, 2 }, hf },       { "f64", LR_ST_F64, 2, { 3, 2 }, f64 },
+        { "cube", LR_ST_F32, 3, { 3, 2, 4 }, cube }, { "vec", LR_ST_F32, 1, { 6 }, vec },
+        { "big", LR_ST_BF16, 2, { 300, 1000 }, big }, { "empty", LR_ST_F32, 2, { 0, 4 }, NULL },
+        { "nocols", LR_ST_F32, 2, { 3, 0 }, NULL },  { "scalar", LR_ST_F32, 0, { 0 }, &sc },
+        { "ints", LR_ST_I32, 2, { 2, 2 }, ints },    { "huge", LR_ST_F64, 2, { 3, 2 }, huge },
+    };
+    const size_t nt = sizeof t / sizeof *t;
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_write(p, t, nt, NULL, 0, &err), LR_OK);
+    size_t fn;
+    unsigned char *bytes = lr_test_read_file(p, &fn);
+    float *whole = malloc(300 * 1000 * sizeof *whole), *part = malloc(300 * 1000 * sizeof *part);
+    for (int from_mem = 0; from_mem < 2; from_mem++) {
+        lr_safetensors st_, *st = &st_;
+        if (from_mem) assert_int_equal(lr_safetensors_from_memory(st, bytes, fn, p, &err), LR_OK);
+        else assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
+        for (size_t i = 0; i < 9; i++) { /* the float tensors with rows */
+            const lr_st_tensor *x = lr_safetensors_find(st, t[i].name);
+            size_t rows = x->shape[0], row = 1;
+            for (size_t d = 1; d < x->ndim; d++) row *= x->shape[d];
+            assert_int_equal(lr_safetensors_get_f32(st, whole, x->name, x->ndim, x->shape, &err), LR_OK);
+            size_t step = rows > 20 ? 37 : 1; /* big: a sample of ranges, chunk boundaries crossed */
+            for (size_t r0 = 0; r0 <= rows; r0 += step)
+                for (size_t k = 0; k <= rows - r0; k += step) {
+                    size_t cnt = k * row;
+                    memset(part, 0x7f, (cnt ? cnt : 1) * sizeof *part);
+                    err.msg[0] = 0;
+                    if (lr_safetensors_get_f32_rows(st, part, x->name, r0, k, &err) != LR_OK)
+                        fail_msg("%s rows [%zu, %zu): %s", x->name, r0, r0 + k, err.msg);
+                    if (cnt && memcmp(part, whole + r0 * row, cnt * sizeof *part) != 0)
+                        fail_msg("%s rows [%zu, %zu) differ from the whole tensor's", x->name, r0, r0 + k);
+                }
+            if (rows > 20) { /* the whole of big, and its last rows */
+                assert_int_equal(lr_safetensors_get_f32_rows(st, part, "big", 0, 300, &err), LR_OK);
+                assert_memory_equal(part, whole, 300 * 1000 * sizeof *part);
+                assert_int_equal(lr_safetensors_get_f32_rows(st, part, "big", 170, 130, &err), LR_OK);
+                assert_memory_equal(part, whole + 170 * 1000, 130 * 1000 * sizeof *part);
+            }
+        }
+        /* values: the conversions of get_f32 */
+        float out[8];
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "bf16", 1, 2, &err), LR_OK);
+        for (int i = 0; i < 4; i++) assert_true(out[i] == lr_bf16_to_f32(bf[2 + i]));
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "f16", 3, 1, &err), LR_OK);
+        assert_true(out[0] == lr_f16_to_f32(hf[6]) && out[1] == lr_f16_to_f32(hf[7]));
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "f64", 2, 1, &err), LR_OK);
+        assert_true(out[0] == (float)f64[4] && out[1] == (float)f64[5]);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "cube", 2, 1, &err), LR_OK);
+        assert_memory_equal(out, cube + 16, 8 * sizeof(float));
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "vec", 4, 2, &err), LR_OK);
+        assert_true(out[0] == -4.0f && out[1] == -5.0f);
+        /* F64 outside float's range: only the rows holding it fail, naming its element */
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "huge", 0, 1, &err), LR_OK);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "huge", 2, 1, &err), LR_OK);
+        assert_true(out[0] == 4.0f && out[1] == 5.0f);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "huge", 1, 2, &err), LR_ERANGE);
+        assert_msg_contains(err.msg, "huge: element 3 = 1e+300 is outside float32's range");
+        /* rows out of range */
+        struct { const char *name; size_t r0, k; } bad[] = {
+            { "f32", 0, 6 }, { "f32", 5, 1 }, { "f32", 6, 0 }, { "f32", 4, 2 }, { "f32", 2, SIZE_MAX },
+            { "f32", SIZE_MAX, 2 }, { "cube", 3, 1 }, { "vec", 0, 7 }, { "empty", 0, 1 }, { "nocols", 1, 3 },
+            { "scalar", 0, 1 }, { "scalar", 0, 0 },
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            err.msg[0] = 0;
+            lr_status s = lr_safetensors_get_f32_rows(st, whole, bad[i].name, bad[i].r0, bad[i].k, &err);
+            if (s != LR_EINVAL)
+                fail_msg("%s rows %zu + %zu: status %d (%s), expected LR_EINVAL", bad[i].name, bad[i].r0, bad[i].k, s,
+                         err.msg);
+            assert_msg_contains(err.msg, p);
+            assert_msg_contains(err.msg, bad[i].name);
+        }
+        assert_int_equal(lr_safetensors_get_f32_rows(st, ebuf, "empty", 0, 0, &err), LR_OK);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, NULL, "f32", 5, 0, &err), LR_OK);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, ebuf, "nocols", 0, 3, &err), LR_OK);
+        /* not a float dtype; not there; bad arguments */
+        err.msg[0] = 0;
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "ints", 0, 1, &err), LR_EFORMAT);
+        assert_msg_contains(err.msg, "ints: dtype I32, expected F32");
+        err.msg[0] = 0;
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, "ghost", 0, 1, &err), LR_EFORMAT);
+        assert_msg_contains(err.msg, "missing tensor ghost");
+        assert_msg_contains(err.msg, p);
+        assert_int_equal(lr_safetensors_get_f32_rows(NULL, out, "f32", 0, 1, &err), LR_EINVAL);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, out, NULL, 0, 1, &err), LR_EINVAL);
+        assert_int_equal(lr_safetensors_get_f32_rows(st, NULL, "f32", 0, 1, &err), LR_EINVAL);
+        /* reading rows marks nothing used (get_f32 above did, for the 9) */
+        assert_int_equal(lr_safetensors_unused(st, NULL, 0), nt - 9);
+        lr_safetensors_free(st);
+    }
+    free(bytes);
+    free(whole);
+    free(part);
+    free(big);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* get_bytes: any range of whole elements (C64: whole float32 halves; 1-byte and sub-byte
+ * dtypes: any bytes) equals the same bytes of the host-order data written; other ranges are
+ * refused. */
+static void test_get_bytes_ranges(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "bytes.safetensors");
+    float w[12], c64[6];
+    uint16_t h[5] = { 0x3c00, 0xc000, 0x0001, 0x7bff, 0x8000 };
+    uint8_t u8[7] = { 1, 2, 3, 4, 5, 6, 7 }, f4[3] = { 0x12, 0x34, 0x56 };
+    int64_t i64[3] = { -1, INT64_MAX, 0x0102030405060708 };
+    for (int i = 0; i < 12; i++) w[i] = (float)i * 1.5f - 2.0f;
+    for (int i = 0; i < 6; i++) c64[i] = (float)i + 0.25f;
+    lr_st_tensor t[] = {
+        { "w", LR_ST_F32, 2, { 3, 4 }, w },  { "h", LR_ST_F16, 1, { 5 }, h },   { "c", LR_ST_C64, 1, { 3 }, c64 },
+        { "u", LR_ST_U8, 1, { 7 }, u8 },     { "q", LR_ST_F4, 2, { 2, 3 }, f4 }, { "i", LR_ST_I64, 1, { 3 }, i64 },
+    };
+    const size_t nt = sizeof t / sizeof *t, nb[6] = { 48, 10, 24, 7, 3, 24 }, unit[6] = { 4, 2, 4, 1, 1, 8 };
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_write(p, t, nt, NULL, 0, &err), LR_OK);
+    lr_safetensors st_, *st = &st_;
+    assert_int_equal(lr_safetensors_open(st, p, &err), LR_OK);
+    unsigned char got[64];
+    for (size_t i = 0; i < nt; i++) {
+        const unsigned char *want = t[i].data;
+        for (size_t off = 0; off <= nb[i] + 1; off++)
+            for (size_t n = 0; n <= nb[i] + 1; n++) {
+                bool ok = off % unit[i] == 0 && n % unit[i] == 0 && off + n <= nb[i];
+                memset(got, 0xee, sizeof got);
+                err.msg[0] = 0;
+                lr_status s = lr_safetensors_get_bytes(st, got, t[i].name, off, n, &err);
+                if (ok && s != LR_OK) fail_msg("%s bytes %zu + %zu refused: %s", t[i].name, off, n, err.msg);
+                if (!ok && s != LR_EINVAL)
+                    fail_msg("%s bytes %zu + %zu: status %d, expected LR_EINVAL", t[i].name, off, n, s);
+                if (ok) {
+                    if (n && memcmp(got, want + off, n) != 0) fail_msg("%s bytes %zu + %zu differ", t[i].name, off, n);
+                    assert_int_equal(got[n], 0xee); /* nothing past n */
+                } else {
+                    assert_msg_contains(err.msg, p);
+                    assert_msg_contains(err.msg, t[i].name);
+                }
+            }
+    }
+    /* ranges whose end would wrap around */
+    assert_int_equal(lr_safetensors_get_bytes(st, got, "w", SIZE_MAX - 3, 8, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_get_bytes(st, got, "w", 8, SIZE_MAX - 3, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_get_bytes(st, NULL, "w", 4, 0, &err), LR_OK);
+    err.msg[0] = 0;
+    assert_int_equal(lr_safetensors_get_bytes(st, got, "nope", 0, 4, &err), LR_EFORMAT);
+    assert_msg_contains(err.msg, "missing tensor nope");
+    assert_int_equal(lr_safetensors_get_bytes(NULL, got, "w", 0, 4, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_get_bytes(st, got, NULL, 0, 4, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_get_bytes(st, NULL, "w", 0, 4, &err), LR_EINVAL);
+    assert_int_equal(lr_safetensors_unused(st, NULL, 0), nt); /* a copy is not a use */
+    lr_safetensors_free(st);
+
+    /* host byte order: the file holds little-endian bytes, get_bytes gives the host's */
+    lr_st_tensor one = { "i", LR_ST_I64, 1, { 3 }, i64 };
+    assert_int_equal(lr_safetensors_write(p, &one, 1, NULL, 0, &err), LR_OK);
+    size_t fn;
+    unsigned char *raw = lr_test_read_file(p, &fn);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | raw[i];
+    assert_int_equal(fn, 8 + hl + 24);
+    for (size_t e = 0; e < 3; e++)
+        for (size_t b = 0; b < 8; b++)
+            assert_int_equal(raw[8 + hl + 8 * e + b], (unsigned char)((uint64_t)i64[e] >> (8 * b)));
+    assert_int_equal(lr_safetensors_from_memory(st, raw, fn, "mem", &err), LR_OK);
+    int64_t back[2];
+    assert_int_equal(lr_safetensors_get_bytes(st, back, "i", 8, 16, &err), LR_OK);
+    assert_true(back[0] == INT64_MAX && back[1] == 0x0102030405060708);
+    lr_safetensors_free(st);
+    free(raw);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- the piecewise writer ---- */
+
+static unsigned char *file_bytes(const char *p, size_t *n) { return lr_test_read_file(p, n); }
+
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *x = file_bytes(a, &na), *y = file_bytes(b, &nb);
+    if (na != nb) fail_msg("%s is %zu bytes, %s %zu", a, na, b, nb);
+    assert_memory_equal(x, y, na);
+    free(x);
+    free(y);
+}
+
+/* Tensors put in any order, in pieces, interleaved: the bytes lr_safetensors_write writes. */
+static void test_writer_same_bytes(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *ref = lr_test_path(dir, "ref.safetensors"), *p = lr_test_path(dir, "out.safetensors");
+    enum { NA = 100003, NB = 50001 };
+    float *a = malloc(NA * sizeof *a), w[12];
+    uint16_t *b = malloc(NB * sizeof *b), h[5] = { 1, 2, 3, 4, 5 };
+    int64_t ids[3] = { -1, 7, INT64_MIN };
+    uint8_t flags[7] = { 9, 8, 7, 6, 5, 4, 3 };
+    double d = 0.1;
+    for (size_t i = 0; i < NA; i++) a[i] = (float)i * 0.001f - 3.0f;
+    for (size_t i = 0; i < NB; i++) b[i] = (uint16_t)(i * 31);
+    for (int i = 0; i < 12; i++) w[i] = (float)i;
+    lr_st_tensor t[] = {
+        { "w", LR_ST_F32, 2, { 3, 4 }, w },          { "a.big", LR_ST_F32, 1, { NA }, a },
+        { "b.big", LR_ST_BF16, 2, { 3, NB / 3 }, b }, { "h", LR_ST_F16, 1, { 5 }, h },
+        { "ids", LR_ST_I64, 1, { 3 }, ids },        { "flags", LR_ST_U8, 1, { 7 }, flags },
+        { "scalar", LR_ST_F64, 0, { 0 }, &d },       { "empty", LR_ST_F32, 2, { 0, 3 }, NULL },
+    };
+    const size_t nt = sizeof t / sizeof *t;
+    lr_st_meta meta[2] = { { "format", "pt" }, { "by", "lowrank" } };
+    lr_err err = { { 0 } };
+    assert_int_equal(lr_safetensors_write(ref, t, nt, meta, 2, &err), LR_OK);
+
+    for (int round = 0; round < 3; round++) {
+        lr_st_tensor hdr[8];
+        memcpy(hdr, t, sizeof hdr);
+        if (round == 1)
+            for (size_t i = 0; i < nt; i++) hdr[i].data = NULL; /* data is ignored by init */
+        if (round == 2) { /* and the order of the array does not matter */
+            lr_st_tensor x = hdr[0];
+            hdr[0] = hdr[nt - 1], hdr[nt - 1] = x;
+        }
+        lr_st_writer wr;
+        if (lr_st_writer_init(&wr, p, hdr, nt, meta, 2, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(lr_test_hidden_entries(dir), 1); /* the temp file */
+        /* small tensors first, in reverse name order; w in two pieces */
+        assert_int_equal(lr_st_writer_put(&wr, "scalar", &d, 8, &err), LR_OK);
+        assert_int_equal(lr_st_writer_put(&wr, "w", w, 20, &err), LR_OK);
+        assert_int_equal(lr_st_writer_put(&wr, "ids", ids, 24, &err), LR_OK);
+        assert_int_equal(lr_st_writer_put(&wr, "h", h, 10, &err), LR_OK);
+        assert_int_equal(lr_st_writer_put(&wr, "w", w + 5, 28, &err), LR_OK);
+        if (round) assert_int_equal(lr_st_writer_put(&wr, "empty", NULL, 0, &err), LR_OK);
+        /* the two large ones interleaved, in uneven pieces (over stdio's buffer and not) */
+        size_t da = 0, db = 0, step = 1;
+        while (da < NA || db < NB) {
+            size_t ka = (step * 977) % 9000 + 1, kb = (step * 613) % 70000 + 1;
+            if (round == 2) ka = NA, kb = NB; /* each in one piece */
+            ka = ka < NA - da ? ka : NA - da, kb = kb < NB - db ? kb : NB - db;
+            if (ka) assert_int_equal(lr_st_writer_put(&wr, "a.big", a + da, ka * 4, &err), LR_OK);
+            if (kb) assert_int_equal(lr_st_writer_put(&wr, "b.big", b + db, kb * 2, &err), LR_OK);
+            da += ka, db += kb, step++;
+        }
+        for (size_t i = 0; i < 7; i++) assert_int_equal(lr_st_writer_put(&wr, "flags", flags + i, 1, &err), LR_OK);
+        if (lr_st_writer_commit(&wr, &err)) fail_msg("round %d: %s", round, err.msg);
+        lr_st_writer_free(&wr);
+        assert_int_equal(lr_test_hidden_entries(dir), 0);
+        assert_same_file(p, ref);
+        lr_st_writer_free(&wr); /* twice is fine */
+    }
+    lr_st_writer_free(NULL);
+
+    /* no tensors: the reference's empty file */
+    lr_st_writer wr;
+    assert_int_equal(lr_safetensors_write(ref, NULL, 0, NULL, 0, &err), LR_OK);
+    assert_int_equal(lr_st_writer_init(&wr, p, NULL, 0, NULL, 0, &err), LR_OK);
+    assert_int_equal(lr_st_writer_commit(&wr, &err), LR_OK);
+    /* after commit: put and commit are refused */
+    assert_int_equal(lr_st_writer_put(&wr, "w", w, 4, &err), LR_EINVAL);
+    assert_int_equal(lr_st_writer_commit(&wr, &err), LR_EINVAL);
+    lr_st_writer_free(&wr);
+    assert_same_file(p, ref);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+    free(a);
+    free(b);
+    free(ref);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
+/* Refused puts, an incomplete commit and free without commit: the old file stays byte for
+ * byte, and no temp file once the writer is freed. */
+static void test_writer_failures_keep_old(void **state)
+{
+    (void)state;
+    char *dir = lr_test_tmpdir();
+    char *p = lr_test_path(dir, "ckpt.safetensors");
+    float old[4] = { 1, 2, 3, 4 };
+    write_old(p, old);
+    size_t n0;
+    unsigned char *before = file_bytes(p, &n0);
+    float w[12] = { 0 };
+    uint16_t h[5] = { 0 };
+    lr_st_tensor t[3] = {
+        { "w", LR_ST_F32, 2, { 3, 4 }, NULL }, { "h", LR_ST_F16, 1, { 5 }, NULL }, { "i", LR_ST_I64, 1, { 2 }, NULL },
+    };
+    lr_err err = { { 0 } };
+    lr_st_writer wr;
+    for (int c = 0; c < 6; c++) {
+        assert_int_equal(lr_st_writer_init(&wr, p, t, 3, NULL, 0, &err), LR_OK);
+        assert_int_equal(lr_test_hidden_entries(dir), 1);
+        int64_t i2[2] = { 5, 6 };
+        assert_int_equal(lr_st_writer_put(&wr, "h", h, 10, &err), LR_OK);
+        assert_int_equal(lr_st_writer_put(&wr, "i", i2, 16, &err), LR_OK);
+        char want[512];
+        err.msg[0] = 0;
+        switch (c) {
+        case 0: /* w incomplete: 12 of 48 bytes */
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 12, &err), LR_OK);
+            assert_int_not_equal(lr_st_writer_commit(&wr, &err), LR_OK);
+            snprintf(want, sizeof want, "%s: tensor w has 12 of its 48 bytes", p);
+            assert_string_equal(err.msg, want);
+            assert_int_not_equal(lr_st_writer_commit(&wr, &err), LR_OK); /* still incomplete */
+            assert_msg_contains(err.msg, "tensor w has 12 of its 48 bytes");
+            break;
+        case 1: /* w never put */
+            assert_int_not_equal(lr_st_writer_commit(&wr, &err), LR_OK);
+            assert_msg_contains(err.msg, "tensor w has 0 of its 48 bytes");
+            break;
+        case 2: /* a name not in the header */
+            assert_int_equal(lr_st_writer_put(&wr, "x", w, 4, &err), LR_EINVAL);
+            assert_msg_contains(err.msg, p);
+            assert_msg_contains(err.msg, "x");
+            break;
+        case 3: /* too many bytes: in one put, and after a piece */
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 52, &err), LR_EINVAL);
+            assert_msg_contains(err.msg, "w");
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 40, &err), LR_OK);
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 12, &err), LR_EINVAL);
+            assert_int_equal(lr_st_writer_put(&wr, "h", h, 2, &err), LR_EINVAL); /* h is complete */
+            break;
+        case 4: /* not whole elements */
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 6, &err), LR_EINVAL);
+            assert_msg_contains(err.msg, "w");
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 3, &err), LR_EINVAL);
+            assert_int_equal(lr_st_writer_put(&wr, "w", NULL, 4, &err), LR_EINVAL);
+            assert_int_equal(lr_st_writer_put(&wr, NULL, w, 4, &err), LR_EINVAL);
+            assert_int_equal(lr_st_writer_put(NULL, "w", w, 4, &err), LR_EINVAL);
+            break;
+        case 5: /* complete, but freed without a commit */
+            assert_int_equal(lr_st_writer_put(&wr, "w", w, 48, &err), LR_OK);
+            break;
+        }
+        assert_int_equal(lr_test_hidden_entries(dir), 1); /* until the writer is freed */
+        lr_st_writer_free(&wr);
+        assert_int_equal(lr_test_hidden_entries(dir), 0);
+        size_t n1;
+        unsigned char *after = file_bytes(p, &n1);
+        if (n1 != n0 || memcmp(before, after, n0) != 0) fail_msg("case %d: the old file changed", c);
+        free(after);
+        assert_old_intact(p);
+    }
+    /* the header's checks, before any file is made */
+    lr_st_tensor dup[2] = { { "a", LR_ST_F32, 1, { 2 }, NULL }, { "a", LR_ST_F32, 1, { 2 }, NULL } };
+    assert_int_equal(lr_st_writer_init(&wr, p, dup, 2, NULL, 0, &err), LR_EINVAL);
+    assert_msg_contains(err.msg, "tensor name a appears twice");
+    lr_st_writer_free(&wr);
+    lr_st_tensor deep = { "x", LR_ST_F32, 9, { 1 }, NULL };
+    assert_int_equal(lr_st_writer_init(&wr, p, &deep, 1, NULL, 0, &err), LR_EFORMAT);
+    lr_st_writer_free(&wr);
+    assert_int_equal(lr_st_writer_init(&wr, "", t, 3, NULL, 0, &err), LR_EINVAL);
+    assert_int_equal(lr_st_writer_init(&wr, p, NULL, 3, NULL, 0, &err), LR_EINVAL);
+    assert_int_equal(lr_st_writer_init(NULL, p, t, 3, NULL, 0, &err), LR_EINVAL);
+    char *nodir = lr_test_path(dir, "no/such/dir/x.safetensors");
+    assert_int_equal(lr_st_writer_init(&wr, nodir, t, 3, NULL, 0, &err), LR_EIO);
+    assert_msg_contains(err.msg, nodir);
+    lr_st_writer_free(&wr);
+    free(nodir);
+    assert_int_equal(lr_test_hidden_entries(dir), 0);
+    size_t n1;
+    unsigned char *after = file_bytes(p, &n1);
+    assert_int_equal(n1, n0);
+    assert_memory_equal(before, after, n0);
+    free(after);
+    free(before);
+    free(p);
+    lr_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -932,6 +1329,10 @@ int main(void)
         cmocka_unit_test(test_f32_to_bf16),
         cmocka_unit_test(test_f16_bf16_exhaustive),
         cmocka_unit_test(test_encode_f32),
+        cmocka_unit_test(test_get_f32_rows),
+        cmocka_unit_test(test_get_bytes_ranges),
+        cmocka_unit_test(test_writer_same_bytes),
+        cmocka_unit_test(test_writer_failures_keep_old),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include "lr_test.h"
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "lowrank/linalg/spectrum.h"
 #include "lowrank/linalg/rank.h"
@@ -591,6 +592,213 @@ static void test_bad_input(void **state)
     assert_null(sp.s);
 }
 
+/* ---- lr_spectrum_init_rows: the same from a row source ---- */
+
+/* A row source over a matrix in memory; counts calls and rows, fails on call fail_call. */
+typedef struct {
+    lr_cmat a;
+    size_t calls, rows_read, max_k, fail_call;
+    lr_status fail_status;
+} rows_ctx;
+
+static lr_status read_rows_cb(void *ctx, float *dst, size_t r0, size_t k, lr_err *err)
+{
+    rows_ctx *c = ctx;
+    c->calls++;
+    assert_true(k >= 1 && r0 < c->a.rows && k <= c->a.rows - r0);
+    if (c->calls == c->fail_call) {
+        if (err) snprintf(err->msg, sizeof err->msg, "reader: rows %zu..%zu unreadable", r0, r0 + k);
+        return c->fail_status;
+    }
+    for (size_t i = 0; i < k; i++) memcpy(dst + i * c->a.cols, c->a.data + (r0 + i) * c->a.ld, c->a.cols * sizeof *dst);
+    c->rows_read += k;
+    if (k > c->max_k) c->max_k = k;
+    return LR_OK;
+}
+
+static lr_rows rows_of(rows_ctx *c, lr_cmat a)
+{
+    *c = (rows_ctx){ a, 0, 0, 0, 0, LR_EIO };
+    lr_rows r = { a.rows, a.cols, read_rows_cb, c };
+    return r;
+}
+
+static void assert_same_shape(const lr_spectrum *a, const lr_spectrum *b)
+{
+    assert_int_equal(a->m, b->m);
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->k, b->k);
+    assert_int_equal(a->known, b->known);
+    assert_int_equal(a->exact, b->exact);
+}
+
+/* Randomized route: the values lr_spectrum_init finds on the same matrix with the same options
+ * (within 1e-4: the products are summed in another order), the same energy, and so the same
+ * tails and ranks. Both orientations, both rsvd methods, the default block (rank/2) and a set
+ * one. */
+static void test_init_rows_randomized(void **state)
+{
+    (void)state;
+    for (int wide = 0; wide < 2; wide++) {
+        const size_t M = wide ? 40 : 70, N = wide ? 70 : 40;
+        double s[40];
+        for (size_t i = 0; i < 40; i++) s[i] = 10.0 * pow(0.8, (double)i) + 0.05;
+        lr_mat w = make_usv(M, N, s, 19 + (uint64_t)wide);
+        for (int variant = 0; variant < 3; variant++) {
+            lr_spectrum_opts o = lr_spectrum_opts_default();
+            o.method = variant == 2 ? LR_SPECTRUM_AUTO : LR_SPECTRUM_RANDOMIZED;
+            o.rank = 10;
+            o.seed = 3 + (uint64_t)variant;
+            if (variant == 1) {
+                o.rsvd.method = LR_RSVD_SUBSPACE;
+                o.rsvd.power_iters = 2;
+            }
+            if (variant == 2) { /* AUTO over its limit: randomized, with a set block */
+                o.exact_max_elems = M * N - 1;
+                o.rsvd.block = 10;
+                o.rsvd.krylov_depth = 2;
+            }
+            lr_spectrum a, b;
+            lr_err e = { { 0 } };
+            if (lr_spectrum_init(&a, NULL, lr_cm(w), &o, &e)) fail_msg("%s", e.msg);
+            rows_ctx c;
+            lr_rows src = rows_of(&c, lr_cm(w));
+            memset(&b, 0xab, sizeof b);
+            if (lr_spectrum_init_rows(&b, &src, &o, &e)) fail_msg("variant %d: %s", variant, e.msg);
+            assert_same_shape(&a, &b);
+            assert_false(b.exact);
+            assert_int_equal(b.known, 10);
+            for (size_t i = 0; i < 10; i++) {
+                assert_allclose(b.s[i], a.s[i], 1e-4, 1e-6 * a.s[0]);
+                if (i) assert_true(b.s[i] <= b.s[i - 1]);
+            }
+            assert_allclose(b.energy, a.energy, 1e-6, 0);
+            assert_allclose(b.energy, fro2(lr_cm(w)), 1e-6, 0);
+            assert_allclose(b.captured, a.captured, 1e-4, 0);
+            assert_true(b.captured <= b.energy);
+            for (size_t r = 0; r <= 10; r++)
+                assert_allclose(lr_spectrum_tail(&b, r), lr_spectrum_tail(&a, r), 1e-4, 1e-6 * a.energy);
+            /* every read in range (checked by the reader), and whole passes over the rows */
+            assert_true(c.calls >= 3);
+            assert_int_equal(c.rows_read % M, 0);
+            lr_spectrum_free(&a);
+            lr_spectrum_free(&b);
+            assert_null(b.s);
+        }
+        lr_mat_free(&w);
+    }
+}
+
+/* Exact route (EXACT, AUTO on a small matrix, a rank reaching min(m, n)): w read whole, once,
+ * and lr_spectrum_init's result exactly. */
+static void test_init_rows_exact(void **state)
+{
+    (void)state;
+    for (int wide = 0; wide < 2; wide++) {
+        lr_mat w = make_usv(wide ? 12 : 20, wide ? 20 : 12, S12, 23 + (uint64_t)wide);
+        for (int variant = 0; variant < 4; variant++) {
+            lr_spectrum_opts o = lr_spectrum_opts_default(), *op = &o;
+            if (variant == 0) o.method = LR_SPECTRUM_EXACT;
+            if (variant == 1) op = NULL; /* defaults: AUTO, far under the limit */
+            if (variant == 2) o.exact_max_elems = w.rows * w.cols; /* AUTO at the limit */
+            if (variant == 3) {
+                o.method = LR_SPECTRUM_RANDOMIZED;
+                o.rank = 12; /* every value */
+            }
+            lr_spectrum a, b;
+            lr_err e = { { 0 } };
+            assert_int_equal(lr_spectrum_init(&a, NULL, lr_cm(w), op, &e), LR_OK);
+            rows_ctx c;
+            lr_rows src = rows_of(&c, lr_cm(w));
+            if (lr_spectrum_init_rows(&b, &src, op, &e)) fail_msg("variant %d: %s", variant, e.msg);
+            assert_same_shape(&a, &b);
+            assert_true(b.exact);
+            assert_int_equal(b.known, 12);
+            assert_memory_equal(b.s, a.s, 12 * sizeof(float));
+            assert_true(b.energy == a.energy);
+            assert_true(b.captured == a.captured);
+            for (size_t i = 0; i < 12; i++) assert_allclose(b.s[i], S12[i], 1e-5, 2e-6 * S12[0]);
+            assert_int_equal(c.calls, 1);
+            assert_int_equal(c.rows_read, w.rows);
+            lr_spectrum_free(&a);
+            lr_spectrum_free(&b);
+        }
+        lr_mat_free(&w);
+    }
+}
+
+/* A failing reader: its status and message, on either route and at any read; *sp empty. */
+static void test_init_rows_errors(void **state)
+{
+    (void)state;
+    double s20[20];
+    for (size_t i = 0; i < 20; i++) s20[i] = 5.0 / (1.0 + (double)i);
+    lr_mat w = make_usv(30, 20, s20, 29);
+    lr_spectrum sp;
+    lr_err e;
+    for (int route = 0; route < 2; route++) {
+        lr_spectrum_opts o = lr_spectrum_opts_default();
+        o.method = route ? LR_SPECTRUM_RANDOMIZED : LR_SPECTRUM_EXACT;
+        o.rank = 4;
+        rows_ctx c;
+        lr_rows src = rows_of(&c, lr_cm(w));
+        assert_int_equal(lr_spectrum_init_rows(&sp, &src, &o, NULL), LR_OK);
+        size_t calls = c.calls;
+        lr_spectrum_free(&sp);
+        assert_int_equal(calls, route ? 9 : 1); /* randomized: 8 products and the energy */
+        for (size_t at = 1; at <= calls; at++) {
+            src = rows_of(&c, lr_cm(w));
+            c.fail_call = at;
+            c.fail_status = at % 2 ? LR_EIO : LR_EFORMAT;
+            memset(&sp, 0xab, sizeof sp);
+            e.msg[0] = 0;
+            assert_int_equal(lr_spectrum_init_rows(&sp, &src, &o, &e), c.fail_status);
+            assert_string_equal(e.msg, "reader: rows 0..30 unreadable");
+            assert_null(sp.s);
+            assert_int_equal(sp.known, 0);
+            assert_int_equal(c.calls, at);
+            lr_spectrum_free(&sp);
+        }
+    }
+    /* bad arguments */
+    rows_ctx c;
+    lr_rows src = rows_of(&c, lr_cm(w));
+    assert_int_equal(lr_spectrum_init_rows(NULL, &src, NULL, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_init_rows(&sp, NULL, NULL, NULL), LR_EINVAL);
+    lr_rows noread = src;
+    noread.read = NULL;
+    assert_int_equal(lr_spectrum_init_rows(&sp, &noread, NULL, NULL), LR_EINVAL);
+    lr_spectrum_opts o = lr_spectrum_opts_default();
+    o.method = (lr_spectrum_method)7;
+    e.msg[0] = 0;
+    assert_int_equal(lr_spectrum_init_rows(&sp, &src, &o, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "unknown method");
+    assert_null(sp.s);
+    o = lr_spectrum_opts_default();
+    o.method = LR_SPECTRUM_RANDOMIZED;
+    o.rank = 4;
+    o.rsvd.krylov_depth = 5000;
+    e.msg[0] = 0;
+    assert_int_equal(lr_spectrum_init_rows(&sp, &src, &o, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "krylov_depth");
+    assert_null(sp.s);
+    assert_int_equal(c.calls, 0);
+    /* randomized rank 0 is refused, as by lr_spectrum_init */
+    o.rsvd = lr_rsvd_opts_default();
+    o.rank = 0;
+    e.msg[0] = 0;
+    assert_int_equal(lr_spectrum_init_rows(&sp, &src, &o, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "rank 0");
+    assert_null(sp.s);
+    /* the exact route checks the entries (lr_spectrum_init does) */
+    w.data[7] = NAN;
+    o = lr_spectrum_opts_default();
+    e.msg[0] = 0;
+    assert_int_equal(lr_spectrum_init_rows(&sp, &src, &o, &e), LR_ENONFINITE);
+    assert_null(sp.s);
+    lr_mat_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +814,9 @@ int main(void)
         cmocka_unit_test(test_randomized),
         cmocka_unit_test(test_vectors_exact),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_init_rows_randomized),
+        cmocka_unit_test(test_init_rows_exact),
+        cmocka_unit_test(test_init_rows_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -217,6 +217,27 @@ lr_status tool_load_into(lr_mat *w, tool_scratch *s, int k, lr_model *m, const l
     return st ? st : check_finite(lr_cm(*w), m, t->name, err);
 }
 
+double tool_residual2_rows(const lr_rows *src, lr_cmat b, lr_cmat a, lr_err *err)
+{
+    const size_t rows = 1024;
+    lr_mat e;
+    if (lr_mat_init(&e, rows < src->rows ? rows : src->rows, src->cols, err)) return NAN;
+    double acc = 0;
+    for (size_t i0 = 0; i0 < src->rows; i0 += rows) {
+        size_t k = src->rows - i0 < rows ? src->rows - i0 : rows;
+        lr_mat eb = { e.data, k, src->cols, e.ld };
+        if (src->read(src->ctx, eb.data, i0, k, err)) {
+            acc = NAN;
+            break;
+        }
+        lr_gemm(eb, -1.0f, (lr_cmat){ b.data + i0 * b.ld, k, b.cols, b.ld }, false, a, false, 1.0f, NULL);
+        double f = lr_mat_norm_fro(lr_cm(eb));
+        acc += f * f;
+    }
+    lr_mat_free(&e);
+    return acc;
+}
+
 double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a)
 {
     const size_t rows = 64;
@@ -317,7 +338,7 @@ int tool_parallel(size_t n, size_t threads, tool_item_fn fn, void *ctx)
     return c.fail_rc;
 }
 
-#define PIECE ((size_t)64 << 20)
+#define PIECE ((size_t)4 << 20) /* small: a changed tensor differs in its first piece */
 
 lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name, lr_err *err)
 {
@@ -357,15 +378,19 @@ lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor
 /* vec <- the top r triplets of d by block Krylov (block r, depth 4), kept when its own
  * figures say the error is within CHECK_RATIO of the optimum: proven (err² / Σ_{r<i<=L} σ̃²)
  * or estimated (err² / (err² − the last block's gain)); else the exact SVD. */
-lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, size_t r, uint64_t seed, lr_err *e)
+lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_rows *src, size_t r, uint64_t seed,
+                           lr_err *e)
 {
     lr_rsvd_opts ro = lr_rsvd_opts_default();
     ro.block = r, ro.krylov_depth = 4;
     lr_rsvd_bound bd;
     lr_rng rng;
     lr_rng_seed(&rng, seed);
+    lr_mat whole = { 0 };
+    if (src) d = (lr_cmat){ NULL, src->rows, src->cols, src->cols };
     lr_status s = lr_usv_init(vec, d.rows, d.cols, r, e);
-    if (!s) s = lr_rsvd_bounded(vec->s, vec->u, vec->vt, &bd, d, r, &ro, &rng, e);
+    if (!s) s = src ? lr_rsvd_rows(vec->s, vec->u, vec->vt, &bd, src, r, &ro, &rng, e)
+                    : lr_rsvd_bounded(vec->s, vec->u, vec->vt, &bd, d, r, &ro, &rng, e);
     if (s) return s;
     double c2 = CHECK_RATIO * CHECK_RATIO, proven = bd.opt2_lb > 0 ? bd.err2 / bd.opt2_lb : INFINITY;
     double est = bd.err2 > bd.gain ? bd.err2 / (bd.err2 - bd.gain) : INFINITY;
@@ -376,7 +401,16 @@ lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, size_t r, 
     if (proven <= c2 || est <= c2 || bd.err2 == 0) return LR_OK;
     lr_usv_free(vec);
     lr_usv full = { 0 };
-    if ((s = lr_usv_from_svd(&full, d, e))) return s;
+    if (src) { /* the exact SVD needs the whole matrix, streamed or not */
+        if ((s = lr_mat_init(&whole, src->rows, src->cols, e)) || (s = src->read(src->ctx, whole.data, 0, src->rows, e))) {
+            lr_mat_free(&whole);
+            return s;
+        }
+        d = lr_cm(whole);
+    }
+    s = lr_usv_from_svd(&full, d, e);
+    lr_mat_free(&whole);
+    if (s) return s;
     s = lr_usv_init(vec, d.rows, d.cols, r, e);
     for (size_t i = 0; !s && i < r; i++) vec->s[i] = full.s[i];
     if (!s) s = lr_mat_copy(vec->u, lr_cmat_view(full.u.data, d.rows, r, full.u.ld), e);

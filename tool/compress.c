@@ -119,7 +119,7 @@ static lr_status triplets(item *it, lr_usv *vec, lr_cmat w, size_t r, const tool
 {
     if (o->sp.method == LR_SPECTRUM_AUTO) {
         tool_svd_info si;
-        lr_status s = tool_factor_rank(vec, &si, w, r, o->sp.seed, e);
+        lr_status s = tool_factor_rank(vec, &si, w, NULL, r, o->sp.seed, e);
         it->svd = si.svd;
         if (!s && rank_mode) it->plan.tail = si.tail, it->plan.energy = si.energy;
         return s;

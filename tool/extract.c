@@ -156,7 +156,7 @@ static int extract_one(const job *j, const lr_st_tensor *t, size_t i, tool_scrat
     tool_compute_begin();
     if (a->plan.kind == LR_PLAN_RANK && j->o->sp.method == LR_SPECTRUM_AUTO) {
         tool_svd_info si;
-        s = tool_factor_rank(&vec, &si, lr_cm(d), a->plan.rank, j->o->sp.seed, &e);
+        s = tool_factor_rank(&vec, &si, lr_cm(d), NULL, a->plan.rank, j->o->sp.seed, &e);
         ly->energy = si.energy, ly->tail = si.tail, ly->svd = si.svd, ly->bound = si.bound;
     } else {
         rc = factor_spectrum(a, j->o, &vec, ly, lr_cm(d), where, &e);
@@ -179,6 +179,87 @@ static int extract_one(const job *j, const lr_st_tensor *t, size_t i, tool_scrat
     return rc;
 }
 
+/* ΔW = TUNED − BASE of one tensor as a row source: both read a block of rows at a time. */
+typedef struct {
+    lr_model *bm, *tm;
+    const lr_st_tensor *t;
+} delta;
+
+static lr_status delta_read(void *ctx, float *dst, size_t r0, size_t k, lr_err *err)
+{
+    const delta *d = ctx;
+    size_t n = d->t->shape[1];
+    float *tmp = malloc((k * n > 0 ? k * n : 1) * sizeof *tmp);
+    if (!tmp) return lr__tool_fail(err, LR_ENOMEM, "%s: out of memory", d->t->name);
+    tool_src sb, st;
+    lr_rows rb = tool_rows(&sb, d->bm, lr_model_find(d->bm, d->t->name)), rt = tool_rows(&st, d->tm, d->t);
+    lr_status s = rt.read(rt.ctx, dst, r0, k, err);
+    if (!s) s = rb.read(rb.ctx, tmp, r0, k, err);
+    for (size_t i = 0; !s && i < k * n; i++) dst[i] -= tmp[i];
+    free(tmp);
+    return s;
+}
+
+/* A tensor too large to hold twice as float32 (an untied lm_head: 2.1 GB a copy): compared
+ * as bytes first, then factored from ΔW read a block of rows at a time (checked Krylov; the
+ * exact fallback, if the check fails, reads ΔW whole). */
+static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
+{
+    const tool_extract_args *a = j->a;
+    layer *ly = &j->ly[i];
+    size_t m = t->shape[0], n = t->shape[1], r = a->plan.rank;
+    bool same = true;
+    lr_err e = { 0 };
+    if (tool_same_bytes(&same, j->bm, j->tm, t->name, &e)) return tool_fail(SUB, &e);
+    if (same) return j->kind[i] = UNCHANGED, 0;
+    char where[1200];
+    snprintf(where, sizeof where, "%s: %s", lr_model_file_of(j->tm, t->name), t->name);
+    if (a->plan.kind != LR_PLAN_RANK || j->o->sp.method != LR_SPECTRUM_AUTO)
+        return tool_failf(SUB, "%s: %zu x %zu is too large to hold twice in memory for --energy, --error or --method; "
+                          "use --rank with --method auto, or --skip it", where, m, n);
+    if (r > (m < n ? m : n))
+        return tool_failf(SUB, "%s: rank %zu exceeds min(%zu, %zu) = %zu", where, r, m, n, m < n ? m : n);
+    *ly = (layer){ .name = t->name, .m = m, .n = n, .r = r };
+    delta dc = { j->bm, j->tm, t };
+    lr_rows src = { m, n, delta_read, &dc };
+    lr_usv vec = { 0 };
+    lr_mat b = { 0 }, A = { 0 };
+    tool_svd_info si;
+    tool_compute_begin();
+    lr_status s = tool_factor_rank(&vec, &si, (lr_cmat){ 0 }, &src, r, j->o->sp.seed, &e);
+    if (!s) ly->energy = si.energy, ly->tail = si.tail, ly->svd = si.svd, ly->bound = si.bound;
+    if (!s) s = lr_mat_init(&b, m, r, &e);
+    if (!s) s = lr_mat_init(&A, r, n, &e);
+    if (!s) s = lr_factor_from_usv(b, A, &vec, r, LR_SPLIT_US, &e);
+    if (!s) {
+        tool_round(b.data, m * r, a->dtype);
+        tool_round(A.data, r * n, a->dtype);
+        ly->fro = sqrt(tool_residual2_rows(&src, lr_cm(b), lr_cm(A), &e));
+        if (isnan(ly->fro)) s = LR_EIO;
+    }
+    tool_compute_end();
+    lr_usv_free(&vec);
+    if (!s) {
+        tool_src sb;
+        lr_rows rb = tool_rows(&sb, j->bm, lr_model_find(j->bm, t->name));
+        ly->base_fro = 0; /* ‖W_base‖ a block at a time */
+        float *blk = malloc(1024 * n * sizeof *blk);
+        for (size_t r0 = 0; blk && !s && r0 < m; r0 += 1024) {
+            size_t k = m - r0 < 1024 ? m - r0 : 1024;
+            if (!(s = rb.read(rb.ctx, blk, r0, k, &e))) {
+                double f = lr_mat_norm_fro(lr_cmat_view(blk, k, n, n));
+                ly->base_fro += f * f;
+            }
+        }
+        if (!blk) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
+        free(blk);
+        ly->base_fro = sqrt(ly->base_fro);
+    }
+    if (!s) return j->fa[i] = A.data, j->fb[i] = b.data, j->kind[i] = EXTRACTED, 0;
+    lr_mat_free(&b), lr_mat_free(&A);
+    return strstr(e.msg, t->name) ? tool_fail(SUB, &e) : tool_failf(SUB, "%s: %s", where, e.msg);
+}
+
 /* One tensor of TUNED, on worker w. */
 static int item(void *ctx, size_t i, size_t w)
 {
@@ -188,7 +269,7 @@ static int item(void *ctx, size_t i, size_t w)
     int rc = 0;
     if (tool_selected(j->o, t->name)) {
         if (tool_is_matrix(t, &why) && !is_embedding(t->name)) {
-            rc = extract_one(j, t, i, &j->scr[w]);
+            rc = tool_streamed(t) ? extract_streamed(j, t, i) : extract_one(j, t, i, &j->scr[w]);
         } else {
             bool same = true;
             lr_err e = { 0 };

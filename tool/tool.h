@@ -82,6 +82,8 @@ float *tool_scratch_get(tool_scratch *s, int k, size_t n);
 void tool_scratch_free(tool_scratch *s);
 /* tool_load into scratch slot k: *w views it. */
 lr_status tool_load_into(lr_mat *w, tool_scratch *s, int k, lr_model *m, const lr_st_tensor *t, lr_err *err);
+/* ‖src − b·a‖_F², reading src's rows in blocks; NAN with err set on failure. */
+double tool_residual2_rows(const lr_rows *src, lr_cmat b, lr_cmat a, lr_err *err);
 /* ‖d − b·a‖_F², by blocks of rows (no (m, n) temporary); NAN when out of memory. */
 double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a);
 
@@ -114,7 +116,10 @@ typedef struct {
     double energy, tail, bound;
     const char *svd;
 } tool_svd_info;
-lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *info, lr_cmat d, size_t r, uint64_t seed, lr_err *err);
+/* d in memory, or src non-NULL: the rows read a block at a time (the exact fallback reads it
+ * whole). */
+lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *info, lr_cmat d, const lr_rows *src, size_t r, uint64_t seed,
+                           lr_err *err);
 /* x rounded to dtype and back, in place (what a file of that dtype will hold). */
 void tool_round(float *x, size_t n, lr_st_dtype dtype);
 /* --threads: OpenBLAS's thread count (0 leaves its default). */

@@ -220,7 +220,9 @@ static lr_status check_sample(const rs_ctx *c, const float *y, size_t k, lr_err 
 {
     for (size_t i = 0; i < k * c->M; i++)
         if (!isfinite(y[i])) {
-            if (c->src) return lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
+            if (c->src)
+                return lr__fail(err, LR_ENONFINITE, "rsvd: a product with the row source is not finite: an entry it "
+                                "read is NaN or Inf, or the products overflowed float32");
             lr_cmat a = c->tr ? lr_cmat_view(c->a, c->N, c->M, c->lda) : lr_cmat_view(c->a, c->M, c->N, c->lda);
             lr_status st = lr_mat_check_finite(a, "rsvd input", err);
             return st ? st : lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);

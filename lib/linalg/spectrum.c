@@ -152,6 +152,8 @@ lr_status lr_spectrum_init_rows(lr_spectrum *sp, const lr_rows *w, const lr_spec
     memset(sp, 0, sizeof *sp);
     lr_spectrum_opts o = opts ? *opts : lr_spectrum_opts_default();
     if (!lr_spectrum_method_name(o.method)) return lr__fail(err, LR_EINVAL, "spectrum: unknown method %d", (int)o.method);
+    if (o.method == LR_SPECTRUM_RANDOMIZED && o.rank == 0)
+        return lr__fail(err, LR_EINVAL, "spectrum: randomized rank 0; need >= 1");
     size_t k = w->rows < w->cols ? w->rows : w->cols, r = o.rank < k ? o.rank : k;
     bool exact = o.method == LR_SPECTRUM_EXACT || r == 0 || r >= k ||
                  (o.method == LR_SPECTRUM_AUTO && (double)w->rows * (double)w->cols <= (double)o.exact_max_elems);
