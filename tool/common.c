@@ -269,9 +269,6 @@ lr_status lr__tool_fail(lr_err *err, lr_status s, const char *fmt, ...)
 
 static pthread_mutex_t tool_mu = PTHREAD_MUTEX_INITIALIZER;
 void tool_lock(void) { pthread_mutex_lock(&tool_mu); }
-static pthread_mutex_t compute_mu = PTHREAD_MUTEX_INITIALIZER;
-void tool_compute_begin(void) { pthread_mutex_lock(&compute_mu); }
-void tool_compute_end(void) { pthread_mutex_unlock(&compute_mu); }
 void tool_unlock(void) { pthread_mutex_unlock(&tool_mu); }
 
 size_t tool_workers(size_t threads_opt)

@@ -65,9 +65,7 @@ static char *factor_name(const char *t, char which)
 static int analyse(item *it, lr_model *md, const lr_spectrum_opts *so)
 {
     lr_err e = { 0 };
-    tool_compute_begin();
     lr_status s = tool_spectrum(&it->sp, md, it->t, so, &e);
-    tool_compute_end();
     if (!s) return 0;
     return strstr(e.msg, it->t->name) ? tool_fail(SUB, &e) /* names the file and the tensor */
                                       : tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg);
@@ -162,7 +160,6 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
     lr_usv vec = { 0 };
     void *buf[2] = { NULL, NULL };
     if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e);
-    tool_compute_begin();
     lr_status s = triplets(it, &vec, lr_cm(w), r, o, rank_mode, &e);
     if (!s) s = lr_mat_init(&b, m, r, &e);
     if (!s) s = lr_mat_init(&a, r, n, &e);
@@ -179,7 +176,6 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
         it->fro = sqrt(tool_residual2(lr_cm(w), lr_cm(b), lr_cm(a)));
         if (isnan(it->fro)) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
     }
-    tool_compute_end();
     if (!s) {
         buf[0] = malloc(m * r * es), buf[1] = malloc(r * n * es);
         if (!buf[0] || !buf[1]) snprintf(e.msg, sizeof e.msg, "out of memory"), s = LR_ENOMEM;

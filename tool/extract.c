@@ -153,7 +153,6 @@ static int extract_one(const job *j, const lr_st_tensor *t, size_t i, tool_scrat
     ly->base_fro = lr_mat_norm_fro(lr_cm(wb));
     int rc = 0;
     lr_status s = LR_OK;
-    tool_compute_begin();
     if (a->plan.kind == LR_PLAN_RANK && j->o->sp.method == LR_SPECTRUM_AUTO) {
         tool_svd_info si;
         s = tool_factor_rank(&vec, &si, lr_cm(d), NULL, a->plan.rank, j->o->sp.seed, &e);
@@ -171,7 +170,6 @@ static int extract_one(const job *j, const lr_st_tensor *t, size_t i, tool_scrat
         ly->fro = sqrt(tool_residual2(lr_cm(d), lr_cm(b), lr_cm(A)));
         if (isnan(ly->fro)) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
     }
-    tool_compute_end();
     if (!s && !rc) j->fa[i] = A.data, j->fb[i] = b.data, j->kind[i] = EXTRACTED;
     else lr_mat_free(&b), lr_mat_free(&A);
     if (s && !rc) rc = tool_failf(SUB, "%s: %s", where, e.msg);
@@ -225,7 +223,6 @@ static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
     lr_usv vec = { 0 };
     lr_mat b = { 0 }, A = { 0 };
     tool_svd_info si;
-    tool_compute_begin();
     lr_status s = tool_factor_rank(&vec, &si, (lr_cmat){ 0 }, &src, r, j->o->sp.seed, &e);
     if (!s) ly->energy = si.energy, ly->tail = si.tail, ly->svd = si.svd, ly->bound = si.bound;
     if (!s) s = lr_mat_init(&b, m, r, &e);
@@ -237,7 +234,6 @@ static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
         ly->fro = sqrt(tool_residual2_rows(&src, lr_cm(b), lr_cm(A), &e));
         if (isnan(ly->fro)) s = LR_EIO;
     }
-    tool_compute_end();
     lr_usv_free(&vec);
     if (!s) {
         tool_src sb;

@@ -88,7 +88,10 @@ double tool_residual2_rows(const lr_rows *src, lr_cmat b, lr_cmat a, lr_err *err
 double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a);
 
 /* Runs fn(ctx, i, worker) for i = 0..n-1 on `threads` threads (each item whole on one thread;
- * OpenBLAS is set to one thread meanwhile, and back after). Items are taken in order; after
+ * OpenBLAS is set to one thread meanwhile, and back after). A tensor of a language model is
+ * too small for OpenBLAS to use two threads well: on SmolLM2-135M's extract, tensors on two
+ * workers took 0.93-0.96 s, two OpenBLAS threads on one tensor at a time 1.5 s (AMD EPYC
+ * family 25, 2 vCPUs on two cores). Items are taken in order; after
  * an item returns non-zero no new one starts, and the return is the failing item's with the
  * lowest index. progress (may be NULL) is stepped once per item, under a lock. */
 typedef int (*tool_item_fn)(void *ctx, size_t i, size_t worker);
@@ -97,11 +100,6 @@ int tool_parallel(size_t n, size_t threads, tool_item_fn fn, void *ctx);
 size_t tool_workers(size_t threads_opt);
 /* A lock for what workers share (the writer, notes, stderr). */
 void tool_lock(void);
-/* One worker at a time in the arithmetic (the SVDs and products): the two vCPUs measured here
- * share one core's vector units, so two workers gain only by reading and converting the
- * next tensor while one computes. */
-void tool_compute_begin(void);
-void tool_compute_end(void);
 void tool_unlock(void);
 /* Are the bytes of tensor name the same in a and b (same dtype and shape)? Read in pieces. */
 lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name, lr_err *err);
