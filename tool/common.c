@@ -311,15 +311,14 @@ int tool_parallel(size_t n, size_t threads, tool_item_fn fn, void *ctx)
 {
     par_ctx c = { .n = n, .fn = fn, .ctx = ctx };
     size_t t = threads < n ? threads : n, started = 0;
-    if (t <= 1) {
-        for (size_t i = 0; i < n; i++) {
-            int rc = fn(ctx, i, 0);
-            if (rc) return rc;
-        }
-        return 0;
-    }
     int blas = lr_blas_get_threads();
-    lr_blas_set_threads(1);
+    lr_blas_set_threads(1); /* every item on one thread: the same bits for any --threads */
+    if (t <= 1) {
+        int rc = 0;
+        for (size_t i = 0; i < n && !rc; i++) rc = fn(ctx, i, 0);
+        lr_blas_set_threads(blas);
+        return rc;
+    }
     pthread_t *th = calloc(t, sizeof *th);
     par_arg *args = calloc(t, sizeof *args);
     for (size_t k = 1; th && args && k < t; k++) {

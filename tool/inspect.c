@@ -48,6 +48,26 @@ static int analyse(row *rw, lr_model *m, const lr_st_tensor *t, const tool_opts 
     return 0;
 }
 
+typedef struct {
+    row *rows;
+    lr_model *m;
+    const size_t *idx;
+    const tool_opts *o;
+    tool_progress *pg;
+} job;
+
+static int item(void *ctx, size_t i, size_t worker)
+{
+    const job *j = ctx;
+    const lr_st_tensor *t = lr_model_at(j->m, j->idx[i]);
+    (void)worker;
+    int rc = analyse(&j->rows[i], j->m, t, j->o);
+    tool_lock();
+    tool_progress_step(j->pg, i + 1, t->name, tool_bytes_of(j->m, &j->idx[i], 1));
+    tool_unlock();
+    return rc;
+}
+
 /* multiply-adds per input row at rank r: r(m+n), or m·n when factoring does not save */
 static double macs_at(const row *rw, size_t r)
 {
@@ -175,12 +195,9 @@ int tool_inspect(int argc, char **argv)
     if (!rc && !(rows = calloc(n ? n : 1, sizeof *rows))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", model);
     if (!rc) tool_progress_init(&pg, o.progress, n, tool_bytes_of(&md, idx, n));
-    for (size_t i = 0; i < n && !rc; i++) {
-        const lr_st_tensor *t = lr_model_at(&md, idx[i]);
-        rc = analyse(&rows[i], &md, t, &o);
-        tool_progress_step(&pg, i + 1, t->name, tool_bytes_of(&md, &idx[i], 1));
-    }
-    if (n) tool_progress_end(&pg);
+    job j = { rows, &md, idx, &o, &pg };
+    if (!rc) rc = tool_parallel(n, tool_workers(o.threads), item, &j);
+    if (n && !rc) tool_progress_end(&pg);
     if (!rc && svg) rc = plot(svg, rows, n);
     if (!rc && o.json) rc = report_json(rows, n, model, &o);
     else if (!rc) print_table(rows, n, model);

@@ -88,7 +88,8 @@ double tool_residual2_rows(const lr_rows *src, lr_cmat b, lr_cmat a, lr_err *err
 double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a);
 
 /* Runs fn(ctx, i, worker) for i = 0..n-1 on `threads` threads (each item whole on one thread;
- * OpenBLAS is set to one thread meanwhile, and back after). A tensor of a language model is
+ * OpenBLAS is set to one thread meanwhile, and back after, whatever `threads` is, so results
+ * are the same bits for any --threads). A tensor of a language model is
  * too small for OpenBLAS to use two threads well: on SmolLM2-135M's extract, tensors on two
  * workers took 0.93-0.96 s, two OpenBLAS threads on one tensor at a time 1.5 s (AMD EPYC
  * family 25, 2 vCPUs on two cores). Items are taken in order; after
