@@ -549,7 +549,7 @@ static void test_bounded_gain(void **st)
         double opt = build_sigma(w, sig, r, 31), opt2 = opt * opt;
         lr_rsvd_opts o = lr_rsvd_opts_default();
         lr_usv f;
-        lr_rsvd_bound prev = { 0, 0, 0, 0 }, bd;
+        lr_rsvd_bound prev = { 0, 0, 0, 0, 0 }, bd;
         for (size_t q = 0; q <= 4; q++) {
             o.krylov_depth = q;
             run_bounded(lr_cm(w), r, &o, 9, &f, &bd);

@@ -374,38 +374,43 @@ lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor
 /* vec <- the top r triplets of d by block Krylov (block r, depth 4), kept when its own
  * figures say the error is within CHECK_RATIO of the optimum: proven (err² / Σ_{r<i<=L} σ̃²)
  * or estimated (err² / (err² − the last block's gain)); else the exact SVD. */
+static pthread_mutex_t exact_mu = PTHREAD_MUTEX_INITIALIZER;
+
 lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_rows *src, size_t r, uint64_t seed,
                            lr_err *e)
 {
     lr_rsvd_opts ro = lr_rsvd_opts_default();
-    ro.block = r, ro.krylov_depth = 4;
     lr_rsvd_bound bd;
     lr_rng rng;
     lr_rng_seed(&rng, seed);
-    lr_mat whole = { 0 };
     if (src) d = (lr_cmat){ NULL, src->rows, src->cols, src->cols };
+    /* depth 4; less where the basis, 5r x max(m, n) floats, would pass 64M (256 MB): a streamed
+     * 128256 x 4096 embedding at rank 256 */
+    double cap = (double)(64u << 20) / ((double)r * (double)(d.rows > d.cols ? d.rows : d.cols));
+    ro.block = r, ro.krylov_depth = cap >= 5 ? 4 : cap >= 3 ? (size_t)cap - 1 : 2;
     lr_status s = lr_usv_init(vec, d.rows, d.cols, r, e);
     if (!s) s = src ? lr_rsvd_rows(vec->s, vec->u, vec->vt, &bd, src, r, &ro, &rng, e)
                     : lr_rsvd_bounded(vec->s, vec->u, vec->vt, &bd, d, r, &ro, &rng, e);
     if (s) return s;
+    /* what more blocks would add: the gains shrink at rate ρ = gain / gain_prev, so the rest of
+     * the series is gain·ρ/(1 − ρ) (Aitken); without a rate, the last gain itself */
+    double rho = bd.gain_prev > 0 ? bd.gain / bd.gain_prev : -1;
+    double more = rho < 0 ? bd.gain : rho < 1 ? bd.gain * rho / (1 - rho) : INFINITY;
     double c2 = CHECK_RATIO * CHECK_RATIO, proven = bd.opt2_lb > 0 ? bd.err2 / bd.opt2_lb : INFINITY;
-    double est = bd.err2 > bd.gain ? bd.err2 / (bd.err2 - bd.gain) : INFINITY;
+    double est = bd.err2 > more ? bd.err2 / (bd.err2 - more) : INFINITY;
     /* below float's resolution of the energy the difference is rounding: the Ritz tail then */
     ly->energy = bd.energy, ly->svd = "krylov";
     ly->tail = bd.err2 > 1e-5 * bd.energy ? bd.err2 : fmax(bd.opt2_lb, 0);
     ly->bound = sqrt(fmin(proven, est));
     if (proven <= c2 || est <= c2 || bd.err2 == 0) return LR_OK;
+    if (src) return LR_OK; /* streamed: the exact SVD would need it whole, and more; the bound says how far */
     lr_usv_free(vec);
     lr_usv full = { 0 };
-    if (src) { /* the exact SVD needs the whole matrix, streamed or not */
-        if ((s = lr_mat_init(&whole, src->rows, src->cols, e)) || (s = src->read(src->ctx, whole.data, 0, src->rows, e))) {
-            lr_mat_free(&whole);
-            return s;
-        }
-        d = lr_cm(whole);
-    }
+    /* one big exact SVD at a time: its workspace is a few times the matrix */
+    bool big = (double)d.rows * (double)d.cols * 4 > (double)(256u << 20);
+    if (big) pthread_mutex_lock(&exact_mu);
     s = lr_usv_from_svd(&full, d, e);
-    lr_mat_free(&whole);
+    if (big) pthread_mutex_unlock(&exact_mu);
     if (s) return s;
     s = lr_usv_init(vec, d.rows, d.cols, r, e);
     for (size_t i = 0; !s && i < r; i++) vec->s[i] = full.s[i];

@@ -113,11 +113,12 @@ static bool fits(const float *x, size_t n, lr_st_dtype dtype)
 
 /* vec <- the top r triplets of w: checked block Krylov by default (tool_factor_rank), else
  * the spectrum route of --method exact / randomized. */
-static lr_status triplets(item *it, lr_usv *vec, lr_cmat w, size_t r, const tool_opts *o, bool rank_mode, lr_err *e)
+static lr_status triplets(item *it, lr_usv *vec, lr_cmat w, const lr_rows *src, size_t r, const tool_opts *o,
+                          bool rank_mode, lr_err *e)
 {
-    if (o->sp.method == LR_SPECTRUM_AUTO) {
+    if (o->sp.method == LR_SPECTRUM_AUTO || src) {
         tool_svd_info si;
-        lr_status s = tool_factor_rank(vec, &si, w, NULL, r, o->sp.seed, e);
+        lr_status s = tool_factor_rank(vec, &si, w, src, r, o->sp.seed, e);
         it->svd = si.svd;
         if (!s && rank_mode) it->plan.tail = si.tail, it->plan.energy = si.energy;
         return s;
@@ -159,8 +160,10 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
     lr_mat w = { 0 }, b = { 0 }, a = { 0 };
     lr_usv vec = { 0 };
     void *buf[2] = { NULL, NULL };
-    if (tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e);
-    lr_status s = triplets(it, &vec, lr_cm(w), r, o, rank_mode, &e);
+    tool_src ts;
+    lr_rows rows = tool_rows(&ts, md, it->t), *src = tool_streamed(it->t) ? &rows : NULL;
+    if (!src && tool_load(&w, md, it->t, &e)) return tool_fail(SUB, &e);
+    lr_status s = triplets(it, &vec, lr_cm(w), src, r, o, rank_mode, &e);
     if (!s) s = lr_mat_init(&b, m, r, &e);
     if (!s) s = lr_mat_init(&a, r, n, &e);
     /* decided before the header was written (decide_split) */
@@ -173,8 +176,9 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
     if (!s) {
         tool_round(b.data, m * r, it->t->dtype);
         tool_round(a.data, r * n, it->t->dtype);
-        it->fro = sqrt(tool_residual2(lr_cm(w), lr_cm(b), lr_cm(a)));
-        if (isnan(it->fro)) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
+        it->fro = sqrt(src ? tool_residual2_rows(src, lr_cm(b), lr_cm(a), &e) : tool_residual2(lr_cm(w), lr_cm(b), lr_cm(a)));
+        if (isnan(it->fro) && !e.msg[0]) s = LR_ENOMEM, snprintf(e.msg, sizeof e.msg, "out of memory");
+        else if (isnan(it->fro)) s = LR_EIO;
     }
     if (!s) {
         buf[0] = malloc(m * r * es), buf[1] = malloc(r * n * es);

@@ -108,15 +108,17 @@ lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name
 lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor *t, lr_err *err);
 /* The rank-r factors of d for a fixed rank: block Krylov (rsvd.h, block r, depth 4), kept
  * when the run's own figures put its error within 1.001x of the optimum, proven
- * (err² / Σ_{r<i<=L} σ̃_i²) or estimated from the last block's gain (err² / (err² − gain));
+ * (err² / Σ_{r<i<=L} σ̃_i²) or estimated from the gains of the last two blocks (err² / (err² −
+ * what more blocks would add), Aitken's extrapolation of a geometric series);
  * else the exact thin SVD. info: energy ‖d‖², tail = the factors' error², svd = "krylov" or
  * "exact", bound = the accepted bound on error / optimum (1 for exact). */
 typedef struct {
     double energy, tail, bound;
     const char *svd;
 } tool_svd_info;
-/* d in memory, or src non-NULL: the rows read a block at a time (the exact fallback reads it
- * whole). */
+/* d in memory, or src non-NULL: the rows read a block at a time, and no exact fallback (it
+ * would need the matrix whole and several times more): the bound says how far the factors
+ * may be from the optimum. The exact SVDs of matrices above 256 MB run one at a time. */
 lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *info, lr_cmat d, const lr_rows *src, size_t r, uint64_t seed,
                            lr_err *err);
 /* x rounded to dtype and back, in place (what a file of that dtype will hold). */

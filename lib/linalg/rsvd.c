@@ -427,11 +427,24 @@ static lr_status check_args(lr_cmat a, size_t r, const float *s, lr_mat u, lr_ma
     return LR_OK;
 }
 
+/* *e <- Σ_{i<=r} σ_i² of the first rows of zt: (rows, N), the Rayleigh–Ritz problem of an
+ * earlier depth. */
+static lr_status top_energy(double *e, const float *zt, size_t rows, size_t N, size_t r, lr_err *err)
+{
+    float *s0 = malloc(rows * sizeof *s0);
+    if (!s0) return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", rows);
+    lr_status st = lr_svd_values(s0, lr_cmat_view(zt, rows, N, N), err);
+    *e = 0;
+    for (size_t i = 0; !st && i < r && i < rows; i++) *e += (double)s0[i] * s0[i];
+    free(s0);
+    return st;
+}
+
 /* bd <- the run's a-posteriori figures from the L Ritz values sall and, for block Krylov
  * with depth >= 1, the first L0 rows of zt (Q_{<q}ᵀ·t: the previous depth's Rayleigh–Ritz
  * problem), whose values give the gain of the last block. */
 static lr_status bound(lr_rsvd_bound *bd, const rs_ctx *c, lr_cmat a, const float *sall, size_t L, size_t r,
-                       const float *zt, size_t L0, size_t N, lr_err *err)
+                       const float *zt, size_t L0, size_t b, size_t N, lr_err *err)
 {
     double e = 0, top = 0, rest = 0;
     for (size_t r0 = 0; c->src && r0 < a.rows; r0 += c->br) { /* one more read of the rows */
@@ -444,15 +457,12 @@ static lr_status bound(lr_rsvd_bound *bd, const rs_ctx *c, lr_cmat a, const floa
     for (size_t i = 0; !c->src && i < a.rows; i++)
         for (size_t j = 0; j < a.cols; j++) e += (double)a.data[i * a.ld + j] * a.data[i * a.ld + j];
     for (size_t i = 0; i < L; i++) *(i < r ? &top : &rest) += (double)sall[i] * sall[i];
-    *bd = (lr_rsvd_bound){ .energy = e, .err2 = e > top ? e - top : 0, .opt2_lb = rest, .gain = 0 };
+    *bd = (lr_rsvd_bound){ .energy = e, .err2 = e > top ? e - top : 0, .opt2_lb = rest, .gain = 0, .gain_prev = 0 };
     if (!zt || L0 == 0) return LR_OK; /* the whole range (L = N) or no earlier depth */
-    float *s0 = malloc(L0 * sizeof *s0);
-    if (!s0) return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", L0);
-    lr_status st = lr_svd_values(s0, lr_cmat_view(zt, L0, N, N), err);
-    double prev = 0;
-    for (size_t i = 0; !st && i < r && i < L0; i++) prev += (double)s0[i] * s0[i];
-    if (!st) bd->gain = top > prev ? top - prev : 0;
-    free(s0);
+    double prev = 0, prev2 = 0;
+    lr_status st = top_energy(&prev, zt, L0, N, r, err);
+    if (!st && L0 > b) st = top_energy(&prev2, zt, L0 - b, N, r, err);
+    if (!st) bd->gain = top > prev ? top - prev : 0, bd->gain_prev = prev > prev2 && L0 > b ? prev - prev2 : 0;
     return st;
 }
 
@@ -535,7 +545,7 @@ static lr_status run(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a
     float *sall = bd ? malloc(L * sizeof *sall) : NULL;
     if (bd && !sall) st = lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", L);
     if (!st) st = ritz(&c, L, r, qt, zt, s, sall, u, vt, err);
-    if (!st && bd) st = bound(bd, &c, a, sall, L, r, o.method == LR_RSVD_BLOCK_KRYLOV && q ? zt : NULL, L - b, N, err);
+    if (!st && bd) st = bound(bd, &c, a, sall, L, r, o.method == LR_RSVD_BLOCK_KRYLOV && q ? zt : NULL, L - b, b, N, err);
     free(sall);
     free(buf);
     free(c.n2);

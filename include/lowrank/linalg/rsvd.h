@@ -79,10 +79,13 @@ LR_API lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, con
  *            is tight only when the L directions hold nearly all the energy beyond rank r;
  *   gain     block Krylov with depth >= 1: Σ_{i<=r} σ̃_i² minus the same sum at depth − 1
  *            (the spaces are nested, so it never shrinks): what the last block added, an
- *            estimate of what one more would add (0 when the range is exact, L = min(m,n)).
- * These cost one more pass over a and a values-only SVD of the (L − block, n) projection. */
+ *            estimate of what one more would add (0 when the range is exact, L = min(m,n));
+ *   gain_prev  depth >= 2: the same for the block before (depth − 1 against depth − 2), 0
+ *            otherwise: gain / gain_prev is the rate at which the gains shrink.
+ * These cost one more pass over a and values-only SVDs of the (L − block, n) and
+ * (L − 2·block, n) projections. */
 typedef struct {
-    double energy, err2, opt2_lb, gain;
+    double energy, err2, opt2_lb, gain, gain_prev;
 } lr_rsvd_bound;
 
 /* lr_rsvd, and *bd as above. */
