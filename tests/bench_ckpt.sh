@@ -34,14 +34,14 @@
 # unless --keep; a checkpoint that was already in --workdir is never deleted.
 #
 # Registered in tests/meson.build as the benchmark 'ckpt' (`meson test -C build --benchmark ckpt`,
-# never in CI). Environment: LR_BENCH_REFERENCE (default /work/shared/reference) for
+# never in CI). Environment: LR_BENCH_REFERENCE (default ../shared/reference beside the checkout) for
 # llm_ckpt.py and extract_like_mergekit.py; LR_BENCH_PYTHON (default /usr/bin/python3).
 
 set -uo pipefail
 
 PROG=bench_ckpt
 PYTHON=${LR_BENCH_PYTHON:-/usr/bin/python3}
-REFERENCE=${LR_BENCH_REFERENCE:-/work/shared/reference}
+REFERENCE=${LR_BENCH_REFERENCE:-$(cd "$(dirname "$0")/../.." && pwd)/shared/reference}
 TIME=/usr/bin/time
 
 # ---- options ----------------------------------------------------------------------------------

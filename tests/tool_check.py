@@ -871,6 +871,26 @@ def t_errors(rng):
     missing = path("missing.safetensors")
     expect(1, missing, "compress", missing, "--rank", 2, "--out", out)
     expect(1, missing, "inspect", missing)
+    # a value out of float's range and a NaN: the file and the tensor named once (issue 19: the
+    # tool used to wrap the library's message in its own "FILE: m: FILE: m: ...")
+    big = path("f64big.safetensors")
+    vbig = np.ones((4, 3))
+    vbig[0, 0] = 1e300
+    write_st(big, [("m", "F64", vbig)])
+    nan = path("nan.safetensors")
+    vnan = np.ones((4, 3), np.float32)
+    vnan[1, 2] = np.nan
+    write_st(nan, [("w", "F32", vnan)])
+    for args, f, needle in ((("inspect", big), big, "m: element 0 = 1e+300 is outside float32's range"),
+                            (("compress", big, "--rank", 1, "--out", out), big, "m: element 0"),
+                            (("inspect", nan), nan, "w: entry (1,2) is NaN"),
+                            (("compress", nan, "--rank", 1, "--out", out), nan, "w: entry (1,2) is NaN"),
+                            (("extract", nan, model, "--rank", 1, "--out", path("adn")), nan, None)):
+        _, p = run(*args, want=1)
+        check(p.stderr.count(f) == 1, "lowrank %s: the file should be named once: %s" % (args[0], p.stderr))
+        if needle:
+            check(needle in p.stderr and "spectrum w" not in p.stderr,
+                  "lowrank %s: stderr lacks %r: %s" % (args[0], needle, p.stderr))
     trunc = path("truncated.safetensors")
     with open(trunc, "wb") as f:
         f.write(before[:len(before) - 100])
