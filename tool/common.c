@@ -376,24 +376,22 @@ lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor
  * or estimated (err² / (err² − the last block's gain)); else the exact SVD. */
 static pthread_mutex_t exact_mu = PTHREAD_MUTEX_INITIALIZER;
 
-lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_rows *src, size_t r, uint64_t seed,
-                           lr_err *e)
+/* vec <- block Krylov at this depth (block r); *ok when its figures put the error within
+ * CHECK_RATIO of the optimum: proven, or estimated (what more blocks would add: the gains shrink
+ * at rate ρ = gain / gain_prev, so the rest of the series is gain·ρ/(1 − ρ), Aitken's; without
+ * a rate, the last gain itself). */
+static lr_status krylov_try(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_rows *src, size_t r, size_t depth,
+                            uint64_t seed, bool *ok, lr_err *e)
 {
     lr_rsvd_opts ro = lr_rsvd_opts_default();
+    ro.block = r, ro.krylov_depth = depth;
     lr_rsvd_bound bd;
     lr_rng rng;
     lr_rng_seed(&rng, seed);
-    if (src) d = (lr_cmat){ NULL, src->rows, src->cols, src->cols };
-    /* depth 4; less where the basis, 5r x max(m, n) floats, would pass 64M (256 MB): a streamed
-     * 128256 x 4096 embedding at rank 256 */
-    double cap = (double)(64u << 20) / ((double)r * (double)(d.rows > d.cols ? d.rows : d.cols));
-    ro.block = r, ro.krylov_depth = cap >= 5 ? 4 : cap >= 3 ? (size_t)cap - 1 : 2;
     lr_status s = lr_usv_init(vec, d.rows, d.cols, r, e);
     if (!s) s = src ? lr_rsvd_rows(vec->s, vec->u, vec->vt, &bd, src, r, &ro, &rng, e)
                     : lr_rsvd_bounded(vec->s, vec->u, vec->vt, &bd, d, r, &ro, &rng, e);
     if (s) return s;
-    /* what more blocks would add: the gains shrink at rate ρ = gain / gain_prev, so the rest of
-     * the series is gain·ρ/(1 − ρ) (Aitken); without a rate, the last gain itself */
     double rho = bd.gain_prev > 0 ? bd.gain / bd.gain_prev : -1;
     double more = rho < 0 ? bd.gain : rho < 1 ? bd.gain * rho / (1 - rho) : INFINITY;
     double c2 = CHECK_RATIO * CHECK_RATIO, proven = bd.opt2_lb > 0 ? bd.err2 / bd.opt2_lb : INFINITY;
@@ -402,14 +400,18 @@ lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_r
     ly->energy = bd.energy, ly->svd = "krylov";
     ly->tail = bd.err2 > 1e-5 * bd.energy ? bd.err2 : fmax(bd.opt2_lb, 0);
     ly->bound = sqrt(fmin(proven, est));
-    if (proven <= c2 || est <= c2 || bd.err2 == 0) return LR_OK;
-    if (src) return LR_OK; /* streamed: the exact SVD would need it whole, and more; the bound says how far */
-    lr_usv_free(vec);
+    *ok = proven <= c2 || est <= c2 || bd.err2 == 0;
+    return LR_OK;
+}
+
+/* vec <- the top r triplets of d by LAPACK's thin SVD. */
+static lr_status exact_triplets(lr_usv *vec, tool_svd_info *ly, lr_cmat d, size_t r, lr_err *e)
+{
     lr_usv full = { 0 };
     /* one big exact SVD at a time: its workspace is a few times the matrix */
     bool big = (double)d.rows * (double)d.cols * 4 > (double)(256u << 20);
     if (big) pthread_mutex_lock(&exact_mu);
-    s = lr_usv_from_svd(&full, d, e);
+    lr_status s = lr_usv_from_svd(&full, d, e);
     if (big) pthread_mutex_unlock(&exact_mu);
     if (s) return s;
     s = lr_usv_init(vec, d.rows, d.cols, r, e);
@@ -418,9 +420,30 @@ lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_r
     if (!s) s = lr_mat_copy(vec->vt, lr_cmat_view(full.vt.data, r, d.cols, full.vt.ld), e);
     double top = 0;
     for (size_t i = 0; i < r; i++) top += (double)full.s[i] * full.s[i];
-    ly->tail = bd.energy > top ? bd.energy - top : 0, ly->svd = "exact", ly->bound = 1;
+    ly->tail = ly->energy > top ? ly->energy - top : 0, ly->svd = "exact", ly->bound = 1;
     lr_usv_free(&full);
     return s;
+}
+
+lr_status tool_factor_rank(lr_usv *vec, tool_svd_info *ly, lr_cmat d, const lr_rows *src, size_t r, uint64_t seed,
+                           lr_err *e)
+{
+    if (src) d = (lr_cmat){ NULL, src->rows, src->cols, src->cols };
+    /* depth 4, then 8 if the check fails (on a flat spectrum at rank 256 of a 14336x4096 weight
+     * that took 31 s where the exact SVD took 50 s), then the exact SVD; shallower where the
+     * basis, (depth+1)·r x max(m, n) floats, would pass 64M (256 MB): a streamed 128256 x 4096
+     * embedding at rank 256 */
+    double cap = (double)(64u << 20) / ((double)r * (double)(d.rows > d.cols ? d.rows : d.cols));
+    size_t first = cap >= 5 ? 4 : cap >= 3 ? (size_t)cap - 1 : 2;
+    bool ok = false;
+    lr_status s = krylov_try(vec, ly, d, src, r, first, seed, &ok, e);
+    if (!s && !ok && cap >= 9) {
+        lr_usv_free(vec);
+        s = krylov_try(vec, ly, d, src, r, 8, seed, &ok, e);
+    }
+    if (s || ok || src) return s; /* streamed: the exact SVD would need it whole, and more; the bound says how far */
+    lr_usv_free(vec);
+    return exact_triplets(vec, ly, d, r, e);
 }
 
 void tool_threads(size_t n)

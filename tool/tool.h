@@ -106,7 +106,7 @@ void tool_unlock(void);
 lr_status tool_same_bytes(bool *same, lr_model *a, lr_model *b, const char *name, lr_err *err);
 /* Copies tensor name from src into the writer, in pieces of at most 64 MiB. */
 lr_status tool_copy_tensor(lr_model_writer *w, lr_model *src, const lr_st_tensor *t, lr_err *err);
-/* The rank-r factors of d for a fixed rank: block Krylov (rsvd.h, block r, depth 4), kept
+/* The rank-r factors of d for a fixed rank: block Krylov (rsvd.h, block r, depth 4, then 8), kept
  * when the run's own figures put its error within 1.001x of the optimum, proven
  * (err² / Σ_{r<i<=L} σ̃_i²) or estimated from the gains of the last two blocks (err² / (err² −
  * what more blocks would add), Aitken's extrapolation of a geometric series);
