@@ -161,7 +161,7 @@ static lr_status rows_read(void *ctx, float *dst, size_t r0, size_t k, lr_err *e
     size_t n = s->t->shape[1];
     for (size_t i = 0; !st && i < k * n; i++)
         if (!isfinite(dst[i]))
-            st = lr__tool_fail(err, LR_ENONFINITE, "%s: %s: entry (%zu,%zu) is %s", lr_model_file_of(s->m, s->t->name),
+            st = tool_seterr(err, LR_ENONFINITE, "%s: %s: entry (%zu,%zu) is %s", lr_model_file_of(s->m, s->t->name),
                                s->t->name, r0 + i / n, i % n, isnan(dst[i]) ? "NaN" : dst[i] > 0 ? "+Inf" : "-Inf");
     return st;
 }
@@ -256,7 +256,7 @@ double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a)
     return acc;
 }
 
-lr_status lr__tool_fail(lr_err *err, lr_status s, const char *fmt, ...)
+lr_status tool_seterr(lr_err *err, lr_status s, const char *fmt, ...)
 {
     if (err) {
         va_list ap;

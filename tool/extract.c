@@ -188,7 +188,7 @@ static lr_status delta_read(void *ctx, float *dst, size_t r0, size_t k, lr_err *
     const delta *d = ctx;
     size_t n = d->t->shape[1];
     float *tmp = malloc((k * n > 0 ? k * n : 1) * sizeof *tmp);
-    if (!tmp) return lr__tool_fail(err, LR_ENOMEM, "%s: out of memory", d->t->name);
+    if (!tmp) return tool_seterr(err, LR_ENOMEM, "%s: out of memory", d->t->name);
     tool_src sb, st;
     lr_rows rb = tool_rows(&sb, d->bm, lr_model_find(d->bm, d->t->name)), rt = tool_rows(&st, d->tm, d->t);
     lr_status s = rt.read(rt.ctx, dst, r0, k, err);

@@ -65,7 +65,7 @@ bool tool_streamed(const lr_st_tensor *t);
 /* *sp <- t's singular values (no vectors): read whole, or by rows when tool_streamed. */
 lr_status tool_spectrum(lr_spectrum *sp, lr_model *m, const lr_st_tensor *t, const lr_spectrum_opts *o, lr_err *err);
 /* err <- the message; returns s. */
-lr_status lr__tool_fail(lr_err *err, lr_status s, const char *fmt, ...)
+lr_status tool_seterr(lr_err *err, lr_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
