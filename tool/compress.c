@@ -281,7 +281,7 @@ static int write_item(void *ctx, size_t i, size_t worker)
         else f->plan.energy = lr_mat_norm_fro(lr_cm(x)) * lr_mat_norm_fro(lr_cm(x)), lr_mat_free(&x);
     }
     tool_lock();
-    tool_progress_step(j->pg, i + 1, src->name, 0);
+    tool_progress_step(j->pg, i + 1, src->name, tool_bytes_of(j->md, &i, 1));
     tool_unlock();
     return rc;
 }
@@ -300,7 +300,10 @@ static int write_out(const tool_compress_args *a, tool_opts *o, lr_model *md, it
         if (k < n && it[k].t == lr_model_at(md, i)) j.of[i] = &it[k++];
     char *rec = rc ? NULL : record(a, it, n);
     if (!rc) rc = tool_writer_init(SUB, &w, a->out, md, e, ne, rec, a->max_shard);
-    if (!rc) tool_progress_init(&pg, o->progress, nt, 0);
+    size_t *all = malloc((nt + 1) * sizeof *all);
+    for (size_t i = 0; all && i < nt; i++) all[i] = i;
+    if (!rc) tool_progress_init(&pg, o->progress, nt, all ? tool_bytes_of(md, all, nt) : 0);
+    free(all);
     if (!rc) rc = tool_parallel(nt, tool_workers(o->threads), write_item, &j);
     if (nt && !rc) tool_progress_end(&pg);
     for (size_t i = 0; i < n && !rc; i++)

@@ -142,7 +142,10 @@ static int write_out(const tool_merge_args *a, lr_model *st, lr_model *ref, laye
         e[i].t.data = NULL;
     }
     if (!rc) rc = tool_writer_init(SUB, &w, a->out, st, e, nt, rec, a->max_shard);
-    if (!rc) tool_progress_init(&pg, a->progress, nt, 0);
+    size_t *all = malloc((nt + 1) * sizeof *all);
+    for (size_t i = 0; all && i < nt; i++) all[i] = i;
+    if (!rc) tool_progress_init(&pg, a->progress, nt, all ? tool_bytes_of(st, all, nt) : 0);
+    free(all);
     for (size_t i = 0; i < nt && !rc; i++) {
         const lr_st_tensor *t = lr_model_at(st, i);
         layer *l = NULL;
@@ -151,7 +154,7 @@ static int write_out(const tool_merge_args *a, lr_model *st, lr_model *ref, laye
         lr_err err = { 0 };
         if (l) rc = merge_one(st, ref, l, a->unmerge ? -1.0 : 1.0, ad, &w);
         else if (tool_copy_tensor(&w, st, t, &err)) rc = tool_fail(SUB, &err);
-        tool_progress_step(&pg, i + 1, t->name, 0);
+        tool_progress_step(&pg, i + 1, t->name, tool_bytes_of(st, &i, 1));
     }
     if (nt && !rc) tool_progress_end(&pg);
     lr_err err = { 0 };
