@@ -24,6 +24,7 @@ static const char help[] =
 "  --dtype D       F32 (default), F16 or BF16 for the output tensors\n"
 "  --out DIR       the combined adapter (created if missing; written crash-safely)\n"
 "  --json          one JSON object on stdout instead of the table\n"
+"  --threads N     threads for the QR and SVD work (OpenBLAS; default: all cores)\n"
 "\n";
 
 /* Every adapter over the same base: recorded base names equal where both are set, and each
@@ -196,6 +197,7 @@ int tool_combine(int argc, char **argv)
                  : tool_failf(SUB, "out of memory");
     free(msg);
     if (!rc) rc = tool_check_out(SUB, a.out, a.in, a.nin);
+    if (!rc) tool_threads(a.threads);
     for (size_t i = 0; i < a.nin && !rc; i++)
         if (lr_peft_read(&ad[i], a.in[i], &e)) rc = tool_fail(SUB, &e);
     if (!rc) rc = check_bases(&a, ad);

@@ -41,6 +41,7 @@ static const char help[] =
 "  --power-iters Q   subspace: power iterations, 0..1000 (default 4)\n"
 "  --seed N          seed of the Gaussian test matrix (default 0)\n"
 "  --json            one JSON object on stdout\n"
+"  --threads N       OpenBLAS threads in each process (default: all cores)\n"
 "  --help            this text\n";
 
 /* What the computation found, for the renderers. */
@@ -258,6 +259,7 @@ int tool_rsvd(int argc, char **argv)
     int rc = msg ? tool_parsed(SUB, tool_rsvd_parse(argc, argv, &a, msg, cap), msg, help, false)
                  : tool_failf(SUB, "out of memory");
     free(msg);
+    if (rc == 0) tool_threads(a.threads);
     if (rc == 0) {
         rs_result res;
         memset(&res, 0, sizeof res);

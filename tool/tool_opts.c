@@ -308,6 +308,10 @@ int tool_combine_parse(int argc, char **argv, tool_combine_args *a, char *msg, s
         if (is_help(s)) return TOOL_HELP;
         if (!strcmp(s, "--json")) {
             a->json = true;
+        } else if (lr_cli_match(s, "--threads")) {
+            if (!lr_cli_value(argc, argv, &i, "--threads", &v, m, sizeof m) ||
+                !lr_cli_parse_size("--threads", v, 1, 1024, &a->threads, m, sizeof m))
+                return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--weights")) {
             if (!lr_cli_value(argc, argv, &i, "--weights", &v, m, sizeof m) || !combine_weights(a, v, m, sizeof m))
                 return usage(msg, cap, "%s", m);
@@ -418,14 +422,18 @@ int tool_rsvd_parse(int argc, char **argv, tool_rsvd_args *a, char *msg, size_t 
     const char *v;
     static const char *const valued[] = { "--rank", "--oversample", "--power-iters", "--seed", "--method" };
     bool has_rank = false;
-    *a = (tool_rsvd_args){ NULL, 0, 10, 4, 0, false, LR_RSVD_BLOCK_KRYLOV };
+    *a = (tool_rsvd_args){ NULL, 0, 10, 4, 0, false, LR_RSVD_BLOCK_KRYLOV, 0 };
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int k = 0;
         if (is_help(s)) return TOOL_HELP;
         while (k < 5 && !lr_cli_match(s, valued[k])) k++;
         if (!strcmp(s, "--json")) a->json = true;
-        else if (k < 5) {
+        else if (lr_cli_match(s, "--threads")) {
+            if (!lr_cli_value(argc, argv, &i, "--threads", &v, m, sizeof m) ||
+                !lr_cli_parse_size("--threads", v, 1, 1024, &a->threads, m, sizeof m))
+                return usage(msg, cap, "%s", m);
+        } else if (k < 5) {
             if (!lr_cli_value(argc, argv, &i, valued[k], &v, m, sizeof m) || !rsvd_option(a, valued[k], v, m, sizeof m))
                 return usage(msg, cap, "%s", m);
             has_rank |= k == 0;

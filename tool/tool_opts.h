@@ -89,6 +89,7 @@ typedef struct {
     double w[TOOL_MAX_IN];       /* all 1 without --weights */
     lr_st_dtype dtype;
     bool json;
+    size_t threads;              /* --threads N: OpenBLAS's; 0 = its default */
 } tool_combine_args;
 int tool_combine_parse(int argc, char **argv, tool_combine_args *a, char *msg, size_t cap);
 
@@ -117,6 +118,7 @@ typedef struct {
     uint64_t seed;
     bool json;
     lr_rsvd_method method;       /* --method, default block Krylov (lr_rsvd's default) */
+    size_t threads;              /* --threads N: OpenBLAS's; 0 = its default */
 } tool_rsvd_args;
 int tool_rsvd_parse(int argc, char **argv, tool_rsvd_args *a, char *msg, size_t cap);
 
