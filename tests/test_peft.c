@@ -588,6 +588,53 @@ static void test_write_errors(void **state)
     paths_free(&p);
 }
 
+/* An embedding layer: written as lora_embedding_A (r, vocab) / lora_embedding_B (dim, r),
+ * read back as one; a module with both spellings is refused. */
+static void test_embedding_layer(void **state)
+{
+    (void)state;
+    paths p;
+    paths_init(&p);
+    float a[2 * 7], b[3 * 2], q[2 * 4], qb[5 * 2];
+    for (size_t i = 0; i < 14; i++) a[i] = 0.25f * (float)i - 1;
+    for (size_t i = 0; i < 6; i++) b[i] = 0.5f * (float)i + 0.125f;
+    for (size_t i = 0; i < 8; i++) q[i] = (float)i;
+    for (size_t i = 0; i < 10; i++) qb[i] = -(float)i;
+    lr_peft ad = { 0 }, got = { 0 };
+    lr_err e = { { 0 } };
+    /* vocab 7, dim 3, r 2: a: (r, vocab), b: (dim, r) */
+    assert_int_equal(lr_peft_add_embedding(&ad, "model.embed_tokens", 3, 7, 2, 2.0, a, b, &e), LR_OK);
+    assert_int_equal(lr_peft_add(&ad, "model.layers.0.q_proj", 5, 4, 2, 2.0, q, qb, &e), LR_OK);
+    if (lr_peft_write(&ad, p.ad, LR_ST_F32, &e)) fail_msg("%s", e.msg);
+    lr_safetensors st;
+    assert_int_equal(lr_safetensors_open(&st, p.wts, NULL), LR_OK);
+    const lr_st_tensor *ta = lr_safetensors_find(&st, "base_model.model.model.embed_tokens.lora_embedding_A");
+    const lr_st_tensor *tb = lr_safetensors_find(&st, "base_model.model.model.embed_tokens.lora_embedding_B");
+    assert_non_null(ta);
+    assert_non_null(tb);
+    assert_true(ta->shape[0] == 2 && ta->shape[1] == 7 && tb->shape[0] == 3 && tb->shape[1] == 2);
+    assert_null(lr_safetensors_find(&st, "base_model.model.model.embed_tokens.lora_A.weight"));
+    lr_safetensors_free(&st);
+    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    const lr_peft_layer *l = lr_peft_find(&got, "model.embed_tokens"), *lq = lr_peft_find(&got, "model.layers.0.q_proj");
+    assert_non_null(l);
+    assert_non_null(lq);
+    assert_true(l->embedding && !lq->embedding);
+    assert_true(l->out == 3 && l->in == 7 && l->r == 2);
+    assert_memory_equal(l->a, a, sizeof a);
+    assert_memory_equal(l->b, b, sizeof b);
+    lr_peft_free(&got);
+    /* the same module as lora_A too: refused, naming it */
+    float extra[2 * 7] = { 0 };
+    lr_st_tensor x = { .name = "base_model.model.model.embed_tokens.lora_A.weight", .dtype = LR_ST_F32, .ndim = 2,
+                       .shape = { 2, 7 }, .data = extra };
+    rewrite_tensors(&p, NULL, &x, NULL);
+    assert_int_not_equal(lr_peft_read(&got, p.ad, &e), LR_OK);
+    assert_msg_contains(e.msg, "model.embed_tokens");
+    lr_peft_free(&ad);
+    paths_free(&p);
+}
+
 static void test_add_and_module_of(void **state)
 {
     (void)state;
@@ -739,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_pattern_semantics),
         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_write_errors),
+        cmocka_unit_test(test_embedding_layer),
         cmocka_unit_test(test_add_and_module_of),
         cmocka_unit_test(test_reads_lr_adapter),
         cmocka_unit_test(test_lr_adapter_reads_peft),

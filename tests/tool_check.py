@@ -647,6 +647,39 @@ def t_extract(rng):
     check("layers.0.v_proj.weight" in p.stderr, "extract --rank 31: stderr does not name the 40x30 tensor: %s" % p.stderr)
     no_leftovers(out, "extract --rank 31")
 
+    # a changed input embedding: named and left out by default; --embed writes PEFT's
+    # lora_embedding_A (r, vocab) / lora_embedding_B (dim, r) with dW = (B @ A).T, which merge
+    # and combine apply
+    e0 = rng.standard_normal((300, 16)).astype(np.float32)
+    de = (rng.standard_normal((300, 2)) @ rng.standard_normal((2, 16)) * 0.1).astype(np.float32)
+    q0 = rng.standard_normal((8, 16)).astype(np.float32)
+    dq = (rng.standard_normal((8, 1)) @ rng.standard_normal((1, 16)) * 0.1).astype(np.float32)
+    eb, et = path("emb-base.safetensors"), path("emb-tuned.safetensors")
+    write_st(eb, [("model.embed_tokens.weight", "F32", e0), ("model.layers.0.q_proj.weight", "F32", q0)])
+    write_st(et, [("model.embed_tokens.weight", "F32", e0 + de), ("model.layers.0.q_proj.weight", "F32", q0 + dq)])
+    js, p = run("extract", eb, et, "--rank", 2, "--out", path("ad-noemb"), "--json")
+    if js:
+        check(js["changed_other"] == ["model.embed_tokens.weight"] and "--embed" in p.stderr,
+              "extract without --embed: the embedding should be named: %s %s" % (js["changed_other"], p.stderr))
+    ad = path("ad-emb")
+    js, _ = run("extract", eb, et, "--rank", 2, "--embed", "--out", ad, "--json")
+    if js:
+        f = St(os.path.join(ad, "adapter_model.safetensors"))
+        a = f.get("base_model.model.model.embed_tokens.lora_embedding_A")
+        b = f.get("base_model.model.model.embed_tokens.lora_embedding_B")
+        check(a.shape == (2, 300) and b.shape == (16, 2), "extract --embed: shapes %s %s" % (a.shape, b.shape))
+        rel_close((b @ a).T, de, 1e-5, "extract --embed: (B @ A).T vs the embedding's delta")
+        cfg = json.load(open(os.path.join(ad, "adapter_config.json")))
+        check("model.embed_tokens" in cfg["target_modules"], "extract --embed: target_modules %s" % cfg["target_modules"])
+        m = path("emb-merged.safetensors")
+        run("merge", eb, ad, "--out", m)
+        rel_close(St(m).get("model.embed_tokens.weight"), e0 + de, 1e-6, "merge of an embedding adapter")
+        both = path("ad-emb2")
+        run("combine", ad, ad, "--out", both)
+        m2 = path("emb-merged2.safetensors")
+        run("merge", eb, both, "--out", m2)
+        rel_close(St(m2).get("model.embed_tokens.weight"), e0 + 2 * de, 1e-6, "combine of two embedding adapters")
+
 
 # ---------------------------------------------------------------------------------------------
 # combine

@@ -43,12 +43,16 @@ static int check_bases(const tool_combine_args *a, const lr_peft *ad)
                     return tool_failf(SUB, "%s and %s are adapters of different bases: module %s is %zux%zu in "
                                       "one and %zux%zu in the other", a->in[j], a->in[i], p->module, q->out, q->in,
                                       p->out, p->in);
+                if (q && q->embedding != p->embedding)
+                    return tool_failf(SUB, "%s and %s disagree on module %s: an embedding (lora_embedding_A/B) in "
+                                      "one, a linear layer in the other", a->in[j], a->in[i], p->module);
             }
     return 0;
 }
 
 typedef struct {
     const char *module;
+    bool embedding;      /* an embedding's adapters: the same algebra on ΔWᵀ */
     size_t out, in, terms, k_in, r;
     double energy, tail; /* of the exact sum, and what the truncation leaves out */
 } layer;
@@ -66,7 +70,8 @@ static lr_status stack(lr_peft *res, const layer *ly, const lr_cmat *bs, const l
         for (size_t j = 0; j < bs[t].cols; j++) memcpy(a + (k0 + j) * ly->in, as[t].data + j * as[t].ld, ly->in * sizeof *a);
     }
     if (s) snprintf(err->msg, sizeof err->msg, "out of memory");
-    if (!s) s = lr_peft_add(res, ly->module, ly->out, ly->in, K, (double)K, a, b, err);
+    if (!s) s = (ly->embedding ? lr_peft_add_embedding : lr_peft_add)(res, ly->module, ly->out, ly->in, K, (double)K, a,
+                                                                       b, err);
     free(b), free(a);
     return s;
 }
@@ -81,7 +86,8 @@ static lr_status truncate_sum(lr_peft *res, layer *ly, size_t R, const lr_cmat *
     if (!s) s = lr_mat_init(&b, ly->out, ly->r, err);
     if (!s) s = lr_mat_init(&a, ly->r, ly->in, err);
     if (!s) s = lr_factor_from_usv(b, a, &f, ly->r, LR_SPLIT_US, err);
-    if (!s) s = lr_peft_add(res, ly->module, ly->out, ly->in, ly->r, (double)ly->r, a.data, b.data, err);
+    if (!s) s = (ly->embedding ? lr_peft_add_embedding : lr_peft_add)(res, ly->module, ly->out, ly->in, ly->r,
+                                                                       (double)ly->r, a.data, b.data, err);
     if (!s) {
         ly->energy = 0;
         for (size_t i = 0; i < f.k; i++) ly->energy += (double)f.s[i] * f.s[i];
@@ -105,7 +111,7 @@ static int combine_layer(const tool_combine_args *a, const lr_peft *ad, lr_peft 
         bs[c] = lr_cmat_view(p->b, p->out, p->r, p->r);
         as[c] = lr_cmat_view(p->a, p->r, p->in, p->in);
         w[c++] = (float)(a->w[i] * lr_peft_scale(&ad[i], p));
-        ly->out = p->out, ly->in = p->in, ly->k_in += p->r;
+        ly->out = p->out, ly->in = p->in, ly->k_in += p->r, ly->embedding = p->embedding;
     }
     ly->terms = c;
     size_t k = ly->out < ly->in ? ly->out : ly->in;

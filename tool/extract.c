@@ -17,8 +17,8 @@ static const char help[] =
 "adapter_config.json) with lora_alpha = r per layer, so the scale is 1 and W + B.A\n"
 "approximates the tuned weight. Layers of different ranks go to rank_pattern. The two\n"
 "models must hold the same tensor names, shapes and dtypes. A changed tensor that is not a\n"
-"2-D floating weight (a norm, a bias) or is an input embedding cannot be a LoRA layer here:\n"
-"it is named in a note and under \"changed_other\" in --json.\n"
+"2-D floating weight (a norm, a bias), or an input embedding without --embed, is not made a\n"
+"LoRA layer: it is named in a note and under \"changed_other\" in --json.\n"
 "\n"
 "With --rank and --method auto (the default) the factors come from a randomized block\n"
 "Krylov SVD (block R, depth 4) whose own figures bound its error: kept when they put it\n"
@@ -29,6 +29,8 @@ static const char help[] =
 "  --energy E      per layer, the smallest rank keeping the fraction E of ||dW||_F^2\n"
 "  --error X       per layer, the smallest rank with ||dW - BA||_F / ||dW||_F <= X\n"
 "  --dtype D       F32 (default), F16 or BF16 for the adapter's tensors\n"
+"  --embed         also a changed input embedding (embed_tokens, wte, word_embeddings), as\n"
+"                  PEFT's lora_embedding_A (r, vocab) / lora_embedding_B (dim, r)\n"
 "  --out DIR       the adapter directory (created if missing; written crash-safely)\n"
 "\n";
 
@@ -127,6 +129,7 @@ typedef struct {
     layer *ly;           /* (nt) by tensor index */
     float **fa, **fb;    /* (nt) A: (r, n) and B: (m, r) of the extracted ones */
     unsigned char *kind; /* (nt) */
+    unsigned char *emb;  /* (nt) extracted as an embedding (--embed) */
     tool_scratch *scr;   /* (workers) */
     tool_progress *pg;
 } job;
@@ -264,7 +267,9 @@ static int item(void *ctx, size_t i, size_t w)
     const char *why;
     int rc = 0;
     if (tool_selected(j->o, t->name)) {
-        if (tool_is_matrix(t, &why) && !is_embedding(t->name)) {
+        bool emb = is_embedding(t->name);
+        if (tool_is_matrix(t, &why) && (!emb || j->a->embed)) {
+            j->emb[i] = emb;
             rc = tool_streamed(t) ? extract_streamed(j, t, i) : extract_one(j, t, i, &j->scr[w]);
         } else {
             bool same = true;
@@ -337,10 +342,30 @@ static void note_changed(tool_opts *o, const lr_st_tensor *t)
     char msg[200];
     if (t->ndim == 1) snprintf(msg, sizeof msg, "changed 1-D tensor (a norm or a bias?): a LoRA adapter cannot hold it");
     else if (is_embedding(t->name) && tool_is_matrix(t, &why))
-        snprintf(msg, sizeof msg, "changed embedding: left out (PEFT holds it as lora_embedding_A/B; not written yet)");
+        snprintf(msg, sizeof msg, "changed embedding: left out; --embed writes it as PEFT's lora_embedding_A/B");
     else snprintf(msg, sizeof msg, "changed, but is not a 2-D floating weight: a LoRA adapter cannot hold it");
     tool_note(o, SUB, t->name, msg);
     json_array_append_new(o->changed, json_string(t->name));
+}
+
+/* ΔW ≈ b·a, b: (m, r), a: (r, n), as the adapter's layer: a LoRA layer A = a, B = b; an
+ * embedding (vocab m, dim n; PEFT's ΔW = (B·A)ᵀ) lora_embedding_A = bᵀ: (r, m) and
+ * lora_embedding_B = aᵀ: (n, r). */
+static lr_status add_layer(lr_peft *ad, const char *module, const layer *ly, const float *a, const float *b, bool emb,
+                           lr_err *e)
+{
+    size_t m = ly->m, n = ly->n, r = ly->r;
+    if (!emb) return lr_peft_add(ad, module, m, n, r, (double)r, a, b, e);
+    float *ea = malloc(r * m * sizeof *ea), *eb = malloc(n * r * sizeof *eb);
+    lr_status s = ea && eb ? LR_OK : LR_ENOMEM;
+    if (s) snprintf(e->msg, sizeof e->msg, "out of memory");
+    for (size_t i = 0; !s && i < m; i++)
+        for (size_t k = 0; k < r; k++) ea[k * m + i] = b[i * r + k];
+    for (size_t k = 0; !s && k < r; k++)
+        for (size_t c = 0; c < n; c++) eb[c * r + k] = a[k * n + c];
+    if (!s) s = lr_peft_add_embedding(ad, module, n, m, r, (double)r, ea, eb, e);
+    free(ea), free(eb);
+    return s;
 }
 
 /* The adapter from the workers' results, in TUNED's order (so the notes and the file are the
@@ -355,8 +380,8 @@ static int collect(const job *j, size_t nt, lr_peft *ad, layer *out, size_t *n, 
         if (j->kind[i] == CHANGED) note_changed(j->o, t);
         if (j->kind[i] != EXTRACTED) continue;
         const layer *ly = &j->ly[i];
-        if (lr_peft_module_of(module, sizeof module, t->name, &e) ||
-            lr_peft_add(ad, module, ly->m, ly->n, ly->r, (double)ly->r, j->fa[i], j->fb[i], &e))
+        if (lr_peft_module_of(module, sizeof module, t->name, &e) || add_layer(ad, module, ly, j->fa[i], j->fb[i],
+                                                                                j->emb[i], &e))
             return tool_failf(SUB, "%s: %s: %s", lr_model_file_of(j->tm, t->name), t->name, e.msg);
         free(j->fa[i]), free(j->fb[i]); /* the adapter holds its copy */
         j->fa[i] = j->fb[i] = NULL;
@@ -370,10 +395,11 @@ static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model 
     size_t nt = lr_model_count(tm), n = 0, unchanged = 0, nw = tool_workers(o->threads);
     tool_progress pg = { 0 };
     job j = { a, o, bm, tm, calloc(nt + 1, sizeof(layer)), calloc(nt + 1, sizeof(float *)),
-              calloc(nt + 1, sizeof(float *)), calloc(nt + 1, 1), calloc(nw, sizeof(tool_scratch)), &pg };
+              calloc(nt + 1, sizeof(float *)), calloc(nt + 1, 1), calloc(nt + 1, 1), calloc(nw, sizeof(tool_scratch)),
+              &pg };
     layer *ly = calloc(nt + 1, sizeof *ly);
     size_t *all = malloc((nt + 1) * sizeof *all);
-    int rc = j.ly && j.fa && j.fb && j.kind && j.scr && ly && all ? check_match(bm, tm) : tool_failf(SUB, "out of memory");
+    int rc = j.ly && j.fa && j.fb && j.kind && j.emb && j.scr && ly && all ? check_match(bm, tm) : tool_failf(SUB, "out of memory");
     for (size_t i = 0; all && i < nt; i++) all[i] = i;
     if (!rc) tool_progress_init(&pg, o->progress, nt, 2 * tool_bytes_of(tm, all, nt));
     if (!rc) rc = tool_parallel(nt, nw, item, &j);
@@ -390,7 +416,7 @@ static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model 
     if (!rc) rc = report(a, ly, n, unchanged, o);
     for (size_t i = 0; i < nt; i++) free(j.fa ? j.fa[i] : NULL), free(j.fb ? j.fb[i] : NULL);
     for (size_t w = 0; j.scr && w < nw; w++) tool_scratch_free(&j.scr[w]);
-    free(j.ly), free(j.fa), free(j.fb), free(j.kind), free(j.scr), free(ly), free(all);
+    free(j.ly), free(j.fa), free(j.fb), free(j.kind), free(j.emb), free(j.scr), free(ly), free(all);
     return rc;
 }
 

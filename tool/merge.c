@@ -34,9 +34,26 @@ static const char help[] =
 
 typedef struct {
     const lr_st_tensor *t;
-    const lr_peft_layer *l;
+    const lr_peft_layer *l;  /* an embedding's as the linear layer of ΔW = s·Aᵀ·Bᵀ (as_linear) */
     double scale, delta, w_fro, drift_fro, drift_max, ref_fro, ref_max; /* ref_*: NAN without --reference */
 } layer;
+
+/* An embedding's adapter (ΔW = s·(B·A)ᵀ: (vocab, dim)) as the linear layer with the same ΔW:
+ * B' = Aᵀ: (vocab, r), A' = Bᵀ: (r, dim). Other layers are copied as they are. */
+static lr_status as_linear(lr_peft_layer *out, const lr_peft_layer *l)
+{
+    *out = *l;
+    out->a = out->b = NULL;
+    if (!l->embedding) return LR_OK;
+    out->out = l->in, out->in = l->out, out->embedding = false;
+    out->b = malloc(l->in * l->r * sizeof *out->b), out->a = malloc(l->r * l->out * sizeof *out->a);
+    if (!out->a || !out->b) return LR_ENOMEM;
+    for (size_t i = 0; i < l->in; i++)
+        for (size_t k = 0; k < l->r; k++) out->b[i * l->r + k] = l->a[k * l->in + i];
+    for (size_t k = 0; k < l->r; k++)
+        for (size_t j = 0; j < l->out; j++) out->a[k * l->out + j] = l->b[j * l->r + k];
+    return LR_OK;
+}
 
 static int find_target(const tool_merge_args *a, lr_model *st, const lr_peft_layer *l, const lr_st_tensor **t)
 {
@@ -232,13 +249,17 @@ int tool_merge(int argc, char **argv)
     if (!rc && a.ref) rc = tool_check_out_model(SUB, a.out, &ref);
     if (!rc && lr_peft_read(&ad, a.adapter, &e)) rc = tool_fail(SUB, &e);
     if (!rc && !(ly = calloc(ad.n, sizeof *ly))) rc = tool_failf(SUB, "out of memory");
+    lr_peft_layer *lin = rc ? NULL : calloc(ad.n ? ad.n : 1, sizeof *lin);
+    if (!rc && !lin) rc = tool_failf(SUB, "out of memory");
     for (size_t i = 0; i < ad.n && !rc; i++) {
-        ly[i].l = &ad.layer[i];
+        if (as_linear(&lin[i], &ad.layer[i])) rc = tool_failf(SUB, "out of memory");
+        ly[i].l = lin[i].a ? &lin[i] : &ad.layer[i];
         rc = find_target(&a, &st, ly[i].l, &ly[i].t);
     }
     if (!rc) rc = write_out(&a, &st, a.ref ? &ref : NULL, ly, ad.n, &ad);
     if (!rc) rc = report(&a, ly, ad.n);
-    free(ly);
+    for (size_t i = 0; lin && i < ad.n; i++) free(lin[i].a), free(lin[i].b);
+    free(ly), free(lin);
     lr_peft_free(&ad);
     lr_model_free(&st), lr_model_free(&ref);
     return rc < 0 ? 0 : rc; /* after --help */

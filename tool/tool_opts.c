@@ -264,6 +264,8 @@ int tool_extract_parse(int argc, char **argv, tool_opts *o, tool_extract_args *a
         } else if (lr_cli_match(s, "--dtype")) {
             if (!lr_cli_value(argc, argv, &i, "--dtype", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
             if (dtype_option(&a->dtype, v, msg, cap)) return LR_CLI_USAGE;
+        } else if (!strcmp(s, "--embed")) {
+            a->embed = true;
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
         } else if (!*s) {

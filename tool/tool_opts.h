@@ -73,12 +73,13 @@ typedef struct {
 } tool_compress_args;
 int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args *a, char *msg, size_t cap);
 
-/* extract BASE TUNED (--rank R | --energy E | --error X) --out DIR [--dtype D] */
+/* extract BASE TUNED (--rank R | --energy E | --error X) --out DIR [--dtype D] [--embed] */
 typedef struct {
     const char *in[2], *out;
     lr_plan_opts plan;
     int modes;
     lr_st_dtype dtype;
+    bool embed;                  /* --embed: changed input embeddings as lora_embedding_A/B */
 } tool_extract_args;
 int tool_extract_parse(int argc, char **argv, tool_opts *o, tool_extract_args *a, char *msg, size_t cap);
 

@@ -79,8 +79,8 @@ static int by_module(const void *a, const void *b)
     return strcmp(((const lr_peft_layer *)a)->module, ((const lr_peft_layer *)b)->module);
 }
 
-lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
-                      const float *a, const float *b, lr_err *err)
+static lr_status add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha, const float *a,
+                     const float *b, bool embedding, lr_err *err)
 {
     if (!ad || !module || !a || !b) return lr__fail(err, LR_EINVAL, "peft_add: NULL argument");
     if (!*module) return lr__fail(err, LR_EINVAL, "peft_add: empty module name");
@@ -94,7 +94,7 @@ lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, si
     lr_peft_layer *grown = realloc(ad->layer, (ad->n + 1) * sizeof *grown);
     if (!grown) return lr__fail(err, LR_ENOMEM, "peft_add: out of memory");
     ad->layer = grown;
-    lr_peft_layer l = { dup_str(module), out, in, r, alpha, malloc(na * 4), malloc(nb * 4) };
+    lr_peft_layer l = { dup_str(module), out, in, r, alpha, malloc(na * 4), malloc(nb * 4), embedding };
     if (!l.module || !l.a || !l.b) {
         free(l.module), free(l.a), free(l.b);
         return lr__fail(err, LR_ENOMEM, "peft_add: out of memory");
@@ -104,6 +104,18 @@ lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, si
     ad->layer[ad->n++] = l;
     qsort(ad->layer, ad->n, sizeof *ad->layer, by_module);
     return LR_OK;
+}
+
+lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+                      const float *a, const float *b, lr_err *err)
+{
+    return add(ad, module, out, in, r, alpha, a, b, false, err);
+}
+
+lr_status lr_peft_add_embedding(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+                                const float *a, const float *b, lr_err *err)
+{
+    return add(ad, module, out, in, r, alpha, a, b, true, err);
 }
 
 /* ------------------------------------------------------------- patterns ----------- */
@@ -243,14 +255,22 @@ static lr_status check_target(const config *c, const char *module, lr_err *err)
                     c->cf, module);
 }
 
-/* "base_model.model.<module>.lora_A.weight" -> module (malloc'd) and which ('A'/'B'); NULL if not */
-static char *parse_key(const char *key, char *which)
+/* The two spellings of a LoRA tensor's tail: a linear layer's and an embedding's. */
+static const char *const TAIL[2][2] = { { ".lora_A.weight", ".lora_B.weight" },
+                                        { ".lora_embedding_A", ".lora_embedding_B" } };
+
+/* "base_model.model.<module>.lora_A.weight" (or .lora_embedding_A) -> module (malloc'd),
+ * which ('A'/'B') and *emb; NULL if not */
+static char *parse_key(const char *key, char *which, bool *emb)
 {
-    size_t n = strlen(key), p = strlen(PREFIX), s = strlen(".lora_A.weight");
-    if (n <= p + s || strncmp(key, PREFIX, p)) return NULL;
-    const char *tail = key + n - s;
-    if (strcmp(tail, ".lora_A.weight") && strcmp(tail, ".lora_B.weight")) return NULL;
-    *which = tail[6];
+    size_t n = strlen(key), p = strlen(PREFIX), s = 0;
+    if (n <= p || strncmp(key, PREFIX, p)) return NULL;
+    for (int e = 0; e < 2 && !s; e++)
+        for (int w = 0; w < 2 && !s; w++) {
+            size_t k = strlen(TAIL[e][w]);
+            if (n > p + k && !strcmp(key + n - k, TAIL[e][w])) s = k, *which = w ? 'B' : 'A', *emb = e;
+        }
+    if (!s) return NULL;
     char *m = malloc(n - p - s + 1);
     if (m) {
         memcpy(m, key + p, n - p - s);
@@ -269,17 +289,18 @@ static lr_status check_finite(const float *x, size_t rows, size_t cols, const ch
     return LR_OK;
 }
 
-static lr_status read_layer(lr_peft *ad, lr_safetensors *st, const config *c, const char *module, lr_err *err)
+static lr_status read_layer(lr_peft *ad, lr_safetensors *st, const config *c, const char *module, bool emb,
+                            lr_err *err)
 {
     const char *wp = lr_safetensors_path(st);
-    size_t n = strlen(module) + 32;
+    size_t n = strlen(module) + 40;
     char *ka = malloc(n), *kb = malloc(n);
     float *a = NULL, *b = NULL;
     lr_status s = LR_OK;
     if (!ka || !kb) s = lr__fail(err, LR_ENOMEM, "out of memory");
     if (!s) {
-        snprintf(ka, n, PREFIX "%s.lora_A.weight", module);
-        snprintf(kb, n, PREFIX "%s.lora_B.weight", module);
+        snprintf(ka, n, PREFIX "%s%s", module, TAIL[emb][0]);
+        snprintf(kb, n, PREFIX "%s%s", module, TAIL[emb][1]);
     }
     const lr_st_tensor *ta = s ? NULL : lr_safetensors_find(st, ka), *tb = s ? NULL : lr_safetensors_find(st, kb);
     if (!s && (!ta || !tb)) s = lr__fail(err, LR_EFORMAT, "%s: %s has no matching %s", wp, ta ? ka : kb, ta ? kb : ka);
@@ -302,7 +323,7 @@ static lr_status read_layer(lr_peft *ad, lr_safetensors *st, const config *c, co
     if (!s) s = lr_safetensors_get_f32(st, b, kb, 2, sb, err);
     if (!s) s = check_finite(a, r, in, wp, ka, err);
     if (!s) s = check_finite(b, out, r, wp, kb, err);
-    if (!s) s = lr_peft_add(ad, module, out, in, r, alpha, a, b, err);
+    if (!s) s = add(ad, module, out, in, r, alpha, a, b, emb, err);
     free(a), free(b), free(ka), free(kb);
     return s;
 }
@@ -335,12 +356,18 @@ static lr_status read_tensors(lr_peft *ad, lr_safetensors *st, const config *c, 
     for (size_t i = 0; i < lr_safetensors_count(st) && !s; i++) {
         const char *key = lr_safetensors_at(st, i)->name;
         char which;
-        char *module = parse_key(key, &which);
+        bool emb = false;
+        char *module = parse_key(key, &which, &emb);
+        const lr_peft_layer *had = module ? lr_peft_find(ad, module) : NULL;
         if (!module)
             s = lr__fail(err, LR_EFORMAT, "%s: tensor \"%s\" is not a LoRA weight (expected " PREFIX
-                         "<module>.lora_A.weight or .lora_B.weight)", lr_safetensors_path(st), key);
-        else if (!lr_peft_find(ad, module)) /* the first of its A and B (either order); alone: read_layer says */
-            s = read_layer(ad, st, c, module, err);
+                         "<module>.lora_A.weight or .lora_B.weight, or .lora_embedding_A / _B)",
+                         lr_safetensors_path(st), key);
+        else if (had && had->embedding != emb) /* one module both a linear layer and an embedding */
+            s = lr__fail(err, LR_EFORMAT, "%s: module %s has both lora_A/B and lora_embedding_A/B tensors",
+                         lr_safetensors_path(st), module);
+        else if (!had) /* the first of its A and B (either order); alone: read_layer says */
+            s = read_layer(ad, st, c, module, emb, err);
         free(module);
     }
     if (!s) s = lr_safetensors_check_all_used(st, err); /* a lora_B without its lora_A */
@@ -524,11 +551,11 @@ static lr_status encode_tensors(const lr_peft *ad, lr_st_dtype dtype, lr_st_tens
         const lr_peft_layer *l = &ad->layer[i];
         for (int k = 0; k < 2; k++) {
             size_t j = 2 * i + (size_t)k, rows = k ? l->out : l->r, cols = k ? l->r : l->in, n = rows * cols;
-            size_t kn = strlen(l->module) + 32;
+            size_t kn = strlen(l->module) + 40;
             keys[j] = malloc(kn);
             bufs[j] = malloc(n * es);
             if (!keys[j] || !bufs[j]) return lr__fail(err, LR_ENOMEM, "peft_write: out of memory");
-            snprintf(keys[j], kn, PREFIX "%s.lora_%c.weight", l->module, k ? 'B' : 'A');
+            snprintf(keys[j], kn, PREFIX "%s%s", l->module, TAIL[l->embedding][k]);
             lr_status s = lr_st_encode_f32(bufs[j], dtype, k ? l->b : l->a, n, err);
             if (s) return s;
             t[j] = (lr_st_tensor){ .name = keys[j], .dtype = dtype, .ndim = 2, .shape = { rows, cols },

@@ -7,6 +7,9 @@
  *                                      "rank_pattern": {"<module>": 4}, "alpha_pattern": {},
  *                                      "target_modules": [...], "use_rslora": false, ...}
  *
+ *     (an embedding:)                 base_model.model.<module>.lora_embedding_A  (r_l, vocab)
+ *                                     base_model.model.<module>.lora_embedding_B  (dim, r_l)
+ *
  * <module> is the base tensor's name without ".weight": the adapter of "model.layers.0.q_proj.
  * weight" is under "base_model.model.model.layers.0.q_proj.lora_A.weight". Layer l computes
  * ΔW_l = s_l·B_l·A_l with s_l = α_l/r_l (α_l/√r_l with use_rslora), where r_l and α_l come
@@ -44,6 +47,9 @@ typedef struct {
     double alpha;       /* this layer's lora_alpha                                      */
     float *a;           /* (r, in), owned                                               */
     float *b;           /* (out, r), owned                                              */
+    bool embedding;     /* an nn.Embedding of weight (in, out) = (vocab, dim): PEFT's    */
+                        /* lora_embedding_A: (r, in), lora_embedding_B: (out, r), and    */
+                        /* ΔW = s·(B·A)ᵀ (no ".weight" in the tensor names)              */
 } lr_peft_layer;
 
 typedef struct {
@@ -63,6 +69,10 @@ LR_API void lr_peft_free(lr_peft *ad);
 /* Adds a layer (copying a: (r, in) and b: (out, r)); LR_EINVAL if the module exists or r = 0. */
 LR_API lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
                              const float *a, const float *b, lr_err *err);
+/* The same for an embedding layer (lr_peft_layer.embedding): a: (r, in = vocab) and
+ * b: (out = dim, r), written as lora_embedding_A / lora_embedding_B. */
+LR_API lr_status lr_peft_add_embedding(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+                                       const float *a, const float *b, lr_err *err);
 /* The layer of `module`, or NULL. */
 LR_API const lr_peft_layer *lr_peft_find(const lr_peft *ad, const char *module);
 /* s_l = α_l/r_l, or α_l/√r_l with use_rslora. */
