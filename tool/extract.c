@@ -132,6 +132,7 @@ typedef struct {
     unsigned char *emb;  /* (nt) extracted as an embedding (--embed) */
     tool_scratch *scr;   /* (workers) */
     tool_progress *pg;
+    int rank, size;      /* under mpirun: tensor i is rank i % size's */
 } job;
 
 /* ΔW of one tensor: B, A and its layer row (or nothing when ΔW = 0) */
@@ -266,6 +267,7 @@ static int item(void *ctx, size_t i, size_t w)
     const lr_st_tensor *t = lr_model_at(j->tm, i);
     const char *why;
     int rc = 0;
+    if ((int)(i % (size_t)j->size) != j->rank) return 0; /* another process's */
     if (tool_selected(j->o, t->name)) {
         bool emb = is_embedding(t->name);
         if (tool_is_matrix(t, &why) && (!emb || j->a->embed)) {
@@ -348,6 +350,42 @@ static void note_changed(tool_opts *o, const lr_st_tensor *t)
     json_array_append_new(o->changed, json_string(t->name));
 }
 
+/* One tensor's result as it travels from its rank to rank 0. */
+typedef struct {
+    unsigned char kind, emb, svd; /* svd: 0 krylov, 1 exact, 2 randomized */
+    size_t m, n, r;
+    double energy, tail, fro, base_fro, bound;
+} wire;
+
+static const char *const SVD_NAMES[3] = { "krylov", "exact", "randomized" };
+
+/* Under mpirun: every rank's results to rank 0, in tensor order (rank 0 then holds them all). */
+static int gather(const job *j, size_t nt)
+{
+    for (size_t i = 0; j->size > 1 && i < nt; i++) {
+        int owner = (int)(i % (size_t)j->size);
+        if (owner == 0 || (j->rank != 0 && j->rank != owner)) continue;
+        layer *ly = &j->ly[i];
+        wire w = { j->kind[i], j->emb[i], 0, ly->m, ly->n, ly->r, ly->energy, ly->tail, ly->fro, ly->base_fro, ly->bound };
+        for (unsigned char k = 0; k < 3; k++)
+            if (ly->svd && !strcmp(ly->svd, SVD_NAMES[k])) w.svd = k;
+        if (j->rank == owner) {
+            tool_mpi_send(&w, sizeof w, 0);
+            if (w.kind == EXTRACTED) tool_mpi_send(j->fa[i], w.r * w.n * sizeof(float), 0), tool_mpi_send(j->fb[i], w.m * w.r * sizeof(float), 0);
+            continue;
+        }
+        tool_mpi_recv(&w, sizeof w, owner);
+        j->kind[i] = w.kind, j->emb[i] = w.emb;
+        *ly = (layer){ lr_model_at(j->tm, i)->name, w.m, w.n, w.r, SVD_NAMES[w.svd % 3], w.energy, w.tail, w.fro,
+                       w.base_fro, w.bound };
+        if (w.kind != EXTRACTED) continue;
+        j->fa[i] = malloc(w.r * w.n * sizeof(float)), j->fb[i] = malloc(w.m * w.r * sizeof(float));
+        if (!j->fa[i] || !j->fb[i]) abort(); /* MPI itself would not survive this either */
+        tool_mpi_recv(j->fa[i], w.r * w.n * sizeof(float), owner), tool_mpi_recv(j->fb[i], w.m * w.r * sizeof(float), owner);
+    }
+    return 0;
+}
+
 /* ΔW ≈ b·a, b: (m, r), a: (r, n), as the adapter's layer: a LoRA layer A = a, B = b; an
  * embedding (vocab m, dim n; PEFT's ΔW = (B·A)ᵀ) lora_embedding_A = bᵀ: (r, m) and
  * lora_embedding_B = aᵀ: (n, r). */
@@ -390,20 +428,24 @@ static int collect(const job *j, size_t nt, lr_peft *ad, layer *out, size_t *n, 
     return 0;
 }
 
-static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model *tm, lr_peft *ad)
+static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model *tm, lr_peft *ad, int rank, int size)
 {
     size_t nt = lr_model_count(tm), n = 0, unchanged = 0, nw = tool_workers(o->threads);
     tool_progress pg = { 0 };
     job j = { a, o, bm, tm, calloc(nt + 1, sizeof(layer)), calloc(nt + 1, sizeof(float *)),
               calloc(nt + 1, sizeof(float *)), calloc(nt + 1, 1), calloc(nt + 1, 1), calloc(nw, sizeof(tool_scratch)),
-              &pg };
+              &pg, rank, size };
     layer *ly = calloc(nt + 1, sizeof *ly);
     size_t *all = malloc((nt + 1) * sizeof *all);
     int rc = j.ly && j.fa && j.fb && j.kind && j.emb && j.scr && ly && all ? check_match(bm, tm) : tool_failf(SUB, "out of memory");
     for (size_t i = 0; all && i < nt; i++) all[i] = i;
-    if (!rc) tool_progress_init(&pg, o->progress, nt, 2 * tool_bytes_of(tm, all, nt));
+    if (!rc) tool_progress_init(&pg, o->progress && rank == 0, nt, 2 * tool_bytes_of(tm, all, nt));
+    if (rank != 0) pg.on = false;
     if (!rc) rc = tool_parallel(nt, nw, item, &j);
+    rc = tool_mpi_agree(rc); /* every process goes on, or none */
     if (!rc && nt) tool_progress_end(&pg);
+    if (!rc) rc = gather(&j, nt);
+    if (!rc && j.rank != 0) goto done; /* rank 0 writes and reports */
     if (!rc) rc = collect(&j, nt, ad, ly, &n, &unchanged);
     if (!rc && n == 0)
         rc = tool_failf(SUB, "%s and %s: no selected 2-D weight differs: nothing to extract", a->in[0], a->in[1]);
@@ -414,6 +456,7 @@ static int run(const tool_extract_args *a, tool_opts *o, lr_model *bm, lr_model 
         if (lr_peft_write(ad, a->out, a->dtype, &e)) rc = tool_fail(SUB, &e);
     }
     if (!rc) rc = report(a, ly, n, unchanged, o);
+done:
     for (size_t i = 0; i < nt; i++) free(j.fa ? j.fa[i] : NULL), free(j.fb ? j.fb[i] : NULL);
     for (size_t w = 0; j.scr && w < nw; w++) tool_scratch_free(&j.scr[w]);
     free(j.ly), free(j.fa), free(j.fb), free(j.kind), free(j.emb), free(j.scr), free(ly), free(all);
@@ -427,6 +470,8 @@ int tool_extract(int argc, char **argv)
     tool_extract_args a = { 0 };
     lr_model bm = { 0 }, tm = { 0 };
     lr_peft ad = { 0 };
+    int rank, size;
+    tool_mpi_start(&rank, &size);
     size_t cap = tool_msg_cap(argc, argv);
     char *msg = malloc(cap);
     int rc = msg ? tool_parsed(SUB, tool_extract_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
@@ -436,9 +481,10 @@ int tool_extract(int argc, char **argv)
     if (!rc) tool_threads(o.threads);
     if (!rc) rc = tool_open(SUB, &bm, a.in[0]);
     if (!rc) rc = tool_open(SUB, &tm, a.in[1]);
-    if (!rc) rc = run(&a, &o, &bm, &tm, &ad);
+    if (!rc) rc = run(&a, &o, &bm, &tm, &ad, rank, size);
     lr_peft_free(&ad);
     lr_model_free(&bm), lr_model_free(&tm);
     tool_opts_free(&o);
+    tool_mpi_end();
     return rc < 0 ? 0 : rc; /* after --help */
 }

@@ -154,6 +154,16 @@ int tool_check_out_model(const char *sub, const char *out, const lr_model *m);
 /* Output paths must not be inputs: 2 with a message when they are the same file. */
 int tool_check_out(const char *sub, const char *out, const char *const *inputs, size_t n);
 
+/* Under `mpirun -np N` (N > 1, and built with MPI) *rank and *size of this process; 0 and 1
+ * otherwise (MPI is not started then). Ranks other than 0 print nothing on stdout. */
+int tool_mpi_start(int *rank, int *size);
+void tool_mpi_end(void);
+/* The largest rc over the processes (rc itself in one process). */
+int tool_mpi_agree(int rc);
+/* n bytes to / from another rank (no-ops in one process). */
+void tool_mpi_send(const void *buf, size_t n, int to);
+void tool_mpi_recv(void *buf, size_t n, int from);
+
 /* The subcommands: argc/argv start at the subcommand's name. */
 int tool_inspect(int argc, char **argv);
 int tool_compress(int argc, char **argv);
