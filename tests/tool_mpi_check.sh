@@ -1,5 +1,5 @@
 #!/bin/sh
-# tool_mpi_check.sh LOWRANK MPIRUN — `lowrank extract` under mpirun (suite 'dist').
+# tool_mpi_check.sh LOWRANK MPIRUN — `lowrank extract` and `inspect` under mpirun (suite 'dist').
 #
 # Writes a base and a tuned checkpoint (pure Python, no numpy: six F32 weights of 24x16 to
 # 40x24 with rank-3 deltas, two 1-D norms, one unchanged weight; the tuned one also as 2
@@ -7,7 +7,8 @@
 # `mpirun -np 2` and `-np 3` (tensors split over the processes, rank 0 gathers and writes):
 # the adapter files must be byte for byte the one-process ones, from the file and from the
 # shards, and stdout one JSON report (rank 0's) with the same layers. A missing TUNED exits
-# non-zero with the file named. Exit 77 (skipped) without /usr/bin/python3.
+# non-zero with the file named. `inspect -np 3` gives one process's report and its notes once.
+# Exit 77 (skipped) without /usr/bin/python3.
 set -u
 prog=$1
 mpirun=$2
@@ -77,6 +78,16 @@ sys.exit(0 if a["layers"] == b["layers"] and a["unchanged"] == b["unchanged"] an
 PY
   done
 done
+# inspect: the spectra computed where the tensors are, reported by rank 0 alone
+"$prog" inspect "$tmp/tuned3" --json >"$tmp/i1.json" 2>/dev/null || fail "inspect, one process: exit $?"
+mpi 3 "$prog" inspect "$tmp/tuned3" --json >"$tmp/i3.json" 2>"$tmp/i3.err" || fail "inspect -np 3: exit $?"
+"$py" - "$tmp/i1.json" "$tmp/i3.json" <<'PY' || fail "inspect -np 3: the report differs from one process's"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+sys.exit(0 if a["tensors"] == b["tensors"] and a["totals"] == b["totals"] and len(a["tensors"]) == 7 else 1)
+PY
+[ "$(grep -c 'note:' "$tmp/i3.err")" -eq 2 ] || fail "inspect -np 3: the notes should come once (rank 0's): $(cat "$tmp/i3.err")"
+
 if mpi 2 "$prog" extract "$tmp/base.safetensors" "$tmp/missing.safetensors" --rank 3 --out "$tmp/bad" \
      >/dev/null 2>"$tmp/err"; then
   fail "a missing TUNED: exit 0"

@@ -55,10 +55,13 @@ int tool_failf(const char *sub, const char *fmt, ...)
     return LR_CLI_RUNTIME;
 }
 
+static int notes_off;
+void tool_notes_off(void) { notes_off = 1; }
+
 void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *why)
 {
     tool_lock();
-    fprintf(stderr, PROG " %s: note: %s: %s\n", sub, tensor, why);
+    if (!notes_off) fprintf(stderr, PROG " %s: note: %s: %s\n", sub, tensor, why);
     json_t *n = json_object();
     if (n && !json_object_set_new(n, "tensor", json_string(tensor)) &&
         !json_object_set_new(n, "reason", json_string(why)))

@@ -35,16 +35,22 @@ typedef struct {
     lr_spectrum sp;
 } row;
 
+/* The row's figures from its spectrum. */
+static void derive(row *rw, const lr_st_tensor *t)
+{
+    rw->name = t->name, rw->dtype = t->dtype, rw->m = t->shape[0], rw->n = t->shape[1];
+    lr_spectrum_numerical_rank(&rw->sp, &rw->rank, &rw->at_least);
+    lr_cost_break_even(&rw->be, rw->m, rw->n, NULL);
+    for (int k = 0; k < NLEVEL; k++) lr_spectrum_rank_for_energy(&rw->sp, level[k], &rw->r[k], &rw->found[k], NULL);
+}
+
 static int analyse(row *rw, lr_model *m, const lr_st_tensor *t, const tool_opts *o)
 {
     lr_err e = { 0 };
     if (tool_spectrum(&rw->sp, m, t, &o->sp, &e)) /* names the file and the tensor, or is the SVD's */
         return strstr(e.msg, t->name) ? tool_fail(SUB, &e)
                                       : tool_failf(SUB, "%s: %s: %s", lr_model_file_of(m, t->name), t->name, e.msg);
-    rw->name = t->name, rw->dtype = t->dtype, rw->m = t->shape[0], rw->n = t->shape[1];
-    lr_spectrum_numerical_rank(&rw->sp, &rw->rank, &rw->at_least);
-    lr_cost_break_even(&rw->be, rw->m, rw->n, NULL);
-    for (int k = 0; k < NLEVEL; k++) lr_spectrum_rank_for_energy(&rw->sp, level[k], &rw->r[k], &rw->found[k], NULL);
+    derive(rw, t);
     return 0;
 }
 
@@ -54,6 +60,7 @@ typedef struct {
     const size_t *idx;
     const tool_opts *o;
     tool_progress *pg;
+    int rank, size;      /* under mpirun: tensor i is rank i % size's */
 } job;
 
 static int item(void *ctx, size_t i, size_t worker)
@@ -61,11 +68,38 @@ static int item(void *ctx, size_t i, size_t worker)
     const job *j = ctx;
     const lr_st_tensor *t = lr_model_at(j->m, j->idx[i]);
     (void)worker;
+    if ((int)(i % (size_t)j->size) != j->rank) return 0;
     int rc = analyse(&j->rows[i], j->m, t, j->o);
     tool_lock();
     tool_progress_step(j->pg, i + 1, t->name, tool_bytes_of(j->m, &j->idx[i], 1));
     tool_unlock();
     return rc;
+}
+
+/* Under mpirun: every rank's spectra to rank 0, in order. */
+static int gather(const job *j, size_t n)
+{
+    for (size_t i = 0; j->size > 1 && i < n; i++) {
+        int owner = (int)(i % (size_t)j->size);
+        if (owner == 0 || (j->rank != 0 && j->rank != owner)) continue;
+        lr_spectrum *sp = &j->rows[i].sp;
+        struct { size_t known; double energy; } h = { sp->known, sp->energy };
+        if (j->rank == owner) {
+            tool_mpi_send(&h, sizeof h, 0), tool_mpi_send(sp->s, sp->known * sizeof *sp->s, 0);
+            continue;
+        }
+        tool_mpi_recv(&h, sizeof h, owner);
+        const lr_st_tensor *t = lr_model_at(j->m, j->idx[i]);
+        float *s = malloc((h.known ? h.known : 1) * sizeof *s);
+        if (!s) abort(); /* MPI itself would not survive this either */
+        tool_mpi_recv(s, h.known * sizeof *s, owner);
+        lr_err e = { 0 };
+        lr_status st = lr_spectrum_from_values(sp, s, h.known, t->shape[0], t->shape[1], h.energy, &e);
+        free(s);
+        if (st) return tool_fail(SUB, &e);
+        derive(&j->rows[i], t);
+    }
+    return 0;
 }
 
 /* multiply-adds per input row at rank r: r(m+n), or m·n when factoring does not save */
@@ -183,6 +217,8 @@ int tool_inspect(int argc, char **argv)
     tool_progress pg = { 0 };
     size_t n = 0, *idx = NULL, cap = tool_msg_cap(argc, argv);
     row *rows = NULL;
+    int rank, size;
+    tool_mpi_start(&rank, &size);
     char *msg = malloc(cap);
     int rc = msg ? tool_parsed(SUB, tool_inspect_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
                  : tool_failf(SUB, "out of memory");
@@ -194,17 +230,23 @@ int tool_inspect(int argc, char **argv)
     if (!rc) rc = tool_candidates(&o, SUB, &md, &idx, &n);
     if (!rc && !(rows = calloc(n ? n : 1, sizeof *rows))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", model);
-    if (!rc) tool_progress_init(&pg, o.progress, n, tool_bytes_of(&md, idx, n));
-    job j = { rows, &md, idx, &o, &pg };
+    if (!rc) tool_progress_init(&pg, o.progress && rank == 0, n, tool_bytes_of(&md, idx, n));
+    if (rank != 0) pg.on = false;
+    job j = { rows, &md, idx, &o, &pg, rank, size };
     if (!rc) rc = tool_parallel(n, tool_workers(o.threads), item, &j);
+    if (size > 1) rc = tool_mpi_agree(rc); /* every process goes on, or none */
     if (n && !rc) tool_progress_end(&pg);
+    if (!rc) rc = gather(&j, n);
+    if (!rc && rank != 0) goto done; /* rank 0 reports */
     if (!rc && svg) rc = plot(svg, rows, n);
     if (!rc && o.json) rc = report_json(rows, n, model, &o);
     else if (!rc) print_table(rows, n, model);
     if (!rc && svg && !o.json) printf("\nspectrum plot: %s\n", svg);
+done:
     for (size_t i = 0; rows && i < n; i++) lr_spectrum_free(&rows[i].sp);
     free(rows), free(idx);
     lr_model_free(&md);
     tool_opts_free(&o);
+    tool_mpi_end();
     return rc < 0 ? 0 : rc; /* after --help */
 }

@@ -24,9 +24,10 @@ int tool_mpi_start(int *rank, int *size)
     started = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, rank);
     MPI_Comm_size(MPI_COMM_WORLD, size);
-    if (*rank != 0) { /* only rank 0 prints a report; every rank's errors reach stderr */
+    if (*rank != 0) { /* only rank 0 prints a report and notes; every rank's errors reach stderr */
         FILE *o = freopen("/dev/null", "w", stdout);
         (void)o;
+        tool_notes_off();
     }
 #endif
     return 0;

@@ -35,6 +35,8 @@ int tool_failf(const char *sub, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* No more notes on stderr (ranks other than 0 under mpirun). */
+void tool_notes_off(void);
 /* A note on stderr, also kept for --json ("skipped": [...]). */
 void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *why);
 
