@@ -1,5 +1,6 @@
 #!/bin/sh
-# tool_mpi_check.sh LOWRANK MPIRUN — `lowrank extract` and `inspect` under mpirun (suite 'dist').
+# tool_mpi_check.sh LOWRANK MPIRUN — `lowrank extract`, `inspect` and `compress` under mpirun
+# (suite 'dist').
 #
 # Writes a base and a tuned checkpoint (pure Python, no numpy: six F32 weights of 24x16 to
 # 40x24 with rank-3 deltas, two 1-D norms, one unchanged weight; the tuned one also as 2
@@ -7,7 +8,8 @@
 # `mpirun -np 2` and `-np 3` (tensors split over the processes, rank 0 gathers and writes):
 # the adapter files must be byte for byte the one-process ones, from the file and from the
 # shards, and stdout one JSON report (rank 0's) with the same layers. A missing TUNED exits
-# non-zero with the file named. `inspect -np 3` gives one process's report and its notes once.
+# non-zero with the file named. `inspect -np 3` gives one process's report and its notes once;
+# `compress` under -np 2 and 3 writes one process's files.
 # Exit 77 (skipped) without /usr/bin/python3.
 set -u
 prog=$1
@@ -87,6 +89,19 @@ a, b = (json.load(open(p)) for p in sys.argv[1:])
 sys.exit(0 if a["tensors"] == b["tensors"] and a["totals"] == b["totals"] and len(a["tensors"]) == 7 else 1)
 PY
 [ "$(grep -c 'note:' "$tmp/i3.err")" -eq 2 ] || fail "inspect -np 3: the notes should come once (rank 0's): $(cat "$tmp/i3.err")"
+
+# compress: pass 1's spectra shared by every rank (the same plan), pass 2's factors to rank 0,
+# which writes: the same files as one process, sharded (--rank) and single (--budget)
+"$prog" compress "$tmp/tuned3" --rank 2 --out "$tmp/c1" >/dev/null 2>&1 || fail "compress, one process: exit $?"
+mpi 2 "$prog" compress "$tmp/tuned3" --rank 2 --out "$tmp/c2" >/dev/null 2>&1 || fail "compress -np 2: exit $?"
+for f in "$tmp"/c1/*; do
+  cmp -s "$f" "$tmp/c2/$(basename "$f")" || fail "compress -np 2: $(basename "$f") differs from one process's"
+done
+"$prog" compress "$tmp/base.safetensors" --budget 0.5 --out "$tmp/b1.safetensors" >/dev/null 2>&1 ||
+  fail "compress --budget, one process: exit $?"
+mpi 3 "$prog" compress "$tmp/base.safetensors" --budget 0.5 --out "$tmp/b3.safetensors" >/dev/null 2>&1 ||
+  fail "compress --budget -np 3: exit $?"
+cmp -s "$tmp/b1.safetensors" "$tmp/b3.safetensors" || fail "compress --budget -np 3: the file differs from one process's"
 
 if mpi 2 "$prog" extract "$tmp/base.safetensors" "$tmp/missing.safetensors" --rank 3 --out "$tmp/bad" \
      >/dev/null 2>"$tmp/err"; then

@@ -49,6 +49,7 @@ typedef struct {
     double fro;          /* measured ‖W − B·A‖_F with the stored (rounded) factors */
     bool balanced;       /* B = U_r·√S_r, A = √S_r·V_rᵀ: U_r·S_r would overflow the dtype */
     char *name[2];       /* P.B.weight, P.A.weight */
+    void *enc[2];        /* under mpirun, on a rank other than 0: B and A encoded, for rank 0 */
 } item;
 
 static char *factor_name(const char *t, char which)
@@ -76,12 +77,14 @@ typedef struct {
     lr_model *md;
     const lr_spectrum_opts *so;
     tool_progress *pg;
+    int rank, size;      /* under mpirun: item i is rank i % size's */
 } pass1;
 
 static int analyse_item(void *ctx, size_t i, size_t worker)
 {
     const pass1 *p = ctx;
     (void)worker;
+    if ((int)(i % (size_t)p->size) != p->rank) return 0;
     int rc = analyse(&p->it[i], p->md, p->so);
     size_t nb = 0;
     lr_st_tensor_nbytes(p->it[i].t, &nb, NULL);
@@ -89,6 +92,40 @@ static int analyse_item(void *ctx, size_t i, size_t worker)
     tool_progress_step(p->pg, i + 1, p->it[i].t->name, (double)nb);
     tool_unlock();
     return rc;
+}
+
+/* Under mpirun, after pass 1: every rank gets every spectrum (through rank 0), so that all
+ * make the same plan. */
+static int share_spectra(const pass1 *p, size_t n)
+{
+    for (size_t i = 0; p->size > 1 && i < n; i++) {
+        int owner = (int)(i % (size_t)p->size);
+        lr_spectrum *sp = &p->it[i].sp;
+        struct { size_t known; double energy; } h = { sp->known, sp->energy };
+        float *s = NULL;
+        if (p->rank == owner) s = sp->s;
+        if (owner != 0 && p->rank == owner) tool_mpi_send(&h, sizeof h, 0), tool_mpi_send(s, h.known * sizeof *s, 0);
+        if (owner != 0 && p->rank == 0) {
+            tool_mpi_recv(&h, sizeof h, owner);
+            if (!(s = malloc((h.known ? h.known : 1) * sizeof *s))) abort();
+            tool_mpi_recv(s, h.known * sizeof *s, owner);
+        }
+        for (int k = 1; p->rank == 0 && k < p->size; k++)
+            if (k != owner) tool_mpi_send(&h, sizeof h, k), tool_mpi_send(s, h.known * sizeof *s, k);
+        if (p->rank != 0 && p->rank != owner) {
+            tool_mpi_recv(&h, sizeof h, 0);
+            if (!(s = malloc((h.known ? h.known : 1) * sizeof *s))) abort();
+            tool_mpi_recv(s, h.known * sizeof *s, 0);
+        }
+        if (p->rank != owner) {
+            const lr_st_tensor *t = p->it[i].t;
+            lr_err e = { 0 };
+            lr_status st = lr_spectrum_from_values(sp, s, h.known, t->shape[0], t->shape[1], h.energy, &e);
+            free(s);
+            if (st) return tool_fail(SUB, &e);
+        }
+    }
+    return 0;
 }
 
 /* --rank R: the plan from the shapes alone (dense where R reaches break-even); the tail and
@@ -187,9 +224,10 @@ static int factor(item *it, lr_model *md, const tool_opts *o, bool rank_mode, lr
     if (!s) s = lr_st_encode_f32(buf[0], it->t->dtype, b.data, m * r, &e);
     if (!s) s = lr_st_encode_f32(buf[1], it->t->dtype, a.data, r * n, &e);
     tool_lock(); /* one writer for every worker */
-    if (!s) s = lr_model_writer_put(wr, it->name[0], buf[0], m * r * es, &e);
-    if (!s) s = lr_model_writer_put(wr, it->name[1], buf[1], r * n * es, &e);
+    if (!s && wr) s = lr_model_writer_put(wr, it->name[0], buf[0], m * r * es, &e);
+    if (!s && wr) s = lr_model_writer_put(wr, it->name[1], buf[1], r * n * es, &e);
     tool_unlock();
+    if (!s && !wr) it->enc[0] = buf[0], it->enc[1] = buf[1], buf[0] = buf[1] = NULL; /* rank 0 puts them */
     lr_mat_free(&w), lr_mat_free(&b), lr_mat_free(&a);
     lr_usv_free(&vec);
     free(buf[0]), free(buf[1]);
@@ -257,8 +295,9 @@ typedef struct {
     tool_opts *o;
     lr_model *md;
     item **of;           /* (nt) the item of tensor i, or NULL */
-    lr_model_writer *w;
+    lr_model_writer *w;  /* rank 0's; NULL on the others */
     tool_progress *pg;
+    int rank, size;      /* under mpirun: factored tensor i is rank i % size's; copies rank 0's */
 } job;
 
 /* Pass 2, tensor i: factor what the plan keeps, copy the rest. */
@@ -271,6 +310,8 @@ static int write_item(void *ctx, size_t i, size_t worker)
     lr_err err = { 0 };
     int rc = 0;
     (void)worker;
+    bool mine = f && !f->plan.dense ? (int)(i % (size_t)j->size) == j->rank : j->rank == 0;
+    if (!mine) return 0;
     if (f && !f->plan.dense) {
         rc = factor(f, j->md, j->o, rank_mode, j->w);
     } else if (tool_copy_tensor(j->w, j->md, src, &err)) {
@@ -286,32 +327,72 @@ static int write_item(void *ctx, size_t i, size_t worker)
     return rc;
 }
 
+/* Under mpirun, after pass 2: the factors the other ranks made, to rank 0's writer, in order. */
+static int gather_factors(const job *j, size_t nt, bool rank_mode)
+{
+    for (size_t i = 0; j->size > 1 && i < nt; i++) {
+        item *f = j->of[i];
+        int owner = (int)(i % (size_t)j->size);
+        if (!f || f->plan.dense || owner == 0 || (j->rank != 0 && j->rank != owner)) continue;
+        size_t m = f->t->shape[0], n = f->t->shape[1], r = f->plan.rank, es = lr_st_dtype_bits(f->t->dtype) / 8;
+        size_t nb[2] = { m * r * es, r * n * es };
+        struct { double fro, tail, energy; int svd; } h = { f->fro, f->plan.tail, f->plan.energy, 0 };
+        if (j->rank == owner) {
+            h.svd = f->svd && !strcmp(f->svd, "exact") ? 1 : f->svd && !strcmp(f->svd, "randomized") ? 2 : 0;
+            tool_mpi_send(&h, sizeof h, 0), tool_mpi_send(f->enc[0], nb[0], 0), tool_mpi_send(f->enc[1], nb[1], 0);
+            free(f->enc[0]), free(f->enc[1]), f->enc[0] = f->enc[1] = NULL;
+            continue;
+        }
+        tool_mpi_recv(&h, sizeof h, owner);
+        static const char *const svd[3] = { "krylov", "exact", "randomized" };
+        f->fro = h.fro, f->svd = svd[h.svd % 3];
+        if (rank_mode) f->plan.tail = h.tail, f->plan.energy = h.energy;
+        lr_err e = { 0 };
+        lr_status s = LR_OK;
+        for (int q = 0; q < 2 && !s; q++) {
+            void *buf = malloc(nb[q] ? nb[q] : 1);
+            if (!buf) abort(); /* MPI itself would not survive this either */
+            tool_mpi_recv(buf, nb[q], owner);
+            s = lr_model_writer_put(j->w, f->name[q], buf, nb[q], &e);
+            free(buf);
+        }
+        if (s) return tool_fail(SUB, &e);
+    }
+    return 0;
+}
+
 /* Pass 2 over the model: the writer gets every output tensor, in any order (each has its
  * place in the header), then commits. */
-static int write_out(const tool_compress_args *a, tool_opts *o, lr_model *md, item *it, size_t n)
+static int write_out(const tool_compress_args *a, tool_opts *o, lr_model *md, item *it, size_t n, int rank, int size)
 {
     lr_model_entry *e = NULL;
     size_t ne = 0, nt = lr_model_count(md);
     lr_model_writer w = { 0 };
     tool_progress pg = { 0 };
-    job j = { a, o, md, calloc(nt + 1, sizeof(item *)), &w, &pg };
+    job j = { a, o, md, calloc(nt + 1, sizeof(item *)), rank == 0 ? &w : NULL, &pg, rank, size };
     int rc = j.of ? out_entries(&e, &ne, md, it, n, a->max_shard) : tool_failf(SUB, "out of memory");
     for (size_t i = 0, k = 0; !rc && i < nt; i++)
         if (k < n && it[k].t == lr_model_at(md, i)) j.of[i] = &it[k++];
     char *rec = rc ? NULL : record(a, it, n);
-    if (!rc) rc = tool_writer_init(SUB, &w, a->out, md, e, ne, rec, a->max_shard);
+    if (!rc && rank == 0) rc = tool_writer_init(SUB, &w, a->out, md, e, ne, rec, a->max_shard);
     size_t *all = malloc((nt + 1) * sizeof *all);
     for (size_t i = 0; all && i < nt; i++) all[i] = i;
-    if (!rc) tool_progress_init(&pg, o->progress, nt, all ? tool_bytes_of(md, all, nt) : 0);
+    if (!rc) tool_progress_init(&pg, o->progress && rank == 0, nt, all ? tool_bytes_of(md, all, nt) : 0);
     free(all);
+    if (rank != 0) pg.on = false;
+    rc = tool_mpi_agree(rc); /* rank 0's writer is open, or every rank stops */
     if (!rc) rc = tool_parallel(nt, tool_workers(o->threads), write_item, &j);
+    rc = tool_mpi_agree(rc);
     if (nt && !rc) tool_progress_end(&pg);
+    if (!rc) rc = gather_factors(&j, nt, a->plan.kind == LR_PLAN_RANK);
+    if (!rc && rank != 0) goto done;
     for (size_t i = 0; i < n && !rc; i++)
         if (it[i].balanced)
             tool_note(o, SUB, it[i].t->name, "stored as B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T: U_r S_r exceeds "
                       "the dtype's range (recorded in __metadata__ as balanced_split)");
     lr_err err = { 0 };
     if (!rc && lr_model_writer_commit(&w, &err)) rc = tool_fail(SUB, &err);
+done:
     lr_model_writer_free(&w);
     free(e), free(rec), free(j.of);
     return rc;
@@ -424,6 +505,8 @@ int tool_compress(int argc, char **argv)
     item *it = NULL;
     lr_plan_total tot = { 0 };
     tool_progress pg = { 0 };
+    int rank, size;
+    tool_mpi_start(&rank, &size);
     char *msg = malloc(cap);
     int rc = msg ? tool_parsed(SUB, tool_compress_parse(argc, argv, &o, &a, msg, cap), msg, help, true)
                  : tool_failf(SUB, "out of memory");
@@ -436,7 +519,8 @@ int tool_compress(int argc, char **argv)
     if (!rc) rc = tool_candidates(&o, SUB, &md, &idx, &n);
     if (!rc && !(it = calloc(n ? n : 1, sizeof *it))) rc = tool_failf(SUB, "out of memory");
     if (!rc && n == 0) rc = tool_failf(SUB, "%s: no 2-D floating tensor is selected", a.model);
-    if (!rc && !rank_mode) tool_progress_init(&pg, o.progress, n, tool_bytes_of(&md, idx, n));
+    if (!rc && !rank_mode) tool_progress_init(&pg, o.progress && rank == 0, n, tool_bytes_of(&md, idx, n));
+    if (rank != 0) pg.on = false;
     for (size_t i = 0; i < n && !rc; i++) {
         it[i].t = lr_model_at(&md, idx[i]);
         size_t m = it[i].t->shape[0], nn = it[i].t->shape[1], k = m < nn ? m : nn;
@@ -445,21 +529,24 @@ int tool_compress(int argc, char **argv)
                             it[i].t->name, a.plan.rank, m, nn, k);
         else if (rank_mode) plan_rank(&it[i], a.plan.rank);
     }
-    pass1 p1 = { it, &md, &o.sp, &pg }; /* pass 1: values for the plan (not for --rank) */
+    pass1 p1 = { it, &md, &o.sp, &pg, rank, size }; /* pass 1: values for the plan (not for --rank) */
     if (!rc && !rank_mode) rc = tool_parallel(n, tool_workers(o.threads), analyse_item, &p1);
+    if (!rank_mode && size > 1) rc = tool_mpi_agree(rc);
+    if (!rc && !rank_mode) rc = share_spectra(&p1, n);
     if (!rc && !rank_mode && n) tool_progress_end(&pg);
     if (!rc && !rank_mode) rc = plan(&a, it, n, &tot);
     for (size_t i = 0; i < n && !rc; i++) rc = decide_split(&it[i], &md);
-    if (!rc) rc = write_out(&a, &o, &md, it, n);
+    if (!rc) rc = write_out(&a, &o, &md, it, n, rank, size);
     if (!rc && rank_mode) totals(it, n, &tot);
-    if (!rc && o.json) rc = report_json(&a, it, n, &tot, &o);
-    else if (!rc) print_table(&a, it, n, &tot);
+    if (!rc && rank == 0 && o.json) rc = report_json(&a, it, n, &tot, &o);
+    else if (!rc && rank == 0) print_table(&a, it, n, &tot);
     for (size_t i = 0; it && i < n; i++) {
         lr_spectrum_free(&it[i].sp);
-        free(it[i].name[0]), free(it[i].name[1]);
+        free(it[i].name[0]), free(it[i].name[1]), free(it[i].enc[0]), free(it[i].enc[1]);
     }
     free(it), free(idx);
     lr_model_free(&md);
     tool_opts_free(&o);
+    tool_mpi_end();
     return rc < 0 ? 0 : rc; /* after --help */
 }
