@@ -17,6 +17,15 @@ static void test_defaults_and_step_scalars(void **state)
     assert_allclose(s.bc2_sqrt, sqrt(1.0 - pow(0.999, 1000)), 1e-7, 0);
 }
 
+/* NULL options are the defaults (it used to dereference NULL). */
+static void test_null_is_default(void **state)
+{
+    (void)state;
+    lr_adam_opts p = lr_adam_opts_default();
+    lr_adam_step a = lr_adam_step_for(NULL, 7), b = lr_adam_step_for(&p, 7);
+    assert_memory_equal(&a, &b, sizeof a);
+}
+
 static void test_first_step_by_hand(void **state)
 {
     (void)state;
@@ -81,6 +90,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_step_scalars),
+        cmocka_unit_test(test_null_is_default),
         cmocka_unit_test(test_first_step_by_hand),
         cmocka_unit_test(test_update_matches_double_reference),
     };

@@ -130,6 +130,10 @@ static void test_config(void **state)
     assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"a\" already exists");
     assert_int_equal(lr_lora_count(f.lm), 1);
+    /* NULL options: the defaults */
+    assert_int_equal(lr_lora_add(f.lm, "dflt", NULL, &e), LR_OK);
+    assert_int_equal(lr_lora_count(f.lm), 2);
+    assert_int_equal(lr_lora_remove(f.lm, "dflt", &e), LR_OK);
     assert_int_equal(lr_lora_select(f.lm, "zz", &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no adapter named \"zz\"");
     assert_int_equal(lr_lora_remove(f.lm, "zz", &e), LR_EINVAL);

@@ -254,6 +254,34 @@ static void test_train_step_equals_gradients_plus_adam(void **state)
     lr_mlp_free(&ref);
 }
 
+/* NULL Adam options are the defaults (design.md, rule 3): the same bits as passing them. */
+static void test_null_adam_is_default(void **state)
+{
+    (void)state;
+    lr_mlp net, ref;
+    lr_lora_weights lw, lwr;
+    make_pair(&net, &ref, &lw, &lwr, false);
+    float x[10 * 9], loss, lossr;
+    uint8_t y[10];
+    lr_adam_opts ap = lr_adam_opts_default();
+    for (size_t t = 1; t <= 2; t++) {
+        make_batch(x, y, 10, 9, 4, 20 + t);
+        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, NULL, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lossr, NULL), LR_OK);
+        assert_true(loss == lossr);
+    }
+    assert_memory_equal(net.params, ref.params, net.n_params * sizeof *net.params);
+    float *g = calloc(net.n_params, sizeof *g);
+    assert_int_equal(lr_mlp_apply_grad(&net, g, NULL, NULL), LR_OK);
+    assert_int_equal(lr_mlp_apply_grad(&ref, g, &ap, NULL), LR_OK);
+    assert_memory_equal(net.params, ref.params, net.n_params * sizeof *net.params);
+    free(g);
+    lr_lora_weights_free(&lw);
+    lr_lora_weights_free(&lwr);
+    lr_mlp_free(&net);
+    lr_mlp_free(&ref);
+}
+
 /* The two halves of a step (lr_mlp_grad_shard + lr_mlp_apply_grad): the packed layout holds
  * exactly the trainable tensors; its entries are lr_mlp_gradients'; shares of a batch add up
  * to the batch's gradient; an empty share is zero; one Adam step on it matches the fused step;
@@ -691,7 +719,7 @@ static void test_bad_inputs(void **state)
     assert_int_equal(lr_mlp_train_step(&net, x, ybad, 2, &ap, &loss, &e), LR_ERANGE);
     assert_msg_contains(e.msg, "label 4 of example 1");
     assert_int_equal(lr_mlp_train_step(&net, x, NULL, 2, &ap, &loss, &e), LR_EINVAL);
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 2, NULL, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, x, y, 2, NULL, &loss, &e), LR_OK); /* NULL: the defaults */
     ap.beta2 = 1.0;
     assert_int_equal(lr_mlp_train_step(&net, x, y, 2, &ap, &loss, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "betas");
@@ -931,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_layout_and_init),
         cmocka_unit_test(test_gradients_by_central_differences),
         cmocka_unit_test(test_train_step_equals_gradients_plus_adam),
+        cmocka_unit_test(test_null_adam_is_default),
         cmocka_unit_test(test_packed_gradients_and_apply),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
         cmocka_unit_test(test_frozen_copy_follows_the_weights),

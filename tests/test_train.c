@@ -387,7 +387,15 @@ static void test_bad_inputs(void **state)
     lr_err e;
     assert_int_equal(lr_train(NULL, NULL, &s.d, &o, &e), LR_EINVAL);
     assert_int_equal(lr_train(&net, NULL, NULL, &o, &e), LR_EINVAL);
-    assert_int_equal(lr_train(&net, NULL, &s.d, NULL, &e), LR_EINVAL);
+    { /* NULL options: the defaults, the same bits as passing them */
+        lr_mlp n1, n2;
+        assert_int_equal(lr_mlp_init(&n1, (size_t[]){ 16, 4 }, 2, NULL), LR_OK);
+        assert_int_equal(lr_mlp_init(&n2, (size_t[]){ 16, 4 }, 2, NULL), LR_OK);
+        assert_int_equal(lr_train(&n1, NULL, &s.d, NULL, &e), LR_OK);
+        assert_int_equal(lr_train(&n2, NULL, &s.d, &o, &e), LR_OK);
+        assert_memory_equal(n1.params, n2.params, n1.n_params * sizeof *n1.params);
+        lr_mlp_free(&n1), lr_mlp_free(&n2);
+    }
     o.batch = 0;
     assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "batch size is 0");

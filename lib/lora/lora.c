@@ -293,6 +293,8 @@ static lr_status pissa_layer(lr__adapter *a, lr_layer *ly, size_t i, lr_err *err
 
 lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
 {
+    lr_lora_opts def = lr_lora_opts_default();
+    if (!cfg) cfg = &def; /* NULL options: the defaults */
     lr__adapter *a;
     lr_status s = adapter_new(lm, name, cfg, &a, err);
     if (s) return s;
@@ -503,8 +505,10 @@ bool lr_lora_is_merged(const lr_lora *lm) { return lm && lm->merged; }
 lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
                           const lr_lora_opts *cfg, lr_err *err)
 {
-    if (!lm || !ft || !ft->params || !cfg)
-        return lr__fail(err, LR_EINVAL, "lora_extract: module, fine-tuned net or config is NULL");
+    lr_lora_opts def = lr_lora_opts_default();
+    if (!cfg) cfg = &def; /* NULL options: the defaults */
+    if (!lm || !ft || !ft->params)
+        return lr__fail(err, LR_EINVAL, "lora_extract: module or fine-tuned net is NULL");
     lr_mlp *net = lm->net;
     if (ft->n_layers != net->n_layers)
         return lr__fail(err, LR_EDIM, "lora_extract: the fine-tuned net has %zu layers, the base %zu",

@@ -625,6 +625,8 @@ static lr_status train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
 {
     LR__FP_SCOPE();
     lr_status s;
+    lr_adam_opts def = lr_adam_opts_default();
+    if (!adam) adam = &def; /* NULL options: the defaults */
     if ((s = step_prepare(net, x, labels, batch, tg, adam, loss, what, err))) return s;
     fwd_bufs fb = train_bufs(net);
     bwd_ctx c = { x, batch, lowest_trainable(net), net->adam_t + 1, &fb, lr_adam_step_for(adam, net->adam_t + 1) };
@@ -827,6 +829,8 @@ lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *ada
 {
     LR__FP_SCOPE();
     lr_status s;
+    lr_adam_opts def = lr_adam_opts_default();
+    if (!adam) adam = &def; /* NULL options: the defaults */
     if (!net || !net->params || !net->work || !g)
         return lr__fail(err, LR_EINVAL, "mlp_apply_grad: net or g is NULL");
     if ((s = check_adam(adam, "mlp_apply_grad", err))) return s;

@@ -31,7 +31,7 @@ lr_train_opts lr_train_opts_default(void)
 
 static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_err *err)
 {
-    if (!data || !o) return lr__fail(err, LR_EINVAL, "train: data or options is NULL");
+    if (!data || !o) return lr__fail(err, LR_EINVAL, "train: data is NULL");
     lr_status s = lr_dataset_check(data, err);
     if (s) return s;
     if (o->batch == 0) return lr__fail(err, LR_EINVAL, "train: batch size is 0");
@@ -256,6 +256,8 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
 {
     LR__FP_SCOPE();
     lr_status s;
+    lr_train_opts def = lr_train_opts_default();
+    if (!o) o = &def; /* NULL options: the defaults (design.md, rule 3) */
     if (res) memset(res, 0, sizeof *res);
     if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, o, err))) {
         if (o && o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err); /* the set-up agreement */

@@ -108,7 +108,7 @@ LR_API void lr_lora_free(lr_lora *lm);
 
 LR_API lr_mlp *lr_lora_net(const lr_lora *lm);
 
-/* Creates adapter `name` (unique) per cfg. Gaussian: for each target layer in order, A
+/* Creates adapter `name` (unique) per cfg (NULL: lr_lora_opts_default()). Gaussian: for each target layer in order, A
  * gets rank·in draws of N(0,1) from an lr_rng seeded with cfg->seed; B = 0. PiSSA: see
  * above (needs the SVD of each target W₀; rewrites W₀ to the residual). Does not select. */
 LR_API lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err);
@@ -190,7 +190,7 @@ typedef struct {
 /* Adds adapter `name` with B·A the best rank-r approximation of each target layer's
  * ΔW = W_ft − W₀ (W₀ = the module's net as it is now): with ΔW ≈ U_r S_r V_rᵀ,
  * A = V_rᵀ and B = U_r·S_r / s, so that s·B·A = U_r S_r V_rᵀ for the config's α (the scale
- * is folded into B). cfg->init is ignored; rank <= min(in, out). `ft` must have the same
+ * is folded into B). cfg->init is ignored (cfg NULL: the defaults); rank <= min(in, out). `ft` must have the same
  * sizes. rep (may be NULL) receives the per-layer errors and parameter counts. */
 LR_API lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
                                  const lr_lora_opts *cfg, lr_err *err);

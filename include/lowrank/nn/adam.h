@@ -44,6 +44,7 @@ typedef struct {
     float bc2_sqrt;                /* sqrt(1 - β2^t) */
 } lr_adam_step;
 
+/* The step-t scalars of p (NULL: lr_adam_opts_default()). */
 LR_API lr_adam_step lr_adam_step_for(const lr_adam_opts *p, size_t t);
 
 /* One element: updates *m, *v and returns the new parameter. */

@@ -127,7 +127,8 @@ LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x
  * weights and biases, and the A, B of attached, enabled adapters (LR_EINVAL when there is
  * nothing to train). A NaN/Inf layer output or loss stops before any parameter changes, a
  * NaN/Inf gradient before the layer it reaches is updated, with LR_ENONFINITE and a message
- * naming the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). */
+ * naming the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). adam
+ * NULL means lr_adam_opts_default(). */
 LR_API lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
                                    const lr_adam_opts *adam, float *loss, lr_err *err);
 
@@ -182,7 +183,8 @@ LR_API lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const flo
 
 /* One Adam step (step adam_t + 1) on the trainable tensors with the packed gradient g; the
  * element-wise update is the fused step's (lr_adam_elem). A NaN or Inf in g is
- * LR_ENONFINITE naming the tensor and entry, before any parameter changes. */
+ * LR_ENONFINITE naming the tensor and entry, before any parameter changes. adam NULL means
+ * lr_adam_opts_default(). */
 LR_API lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *adam, lr_err *err);
 
 /* Subnormal floats (0 < |x| < FLT_MIN = 1.18e-38) the net holds: in its parameters, in Adam's

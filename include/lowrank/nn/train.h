@@ -100,7 +100,7 @@ LR_API lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, con
                                       lr_err *err);
 
 /* Trains net on data (dim = the net's input size, classes <= its output size). res may be
- * NULL. On error (bad input, LR_ENONFINITE) res holds the steps completed. */
+ * NULL; o NULL means lr_train_opts_default(). On error (bad input, LR_ENONFINITE) res holds the steps completed. */
 LR_API lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data,
                           const lr_train_opts *o, lr_err *err);
 
