@@ -1,4 +1,4 @@
-/* linear.c — dense-layer kernels: forward, backward, backward fused with Adam, LoRA branch.
+/* linear.c — dense-layer kernels: forward, backward, backward fused with Adam (a layer's LoRA branch is lora_layer.c's).
  *
  * The training step of the seed's model at batch 10 is memory-bound: every step streams the
  * weights (11 MB) in the forward pass and the weights plus Adam's two moments (34 MB, read

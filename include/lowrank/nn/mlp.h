@@ -1,7 +1,7 @@
 /* mlp.h — a multilayer perceptron of dense layers with ReLU between them, trained with Adam,
  * with optional LoRA adapters in its hot path.
  *
- * The net is a list of layer sizes (784-1000-2000-10, "RichBoyNet", is the seed's model);
+ * The net is a list of layer sizes (784-1000-2000-10 is the demo's MLP);
  * layer i (named "linear1", "linear2", … like PyTorch's state dict) maps sizes[i] inputs to
  * sizes[i+1] outputs, y = x·Wᵀ + b, and ReLU follows every layer but the last. As in llm.c,
  * every weight and bias lives in ONE allocation (lr_mlp.params, in state-dict order
@@ -60,7 +60,7 @@ typedef struct lr_mlp {
     struct lr__mlp_work *work;
 } lr_mlp;
 
-/* The seed's RichBoyNet sizes {784, 1000, 2000, 10}. */
+/* The 784-1000-2000-10 MLP's sizes {784, 1000, 2000, 10}. */
 LR_API extern const size_t lr_mlp_default_sizes[4];
 
 /* n_sizes >= 2 entries, each >= 1, at most LR_MLP_MAX_LAYERS layers. Parameters are zero
@@ -73,7 +73,7 @@ LR_API void lr_mlp_free(lr_mlp *net);
  * drawn layer by layer (weight row by row, then bias). Resets the optimizer. */
 LR_API void lr_mlp_init_params(lr_mlp *net, lr_rng *rng);
 
-/* Parameter count of an MLP with these sizes (2,807,010 for RichBoyNet); 0 on overflow. */
+/* Parameter count of an MLP with these sizes (2,807,010 for the 784-1000-2000-10 MLP); 0 on overflow. */
 LR_API size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes);
 
 /* Index of the layer called name ("linear2"), or -1. */
@@ -170,7 +170,7 @@ LR_API lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t 
  * The packed gradient holds exactly the trainable tensors, in this order: layer by layer,
  * the weight (out, in) then the bias (out) of an unfrozen layer, then A (r, in) then
  * B (out, r) of an enabled adapter. lr_mlp_grad_size gives its length: 2,807,010 floats for
- * RichBoyNet trained whole, 6,794 for its rank-1 adapters on a frozen base. */
+ * the 784-1000-2000-10 MLP trained whole, 6,794 for its rank-1 adapters on a frozen base. */
 LR_API size_t lr_mlp_grad_size(const lr_mlp *net);
 
 /* g: (lr_mlp_grad_size) <- the gradient of (1/denom)·Σ_b loss_b over the rows x: (rows, in)
