@@ -99,6 +99,12 @@ static bool named(const char *only, const char *name)
     return false;
 }
 
+int tool_fail_tensor(const char *sub, const lr_err *e, const lr_model *m, const char *name)
+{
+    if (strstr(e->msg, name)) return tool_fail(sub, e); /* the reader's: names the file and the tensor */
+    return tool_failf(sub, "%s: %s: %s", lr_model_file_of(m, name), name, e->msg);
+}
+
 int tool_open(const char *sub, lr_model *m, const char *path)
 {
     lr_err e = { 0 };
@@ -225,6 +231,7 @@ double tool_residual2_rows(const lr_rows *src, lr_cmat b, lr_cmat a, lr_err *err
     const size_t rows = 1024;
     lr_mat e;
     if (lr_mat_init(&e, rows < src->rows ? rows : src->rows, src->cols, err)) return NAN;
+    /* e: (rows, n) = a block of src − b·a */
     double acc = 0;
     for (size_t i0 = 0; i0 < src->rows; i0 += rows) {
         size_t k = src->rows - i0 < rows ? src->rows - i0 : rows;
@@ -241,22 +248,19 @@ double tool_residual2_rows(const lr_rows *src, lr_cmat b, lr_cmat a, lr_err *err
     return acc;
 }
 
+/* rows [r0, r0 + k) of the matrix at ctx (an lr_cmat) */
+static lr_status mem_read(void *ctx, float *dst, size_t r0, size_t k, lr_err *err)
+{
+    const lr_cmat *d = ctx;
+    (void)err;
+    for (size_t i = 0; i < k; i++) memcpy(dst + i * d->cols, d->data + (r0 + i) * d->ld, d->cols * sizeof *dst);
+    return LR_OK;
+}
+
 double tool_residual2(lr_cmat d, lr_cmat b, lr_cmat a)
 {
-    const size_t rows = 64;
-    lr_mat e;
-    if (lr_mat_init(&e, rows < d.rows ? rows : d.rows, d.cols, NULL)) return NAN;
-    double acc = 0;
-    for (size_t i0 = 0; i0 < d.rows; i0 += rows) {
-        size_t k = d.rows - i0 < rows ? d.rows - i0 : rows;
-        lr_mat eb = { e.data, k, d.cols, e.ld };
-        for (size_t i = 0; i < k; i++) memcpy(eb.data + i * eb.ld, d.data + (i0 + i) * d.ld, d.cols * sizeof(float));
-        lr_gemm(eb, -1.0f, (lr_cmat){ b.data + i0 * b.ld, k, b.cols, b.ld }, false, a, false, 1.0f, NULL);
-        double f = lr_mat_norm_fro(lr_cm(eb));
-        acc += f * f;
-    }
-    lr_mat_free(&e);
-    return acc;
+    lr_rows src = { d.rows, d.cols, mem_read, &d };
+    return tool_residual2_rows(&src, b, a, NULL);
 }
 
 lr_status tool_seterr(lr_err *err, lr_status s, const char *fmt, ...)
@@ -520,7 +524,7 @@ int tool_writer_init(const char *sub, lr_model_writer *w, const char *out, const
     lr_model_write_opts o = lr_model_write_opts_default();
     o.max_shard_bytes = max_shard;
     lr_err err = { 0 };
-    int rc = lr_model_writer_init(w, out, e, n, meta, k, m->index_meta, &o, &err) ? tool_fail(sub, &err) : 0;
+    int rc = lr_model_writer_init(w, out, e, n, meta, k, lr_model_index_meta(m), &o, &err) ? tool_fail(sub, &err) : 0;
     free(meta);
     return rc;
 }
@@ -550,7 +554,7 @@ int tool_check_out_model(const char *sub, const char *out, const lr_model *m)
                               lr_model_path(m));
     }
     const char *ix = lr_model_index_path(m);
-    if (ix && (lr_cli_same_file(out, ix) || lr_cli_same_file(out, m->dir)))
+    if (ix && (lr_cli_same_file(out, ix) || lr_cli_same_file(out, lr_model_dir(m))))
         return tool_usage(sub, "--out '%s' is the input %s (or its directory): refusing to write over an input", out,
                           lr_model_path(m));
     return 0;

@@ -66,10 +66,7 @@ static char *factor_name(const char *t, char which)
 static int analyse(item *it, lr_model *md, const lr_spectrum_opts *so)
 {
     lr_err e = { 0 };
-    lr_status s = tool_spectrum(&it->sp, md, it->t, so, &e);
-    if (!s) return 0;
-    return strstr(e.msg, it->t->name) ? tool_fail(SUB, &e) /* names the file and the tensor */
-                                      : tool_failf(SUB, "%s: %s: %s", lr_model_file_of(md, it->t->name), it->t->name, e.msg);
+    return tool_spectrum(&it->sp, md, it->t, so, &e) ? tool_fail_tensor(SUB, &e, md, it->t->name) : 0;
 }
 
 typedef struct {

@@ -185,26 +185,26 @@ static int extract_one(const job *j, const lr_st_tensor *t, size_t i, tool_scrat
 typedef struct {
     lr_model *bm, *tm;
     const lr_st_tensor *t;
+    tool_scratch tmp;    /* BASE's rows, kept from read to read (one run reads the rows 10+ times) */
 } delta;
 
 static lr_status delta_read(void *ctx, float *dst, size_t r0, size_t k, lr_err *err)
 {
-    const delta *d = ctx;
+    delta *d = ctx;
     size_t n = d->t->shape[1];
-    float *tmp = malloc((k * n > 0 ? k * n : 1) * sizeof *tmp);
+    float *tmp = tool_scratch_get(&d->tmp, 0, k * n);
     if (!tmp) return tool_seterr(err, LR_ENOMEM, "%s: out of memory", d->t->name);
     tool_src sb, st;
     lr_rows rb = tool_rows(&sb, d->bm, lr_model_find(d->bm, d->t->name)), rt = tool_rows(&st, d->tm, d->t);
     lr_status s = rt.read(rt.ctx, dst, r0, k, err);
     if (!s) s = rb.read(rb.ctx, tmp, r0, k, err);
     for (size_t i = 0; !s && i < k * n; i++) dst[i] -= tmp[i];
-    free(tmp);
     return s;
 }
 
 /* A tensor too large to hold twice as float32 (an untied lm_head: 2.1 GB a copy): compared
- * as bytes first, then factored from ΔW read a block of rows at a time (checked Krylov; the
- * exact fallback, if the check fails, reads ΔW whole). */
+ * as bytes first, then factored from ΔW read a block of rows at a time (checked Krylov, no
+ * exact fallback: tool_factor_rank). */
 static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
 {
     const tool_extract_args *a = j->a;
@@ -222,7 +222,7 @@ static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
     if (r > (m < n ? m : n))
         return tool_failf(SUB, "%s: rank %zu exceeds min(%zu, %zu) = %zu", where, r, m, n, m < n ? m : n);
     *ly = (layer){ .name = t->name, .m = m, .n = n, .r = r };
-    delta dc = { j->bm, j->tm, t };
+    delta dc = { .bm = j->bm, .tm = j->tm, .t = t };
     lr_rows src = { m, n, delta_read, &dc };
     lr_usv vec = { 0 };
     lr_mat b = { 0 }, A = { 0 };
@@ -239,6 +239,7 @@ static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
         if (isnan(ly->fro)) s = LR_EIO;
     }
     lr_usv_free(&vec);
+    tool_scratch_free(&dc.tmp);
     if (!s) {
         tool_src sb;
         lr_rows rb = tool_rows(&sb, j->bm, lr_model_find(j->bm, t->name));
@@ -257,7 +258,7 @@ static int extract_streamed(const job *j, const lr_st_tensor *t, size_t i)
     }
     if (!s) return j->fa[i] = A.data, j->fb[i] = b.data, j->kind[i] = EXTRACTED, 0;
     lr_mat_free(&b), lr_mat_free(&A);
-    return strstr(e.msg, t->name) ? tool_fail(SUB, &e) : tool_failf(SUB, "%s: %s", where, e.msg);
+    return tool_fail_tensor(SUB, &e, j->tm, t->name);
 }
 
 /* One tensor of TUNED, on worker w. */

@@ -47,9 +47,7 @@ static void derive(row *rw, const lr_st_tensor *t)
 static int analyse(row *rw, lr_model *m, const lr_st_tensor *t, const tool_opts *o)
 {
     lr_err e = { 0 };
-    if (tool_spectrum(&rw->sp, m, t, &o->sp, &e)) /* names the file and the tensor, or is the SVD's */
-        return strstr(e.msg, t->name) ? tool_fail(SUB, &e)
-                                      : tool_failf(SUB, "%s: %s: %s", lr_model_file_of(m, t->name), t->name, e.msg);
+    if (tool_spectrum(&rw->sp, m, t, &o->sp, &e)) return tool_fail_tensor(SUB, &e, m, t->name);
     derive(rw, t);
     return 0;
 }

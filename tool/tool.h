@@ -37,6 +37,10 @@ int tool_failf(const char *sub, const char *fmt, ...)
     ;
 /* No more notes on stderr (ranks other than 0 under mpirun). */
 void tool_notes_off(void);
+/* A failure about tensor `name` of m: e's message as it is when it already names the tensor
+ * (the reader's, which name the file too), else prefixed with the file and the tensor (an
+ * SVD's); returns 1. */
+int tool_fail_tensor(const char *sub, const lr_err *e, const lr_model *m, const char *name);
 /* A note on stderr, also kept for --json ("skipped": [...]). */
 void tool_note(tool_opts *o, const char *sub, const char *tensor, const char *why);
 

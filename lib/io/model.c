@@ -345,6 +345,8 @@ lr_status lr_model_open(lr_model *m, const char *path, lr_err *err)
 
 const char *lr_model_path(const lr_model *m) { return m ? m->path : NULL; }
 const char *lr_model_index_path(const lr_model *m) { return m ? m->index : NULL; }
+const char *lr_model_dir(const lr_model *m) { return m ? m->dir : NULL; }
+const char *lr_model_index_meta(const lr_model *m) { return m ? m->index_meta : NULL; }
 size_t lr_model_count(const lr_model *m) { return m ? m->nt : 0; }
 size_t lr_model_shard_count(const lr_model *m) { return m ? m->nshards : 0; }
 

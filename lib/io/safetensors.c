@@ -1036,8 +1036,9 @@ static lr_status writer_open(lr_st_writer *w, const char *text, size_t *data_sta
     return LR_OK;
 }
 
-lr_status lr_st_writer_init(lr_st_writer *w, const char *path, const lr_st_tensor *t, size_t nt,
-                            const lr_st_meta *m, size_t nm, lr_err *err)
+/* lr_st_writer_init; need_data: every tensor with bytes must carry them (lr_safetensors_write). */
+static lr_status writer_init(lr_st_writer *w, const char *path, const lr_st_tensor *t, size_t nt, const lr_st_meta *m,
+                             size_t nm, bool need_data, lr_err *err)
 {
     if (!w) return lr__fail(err, LR_EINVAL, "lr_st_writer_init: w is NULL");
     memset(w, 0, sizeof *w);
@@ -1050,7 +1051,7 @@ lr_status lr_st_writer_init(lr_st_writer *w, const char *path, const lr_st_tenso
     lr_status s = LR_OK;
     if (!(w->path = strdup(path)) || !order || !tmp || !morder || !nbytes)
         s = lr__fail(err, LR_ENOMEM, "%s: out of memory", path);
-    if (!s) s = check_tensors_w(path, t, nt, false, nbytes, order, tmp, err);
+    if (!s) s = check_tensors_w(path, t, nt, need_data, nbytes, order, tmp, err);
     if (!s) s = check_meta_w(path, m, nm, morder, tmp, err);
     if (!s && !(text = header_text(t, nt, order, nbytes, m, nm, morder)))
         s = lr__fail(err, LR_ENOMEM, "%s: out of memory building the header", path);
@@ -1059,6 +1060,12 @@ lr_status lr_st_writer_init(lr_st_writer *w, const char *path, const lr_st_tenso
     free(text), free(order), free(tmp), free(morder), free(nbytes);
     if (s) lr_st_writer_free(w);
     return s;
+}
+
+lr_status lr_st_writer_init(lr_st_writer *w, const char *path, const lr_st_tensor *t, size_t nt,
+                            const lr_st_meta *m, size_t nm, lr_err *err)
+{
+    return writer_init(w, path, t, nt, m, nm, false, err);
 }
 
 static ptrdiff_t writer_find(const lr_st_writer *w, const char *name)
@@ -1107,14 +1114,8 @@ lr_status lr_st_writer_commit(lr_st_writer *w, lr_err *err)
 lr_status lr_safetensors_write(const char *path, const lr_st_tensor *t, size_t nt,
                                const lr_st_meta *m, size_t nm, lr_err *err)
 {
-    for (size_t i = 0; t && i < nt; i++) {
-        size_t nb = 0;
-        if (t[i].name && !nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nb, path ? path : "", t[i].name, NULL) &&
-            nb && !t[i].data)
-            return lr__fail(err, LR_EINVAL, "%s: tensor %s has no data", path ? path : "(null)", t[i].name);
-    }
     lr_st_writer w;
-    lr_status s = lr_st_writer_init(&w, path, t, nt, m, nm, err);
+    lr_status s = writer_init(&w, path, t, nt, m, nm, true, err);
     for (size_t i = 0; !s && i < nt; i++) {
         size_t nb = 0;
         nbytes_of(t[i].dtype, t[i].ndim, t[i].shape, &nb, path, t[i].name, NULL);

@@ -454,8 +454,7 @@ static lr_status bound(lr_rsvd_bound *bd, const rs_ctx *c, lr_cmat a, const floa
         double f = lr_mat_norm_fro(lr_cmat_view(c->blk, n, a.cols, a.cols));
         e += f * f;
     }
-    for (size_t i = 0; !c->src && i < a.rows; i++)
-        for (size_t j = 0; j < a.cols; j++) e += (double)a.data[i * a.ld + j] * a.data[i * a.ld + j];
+    if (!c->src) e = lr_mat_norm_fro(a), e *= e;
     for (size_t i = 0; i < L; i++) *(i < r ? &top : &rest) += (double)sall[i] * sall[i];
     *bd = (lr_rsvd_bound){ .energy = e, .err2 = e > top ? e - top : 0, .opt2_lb = rest, .gain = 0, .gain_prev = 0 };
     if (!zt || L0 == 0) return LR_OK; /* the whole range (L = N) or no earlier depth */
@@ -466,7 +465,6 @@ static lr_status bound(lr_rsvd_bound *bd, const rs_ctx *c, lr_cmat a, const floa
     return st;
 }
 
-/* lr_rsvd, and with bd non-NULL what the run knows of its own accuracy (lr_rsvd_bounded). */
 /* The rsvd arguments when a is a row source (lr_rsvd_rows): check_args' checks but a's. */
 static lr_status check_src(const lr_rows *a, size_t r, const float *s, lr_mat u, lr_mat vt, const lr_rng *rng,
                            lr_err *err)
@@ -485,6 +483,8 @@ static lr_status check_src(const lr_rows *a, size_t r, const float *s, lr_mat u,
     return LR_OK;
 }
 
+/* lr_rsvd on a (or on the row source src), and with bd non-NULL what the run knows of its own
+ * accuracy (lr_rsvd_bounded, lr_rsvd_rows). */
 static lr_status run(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, const lr_rows *src, size_t r,
                      const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
 {

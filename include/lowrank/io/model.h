@@ -75,9 +75,12 @@ LR_API lr_status lr_model_open(lr_model *m, const char *path, lr_err *err);
 /* Closes every shard and empties m; a no-op on NULL or an empty struct. */
 LR_API void lr_model_free(lr_model *m);
 
-/* The path given at open; the index file or NULL. */
+/* The path given at open; the index file or NULL; the directory the shards are in; the
+ * index's "metadata" object as JSON text, or NULL. */
 LR_API const char *lr_model_path(const lr_model *m);
 LR_API const char *lr_model_index_path(const lr_model *m);
+LR_API const char *lr_model_dir(const lr_model *m);
+LR_API const char *lr_model_index_meta(const lr_model *m);
 /* Tensors in the stable order: count, the i-th (NULL if out of range), by name (NULL if none). */
 LR_API size_t lr_model_count(const lr_model *m);
 LR_API const lr_st_tensor *lr_model_at(const lr_model *m, size_t i);
