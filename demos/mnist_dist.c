@@ -62,7 +62,7 @@ lr_status demo_dist_train(const demo_dist *d, lr_mlp *net, lr_train_result *res,
         lr_dist_stats st = { 0, 0, 0 };
         double t0 = MPI_Wtime();
         r.floats_per_step = lr_mlp_grad_size(net) + 1;
-        s = lr_dist_train(net, res, data, o, d->mpi_sum ? LR_DIST_SUM_MPI : LR_DIST_SUM_ORDERED, &st, MPI_COMM_WORLD,
+        s = lr_dist_train(net, res, &st, data, o, d->mpi_sum ? LR_DIST_SUM_MPI : LR_DIST_SUM_ORDERED, MPI_COMM_WORLD,
                           err);
         r.total_s = MPI_Wtime() - t0;
         r.bytes = st.bytes, r.comm_s = st.seconds;
@@ -80,7 +80,7 @@ lr_status demo_dist_train(const demo_dist *d, lr_mlp *net, lr_train_result *res,
 lr_status demo_dist_agree(const demo_dist *d, lr_status s, lr_err *err)
 {
 #ifdef LOWRANK_HAVE_MPI
-    if (d->mpi) return lr_dist_agree(s, err, MPI_COMM_WORLD);
+    if (d->mpi) return lr_dist_agree(s, MPI_COMM_WORLD, err);
 #endif
     (void)d, (void)err;
     return s;

@@ -186,7 +186,7 @@ static lr_status eval_keep_logits(const lr_mlp *net, const lr_dataset *test, flo
     lr_mlp_ws_init(&ws);
     for (size_t first = 0; first < test->n && !st; first += chunk) {
         size_t b = test->n - first < chunk ? test->n - first : chunk;
-        lr_dataset_range(x, y, test, first, b);
+        lr_dataset_range(test, x, y, first, b);
         st = lr_mlp_forward(net, logits + first * classes, x, b, &ws, err);
         if (!st) st = lr_eval_add(res, logits + first * classes, y, b, classes, err);
     }
@@ -375,7 +375,7 @@ static int pretrain(run *r, double *t_pretrain)
     double t0 = now_s();
     if (o->load) {
         lr_checkpoint_info info;
-        if (lr_checkpoint_load_new(&r->net, &info, o->load, &e)) {
+        if (lr_checkpoint_load_new(&r->net, o->load, &info, &e)) {
             fail_msg("--load", &e);
             return 1;
         }
@@ -414,7 +414,7 @@ static int pretrain(run *r, double *t_pretrain)
     }
     lr_rng rng;
     lr_rng_seed(&rng, o->seed);
-    lr_mlp_init_params(&r->net, &rng);
+    lr_mlp_reset_params(&r->net, &rng);
 
     lr_train_opts tp = lr_train_opts_default();
     tp.batch = o->batch;
@@ -545,7 +545,7 @@ static int make_adapter(run *r, int digit)
     snprintf(r->adapter, sizeof r->adapter, "digit%d", digit);
     r->lm = &r->lm_store;
     if (lr_lora_init(r->lm, &r->net, &e) || lr_lora_opts_check(&c, &r->net, &e) ||
-        lr_lora_add(r->lm, r->adapter, &c, &e) || lr_lora_select(r->lm, r->adapter, &e)) {
+        lr_lora_insert(r->lm, r->adapter, &c, &e) || lr_lora_select(r->lm, r->adapter, &e)) {
         fail_msg("creating the adapter", &e);
         return 1;
     }
@@ -570,7 +570,7 @@ static int finetune(run *r, int digit, double *t_ft)
         fprintf(stderr, PROG ": out of memory\n");
         return 1;
     }
-    if (lr_dataset_select_label(&digit_set, r->digit_rows, &r->train_set, (unsigned)digit, &e) ||
+    if (lr_dataset_select_label(&r->train_set, &digit_set, r->digit_rows, (unsigned)digit, &e) ||
         lr_train_count_steps(&r->ft_steps, &digit_set, &tp, &e)) {
         fail_msg("fine-tuning", &e);
         return 1;
@@ -699,7 +699,7 @@ static int save_outputs(run *r, int digit, const lr_eval_result *before, const l
     if (o->adapter_out) {
         /* the base is named by the checkpoint it lives in, when there is one */
         const char *base = o->save ? o->save : o->load;
-        if (lr_adapter_save(r->lm, r->adapter, o->adapter_out, base, &e)) {
+        if (lr_adapter_save(r->lm, o->adapter_out, r->adapter, base, &e)) {
             fail_msg("--adapter-out", &e);
             return 1;
         }
@@ -774,7 +774,7 @@ static int start(run *r)
     if (text(r)) {
         printf("lr-mnist: LoRA fine-tuning on MNIST with lowrank\n");
         printf("seed %" PRIu64 ", %d thread%s, %s kernels, subnormals %s\n", o->seed, o->threads,
-               o->threads == 1 ? "" : "s", lr_isa_name(lr_cpu_isa()),
+               o->threads == 1 ? "" : "s", lr_cpu_isa_name(lr_cpu_isa()),
                o->keep_subnormals ? "kept" : "flushed");
         if (r->dist.size > 1)
             printf("data-parallel: %d processes (mpirun), each with the whole model and 1/%d of every batch; "
@@ -782,7 +782,7 @@ static int start(run *r)
                    r->dist.mpi_sum ? "by MPI_Allreduce" : "in rank order");
     }
     r->js = json_object();
-    json_object_set_new(r->js, "kernels", json_string(lr_isa_name(lr_cpu_isa())));
+    json_object_set_new(r->js, "kernels", json_string(lr_cpu_isa_name(lr_cpu_isa())));
     json_object_set_new(r->js, "subnormals", json_string(o->keep_subnormals ? "kept" : "flushed"));
     json_object_set_new(r->js, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(r->js, "threads", json_integer(o->threads));
@@ -1005,7 +1005,7 @@ static int load_adapter(run *r)
     snprintf(r->adapter, sizeof r->adapter, "adapter");
     r->lm = &r->lm_store;
     lr_adapter_info info;
-    if (lr_lora_init(r->lm, &r->net, &e) || lr_adapter_load(r->lm, &info, r->adapter, r->o.adapter, &e) ||
+    if (lr_lora_init(r->lm, &r->net, &e) || lr_adapter_load(r->lm, r->o.adapter, r->adapter, &info, &e) ||
         lr_lora_select(r->lm, r->adapter, &e)) {
         fail_msg("--adapter", &e);
         return 1;
@@ -1117,7 +1117,7 @@ static int run_method(run *r, method_row *m)
     free(r->digit_rows), r->digit_rows = NULL;
     if (finetune(r, r->digit, &m->t_ft)) return 1;
     if (memcmp(r->params_pre, r->net.params, pbytes) != 0) r->frozen_same = false;
-    if (lr_eval(&m->on, &r->net, &r->test_set, 1000, &e)) {
+    if (lr_eval(&r->net, &m->on, &r->test_set, 1000, &e)) {
         fail_msg("evaluating", &e);
         return 1;
     }

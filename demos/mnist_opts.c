@@ -216,7 +216,7 @@ static bool set_option(mnist_opts *o, const char *name, const char *val, char *m
 {
     size_t z = 0;
     lr_err e = { { 0 } };
-    lr_lora_init_kind kind;
+    lr_lora_initializer kind;
     if (!strcmp(name, "--data") || !strcmp(name, "--load")) {
         if (!*val) return opt_fail(msg, cap, "%s: empty %s name", name, name[2] == 'd' ? "directory" : "file");
         *(name[2] == 'd' ? &o->data_dir : &o->load) = val;
@@ -249,7 +249,7 @@ static bool set_option(mnist_opts *o, const char *name, const char *val, char *m
         return ok;
     }
     if (!strcmp(name, "--init")) {
-        if (lr_lora_parse_init(&kind, val, &e)) return opt_fail(msg, cap, "--init: %s", e.msg);
+        if (lr_lora_parse_initializer(&kind, val, &e)) return opt_fail(msg, cap, "--init: %s", e.msg);
         o->pissa = kind == LR_LORA_INIT_PISSA;
         return true;
     }

@@ -71,7 +71,7 @@ static int teacher(preserve_state *ps, lr_lora *lm, lr_err *e)
     int rc = 0;
     for (size_t i0 = 0; i0 < n && !rc; i0 += chunk) {
         size_t b = n - i0 < chunk ? n - i0 : chunk;
-        lr_dataset_range(x, NULL, &ps->retained, i0, b);
+        lr_dataset_range(&ps->retained, x, NULL, i0, b);
         float *p = ps->soft + i0 * nout;
         rc = lr_mlp_forward(net, p, x, b, &ws, e) != LR_OK;
         for (size_t r = 0; r < b && !rc; r++, p += nout) {

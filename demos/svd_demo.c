@@ -98,7 +98,7 @@ static lr_status save_outputs(const char *prefix, const char *const *names, cons
             snprintf(err->msg, sizeof err->msg, "%s: exists and is not a regular file", paths[i]);
             st = LR_EIO;
         } else if (!(st = lr_atomic_open(&af[i], paths[i], err))) {
-            st = lr_npy_write(af[i].f, mats[i], paths[i], err);
+            st = lr_npy_write(mats[i], af[i].f, paths[i], err);
         }
     }
     for (size_t i = 0; i < count && !st; i++) st = lr_atomic_commit(&af[i], err);
@@ -153,7 +153,7 @@ static lr_status seed_matrix(const options *o, seed_result *x, lr_rng *rng, lr_e
         lr_rng_fill_normal(rng, p, 0.0f, 1.0f);
         lr_rng_fill_normal(rng, q, 0.0f, 1.0f);
         if (!(st = lr_gemm(x->w, 1.0f, lr_cm(p), false, lr_cm(q), false, 0.0f, err)) &&
-            !(st = lr_svd_values(x->s, lr_cm(x->w), err)))
+            !(st = lr_svd_values(x->s, lr_cm(x->w), NULL, err)))
             st = lr_rank_from_values(&x->rank, &x->tol, x->s, SEED_D, SEED_D, SEED_K, &o->tol, err);
     }
     lr_mat_free(&p);
@@ -273,7 +273,7 @@ static int seed_mode(const options *o)
             rc = runtime_error(err.msg);
         }
     }
-    if (!rc && (lr_factor_init(&x.b, &x.a, lr_cm(x.w), x.r, o->split, &err) || seed_compare(&x, &rng, &err) ||
+    if (!rc && (lr_factor_alloc(&x.b, &x.a, lr_cm(x.w), x.r, o->split, &err) || seed_compare(&x, &rng, &err) ||
                 lr_cost_layer(&x.cost, SEED_D, SEED_K, x.r, false, &err)))
         rc = runtime_error(err.msg);
     if (!rc && o->out_prefix) {
@@ -352,7 +352,7 @@ static lr_status mx_load(const options *o, mx_result *x, lr_err *err)
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return LR_ENOMEM;
     }
-    if (!(st = lr_svd_values(x->s, lr_cm(x->w), err)))
+    if (!(st = lr_svd_values(x->s, lr_cm(x->w), NULL, err)))
         st = lr_rank_from_values(&x->rank, &x->tol, x->s, x->k, x->m, x->n, &o->tol, err);
     if (st && strncmp(err->msg, o->path, strlen(o->path)) != 0) { /* name the file */
         char msg[sizeof err->msg];

@@ -58,7 +58,7 @@ static double time_sum(size_t n, lr_dist_sum_kind how)
     for (int i = 0; i < reps; i++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
-        check(lr_dist_sum(b, n, how, NULL, MPI_COMM_WORLD, &e), &e, "sum");
+        check(lr_dist_sum(b, NULL, n, how, MPI_COMM_WORLD, &e), &e, "sum");
         t[i] = MPI_Wtime() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &t[i], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     }
@@ -109,7 +109,7 @@ static void make_model(model_t *m, bool lora)
     check(lr_mlp_init(&m->net, lr_mlp_default_sizes, 4, &e), &e, "mlp");
     lr_rng r;
     lr_rng_seed(&r, 1);
-    lr_mlp_init_params(&m->net, &r);
+    lr_mlp_reset_params(&m->net, &r);
     m->lora = lora;
     if (!lora) return;
     lr_mlp_freeze_all(&m->net, true);
@@ -137,7 +137,7 @@ static void bench_train_one(const data_t *s, bool lora, bool last)
     lr_err e;
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = MPI_Wtime();
-    check(lr_dist_train(&m.net, &res, &s->d, &o, LR_DIST_SUM_ORDERED, &st, MPI_COMM_WORLD, &e), &e, "train");
+    check(lr_dist_train(&m.net, &res, &st, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e), &e, "train");
     double wall = MPI_Wtime() - t0;
     uint64_t sum;
     check(lr_dist_check_replicas(&sum, &m.net, MPI_COMM_WORLD, &e), &e, "replicas");
@@ -156,7 +156,7 @@ static void bench_steps(const data_t *s)
     static const size_t bs[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
     float *x = malloc(500 * 784 * sizeof *x);
     uint8_t y[500];
-    lr_dataset_range(x, y, &s->d, 0, 500);
+    lr_dataset_range(&s->d, x, y, 0, 500);
     printf("\"step\": [");
     for (int lora = 1; lora >= 0; lora--) {
         model_t m;
@@ -169,7 +169,7 @@ static void bench_steps(const data_t *s)
             double t[31];
             for (int k = 0; k < reps; k++) {
                 double t0 = MPI_Wtime();
-                check(lr_mlp_grad_shard(&m.net, g, &loss, x, y, bs[i], bs[i], NULL, &e), &e, "grad");
+                check(lr_mlp_grad_shard(&m.net, g, &loss, x, y, NULL, bs[i], bs[i], &e), &e, "grad");
                 check(lr_mlp_apply_grad(&m.net, g, &ap, &e), &e, "apply");
                 t[k] = MPI_Wtime() - t0;
             }

@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     lr_rng rng;
     lr_rng_seed(&rng, 1);
     DIE(lr_mlp_init(&net, lr_mlp_default_sizes, 4, &e), e);
-    lr_mlp_init_params(&net, &rng);
+    lr_mlp_reset_params(&net, &rng);
     lr_lora lm_store, *lm = &lm_store;
     DIE(lr_lora_init(lm, &net, &e), e);
     enum { B = 100 };
@@ -56,7 +56,7 @@ int main(int argc, char **argv)
         c.seed = 42;
         char name[16];
         snprintf(name, sizeof name, "r%zu", ranks[k]);
-        DIE(lr_lora_add(lm, name, &c, &e), e);
+        DIE(lr_lora_insert(lm, name, &c, &e), e);
         for (size_t i = 0; i < 3; i++) lr_rng_fill_normal(&rng, lr_lora_layer(lm, name, i)->b, 0, 0.01f);
         DIE(lr_lora_select(lm, name, &e), e);
         double t0 = lr_bench_now();
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
         c.rank = ranks[k];
         c.alpha = 2.0f * (float)ranks[k];
         double t0 = lr_bench_now();
-        DIE(lr_lora_add(lm, "p", &c, &e), e);
+        DIE(lr_lora_insert(lm, "p", &c, &e), e);
         double t1 = lr_bench_now();
         DIE(lr_lora_select(lm, "p", &e), e);
         DIE(lr_mlp_forward(&net, y1, x, B, &ws, &e), e);
@@ -129,9 +129,9 @@ int main(int argc, char **argv)
     char sub[64];
     snprintf(sub, sizeof sub, "%s/x8", dir);
     double t0 = lr_bench_now();
-    DIE(lr_adapter_save(lm, "x8", sub, "RichBoyNet", &e), e);
+    DIE(lr_adapter_save(lm, sub, "x8", "RichBoyNet", &e), e);
     double t1 = lr_bench_now();
-    DIE(lr_adapter_load(lm, NULL, "x8-again", sub, &e), e);
+    DIE(lr_adapter_load(lm, sub, "x8-again", NULL, &e), e);
     double t2 = lr_bench_now();
     char f1[96], f2[96];
     snprintf(f1, sizeof f1, "%s/%s", sub, LR_ADAPTER_WEIGHTS);

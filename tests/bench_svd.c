@@ -190,7 +190,7 @@ static void bench_svd(row *R, lr_mat w)
     }
     for (int rep = 0; rep < bench_reps; rep++) {
         t = lr_bench_now();
-        if ((st = lr_svd_values(s, lr_cm(w), &err))) die("svd values", st, &err);
+        if ((st = lr_svd_values(s, lr_cm(w), NULL, &err))) die("svd values", st, &err);
         t = lr_bench_now() - t;
         if (t < b2) b2 = t;
     }

@@ -151,7 +151,7 @@ int main(int argc, char **argv)
     }
     lr_dataset train_set = lr_mnist_dataset(&train), test_set = lr_mnist_dataset(&test);
     printf("bench_train: RichBoyNet 784-1000-2000-10, batch 10, %d thread(s), %s data, kernels %s\n",
-           threads, real ? "real MNIST" : "synthetic", lr_isa_name(lr_cpu_isa()));
+           threads, real ? "real MNIST" : "synthetic", lr_cpu_isa_name(lr_cpu_isa()));
 
     double bw1 = triad_gbs_child(1), bwn = threads > 1 ? triad_gbs_child(threads) : bw1;
     printf("memory bandwidth (triad, 128 MB arrays): %.1f GB/s 1 thread, %.1f GB/s %d threads\n", bw1,
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
     DIE(lr_mlp_set_threads(&net, threads, &e), e);
     lr_rng rng;
     lr_rng_seed(&rng, 0);
-    lr_mlp_init_params(&net, &rng);
+    lr_mlp_reset_params(&net, &rng);
     size_t P = net.n_params;
 
     /* per-step split on real batches */
@@ -176,12 +176,12 @@ int main(int argc, char **argv)
     double tf = 0, ts = 0;
     for (int r = 0; r < reps + 20; r++) {
         for (int b = 0; b < 10; b++) idx[b] = ((size_t)r * 10 + (size_t)b) % train.n;
-        lr_dataset_batch(x, y, &train_set, idx, 10);
+        lr_dataset_batch(&train_set, x, y, idx, 10);
         double t0 = lr_bench_now();
         DIE(lr_mlp_forward(&net, logits, x, 10, &ws, &e), e);
         double t1 = lr_bench_now();
         float loss;
-        DIE(lr_mlp_train_step(&net, x, y, 10, &adam, &loss, &e), e);
+        DIE(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &adam, &e), e);
         double t2 = lr_bench_now();
         if (r >= 20) tf += t1 - t0, ts += t2 - t1;
     }
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
         lr_fp_mode mode = k == 0 ? LR_FP_IEEE : LR_FP_FLUSH;
         lr_fp_mode_set(mode);
         lr_rng_seed(&rng, 0);
-        lr_mlp_init_params(&net, &rng);
+        lr_mlp_reset_params(&net, &rng);
         double la0 = loadavg(), c0 = cpu_now();
         DIE(lr_train(&net, &tr, &train_set, &tp, &e), e);
         double epoch_cpu = cpu_now() - c0;
@@ -225,7 +225,7 @@ int main(int argc, char **argv)
     printf("  weights %s with subnormals flushed and kept\n", sum[0] == sum[1] ? "bit-identical" : "DIFFER");
     lr_eval_result er;
     double t0 = lr_bench_now();
-    DIE(lr_eval(&er, &net, &test_set, 1000, &e), e);
+    DIE(lr_eval(&net, &er, &test_set, 1000, &e), e);
     double tev = lr_bench_now() - t0;
     printf("eval of %zu images: %.3f s, accuracy %.4f\n", er.n, tev, er.accuracy);
 
@@ -239,7 +239,7 @@ int main(int argc, char **argv)
     lr_mlp_freeze_all(&net, true);
     size_t *nine_rows = malloc(train.n * sizeof *nine_rows);
     lr_dataset nines;
-    DIE(nine_rows ? lr_dataset_select_label(&nines, nine_rows, &train_set, 9, &e) : LR_ENOMEM, e);
+    DIE(nine_rows ? lr_dataset_select_label(&train_set, &nines, nine_rows, 9, &e) : LR_ENOMEM, e);
     tp.max_steps = 100;
     double c0 = cpu_now();
     t0 = lr_bench_now();
@@ -247,7 +247,7 @@ int main(int argc, char **argv)
     double tl = lr_bench_now() - t0, tl_cpu = cpu_now() - c0;
     printf("LoRA fine-tune: %zu steps in %.1f ms wall (%.3f ms/step incl. batching), %.1f ms CPU\n",
            tr.steps, tl * 1e3, tl * 1e3 / (double)tr.steps, tl_cpu * 1e3);
-    DIE(lr_eval(&er, &net, &test_set, 1000, &e), e);
+    DIE(lr_eval(&net, &er, &test_set, 1000, &e), e);
     printf("  after fine-tune: accuracy %.4f, digit-9 wrong %zu\n", er.accuracy, er.wrong[9]);
 
     /* LoRA step against full step measured in the same minutes: rounds of 20 full steps on
@@ -267,9 +267,9 @@ int main(int argc, char **argv)
     lr_mlp_freeze_all(&lnet, true);
     lr_mlp_reset_optimizer(&lnet); /* as lr_train does: the frozen layers then lend their moments */
     float loss;
-    lr_dataset_range(x, y, &train_set, 0, 10);
+    lr_dataset_range(&train_set, x, y, 0, 10);
     double tfirst = lr_bench_now();
-    DIE(lr_mlp_train_step(&lnet, x, y, 10, &adam, &loss, &e), e);
+    DIE(lr_mlp_train_step(&lnet, &loss, x, y, NULL, 10, &adam, &e), e);
     tfirst = lr_bench_now() - tfirst;
     size_t copy_floats = 0;
     for (size_t l = 0; l < lnet.n_layers; l++) copy_floats += lnet.layer[l].in * ((lnet.layer[l].out + 15) / 16 * 16);
@@ -280,9 +280,9 @@ int main(int argc, char **argv)
             double t = 0;
             for (int k = 0; k < PER; k++) {
                 for (int b = 0; b < 10; b++) idx[b] = ((size_t)(rd * PER + k) * 10 + (size_t)b) % train.n;
-                lr_dataset_batch(x, y, &train_set, idx, 10);
+                lr_dataset_batch(&train_set, x, y, idx, 10);
                 double t1 = lr_bench_now();
-                DIE(lr_mlp_train_step(mode ? &lnet : &net, x, y, 10, &adam, &loss, &e), e);
+                DIE(lr_mlp_train_step(mode ? &lnet : &net, &loss, x, y, NULL, 10, &adam, &e), e);
                 t += lr_bench_now() - t1;
             }
             (mode ? tlora : tfull)[rd] = t / PER;

@@ -33,7 +33,7 @@ static void fx_init(fixture *f, const size_t *sizes)
     lr_rng rng;
     lr_rng_seed(&rng, 5);
     assert_int_equal(lr_mlp_init(&f->net, sizes ? sizes : SIZES, 4, NULL), LR_OK);
-    lr_mlp_init_params(&f->net, &rng);
+    lr_mlp_reset_params(&f->net, &rng);
     for (size_t i = 0; i < BATCH * 7; i++) f->x[i] = lr_rng_normal(&rng);
     f->lm = &f->lm_store;
     assert_int_equal(lr_lora_init(f->lm, &f->net, NULL), LR_OK);
@@ -45,10 +45,10 @@ static void fx_init(fixture *f, const size_t *sizes)
     c.use_rslora = true;
     c.targets = 0x5;
     c.seed = 9;
-    assert_int_equal(lr_lora_add(f->lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f->lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f->lm, "a", 3);
     lr_err e;
-    if (lr_adapter_save(f->lm, "a", f->ad, "RichBoyNet-test", &e)) fail_msg("%s", e.msg);
+    if (lr_adapter_save(f->lm, f->ad, "a", "RichBoyNet-test", &e)) fail_msg("%s", e.msg);
 }
 
 static void fx_free(fixture *f)
@@ -106,7 +106,7 @@ static void write_tensors(const fixture *f, const char *drop, const lr_st_tensor
 static lr_status load(fixture *f, const char *name, lr_err *e)
 {
     e->msg[0] = '\0';
-    return lr_adapter_load(f->lm, NULL, name, f->ad, e);
+    return lr_adapter_load(f->lm, f->ad, name, NULL, e);
 }
 
 /* ------------------------------------------------------------- round trip --------- */
@@ -118,7 +118,7 @@ static void test_round_trip(void **state)
     fx_init(&f, NULL);
     lr_err e;
     lr_adapter_info info;
-    if (lr_adapter_load(f.lm, &info, "b", f.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_adapter_load(f.lm, f.ad, "b", &info, &e)) fail_msg("%s", e.msg);
     assert_int_equal(info.cfg.rank, 2);
     assert_true(info.cfg.alpha == 3.0f);
     assert_true(info.cfg.use_rslora);
@@ -178,11 +178,11 @@ static void test_round_trip(void **state)
     json_decref(o);
     free(p);
     /* read_config alone */
-    assert_int_equal(lr_adapter_read_config(f.lm, &info, f.ad, &e), LR_OK);
+    assert_int_equal(lr_adapter_read_config(f.lm, f.ad, &info, &e), LR_OK);
     assert_int_equal(info.cfg.rank, 2);
     /* overwriting an existing adapter directory works and leaves no temp files */
-    assert_int_equal(lr_adapter_save(f.lm, "b", f.ad, NULL, &e), LR_OK);
-    assert_int_equal(lr_adapter_load(f.lm, &info, "c", f.ad, &e), LR_OK);
+    assert_int_equal(lr_adapter_save(f.lm, f.ad, "b", NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, f.ad, "c", &info, &e), LR_OK);
     assert_string_equal(info.base_model, "");
     fx_free(&f);
 }
@@ -196,10 +196,10 @@ static void test_switch_loaded(void **state)
     lr_err e;
     lr_lora_opts c = lr_lora_opts_default();
     c.seed = 4;
-    assert_int_equal(lr_lora_add(f.lm, "z", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "z", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "z", 8);
     char *zdir = lr_test_path(f.dir, "z");
-    assert_int_equal(lr_adapter_save(f.lm, "z", zdir, NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_save(f.lm, zdir, "z", NULL, &e), LR_OK);
     float alone_a[BATCH * 4], alone_z[BATCH * 4], out[BATCH * 4];
     /* alone: a fresh module per adapter */
     const char *dirs[2] = { f.ad, zdir };
@@ -207,7 +207,7 @@ static void test_switch_loaded(void **state)
     for (int k = 0; k < 2; k++) {
         lr_lora m_store, *m = &m_store;
         assert_int_equal(lr_lora_init(m, &f.net, NULL), LR_OK);
-        if (lr_adapter_load(m, NULL, "x", dirs[k], &e)) fail_msg("%s", e.msg);
+        if (lr_adapter_load(m, dirs[k], "x", NULL, &e)) fail_msg("%s", e.msg);
         assert_int_equal(lr_lora_select(m, "x", NULL), LR_OK);
         assert_int_equal(lr_mlp_forward(&f.net, alone[k], f.x, BATCH, NULL, NULL), LR_OK);
         lr_lora_free(m);
@@ -217,8 +217,8 @@ static void test_switch_loaded(void **state)
     assert_int_equal(lr_lora_init(m, &f.net, NULL), LR_OK);
     lr_lora_free(f.lm); /* (detaches "a" and "z" of the first module) */
     f.lm = m;
-    assert_int_equal(lr_adapter_load(m, NULL, "a", f.ad, &e), LR_OK);
-    assert_int_equal(lr_adapter_load(m, NULL, "z", zdir, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(m, f.ad, "a", NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(m, zdir, "z", NULL, &e), LR_OK);
     for (int rep = 0; rep < 3; rep++)
         for (int k = 0; k < 2; k++) {
             assert_int_equal(lr_lora_select(m, k ? "z" : "a", NULL), LR_OK);
@@ -238,24 +238,24 @@ static void test_pissa_config(void **state)
     lr_lora_opts c = lr_lora_opts_default();
     c.init = LR_LORA_INIT_PISSA;
     c.alpha = 2.5f;
-    if (lr_lora_add(f.lm, "p", &c, &e)) fail_msg("%s", e.msg);
+    if (lr_lora_insert(f.lm, "p", &c, &e)) fail_msg("%s", e.msg);
     char *pdir = lr_test_path(f.dir, "p");
-    assert_int_equal(lr_adapter_save(f.lm, "p", pdir, NULL, &e), LR_OK);
+    assert_int_equal(lr_adapter_save(f.lm, pdir, "p", NULL, &e), LR_OK);
     lr_adapter_info info;
-    assert_int_equal(lr_adapter_read_config(f.lm, &info, pdir, &e), LR_OK);
+    assert_int_equal(lr_adapter_read_config(f.lm, pdir, &info, &e), LR_OK);
     assert_string_equal(info.init_lora_weights, "pissa");
     assert_int_equal(info.cfg.init, LR_LORA_INIT_PISSA);
     assert_true(info.cfg.alpha == 2.5f); /* non-integral α written as a real */
     /* loading it does not rewrite the base again */
     float *w = malloc(f.net.n_params * sizeof(float));
     memcpy(w, f.net.params, f.net.n_params * sizeof(float));
-    assert_int_equal(lr_adapter_load(f.lm, NULL, "p2", pdir, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, pdir, "p2", NULL, &e), LR_OK);
     assert_memory_equal(w, f.net.params, f.net.n_params * sizeof(float));
     /* a loaded "pissa" adapter did not rewrite the base: after removing "p", a new PiSSA
      * adapter may be added beside it */
-    assert_int_equal(lr_lora_add(f.lm, "q", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "q", &c, &e), LR_EINVAL);
     assert_int_equal(lr_lora_remove(f.lm, "p", &e), LR_OK);
-    if (lr_lora_add(f.lm, "q", &c, &e)) fail_msg("%s", e.msg);
+    if (lr_lora_insert(f.lm, "q", &c, &e)) fail_msg("%s", e.msg);
     free(w);
     free(pdir);
     fx_free(&f);
@@ -275,7 +275,7 @@ static void test_wrong_shape(void **state)
     lr_lora m_store, *m = &m_store;
     assert_int_equal(lr_lora_init(m, &net2, NULL), LR_OK);
     lr_err e;
-    assert_int_equal(lr_adapter_load(m, NULL, "a", f.ad, &e), LR_EDIM);
+    assert_int_equal(lr_adapter_load(m, f.ad, "a", NULL, &e), LR_EDIM);
     assert_msg_contains(e.msg, "adapter_model.safetensors: base_model.model.linear1.lora_B.weight: "
                                "expected shape (8, 2), got (6, 2)");
     assert_int_equal(lr_lora_count(m), 0);
@@ -455,7 +455,7 @@ static void test_bad_config(void **state)
     edit_config(&f, "task_type", json_string("CAUSAL_LM"));
     edit_config(&f, "init_lora_weights", json_true());
     lr_adapter_info info;
-    assert_int_equal(lr_adapter_load(f.lm, &info, "b", f.ad, &e), LR_OK);
+    assert_int_equal(lr_adapter_load(f.lm, f.ad, "b", &info, &e), LR_OK);
     assert_string_equal(info.init_lora_weights, "true");
     assert_int_equal(lr_lora_count(f.lm), 2);
     free(good);
@@ -522,7 +522,7 @@ static void test_patterns(void **state)
         write_patterned(pd, &f.net, rs, a, b);
         lr_adapter_info info;
         lr_err e;
-        if (lr_adapter_load(f.lm, &info, "p", pd, &e)) fail_msg("%s", e.msg);
+        if (lr_adapter_load(f.lm, pd, "p", &info, &e)) fail_msg("%s", e.msg);
         assert_true(info.has_patterns);
         assert_int_equal(info.cfg.rank, 3);
         assert_true(info.cfg.alpha == 4.0f);
@@ -580,7 +580,7 @@ static void test_patterns(void **state)
         lr_safetensors_free(&st);
         assert_int_equal(rename(tmp, wp), 0);
         e.msg[0] = '\0';
-        assert_int_equal(lr_adapter_load(f.lm, NULL, "q", pd, &e), LR_EDIM);
+        assert_int_equal(lr_adapter_load(f.lm, pd, "q", NULL, &e), LR_EDIM);
         assert_msg_contains(e.msg, "adapter_model.safetensors: base_model.model.linear1.lora_A.weight: "
                                    "expected shape (3, 7), got (2, 7)");
         assert_msg_contains(e.msg, "r = 3 for this layer in adapter_config.json");
@@ -618,7 +618,7 @@ static void test_missing_files(void **state)
     assert_int_equal(remove(p), 0);
     free(p);
     char *none = lr_test_path(f.dir, "nope");
-    assert_int_equal(lr_adapter_load(f.lm, NULL, "b", none, &e), LR_EIO);
+    assert_int_equal(lr_adapter_load(f.lm, none, "b", NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, "nope/adapter_config.json");
     free(none);
     assert_int_equal(lr_lora_count(f.lm), 1);
@@ -631,15 +631,15 @@ static void test_save_errors(void **state)
     fixture f;
     fx_init(&f, NULL);
     lr_err e;
-    assert_int_equal(lr_adapter_save(f.lm, "nope", f.ad, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_save(f.lm, f.ad, "nope", NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no adapter named \"nope\"");
     /* the target is a file, not a directory */
     char *p = ad_file(&f, LR_ADAPTER_CONFIG);
-    assert_int_equal(lr_adapter_save(f.lm, "a", p, NULL, &e), LR_EIO);
+    assert_int_equal(lr_adapter_save(f.lm, p, "a", NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, "not a directory");
     /* a missing parent directory */
     char *q = lr_test_path(f.dir, "no/such/dir");
-    assert_int_equal(lr_adapter_save(f.lm, "a", q, NULL, &e), LR_EIO);
+    assert_int_equal(lr_adapter_save(f.lm, q, "a", NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, "cannot create directory");
     /* a write that fails in a directory the save made (a file-size limit, as a full disk
      * would): no file, no temp and no empty directory are left */
@@ -650,7 +650,7 @@ static void test_save_errors(void **state)
     lim = old_lim;
     lim.rlim_cur = 64;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    lr_status fs = lr_adapter_save(f.lm, "a", fresh, NULL, &e);
+    lr_status fs = lr_adapter_save(f.lm, fresh, "a", NULL, &e);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
     signal(SIGXFSZ, old_sig);
     assert_int_equal(fs, LR_EIO);
@@ -660,7 +660,7 @@ static void test_save_errors(void **state)
     /* the tensors cannot be committed (their name is taken by a directory): the config
      * written so far is discarded, the old one stays byte for byte, no temp file remains */
     char *d2 = lr_test_path(f.dir, "d2");
-    assert_int_equal(lr_adapter_save(f.lm, "a", d2, "old", &e), LR_OK);
+    assert_int_equal(lr_adapter_save(f.lm, d2, "a", "old", &e), LR_OK);
     char *w2 = lr_test_path(d2, LR_ADAPTER_WEIGHTS), *c2 = lr_test_path(d2, LR_ADAPTER_CONFIG);
     assert_int_equal(remove(w2), 0);
     assert_int_equal(mkdir(w2, 0700), 0);
@@ -669,8 +669,8 @@ static void test_save_errors(void **state)
     size_t nb = fread(before, 1, sizeof before, fp);
     fclose(fp);
     lr_lora_opts c = lr_lora_opts_default();
-    assert_int_equal(lr_lora_add(f.lm, "other", &c, NULL), LR_OK);
-    assert_int_equal(lr_adapter_save(f.lm, "other", d2, "new", &e), LR_EIO);
+    assert_int_equal(lr_lora_insert(f.lm, "other", &c, NULL), LR_OK);
+    assert_int_equal(lr_adapter_save(f.lm, d2, "other", "new", &e), LR_EIO);
     fp = fopen(c2, "rb");
     size_t na = fread(after, 1, sizeof after, fp);
     fclose(fp);
@@ -687,10 +687,10 @@ static void test_save_errors(void **state)
     free(d2);
     free(w2);
     free(c2);
-    assert_int_equal(lr_adapter_load(f.lm, NULL, "a", f.ad, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_load(f.lm, f.ad, "a", NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"a\" already exists");
-    assert_int_equal(lr_adapter_save(NULL, "a", f.ad, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_adapter_load(f.lm, NULL, NULL, f.ad, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_save(NULL, f.ad, "a", NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_adapter_load(f.lm, f.ad, NULL, NULL, &e), LR_EINVAL);
     free(p);
     free(q);
     fx_free(&f);

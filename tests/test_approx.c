@@ -72,10 +72,10 @@ static void test_eckart_young(void **st)
             w.data[i * n + j] = (float)t;
         }
     float *s = malloc(k * sizeof *s);
-    assert_int_equal(lr_svd_values(s, lr_cm(w), NULL), LR_OK);
+    assert_int_equal(lr_svd_values(s, lr_cm(w), NULL, NULL), LR_OK);
     for (size_t r = 1; r <= k; r += 6) {
         lr_mat b, a;
-        assert_int_equal(lr_factor_init(&b, &a, lr_cm(w), r, LR_SPLIT_US, NULL), LR_OK);
+        assert_int_equal(lr_factor_alloc(&b, &a, lr_cm(w), r, LR_SPLIT_US, NULL), LR_OK);
         lr_approx_err got, want;
         assert_int_equal(lr_approx_measure(&got, lr_cm(w), lr_cm(b), lr_cm(a), true, NULL), LR_OK);
         assert_int_equal(lr_approx_predict(&want, s, k, r, NULL), LR_OK);

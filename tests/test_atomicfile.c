@@ -269,7 +269,7 @@ static lr_status save_npy(wctx *c, lr_err *e)
 {
     char *p = lr_test_path(c->dir, "m.npy");
     c->w[0] = (float)++c->version;
-    lr_status s = lr_npy_save(p, lr_cmat_view(c->w, 64, 48, 48), e);
+    lr_status s = lr_npy_save(lr_cmat_view(c->w, 64, 48, 48), p, e);
     free(p);
     return s;
 }
@@ -298,7 +298,7 @@ static lr_status save_adapter(wctx *c, lr_err *e)
 {
     char *p = lr_test_path(c->dir, "ad"), base[16];
     snprintf(base, sizeof base, "v%d", ++c->version);
-    lr_status s = lr_adapter_save(c->lm, "x", p, base, e);
+    lr_status s = lr_adapter_save(c->lm, p, "x", base, e);
     free(p);
     return s;
 }
@@ -405,7 +405,7 @@ static void test_every_write_step_fails_cleanly(void **state)
     assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
     assert_int_equal(lr_lora_init(&lm, &net, NULL), LR_OK);
     lr_lora_opts o = lr_lora_opts_default();
-    assert_int_equal(lr_lora_add(&lm, "x", &o, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(&lm, "x", &o, NULL), LR_OK);
     float *w = calloc(64 * 48, sizeof *w);
     for (int i = 0; i < 64 * 48; i++) w[i] = (float)i;
     wctx c = { dir, &net, &lm, w, 0 };
@@ -484,11 +484,11 @@ static void test_clean_stale(void **state)
 
     clean_log log = { 0, 0 };
     size_t removed = 9;
-    assert_int_equal(lr_atomic_clean(dir, 3600, true, on_stale, &log, &removed, NULL), LR_OK);
+    assert_int_equal(lr_atomic_clean(&removed, dir, 3600, true, on_stale, &log, NULL), LR_OK);
     assert_int_equal(removed, 0); /* dry run */
     assert_int_equal(log.seen, 2);
     assert_int_equal(log.in_use, 1);
-    assert_int_equal(lr_atomic_clean(dir, 3600, false, NULL, NULL, &removed, NULL), LR_OK);
+    assert_int_equal(lr_atomic_clean(&removed, dir, 3600, false, NULL, NULL, NULL), LR_OK);
     assert_int_equal(removed, 1);
     assert_int_equal(access(old, F_OK), -1);       /* stale: removed */
     assert_int_equal(access(young, F_OK), 0);      /* too young */
@@ -498,12 +498,12 @@ static void test_clean_stale(void **state)
     assert_int_equal(access(af.tmp_path, F_OK), 0); /* being written */
     assert_int_equal(lr_atomic_commit(&af, NULL), LR_OK);
     assert_file_is(target, "new");
-    assert_int_equal(lr_atomic_clean(dir, 0, false, NULL, NULL, &removed, NULL), LR_OK);
+    assert_int_equal(lr_atomic_clean(&removed, dir, 0, false, NULL, NULL, NULL), LR_OK);
     assert_int_equal(removed, 1); /* the young one, at age 0 */
     lr_err e;
-    assert_int_equal(lr_atomic_clean(old, 0, false, NULL, NULL, NULL, &e), LR_EIO);
+    assert_int_equal(lr_atomic_clean(NULL, old, 0, false, NULL, NULL, &e), LR_EIO);
     assert_non_null(strstr(e.msg, "cannot open directory"));
-    assert_int_equal(lr_atomic_clean(dir, -1, false, NULL, NULL, NULL, NULL), LR_EINVAL);
+    assert_int_equal(lr_atomic_clean(NULL, dir, -1, false, NULL, NULL, NULL), LR_EINVAL);
     free(old), free(young), free(other), free(plain), free(link), free(target);
     lr_test_rmtree(dir);
     free(dir);
@@ -520,7 +520,7 @@ static void test_kill9_leaves_old_or_new(void **state)
     size_t len[2];
     for (int k = 0; k < 2; k++) { /* the two contents, as files */
         for (size_t i = 0; i < (size_t)R * C; i++) v[i] = (float)(k + 1) + (float)i * 1e-7f;
-        assert_int_equal(lr_npy_save(p, lr_cmat_view(v, R, C, C), NULL), LR_OK);
+        assert_int_equal(lr_npy_save(lr_cmat_view(v, R, C, C), p, NULL), LR_OK);
         img[k] = lr_test_read_file(p, &len[k]);
     }
     lr_rng rng;
@@ -533,7 +533,7 @@ static void test_kill9_leaves_old_or_new(void **state)
         if (pid == 0) { /* save the two contents in turn until killed */
             for (int k = 0;; k ^= 1) {
                 for (size_t i = 0; i < (size_t)R * C; i++) v[i] = (float)(k + 1) + (float)i * 1e-7f;
-                if (lr_npy_save(p, lr_cmat_view(v, R, C, C), NULL)) _exit(3);
+                if (lr_npy_save(lr_cmat_view(v, R, C, C), p, NULL)) _exit(3);
             }
         }
         struct timespec ts = { 0, (long)lr_rng_below(&rng, 30) * 1000000L + 200000L };
@@ -550,7 +550,7 @@ static void test_kill9_leaves_old_or_new(void **state)
         free(got);
         /* the killed writer's temp file, if any, is stale now: its lock died with it */
         size_t removed = 9;
-        assert_int_equal(lr_atomic_clean(dir, 0, false, NULL, NULL, &removed, NULL), LR_OK);
+        assert_int_equal(lr_atomic_clean(&removed, dir, 0, false, NULL, NULL, NULL), LR_OK);
         assert_true(removed <= 1);
         stale_total += removed;
         assert_int_equal(count_temps(dir), 0);

@@ -28,7 +28,7 @@ static void make_net(lr_mlp *net, const size_t *sizes, size_t n, uint64_t seed)
     if (lr_mlp_init(net, sizes, n, &e)) fail_msg("%s", e.msg);
     lr_rng rng;
     lr_rng_seed(&rng, seed);
-    lr_mlp_init_params(net, &rng);
+    lr_mlp_reset_params(net, &rng);
 }
 
 /* Writes a safetensors file: tensors `names[i]` of dtype `dtypes[i]` (NULL = F32) with shapes
@@ -119,13 +119,13 @@ static void test_round_trip_bit_exact(void **state)
     assert_int_equal(lr_checkpoint_save(&a, path, &info, &e), LR_OK);
     lr_checkpoint_info got;
     memset(&got, 0xff, sizeof got);
-    assert_int_equal(lr_checkpoint_load(&b, &got, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, path, &got, &e), LR_OK);
     assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
     assert_true(got.has_seed);
     assert_true(got.seed == UINT64_MAX);
     assert_true(strlen(got.version) > 0);
 
-    assert_int_equal(lr_checkpoint_load_new(&c, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load_new(&c, path, NULL, &e), LR_OK);
     assert_int_equal(c.n_layers, 2);
     assert_int_equal(c.sizes[0], 5);
     assert_int_equal(c.sizes[1], 4);
@@ -135,7 +135,7 @@ static void test_round_trip_bit_exact(void **state)
 
     /* without a seed: has_seed comes back false */
     assert_int_equal(lr_checkpoint_save(&a, path, NULL, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, &got, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, path, &got, &e), LR_OK);
     assert_false(got.has_seed);
     lr_mlp_free(&a);
     lr_mlp_free(&b);
@@ -223,7 +223,7 @@ static void test_shape_mismatch(void **state)
     float *copy = malloc(b.n_params * sizeof(float));
     memcpy(copy, b.params, b.n_params * sizeof(float));
     assert_int_equal(lr_checkpoint_save(&a, path, NULL, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, NULL, path, &e), LR_EDIM);
+    assert_int_equal(lr_checkpoint_load(&b, path, NULL, &e), LR_EDIM);
     assert_msg_contains(e.msg, path);
     assert_msg_contains(e.msg, "linear1.weight");
     assert_msg_contains(e.msg, "(6, 5)");
@@ -234,14 +234,14 @@ static void test_shape_mismatch(void **state)
     lr_mlp c;
     const size_t one[] = { 5, 4 };
     make_net(&c, one, 2, 3);
-    assert_int_equal(lr_checkpoint_load(&c, NULL, path, &e), LR_EFORMAT);
+    assert_int_equal(lr_checkpoint_load(&c, path, NULL, &e), LR_EFORMAT);
     assert_msg_contains(e.msg, path);
     assert_msg_contains(e.msg, "linear2.");
     /* more layers in the model than in the file: a missing tensor */
     const size_t three[] = { 5, 4, 3, 2 };
     lr_mlp d;
     make_net(&d, three, 4, 3);
-    assert_int_equal(lr_checkpoint_load(&d, NULL, path, &e), LR_EFORMAT);
+    assert_int_equal(lr_checkpoint_load(&d, path, NULL, &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "linear3.weight");
     assert_msg_contains(e.msg, "missing");
     free(copy);
@@ -269,16 +269,16 @@ static void test_crafted_mismatches(void **state)
     /* the good file loads (the crafting itself is right) */
     n = good_specs(t, small, 3);
     write_st(path, t, n);
-    assert_int_equal(lr_checkpoint_load(&net, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&net, path, NULL, &e), LR_OK);
     lr_mlp fresh;
-    assert_int_equal(lr_checkpoint_load_new(&fresh, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load_new(&fresh, path, NULL, &e), LR_OK);
     lr_mlp_free(&fresh);
     /* half precision, as a PyTorch user may have saved it, widens exactly (zeros here) */
     n = good_specs(t, small, 3);
     t[0].dtype = "F16";
     t[3].dtype = "BF16";
     write_st(path, t, n);
-    assert_int_equal(lr_checkpoint_load(&net, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&net, path, NULL, &e), LR_OK);
     assert_true(net.params[0] == 0.0f);
 
     struct {
@@ -304,14 +304,14 @@ static void test_crafted_mismatches(void **state)
         }
         write_st(path, t, n);
         e.msg[0] = '\0';
-        lr_status st = lr_checkpoint_load(&net, NULL, path, &e);
+        lr_status st = lr_checkpoint_load(&net, path, NULL, &e);
         if (st != cases[k].st)
             fail_msg("%s: got status %d (%s), want %d", cases[k].what, st, e.msg, cases[k].st);
         assert_msg_contains(e.msg, cases[k].needle);
         assert_msg_contains(e.msg, path);
         /* load_new refuses the same files (sizes cannot be inferred from them) */
         lr_mlp m;
-        assert_int_not_equal(lr_checkpoint_load_new(&m, NULL, path, &e), LR_OK);
+        assert_int_not_equal(lr_checkpoint_load_new(&m, path, NULL, &e), LR_OK);
         assert_msg_contains(e.msg, path);
         assert_null(m.params);
     }
@@ -357,7 +357,7 @@ static void test_load_new_structure(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         write_st(path, cases[k].t, cases[k].n);
         e.msg[0] = '\0';
-        lr_status st = lr_checkpoint_load_new(&m, NULL, path, &e);
+        lr_status st = lr_checkpoint_load_new(&m, path, NULL, &e);
         if (st == LR_OK) fail_msg("%s: loaded", cases[k].what);
         assert_msg_contains(e.msg, path);
         assert_msg_contains(e.msg, cases[k].needle);
@@ -420,10 +420,10 @@ static void test_failed_write_keeps_old(void **state)
     assert_int_equal(stat(inner, &sb), 0);
     assert_false(has_tmp_file(dir));
     /* loading a directory or a missing file is an I/O error naming it */
-    assert_int_equal(lr_checkpoint_load(&small_net, NULL, dpath, &e), LR_EIO);
+    assert_int_equal(lr_checkpoint_load(&small_net, dpath, NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, dpath);
     char *missing = lr_test_path(dir, "missing.safetensors");
-    assert_int_equal(lr_checkpoint_load(&small_net, NULL, missing, &e), LR_EIO);
+    assert_int_equal(lr_checkpoint_load(&small_net, missing, NULL, &e), LR_EIO);
     assert_msg_contains(e.msg, missing);
     free(missing);
     free(inner);
@@ -450,7 +450,7 @@ static void test_nonfinite_and_contradicting_metadata(void **state)
     float keep = b.params[0];
     a.layer[1].w.data[1 * 4 + 2] = NAN;
     assert_int_equal(lr_checkpoint_save(&a, p, NULL, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, NULL, p, &e), LR_ENONFINITE);
+    assert_int_equal(lr_checkpoint_load(&b, p, NULL, &e), LR_ENONFINITE);
     assert_msg_contains(e.msg, "m.safetensors: linear2.weight (1,2) is NaN");
     assert_true(b.params[0] == keep);
     a.layer[1].w.data[1 * 4 + 2] = 0.5f;
@@ -458,7 +458,7 @@ static void test_nonfinite_and_contradicting_metadata(void **state)
     assert_int_equal(lr_checkpoint_save(&a, p, NULL, &e), LR_OK);
     lr_mlp c;
     memset(&c, 0, sizeof c);
-    assert_int_equal(lr_checkpoint_load_new(&c, NULL, p, &e), LR_ENONFINITE);
+    assert_int_equal(lr_checkpoint_load_new(&c, p, NULL, &e), LR_ENONFINITE);
     assert_msg_contains(e.msg, "linear1.bias (3) is Inf");
     lr_mlp_free(&c);
     a.layer[0].b[3] = 0.25f;
@@ -470,12 +470,12 @@ static void test_nonfinite_and_contradicting_metadata(void **state)
     };
     lr_st_meta m[2] = { { "format", "pt" }, { "layers", "5,6,3" } };
     assert_int_equal(lr_safetensors_write(p, t, 4, m, 2, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, NULL, p, &e), LR_EFORMAT);
+    assert_int_equal(lr_checkpoint_load(&b, p, NULL, &e), LR_EFORMAT);
     assert_msg_contains(e.msg, "__metadata__ \"layers\" is \"5,6,3\" but the tensors' sizes are 5,4,3");
     assert_true(b.params[0] == keep);
     m[1].value = "5,4,3"; /* agreeing metadata loads */
     assert_int_equal(lr_safetensors_write(p, t, 4, m, 2, &e), LR_OK);
-    assert_int_equal(lr_checkpoint_load(&b, NULL, p, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&b, p, NULL, &e), LR_OK);
     lr_mlp_free(&a);
     lr_mlp_free(&b);
     free(p);
@@ -527,11 +527,11 @@ static void test_factored_layer(void **state)
             want[i * in + j] = (float)acc;
         }
     lr_cmat wm = { want, out, in, in };
-    assert_int_equal(lr_checkpoint_load(&dst, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&dst, path, NULL, &e), LR_OK);
     assert_mat_allclose(lr_cm(dst.layer[0].w), wm, 1e-6, 1e-6);
     assert_memory_equal(dst.layer[0].b, src.layer[0].b, out * sizeof(float));
     assert_memory_equal(dst.layer[1].w.data, src.layer[1].w.data, small[2] * out * sizeof(float));
-    assert_int_equal(lr_checkpoint_load_new(&fresh, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load_new(&fresh, path, NULL, &e), LR_OK);
     assert_int_equal(fresh.n_layers, 2);
     assert_int_equal(fresh.sizes[0], in);
     assert_int_equal(fresh.sizes[1], out);
@@ -541,7 +541,7 @@ static void test_factored_layer(void **state)
     lr_mlp other;
     const size_t wide[] = { 5, 6, 3 };
     make_net(&other, wide, 3, 1);
-    assert_int_equal(lr_checkpoint_load(&other, NULL, path, &e), LR_EDIM);
+    assert_int_equal(lr_checkpoint_load(&other, path, NULL, &e), LR_EDIM);
     assert_msg_contains(e.msg, path);
     assert_msg_contains(e.msg, "linear1.B.weight");
     assert_msg_contains(e.msg, "(6, 5)");
@@ -550,7 +550,7 @@ static void test_factored_layer(void **state)
     a[3] = NAN;
     write_factored(path, &src, b, a, r);
     float keep = dst.params[0];
-    assert_int_equal(lr_checkpoint_load(&dst, NULL, path, &e), LR_ENONFINITE);
+    assert_int_equal(lr_checkpoint_load(&dst, path, NULL, &e), LR_ENONFINITE);
     assert_msg_contains(e.msg, "linear1.A.weight");
     assert_msg_contains(e.msg, "(0,3)");
     assert_true(dst.params[0] == keep);
@@ -600,14 +600,14 @@ static void test_factored_errors(void **state)
         }
         write_st(path, t, n);
         e.msg[0] = '\0';
-        lr_status st = lr_checkpoint_load(&net, NULL, path, &e);
+        lr_status st = lr_checkpoint_load(&net, path, NULL, &e);
         if (st != LR_EFORMAT) fail_msg("%s: got status %d (%s), want LR_EFORMAT", cases[k].what, st, e.msg);
         assert_msg_contains(e.msg, path);
         assert_msg_contains(e.msg, cases[k].needle1);
         assert_msg_contains(e.msg, cases[k].needle2);
         lr_mlp m;
         e.msg[0] = '\0';
-        st = lr_checkpoint_load_new(&m, NULL, path, &e);
+        st = lr_checkpoint_load_new(&m, path, NULL, &e);
         if (st != LR_EFORMAT) fail_msg("%s: load_new: got %d (%s)", cases[k].what, st, e.msg);
         assert_msg_contains(e.msg, cases[k].needle1);
         assert_null(m.params);
@@ -618,7 +618,7 @@ static void test_factored_errors(void **state)
     t[n++] = (tspec){ "linear1.A.weight", "F16", 2, { 2, 5, 0 } };
     write_st(path, t, n);
     net.params[0] = 1.0f;
-    assert_int_equal(lr_checkpoint_load(&net, NULL, path, &e), LR_OK);
+    assert_int_equal(lr_checkpoint_load(&net, path, NULL, &e), LR_OK);
     assert_true(net.params[0] == 0.0f);
     lr_mlp_free(&net);
     lr_test_rmtree(dir);
@@ -636,9 +636,9 @@ static void test_bad_arguments(void **state)
     assert_int_equal(lr_checkpoint_save(NULL, "x", NULL, &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_save(&net, NULL, NULL, &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_save(&empty, "x", NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_checkpoint_load(NULL, NULL, "x", &e), LR_EINVAL);
+    assert_int_equal(lr_checkpoint_load(NULL, "x", NULL, &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_load(&net, NULL, NULL, &e), LR_EINVAL);
-    assert_int_equal(lr_checkpoint_load_new(NULL, NULL, "x", &e), LR_EINVAL);
+    assert_int_equal(lr_checkpoint_load_new(NULL, "x", NULL, &e), LR_EINVAL);
     assert_int_equal(lr_checkpoint_load_new(&empty, NULL, NULL, NULL), LR_EINVAL);
     lr_mlp_free(&net);
 }

@@ -29,7 +29,7 @@ static void test_batches_normalise(void **state)
     float x[2 * 16];
     uint8_t y[2];
     size_t idx[2] = { 3, 1 };
-    lr_dataset_batch(x, y, &d, idx, 2);
+    lr_dataset_batch(&d, x, y, idx, 2);
     for (int b = 0; b < 2; b++)
         for (int j = 0; j < 16; j++) {
             float v = (float)px[idx[b] * 16 + j] / 255.0f;
@@ -39,18 +39,18 @@ static void test_batches_normalise(void **state)
     assert_int_equal(y[0], lb[3]);
     assert_int_equal(y[1], lb[1]);
     d.norm.on = false; /* bytes as they are */
-    lr_dataset_range(x, y, &d, 4, 1);
+    lr_dataset_range(&d, x, y, 4, 1);
     for (int j = 0; j < 16; j++) assert_true(x[j] == (float)px[4 * 16 + j]);
     /* floats, normalised and not */
     float f[3 * 2] = { 1, 2, 3, 4, 5, 6 };
     uint8_t fl[3] = { 0, 1, 0 };
     lr_dataset g = { .n = 3, .dim = 2, .classes = 2, .type = LR_DATA_F32, .features = f, .labels = fl,
                      .norm = { true, 2.0f, 1.0f, 0.5f } };
-    lr_dataset_range(x, y, &g, 1, 2);
+    lr_dataset_range(&g, x, y, 1, 2);
     for (int j = 0; j < 4; j++) assert_true(x[j] == (f[2 + j] / 2.0f - 1.0f) / 0.5f);
     assert_int_equal(y[1], 0);
     g.norm.on = false;
-    lr_dataset_range(x, NULL, &g, 0, 3);
+    lr_dataset_range(&g, x, NULL, 0, 3);
     assert_memory_equal(x, f, sizeof f);
 }
 
@@ -63,32 +63,32 @@ static void test_label_subsets(void **state)
     for (size_t i = 0; i < 200; i++) n2 += lb[i] == 2;
     size_t rows[200], rows2[200];
     lr_dataset two, two_again;
-    assert_int_equal(lr_dataset_select_label(&two, rows, &d, 2, NULL), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&d, &two, rows, 2, NULL), LR_OK);
     assert_int_equal(two.n, n2);
     assert_int_equal(two.stored, 200);
     for (size_t i = 0; i < two.n; i++) assert_int_equal(lb[two.rows[i]], 2);
     for (size_t i = 1; i < two.n; i++) assert_true(two.rows[i] > two.rows[i - 1]); /* in order */
     assert_int_equal(lr_dataset_check(&two, NULL), LR_OK);
     /* a subset of a subset maps to the same stored rows */
-    assert_int_equal(lr_dataset_select_label(&two_again, rows2, &two, 2, NULL), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&two, &two_again, rows2, 2, NULL), LR_OK);
     assert_int_equal(two_again.n, n2);
     assert_memory_equal(rows2, rows, n2 * sizeof *rows);
     /* the batch of a subset is the stored rows' */
     float x1[16], x2[16];
     size_t i0 = 0;
-    lr_dataset_batch(x1, NULL, &two, &i0, 1);
-    lr_dataset_range(x2, NULL, &d, rows[0], 1);
+    lr_dataset_batch(&two, x1, NULL, &i0, 1);
+    lr_dataset_range(&d, x2, NULL, rows[0], 1);
     assert_memory_equal(x1, x2, sizeof x1);
     /* an empty subset is fine; a label outside the classes is not */
     lr_err e;
     for (size_t i = 0; i < 200; i++) lb[i] = lb[i] == 3 ? 0 : lb[i];
     lr_dataset none;
-    assert_int_equal(lr_dataset_select_label(&none, rows, &d, 3, &e), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&d, &none, rows, 3, &e), LR_OK);
     assert_int_equal(none.n, 0);
-    assert_int_equal(lr_dataset_select_label(&none, rows, &d, 4, &e), LR_EINVAL);
+    assert_int_equal(lr_dataset_select_label(&d, &none, rows, 4, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "label 4 >= 4 classes");
-    assert_int_equal(lr_dataset_select_label(NULL, rows, &d, 1, &e), LR_EINVAL);
-    assert_int_equal(lr_dataset_select_label(&none, NULL, &d, 1, &e), LR_EINVAL);
+    assert_int_equal(lr_dataset_select_label(&d, NULL, rows, 1, &e), LR_EINVAL);
+    assert_int_equal(lr_dataset_select_label(&d, &none, NULL, 1, &e), LR_EINVAL);
 }
 
 static void test_check_names_the_problem(void **state)

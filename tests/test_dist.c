@@ -246,7 +246,7 @@ static void test_rsvd_splits(void)
     for (size_t i = 0; i < k; i++) sig[i] = i < r ? 10.0f * powf(0.88f, (float)i) : 0.01f * powf(0.9f, (float)(i - r));
     lr_mat w = make_matrix(m, n, sig, k, 42);
     float exact[40];
-    CHECK_OK(lr_svd_values(exact, lr_cm(w), NULL));
+    CHECK_OK(lr_svd_values(exact, lr_cm(w), NULL, NULL));
     double tail = 0;
     for (size_t i = r; i < n; i++) tail += (double)exact[i] * exact[i];
     const double resid = 3 * sqrt(tail) + 1e-4;
@@ -403,10 +403,10 @@ static void test_errors(void)
     CHECK(st == LR_ENONFINITE && strstr(e.msg, want), "%s: %s", lr_status_str(st), e.msg);
     /* lr_dist_agree */
     strcpy(e.msg, "boom");
-    st = lr_dist_agree(g_rank == last ? LR_EIO : LR_OK, &e, MPI_COMM_WORLD);
+    st = lr_dist_agree(g_rank == last ? LR_EIO : LR_OK, MPI_COMM_WORLD, &e);
     snprintf(want, sizeof want, "rank %d: boom", last);
     CHECK(st == LR_EIO && strcmp(e.msg, want) == 0, "%s", e.msg);
-    CHECK(lr_dist_agree(LR_OK, &e, MPI_COMM_WORLD) == LR_OK, "all ok");
+    CHECK(lr_dist_agree(LR_OK, MPI_COMM_WORLD, &e) == LR_OK, "all ok");
     lr_mat_free(&u);
     lr_mat_free(&vt);
     lr_mat_free(&w);
@@ -422,7 +422,7 @@ static void test_npy_rows(void)
     MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
     const char *tmp = getenv("TMPDIR");
     snprintf(path, sizeof path, "%s/lr-test-dist-%d.npy", tmp && *tmp ? tmp : "/tmp", pid);
-    if (g_rank == 0) CHECK_OK(lr_npy_save(path, lr_cm(w), NULL));
+    if (g_rank == 0) CHECK_OK(lr_npy_save(lr_cm(w), path, NULL));
     MPI_Barrier(MPI_COMM_WORLD);
     lr_mat blk;
     size_t first = 99, rows = 0;

@@ -53,8 +53,8 @@ static void test_sum(void)
         fill(mpi, n, g_rank);
         lr_dist_stats st = { 0, 0, 0 };
         lr_err e = { "" };
-        CHECK(lr_dist_sum(mine, n, LR_DIST_SUM_ORDERED, &st, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
-        CHECK(lr_dist_sum(mpi, n, LR_DIST_SUM_MPI, &st, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
+        CHECK(lr_dist_sum(mine, &st, n, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
+        CHECK(lr_dist_sum(mpi, &st, n, LR_DIST_SUM_MPI, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
         CHECK(n == 0 || memcmp(mine, want, n * sizeof *want) == 0, "ordered sum of %zu differs", n);
         for (size_t i = 0; i < n; i++)
             CHECK(fabsf(mpi[i] - want[i]) <= 1e-5f * (fabsf(want[i]) + 1e-3f), "MPI sum [%zu] %g vs %g", i,
@@ -63,7 +63,7 @@ static void test_sum(void)
         free(mine), free(mpi), free(want), free(other);
     }
     lr_err e = { "" };
-    CHECK(lr_dist_sum(NULL, 3, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_EINVAL, "NULL buf");
+    CHECK(lr_dist_sum(NULL, NULL, 3, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "NULL buf");
     CHECK(strstr(e.msg, "rank 0: dist sum: buf is NULL") != NULL, "%s", e.msg);
 }
 
@@ -104,7 +104,7 @@ static void make_model(model_t *m, bool lora)
     CHECK(lr_mlp_init(&m->net, (size_t[]){ DIM, 12, CLASSES }, 3, NULL) == LR_OK, "init");
     lr_rng r;
     lr_rng_seed(&r, 7);
-    lr_mlp_init_params(&m->net, &r);
+    lr_mlp_reset_params(&m->net, &r);
     m->lora = lora;
     if (!lora) return;
     lr_mlp_freeze_all(&m->net, true);
@@ -177,7 +177,7 @@ static void check_case(const data_t *s, bool lora, size_t batch, bool replay, co
     lr_dist_stats st = { 0, 0, 0 };
     lr_train_result rd, r1;
     lr_err e = { "" };
-    CHECK(lr_dist_train(&dist.net, &rd, &s->d, &o, LR_DIST_SUM_ORDERED, &st, MPI_COMM_WORLD, &e) == LR_OK, "%s: %s",
+    CHECK(lr_dist_train(&dist.net, &rd, &st, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_OK, "%s: %s",
           what, e.msg);
     CHECK(rd.steps == steps && h.calls == steps, "%s: %zu steps, %zu hook calls, want %zu", what, rd.steps, h.calls,
           steps);
@@ -209,8 +209,8 @@ static void check_mpi_sum(const data_t *s)
     lr_train_opts o = lr_train_opts_default();
     o.epochs = 2, o.adam.lr = 1e-2;
     lr_err e = { "" };
-    CHECK(lr_dist_train(&a.net, NULL, &s->d, &o, LR_DIST_SUM_MPI, NULL, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
-    CHECK(lr_dist_train(&b.net, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
+    CHECK(lr_dist_train(&a.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_MPI, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
+    CHECK(lr_dist_train(&b.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
     CHECK(lr_dist_check_replicas(NULL, &a.net, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
     CHECK(max_diff(&a, &b) < 1e-4, "MPI vs ordered: %g", max_diff(&a, &b));
     free_model(&a), free_model(&b);
@@ -225,7 +225,7 @@ static void check_errors(const data_t *s)
     char want[128];
     if (g_size > 1) { /* ranks that disagree: caught before any step */
         o.batch = g_rank == 1 ? 11 : 10;
-        CHECK(lr_dist_train(&m.net, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_EDIM,
+        CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EDIM,
               "disagree");
         CHECK(strstr(e.msg, "disagree on the batch: from 10 to 11") != NULL, "%s", e.msg);
         o.batch = 10;
@@ -233,7 +233,7 @@ static void check_errors(const data_t *s)
     int last = g_size - 1;
     /* a bad option on the last rank only: every rank stops with its message */
     o.replay_soft_weight = g_rank == last ? -1.0f : 1.0f;
-    CHECK(lr_dist_train(&m.net, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_EINVAL, "bad");
+    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "bad");
     snprintf(want, sizeof want, "rank %d: train: replay weights must be finite", last);
     CHECK(strstr(e.msg, want) != NULL, "%s", e.msg);
     o.replay_soft_weight = 1.0f;
@@ -241,14 +241,14 @@ static void check_errors(const data_t *s)
     hook_t h = { 0, 3, last };
     o.after_step = on_step, o.after_step_ctx = &h;
     lr_train_result res;
-    CHECK(lr_dist_train(&m.net, &res, &s->d, &o, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_EINVAL, "hook");
+    CHECK(lr_dist_train(&m.net, &res, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "hook");
     snprintf(want, sizeof want, "rank %d: hook stopped at 3", last);
     CHECK(strcmp(e.msg, want) == 0 && h.calls == 3 && res.steps == 2, "%s (%zu calls, %zu steps)", e.msg, h.calls,
           res.steps);
     o.after_step = NULL;
     /* already sharded options */
     o.shards = 2;
-    CHECK(lr_dist_train(&m.net, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_EINVAL, "sh");
+    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "sh");
     /* replicas that differ */
     CHECK(lr_dist_check_replicas(NULL, &m.net, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
     if (g_size > 1) {

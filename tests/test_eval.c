@@ -58,25 +58,25 @@ static void test_eval_constructed_net(void **state)
     lr_dataset d = { .n = 5, .dim = 4, .classes = 10, .type = LR_DATA_U8, .features = pixels,
                      .labels = labels, .norm = { true, 255.0f, 0.1f, 0.5f } };
     lr_eval_result r;
-    assert_int_equal(lr_eval(&r, &net, &d, 2, NULL), LR_OK); /* batches of 2: 2 + 2 + 1 */
+    assert_int_equal(lr_eval(&net, &r, &d, 2, NULL), LR_OK); /* batches of 2: 2 + 2 + 1 */
     assert_int_equal(r.n, 5);
     assert_int_equal(r.correct, 4);
     assert_int_equal(r.wrong[3], 1);
     assert_int_equal(r.confusion[3][0], 1);
     lr_err e;
     d.dim = 3;
-    assert_int_equal(lr_eval(&r, &net, &d, 0, &e), LR_EDIM);
+    assert_int_equal(lr_eval(&net, &r, &d, 0, &e), LR_EDIM);
     assert_msg_contains(e.msg, "the net takes 4 inputs");
     d.dim = 4;
     d.classes = 11;
-    assert_int_equal(lr_eval(&r, &net, &d, 0, &e), LR_EDIM);
+    assert_int_equal(lr_eval(&net, &r, &d, 0, &e), LR_EDIM);
     assert_msg_contains(e.msg, "11 classes, the net only 10 outputs");
     d.classes = 10;
     labels[2] = 10;
-    assert_int_equal(lr_eval(&r, &net, &d, 0, &e), LR_ERANGE);
+    assert_int_equal(lr_eval(&net, &r, &d, 0, &e), LR_ERANGE);
     assert_msg_contains(e.msg, "example 2: label 10 >= 10 classes");
-    assert_int_equal(lr_eval(&r, NULL, &d, 0, &e), LR_EINVAL);
-    assert_int_equal(lr_eval(NULL, &net, &d, 0, &e), LR_EINVAL);
+    assert_int_equal(lr_eval(NULL, &r, &d, 0, &e), LR_EINVAL);
+    assert_int_equal(lr_eval(&net, NULL, &d, 0, &e), LR_EINVAL);
     lr_mlp_free(&net);
 }
 

@@ -22,7 +22,7 @@ static void test_seed_rank2(void **st)
     assert_int_equal(lr_gemm(W, 1, lr_cmat_view(p, 10, 2, 2), false, lr_cmat_view(q, 2, 10, 10), false, 0, NULL), LR_OK);
     lr_mat B, A;
     lr_err err = { { 0 } };
-    assert_int_equal(lr_factor_init(&B, &A, lr_cm(W), 2, LR_SPLIT_US, &err), LR_OK);
+    assert_int_equal(lr_factor_alloc(&B, &A, lr_cm(W), 2, LR_SPLIT_US, &err), LR_OK);
     assert_int_equal(B.rows, 10);
     assert_int_equal(B.cols, 2);
     assert_int_equal(A.rows, 2);
@@ -124,10 +124,10 @@ static void test_bad_input(void **st)
     assert_int_equal(lr_factor(B, A, W, 2, LR_SPLIT_US, &err), LR_ENONFINITE);
     assert_msg_contains(err.msg, "+Inf");
     lr_mat b1, a1;
-    assert_int_equal(lr_factor_init(&b1, &a1, W, 2, LR_SPLIT_US, &err), LR_ENONFINITE);
+    assert_int_equal(lr_factor_alloc(&b1, &a1, W, 2, LR_SPLIT_US, &err), LR_ENONFINITE);
     assert_null(b1.data);
     assert_null(a1.data);
-    assert_int_equal(lr_factor_init(NULL, &a1, W, 2, LR_SPLIT_US, &err), LR_EINVAL);
+    assert_int_equal(lr_factor_alloc(NULL, &a1, W, 2, LR_SPLIT_US, &err), LR_EINVAL);
     assert_int_equal(lr_factor_from_usv(B, A, NULL, 2, LR_SPLIT_US, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "svd is NULL");
 }

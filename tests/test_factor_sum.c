@@ -103,7 +103,7 @@ static void check_sum(terms *t, const float *w)
         assert_int_equal(lr_mat_init(&b1, t->m, R, NULL), LR_OK);
         assert_int_equal(lr_mat_init(&a1, R, t->n, NULL), LR_OK);
         assert_int_equal(lr_factor_from_usv(b1, a1, &f, R, LR_SPLIT_US, NULL), LR_OK);
-        assert_int_equal(lr_factor_init(&b2, &a2, lr_cm(t->d), R, LR_SPLIT_US, NULL), LR_OK);
+        assert_int_equal(lr_factor_alloc(&b2, &a2, lr_cm(t->d), R, LR_SPLIT_US, NULL), LR_OK);
         lr_approx_err e1, e2;
         assert_int_equal(lr_approx_measure(&e1, lr_cm(t->d), lr_cm(b1), lr_cm(a1), false, NULL), LR_OK);
         assert_int_equal(lr_approx_measure(&e2, lr_cm(t->d), lr_cm(b2), lr_cm(a2), false, NULL), LR_OK);

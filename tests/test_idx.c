@@ -685,14 +685,14 @@ static void test_normalize(void **state)
     size_t idx[3] = { 4, 0, 4 };
     float x[3 * 784];
     uint8_t y[3];
-    lr_dataset_batch(x, y, &d, idx, 3);
+    lr_dataset_batch(&d, x, y, idx, 3);
     for (size_t b = 0; b < 3; b++) {
         assert_int_equal(y[b], lb[idx[b]]);
         for (size_t j = 0; j < 784; j++)
             assert_int_equal(bits(x[b * 784 + j]), bits(lr_mnist_pixel(px[idx[b] * 784 + j])));
     }
     float x2[2 * 784];
-    lr_dataset_range(x2, NULL, &d, 3, 2);
+    lr_dataset_range(&d, x2, NULL, 3, 2);
     for (size_t j = 0; j < 784; j++) assert_int_equal(bits(x2[784 + j]), bits(x[j])); /* row 4 */
     free(px);
     free(lb);

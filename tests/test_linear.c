@@ -1,7 +1,7 @@
 /* test_linear.c — dense-layer kernels against naive double loops: forward (row-streaming
  * kernel and sgemm path), unfused backward, the fused backward+Adam kernel (with and
  * without dx, any thread count bit-identical), central differences in double for every
- * gradient, and shape checks (the LoRA branch: test_lora_layer.c). */
+ * gradient, and shape checks (the LoRA branch: test_lora_weights.c). */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>

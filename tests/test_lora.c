@@ -26,7 +26,7 @@ static void fx_init(fixture *f, uint64_t seed)
     lr_rng rng;
     lr_rng_seed(&rng, seed);
     assert_int_equal(lr_mlp_init(&f->net, SIZES, 4, NULL), LR_OK);
-    lr_mlp_init_params(&f->net, &rng);
+    lr_mlp_reset_params(&f->net, &rng);
     f->lm = &f->lm_store;
     assert_int_equal(lr_lora_init(f->lm, &f->net, NULL), LR_OK);
     for (size_t i = 0; i < BATCH * 7; i++) f->x[i] = lr_rng_normal(&rng);
@@ -106,32 +106,32 @@ static void test_config(void **state)
     assert_true(lr_lora_scale(4, 2.0f, false) == 0.5f);
     assert_true(lr_lora_scale(4, 2.0f, true) == 1.0f);
     c.rank = 0;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "rank must be >= 1");
     c = lr_lora_opts_default();
     c.alpha = 0.0f;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "alpha must be > 0");
     c.alpha = NAN;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_EINVAL);
     c = lr_lora_opts_default();
     c.targets = 1u << 3;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "target layer 3 does not exist");
     c = lr_lora_opts_default();
     c.init = LR_LORA_INIT_PISSA;
     c.rank = 5; /* linear3 is 5 -> 4 */
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "min(in, out) = 4 of linear3");
     c = lr_lora_opts_default();
-    assert_int_equal(lr_lora_add(f.lm, "", &c, &e), LR_EINVAL);
-    assert_int_equal(lr_lora_add(f.lm, NULL, &c, &e), LR_EINVAL);
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_OK);
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, NULL, &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"a\" already exists");
     assert_int_equal(lr_lora_count(f.lm), 1);
     /* NULL options: the defaults */
-    assert_int_equal(lr_lora_add(f.lm, "dflt", NULL, &e), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "dflt", NULL, &e), LR_OK);
     assert_int_equal(lr_lora_count(f.lm), 2);
     assert_int_equal(lr_lora_remove(f.lm, "dflt", &e), LR_OK);
     assert_int_equal(lr_lora_select(f.lm, "zz", &e), LR_EINVAL);
@@ -173,11 +173,11 @@ static void test_parse(void **state)
     assert_int_equal(lr_lora_parse_targets(&m, "2x", f.net.n_layers, &e), LR_EINVAL);
     assert_int_equal(lr_lora_parse_targets(&m, "1", 0, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "0 layers");
-    lr_lora_init_kind k;
-    assert_int_equal(lr_lora_parse_init(&k, "pissa", &e), LR_OK);
+    lr_lora_initializer k;
+    assert_int_equal(lr_lora_parse_initializer(&k, "pissa", &e), LR_OK);
     assert_int_equal(k, LR_LORA_INIT_PISSA);
-    assert_string_equal(lr_lora_init_name(k), "pissa");
-    assert_int_equal(lr_lora_parse_init(&k, "kaiming", &e), LR_EINVAL);
+    assert_string_equal(lr_lora_initializer_name(k), "pissa");
+    assert_int_equal(lr_lora_parse_initializer(&k, "kaiming", &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"kaiming\"");
     fx_free(&f);
 }
@@ -194,7 +194,7 @@ static void test_gaussian_init(void **state)
     c.seed = 42;
     float base[BATCH * 4], out[BATCH * 4];
     forward(&f.net, f.x, base);
-    assert_int_equal(lr_lora_add(f.lm, "g", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "g", &c, NULL), LR_OK);
     assert_null(lr_lora_selected(f.lm));
     assert_int_equal(lr_lora_select(f.lm, "g", NULL), LR_OK);
     assert_string_equal(lr_lora_selected(f.lm), "g");
@@ -224,7 +224,7 @@ static void test_forward_equals_merged_dense(void **state)
     c.rank = 3;
     c.alpha = 5.0f;
     c.targets = 0x5; /* linear1, linear3 */
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 7);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     assert_null(f.net.layer[1].lora);
@@ -312,14 +312,14 @@ static void test_gradients_central_differences(void **state)
     c.rank = 2;
     c.alpha = 3.0f;
     c.use_rslora = true;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 9);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     lr_lora_freeze_base(f.lm, true);
     float *grad = calloc(f.net.n_params, sizeof(float));
     float loss;
     lr_err e;
-    if (lr_mlp_gradients(&f.net, f.x, f.y, BATCH, grad, NULL, &loss, &e)) fail_msg("%s", e.msg);
+    if (lr_mlp_gradients(&f.net, grad, NULL, &loss, f.x, f.y, NULL, BATCH, &e)) fail_msg("%s", e.msg);
     assert_allclose(loss, loss_double(&f, NULL, 0), 1e-5, 1e-6);
     for (size_t k = 0; k < f.net.n_params; k++) assert_true(grad[k] == 0.0f); /* frozen base */
     const double h = 1e-3;
@@ -350,7 +350,7 @@ static void test_training_leaves_base_bytes(void **state)
     fixture f;
     fx_init(&f, 5);
     lr_lora_opts c = lr_lora_opts_default();
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     lr_lora_freeze_base(f.lm, true);
     lr_mlp_reset_optimizer(&f.net);
@@ -361,7 +361,7 @@ static void test_training_leaves_base_bytes(void **state)
     float l0 = 0, l;
     lr_err e;
     for (int step = 0; step < 20; step++) {
-        if (lr_mlp_train_step(&f.net, f.x, f.y, BATCH, &ap, &l, &e)) fail_msg("%s", e.msg);
+        if (lr_mlp_train_step(&f.net, &l, f.x, f.y, NULL, BATCH, &ap, &e)) fail_msg("%s", e.msg);
         if (step == 0) l0 = l;
     }
     assert_memory_equal(before, f.net.params, f.net.n_params * sizeof(float));
@@ -371,7 +371,7 @@ static void test_training_leaves_base_bytes(void **state)
     assert_true(bnorm > 0);
     /* unfrozen, the same steps do change the base (so the check above can fail) */
     lr_lora_freeze_base(f.lm, false);
-    if (lr_mlp_train_step(&f.net, f.x, f.y, BATCH, &ap, &l, &e)) fail_msg("%s", e.msg);
+    if (lr_mlp_train_step(&f.net, &l, f.x, f.y, NULL, BATCH, &ap, &e)) fail_msg("%s", e.msg);
     assert_true(memcmp(before, f.net.params, f.net.n_params * sizeof(float)) != 0);
     free(before);
     fx_free(&f);
@@ -388,7 +388,7 @@ static void test_disabled_equals_base(void **state)
     forward(&f.net, f.x, base);
     lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 3);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     forward(&f.net, f.x, on);
@@ -409,7 +409,7 @@ static void test_disabled_equals_base(void **state)
     forward(&f.net, f.x, out);
     assert_true(memcmp(out, base, sizeof base) != 0 && memcmp(out, on, sizeof on) != 0);
     /* the flags are the module's: a newly selected adapter gets them */
-    assert_int_equal(lr_lora_add(f.lm, "b", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "b", &c, NULL), LR_OK);
     assert_int_equal(lr_lora_select(f.lm, "b", NULL), LR_OK);
     assert_false(lr_lora_layer(f.lm, "b", 1)->enabled);
     assert_true(lr_lora_layer(f.lm, "b", 0)->enabled);
@@ -429,7 +429,7 @@ static void test_merge_unmerge(void **state)
     lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.alpha = 3.0f;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 5);
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no adapter is selected");
@@ -449,7 +449,7 @@ static void test_merge_unmerge(void **state)
     assert_memory_equal(f.net.layer[1].w.data, w0 + (7 * 6 + 6), 5 * 6 * sizeof(float));
     assert_int_equal(lr_lora_select(f.lm, NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "unmerge it first");
-    assert_int_equal(lr_lora_add(f.lm, "b", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "b", &c, &e), LR_EINVAL);
     assert_int_equal(lr_lora_remove(f.lm, "a", &e), LR_EINVAL);
     assert_int_equal(lr_lora_merge(f.lm, LR_LORA_MERGE_KEEP_COPY, &e), LR_EINVAL);
 
@@ -509,7 +509,7 @@ static void test_pissa(void **state)
     c.rank = 3;
     c.alpha = 7.0f; /* any α: s·B·A = U_r S_r V_rᵀ */
     c.init = LR_LORA_INIT_PISSA;
-    if (lr_lora_add(f.lm, "p", &c, &e)) fail_msg("%s", e.msg);
+    if (lr_lora_insert(f.lm, "p", &c, &e)) fail_msg("%s", e.msg);
     assert_int_equal(lr_lora_select(f.lm, "p", NULL), LR_OK);
     forward(&f.net, f.x, out);
     assert_mat_allclose(logits_view(out), logits_view(base), 1e-5, 1e-5);
@@ -543,7 +543,7 @@ static void test_pissa(void **state)
         lr_mat_free(&sba);
     }
     /* only one PiSSA adapter at a time */
-    assert_int_equal(lr_lora_add(f.lm, "q", &c, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_insert(f.lm, "q", &c, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "\"p\" already rewrote the base");
     /* removing it restores W₀ bit for bit */
     assert_int_equal(lr_lora_remove(f.lm, "p", &e), LR_OK);
@@ -651,7 +651,7 @@ static void test_switching(void **state)
     memcpy(w0, f.net.params, f.net.n_params * sizeof(float));
     /* "a" alone */
     c.seed = 1;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 11);
     assert_int_equal(lr_lora_select(f.lm, "a", NULL), LR_OK);
     forward(&f.net, f.x, a1);
@@ -663,14 +663,14 @@ static void test_switching(void **state)
     c.seed = 2;
     c.rank = 2;
     c.targets = 0x2;
-    assert_int_equal(lr_lora_add(f.lm, "b", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "b", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "b", 12);
     assert_int_equal(lr_lora_select(f.lm, "b", NULL), LR_OK);
     forward(&f.net, f.x, b1);
     /* now "a" again beside "b", switched back and forth */
     c = lr_lora_opts_default();
     c.seed = 1;
-    assert_int_equal(lr_lora_add(f.lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(f.lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(f.lm, "a", 11);
     assert_int_equal(lr_lora_count(f.lm), 2);
     assert_string_equal(lr_lora_name(f.lm, 0), "b");
@@ -714,19 +714,19 @@ static void test_merge_refreshes_frozen_copies(void **state)
     assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 5);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     lr_mlp_set_frozen(&net, 0, true, NULL); /* linear1 frozen (the copy), linear2 trains */
     assert_int_equal(lr_lora_init(&lm, &net, NULL), LR_OK);
     lr_lora_opts c = lr_lora_opts_default();
     c.targets = 1u << 0;
-    assert_int_equal(lr_lora_add(&lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(&lm, "a", &c, NULL), LR_OK);
     assert_int_equal(lr_lora_select(&lm, "a", NULL), LR_OK);
     float x[10 * 30], loss, lref, z0[10 * 10], z1[10 * 10];
     uint8_t y[10];
     for (size_t k = 0; k < 10 * 30; k++) x[k] = lr_rng_normal(&r);
     for (size_t k = 0; k < 10; k++) y[k] = (uint8_t)(k % 10);
     lr_adam_opts ap = lr_adam_opts_default();
-    for (int t = 0; t < 2; t++) assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    for (int t = 0; t < 2; t++) assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
     lr_lora_weights *w = lr_lora_layer(&lm, "a", 0);
     assert_non_null(w);
     lr_mat_fill(w->b, 0.0f);
@@ -741,8 +741,8 @@ static void test_merge_refreshes_frozen_copies(void **state)
     memcpy(ref.params, net.params, net.n_params * sizeof(float));
     lr_mlp_set_frozen(&ref, 0, true, NULL);
     ref.adam_t = net.adam_t;
-    assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lref, NULL), LR_OK);
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&ref, &lref, x, y, NULL, 10, &ap, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
     assert_memory_equal(&loss, &lref, sizeof loss);
     lr_lora_free(&lm);
     lr_mlp_free(&ref);

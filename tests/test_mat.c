@@ -60,12 +60,12 @@ static void test_block_copy_transpose(void **state)
     for (int i = 0; i < 20; i++) d[i] = (float)i;
     lr_mat a = lr_mat_view(d, 4, 5, 5), b;
     lr_err e;
-    assert_int_equal(lr_mat_block(a, 1, 2, 2, 3, &b, &e), LR_OK);
+    assert_int_equal(lr_mat_block(a, &b, 1, 2, 2, 3, &e), LR_OK);
     assert_true(lr_mat_get(lr_cm(b), 0, 0) == 7.0f);
     assert_true(lr_mat_get(lr_cm(b), 1, 2) == 14.0f);
-    assert_int_equal(lr_mat_block(a, 3, 0, 2, 1, &b, &e), LR_EDIM);
+    assert_int_equal(lr_mat_block(a, &b, 3, 0, 2, 1, &e), LR_EDIM);
     assert_msg_contains(e.msg, "outside a 4 x 5");
-    assert_int_equal(lr_mat_block(a, 1, 2, 2, 3, &b, NULL), LR_OK);
+    assert_int_equal(lr_mat_block(a, &b, 1, 2, 2, 3, NULL), LR_OK);
     lr_mat c, t;
     assert_int_equal(lr_mat_init(&c, 2, 3, NULL), LR_OK);
     assert_int_equal(lr_mat_copy(c, lr_cm(b), &e), LR_OK);

@@ -34,7 +34,7 @@ static lr_status mat_transpose_shape(lr_err *e) { return lr_mat_transpose(m_(2, 
 static lr_status mat_block_out(lr_err *e)
 {
     lr_mat out;
-    return lr_mat_block(m_(2, 2), 1, 1, 2, 2, &out, e);
+    return lr_mat_block(m_(2, 2), &out, 1, 1, 2, 2, e);
 }
 static lr_status pool_threads_zero(lr_err *e)
 {
@@ -52,8 +52,8 @@ static lr_status dataset_no_features(lr_err *e)
 /* --- linalg --- */
 static lr_status gemm_shape(lr_err *e) { return lr_gemm(m_(2, 2), 1, c_(2, 3), false, c_(2, 2), false, 0, e); }
 static lr_status gemv_null(lr_err *e) { return lr_gemv(NULL, 1, c_(2, 2), false, g_buf, 0, e); }
-static lr_status svd_s_null(lr_err *e) { return lr_svd_values(NULL, c_(2, 2), e); }
-static lr_status svd_u_shape(lr_err *e) { return lr_svd(g_buf + 32, m_(3, 2), m_(2, 2), c_(2, 2), e); }
+static lr_status svd_s_null(lr_err *e) { return lr_svd_values(NULL, c_(2, 2), NULL, e); }
+static lr_status svd_u_shape(lr_err *e) { return lr_svd(g_buf + 32, m_(3, 2), m_(2, 2), c_(2, 2), NULL, e); }
 static lr_status usv_null(lr_err *e) { return lr_usv_from_svd(NULL, c_(2, 2), e); }
 static lr_status rank_null(lr_err *e) { return lr_rank(NULL, NULL, c_(2, 2), NULL, e); }
 static lr_status rank_tol_nan(lr_err *e)
@@ -74,7 +74,7 @@ static lr_status rsvd_rng_null(lr_err *e)
                    c_(4, 4), 1, NULL, NULL, e);
 }
 static lr_status factor_rank_big(lr_err *e) { return lr_factor(m_(2, 3), m_(3, 2), c_(2, 2), 3, LR_SPLIT_US, e); }
-static lr_status factor_init_null(lr_err *e) { return lr_factor_init(NULL, NULL, c_(2, 2), 1, LR_SPLIT_US, e); }
+static lr_status factor_init_null(lr_err *e) { return lr_factor_alloc(NULL, NULL, c_(2, 2), 1, LR_SPLIT_US, e); }
 static lr_status approx_null(lr_err *e) { return lr_approx_predict(NULL, g_buf, 2, 1, e); }
 static lr_status energy_target(lr_err *e)
 {
@@ -101,8 +101,8 @@ static lr_status npy_mem_null(lr_err *e)
     lr_mat m;
     return lr_npy_load_mem(&m, NULL, 10, "buf", e);
 }
-static lr_status npy_save_path_null(lr_err *e) { return lr_npy_save(NULL, c_(2, 2), e); }
-static lr_status npy_save_dir(lr_err *e) { return lr_npy_save("/", c_(2, 2), e); }
+static lr_status npy_save_path_null(lr_err *e) { return lr_npy_save(c_(2, 2), NULL, e); }
+static lr_status npy_save_dir(lr_err *e) { return lr_npy_save(c_(2, 2), "/", e); }
 static lr_status st_open_null(lr_err *e) { return lr_safetensors_open(NULL, "x", e); }
 static lr_status st_mem_short(lr_err *e)
 {
@@ -146,7 +146,7 @@ static lr_status mlp_init_zero_size(lr_err *e)
     return lr_mlp_init(&net, sizes, 3, e);
 }
 static lr_status forward_null_net(lr_err *e) { return lr_mlp_forward(NULL, g_buf, g_buf, 1, NULL, e); }
-static lr_status train_step_null(lr_err *e) { return lr_mlp_train_step(NULL, g_buf, NULL, 1, NULL, NULL, e); }
+static lr_status train_step_null(lr_err *e) { return lr_mlp_train_step(NULL, NULL, g_buf, NULL, NULL, 1, NULL, e); }
 static lr_status train_null_data(lr_err *e)
 {
     lr_train_opts o = lr_train_opts_default();
@@ -172,7 +172,7 @@ static lr_status lora_weights_rank0(lr_err *e)
     lr_lora_weights lw;
     return lr_lora_weights_init(&lw, 0, 4, 4, 1.0f, e);
 }
-static lr_status checkpoint_load_null(lr_err *e) { return lr_checkpoint_load(NULL, NULL, "x", e); }
+static lr_status checkpoint_load_null(lr_err *e) { return lr_checkpoint_load(NULL, "x", NULL, e); }
 static lr_status checkpoint_save_null_path(lr_err *e)
 {
     lr_mlp net;
@@ -186,7 +186,7 @@ static lr_status checkpoint_save_null_path(lr_err *e)
 
 /* --- lora --- */
 static lr_status lora_init_null(lr_err *e) { return lr_lora_init(NULL, NULL, e); }
-static lr_status lora_add_null(lr_err *e) { return lr_lora_add(NULL, "a", NULL, e); }
+static lr_status lora_add_null(lr_err *e) { return lr_lora_insert(NULL, "a", NULL, e); }
 static lr_status lora_targets_bad(lr_err *e)
 {
     uint32_t mask;
@@ -194,12 +194,12 @@ static lr_status lora_targets_bad(lr_err *e)
 }
 static lr_status lora_init_kind_bad(lr_err *e)
 {
-    lr_lora_init_kind k;
-    return lr_lora_parse_init(&k, "olora", e);
+    lr_lora_initializer k;
+    return lr_lora_parse_initializer(&k, "olora", e);
 }
 static lr_status lora_param_count_null(lr_err *e) { return lr_lora_param_count(NULL, NULL, 0, 0, 1, e); }
-static lr_status adapter_save_null(lr_err *e) { return lr_adapter_save(NULL, "a", "/tmp", NULL, e); }
-static lr_status adapter_load_null(lr_err *e) { return lr_adapter_load(NULL, NULL, "a", "/tmp", e); }
+static lr_status adapter_save_null(lr_err *e) { return lr_adapter_save(NULL, "/tmp", "a", NULL, e); }
+static lr_status adapter_load_null(lr_err *e) { return lr_adapter_load(NULL, "/tmp", "a", NULL, e); }
 
 static const misuse_row rows[] = {
     { "lr_mat_init(NULL)", mat_init_null, LR_EINVAL, "NULL" },
@@ -220,7 +220,7 @@ static const misuse_row rows[] = {
     { "lr_rsvd with r = 0", rsvd_rank_zero, LR_EINVAL, "r" },
     { "lr_rsvd with rng NULL", rsvd_rng_null, LR_EINVAL, "rng" },
     { "lr_factor with r > min(m,n)", factor_rank_big, LR_EINVAL, "r" },
-    { "lr_factor_init(NULL, NULL)", factor_init_null, LR_EINVAL, "NULL" },
+    { "lr_factor_alloc(NULL, NULL)", factor_init_null, LR_EINVAL, "NULL" },
     { "lr_approx_predict(NULL)", approx_null, LR_EINVAL, "NULL" },
     { "lr_approx_rank_for_energy with target 1.5", energy_target, LR_EINVAL, "1.5" },
     { "lr_cost_layer(NULL)", cost_null, LR_EINVAL, "NULL" },
@@ -254,9 +254,9 @@ static const misuse_row rows[] = {
     { "lr_checkpoint_load(NULL)", checkpoint_load_null, LR_EINVAL, "NULL" },
     { "lr_checkpoint_save with path NULL", checkpoint_save_null_path, LR_EINVAL, "NULL" },
     { "lr_lora_init(NULL)", lora_init_null, LR_EINVAL, "NULL" },
-    { "lr_lora_add(NULL)", lora_add_null, LR_EINVAL, "NULL" },
+    { "lr_lora_insert(NULL)", lora_add_null, LR_EINVAL, "NULL" },
     { "lr_lora_parse_targets(\"linear9\") on 3 layers", lora_targets_bad, LR_EINVAL, "linear9" },
-    { "lr_lora_parse_init(\"olora\")", lora_init_kind_bad, LR_EINVAL, "olora" },
+    { "lr_lora_parse_initializer(\"olora\")", lora_init_kind_bad, LR_EINVAL, "olora" },
     { "lr_lora_param_count with sizes NULL", lora_param_count_null, LR_EINVAL, "NULL" },
     { "lr_adapter_save(NULL)", adapter_save_null, LR_EINVAL, "NULL" },
     { "lr_adapter_load(NULL)", adapter_load_null, LR_EINVAL, "NULL" },

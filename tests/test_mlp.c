@@ -2,7 +2,7 @@
  * through a LoRA layer) against central differences of a double-precision reference,
  * the fused training step against gradients + Adam, frozen weights untouched, disabled
  * adapters bit-equal to the base, thread-count independence, NaN injection, bad inputs;
- * lr_mlp_train_step_ex (label weights, soft targets): bit-equal to lr_mlp_train_step without
+ * training with lr_mlp_targets (label weights, soft targets): bit-equal to tg NULL without
  * targets, still at its own softmax, gradients by central differences, bad targets. */
 #include <math.h>
 #include <pthread.h>
@@ -96,7 +96,7 @@ static void make_net(lr_mlp *net, uint64_t seed)
     assert_int_equal(lr_mlp_init(net, small_sizes, 4, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, seed);
-    lr_mlp_init_params(net, &r);
+    lr_mlp_reset_params(net, &r);
 }
 
 static void make_batch(float *x, uint8_t *y, size_t batch, size_t in, size_t classes, uint64_t seed)
@@ -127,7 +127,7 @@ static void test_layout_and_init(void **state)
     assert_true(net.layer[1].w.rows == 2000 && net.layer[1].w.cols == 1000);
     lr_rng r;
     lr_rng_seed(&r, 0);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     /* PyTorch's bound 1/sqrt(fan_in), for weights and biases; uniform, so the extremes get close */
     for (size_t l = 0; l < 3; l++) {
         const lr_layer *ly = &net.layer[l];
@@ -140,7 +140,7 @@ static void test_layout_and_init(void **state)
     lr_mlp net2;
     assert_int_equal(lr_mlp_init(&net2, lr_mlp_default_sizes, 4, NULL), LR_OK);
     lr_rng_seed(&r, 0);
-    lr_mlp_init_params(&net2, &r);
+    lr_mlp_reset_params(&net2, &r);
     assert_memory_equal(net.params, net2.params, net.n_params * sizeof(float));
     lr_mlp_free(&net);
     lr_mlp_free(&net2);
@@ -171,7 +171,7 @@ static void test_gradients_by_central_differences(void **state)
     uint8_t y[5];
     make_batch(x, y, batch, 9, 4, 3);
     float *grad = malloc(net.n_params * sizeof *grad);
-    assert_int_equal(lr_mlp_gradients(&net, x, y, batch, grad, dx, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(&net, grad, dx, &loss, x, y, NULL, batch, NULL), LR_OK);
     ref_t ref = { &net, dcopy(net.params, net.n_params), { 0 }, { 0 }, dcopy(x, batch * 9), y, batch, NULL, NULL, NULL };
     ref.a[1] = dcopy(lw1.a.data, 2 * 7), ref.b[1] = dcopy(lw1.b.data, 6 * 2);
     ref.a[2] = dcopy(lw2.a.data, 6), ref.b[2] = dcopy(lw2.b.data, 4);
@@ -184,7 +184,7 @@ static void test_gradients_by_central_differences(void **state)
     for (size_t k = 0; k < 4; k++) assert_allclose(lw2.gb.data[k], central(&ref, ref.b[2], k), 1e-3, 1e-5);
     /* frozen layers get no gradient at all (their entries are zero) */
     lr_mlp_freeze_all(&net, true);
-    assert_int_equal(lr_mlp_gradients(&net, x, y, batch, grad, NULL, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(&net, grad, NULL, &loss, x, y, NULL, batch, NULL), LR_OK);
     for (size_t k = 0; k < net.n_params; k++) assert_true(grad[k] == 0.0f);
     assert_allclose(lw1.ga.data[3], central(&ref, ref.a[1], 3), 1e-3, 1e-5);
     free(grad), free(ref.p), free(ref.x);
@@ -228,8 +228,8 @@ static void test_train_step_equals_gradients_plus_adam(void **state)
     ap.lr = 0.01;
     for (size_t t = 1; t <= 3; t++) {
         make_batch(x, y, 10, 9, 4, 10 + t);
-        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
-        assert_int_equal(lr_mlp_gradients(&ref, x, y, 10, g, NULL, &lossr, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
+        assert_int_equal(lr_mlp_gradients(&ref, g, NULL, &lossr, x, y, NULL, 10, NULL), LR_OK);
         assert_allclose(loss, lossr, 1e-5, 1e-6);
         lr_adam_step s = lr_adam_step_for(&ap, t);
         for (size_t l = 0; l < 3; l++) {
@@ -266,8 +266,8 @@ static void test_null_adam_is_default(void **state)
     lr_adam_opts ap = lr_adam_opts_default();
     for (size_t t = 1; t <= 2; t++) {
         make_batch(x, y, 10, 9, 4, 20 + t);
-        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, NULL, &loss, NULL), LR_OK);
-        assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lossr, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, NULL, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&ref, &lossr, x, y, NULL, 10, &ap, NULL), LR_OK);
         assert_true(loss == lossr);
     }
     assert_memory_equal(net.params, ref.params, net.n_params * sizeof *net.params);
@@ -298,8 +298,8 @@ static void test_packed_gradients_and_apply(void **state)
     float *full = malloc(net.n_params * sizeof *full);
     uint8_t y[10];
     make_batch(x, y, 10, 9, 4, 21);
-    assert_int_equal(lr_mlp_grad_shard(&net, g, &loss, x, y, 10, 10, NULL, NULL), LR_OK);
-    assert_int_equal(lr_mlp_gradients(&ref, x, y, 10, full, NULL, &lossr, NULL), LR_OK);
+    assert_int_equal(lr_mlp_grad_shard(&net, g, &loss, x, y, NULL, 10, 10, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(&ref, full, NULL, &lossr, x, y, NULL, 10, NULL), LR_OK);
     assert_allclose(loss, lossr, 1e-6, 0);
     for (size_t i = 0; i < n1; i++) assert_allclose(g[i], full[i], 1e-5, 1e-7);
     size_t o3 = (size_t)(ref.layer[2].w.data - ref.params);
@@ -308,25 +308,25 @@ static void test_packed_gradients_and_apply(void **state)
     for (size_t i = 0; i < 8; i++) assert_allclose(g[n1 + n3 + 12 + i], lwr.gb.data[i], 1e-5, 1e-7);
     /* rows 0..3 and 4..9, each divided by the batch of 10, add up to the batch */
     float l1, l2;
-    assert_int_equal(lr_mlp_grad_shard(&net, g2, &l1, x, y, 4, 10, NULL, NULL), LR_OK);
+    assert_int_equal(lr_mlp_grad_shard(&net, g2, &l1, x, y, NULL, 4, 10, NULL), LR_OK);
     float *g3 = malloc(n * sizeof *g3);
-    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, x + 4 * 9, y + 4, 6, 10, NULL, NULL), LR_OK);
+    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, x + 4 * 9, y + 4, NULL, 6, 10, NULL), LR_OK);
     assert_allclose(l1 + l2, loss, 1e-6, 0);
     for (size_t i = 0; i < n; i++) assert_allclose(g2[i] + g3[i], g[i], 1e-5, 1e-7);
-    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, NULL, NULL, 0, 10, NULL, NULL), LR_OK); /* empty share */
+    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, NULL, NULL, NULL, 0, 10, NULL), LR_OK); /* empty share */
     for (size_t i = 0; i < n; i++) assert_true(g3[i] == 0.0f);
     assert_true(l2 == 0.0f);
     lr_err e;
-    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, x, y, 10, 9, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_grad_shard(&net, g3, &l2, x, y, NULL, 10, 9, &e), LR_EINVAL);
     assert_non_null(strstr(e.msg, "divisor 9"));
     /* the whole batch's gradient then one Adam step = the fused step, bit for bit (two steps:
      * both row walks) */
     lr_adam_opts ap = lr_adam_opts_default();
     ap.lr = 0.01;
     for (int t = 0; t < 2; t++) {
-        if (t) assert_int_equal(lr_mlp_grad_shard(&net, g, &loss, x, y, 10, 10, NULL, NULL), LR_OK);
+        if (t) assert_int_equal(lr_mlp_grad_shard(&net, g, &loss, x, y, NULL, 10, 10, NULL), LR_OK);
         assert_int_equal(lr_mlp_apply_grad(&net, g, &ap, NULL), LR_OK);
-        assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lossr, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&ref, &lossr, x, y, NULL, 10, &ap, NULL), LR_OK);
         assert_memory_equal(net.params, ref.params, net.n_params * sizeof(float));
         assert_memory_equal(lw.a.data, lwr.a.data, 12 * sizeof(float));
         assert_memory_equal(lw.b.data, lwr.b.data, 8 * sizeof(float));
@@ -374,7 +374,7 @@ static void frozen_lora_net(lr_mlp *net, lr_lora_weights *lw, uint64_t seed, int
     assert_int_equal(lr_mlp_set_threads(net, threads, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, seed);
-    lr_mlp_init_params(net, &r);
+    lr_mlp_reset_params(net, &r);
     for (size_t l = 0; l < 3; l++) {
         assert_int_equal(lr_lora_weights_init(&lw[l], 1, net->layer[l].in, net->layer[l].out, 1.0f, NULL), LR_OK);
         lr_rng_fill_normal(&r, lw[l].a, 0, 1);
@@ -396,7 +396,7 @@ static void test_lora_never_writes_frozen_base(void **state)
     lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 5; t++) {
         make_batch(x, y, 10, 30, 10, 20 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
     }
     assert_memory_equal(before, net.params, net.n_params * sizeof *before);
     /* while the adapters did train: B left zero */
@@ -419,7 +419,7 @@ static void test_lora_never_writes_frozen_base(void **state)
     /* and with every adapter disabled and every layer frozen there is nothing to train */
     for (size_t l = 0; l < 3; l++) lw[l].enabled = false;
     lr_err e;
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "nothing to train");
     for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]);
     free(before);
@@ -450,7 +450,7 @@ static void test_frozen_copy_follows_the_weights(void **state)
     lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 3; t++) {
         make_batch(x, y, 10, 30, 10, 70 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
     }
     for (int c = 0; c < 2; c++) {
         frozen_lora_net(&ref, lwr, 62 + (uint64_t)c, 1);
@@ -469,8 +469,8 @@ static void test_frozen_copy_follows_the_weights(void **state)
             assert_true(memcmp(z0, z1, sizeof z0) != 0);
             assert_int_equal(lr_mlp_set_frozen(&net, 1, true, NULL), LR_OK);
         }
-        assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &lref, NULL), LR_OK);
-        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&ref, &lref, x, y, NULL, 10, &ap, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
         assert_memory_equal(&loss, &lref, sizeof loss);
         for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lwr[l]);
         lr_mlp_free(&ref);
@@ -494,7 +494,7 @@ static void test_lent_moments_are_zeroed_before_use(void **state)
     lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 3; t++) {
         make_batch(x, y, 10, 30, 10, 90 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
     }
     frozen_lora_net(&ref, lwr, 91, 1);
     memcpy(ref.params, net.params, net.n_params * sizeof(float));
@@ -504,8 +504,8 @@ static void test_lent_moments_are_zeroed_before_use(void **state)
     lr_mlp_reset_optimizer(&ref);
     ref.adam_t = net.adam_t; /* the same bias correction */
     make_batch(x, y, 10, 30, 10, 99);
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 10, &ap, &loss, NULL), LR_OK);
-    assert_int_equal(lr_mlp_train_step(&ref, x, y, 10, &ap, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&ref, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
     const lr_layer *a = &net.layer[1], *b = &ref.layer[1];
     assert_memory_equal(a->w.data, b->w.data, a->out * a->in * sizeof(float));
     assert_memory_equal(a->b, b->b, a->out * sizeof(float));
@@ -523,7 +523,7 @@ static void test_threads_and_batch_paths_agree(void **state)
     assert_int_equal(lr_mlp_init(&b, sizes, 4, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 11);
-    lr_mlp_init_params(&a, &r);
+    lr_mlp_reset_params(&a, &r);
     memcpy(b.params, a.params, a.n_params * sizeof(float));
     assert_int_equal(lr_mlp_set_threads(&b, 3, NULL), LR_OK); /* more threads than cores: still exact */
     float x[10 * 50], la, lb;
@@ -531,8 +531,8 @@ static void test_threads_and_batch_paths_agree(void **state)
     lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 4; t++) {
         make_batch(x, y, 10, 50, 10, 30 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
-        assert_int_equal(lr_mlp_train_step(&b, x, y, 10, &ap, &lb, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&a, &la, x, y, NULL, 10, &ap, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&b, &lb, x, y, NULL, 10, &ap, NULL), LR_OK);
         assert_true(la == lb);
     }
     assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
@@ -580,7 +580,7 @@ static void test_const_model_from_several_threads(void **state)
     assert_int_equal(lr_mlp_set_threads(&net, 2, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 12);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     assert_int_equal(lr_lora_weights_init(&lw, 2, 300, 200, 0.5f, NULL), LR_OK);
     lr_rng_fill_normal(&r, lw.a, 0, 1);
     lr_rng_fill_normal(&r, lw.b, 0, 1);
@@ -617,8 +617,8 @@ static void test_reset_optimizer_with_frozen_layer(void **state)
     lr_adam_opts ap = lr_adam_opts_default();
     for (int t = 0; t < 3; t++) { /* both get non-zero moments */
         make_batch(x, y, 10, 9, 4, 60 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
-        assert_int_equal(lr_mlp_train_step(&b, x, y, 10, &ap, &lb, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&a, &la, x, y, NULL, 10, &ap, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&b, &lb, x, y, NULL, 10, &ap, NULL), LR_OK);
     }
     assert_int_equal(lr_mlp_set_frozen(&a, 1, true, NULL), LR_OK);
     lr_mlp_reset_optimizer(&a);
@@ -626,8 +626,8 @@ static void test_reset_optimizer_with_frozen_layer(void **state)
     lr_mlp_reset_optimizer(&b);
     for (int t = 0; t < 2; t++) {
         make_batch(x, y, 10, 9, 4, 70 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&a, x, y, 10, &ap, &la, NULL), LR_OK);
-        assert_int_equal(lr_mlp_train_step(&b, x, y, 10, &ap, &lb, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&a, &la, x, y, NULL, 10, &ap, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&b, &lb, x, y, NULL, 10, &ap, NULL), LR_OK);
     }
     assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
     lr_mlp_free(&a);
@@ -644,20 +644,20 @@ static void test_nonfinite_names_step_and_layer(void **state)
     make_batch(x, y, 3, 9, 4, 13);
     lr_adam_opts ap = lr_adam_opts_default();
     lr_err e;
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_OK);
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 3, &ap, &e), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 3, &ap, &e), LR_OK);
     /* a NaN weight in linear2 at step 3 */
     net.layer[1].w.data[5] = NAN;
     float *before = malloc(net.n_params * sizeof *before);
     memcpy(before, net.params, net.n_params * sizeof *before);
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_ENONFINITE);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 3, &ap, &e), LR_ENONFINITE);
     assert_msg_contains(e.msg, "step 3");
     assert_msg_contains(e.msg, "linear2");
     assert_memory_equal(before, net.params, net.n_params * sizeof *before); /* nothing updated */
     net.layer[1].w.data[5] = 0.1f;
     /* an infinite input: linear1 */
     x[4] = INFINITY;
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 3, &ap, &loss, &e), LR_ENONFINITE);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 3, &ap, &e), LR_ENONFINITE);
     assert_msg_contains(e.msg, "linear1");
     free(before);
     lr_mlp_free(&net);
@@ -674,7 +674,7 @@ static void test_forward_reports_nonfinite_outputs(void **state)
     assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 3);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     float x[2 * 4] = { 1, 2, 3, 4, 5, 6, 7, 8 }, logits[2 * 3];
     assert_int_equal(lr_mlp_forward(&net, logits, x, 2, NULL, &e), LR_OK);
     x[5] = NAN;
@@ -716,12 +716,12 @@ static void test_bad_inputs(void **state)
     assert_msg_contains(e.msg, "batch is 0");
     assert_int_equal(lr_mlp_forward(NULL, out, x, 2, NULL, &e), LR_EINVAL);
     memset(x, 0, sizeof x);
-    assert_int_equal(lr_mlp_train_step(&net, x, ybad, 2, &ap, &loss, &e), LR_ERANGE);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, ybad, NULL, 2, &ap, &e), LR_ERANGE);
     assert_msg_contains(e.msg, "label 4 of example 1");
-    assert_int_equal(lr_mlp_train_step(&net, x, NULL, 2, &ap, &loss, &e), LR_EINVAL);
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 2, NULL, &loss, &e), LR_OK); /* NULL: the defaults */
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, NULL, NULL, 2, &ap, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 2, NULL, &e), LR_OK); /* NULL: the defaults */
     ap.beta2 = 1.0;
-    assert_int_equal(lr_mlp_train_step(&net, x, y, 2, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 2, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "betas");
     lr_lora_weights lw;
     assert_int_equal(lr_lora_weights_init(&lw, 2, 7, 5, 1.0f, NULL), LR_OK);
@@ -731,14 +731,14 @@ static void test_bad_inputs(void **state)
     assert_msg_contains(e.msg, "layer 3 does not exist");
     assert_int_equal(lr_mlp_set_frozen(&net, 9, true, &e), LR_EINVAL);
     float *g = malloc(net.n_params * sizeof *g);
-    assert_int_equal(lr_mlp_gradients(&net, x, y, 2, NULL, NULL, &loss, &e), LR_EINVAL);
-    assert_int_equal(lr_mlp_gradients(&net, x, ybad, 2, g, NULL, &loss, &e), LR_ERANGE);
+    assert_int_equal(lr_mlp_gradients(&net, NULL, NULL, &loss, x, y, NULL, 2, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_gradients(&net, g, NULL, &loss, x, ybad, NULL, 2, &e), LR_ERANGE);
     free(g);
     lr_lora_weights_free(&lw);
     lr_mlp_free(&net);
 }
 
-/* ---- lr_mlp_train_step_ex: per-example label weights and soft targets ---- */
+/* ---- lr_mlp_train_step: per-example label weights and soft targets ---- */
 
 /* q: (batch, k) <- softmax of the logits z, in double, rounded to float. */
 static void softmax_rows(float *q, const float *z, size_t batch, size_t k)
@@ -777,9 +777,9 @@ static void check_ex_bit_equal(bool lora)
     ap.lr = 0.01;
     for (int t = 0; t < 5; t++) {
         make_batch(x, y, 10, 9, 4, 80 + (uint64_t)t);
-        assert_int_equal(lr_mlp_train_step(&net[0], x, y, 10, &ap, &loss[0], NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net[0], &loss[0], x, y, NULL, 10, &ap, NULL), LR_OK);
         for (int k = 1; k < 4; k++)
-            assert_int_equal(lr_mlp_train_step_ex(&net[k], x, y, 10, tg[k], &ap, &loss[k], NULL), LR_OK);
+            assert_int_equal(lr_mlp_train_step(&net[k], &loss[k], x, y, tg[k], 10, &ap, NULL), LR_OK);
         for (int k = 1; k < 4; k++) assert_true(loss[k] == loss[0]);
     }
     for (int k = 1; k < 4; k++) {
@@ -819,18 +819,18 @@ static void test_own_softmax_is_a_fixed_point(void **state)
     softmax_rows(q, logits, B, 4);
     lr_mlp_targets tg = { zero, q, NULL };
     float *g = malloc(net.n_params * sizeof *g), *before = malloc(net.n_params * sizeof *before);
-    assert_int_equal(lr_mlp_gradients_ex(&net, x, NULL, B, &tg, g, dx, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(&net, g, dx, &loss, x, NULL, &tg, B, NULL), LR_OK);
     assert_true(fabs(loss) < 1e-6);
     for (size_t k = 0; k < net.n_params; k++) assert_true(fabs(g[k]) < 1e-7);
     for (size_t k = 0; k < B * 9; k++) assert_true(fabs(dx[k]) < 1e-7);
     memcpy(before, net.params, net.n_params * sizeof *before);
     lr_adam_opts ap = lr_adam_opts_default();
     ap.eps = 1e-4; /* PyTorch's 1e-8 would turn a rounding-level gradient into a step of ~lr/10 */
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, NULL, &tg, B, &ap, NULL), LR_OK);
     assert_int_equal(net.adam_t, 1);
     for (size_t k = 0; k < net.n_params; k++) assert_true(fabs(net.params[k] - before[k]) < 1e-6);
     /* the same step on the labels does move them */
-    assert_int_equal(lr_mlp_train_step(&net, x, y, B, &ap, &loss, NULL), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, B, &ap, NULL), LR_OK);
     double moved = 0;
     for (size_t k = 0; k < net.n_params; k++) moved = fmax(moved, fabs(net.params[k] - before[k]));
     assert_true(moved > 1e-4);
@@ -851,7 +851,7 @@ static void test_train_step_ex_gradients(void **state)
     lr_rng_seed(&r, 25);
     assert_int_equal(lr_mlp_init(&net, sizes, 3, NULL), LR_OK);
     assert_int_equal(lr_mlp_init(&ref, sizes, 3, NULL), LR_OK);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     memcpy(ref.params, net.params, net.n_params * sizeof(float));
     assert_int_equal(lr_lora_weights_init(&lw, 1, 4, 2, 0.5f, NULL), LR_OK);
     assert_int_equal(lr_lora_weights_init(&lwr, 1, 4, 2, 0.5f, NULL), LR_OK);
@@ -867,7 +867,7 @@ static void test_train_step_ex_gradients(void **state)
     make_batch(x, y, B, 3, 2, 26);
     lr_mlp_targets tg = { c, q, d };
     float *g = malloc(net.n_params * sizeof *g);
-    assert_int_equal(lr_mlp_gradients_ex(&ref, x, y, B, &tg, g, dx, &lossr, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(&ref, g, dx, &lossr, x, y, &tg, B, NULL), LR_OK);
     ref_t rf = { &ref, dcopy(ref.params, ref.n_params), { 0 }, { 0 }, dcopy(x, B * 3), y, B, c, q, d };
     rf.a[1] = dcopy(lwr.a.data, 4), rf.b[1] = dcopy(lwr.b.data, 2);
     assert_allclose(lossr, ref_loss(&rf), 1e-5, 0);
@@ -880,8 +880,8 @@ static void test_train_step_ex_gradients(void **state)
     ap.lr = 0.01;
     for (size_t t = 1; t <= 3; t++) {
         make_batch(x, y, B, 3, 2, 26 + t);
-        assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, NULL), LR_OK);
-        assert_int_equal(lr_mlp_gradients_ex(&ref, x, y, B, &tg, g, NULL, &lossr, NULL), LR_OK);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, &tg, B, &ap, NULL), LR_OK);
+        assert_int_equal(lr_mlp_gradients(&ref, g, NULL, &lossr, x, y, &tg, B, NULL), LR_OK);
         assert_allclose(loss, lossr, 1e-5, 1e-6);
         lr_adam_step s = lr_adam_step_for(&ap, t);
         lr_adam_update(ref.params, m, v, g, ref.n_params, &s);
@@ -916,37 +916,37 @@ static void test_train_step_ex_bad_targets(void **state)
     float *before = malloc(net.n_params * sizeof *before), *g = malloc(net.n_params * sizeof *g);
     memcpy(before, net.params, net.n_params * sizeof *before);
     c[1] = -0.5f;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, &tg, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "label weight -0.5 of example 1");
     c[1] = 1;
     d[2] = INFINITY;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, &tg, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "soft weight inf of example 2");
     d[2] = 1;
     q[6] = NAN;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, &tg, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "soft target 2 of example 1 is nan");
     q[6] = 0;
     q[11] = 0.45f;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, y, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, &tg, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "soft targets of example 2 sum to 1.05");
-    assert_int_equal(lr_mlp_gradients_ex(&net, x, y, B, &tg, g, NULL, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_gradients(&net, g, NULL, &loss, x, y, &tg, B, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "example 2");
     q[11] = 0.4f;
     c[2] = 0.5f; /* labels NULL: only with every label weight 0 */
     c[0] = c[1] = 0;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, NULL, &tg, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "labels is NULL but example 2 has label weight 0.5");
     tg.label_weight = NULL;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, NULL, &tg, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "example 0 has label weight 1");
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, NULL, &ap, &loss, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, NULL, NULL, B, &ap, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "labels is NULL");
     assert_int_equal(net.adam_t, 0);
     assert_memory_equal(before, net.params, net.n_params * sizeof *before);
     c[2] = 0;
     tg.label_weight = c;
-    assert_int_equal(lr_mlp_train_step_ex(&net, x, NULL, B, &tg, &ap, &loss, &e), LR_OK);
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, NULL, &tg, B, &ap, &e), LR_OK);
     assert_int_equal(net.adam_t, 1);
     free(before), free(g);
     lr_mlp_free(&net);

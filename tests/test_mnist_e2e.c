@@ -52,7 +52,7 @@ static void eval_logits(lr_mlp *net, const lr_mnist *test_set, float *logits, lr
     lr_eval_reset(res);
     for (size_t first = 0; first < test.n; first += chunk) {
         size_t b = test.n - first < chunk ? test.n - first : chunk;
-        lr_dataset_range(x, NULL, &test, first, b);
+        lr_dataset_range(&test, x, NULL, first, b);
         if (lr_mlp_forward(net, logits + first * classes, x, b, NULL, &e)) fail_msg("%s", e.msg);
         if (lr_eval_add(res, logits + first * classes, test_set->labels + first, b, classes, &e))
             fail_msg("%s", e.msg);
@@ -81,7 +81,7 @@ static int group_setup(void **state)
     if (lim && atol(lim) > 0 && (size_t)atol(lim) < f->train.n) f->train.n = (size_t)atol(lim), f->limited = true;
     lr_rng rng;
     lr_rng_seed(&rng, 0);
-    lr_mlp_init_params(&f->net, &rng);
+    lr_mlp_reset_params(&f->net, &rng);
     lr_train_opts tp = lr_train_opts_default();   /* batch 10, 1 epoch, lr 1e-3, seed 0 */
     lr_train_result res;
     lr_dataset train = lr_mnist_dataset(&f->train);
@@ -147,7 +147,7 @@ static void test_lora_finetune_digit9(void **state)
     lr_dataset train = lr_mnist_dataset(&f->train), nines;
     size_t *rows = malloc(train.n * sizeof *rows);
     assert_non_null(rows);
-    if (lr_dataset_select_label(&nines, rows, &train, 9, &e) || lr_train(net, &res, &nines, &tp, &e))
+    if (lr_dataset_select_label(&train, &nines, rows, 9, &e) || lr_train(net, &res, &nines, &tp, &e))
         fail_msg("%s", e.msg);
     free(rows);
     assert_int_equal(res.steps, 100);
@@ -192,7 +192,7 @@ static void test_checkpoint_of_trained_model(void **state)
     if (lr_checkpoint_save(&f->net, path, &info, &e)) fail_msg("%s", e.msg);
     lr_mlp net2;
     lr_checkpoint_info got;
-    if (lr_checkpoint_load_new(&net2, &got, path, &e)) fail_msg("%s", e.msg);
+    if (lr_checkpoint_load_new(&net2, path, &got, &e)) fail_msg("%s", e.msg);
     assert_int_equal(net2.n_params, f->net.n_params);
     assert_memory_equal(net2.params, f->params_before, net2.n_params * sizeof(float));
     assert_true(got.has_seed);

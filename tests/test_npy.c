@@ -133,7 +133,7 @@ static void test_save_matches_numpy_bytes(void **state)
     /* a strided view: the padding column must not reach the file */
     float padded[8] = { 1.5f, -2.0f, 3.25f, 99.0f, 0.0f, 1e-3f, -7.0f, 99.0f };
     lr_err e;
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(padded, 2, 3, 4), &e), LR_OK);
+    assert_int_equal(lr_npy_save(lr_cmat_view(padded, 2, 3, 4), p, &e), LR_OK);
     size_t n;
     unsigned char *got = lr_test_read_file(p, &n);
     assert_int_equal(n, sizeof np_f4_v1);
@@ -157,7 +157,7 @@ static void test_round_trip(void **state)
         lr_err e;
         assert_int_equal(lr_mat_init(&w, shapes[k][0], shapes[k][1], NULL), LR_OK);
         lr_rng_fill_normal(&rng, w, 0.0f, 3.0f);
-        assert_int_equal(lr_npy_save(p, lr_cm(w), &e), LR_OK);
+        assert_int_equal(lr_npy_save(lr_cm(w), p, &e), LR_OK);
         /* data must start on a 64-byte boundary, as numpy writes it */
         size_t n;
         unsigned char *raw = lr_test_read_file(p, &n);
@@ -174,12 +174,12 @@ static void test_round_trip(void **state)
     /* non-finite values and the extremes survive bit-exactly */
     float odd[4] = { INFINITY, -0.0f, 3.4028235e38f, 1e-45f };
     lr_mat r;
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(odd, 2, 2, 2), NULL), LR_OK);
+    assert_int_equal(lr_npy_save(lr_cmat_view(odd, 2, 2, 2), p, NULL), LR_OK);
     assert_int_equal(lr_npy_load(&r, p, NULL), LR_OK);
     assert_memory_equal(r.data, odd, sizeof odd);
     lr_mat_free(&r);
     /* overwriting an existing file */
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(odd, 1, 1, 1), NULL), LR_OK);
+    assert_int_equal(lr_npy_save(lr_cmat_view(odd, 1, 1, 1), p, NULL), LR_OK);
     assert_int_equal(lr_npy_load(&r, p, NULL), LR_OK);
     assert_int_equal(r.rows * r.cols, 1);
     lr_mat_free(&r);
@@ -425,10 +425,10 @@ static void test_files_and_args(void **state)
     assert_int_equal(lr_npy_load_mem(&m, NULL, 5, "x", &e), LR_EINVAL);
     assert_int_equal(lr_npy_load_mem(NULL, np_f4_v1, sizeof np_f4_v1, "x", &e), LR_EINVAL);
     float f[4] = { 0 };
-    assert_int_equal(lr_npy_save(NULL, lr_cmat_view(f, 2, 2, 2), &e), LR_EINVAL);
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(f, 2, 2, 1), &e), LR_EDIM);
+    assert_int_equal(lr_npy_save(lr_cmat_view(f, 2, 2, 2), NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_npy_save(lr_cmat_view(f, 2, 2, 1), p, &e), LR_EDIM);
     assert_msg_contains(e.msg, "ld 1 is smaller than cols 2");
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(NULL, 2, 2, 2), &e), LR_EINVAL);
+    assert_int_equal(lr_npy_save(lr_cmat_view(NULL, 2, 2, 2), p, &e), LR_EINVAL);
     free(p);
     lr_test_rmtree(dir);
     free(dir);
@@ -448,7 +448,7 @@ static void test_load_rows(void **state)
     lr_err e = { "" };
     assert_int_equal(lr_mat_init(&w, 37, 5, NULL), LR_OK);
     lr_rng_fill_normal(&rng, w, 0.0f, 1.0f);
-    assert_int_equal(lr_npy_save(p, lr_cm(w), &e), LR_OK);
+    assert_int_equal(lr_npy_save(lr_cm(w), p, &e), LR_OK);
     assert_int_equal(lr_npy_load(&all, p, &e), LR_OK);
     size_t rows = 0, cols = 0;
     assert_int_equal(lr_npy_shape(&rows, &cols, p, &e), LR_OK);
@@ -539,7 +539,7 @@ static void test_failed_save_leaves_nothing(void **state)
 
     /* the directory does not exist */
     char *p = lr_test_path(dir, "nodir/w.npy");
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(f, 2, 2, 2), &e), LR_EIO);
+    assert_int_equal(lr_npy_save(lr_cmat_view(f, 2, 2, 2), p, &e), LR_EIO);
     assert_msg_contains(e.msg, "nodir/w.npy");
     assert_int_equal(count_entries(dir), 0);
     free(p);
@@ -547,7 +547,7 @@ static void test_failed_save_leaves_nothing(void **state)
     /* the target is a directory: the rename at the end fails */
     p = lr_test_path(dir, "sub");
     assert_int_equal(mkdir(p, 0700), 0);
-    assert_int_equal(lr_npy_save(p, lr_cmat_view(f, 2, 2, 2), &e), LR_EIO);
+    assert_int_equal(lr_npy_save(lr_cmat_view(f, 2, 2, 2), p, &e), LR_EIO);
     assert_msg_contains(e.msg, "sub");
     assert_int_equal(count_entries(dir), 1);
     free(p);
@@ -561,7 +561,7 @@ static void test_failed_save_leaves_nothing(void **state)
     small.rlim_cur = 1000;
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-    lr_status s = lr_npy_save(p, lr_cmat_view(f, 64, 64, 64), &e);
+    lr_status s = lr_npy_save(lr_cmat_view(f, 64, 64, 64), p, &e);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, prev);
     assert_int_equal(s, LR_EIO);

@@ -37,7 +37,7 @@ static void build(lr_peft *ad, const spec *sp, size_t n, uint64_t seed)
     for (size_t i = 0; i < n; i++) {
         float *a = lr_test_randn(&rng, sp[i].r * sp[i].in, 1.0f), *b = lr_test_randn(&rng, sp[i].out * sp[i].r, 0.3f);
         lr_err e;
-        if (lr_peft_add(ad, sp[i].module, sp[i].out, sp[i].in, sp[i].r, sp[i].alpha, a, b, &e)) fail_msg("%s", e.msg);
+        if (lr_peft_insert(ad, sp[i].module, sp[i].out, sp[i].in, sp[i].r, sp[i].alpha, a, b, &e)) fail_msg("%s", e.msg);
         free(a);
         free(b);
     }
@@ -196,7 +196,7 @@ static void test_round_trip_f16_extremes(void **state)
     paths_init(&p);
     lr_peft ad = { 0 }, got;
     const float a[4] = { 65519.0f, 1e-8f, 0x1p-24f, -3.0f }, b[2] = { 1.0f / 3, -0.0f };
-    assert_int_equal(lr_peft_add(&ad, "x", 2, 4, 1, 1, a, b, NULL), LR_OK);
+    assert_int_equal(lr_peft_insert(&ad, "x", 2, 4, 1, 1, a, b, NULL), LR_OK);
     assert_int_equal(lr_peft_write(&ad, p.ad, LR_ST_F16, NULL), LR_OK);
     assert_int_equal(lr_peft_read(&got, p.ad, NULL), LR_OK);
     assert_true(got.layer[0].a[0] == 65504.0f);
@@ -603,8 +603,8 @@ static void test_embedding_layer(void **state)
     lr_peft ad = { 0 }, got = { 0 };
     lr_err e = { { 0 } };
     /* vocab 7, dim 3, r 2: a: (r, vocab), b: (dim, r) */
-    assert_int_equal(lr_peft_add_embedding(&ad, "model.embed_tokens", 3, 7, 2, 2.0, a, b, &e), LR_OK);
-    assert_int_equal(lr_peft_add(&ad, "model.layers.0.q_proj", 5, 4, 2, 2.0, q, qb, &e), LR_OK);
+    assert_int_equal(lr_peft_insert_embedding(&ad, "model.embed_tokens", 3, 7, 2, 2.0, a, b, &e), LR_OK);
+    assert_int_equal(lr_peft_insert(&ad, "model.layers.0.q_proj", 5, 4, 2, 2.0, q, qb, &e), LR_OK);
     if (lr_peft_write(&ad, p.ad, LR_ST_F32, &e)) fail_msg("%s", e.msg);
     lr_safetensors st;
     assert_int_equal(lr_safetensors_open(&st, p.wts, NULL), LR_OK);
@@ -641,19 +641,19 @@ static void test_add_and_module_of(void **state)
     lr_peft ad = { 0 };
     const float a[6] = { 1, 2, 3, 4, 5, 6 }, b[6] = { 6, 5, 4, 3, 2, 1 };
     lr_err e;
-    assert_int_equal(lr_peft_add(&ad, "z.proj", 3, 3, 2, 4, a, b, &e), LR_OK);
-    assert_int_equal(lr_peft_add(&ad, "a.proj", 2, 3, 2, 4, a, b, &e), LR_OK);
+    assert_int_equal(lr_peft_insert(&ad, "z.proj", 3, 3, 2, 4, a, b, &e), LR_OK);
+    assert_int_equal(lr_peft_insert(&ad, "a.proj", 2, 3, 2, 4, a, b, &e), LR_OK);
     assert_string_equal(ad.layer[0].module, "a.proj"); /* kept sorted */
     assert_memory_equal(ad.layer[1].a, a, sizeof a);   /* copied */
     e.msg[0] = 0;
-    assert_int_equal(lr_peft_add(&ad, "a.proj", 2, 3, 2, 4, a, b, &e), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, "a.proj", 2, 3, 2, 4, a, b, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "a.proj");
-    assert_int_equal(lr_peft_add(&ad, "r0", 2, 3, 0, 4, a, b, NULL), LR_EINVAL);
-    assert_int_equal(lr_peft_add(&ad, "al", 2, 3, 1, 0, a, b, NULL), LR_EINVAL);
-    assert_int_equal(lr_peft_add(&ad, "al", 2, 3, 1, NAN, a, b, NULL), LR_EINVAL);
-    assert_int_equal(lr_peft_add(&ad, "", 2, 3, 1, 1, a, b, NULL), LR_EINVAL);
-    assert_int_equal(lr_peft_add(&ad, NULL, 2, 3, 1, 1, a, b, NULL), LR_EINVAL);
-    assert_int_equal(lr_peft_add(&ad, "n", 2, 3, 1, 1, NULL, b, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, "r0", 2, 3, 0, 4, a, b, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, "al", 2, 3, 1, 0, a, b, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, "al", 2, 3, 1, NAN, a, b, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, "", 2, 3, 1, 1, a, b, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, NULL, 2, 3, 1, 1, a, b, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_insert(&ad, "n", 2, 3, 1, 1, NULL, b, NULL), LR_EINVAL);
     assert_int_equal(ad.n, 2);
     lr_peft_free(&ad);
 
@@ -692,17 +692,17 @@ static void test_reads_lr_adapter(void **state)
     lr_rng rng;
     lr_rng_seed(&rng, 8);
     assert_int_equal(lr_mlp_init(&net, SIZES, 4, NULL), LR_OK);
-    lr_mlp_init_params(&net, &rng);
+    lr_mlp_reset_params(&net, &rng);
     assert_int_equal(lr_lora_init(&lm, &net, NULL), LR_OK);
     lr_lora_opts c = lr_lora_opts_default();
     c.rank = 2;
     c.alpha = 3;
     c.use_rslora = true;
     c.targets = 0x5;
-    assert_int_equal(lr_lora_add(&lm, "a", &c, NULL), LR_OK);
+    assert_int_equal(lr_lora_insert(&lm, "a", &c, NULL), LR_OK);
     lr_test_randomize_lora_b(&lm, "a", 4);
     lr_err e;
-    if (lr_adapter_save(&lm, "a", p.ad, "tiny", &e)) fail_msg("%s", e.msg);
+    if (lr_adapter_save(&lm, p.ad, "a", "tiny", &e)) fail_msg("%s", e.msg);
     lr_peft got;
     if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
     assert_int_equal(got.n, 2);
@@ -748,7 +748,7 @@ static void test_lr_adapter_reads_peft(void **state)
         assert_int_equal(lr_mlp_init(&net, SIZES, 4, NULL), LR_OK);
         assert_int_equal(lr_lora_init(&lm, &net, NULL), LR_OK);
         lr_adapter_info info;
-        if (lr_adapter_load(&lm, &info, "p", p.ad, &e)) fail_msg("%s", e.msg);
+        if (lr_adapter_load(&lm, p.ad, "p", &info, &e)) fail_msg("%s", e.msg);
         assert_int_equal(info.cfg.rank, 3);
         assert_int_equal(info.cfg.use_rslora, rs);
         for (size_t l = 0; l < 3; l++) {

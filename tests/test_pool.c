@@ -83,7 +83,7 @@ static void *train(void *arg)
     if ((j->st = lr_mlp_set_threads(&net, j->threads, &e))) goto out;
     lr_rng rng;
     lr_rng_seed(&rng, j->seed);
-    lr_mlp_init_params(&net, &rng);
+    lr_mlp_reset_params(&net, &rng);
     lr_adam_opts adam = lr_adam_opts_default();
     float x[10 * 64];
     uint8_t y[10];
@@ -92,7 +92,7 @@ static void *train(void *arg)
             y[b] = (uint8_t)lr_rng_below(&rng, 10);
             for (int k = 0; k < 64; k++) x[b * 64 + k] = (float)lr_rng_normal(&rng) + (k % 10 == y[b]);
         }
-        j->st = lr_mlp_train_step(&net, x, y, 10, &adam, NULL, &e);
+        j->st = lr_mlp_train_step(&net, NULL, x, y, NULL, 10, &adam, &e);
     }
     j->n = net.n_params;
     j->params = malloc(j->n * sizeof(float));

@@ -48,7 +48,7 @@ static void make_net(lr_mlp *net, lr_lora_weights *lw, bool all_layers)
     assert_int_equal(lr_mlp_init(net, (size_t[]){ DIM, 12, 4 }, 3, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 5);
-    lr_mlp_init_params(net, &r);
+    lr_mlp_reset_params(net, &r);
     for (size_t l = 0; l < (all_layers ? 2u : 1u); l++) {
         lr_layer *ly = &net->layer[l];
         assert_int_equal(lr_lora_weights_init(&lw[l], 2, ly->in, ly->out, 1.0f, NULL), LR_OK);
@@ -61,7 +61,7 @@ static void make_net(lr_mlp *net, lr_lora_weights *lw, bool all_layers)
 static void logits_of(const lr_mlp *net, const lr_dataset *d, float *out)
 {
     float x[N * DIM];
-    lr_dataset_range(x, NULL, d, 0, d->n);
+    lr_dataset_range(d, x, NULL, 0, d->n);
     assert_int_equal(lr_mlp_forward(net, out, x, d->n, NULL, NULL), LR_OK);
 }
 
@@ -146,7 +146,7 @@ static void test_training_keeps_retained(void **state)
         logits_of(&net, &d.retained, after);
         moved[keep] = lr_mat_max_abs_diff(lr_cmat_view(base, N, 4, 4), lr_cmat_view(after, N, 4, 4));
         lr_eval_result ev;
-        assert_int_equal(lr_eval(&ev, &net, &d.target, 0, NULL), LR_OK);
+        assert_int_equal(lr_eval(&net, &ev, &d.target, 0, NULL), LR_OK);
         target_acc[keep] = ev.accuracy;
         lr_preserve_basis_free(&pb);
         lr_lora_weights_free(&lw[0]);

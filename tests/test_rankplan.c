@@ -124,7 +124,7 @@ static void test_energy_error_plans(void **state)
         for (size_t l = 0; l < 3; l++) {
             size_t r;
             bool found;
-            assert_int_equal(lr_spectrum_rank_for_energy(sp[l], energies[i], &r, &found, NULL), LR_OK);
+            assert_int_equal(lr_spectrum_rank_for_energy(sp[l], &r, &found, energies[i], NULL), LR_OK);
             if (r == 0) r = 1;
             if (r > 49) {
                 assert_true(out[l].dense);
@@ -155,7 +155,7 @@ static void test_energy_error_plans(void **state)
         for (size_t l = 0; l < 3; l++) {
             size_t r;
             bool found;
-            assert_int_equal(lr_spectrum_rank_for_error(sp[l], errors[i], &r, &found, NULL), LR_OK);
+            assert_int_equal(lr_spectrum_rank_for_error(sp[l], &r, &found, errors[i], NULL), LR_OK);
             if (r == 0) r = 1;
             assert_int_equal(out[l].dense, r > 49);
             if (!out[l].dense) {

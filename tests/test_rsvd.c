@@ -287,7 +287,7 @@ static void test_krylov_rank_deficient_blocks(void **st)
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) w.data[i * n + j] = f[j] * x.data[i * k + j % k];
     float exact[30];
-    assert_int_equal(lr_svd_values(exact, lr_cm(w), NULL), LR_OK);
+    assert_int_equal(lr_svd_values(exact, lr_cm(w), NULL, NULL), LR_OK);
     for (size_t b = 2; b <= 8; b++)
         for (size_t q = 1; q <= 3; q++) {
             lr_rsvd_opts o = lr_rsvd_opts_default();
@@ -904,7 +904,7 @@ static void test_rows_bad_input(void **st)
     assert_int_equal(lr_rsvd_rows(s, U, VT, &bd, &src, 2, NULL, &rng, &err), LR_OK);
     assert_allclose(bd.energy, 650, 1e-12, 0);
     float sv[3];
-    assert_int_equal(lr_svd_values(sv, lr_cmat_view(a, 3, 4, 4), NULL), LR_OK);
+    assert_int_equal(lr_svd_values(sv, lr_cmat_view(a, 3, 4, 4), NULL, NULL), LR_OK);
     assert_allclose(s[0], sv[0], 1e-5, 0);
     assert_allclose(s[1], sv[1], 1e-4, 1e-5 * sv[0]);
     assert_allclose(bd.opt2_lb, (double)sv[2] * sv[2], 1e-2, 1e-5 * bd.energy);

@@ -493,7 +493,7 @@ static void test_entries(void **state)
                  all[i].name, all[i].bytes4);
         expect_ok(h, all[i].bytes4);
         lr_st_dtype d;
-        assert_int_equal(lr_st_dtype_parse(&d, all[i].name), LR_OK);
+        assert_int_equal(lr_st_dtype_parse(&d, all[i].name, NULL), LR_OK);
         assert_string_equal(lr_st_dtype_name(d), all[i].name);
     }
     assert_null(lr_st_dtype_name(LR_ST_NDTYPES));

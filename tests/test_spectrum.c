@@ -144,7 +144,7 @@ static void test_rank_thresholds(void **state)
     for (size_t i = 0; i < sizeof en / sizeof *en; i++) {
         size_t r = 99;
         bool found = false;
-        assert_int_equal(lr_spectrum_rank_for_energy(&sp, en[i].energy, &r, &found, NULL), LR_OK);
+        assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, en[i].energy, NULL), LR_OK);
         if (r != en[i].r) fail_msg("energy %.12g: rank %zu, expected %zu", en[i].energy, r, en[i].r);
         assert_true(found);
     }
@@ -156,7 +156,7 @@ static void test_rank_thresholds(void **state)
     for (size_t i = 0; i < sizeof er / sizeof *er; i++) {
         size_t r = 99;
         bool found = false;
-        assert_int_equal(lr_spectrum_rank_for_error(&sp, er[i].err, &r, &found, NULL), LR_OK);
+        assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, er[i].err, NULL), LR_OK);
         if (r != er[i].r) fail_msg("error %.12g: rank %zu, expected %zu", er[i].err, r, er[i].r);
         assert_true(found);
     }
@@ -166,29 +166,29 @@ static void test_rank_thresholds(void **state)
     double bad_e[] = { -0.1, 1.1, NAN, INFINITY };
     for (size_t i = 0; i < 4; i++) {
         e.msg[0] = 0;
-        assert_int_equal(lr_spectrum_rank_for_energy(&sp, bad_e[i], &r, &found, &e), LR_EINVAL);
+        assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, bad_e[i], &e), LR_EINVAL);
         assert_msg_contains(e.msg, "energy");
     }
     double bad_r[] = { -0.1, NAN, INFINITY };
     for (size_t i = 0; i < 3; i++) {
         e.msg[0] = 0;
-        assert_int_equal(lr_spectrum_rank_for_error(&sp, bad_r[i], &r, &found, &e), LR_EINVAL);
+        assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, bad_r[i], &e), LR_EINVAL);
         assert_msg_contains(e.msg, "relative error");
     }
-    assert_int_equal(lr_spectrum_rank_for_energy(NULL, 0.5, &r, &found, NULL), LR_EINVAL);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 0.5, NULL, &found, NULL), LR_EINVAL);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 0.5, &r, NULL, NULL), LR_EINVAL);
-    assert_int_equal(lr_spectrum_rank_for_error(NULL, 0.5, &r, &found, NULL), LR_EINVAL);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0.5, NULL, &found, NULL), LR_EINVAL);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0.5, &r, NULL, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_rank_for_energy(NULL, &r, &found, 0.5, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, NULL, &found, 0.5, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, NULL, 0.5, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_rank_for_error(NULL, &r, &found, 0.5, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, NULL, &found, 0.5, NULL), LR_EINVAL);
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, NULL, 0.5, NULL), LR_EINVAL);
     lr_spectrum_free(&sp);
 
     /* trailing zeros: energy 1 and error 0 need only the nonzero values */
     const float z[4] = { 2, 1, 0, 0 };
     assert_int_equal(lr_spectrum_from_values(&sp, z, 4, 4, 4, 5.0, NULL), LR_OK);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 1, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 1, NULL), LR_OK);
     assert_int_equal(r, 2);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, 0, NULL), LR_OK);
     assert_int_equal(r, 2);
     assert_true(found);
     lr_spectrum_free(&sp);
@@ -203,21 +203,21 @@ static void test_rank_for_energy_constructed(void **state)
     assert_int_equal(lr_spectrum_init(&sp, NULL, lr_cm(w), NULL, NULL), LR_OK);
     size_t r;
     bool found;
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 1.0, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 1.0, NULL), LR_OK);
     assert_int_equal(r, 12);
     assert_true(found);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0.0, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, 0.0, NULL), LR_OK);
     assert_int_equal(r, 12);
     double total = sp.captured;
     for (double f = 0.05; f < 1; f += 0.05) {
-        assert_int_equal(lr_spectrum_rank_for_energy(&sp, f, &r, &found, NULL), LR_OK);
+        assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, f, NULL), LR_OK);
         /* smallest r with Σ_{i<r} s² >= f·total, counted directly (tails from the small end) */
         size_t want = 0;
         while (want < 12 && tail_of(sp.s, 12, want) > (1 - f) * total) want++;
         assert_int_equal(r, want);
         assert_true(tail_of(sp.s, 12, r) <= (1 - f) * total);
         assert_true(r == 0 || tail_of(sp.s, 12, r - 1) > (1 - f) * total);
-        assert_int_equal(lr_spectrum_rank_for_error(&sp, f, &r, &found, NULL), LR_OK);
+        assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, f, NULL), LR_OK);
         assert_true(sqrt(tail_of(sp.s, 12, r) / total) <= f * (1 + 1e-12));
         assert_true(r == 0 || sqrt(tail_of(sp.s, 12, r - 1) / total) > f);
     }
@@ -236,12 +236,12 @@ static void test_zero_and_empty(void **state)
     assert_true(sp.captured == 0);
     size_t r = 9;
     bool found = false, at_least = true;
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 0.9, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 0.9, NULL), LR_OK);
     assert_int_equal(r, 0);
     assert_true(found);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 1, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 1, NULL), LR_OK);
     assert_int_equal(r, 0);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, 0, NULL), LR_OK);
     assert_int_equal(r, 0);
     lr_spectrum_numerical_rank(&sp, &r, &at_least);
     assert_int_equal(r, 0);
@@ -252,7 +252,7 @@ static void test_zero_and_empty(void **state)
     assert_int_equal(lr_spectrum_from_values(&sp, NULL, 0, 0, 6, 0, NULL), LR_OK);
     assert_true(sp.exact);
     assert_int_equal(sp.k, 0);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 1, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 1, NULL), LR_OK);
     assert_int_equal(r, 0);
     assert_true(found);
     lr_spectrum_numerical_rank(&sp, &r, &at_least);
@@ -332,21 +332,21 @@ static void test_partial_values(void **state)
     assert_true(lr_spectrum_tail(&sp, 5) == 0);
     size_t r;
     bool found;
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 0.5, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 0.5, NULL), LR_OK);
     assert_int_equal(r, 1);
     assert_true(found);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 0.625, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 0.625, NULL), LR_OK);
     assert_int_equal(r, 2);
     assert_true(found);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 0.7, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 0.7, NULL), LR_OK);
     assert_int_equal(r, 2);
     assert_false(found);
-    assert_int_equal(lr_spectrum_rank_for_energy(&sp, 1, &r, &found, NULL), LR_OK);
+    assert_int_equal(lr_spectrum_rank_for_energy(&sp, &r, &found, 1, NULL), LR_OK);
     assert_false(found);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0.75, &r, &found, NULL), LR_OK); /* 18 */
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, 0.75, NULL), LR_OK); /* 18 */
     assert_int_equal(r, 1);
     assert_true(found);
-    assert_int_equal(lr_spectrum_rank_for_error(&sp, 0.5, &r, &found, NULL), LR_OK); /* 8 < 12 */
+    assert_int_equal(lr_spectrum_rank_for_error(&sp, &r, &found, 0.5, NULL), LR_OK); /* 8 < 12 */
     assert_int_equal(r, 2);
     assert_false(found);
     lr_spectrum_free(&sp);
@@ -451,8 +451,8 @@ static void test_randomized(void **state)
         for (double f = 0.1; f < 0.95; f += 0.1) {
             size_t rr, re;
             bool fr, fe;
-            assert_int_equal(lr_spectrum_rank_for_energy(&rs, f, &rr, &fr, NULL), LR_OK);
-            assert_int_equal(lr_spectrum_rank_for_energy(&ex, f, &re, &fe, NULL), LR_OK);
+            assert_int_equal(lr_spectrum_rank_for_energy(&rs, &rr, &fr, f, NULL), LR_OK);
+            assert_int_equal(lr_spectrum_rank_for_energy(&ex, &re, &fe, f, NULL), LR_OK);
             assert_true(fe);
             if (fr) assert_true(rr >= re);
             else assert_int_equal(rr, 10);
@@ -460,11 +460,11 @@ static void test_randomized(void **state)
         /* the 10 values cannot reach all the energy nor a 1% error: 30 values of >= 0.05 remain */
         size_t r;
         bool found = true;
-        assert_int_equal(lr_spectrum_rank_for_energy(&rs, 1.0, &r, &found, NULL), LR_OK);
+        assert_int_equal(lr_spectrum_rank_for_energy(&rs, &r, &found, 1.0, NULL), LR_OK);
         assert_false(found);
         assert_int_equal(r, 10);
         found = true;
-        assert_int_equal(lr_spectrum_rank_for_error(&rs, 0.01, &r, &found, NULL), LR_OK);
+        assert_int_equal(lr_spectrum_rank_for_error(&rs, &r, &found, 0.01, NULL), LR_OK);
         assert_false(found);
         assert_int_equal(r, 10);
         bool at_least = false;

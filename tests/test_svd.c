@@ -124,14 +124,14 @@ static void check_one(size_t m, size_t n, int type, lr_svd_driver drv, size_t pa
     lr_svd_opts o = lr_svd_opts_default();
     o.driver = drv;
     lr_err err = { { 0 } };
-    lr_status st = lr_svd_ex(s, u, vt, lr_cm(a), &o, &err);
+    lr_status st = lr_svd(s, u, vt, lr_cm(a), &o, &err);
     if (st != LR_OK) fail_msg("%zu x %zu %s: %s", m, n, type_name[type], err.msg);
     assert_memory_equal(keep, abuf, (m * (n + pad) + 1) * sizeof(float)); /* input untouched */
     double anorm = lr_mat_norm_fro(lr_cm(a));
     double r_res = ratio(lr_test_svd_residual(lr_cm(a), s, lr_cm(u), lr_cm(vt)), anorm * (double)mx * EPS);
     double r_u = m ? orth_err(lr_cm(u), true) / ((double)m * EPS) : 0;
     double r_v = n ? orth_err(lr_cm(vt), false) / ((double)n * EPS) : 0;
-    st = lr_svd_values_ex(s2, lr_cm(a), &o, &err);
+    st = lr_svd_values(s2, lr_cm(a), &o, &err);
     if (st != LR_OK) fail_msg("values %zu x %zu %s: %s", m, n, type_name[type], err.msg);
     double dmax = 0;
     for (size_t i = 0; i < k; i++) {
@@ -170,7 +170,7 @@ static void test_known_values(void **st)
     (void)st;
     /* diag(3, 1) embedded in 2 x 3, permuted: singular values 3, 1 exactly */
     float a[6] = { 0, 1, 0, -3, 0, 0 }, s[2], u[4], vt[6];
-    assert_int_equal(lr_svd(s, lr_mat_view(u, 2, 2, 2), lr_mat_view(vt, 2, 3, 3), lr_cmat_view(a, 2, 3, 3), NULL), LR_OK);
+    assert_int_equal(lr_svd(s, lr_mat_view(u, 2, 2, 2), lr_mat_view(vt, 2, 3, 3), lr_cmat_view(a, 2, 3, 3), NULL, NULL), LR_OK);
     assert_allclose(s[0], 3.0, 1e-6, 0);
     assert_allclose(s[1], 1.0, 1e-6, 0);
     /* u[:,0] = ±e_1 (the row with -3) */
@@ -215,25 +215,25 @@ static void test_bad_input(void **st)
     lr_mat U = lr_mat_view(u, 3, 3, 3), VT = lr_mat_view(vt, 3, 4, 4);
     lr_err err;
 
-    assert_int_equal(lr_svd(s, U, VT, lr_cmat_view(NULL, 3, 4, 4), &err), LR_EINVAL);
+    assert_int_equal(lr_svd(s, U, VT, lr_cmat_view(NULL, 3, 4, 4), NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "NULL");
-    assert_int_equal(lr_svd(NULL, U, VT, A, &err), LR_EINVAL);
+    assert_int_equal(lr_svd(NULL, U, VT, A, NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "s is NULL");
-    assert_int_equal(lr_svd_values(NULL, A, &err), LR_EINVAL);
+    assert_int_equal(lr_svd_values(NULL, A, NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "s is NULL");
-    assert_int_equal(lr_svd(s, lr_mat_view(NULL, 3, 3, 3), VT, A, &err), LR_EINVAL);
+    assert_int_equal(lr_svd(s, lr_mat_view(NULL, 3, 3, 3), VT, A, NULL, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "svd u");
-    assert_int_equal(lr_svd(s, U, VT, lr_cmat_view(a, 3, 4, 3), &err), LR_EDIM);
+    assert_int_equal(lr_svd(s, U, VT, lr_cmat_view(a, 3, 4, 3), NULL, &err), LR_EDIM);
     assert_msg_contains(err.msg, "ld 3 is smaller than cols 4");
-    assert_int_equal(lr_svd(s, lr_mat_view(u, 3, 2, 2), VT, A, &err), LR_EDIM);
+    assert_int_equal(lr_svd(s, lr_mat_view(u, 3, 2, 2), VT, A, NULL, &err), LR_EDIM);
     assert_msg_contains(err.msg, "u is 3 x 2, expected 3 x 3");
-    assert_int_equal(lr_svd(s, U, lr_mat_view(vt, 4, 3, 3), A, &err), LR_EDIM);
+    assert_int_equal(lr_svd(s, U, lr_mat_view(vt, 4, 3, 3), A, NULL, &err), LR_EDIM);
     assert_msg_contains(err.msg, "vt is 4 x 3, expected 3 x 4");
-    assert_int_equal(lr_svd(s, U, lr_mat_view(vt, 3, 4, 2), A, &err), LR_EDIM);
+    assert_int_equal(lr_svd(s, U, lr_mat_view(vt, 3, 4, 2), A, NULL, &err), LR_EDIM);
     assert_msg_contains(err.msg, "svd vt: ld 2");
     lr_svd_opts o = lr_svd_opts_default();
     o.driver = (lr_svd_driver)7;
-    assert_int_equal(lr_svd_ex(s, U, VT, A, &o, &err), LR_EINVAL);
+    assert_int_equal(lr_svd(s, U, VT, A, &o, &err), LR_EINVAL);
     assert_msg_contains(err.msg, "unknown driver 7");
 
     const float bad[3] = { NAN, INFINITY, -INFINITY };
@@ -242,21 +242,21 @@ static void test_bad_input(void **st)
         float b[12];
         memcpy(b, a, sizeof b);
         b[6] = bad[i];
-        assert_int_equal(lr_svd(s, U, VT, lr_cmat_view(b, 3, 4, 4), &err), LR_ENONFINITE);
+        assert_int_equal(lr_svd(s, U, VT, lr_cmat_view(b, 3, 4, 4), NULL, &err), LR_ENONFINITE);
         assert_msg_contains(err.msg, names[i]);
         assert_msg_contains(err.msg, "(1,2)");
-        assert_int_equal(lr_svd_values(s, lr_cmat_view(b, 3, 4, 4), &err), LR_ENONFINITE);
+        assert_int_equal(lr_svd_values(s, lr_cmat_view(b, 3, 4, 4), NULL, &err), LR_ENONFINITE);
         assert_msg_contains(err.msg, names[i]);
     }
     /* size products that overflow size_t, and sizes beyond LAPACK's int */
-    assert_int_equal(lr_svd_values(s, lr_cmat_view(a, SIZE_MAX / 2, 4, 4), &err), LR_ERANGE);
+    assert_int_equal(lr_svd_values(s, lr_cmat_view(a, SIZE_MAX / 2, 4, 4), NULL, &err), LR_ERANGE);
     assert_msg_contains(err.msg, "overflows");
-    assert_int_equal(lr_svd_values(s, lr_cmat_view(a, (size_t)3 << 30, 1, 1), &err), LR_ERANGE);
+    assert_int_equal(lr_svd_values(s, lr_cmat_view(a, (size_t)3 << 30, 1, 1), NULL, &err), LR_ERANGE);
     assert_msg_contains(err.msg, "32-bit");
-    assert_int_equal(lr_svd_values(s, lr_cmat_view(a, 100000, 100000, 100000), &err), LR_ERANGE);
+    assert_int_equal(lr_svd_values(s, lr_cmat_view(a, 100000, 100000, 100000), NULL, &err), LR_ERANGE);
     assert_msg_contains(err.msg, "32-bit");
     /* a NULL err is fine */
-    assert_int_equal(lr_svd(NULL, U, VT, A, NULL), LR_EINVAL);
+    assert_int_equal(lr_svd(NULL, U, VT, A, NULL, NULL), LR_EINVAL);
 }
 
 int main(void)

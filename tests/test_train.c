@@ -76,7 +76,7 @@ static void run(const lr_dataset *data, const lr_dataset *held_out, float *param
     assert_int_equal(lr_mlp_init(&net, (size_t[]){ 6, 32, 16, 5 }, 4, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 7);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     lr_train_opts o = lr_train_opts_default();
     o.seed = 42;
     o.epochs = 3;
@@ -86,7 +86,7 @@ static void run(const lr_dataset *data, const lr_dataset *held_out, float *param
     lr_err e;
     assert_int_equal(lr_train(&net, res, data, &o, &e), LR_OK);
     lr_eval_result er;
-    assert_int_equal(lr_eval(&er, &net, held_out, 0, &e), LR_OK);
+    assert_int_equal(lr_eval(&net, &er, held_out, 0, &e), LR_OK);
     *acc = er.accuracy;
     memcpy(params_out, net.params, net.n_params * sizeof(float));
     lr_mlp_free(&net);
@@ -134,7 +134,7 @@ static void test_train_equals_plain_steps(void **state)
     assert_int_equal(lr_mlp_init(&b, sizes, 4, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 8);
-    lr_mlp_init_params(&a, &r);
+    lr_mlp_reset_params(&a, &r);
     memcpy(b.params, a.params, a.n_params * sizeof(float));
     lr_train_opts o = lr_train_opts_default();
     o.seed = 5;
@@ -150,8 +150,8 @@ static void test_train_equals_plain_steps(void **state)
         lr_rng_permutation(&r, perm, s.d.n);
         for (size_t b0 = 0; b0 < s.d.n; b0 += 10) {
             size_t bs = s.d.n - b0 < 10 ? s.d.n - b0 : 10;
-            lr_dataset_batch(x, y, &s.d, perm + b0, bs);
-            assert_int_equal(lr_mlp_train_step(&b, x, y, bs, &o.adam, &loss, NULL), LR_OK);
+            lr_dataset_batch(&s.d, x, y, perm + b0, bs);
+            assert_int_equal(lr_mlp_train_step(&b, &loss, x, y, NULL, bs, &o.adam, NULL), LR_OK);
             steps++;
         }
     }
@@ -171,14 +171,14 @@ static void test_label_subset_step_limit_progress(void **state)
     for (size_t i = 0; i < s.d.n; i++) n2 += s.labels[i] == 2;
     size_t rows[200];
     lr_dataset two;
-    assert_int_equal(lr_dataset_select_label(&two, rows, &s.d, 2, NULL), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&s.d, &two, rows, 2, NULL), LR_OK);
     assert_int_equal(two.n, n2);
     for (size_t i = 0; i < two.n; i++) assert_int_equal(s.labels[two.rows[i]], 2);
     lr_mlp net;
     assert_int_equal(lr_mlp_init(&net, (size_t[]){ 16, 8, 4 }, 3, NULL), LR_OK);
     lr_rng r;
     lr_rng_seed(&r, 1);
-    lr_mlp_init_params(&net, &r);
+    lr_mlp_reset_params(&net, &r);
     lr_train_opts o = lr_train_opts_default();
     size_t steps;
     assert_int_equal(lr_train_count_steps(&steps, &two, &o, NULL), LR_OK);
@@ -239,7 +239,7 @@ static void test_replay_and_after_step(void **state)
     blobs(&s, 600, 4);
     size_t rows0[600], rows_other[600], no = 0;
     lr_dataset zero, other = s.d;
-    assert_int_equal(lr_dataset_select_label(&zero, rows0, &s.d, 0, NULL), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&s.d, &zero, rows0, 0, NULL), LR_OK);
     for (size_t i = 0; i < s.d.n; i++)
         if (s.labels[i] != 0) rows_other[no++] = i;
     other.rows = rows_other, other.n = no, other.stored = s.d.n;
@@ -250,13 +250,13 @@ static void test_replay_and_after_step(void **state)
         assert_int_equal(lr_mlp_init(&net, (size_t[]){ 6, 16, 5 }, 3, NULL), LR_OK);
         lr_rng r;
         lr_rng_seed(&r, 3);
-        lr_mlp_init_params(&net, &r);
+        lr_mlp_reset_params(&net, &r);
         lr_train_opts o = lr_train_opts_default();
         o.epochs = 3;
         assert_int_equal(lr_train(&net, NULL, &s.d, &o, NULL), LR_OK); /* learn all 5 classes */
         if (replay == 2) { /* the teacher: this net's softmax on the other classes */
             static float x[600 * 6];
-            lr_dataset_range(x, NULL, &other, 0, other.n);
+            lr_dataset_range(&other, x, NULL, 0, other.n);
             assert_int_equal(lr_mlp_forward(&net, soft, x, other.n, NULL, NULL), LR_OK);
             for (size_t i = 0; i < other.n; i++) {
                 float *p = soft + i * 5, mx = p[0], sum = 0;
@@ -281,7 +281,7 @@ static void test_replay_and_after_step(void **state)
         assert_int_equal(h.calls, steps);
         assert_int_equal(res.steps, steps);
         lr_eval_result ev;
-        assert_int_equal(lr_eval(&ev, &net, &other, 100, NULL), LR_OK);
+        assert_int_equal(lr_eval(&net, &ev, &other, 100, NULL), LR_OK);
         acc[replay] = (double)ev.correct / (double)other.n;
         if (replay == 1) { /* the hook stops a run */
             h = (hook_t){ 0, 0, 4 };
@@ -344,7 +344,7 @@ static void test_shards(void **state)
         assert_int_equal(lr_mlp_init(&net[k], (size_t[]){ 16, 12, 4 }, 3, NULL), LR_OK);
         lr_rng r;
         lr_rng_seed(&r, 8);
-        lr_mlp_init_params(&net[k], &r);
+        lr_mlp_reset_params(&net[k], &r);
         lr_train_opts o = lr_train_opts_default();
         o.epochs = 2, o.seed = 4, o.adam.lr = 1e-2;
         o.shards = k == 0 ? 0 : 3; /* fused, then 3 slices twice (10 = 4 + 3 + 3, last batch 5 = 2 + 2 + 1) */
@@ -404,9 +404,9 @@ static void test_bad_inputs(void **state)
     lr_dataset none;
     s.labels[0] = 3;
     for (size_t i = 1; i < 20; i++) s.labels[i] = s.labels[i] == 3 ? 0 : s.labels[i];
-    assert_int_equal(lr_dataset_select_label(&none, rows, &s.d, 3, &e), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&s.d, &none, rows, 3, &e), LR_OK);
     s.labels[0] = 0;
-    assert_int_equal(lr_dataset_select_label(&none, rows, &s.d, 3, &e), LR_OK);
+    assert_int_equal(lr_dataset_select_label(&s.d, &none, rows, 3, &e), LR_OK);
     assert_int_equal(none.n, 0);
     assert_int_equal(lr_train(&net, NULL, &none, &o, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no examples");

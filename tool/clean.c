@@ -50,7 +50,7 @@ int tool_clean(int argc, char **argv)
     for (size_t i = 0; i < a.nd && !rc; i++) {
         lr_err e = { 0 };
         size_t n = 0;
-        if (lr_atomic_clean(a.dirs[i], a.age, c.dry, on_file, &c, &n, &e)) rc = tool_fail(SUB, &e);
+        if (lr_atomic_clean(&n, a.dirs[i], a.age, c.dry, on_file, &c, &e)) rc = tool_fail(SUB, &e);
         removed += n;
     }
     total = json_array_size(c.files);

@@ -70,7 +70,7 @@ static lr_status stack(lr_peft *res, const layer *ly, const lr_cmat *bs, const l
         for (size_t j = 0; j < bs[t].cols; j++) memcpy(a + (k0 + j) * ly->in, as[t].data + j * as[t].ld, ly->in * sizeof *a);
     }
     if (s) snprintf(err->msg, sizeof err->msg, "out of memory");
-    if (!s) s = (ly->embedding ? lr_peft_add_embedding : lr_peft_add)(res, ly->module, ly->out, ly->in, K, (double)K, a,
+    if (!s) s = (ly->embedding ? lr_peft_insert_embedding : lr_peft_insert)(res, ly->module, ly->out, ly->in, K, (double)K, a,
                                                                        b, err);
     free(b), free(a);
     return s;
@@ -86,7 +86,7 @@ static lr_status truncate_sum(lr_peft *res, layer *ly, size_t R, const lr_cmat *
     if (!s) s = lr_mat_init(&b, ly->out, ly->r, err);
     if (!s) s = lr_mat_init(&a, ly->r, ly->in, err);
     if (!s) s = lr_factor_from_usv(b, a, &f, ly->r, LR_SPLIT_US, err);
-    if (!s) s = (ly->embedding ? lr_peft_add_embedding : lr_peft_add)(res, ly->module, ly->out, ly->in, ly->r,
+    if (!s) s = (ly->embedding ? lr_peft_insert_embedding : lr_peft_insert)(res, ly->module, ly->out, ly->in, ly->r,
                                                                        (double)ly->r, a.data, b.data, err);
     if (!s) {
         ly->energy = 0;

@@ -86,8 +86,8 @@ static bool reaches(const tool_extract_args *a, const lr_spectrum *sp, size_t *r
 {
     bool found = true;
     *r = a->plan.rank;
-    if (a->plan.kind == LR_PLAN_ENERGY) lr_spectrum_rank_for_energy(sp, a->plan.energy, r, &found, NULL);
-    if (a->plan.kind == LR_PLAN_ERROR) lr_spectrum_rank_for_error(sp, a->plan.error, r, &found, NULL);
+    if (a->plan.kind == LR_PLAN_ENERGY) lr_spectrum_rank_for_energy(sp, r, &found, a->plan.energy, NULL);
+    if (a->plan.kind == LR_PLAN_ERROR) lr_spectrum_rank_for_error(sp, r, &found, a->plan.error, NULL);
     if (*r == 0) *r = 1;
     return found && *r <= sp->known;
 }
@@ -394,7 +394,7 @@ static lr_status add_layer(lr_peft *ad, const char *module, const layer *ly, con
                            lr_err *e)
 {
     size_t m = ly->m, n = ly->n, r = ly->r;
-    if (!emb) return lr_peft_add(ad, module, m, n, r, (double)r, a, b, e);
+    if (!emb) return lr_peft_insert(ad, module, m, n, r, (double)r, a, b, e);
     float *ea = malloc(r * m * sizeof *ea), *eb = malloc(n * r * sizeof *eb);
     lr_status s = ea && eb ? LR_OK : LR_ENOMEM;
     if (s) snprintf(e->msg, sizeof e->msg, "out of memory");
@@ -402,7 +402,7 @@ static lr_status add_layer(lr_peft *ad, const char *module, const layer *ly, con
         for (size_t k = 0; k < r; k++) ea[k * m + i] = b[i * r + k];
     for (size_t k = 0; !s && k < r; k++)
         for (size_t c = 0; c < n; c++) eb[c * r + k] = a[k * n + c];
-    if (!s) s = lr_peft_add_embedding(ad, module, n, m, r, (double)r, ea, eb, e);
+    if (!s) s = lr_peft_insert_embedding(ad, module, n, m, r, (double)r, ea, eb, e);
     free(ea), free(eb);
     return s;
 }

@@ -41,7 +41,7 @@ static void derive(row *rw, const lr_st_tensor *t)
     rw->name = t->name, rw->dtype = t->dtype, rw->m = t->shape[0], rw->n = t->shape[1];
     lr_spectrum_numerical_rank(&rw->sp, &rw->rank, &rw->at_least);
     lr_cost_break_even(&rw->be, rw->m, rw->n, NULL);
-    for (int k = 0; k < NLEVEL; k++) lr_spectrum_rank_for_energy(&rw->sp, level[k], &rw->r[k], &rw->found[k], NULL);
+    for (int k = 0; k < NLEVEL; k++) lr_spectrum_rank_for_energy(&rw->sp, &rw->r[k], &rw->found[k], level[k], NULL);
 }
 
 static int analyse(row *rw, lr_model *m, const lr_st_tensor *t, const tool_opts *o)

@@ -136,7 +136,7 @@ static lr_status run_dist(rs_result *res, const tool_rsvd_args *a, int rank, int
                                  a->path, a->rank, m, w.cols, m, w.cols);
     if (!st) st = lr_mat_init(&u, w.rows, a->rank, e);
     if (!st) st = lr_mat_init(&vt, a->rank, w.cols, e);
-    if ((st = lr_dist_agree(st, e, MPI_COMM_WORLD))) goto done;
+    if ((st = lr_dist_agree(st, MPI_COMM_WORLD, e))) goto done;
     unsigned long long mine = w.rows, *all = malloc((size_t)size * sizeof *all);
     if (!all) abort(); /* a few bytes; MPI itself would not survive */
     MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD);

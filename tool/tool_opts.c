@@ -144,7 +144,7 @@ bool tool_parse_bytes(const char *opt, const char *v, size_t *out, char *msg, si
 /* --dtype D of the outputs: F32, F16 or BF16. */
 static int dtype_option(lr_st_dtype *dtype, const char *v, char *msg, size_t cap)
 {
-    if (lr_st_dtype_parse(dtype, v) || (*dtype != LR_ST_F32 && *dtype != LR_ST_F16 && *dtype != LR_ST_BF16))
+    if (lr_st_dtype_parse(dtype, v, NULL) || (*dtype != LR_ST_F32 && *dtype != LR_ST_F16 && *dtype != LR_ST_BF16))
         return usage(msg, cap, "--dtype: expected F32, F16 or BF16, got '%s'", v);
     return 0;
 }

@@ -32,7 +32,7 @@
 #include "lowrank/nn/checkpoint.h"
 #include "lowrank/nn/eval.h"
 #include "lowrank/nn/linear.h"
-#include "lowrank/nn/lora_layer.h"
+#include "lowrank/nn/lora_weights.h"
 #include "lowrank/nn/loss.h"
 #include "lowrank/nn/mlp.h"
 #include "lowrank/nn/train.h"

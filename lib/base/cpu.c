@@ -40,7 +40,7 @@ lr_isa lr_cpu_isa_supported(void)
 #endif
 }
 
-const char *lr_isa_name(lr_isa isa)
+const char *lr_cpu_isa_name(lr_isa isa)
 {
     switch (isa) {
     case LR_ISA_GENERIC: return "generic";
@@ -57,7 +57,7 @@ lr_status lr_cpu_isa_env(lr_isa *cap, lr_err *err)
     if (cap) *cap = best;
     if (!v || !*v) return LR_OK;
     for (int i = LR_ISA_GENERIC; i <= LR_ISA_AVX512; i++)
-        if (strcmp(v, lr_isa_name((lr_isa)i)) == 0) {
+        if (strcmp(v, lr_cpu_isa_name((lr_isa)i)) == 0) {
             if (cap) *cap = (lr_isa)i;
             return LR_OK;
         }

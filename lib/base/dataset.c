@@ -27,7 +27,7 @@ lr_status lr_dataset_check(const lr_dataset *d, lr_err *err)
     lr_status s = check_norm(&d->norm, err);
     if (s) return s;
     size_t stored = d->stored ? d->stored : d->n, t;
-    if (lr_size_mul(stored, d->dim, &t))
+    if (lr_size_mul(&t, stored, d->dim, NULL))
         return lr__fail(err, LR_ERANGE, "dataset: %zu x %zu features overflow", stored, d->dim);
     if (d->n && (!d->features || !d->labels))
         return lr__fail(err, LR_EINVAL, "dataset: %zu examples but no features or labels", d->n);
@@ -74,7 +74,7 @@ static void byte_table(float t[256], const lr_data_norm *nm)
     }
 }
 
-void lr_dataset_batch(float *x, uint8_t *y, const lr_dataset *d, const size_t *idx, size_t batch)
+void lr_dataset_batch(const lr_dataset *d, float *x, uint8_t *y, const size_t *idx, size_t batch)
 {
     float t[256];
     if (d->type == LR_DATA_U8) byte_table(t, &d->norm);
@@ -85,7 +85,7 @@ void lr_dataset_batch(float *x, uint8_t *y, const lr_dataset *d, const size_t *i
     }
 }
 
-void lr_dataset_range(float *x, uint8_t *y, const lr_dataset *d, size_t first, size_t count)
+void lr_dataset_range(const lr_dataset *d, float *x, uint8_t *y, size_t first, size_t count)
 {
     float t[256];
     if (d->type == LR_DATA_U8) byte_table(t, &d->norm);
@@ -96,7 +96,7 @@ void lr_dataset_range(float *x, uint8_t *y, const lr_dataset *d, size_t first, s
     }
 }
 
-lr_status lr_dataset_select_label(lr_dataset *out, size_t *rows, const lr_dataset *d, unsigned label,
+lr_status lr_dataset_select_label(const lr_dataset *d, lr_dataset *out, size_t *rows, unsigned label,
                                   lr_err *err)
 {
     if (!out || !d || (d->n && !rows))

@@ -10,9 +10,9 @@
 #include <sys/mman.h>
 #endif
 
-lr_status lr_size_mul(size_t a, size_t b, size_t *out)
+lr_status lr_size_mul(size_t *out, size_t a, size_t b, lr_err *err)
 {
-    if (a != 0 && b > SIZE_MAX / a) return LR_ERANGE;
+    if (a != 0 && b > SIZE_MAX / a) return lr__fail(err, LR_ERANGE, "%zu x %zu overflows size_t", a, b);
     *out = a * b;
     return LR_OK;
 }
@@ -23,7 +23,7 @@ lr_status lr_mat_check(lr_cmat m, const char *name, lr_err *err)
     if (!name) name = "matrix";
     if (m.ld < m.cols)
         return lr__fail(err, LR_EDIM, "%s: ld %zu is smaller than cols %zu", name, m.ld, m.cols);
-    if (lr_size_mul(m.rows, m.ld, &n) != LR_OK || n > SIZE_MAX / sizeof(float))
+    if (lr_size_mul(&n, m.rows, m.ld, NULL) != LR_OK || n > SIZE_MAX / sizeof(float))
         return lr__fail(err, LR_ERANGE, "%s: size %zu x %zu (ld %zu) overflows", name, m.rows,
                         m.cols, m.ld);
     if (m.rows && m.cols && !m.data)
@@ -48,7 +48,7 @@ float *lr__alloc_floats64(size_t n)
 {
     void *p = NULL;
     size_t bytes;
-    if (lr_size_mul(n ? n : 1, sizeof(float), &bytes) || bytes > SIZE_MAX - 63) return NULL;
+    if (lr_size_mul(&bytes, n ? n : 1, sizeof(float), NULL) || bytes > SIZE_MAX - 63) return NULL;
     if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0) return NULL;
     return p;
 }
@@ -57,7 +57,7 @@ float *lr__alloc_floats_huge(size_t n)
 {
     size_t bytes, align = (size_t)2 << 20;
     void *p = NULL;
-    if (lr_size_mul(n, sizeof(float), &bytes) || bytes > SIZE_MAX - align) return NULL;
+    if (lr_size_mul(&bytes, n, sizeof(float), NULL) || bytes > SIZE_MAX - align) return NULL;
     if (bytes < align) return calloc(n ? n : 1, sizeof(float));
     size_t rounded = (bytes + align - 1) / align * align;
     if (posix_memalign(&p, align, rounded) != 0) return NULL;
@@ -73,7 +73,7 @@ lr_status lr_mat_init(lr_mat *m, size_t rows, size_t cols, lr_err *err)
     size_t n;
     if (!m) return lr__fail(err, LR_EINVAL, "lr_mat_init: m is NULL");
     *m = (lr_mat){ NULL, 0, 0, 0 };
-    if (lr_size_mul(rows, cols, &n) != LR_OK || n > SIZE_MAX / sizeof(float))
+    if (lr_size_mul(&n, rows, cols, NULL) != LR_OK || n > SIZE_MAX / sizeof(float))
         return lr__fail(err, LR_ERANGE, "lr_mat_init: %zu x %zu floats overflows", rows, cols);
     float *d = lr__alloc_floats64(n);
     if (!d) return lr__fail(err, LR_ENOMEM, "lr_mat_init: cannot allocate %zu x %zu floats", rows, cols);
@@ -89,7 +89,7 @@ void lr_mat_free(lr_mat *m)
     *m = (lr_mat){ NULL, 0, 0, 0 };
 }
 
-lr_status lr_mat_block(lr_mat m, size_t r0, size_t c0, size_t rows, size_t cols, lr_mat *out,
+lr_status lr_mat_block(lr_mat m, lr_mat *out, size_t r0, size_t c0, size_t rows, size_t cols,
                        lr_err *err)
 {
     if (!out) return lr__fail(err, LR_EINVAL, "lr_mat_block: out is NULL");

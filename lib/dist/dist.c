@@ -84,12 +84,12 @@ lr_status lr__dist_bcast(lr__dctx *d, void *buf, size_t n, MPI_Datatype t, size_
 lr_status lr__dist_agree(lr__dctx *d, lr_status st, lr_err *err)
 {
     double t0 = MPI_Wtime();
-    lr_status r = lr_dist_agree(st, err, d->comm);
+    lr_status r = lr_dist_agree(st, d->comm, err);
     lr__dist_count(d, t0, sizeof(int));
     return r;
 }
 
-lr_status lr_dist_agree(lr_status st, lr_err *err, MPI_Comm comm)
+lr_status lr_dist_agree(lr_status st, MPI_Comm comm, lr_err *err)
 {
     int rank, size, rc = MPI_Comm_rank(comm, &rank);
     if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &size);
@@ -435,7 +435,7 @@ static lr_status ritz(dr_ctx *c, size_t L, size_t r, const float *zt, float *ub,
                       lr_mat u, lr_mat vt, lr_err *err)
 {
     const size_t n = c->n;
-    lr_status st = lr_svd(sb, lr_mat_view(ub, L, L, L), lr_mat_view(vbt, L, n, n), lr_cmat_view(zt, L, n, n), err);
+    lr_status st = lr_svd(sb, lr_mat_view(ub, L, L, L), lr_mat_view(vbt, L, n, n), lr_cmat_view(zt, L, n, n), NULL, err);
     if (st) return st;
     memcpy(s, sb, r * sizeof *s);
     for (size_t i = 0; i < r; i++) memcpy(vt.data + i * vt.ld, vbt + i * n, n * sizeof(float));

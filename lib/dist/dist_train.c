@@ -53,7 +53,7 @@ static lr_status sum_any(lr__dctx *d, float *buf, size_t n, lr_dist_sum_kind how
 
 static size_t work_floats(size_t n, int size) { return (size_t)size * (n / (size_t)size + 1); }
 
-lr_status lr_dist_sum(float *buf, size_t n, lr_dist_sum_kind how, lr_dist_stats *stats, MPI_Comm comm,
+lr_status lr_dist_sum(float *buf, lr_dist_stats *stats, size_t n, lr_dist_sum_kind how, MPI_Comm comm,
                       lr_err *err)
 {
     lr__dctx d;
@@ -110,8 +110,8 @@ static lr_status check_same(lr__dctx *d, const uint64_t *fp, lr_err *err)
     return LR_OK;
 }
 
-lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, const lr_train_opts *o,
-                        lr_dist_sum_kind how, lr_dist_stats *stats, MPI_Comm comm, lr_err *err)
+lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, lr_dist_stats *stats, const lr_dataset *data,
+                        const lr_train_opts *o, lr_dist_sum_kind how, MPI_Comm comm, lr_err *err)
 {
     reduce_ctx c = { .how = how };
     lr_status s = lr__dist_init(&c.d, comm, stats, err);

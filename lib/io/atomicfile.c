@@ -354,8 +354,8 @@ static void clean_one(const char *path, double min_age_s, bool dry_run, lr_atomi
     if (fn) fn(ctx, &s);
 }
 
-lr_status lr_atomic_clean(const char *dir, double min_age_s, bool dry_run, lr_atomic_stale_fn fn, void *ctx,
-                          size_t *removed, lr_err *err)
+lr_status lr_atomic_clean(size_t *removed, const char *dir, double min_age_s, bool dry_run, lr_atomic_stale_fn fn,
+                          void *ctx, lr_err *err)
 {
     size_t none = 0;
     if (!removed) removed = &none;

@@ -383,7 +383,7 @@ static lr_status read_info(source *s, npy_info *info, lr_err *err)
     if (h.ndim != 2)
         return lr__fail(err, LR_EFORMAT, "%s: shape %s is %zu-D; expected 2-D", name, shp, h.ndim);
     size_t rows = h.dims[0], cols = h.dims[1], count, need;
-    if (lr_size_mul(rows, cols, &count) || lr_size_mul(count, itemsize, &need))
+    if (lr_size_mul(&count, rows, cols, NULL) || lr_size_mul(&need, count, itemsize, NULL))
         return lr__fail(err, LR_ERANGE, "%s: shape %s of %zu-byte elements overflows size_t", name, shp, itemsize);
     size_t have = s->size - s->pos;
     if (have < need)
@@ -578,7 +578,7 @@ static size_t npy_header(unsigned char **hdr, lr_cmat m)
     return prefix + hlen;
 }
 
-lr_status lr_npy_write(FILE *f, lr_cmat m, const char *name, lr_err *err)
+lr_status lr_npy_write(lr_cmat m, FILE *f, const char *name, lr_err *err)
 {
     if (!name) name = "(npy)";
     if (!f) return lr__fail(err, LR_EINVAL, "%s: lr_npy_write: f is NULL", name);
@@ -607,14 +607,14 @@ lr_status lr_npy_write(FILE *f, lr_cmat m, const char *name, lr_err *err)
     return LR_OK;
 }
 
-lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err)
+lr_status lr_npy_save(lr_cmat m, const char *path, lr_err *err)
 {
     if (!path) return lr__fail(err, LR_EINVAL, "lr_npy_save: path is NULL");
     lr_status st = lr_mat_check(m, path, err);
     if (st) return st;
     lr_atomic_file af;
     if ((st = lr_atomic_open(&af, path, err))) return st;
-    if ((st = lr_npy_write(af.f, m, path, err))) {
+    if ((st = lr_npy_write(m, af.f, path, err))) {
         lr_atomic_abort(&af);
         if (st == LR_EIO && err) { /* "cannot write X: ... (no file written)" */
             size_t n = strlen(err->msg);

@@ -89,7 +89,7 @@ static lr_status add(lr_peft *ad, const char *module, size_t out, size_t in, siz
     if (!(alpha > 0) || !isfinite(alpha)) return lr__fail(err, LR_EINVAL, "peft_add: %s: alpha %g", module, alpha);
     if (lr_peft_find(ad, module)) return lr__fail(err, LR_EINVAL, "peft_add: %s: added twice", module);
     size_t na, nb;
-    if (lr_size_mul(r, in, &na) || lr_size_mul(out, r, &nb) || na > SIZE_MAX / 4 || nb > SIZE_MAX / 4)
+    if (lr_size_mul(&na, r, in, NULL) || lr_size_mul(&nb, out, r, NULL) || na > SIZE_MAX / 4 || nb > SIZE_MAX / 4)
         return lr__fail(err, LR_ERANGE, "peft_add: %s: too large", module);
     lr_peft_layer *grown = realloc(ad->layer, (ad->n + 1) * sizeof *grown);
     if (!grown) return lr__fail(err, LR_ENOMEM, "peft_add: out of memory");
@@ -106,13 +106,13 @@ static lr_status add(lr_peft *ad, const char *module, size_t out, size_t in, siz
     return LR_OK;
 }
 
-lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+lr_status lr_peft_insert(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
                       const float *a, const float *b, lr_err *err)
 {
     return add(ad, module, out, in, r, alpha, a, b, false, err);
 }
 
-lr_status lr_peft_add_embedding(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+lr_status lr_peft_insert_embedding(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
                                 const float *a, const float *b, lr_err *err)
 {
     return add(ad, module, out, in, r, alpha, a, b, true, err);

@@ -53,14 +53,15 @@ size_t lr_st_dtype_bits(lr_st_dtype d)
     return (unsigned)d < LR_ST_NDTYPES ? dtypes[d].bits : 0;
 }
 
-lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name)
+lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name, lr_err *err)
 {
     for (int i = 0; name && i < LR_ST_NDTYPES; i++)
         if (!strcmp(name, dtypes[i].name)) {
             *out = (lr_st_dtype)i;
             return LR_OK;
         }
-    return LR_EFORMAT;
+    return lr__fail(err, LR_EFORMAT, "unknown dtype \"%s\" (F64, F32, F16, BF16, I64, ... as safetensors spells them)",
+                    name ? name : "(null)");
 }
 
 /* Bytes swapped as a unit when converting to/from little-endian (C64 is two F32s). */
@@ -375,7 +376,7 @@ static lr_status parse_entry(const char *file, const char *name, json_t *v, lr_s
     if (!json_is_string(dt))
         return lr__fail(err, LR_EFORMAT, "%s: tensor %s: dtype is %s, expected a string", file,
                         name, json_kind(dt));
-    if (lr_st_dtype_parse(&t->dtype, json_string_value(dt)))
+    if (lr_st_dtype_parse(&t->dtype, json_string_value(dt), NULL))
         return lr__fail(err, LR_EFORMAT, "%s: tensor %s: unknown dtype \"%s\"", file, name,
                         json_string_value(dt));
     if (!json_is_array(sh))

@@ -132,8 +132,8 @@ lr_status lr_approx_measure(lr_approx_err *out, lr_cmat w, lr_cmat b, lr_cmat a,
     if (with_spectral) {
         float *sv = malloc(2 * (k ? k : 1) * sizeof *sv);
         if (!sv) { lr_mat_free(&e); return lr__fail(err, LR_ENOMEM, "approx: cannot allocate %zu values", 2 * k); }
-        st = lr_svd_values(sv, lr_cm(e), err);
-        if (!st) st = lr_svd_values(sv + k, w, err);
+        st = lr_svd_values(sv, lr_cm(e), NULL, err);
+        if (!st) st = lr_svd_values(sv + k, w, NULL, err);
         if (!st) {
             /* a residual with Inf (overflow in w - b·a) is reported by the SVD */
             double es = k ? sv[0] : 0.0, ws = k ? sv[k] : 0.0;

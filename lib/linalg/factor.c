@@ -81,7 +81,7 @@ lr_status lr_factor(lr_mat b, lr_mat a, lr_cmat w, size_t r, lr_split split, lr_
     return st;
 }
 
-lr_status lr_factor_init(lr_mat *b, lr_mat *a, lr_cmat w, size_t r, lr_split split, lr_err *err)
+lr_status lr_factor_alloc(lr_mat *b, lr_mat *a, lr_cmat w, size_t r, lr_split split, lr_err *err)
 {
     lr_status st;
     if (!b || !a) return lr__fail(err, LR_EINVAL, "factor: output b or a is NULL");

@@ -58,7 +58,7 @@ lr_status lr_rank(size_t *rank, double *tol_used, lr_cmat a, const lr_rank_opts 
     size_t k = a.rows < a.cols ? a.rows : a.cols;
     float *s = malloc((k ? k : 1) * sizeof *s);
     if (!s) return lr__fail(err, LR_ENOMEM, "rank: cannot allocate %zu singular values", k);
-    st = lr_svd_values(s, a, err);
+    st = lr_svd_values(s, a, NULL, err);
     if (!st) st = lr_rank_from_values(rank, tol_used, s, k, a.rows, a.cols, opts, err);
     free(s);
     return st;

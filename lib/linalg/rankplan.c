@@ -44,9 +44,9 @@ static lr_status plan_one(lr_plan_layer *o, const lr_spectrum *sp, const char *n
             return lr__fail(err, LR_EINVAL, "%s: rank %zu exceeds min(%zu, %zu) = %zu", name, r, sp->m, sp->n,
                             sp->k);
     } else if (p->kind == LR_PLAN_ENERGY) {
-        st = lr_spectrum_rank_for_energy(sp, p->energy, &r, &found, err);
+        st = lr_spectrum_rank_for_energy(sp, &r, &found, p->energy, err);
     } else {
-        st = lr_spectrum_rank_for_error(sp, p->error, &r, &found, err);
+        st = lr_spectrum_rank_for_error(sp, &r, &found, p->error, err);
     }
     if (st) return st;
     if (!found || (!sp->exact && r > sp->known && r <= sp->k))

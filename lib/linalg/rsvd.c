@@ -355,7 +355,7 @@ static lr_status ritz(const rs_ctx *c, size_t L, size_t r, const float *qt, cons
     if (!st) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)L, (blasint)L, (blasint)N, 1.0f, zt,
                     (blasint)N, qw, (blasint)N, 0.0f, g, (blasint)L);
-        st = lr_svd(sb, lr_mat_view(ub, L, L, L), lr_mat_view(v1t, L, L, L), lr_cmat_view(g, L, L, L), err);
+        st = lr_svd(sb, lr_mat_view(ub, L, L, L), lr_mat_view(v1t, L, L, L), lr_cmat_view(g, L, L, L), NULL, err);
     }
     if (st == LR_ENONFINITE)
         st = lr__fail(err, LR_ENONFINITE, OVERFLOW_MSG);
@@ -433,7 +433,7 @@ static lr_status top_energy(double *e, const float *zt, size_t rows, size_t N, s
 {
     float *s0 = malloc(rows * sizeof *s0);
     if (!s0) return lr__fail(err, LR_ENOMEM, "rsvd: cannot allocate %zu floats", rows);
-    lr_status st = lr_svd_values(s0, lr_cmat_view(zt, rows, N, N), err);
+    lr_status st = lr_svd_values(s0, lr_cmat_view(zt, rows, N, N), NULL, err);
     *e = 0;
     for (size_t i = 0; !st && i < r && i < rows; i++) *e += (double)s0[i] * s0[i];
     free(s0);

@@ -91,7 +91,7 @@ static lr_status values_exact(lr_spectrum *sp, lr_usv *vec, lr_cmat w, lr_err *e
     }
     float *s = malloc((k ? k : 1) * sizeof *s);
     if (!s) return lr__fail(err, LR_ENOMEM, "spectrum: out of memory");
-    lr_status st = lr_svd_values(s, w, err);
+    lr_status st = lr_svd_values(s, w, NULL, err);
     if (!st) st = lr_spectrum_from_values(sp, s, k, w.rows, w.cols, energy_of(w), err);
     free(s);
     return st;
@@ -217,7 +217,7 @@ static void rank_for_tail(const lr_spectrum *sp, double limit, size_t *r, bool *
     *found = tail <= limit;
 }
 
-lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, double energy, size_t *r, bool *found,
+lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, size_t *r, bool *found, double energy,
                                       lr_err *err)
 {
     if (!sp || !r || !found) return lr__fail(err, LR_EINVAL, "spectrum_rank_for_energy: NULL argument");
@@ -228,7 +228,7 @@ lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, double energy, size
     return LR_OK;
 }
 
-lr_status lr_spectrum_rank_for_error(const lr_spectrum *sp, double rel_err, size_t *r, bool *found,
+lr_status lr_spectrum_rank_for_error(const lr_spectrum *sp, size_t *r, bool *found, double rel_err,
                                      lr_err *err)
 {
     if (!sp || !r || !found) return lr__fail(err, LR_EINVAL, "spectrum_rank_for_error: NULL argument");

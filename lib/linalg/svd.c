@@ -205,25 +205,15 @@ static lr_status svd_common(lr_cmat a, float *s, bool want_uv, lr_mat u, lr_mat 
     return st;
 }
 
-lr_status lr_svd_ex(float *s, lr_mat u, lr_mat vt, lr_cmat a, const lr_svd_opts *opts, lr_err *err)
+lr_status lr_svd(float *s, lr_mat u, lr_mat vt, lr_cmat a, const lr_svd_opts *opts, lr_err *err)
 {
     return svd_common(a, s, true, u, vt, opts, err);
 }
 
-lr_status lr_svd(float *s, lr_mat u, lr_mat vt, lr_cmat a, lr_err *err)
-{
-    return svd_common(a, s, true, u, vt, NULL, err);
-}
-
-lr_status lr_svd_values_ex(float *s, lr_cmat a, const lr_svd_opts *opts, lr_err *err)
+lr_status lr_svd_values(float *s, lr_cmat a, const lr_svd_opts *opts, lr_err *err)
 {
     lr_mat none = { NULL, 0, 0, 0 };
     return svd_common(a, s, false, none, none, opts, err);
-}
-
-lr_status lr_svd_values(float *s, lr_cmat a, lr_err *err)
-{
-    return lr_svd_values_ex(s, a, NULL, err);
 }
 
 lr_status lr_usv_init(lr_usv *f, size_t m, size_t n, size_t k, lr_err *err)
@@ -258,6 +248,6 @@ lr_status lr_usv_from_svd(lr_usv *out, lr_cmat a, lr_err *err)
     if ((st = check_input(a, err))) return st;
     size_t k = a.rows < a.cols ? a.rows : a.cols;
     if ((st = lr_usv_init(out, a.rows, a.cols, k, err))) return st;
-    if ((st = lr_svd(out->s, out->u, out->vt, a, err))) lr_usv_free(out);
+    if ((st = lr_svd(out->s, out->u, out->vt, a, NULL, err))) lr_usv_free(out);
     return st;
 }

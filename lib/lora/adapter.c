@@ -234,7 +234,7 @@ static lr_status read_config(const lr_mlp *net, const char *dir, lr_adapter_info
     return s;
 }
 
-lr_status lr_adapter_read_config(const lr_lora *lm, lr_adapter_info *info, const char *dir, lr_err *err)
+lr_status lr_adapter_read_config(const lr_lora *lm, const char *dir, lr_adapter_info *info, lr_err *err)
 {
     if (!lm || !dir || !info) return lr__fail(err, LR_EINVAL, "adapter_read_config: NULL argument");
     return read_config(lr_lora_net(lm), dir, info, err);
@@ -249,21 +249,21 @@ static lr_status to_peft(lr_peft *ad, const lr_lora *lm, const char *name, const
     const lr_mlp *net = lr_lora_net(lm);
     memset(ad, 0, sizeof *ad);
     ad->use_rslora = cfg->use_rslora;
-    ad->init = strdup(lr_lora_init_name(cfg->init));
+    ad->init = strdup(lr_lora_initializer_name(cfg->init));
     ad->base_model = base_model ? strdup(base_model) : NULL;
     if (!ad->init || (base_model && !ad->base_model)) return lr__fail(err, LR_ENOMEM, "adapter_save: out of memory");
     for (size_t i = 0; i < net->n_layers; i++) {
         const lr_lora_weights *w = lr_lora_layer(lm, name, i);
         if (!w) continue;
-        /* A and B are owned with ld = cols: C-ordered, as lr_peft_add copies them */
-        lr_status s = lr_peft_add(ad, net->layer[i].name, w->b.rows, w->a.cols, w->a.rows, (double)cfg->alpha,
+        /* A and B are owned with ld = cols: C-ordered, as lr_peft_insert copies them */
+        lr_status s = lr_peft_insert(ad, net->layer[i].name, w->b.rows, w->a.cols, w->a.rows, (double)cfg->alpha,
                                   w->a.data, w->b.data, err);
         if (s) return s;
     }
     return LR_OK;
 }
 
-lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir, const char *base_model,
+lr_status lr_adapter_save(const lr_lora *lm, const char *dir, const char *name, const char *base_model,
                           lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_save: NULL argument");
@@ -324,7 +324,7 @@ static lr_status read_layer(lr_safetensors *st, float *a, float *b, float *tmp, 
     return LR_OK;
 }
 
-lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, const char *dir, lr_err *err)
+lr_status lr_adapter_load(lr_lora *lm, const char *dir, const char *name, lr_adapter_info *info, lr_err *err)
 {
     if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_load: NULL argument");
     if (lr_lora_opts_of(lm, name))

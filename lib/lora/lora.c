@@ -112,7 +112,7 @@ lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t n_layer
     return LR_OK;
 }
 
-lr_status lr_lora_parse_init(lr_lora_init_kind *kind, const char *s, lr_err *err)
+lr_status lr_lora_parse_initializer(lr_lora_initializer *kind, const char *s, lr_err *err)
 {
     if (!s || !kind) return lr__fail(err, LR_EINVAL, "lora init: NULL argument");
     if (strcmp(s, "gaussian") == 0) *kind = LR_LORA_INIT_GAUSSIAN;
@@ -121,7 +121,7 @@ lr_status lr_lora_parse_init(lr_lora_init_kind *kind, const char *s, lr_err *err
     return LR_OK;
 }
 
-const char *lr_lora_init_name(lr_lora_init_kind kind)
+const char *lr_lora_initializer_name(lr_lora_initializer kind)
 {
     return kind == LR_LORA_INIT_PISSA ? "pissa" : "gaussian";
 }
@@ -291,7 +291,7 @@ static lr_status pissa_layer(lr__adapter *a, lr_layer *ly, size_t i, lr_err *err
     return lr_gemm(ly->w, -a->scale, lr_cm(w->b), false, lr_cm(w->a), false, 1.0f, err);
 }
 
-lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
+lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
 {
     lr_lora_opts def = lr_lora_opts_default();
     if (!cfg) cfg = &def; /* NULL options: the defaults */
@@ -618,8 +618,8 @@ lr_status lr_lora_param_count(lr_lora_param_table *t, const size_t *sizes, size_
         row->in = in;
         row->out = out;
         row->lora = (mask & (1u << i)) != 0;
-        if (lr_size_mul(in, out, &wp) || in > SIZE_MAX - out ||
-            lr_size_mul(rank, in + out, &lp))
+        if (lr_size_mul(&wp, in, out, NULL) || in > SIZE_MAX - out ||
+            lr_size_mul(&lp, rank, in + out, NULL))
             return lr__fail(err, LR_ERANGE, "lora_param_count: %s (%zu -> %zu, rank %zu) overflows",
                             row->name, in, out, rank);
         io = wp;

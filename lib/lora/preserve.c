@@ -37,7 +37,7 @@ static lr_status walk_init(walk *w, const lr_mlp *net, const lr_dataset *d, size
     for (size_t i = 0; i <= net->n_layers; i++) widest = net->sizes[i] > widest ? net->sizes[i] : widest;
     *w = (walk){ net, n, 0, lr__alloc_floats64(n * widest), lr__alloc_floats64(n * widest) };
     if (!w->x || !w->next) return lr__fail(err, LR_ENOMEM, "preserve: cannot allocate %zu x %zu activations", n, widest);
-    lr_dataset_range(w->x, NULL, d, 0, n);
+    lr_dataset_range(d, w->x, NULL, 0, n);
     return LR_OK;
 }
 
@@ -87,14 +87,14 @@ static lr_status basis_of(lr_preserve_basis *pb, size_t l, lr_cmat x, const lr_p
     size_t k;
     bool found;
     lr_status s = lr_spectrum_init(&sp, &vec, x, &o->svd, err);
-    if (!s) s = lr_spectrum_rank_for_energy(&sp, o->energy, &k, &found, err);
+    if (!s) s = lr_spectrum_rank_for_energy(&sp, &k, &found, o->energy, err);
     if (!s && !found) { /* the top values did not hold the energy asked for: every value then */
         lr_spectrum_opts exact = o->svd;
         exact.method = LR_SPECTRUM_EXACT;
         lr_spectrum_free(&sp);
         lr_usv_free(&vec);
         s = lr_spectrum_init(&sp, &vec, x, &exact, err);
-        if (!s) s = lr_spectrum_rank_for_energy(&sp, o->energy, &k, &found, err);
+        if (!s) s = lr_spectrum_rank_for_energy(&sp, &k, &found, o->energy, err);
     }
     if (!s && k == 0) k = 1;
     if (!s) s = lr_mat_init(&pb->v[l], k, x.cols, err);

@@ -204,7 +204,7 @@ static lr_status load_factored(float *w, lr_safetensors *st, const layer_form *f
                         "shape (%zu, %zu), got (%zu, %zu)", path, f->bname, f->out, f->r, f->aname,
                         f->r, f->in, L->out, L->in, f->out, f->in);
     size_t nb, na;
-    if (lr_size_mul(f->out, f->r, &nb) || lr_size_mul(f->r, f->in, &na) || nb + na < nb)
+    if (lr_size_mul(&nb, f->out, f->r, NULL) || lr_size_mul(&na, f->r, f->in, NULL) || nb + na < nb)
         return lr__fail(err, LR_ENOMEM, "%s: %s: rank %zu is too large", path, f->bname, f->r);
     float *b = malloc((nb + na) * sizeof *b), *a = b ? b + nb : NULL;  /* b: (out, r), a: (r, in) */
     if (!b) return lr__fail(err, LR_ENOMEM, "%s: cannot allocate %zu floats for %s and %s", path, nb + na,
@@ -259,7 +259,7 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
     return s;
 }
 
-lr_status lr_checkpoint_load(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err)
+lr_status lr_checkpoint_load(lr_mlp *net, const char *path, lr_checkpoint_info *info, lr_err *err)
 {
     if (!net || !path) return lr__fail(err, LR_EINVAL, "checkpoint_load: net or path is NULL");
     if (!net_ok(net))
@@ -315,7 +315,7 @@ static lr_status infer_sizes(const lr_safetensors *st, size_t *sizes, size_t *n_
     return LR_OK;
 }
 
-lr_status lr_checkpoint_load_new(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err)
+lr_status lr_checkpoint_load_new(lr_mlp *net, const char *path, lr_checkpoint_info *info, lr_err *err)
 {
     if (!net) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: net is NULL");
     memset(net, 0, sizeof *net);

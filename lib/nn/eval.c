@@ -42,7 +42,7 @@ lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *l
     return LR_OK;
 }
 
-lr_status lr_eval(lr_eval_result *res, const lr_mlp *net, const lr_dataset *data, size_t batch, lr_err *err)
+lr_status lr_eval(const lr_mlp *net, lr_eval_result *res, const lr_dataset *data, size_t batch, lr_err *err)
 {
     LR__FP_SCOPE();
     if (!net || !net->params || !data || !res)
@@ -71,7 +71,7 @@ lr_status lr_eval(lr_eval_result *res, const lr_mlp *net, const lr_dataset *data
     if (!x || !logits || !y) s = lr__fail(err, LR_ENOMEM, "eval: cannot allocate a batch of %zu", batch);
     for (size_t b0 = 0; !s && b0 < data->n; b0 += batch) {
         size_t n = data->n - b0 < batch ? data->n - b0 : batch;
-        lr_dataset_range(x, y, data, b0, n);
+        lr_dataset_range(data, x, y, b0, n);
         if ((s = lr_mlp_forward(net, logits, x, n, &ws, err))) break;
         s = lr_eval_add(res, logits, y, n, classes, err);
     }

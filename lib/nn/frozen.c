@@ -242,7 +242,7 @@ lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, float *lend,
         return lr__fail(err, LR_EINVAL, "frozen layer: %zu x %zu at batch %zu is not packed", w.rows, w.cols,
                         max_batch);
     size_t ld = (w.rows + 15) & ~(size_t)15, n, nx;
-    if (lr_size_mul(w.cols, ld, &n) || lr_size_mul(w.cols, max_batch, &nx) || nx > SIZE_MAX / 8 - n)
+    if (lr_size_mul(&n, w.cols, ld, NULL) || lr_size_mul(&nx, w.cols, max_batch, NULL) || nx > SIZE_MAX / 8 - n)
         return lr__fail(err, LR_ERANGE, "frozen layer: a %zu x %zu copy overflows", w.cols, ld);
     size_t split = lend ? lend_n / ld : 0;
     if (split > w.cols) split = w.cols;

@@ -1,4 +1,4 @@
-/* linear.c — dense-layer kernels: forward, backward, backward fused with Adam (a layer's LoRA branch is lora_layer.c's).
+/* linear.c — dense-layer kernels: forward, backward, backward fused with Adam (a layer's LoRA branch is lora_weights.c's).
  *
  * The training step of the seed's model at batch 10 is memory-bound: every step streams the
  * weights (11 MB) in the forward pass and the weights plus Adam's two moments (34 MB, read
@@ -330,7 +330,7 @@ static size_t fused_row(size_t out, size_t nch, size_t c)
 size_t lr_linear_backward_adam_work(size_t batch, size_t in)
 {
     size_t n;
-    if (lr_size_mul(batch, in, &n) || n > SIZE_MAX / (LR__NCH_MAX - 1)) return SIZE_MAX;
+    if (lr_size_mul(&n, batch, in, NULL) || n > SIZE_MAX / (LR__NCH_MAX - 1)) return SIZE_MAX;
     return (LR__NCH_MAX - 1) * n;
 }
 

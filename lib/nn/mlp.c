@@ -4,7 +4,7 @@
  *
  * Data flow of one training step (batch B, layers l = 0..L-1, act[l+1] = layer l's output):
  *   forward   act[l+1] = relu(act[l]·W_lᵀ + b_l [+ s·(act[l]·A_lᵀ)·B_lᵀ])  (no relu at the end)
- *   loss      d = (softmax(logits) - onehot) / B, or with targets (lr_mlp_train_step_ex)
+ *   loss      d = (softmax(logits) - onehot) / B, or with lr_mlp_targets
  *             d = (c·(p - onehot) + s·(p - q)) / B, c and s the example's label and soft
  *             weights, q its soft targets (lr_softmax_xent_kl)
  *   backward  for l = L-1 … lowest trainable layer:
@@ -57,7 +57,7 @@ size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes)
     if (!sizes || n_sizes < 2) return 0;
     size_t total = 0, t;
     for (size_t i = 0; i + 1 < n_sizes; i++) {
-        if (lr_size_mul(sizes[i] + 1, sizes[i + 1], &t) || total > SIZE_MAX - t) return 0;
+        if (lr_size_mul(&t, sizes[i] + 1, sizes[i + 1], NULL) || total > SIZE_MAX - t) return 0;
         total += t;
     }
     return total;
@@ -124,7 +124,7 @@ void lr_mlp_free(lr_mlp *net)
     memset(net, 0, sizeof *net);
 }
 
-void lr_mlp_init_params(lr_mlp *net, lr_rng *rng)
+void lr_mlp_reset_params(lr_mlp *net, lr_rng *rng)
 {
     if (!net || !rng || !net->params) return;
     for (size_t l = 0; l < net->n_layers; l++) {
@@ -282,7 +282,7 @@ static lr_status ensure_work(lr_mlp *net, size_t batch, lr_err *err)
     size_t dxw = lr_linear_backward_adam_work(cap, max_in);
     for (size_t i = 0; i < nreg; i++) {
         size_t t;
-        if (lr_size_mul(region[i], cap, &t) || t > SIZE_MAX / 8 - total)
+        if (lr_size_mul(&t, region[i], cap, NULL) || t > SIZE_MAX / 8 - total)
             return lr__fail(err, LR_ERANGE, "mlp: workspace for batch %zu overflows", batch);
         region[i] = (t + 15) / 16 * 16;
         total += region[i];
@@ -395,7 +395,7 @@ static lr_status forward_pass(const lr_mlp *net, const fwd_bufs *fb, const float
         lr_status s = LR_OK;
         if (!(pk && lr__linear_forward_packed_mt(y, in, pk, ly->b, &net->pool)))
             s = lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool, err);
-        if (!s && lora_on(ly)) s = lr_lora_forward_add(y, lora_u(net, fb, l, batch), in, ly->lora, err);
+        if (!s && lora_on(ly)) s = lr_lora_weights_forward_add(y, lora_u(net, fb, l, batch), in, ly->lora, err);
         if (s) return s;
         if (!last) lr_relu_forward(yp, batch * ly->out);
         size_t at;
@@ -439,7 +439,7 @@ static lr_status ws_layout(const lr_mlp *net, lr_mlp_ws *ws, size_t rows, fwd_bu
         if (net->layer[l].lora) rank_sum += net->layer[l].lora->rank;
     for (size_t i = 1; i <= net->n_layers; i++) {
         size_t cols = i < net->n_layers ? net->sizes[i] : rank_sum, t;
-        if (lr_size_mul(cols, rows, &t) || t > SIZE_MAX / 8 - total)
+        if (lr_size_mul(&t, cols, rows, NULL) || t > SIZE_MAX / 8 - total)
             return lr__fail(err, LR_ERANGE, "mlp_forward: workspace for %zu rows overflows", rows);
         region[i] = (t + 15) / 16 * 16;
         total += region[i];
@@ -585,7 +585,7 @@ static lr_status layer_backward_adam(lr_mlp *net, size_t l, const bwd_ctx *c, fl
     if (lora_on(ly)) {
         lr_lora_weights *lw = ly->lora;
         lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
-        if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, c->fb, l, batch)), t, err))) return s;
+        if ((s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, c->fb, l, batch)), t, err))) return s;
         adam_mat(lw->a, lw->ma, lw->va, lw->ga, &c->as);
         adam_mat(lw->b, lw->mb, lw->vb, lw->gb, &c->as);
     }
@@ -641,14 +641,8 @@ static lr_status train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
     return LR_OK;
 }
 
-lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                            const lr_adam_opts *adam, float *loss, lr_err *err)
-{
-    return train_step(net, x, labels, batch, NULL, adam, loss, "mlp_train_step", err);
-}
-
-lr_status lr_mlp_train_step_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                               const lr_mlp_targets *tg, const lr_adam_opts *adam, float *loss, lr_err *err)
+lr_status lr_mlp_train_step(lr_mlp *net, float *loss, const float *x, const uint8_t *labels,
+                               const lr_mlp_targets *tg, size_t batch, const lr_adam_opts *adam, lr_err *err)
 {
     return train_step(net, x, labels, batch, tg, adam, loss, "mlp_train_step_ex", err);
 }
@@ -667,7 +661,7 @@ static lr_status layer_gradients(lr_mlp *net, size_t l, const float *x, size_t b
     if (!s && lora_on(ly)) {
         lr_lora_weights *lw = ly->lora;
         lr_mat t = lr_mat_view(net->work->t, batch, lw->rank, lw->rank);
-        s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, batch)), t, err);
+        s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, batch)), t, err);
     }
     return s;
 }
@@ -700,14 +694,8 @@ static lr_status gradients(lr_mlp *net, const float *x, const uint8_t *labels, s
     return LR_OK;
 }
 
-lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch, float *grad,
-                           float *dxout, float *loss, lr_err *err)
-{
-    return gradients(net, x, labels, batch, NULL, grad, dxout, loss, "mlp_gradients", err);
-}
-
-lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                              const lr_mlp_targets *tg, float *grad, float *dxout, float *loss, lr_err *err)
+lr_status lr_mlp_gradients(lr_mlp *net, float *grad, float *dxout, float *loss,
+                              const float *x, const uint8_t *labels, const lr_mlp_targets *tg, size_t batch, lr_err *err)
 {
     return gradients(net, x, labels, batch, tg, grad, dxout, loss, "mlp_gradients_ex", err);
 }
@@ -748,7 +736,7 @@ static lr_status layer_grad_packed(lr_mlp *net, size_t l, const float *x, size_t
     if (!s && lora_on(ly)) {
         lr_lora_weights *lw = ly->lora;
         lr_mat t = lr_mat_view(net->work->t, rows, lw->rank, lw->rank);
-        if ((s = lr_lora_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, rows)), t, err))) return s;
+        if ((s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, rows)), t, err))) return s;
         lr_mat_copy(lr_mat_view(*g, lw->rank, ly->in, ly->in), lr_cm(lw->ga), NULL);
         *g += lw->rank * ly->in;
         lr_mat_copy(lr_mat_view(*g, ly->out, lw->rank, lw->rank), lr_cm(lw->gb), NULL);
@@ -758,7 +746,7 @@ static lr_status layer_grad_packed(lr_mlp *net, size_t l, const float *x, size_t
 }
 
 lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const float *x, const uint8_t *labels,
-                            size_t rows, size_t denom, const lr_mlp_targets *tg, lr_err *err)
+                            const lr_mlp_targets *tg, size_t rows, size_t denom, lr_err *err)
 {
     LR__FP_SCOPE();
     const char *what = "mlp_grad_shard";

@@ -155,7 +155,7 @@ static void replay_take(replay_stream *r, const lr_dataset *d, float *x, uint8_t
             r->next = 0;
         }
         at[i] = r->perm[r->next];
-        lr_dataset_batch(x + i * d->dim, y + i, d, r->perm + r->next++, 1);
+        lr_dataset_batch(d, x + i * d->dim, y + i, r->perm + r->next++, 1);
     }
 }
 
@@ -217,7 +217,7 @@ static lr_status sharded_step(lr_mlp *net, const lr_train_opts *o, shard_bufs *s
         slice_of(&first, &count, bs, k, nsh);
         lr_mlp_targets t = targets_from(tg, first, nout);
         float *dst = k == k0 ? sb->acc : sb->g;
-        s = lr_mlp_grad_shard(net, dst, &lk, x + first * dim, y + first, count, bs, tg ? &t : NULL, err);
+        s = lr_mlp_grad_shard(net, dst, &lk, x + first * dim, y + first, tg ? &t : NULL, count, bs, err);
         if (!s && k > k0)
             for (size_t i = 0; i < sb->n; i++) sb->acc[i] += sb->g[i]; /* in slice order */
         sum = k == k0 ? lk : sum + lk;
@@ -237,13 +237,13 @@ static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_op
                           float *loss, lr_err *err)
 {
     size_t nr = rs->perm ? o->replay_per_batch : 0;
-    lr_dataset_batch(x, y, data, idx, own);
+    lr_dataset_batch(data, x, y, idx, own);
     if (nr) replay_take(rs, o->replay, x + own * data->dim, y + own, rs->at, nr);
     lr_mlp_targets tg;
     bool weighted = nr && (o->replay_soft || o->replay_label_weight != 1.0f);
     if (weighted) replay_targets(&tg, rs->tbuf, o, rs->at, own, nr, net->sizes[net->n_layers]);
     lr_status s = sharded(o) ? sharded_step(net, o, sb, x, y, weighted ? &tg : NULL, own + nr, data->dim, loss, err)
-                             : lr_mlp_train_step_ex(net, x, y, own + nr, weighted ? &tg : NULL, &o->adam, loss, err);
+                             : lr_mlp_train_step(net, loss, x, y, weighted ? &tg : NULL, own + nr, &o->adam, err);
     if (!s && o->after_step) {
         s = o->after_step(o->after_step_ctx, net, step, err);
         if (o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err); /* a hook failing on one process */

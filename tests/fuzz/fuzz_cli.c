@@ -72,9 +72,9 @@ static void lora(const char *s, unsigned b)
     size_t layers = 1 + b % 17; /* lr_mlp allows up to 16 layers */
     if (lr_lora_parse_targets(&mask, s, layers, &e) == LR_OK) CHECK(layers >= 32 || mask >> layers == 0);
     else CHECK(e.msg[0] != '\0');
-    lr_lora_init_kind k;
+    lr_lora_initializer k;
     e.msg[0] = '\0';
-    if (lr_lora_parse_init(&k, s, &e) == LR_OK) CHECK(strcmp(lr_lora_init_name(k), s) == 0);
+    if (lr_lora_parse_initializer(&k, s, &e) == LR_OK) CHECK(strcmp(lr_lora_initializer_name(k), s) == 0);
     else CHECK(e.msg[0] != '\0');
 }
 

@@ -54,7 +54,7 @@ LR_API lr_isa lr_cpu_isa_set(lr_isa cap);
 LR_API lr_isa lr_cpu_isa_supported(void);
 
 /* "generic", "avx2", "avx512" (or "?" for a value outside the enum). */
-LR_API const char *lr_isa_name(lr_isa isa);
+LR_API const char *lr_cpu_isa_name(lr_isa isa);
 
 /* LR_ISA's value checked: LR_OK when it is unset or one of generic|avx2|avx512 (with *cap
  * set to it, or to the CPU's best when unset; cap may be NULL); LR_EINVAL with a message

@@ -52,15 +52,15 @@ LR_API lr_status lr_dataset_check(const lr_dataset *d, lr_err *err);
 /* x: (batch, dim) <- normalised features of examples idx[0..batch) of the view; y (batch,
  * optional) <- their labels. Indices must be < d->n and d must pass lr_dataset_check (not
  * checked again: this is the training loop's hot path). */
-LR_API void lr_dataset_batch(float *x, uint8_t *y, const lr_dataset *d, const size_t *idx, size_t batch);
+LR_API void lr_dataset_batch(const lr_dataset *d, float *x, uint8_t *y, const size_t *idx, size_t batch);
 
 /* As lr_dataset_batch for the `count` consecutive examples from `first` (evaluation). */
-LR_API void lr_dataset_range(float *x, uint8_t *y, const lr_dataset *d, size_t first, size_t count);
+LR_API void lr_dataset_range(const lr_dataset *d, float *x, uint8_t *y, size_t first, size_t count);
 
 /* out <- the examples of d whose label is `label`, in order, as a view over d's arrays. rows:
  * the caller's buffer of d->n entries, which out points at (it must outlive out). out->n may
  * be 0. */
-LR_API lr_status lr_dataset_select_label(lr_dataset *out, size_t *rows, const lr_dataset *d,
+LR_API lr_status lr_dataset_select_label(const lr_dataset *d, lr_dataset *out, size_t *rows,
                                          unsigned label, lr_err *err);
 
 #ifdef __cplusplus

@@ -41,8 +41,8 @@ LR_API lr_status lr_mat_init(lr_mat *m, size_t rows, size_t cols, lr_err *err);
 LR_API void lr_mat_free(lr_mat *m);
 
 /* Sub-block view [r0, r0+rows) x [c0, c0+cols); LR_EDIM if it does not fit. */
-LR_API lr_status lr_mat_block(lr_mat m, size_t r0, size_t c0, size_t rows, size_t cols,
-                              lr_mat *out, lr_err *err);
+LR_API lr_status lr_mat_block(lr_mat m, lr_mat *out, size_t r0, size_t c0, size_t rows,
+                              size_t cols, lr_err *err);
 
 /* dst <- src (same shape, any ld). */
 LR_API lr_status lr_mat_copy(lr_mat dst, lr_cmat src, lr_err *err);
@@ -60,7 +60,7 @@ LR_API double lr_mat_max_abs_diff(lr_cmat a, lr_cmat b);
 LR_API double lr_mat_norm_fro(lr_cmat a);
 
 /* Multiplies a and b, returning LR_ERANGE if the product overflows size_t. */
-LR_API lr_status lr_size_mul(size_t a, size_t b, size_t *out);
+LR_API lr_status lr_size_mul(size_t *out, size_t a, size_t b, lr_err *err);
 
 #ifdef __cplusplus
 }

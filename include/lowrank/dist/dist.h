@@ -55,7 +55,7 @@ LR_API lr_status lr_dist_block(size_t *first, size_t *count, size_t rows, int ra
  * the status of the lowest failing rank (LR_OK when none failed) and fills err (when
  * non-NULL) with "rank R: " and its message. One MPI_Allreduce of an int, and an MPI_Bcast
  * of the message only when some rank failed. */
-LR_API lr_status lr_dist_agree(lr_status st, lr_err *err, MPI_Comm comm);
+LR_API lr_status lr_dist_agree(lr_status st, MPI_Comm comm, lr_err *err);
 
 /* This rank's block of the balanced split (lr_dist_block) of the 2-D .npy file at path,
  * read by offset (lr_npy_load_rows: no rank reads more than its rows). *out <- the
@@ -142,7 +142,7 @@ typedef enum {
 /* buf: (n) <- the sum over the ranks of their buf, the same on every rank. stats += one
  * call of 4n bytes (the payload, as for an Allreduce). n <= INT_MAX; every rank passes
  * the same n and kind. */
-LR_API lr_status lr_dist_sum(float *buf, size_t n, lr_dist_sum_kind how, lr_dist_stats *stats, MPI_Comm comm,
+LR_API lr_status lr_dist_sum(float *buf, lr_dist_stats *stats, size_t n, lr_dist_sum_kind how, MPI_Comm comm,
                              lr_err *err);
 
 /* Data-parallel lr_train: every rank calls it with the same data, options (o->shards 0,
@@ -164,8 +164,8 @@ LR_API lr_status lr_dist_sum(float *buf, size_t n, lr_dist_sum_kind how, lr_dist
  * before any step. A failure on one rank during a step stops all ranks with its message
  * ("rank R: …"). stats (may be NULL) += the gradient sums and agreements. res as lr_train's
  * (its seconds include the communication). */
-LR_API lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, const lr_train_opts *o,
-                               lr_dist_sum_kind how, lr_dist_stats *stats, MPI_Comm comm, lr_err *err);
+LR_API lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, lr_dist_stats *stats, const lr_dataset *data,
+                               const lr_train_opts *o, lr_dist_sum_kind how, MPI_Comm comm, lr_err *err);
 
 /* Checks that every rank holds the same model: an FNV-1a 64 hash of the parameters, the
  * attached adapters' A and B and the Adam step count, gathered from all ranks. *checksum

@@ -69,8 +69,8 @@ typedef struct {
     bool in_use;        /* locked by a writer: left alone */
 } lr_atomic_stale;
 typedef void (*lr_atomic_stale_fn)(void *ctx, const lr_atomic_stale *s);
-LR_API lr_status lr_atomic_clean(const char *dir, double min_age_s, bool dry_run, lr_atomic_stale_fn fn, void *ctx,
-                                 size_t *removed, lr_err *err);
+LR_API lr_status lr_atomic_clean(size_t *removed, const char *dir, double min_age_s, bool dry_run, lr_atomic_stale_fn fn,
+                                 void *ctx, lr_err *err);
 
 #ifdef __cplusplus
 }

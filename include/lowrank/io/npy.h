@@ -57,11 +57,11 @@ LR_API lr_status lr_npy_load_mem(lr_mat *out, const void *buf, size_t n, const c
 /* Writes m as a float32 '<f4' C-order .npy (version 1.0, or 2.0 if the header were
  * ever to need it), crash-safely: temp file + fsync + rename. Any ld is accepted.
  * NaN and Inf are written as they are (numpy can hold them). */
-LR_API lr_status lr_npy_save(const char *path, lr_cmat m, lr_err *err);
+LR_API lr_status lr_npy_save(lr_cmat m, const char *path, lr_err *err);
 
 /* Writes the same bytes to an open stream f (e.g. an lr_atomic_file's, to commit several
  * files together); `name` stands for the file in messages. Write errors are LR_EIO. */
-LR_API lr_status lr_npy_write(FILE *f, lr_cmat m, const char *name, lr_err *err);
+LR_API lr_status lr_npy_write(lr_cmat m, FILE *f, const char *name, lr_err *err);
 
 #ifdef __cplusplus
 }

@@ -67,11 +67,11 @@ LR_API lr_status lr_peft_write(const lr_peft *ad, const char *dir, lr_st_dtype d
 /* Frees what ad holds and empties it; a no-op on NULL or an empty adapter. */
 LR_API void lr_peft_free(lr_peft *ad);
 /* Adds a layer (copying a: (r, in) and b: (out, r)); LR_EINVAL if the module exists or r = 0. */
-LR_API lr_status lr_peft_add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+LR_API lr_status lr_peft_insert(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
                              const float *a, const float *b, lr_err *err);
 /* The same for an embedding layer (lr_peft_layer.embedding): a: (r, in = vocab) and
  * b: (out = dim, r), written as lora_embedding_A / lora_embedding_B. */
-LR_API lr_status lr_peft_add_embedding(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
+LR_API lr_status lr_peft_insert_embedding(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha,
                                        const float *a, const float *b, lr_err *err);
 /* The layer of `module`, or NULL. */
 LR_API const lr_peft_layer *lr_peft_find(const lr_peft *ad, const char *module);

@@ -48,7 +48,7 @@ LR_API const char *lr_st_dtype_name(lr_st_dtype d);
 /* Bits per element (4 for F4, 6 for F6_*, 8 for U8, 32 for F32, 64 for C64...); 0 if invalid. */
 LR_API size_t lr_st_dtype_bits(lr_st_dtype d);
 /* The dtype named `name` exactly; LR_EFORMAT if unknown. */
-LR_API lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name);
+LR_API lr_status lr_st_dtype_parse(lr_st_dtype *out, const char *name, lr_err *err);
 
 /* One tensor. For writing, data is in host byte order (swapped to little-endian on
  * big-endian hosts) and may be NULL only when it has no bytes. In a file opened for reading,

@@ -33,7 +33,7 @@ LR_API lr_status lr_factor_from_usv(lr_mat b, lr_mat a, const lr_usv *svd, size_
 
 /* Allocating convenience: *b: (m,r), *a: (r,n) owned by the caller (lr_mat_free).
  * On failure both are empty. */
-LR_API lr_status lr_factor_init(lr_mat *b, lr_mat *a, lr_cmat w, size_t r, lr_split split,
+LR_API lr_status lr_factor_alloc(lr_mat *b, lr_mat *a, lr_cmat w, size_t r, lr_split split,
                                 lr_err *err);
 
 #ifdef __cplusplus

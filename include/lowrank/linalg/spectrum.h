@@ -90,12 +90,12 @@ LR_API double lr_spectrum_tail(const lr_spectrum *sp, size_t r);
 /* Smallest r whose first r values keep at least the fraction `energy` (0..1) of ‖w‖_F².
  * *found = false when the known values do not reach it (only possible when not exact); then
  * *r = known. An all-zero matrix needs r = 0. */
-LR_API lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, double energy, size_t *r, bool *found,
+LR_API lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, size_t *r, bool *found, double energy,
                                              lr_err *err);
 
 /* Smallest r whose relative Frobenius error √(tail(r)/energy) is <= rel_err (>= 0). *found as
  * above. */
-LR_API lr_status lr_spectrum_rank_for_error(const lr_spectrum *sp, double rel_err, size_t *r, bool *found,
+LR_API lr_status lr_spectrum_rank_for_error(const lr_spectrum *sp, size_t *r, bool *found, double rel_err,
                                             lr_err *err);
 
 /* numpy's numerical rank (rank.h, LR_TOL_DEFAULT: s_i > s_1·max(m,n)·FLT_EPSILON). When not

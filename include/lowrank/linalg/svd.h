@@ -41,14 +41,12 @@ typedef struct {
 LR_API lr_svd_opts lr_svd_opts_default(void);
 
 /* a: (m,n) in; s: (k); u: (m,k); vt: (k,n); k = min(m,n). a is not modified.
- * u and vt may have any ld >= cols. */
-LR_API lr_status lr_svd(float *s, lr_mat u, lr_mat vt, lr_cmat a, lr_err *err);
-/* The same with options (opts NULL = defaults). */
-LR_API lr_status lr_svd_ex(float *s, lr_mat u, lr_mat vt, lr_cmat a, const lr_svd_opts *opts, lr_err *err);
+ * u and vt may have any ld >= cols. opts NULL = lr_svd_opts_default(). */
+LR_API lr_status lr_svd(float *s, lr_mat u, lr_mat vt, lr_cmat a, const lr_svd_opts *opts, lr_err *err);
 
-/* Singular values only, s: (k), non-increasing. Cheaper than the full SVD. */
-LR_API lr_status lr_svd_values(float *s, lr_cmat a, lr_err *err);
-LR_API lr_status lr_svd_values_ex(float *s, lr_cmat a, const lr_svd_opts *opts, lr_err *err);
+/* Singular values only, s: (k), non-increasing. Cheaper than the full SVD. opts NULL =
+ * lr_svd_opts_default(). */
+LR_API lr_status lr_svd_values(float *s, lr_cmat a, const lr_svd_opts *opts, lr_err *err);
 
 /* An owning U, S, Vᵀ triple, as produced by lr_usv_from_svd / lr_usv_from_rsvd
  * (rsvd.h) and consumed by factor.h. u: (m,k); s: (k); vt: (k,n).

@@ -66,18 +66,18 @@ typedef struct {
 /* Writes adapter `name` of lm to directory dir (created if missing, mode 0777 & ~umask;
  * existing files of the same names are replaced). base_model (may be NULL -> null) is
  * recorded as base_model_name_or_path. */
-LR_API lr_status lr_adapter_save(const lr_lora *lm, const char *name, const char *dir,
+LR_API lr_status lr_adapter_save(const lr_lora *lm, const char *dir, const char *name,
                                  const char *base_model, lr_err *err);
 
 /* Reads and checks dir/adapter_config.json (a regular file of at most 16 MiB) against lm's net
  * (no tensors), the patterns resolved to info->layer_rank / layer_alpha. */
-LR_API lr_status lr_adapter_read_config(const lr_lora *lm, lr_adapter_info *info, const char *dir, lr_err *err);
+LR_API lr_status lr_adapter_read_config(const lr_lora *lm, const char *dir, lr_adapter_info *info, lr_err *err);
 
 /* Loads the adapter in dir into lm as a new adapter `name` (not selected), after checking
  * it all; on any error lm is unchanged. info (may be NULL) <- the config read. A "pissa"
  * adapter is loaded as the plain A, B it holds: it is meant for the residual base it was
  * trained on, which the caller must supply (as with PEFT). */
-LR_API lr_status lr_adapter_load(lr_lora *lm, lr_adapter_info *info, const char *name, const char *dir,
+LR_API lr_status lr_adapter_load(lr_lora *lm, const char *dir, const char *name, lr_adapter_info *info,
                                  lr_err *err);
 
 #ifdef __cplusplus

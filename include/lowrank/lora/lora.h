@@ -11,7 +11,7 @@
  *     lr_lora *lm;
  *     lr_lora_init(&lm, &net, err);                      the net must outlive lm
  *     lr_lora_opts c = lr_lora_opts_default();       rank 1, alpha 1, all layers
- *     lr_lora_add(lm, "digit9", &c, err);                A ~ N(0,1), B = 0: ΔW = 0
+ *     lr_lora_insert(lm, "digit9", &c, err);                A ~ N(0,1), B = 0: ΔW = 0
  *     lr_lora_select(lm, "digit9", err);                 attach (NULL: run with none)
  *     lr_lora_freeze_base(lm, true);  lr_mlp_reset_optimizer(&net);
  *     ... lr_mlp_train_step(&net, ...) trains only A and B ...
@@ -56,13 +56,13 @@ extern "C" {
 typedef enum {
     LR_LORA_INIT_GAUSSIAN = 0, /* A ~ N(0, 1), B = 0 (the seed; PEFT's default differs) */
     LR_LORA_INIT_PISSA         /* principal singular triplets, residual base            */
-} lr_lora_init_kind;
+} lr_lora_initializer;
 
 typedef struct {
     size_t rank;            /* r >= 1; default 1                                       */
     float alpha;            /* α > 0, finite; default 1                                */
     bool use_rslora;        /* scale α/√r instead of α/r; default false                */
-    lr_lora_init_kind init; /* default LR_LORA_INIT_GAUSSIAN                           */
+    lr_lora_initializer init; /* default LR_LORA_INIT_GAUSSIAN                           */
     uint32_t targets;       /* bit i = layer i (linear{i+1}); 0 = all layers (default) */
     uint64_t seed;          /* for the Gaussian A; default 0                           */
 } lr_lora_opts;
@@ -80,8 +80,8 @@ LR_API lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, 
  * or comma-separated layer names ("linear1,linear3") and/or 1-based numbers ("1,3"). */
 LR_API lr_status lr_lora_parse_targets(uint32_t *mask, const char *list, size_t n_layers, lr_err *err);
 /* "gaussian" / "pissa" -> kind; the name of a kind. */
-LR_API lr_status lr_lora_parse_init(lr_lora_init_kind *kind, const char *s, lr_err *err);
-LR_API const char *lr_lora_init_name(lr_lora_init_kind kind);
+LR_API lr_status lr_lora_parse_initializer(lr_lora_initializer *kind, const char *s, lr_err *err);
+LR_API const char *lr_lora_initializer_name(lr_lora_initializer kind);
 
 /* The module: the adapters of one base net. The caller owns the struct; its fields belong to
  * the library (use the functions below). */
@@ -111,7 +111,7 @@ LR_API lr_mlp *lr_lora_net(const lr_lora *lm);
 /* Creates adapter `name` (unique) per cfg (NULL: lr_lora_opts_default()). Gaussian: for each target layer in order, A
  * gets rank·in draws of N(0,1) from an lr_rng seeded with cfg->seed; B = 0. PiSSA: see
  * above (needs the SVD of each target W₀; rewrites W₀ to the residual). Does not select. */
-LR_API lr_status lr_lora_add(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err);
+LR_API lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err);
 /* Attaches adapter `name` to its target layers (detaching the previous one); NULL or ""
  * runs with none. LR_EINVAL for an unknown name. */
 LR_API lr_status lr_lora_select(lr_lora *lm, const char *name, lr_err *err);

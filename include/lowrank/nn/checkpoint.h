@@ -49,12 +49,12 @@ LR_API lr_status lr_checkpoint_save(const lr_mlp *net, const char *path, const l
 
 /* Loads path into an existing net, whose names and shapes the file must match exactly.
  * On any error net is unchanged. info (nullable) <- the file's metadata. */
-LR_API lr_status lr_checkpoint_load(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err);
+LR_API lr_status lr_checkpoint_load(lr_mlp *net, const char *path, lr_checkpoint_info *info, lr_err *err);
 
 /* Creates *net (lr_mlp_init) with the layer sizes the file's tensors give — linear1 …
  * linearN, consecutive, each weight (out, in) with a bias (out), each layer's in equal to
  * the previous out — and loads it. On failure *net is empty. */
-LR_API lr_status lr_checkpoint_load_new(lr_mlp *net, lr_checkpoint_info *info, const char *path, lr_err *err);
+LR_API lr_status lr_checkpoint_load_new(lr_mlp *net, const char *path, lr_checkpoint_info *info, lr_err *err);
 
 #ifdef __cplusplus
 }

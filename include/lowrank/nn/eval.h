@@ -40,7 +40,7 @@ LR_API lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uin
 
 /* res <- net evaluated on every example of data, in batches of `batch` (0 = 1000) through
  * lr_mlp_forward (the dataset's dim = the net's inputs, its classes <= the net's outputs). */
-LR_API lr_status lr_eval(lr_eval_result *res, const lr_mlp *net, const lr_dataset *data, size_t batch,
+LR_API lr_status lr_eval(const lr_mlp *net, lr_eval_result *res, const lr_dataset *data, size_t batch,
                          lr_err *err);
 
 #ifdef __cplusplus

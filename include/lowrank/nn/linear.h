@@ -1,5 +1,5 @@
 /* linear.h — the dense layer's kernels: forward, backward, the backward fused with Adam
- * (a layer's LoRA branch: lora_layer.h).
+ * (a layer's LoRA branch: lora_weights.h).
  *
  * Shapes follow nn.Linear: x: (batch, in), w: (out, in), b: (out), y: (batch, out),
  * y = x·wᵀ + b. Batch 10 (the seed's) makes these products thin, so a training step is

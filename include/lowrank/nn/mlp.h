@@ -9,7 +9,7 @@
  * checksums and the optimizer see one flat array.
  *
  * Training (lr_mlp_train_step) is softmax cross-entropy, mean over the batch (or, with
- * lr_mlp_train_step_ex, a weighted mix with KL divergences to soft targets), and Adam with
+ * lr_mlp_targets, a weighted mix with KL divergences to soft targets), and Adam with
  * PyTorch's defaults. The backward pass is fused with Adam: each weight row's gradient is
  * computed in registers and consumed at once by the Adam update, and dx is computed from the
  * old row in the same pass (see lib/nn/linear.c). A frozen layer gets no weight or bias
@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lowrank/nn/adam.h"
-#include "lowrank/nn/lora_layer.h"
+#include "lowrank/nn/lora_weights.h"
 #include "lowrank/base/mat.h"
 #include "lowrank/base/pool.h"
 #include "lowrank/base/rng.h"
@@ -64,14 +64,14 @@ typedef struct lr_mlp {
 LR_API extern const size_t lr_mlp_default_sizes[4];
 
 /* n_sizes >= 2 entries, each >= 1, at most LR_MLP_MAX_LAYERS layers. Parameters are zero
- * (call lr_mlp_init_params), nothing frozen, no adapters, 1 thread. On failure *net is
+ * (call lr_mlp_reset_params), nothing frozen, no adapters, 1 thread. On failure *net is
  * empty (lr_mlp_free on it is a no-op). */
 LR_API lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *err);
 LR_API void lr_mlp_free(lr_mlp *net);
 
 /* PyTorch's nn.Linear default: weights and biases uniform in [-1/sqrt(in), 1/sqrt(in)),
  * drawn layer by layer (weight row by row, then bias). Resets the optimizer. */
-LR_API void lr_mlp_init_params(lr_mlp *net, lr_rng *rng);
+LR_API void lr_mlp_reset_params(lr_mlp *net, lr_rng *rng);
 
 /* Parameter count of an MLP with these sizes (2,807,010 for the 784-1000-2000-10 MLP); 0 on overflow. */
 LR_API size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes);
@@ -84,7 +84,7 @@ LR_API int lr_mlp_find_layer(const lr_mlp *net, const char *name);
  * better) and checked at every step against the weights' storage and 64 sampled entries; it
  * lives in the layer's Adam moments when those wait to be zeroed (as after lr_train's reset),
  * else it takes 4 bytes per weight. These calls drop it, and so do the library's own writes
- * of weights (lr_mlp_init_params, lr_checkpoint_load, the LoRA module's PiSSA, merge, unmerge
+ * of weights (lr_mlp_reset_params, lr_checkpoint_load, the LoRA module's PiSSA, merge, unmerge
  * and remove). After writing a frozen layer's weights yourself, freeze it again: the sample
  * sees a rewrite of the whole matrix but not a change to a few entries. */
 LR_API lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err);
@@ -122,46 +122,38 @@ LR_API void lr_mlp_ws_free(lr_mlp_ws *ws);
 LR_API lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_t batch, lr_mlp_ws *ws,
                                 lr_err *err);
 
-/* One Adam step on the mean cross-entropy of x: (batch, in) with labels (batch), each
- * < out (lr_mlp_train_step_ex adds per-example weights and soft targets). *loss (if non-NULL) <- the batch's loss before the step. Trainable: unfrozen base
- * weights and biases, and the A, B of attached, enabled adapters (LR_EINVAL when there is
- * nothing to train). A NaN/Inf layer output or loss stops before any parameter changes, a
- * NaN/Inf gradient before the layer it reaches is updated, with LR_ENONFINITE and a message
- * naming the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). adam
- * NULL means lr_adam_opts_default(). */
-LR_API lr_status lr_mlp_train_step(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                                   const lr_adam_opts *adam, float *loss, lr_err *err);
-
-/* Per-example targets of lr_mlp_train_step_ex: the loss becomes
+/* Per-example targets of a training step: the loss becomes
  *   L = (1/batch) Σ_i [ c_i·CE(p_i, labels[i]) + d_i·KL(q_i || p_i) ],  p_i = softmax(logits_i),
  * whose gradient for logits_i is (c_i·(p_i − onehot(labels[i])) + d_i·(p_i − q_i)) / batch
  * (lr_softmax_xent_kl). Learning without Forgetting (Li & Hoiem 2016) trains on new labels
- * with q = the old model's softmax on the same inputs. All fields NULL = plain cross-entropy. */
+ * with q = the old model's softmax on the same inputs. tg NULL, or all fields NULL, is the
+ * plain mean cross-entropy. */
 typedef struct {
     const float *label_weight; /* (batch) weight c_i >= 0 of example i's cross-entropy with its label; NULL = all 1 */
     const float *soft;         /* (batch, out) target probabilities q_i (rows sum to 1, entries >= 0); NULL = none */
     const float *soft_weight;  /* (batch) weight d_i >= 0 of KL(q_i || p_i); NULL with soft = all 1 */
 } lr_mlp_targets;
 
-/* lr_mlp_train_step on the loss of tg (NULL, or all fields NULL: exactly lr_mlp_train_step,
- * which is this call with tg NULL). labels may be NULL when every c_i is 0. A weight that is
- * negative or not finite, or a soft row with a negative or non-finite entry or not summing to
- * 1 within 1e-3, is LR_EINVAL naming the example, before any parameter changes. */
-LR_API lr_status lr_mlp_train_step_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                                      const lr_mlp_targets *tg, const lr_adam_opts *adam, float *loss,
-                                      lr_err *err);
+/* One Adam step on the loss of x: (batch, in) with labels (batch), each < out, and targets tg
+ * (NULL: the mean cross-entropy). *loss (if non-NULL) <- the batch's loss before the step.
+ * Trainable: unfrozen base weights and biases, and the A, B of attached, enabled adapters
+ * (LR_EINVAL when there is nothing to train). labels may be NULL when every c_i is 0. A
+ * weight that is negative or not finite, or a soft row with a negative or non-finite entry
+ * or not summing to 1 within 1e-3, is LR_EINVAL naming the example, before any parameter
+ * changes. A NaN/Inf layer output or loss stops before any parameter changes, a NaN/Inf
+ * gradient before the layer it reaches is updated, with LR_ENONFINITE and a message naming
+ * the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). adam NULL
+ * means lr_adam_opts_default(). */
+LR_API lr_status lr_mlp_train_step(lr_mlp *net, float *loss, const float *x, const uint8_t *labels,
+                                   const lr_mlp_targets *tg, size_t batch, const lr_adam_opts *adam, lr_err *err);
 
 /* Gradients without an update (the unfused path, for tests and for callers that want
  * them): grad: (n_params), same layout as params, <- d loss / d params (entries of frozen
  * layers are set to 0); the ga, gb of attached, enabled adapters <- their gradients;
- * dx (optional): (batch, in) <- d loss / d x. *loss <- the loss. */
-LR_API lr_status lr_mlp_gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                                  float *grad, float *dx, float *loss, lr_err *err);
-
-/* lr_mlp_gradients of the loss of tg (see lr_mlp_train_step_ex); tg NULL = lr_mlp_gradients. */
-LR_API lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
-                                     const lr_mlp_targets *tg, float *grad, float *dx, float *loss,
-                                     lr_err *err);
+ * dx (optional): (batch, in) <- d loss / d x. *loss <- the loss. tg as lr_mlp_train_step
+ * (NULL: the mean cross-entropy). */
+LR_API lr_status lr_mlp_gradients(lr_mlp *net, float *grad, float *dx, float *loss, const float *x,
+                                  const uint8_t *labels, const lr_mlp_targets *tg, size_t batch, lr_err *err);
 
 /* A training step in two halves, for callers that combine gradients before the update:
  * data-parallel training (dist.h), where each process computes the gradient of its share of
@@ -174,12 +166,12 @@ LR_API lr_status lr_mlp_gradients_ex(lr_mlp *net, const float *x, const uint8_t 
 LR_API size_t lr_mlp_grad_size(const lr_mlp *net);
 
 /* g: (lr_mlp_grad_size) <- the gradient of (1/denom)·Σ_b loss_b over the rows x: (rows, in)
- * (loss_b as lr_mlp_train_step_ex defines it with tg, which may be NULL), *loss <- that sum.
+ * (loss_b as lr_mlp_train_step defines it with tg, which may be NULL), *loss <- that sum.
  * With denom the whole batch's size, the gradients of its shares add up to the gradient of
  * its mean loss (up to the rounding of the sum). rows may be 0 (g <- 0, *loss <- 0).
  * Nothing in the net changes but its activation buffers. Errors as lr_mlp_train_step. */
 LR_API lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const float *x, const uint8_t *labels,
-                                   size_t rows, size_t denom, const lr_mlp_targets *tg, lr_err *err);
+                                   const lr_mlp_targets *tg, size_t rows, size_t denom, lr_err *err);
 
 /* One Adam step (step adam_t + 1) on the trainable tensors with the packed gradient g; the
  * element-wise update is the fused step's (lr_adam_elem). A NaN or Inf in g is

@@ -59,7 +59,7 @@ typedef struct {
     /* Learning without Forgetting (Li & Hoiem 2016) on the replayed examples: their loss is
      * replay_label_weight·CE(label) + replay_soft_weight·KL(q || p), q their row of
      * replay_soft: (replay->n, the net's outputs), target probabilities such as the frozen
-     * base's softmax (lr_mlp_train_step_ex). Label weight 1 and no soft targets is plain
+     * base's softmax (lr_mlp_train_step). Label weight 1 and no soft targets is plain
      * rehearsal; label weight 0 is distillation alone. */
     const float *replay_soft;  /* NULL: none */
     float replay_soft_weight;  /* default 1 */

@@ -1,4 +1,4 @@
-/* lora_layer.h — one layer's LoRA adapter: its weights, their Adam state, and its kernels.
+/* lora_weights.h — one layer's LoRA adapter: its weights, their Adam state, and its kernels.
  *
  * Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models": a frozen layer
  * y = x·W₀ᵀ + b gains a trainable low-rank branch, y += s·(x·Aᵀ)·Bᵀ with A: (r, in),
@@ -39,12 +39,12 @@ LR_API lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t i
 LR_API void lr_lora_weights_free(lr_lora_weights *lw);
 
 /* LoRA branch, y += s·(x·Aᵀ)·Bᵀ. u: (batch, rank) <- x·Aᵀ (kept for the backward pass). */
-LR_API lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw,
+LR_API lr_status lr_lora_weights_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw,
                                      lr_err *err);
 /* LoRA backward for dy: (batch, out), x and u from the forward pass:
  * lw->gb <- s·dyᵀ·u;  t = s·dy·B: (batch, rank) into t_work;  lw->ga <- tᵀ·x;
  * dx (optional) += t·A. Never touches the base weights. */
-LR_API lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
+LR_API lr_status lr_lora_weights_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
                                   lr_mat t_work, lr_err *err);
 
 #ifdef __cplusplus

@@ -1,8 +1,8 @@
-/* lora_layer.c — one layer's LoRA adapter: allocation, and the forward and backward kernels
- * of its branch (see lora_layer.h). */
+/* lora_weights.c — one layer's LoRA adapter: allocation, and the forward and backward kernels
+ * of its branch (see lora_weights.h). */
 #include <math.h>
 #include <string.h>
-#include "lowrank/nn/lora_layer.h"
+#include "lowrank/nn/lora_weights.h"
 #include "base/cpu_internal.h"
 #include "base/internal.h"
 
@@ -68,7 +68,7 @@ static lr_status lora_check(const lr_lora_weights *lw, size_t in, size_t out, lr
     return LR_OK;
 }
 
-lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw, lr_err *err)
+lr_status lr_lora_weights_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weights *lw, lr_err *err)
 {
     LR__FP_SCOPE();
     lr_status s;
@@ -104,7 +104,7 @@ lr_status lr_lora_forward_add(lr_mat y, lr_mat u, lr_cmat x, const lr_lora_weigh
     return LR_OK;
 }
 
-lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
+lr_status lr_lora_weights_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x, lr_cmat u,
                            lr_mat t_work, lr_err *err)
 {
     LR__FP_SCOPE();
@@ -122,7 +122,7 @@ lr_status lr_lora_backward(lr_mat dx, lr_lora_weights *lw, lr_cmat dy, lr_cmat x
         return lr__fail(err, LR_EDIM, "lora backward: dx is %zu x %zu, want %zu x %zu", dx.rows,
                         dx.cols, x.rows, x.cols);
     /* gB = s·dyᵀ·u (out, r); t = s·dy·B (batch, r); gA = tᵀ·x (r, in); dx += t·A.
-     * Plain loops (see lr_lora_forward_add), each sum in batch order. */
+     * Plain loops (see lr_lora_weights_forward_add), each sum in batch order. */
     size_t batch = x.rows, in = x.cols, out = dy.cols, r = lw->rank;
     float sc = lw->scale;
     if (r == 1 && lw->gb.ld == 1 && lw->b.ld == 1) {

@@ -1,4 +1,4 @@
-/* test_lora_layer.c — one layer's LoRA branch: the forward pass equals the dense layer with
+/* test_lora_weights.c — one layer's LoRA branch: the forward pass equals the dense layer with
  * W₀ + s·B·A, the backward pass (rank 1's contiguous path and the general one) against
  * central differences in double, and bad shapes and sizes. */
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include "lr_test.h"
 #include "lowrank/nn/linear.h"
-#include "lowrank/nn/lora_layer.h"
+#include "lowrank/nn/lora_weights.h"
 #include "lowrank/base/rng.h"
 
 /* y = x·wᵀ + b in double, w given in double */
@@ -44,7 +44,7 @@ static void test_lora_forward_equals_merged_dense(void **state)
         }
     assert_int_equal(lr_linear_forward(lr_mat_view(y, batch, out, out), lr_cmat_view(x, batch, in, in),
                                        lr_cmat_view(w, out, in, in), b, NULL), LR_OK);
-    assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
+    assert_int_equal(lr_lora_weights_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
                                          lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
     ref_forward(yr, x, wm, b, batch, in, out);
     for (size_t i = 0; i < batch * out; i++) assert_allclose(y[i], yr[i], 1e-5, 1e-5);
@@ -82,9 +82,9 @@ static void check_lora_backward(size_t rank)
     lr_rng_fill_normal(&r, lw.b, 0, 1);
     float *x = lr_test_randn(&r, batch * in, 1), *c = lr_test_randn(&r, batch * out, 1);
     float y[3 * 13] = { 0 }, u[3 * 2], t[3 * 2], dx[3 * 7] = { 0 };
-    assert_int_equal(lr_lora_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
+    assert_int_equal(lr_lora_weights_forward_add(lr_mat_view(y, batch, out, out), lr_mat_view(u, batch, rank, rank),
                                          lr_cmat_view(x, batch, in, in), &lw, NULL), LR_OK);
-    assert_int_equal(lr_lora_backward(lr_mat_view(dx, batch, in, in), &lw, lr_cmat_view(c, batch, out, out),
+    assert_int_equal(lr_lora_weights_backward(lr_mat_view(dx, batch, in, in), &lw, lr_cmat_view(c, batch, out, out),
                                       lr_cmat_view(x, batch, in, in), lr_cmat_view(u, batch, rank, rank),
                                       lr_mat_view(t, batch, rank, rank), NULL), LR_OK);
     double *xd = lr_test_to_double(x, batch * in), *ad = lr_test_to_double(lw.a.data, rank * in);
@@ -124,9 +124,9 @@ static void test_bad_shapes(void **state)
     assert_int_equal(lr_lora_weights_init(&lw, 0, 4, 3, 1, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "rank 0");
     assert_int_equal(lr_lora_weights_init(&lw, 2, 5, 3, 1, &e), LR_OK);
-    assert_int_equal(lr_lora_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, &lw, &e), LR_EDIM);
+    assert_int_equal(lr_lora_weights_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, &lw, &e), LR_EDIM);
     assert_msg_contains(e.msg, "layer is 4 -> 3");
-    assert_int_equal(lr_lora_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, NULL, &e), LR_EINVAL);
+    assert_int_equal(lr_lora_weights_forward_add(y, lr_mat_view(buf, 2, 2, 2), x, NULL, &e), LR_EINVAL);
     lr_lora_weights_free(&lw);
     lr_lora_weights_free(&lw); /* twice: a no-op */
     lr_lora_weights_free(NULL);
