@@ -7,7 +7,7 @@
 #include <string.h>
 #ifdef LOWRANK_HAVE_MPI
 #include <mpi.h>
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 #endif
 
 /* The number of processes a launcher says this one belongs to (0: not started by one). */

@@ -428,8 +428,7 @@ static int pretrain(run *r, double *t_pretrain)
     }
     r->pre_curve = calloc(r->pre_steps ? r->pre_steps : 1, sizeof *r->pre_curve);
     if (!r->pre_curve) { fprintf(stderr, PROG ": out of memory\n"); return 1; }
-    tp.loss_curve = r->pre_curve;
-    tp.loss_curve_len = r->pre_steps;
+    tp.record_loss_curve = true;
     if (text(r)) {
         char sz[128];
         print_sizes(sz, sizeof sz, &r->net);
@@ -446,6 +445,8 @@ static int pretrain(run *r, double *t_pretrain)
         return 1;
     }
     *t_pretrain = now_s() - t0;
+    memcpy(r->pre_curve, res.loss_curve, res.steps * sizeof *r->pre_curve);
+    lr_train_result_free(&res);
     if (text(r))
         printf("trained %zu steps in %.2f s (%.0f steps/s; first tenth %.0f, last tenth %.0f), "
                "mean loss %.4f, last %.4f\n", res.steps, *t_pretrain, (double)res.steps / *t_pretrain,
@@ -577,8 +578,7 @@ static int finetune(run *r, int digit, double *t_ft)
     }
     r->ft_curve = calloc(r->ft_steps ? r->ft_steps : 1, sizeof *r->ft_curve);
     if (!r->ft_curve) { fprintf(stderr, PROG ": out of memory\n"); return 1; }
-    tp.loss_curve = r->ft_curve;
-    tp.loss_curve_len = r->ft_steps;
+    tp.record_loss_curve = true;
     size_t n_digit = digit_set.n;
     if (text(r) && !o->preserve.all) {
         printf("\n== 3. Fine-tuning the adapters on digit %d: base frozen, %zu steps of batch %zu "
@@ -602,6 +602,8 @@ static int finetune(run *r, int digit, double *t_ft)
         return 1;
     }
     *t_ft = now_s() - t0;
+    memcpy(r->ft_curve, res.loss_curve, res.steps * sizeof *r->ft_curve);
+    lr_train_result_free(&res);
     if (text(r)) preserve_print(&r->ps, &r->net);
     if (text(r) && !o->preserve.all)
         printf("trained %zu steps in %.3f s (%.0f steps/s), mean loss %.4f, last %.4f\n",

@@ -22,7 +22,7 @@
 #include <mpi.h>
 
 #include "lowrank/lowrank.h"
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 
 static int g_rank, g_size;
 static bool g_quick;

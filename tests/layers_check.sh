@@ -1,17 +1,17 @@
 #!/bin/sh
 # layers_check.sh SOURCE_ROOT — the layering of docs/design.md holds: a file in lib/<layer>/
 # or include/lowrank/<layer>/ includes only headers of its own layer or of the layers below
-# it (base < linalg < io < nn < lora < dist). Prints every include that runs back up.
+# it (base < linalg < io < nn < lora < mpi). Prints every include that runs back up.
 set -u
 cd "$1" || exit 1
-rank() { case $1 in base) echo 1 ;; linalg) echo 2 ;; io) echo 3 ;; nn) echo 4 ;; lora) echo 5 ;; dist) echo 6 ;; *) echo 0 ;; esac; }
+rank() { case $1 in base) echo 1 ;; linalg) echo 2 ;; io) echo 3 ;; nn) echo 4 ;; lora) echo 5 ;; mpi) echo 6 ;; *) echo 0 ;; esac; }
 bad=0
 files=0
 for f in lib/*/*.c lib/*/*.h include/lowrank/*/*.h; do
   [ -f "$f" ] || continue
   files=$((files + 1))
   own=$(echo "$f" | sed -E 's#^(lib|include/lowrank)/([a-z]+)/.*#\2#')
-  for l in $(sed -nE 's@^#include "(lowrank/)?(base|linalg|io|nn|lora|dist)/[a-z_]+\.h".*@\2@p' "$f"); do
+  for l in $(sed -nE 's@^#include "(lowrank/)?(base|linalg|io|nn|lora|mpi)/[a-z_]+\.h".*@\2@p' "$f"); do
     if [ "$(rank "$l")" -gt "$(rank "$own")" ]; then
       echo "FAIL: $f ($own) includes a $l header: $(grep -nE "#include \"(lowrank/)?$l/" "$f" | head -n 1)"
       bad=$((bad + 1))
@@ -19,8 +19,8 @@ for f in lib/*/*.c lib/*/*.h include/lowrank/*/*.h; do
   done
 done
 # the MPI layer stays out of the umbrella header: a program without MPI never sees mpi.h
-if grep -q 'dist/' include/lowrank/lowrank.h; then
-  echo "FAIL: include/lowrank/lowrank.h includes the dist layer (mpi.h): $(grep -n 'dist/' include/lowrank/lowrank.h)"
+if grep -q 'mpi/' include/lowrank/lowrank.h; then
+  echo "FAIL: include/lowrank/lowrank.h includes the mpi layer (mpi.h): $(grep -n 'mpi/' include/lowrank/lowrank.h)"
   bad=$((bad + 1))
 fi
 [ "$files" -ge 60 ] || { echo "FAIL: only $files files found under lib/ and include/lowrank/"; exit 1; }

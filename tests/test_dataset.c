@@ -128,12 +128,42 @@ static void test_check_names_the_problem(void **state)
     assert_msg_contains(e.msg, "overflow");
 }
 
+/* Your own arrays: the constructors set the type and check; a zeroed dataset (no type) with
+ * float rows is refused instead of read as bytes. */
+static void test_from_arrays(void **state)
+{
+    (void)state;
+    float f[3 * 2] = { 1, 2, 3, 4, 5, 6 };
+    uint8_t px[3 * 2] = { 1, 2, 3, 4, 5, 6 }, y[3] = { 0, 1, 0 };
+    lr_dataset d;
+    lr_err e;
+    assert_int_equal(lr_dataset_from_f32(&d, f, y, 3, 2, 2, &e), LR_OK);
+    assert_int_equal(d.type, LR_DATA_F32);
+    float x[6];
+    lr_dataset_range(&d, x, NULL, 0, 3);
+    assert_memory_equal(x, f, sizeof f);
+    assert_int_equal(lr_dataset_from_u8(&d, px, y, 3, 2, 2, &e), LR_OK);
+    assert_int_equal(d.type, LR_DATA_U8);
+    lr_dataset_range(&d, x, NULL, 0, 3);
+    for (int j = 0; j < 6; j++) assert_true(x[j] == (float)px[j]);
+    y[2] = 2; /* label 2 of 2 classes */
+    assert_int_equal(lr_dataset_from_f32(&d, f, y, 3, 2, 2, &e), LR_ERANGE);
+    assert_msg_contains(e.msg, "example 2: label 2 >= 2 classes");
+    assert_int_equal(d.n, 0);
+    assert_int_equal(lr_dataset_from_u8(NULL, px, y, 3, 2, 2, &e), LR_EINVAL);
+    assert_int_equal(lr_dataset_from_f32(&d, NULL, NULL, 0, 2, 2, &e), LR_OK); /* empty */
+    lr_dataset zeroed = { .n = 3, .dim = 2, .classes = 2, .features = f, .labels = y };
+    assert_int_equal(lr_dataset_check(&zeroed, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "feature type 0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_normalise),
         cmocka_unit_test(test_label_subsets),
         cmocka_unit_test(test_check_names_the_problem),
+        cmocka_unit_test(test_from_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@
 #include <mpi.h>
 
 #include "lowrank/lowrank.h"
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 #include "lr_mpi_test.h"
 
 int g_rank, g_size;

@@ -22,7 +22,7 @@
 #include <mpi.h>
 
 #include "lowrank/lowrank.h"
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 #include "lr_mpi_test.h"
 
 int g_rank, g_size;
@@ -168,12 +168,11 @@ static void check_case(const data_t *s, bool lora, size_t batch, bool replay, co
     if (replay) o.replay = &s->d, o.replay_per_batch = batch / 3, o.replay_soft = soft, o.replay_label_weight = 0.5f;
     size_t steps;
     CHECK(lr_train_count_steps(&steps, &s->d, &o, NULL) == LR_OK, "count");
-    float *c_dist = calloc(steps, sizeof(float)), *c_one = calloc(steps, sizeof(float));
     model_t dist, one, fused;
     make_model(&dist, lora), make_model(&one, lora), make_model(&fused, lora);
     hook_t h = { 0, 0, -1 };
     o.after_step = on_step, o.after_step_ctx = &h;
-    o.loss_curve = c_dist, o.loss_curve_len = steps;
+    o.record_loss_curve = true;
     lr_dist_stats st = { 0, 0, 0 };
     lr_train_result rd, r1;
     lr_err e = { "" };
@@ -181,11 +180,13 @@ static void check_case(const data_t *s, bool lora, size_t batch, bool replay, co
           what, e.msg);
     CHECK(rd.steps == steps && h.calls == steps, "%s: %zu steps, %zu hook calls, want %zu", what, rd.steps, h.calls,
           steps);
-    o.loss_curve = c_one, o.shards = (size_t)g_size;
+    o.shards = (size_t)g_size;
     CHECK(lr_train(&one.net, &r1, &s->d, &o, &e) == LR_OK, "%s: one process: %s", what, e.msg);
     CHECK(same_model(&dist, &one), "%s: differs from one process with %d shards", what, g_size);
-    CHECK(memcmp(c_dist, c_one, steps * sizeof(float)) == 0, "%s: loss curves differ", what);
-    o.shards = 0, o.loss_curve = NULL, o.loss_curve_len = 0;
+    CHECK(rd.loss_curve && r1.loss_curve && memcmp(rd.loss_curve, r1.loss_curve, steps * sizeof(float)) == 0,
+          "%s: loss curves differ", what);
+    lr_train_result_free(&rd), lr_train_result_free(&r1);
+    o.shards = 0, o.record_loss_curve = false;
     CHECK(lr_train(&fused.net, NULL, &s->d, &o, &e) == LR_OK, "%s: fused: %s", what, e.msg);
     double d = max_diff(&dist, &fused);
     CHECK(d < 1e-3, "%s: %g from the fused run", what, d);
@@ -198,7 +199,6 @@ static void check_case(const data_t *s, bool lora, size_t batch, bool replay, co
         printf("%-34s %3zu steps, %5zu floats a step, max |diff| to the fused run %.2e, checksum %016llx\n", what,
                steps, gs, d, (unsigned long long)sum);
     free_model(&dist), free_model(&one), free_model(&fused);
-    free(c_dist), free(c_one);
 }
 
 /* LR_DIST_SUM_MPI trains too, with identical replicas, close to the ordered sum. */

@@ -81,10 +81,18 @@ static void run(const lr_dataset *data, const lr_dataset *held_out, float *param
     o.seed = 42;
     o.epochs = 3;
     o.adam.lr = 1e-2;
-    o.loss_curve = curve;
-    o.loss_curve_len = ncurve;
+    o.record_loss_curve = true;
     lr_err e;
-    assert_int_equal(lr_train(&net, res, data, &o, &e), LR_OK);
+    lr_train_result full;
+    assert_int_equal(lr_train(&net, &full, data, &o, &e), LR_OK);
+    assert_int_equal(full.steps, ncurve);
+    memcpy(curve, full.loss_curve, ncurve * sizeof *curve);
+    *res = full;
+    res->loss_curve = NULL;
+    lr_train_result_free(&full);
+    assert_null(full.loss_curve);
+    assert_int_equal(full.steps, 0);
+    lr_train_result_free(&full); /* twice: a no-op */
     lr_eval_result er;
     assert_int_equal(lr_eval(&net, &er, held_out, 0, &e), LR_OK);
     *acc = er.accuracy;
@@ -190,9 +198,6 @@ static void test_label_subset_step_limit_progress(void **state)
     o.progress = on_progress;
     o.progress_ctx = &pr;
     o.progress_every = 2;
-    float curve[2] = { -1, -1 };
-    o.loss_curve = curve;
-    o.loss_curve_len = 2; /* shorter than the run: only the first two are written */
     lr_train_result res;
     assert_int_equal(lr_train(&net, &res, &two, &o, NULL), LR_OK);
     assert_int_equal(res.steps, 3);
@@ -201,13 +206,12 @@ static void test_label_subset_step_limit_progress(void **state)
     assert_int_equal(pr.last_step, 3);
     assert_int_equal(pr.total, 3);
     assert_allclose(pr.last_avg, res.avg_loss, 1e-6, 0);
-    assert_true(curve[0] > 0 && curve[1] > 0);
+    assert_null(res.loss_curve); /* not asked for */
     assert_int_equal(net.adam_t, 3); /* fresh Adam state per run */
     /* a batch larger than the set: one short batch per epoch */
     o.batch = 1000;
     o.max_steps = 0;
     o.progress = NULL;
-    o.loss_curve = NULL, o.loss_curve_len = 0;
     assert_int_equal(lr_train(&net, &res, &two, &o, NULL), LR_OK);
     assert_int_equal(res.steps, 1);
     assert_int_equal(res.examples, n2);
@@ -410,9 +414,13 @@ static void test_bad_inputs(void **state)
     assert_int_equal(none.n, 0);
     assert_int_equal(lr_train(&net, NULL, &none, &o, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no examples");
-    o.loss_curve_len = 5;
-    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EINVAL);
-    o.loss_curve_len = 0;
+    o.record_loss_curve = true; /* a failed run leaves no curve */
+    lr_train_result res = { .loss_curve = NULL };
+    s.labels[3] = 4;
+    assert_int_equal(lr_train(&net, &res, &s.d, &o, &e), LR_ERANGE);
+    assert_null(res.loss_curve);
+    s.labels[3] = 0;
+    o.record_loss_curve = false;
     s.labels[3] = 4; /* 4 classes */
     assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_ERANGE);
     assert_msg_contains(e.msg, "example 3: label 4 >= 4 classes");

@@ -13,7 +13,7 @@
 #include "tool.h"
 #ifdef LOWRANK_HAVE_MPI
 #include <mpi.h>
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 #endif
 
 #define SUB "rsvd"

@@ -16,6 +16,28 @@ static lr_status check_norm(const lr_data_norm *nm, lr_err *err)
     return LR_OK;
 }
 
+static lr_status dataset_from(lr_dataset *d, lr_data_type type, const void *x, const uint8_t *y, size_t n,
+                              size_t dim, size_t classes, lr_err *err)
+{
+    if (!d) return lr__fail(err, LR_EINVAL, "dataset: d is NULL");
+    *d = (lr_dataset){ .n = n, .dim = dim, .classes = classes, .type = type, .features = x, .labels = y };
+    lr_status s = lr_dataset_check(d, err);
+    if (s) *d = (lr_dataset){ .n = 0 };
+    return s;
+}
+
+lr_status lr_dataset_from_f32(lr_dataset *d, const float *x, const uint8_t *y, size_t n, size_t dim, size_t classes,
+                              lr_err *err)
+{
+    return dataset_from(d, LR_DATA_F32, x, y, n, dim, classes, err);
+}
+
+lr_status lr_dataset_from_u8(lr_dataset *d, const uint8_t *x, const uint8_t *y, size_t n, size_t dim,
+                             size_t classes, lr_err *err)
+{
+    return dataset_from(d, LR_DATA_U8, x, y, n, dim, classes, err);
+}
+
 lr_status lr_dataset_check(const lr_dataset *d, lr_err *err)
 {
     if (!d) return lr__fail(err, LR_EINVAL, "dataset: NULL");
@@ -23,7 +45,9 @@ lr_status lr_dataset_check(const lr_dataset *d, lr_err *err)
     if (d->classes == 0 || d->classes > LR_DATASET_MAX_CLASSES)
         return lr__fail(err, LR_EINVAL, "dataset: %zu classes, expected 1..%d", d->classes, LR_DATASET_MAX_CLASSES);
     if (d->type != LR_DATA_U8 && d->type != LR_DATA_F32)
-        return lr__fail(err, LR_EINVAL, "dataset: feature type %d is not LR_DATA_U8 or LR_DATA_F32", (int)d->type);
+        return lr__fail(err, LR_EINVAL,
+                        "dataset: feature type %d is not LR_DATA_U8 or LR_DATA_F32 (a zeroed dataset has none: "
+                        "make it with lr_dataset_from_f32 or lr_dataset_from_u8)", (int)d->type);
     lr_status s = check_norm(&d->norm, err);
     if (s) return s;
     size_t stored = d->stored ? d->stored : d->n, t;

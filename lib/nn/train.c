@@ -35,9 +35,6 @@ static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_e
     lr_status s = lr_dataset_check(data, err);
     if (s) return s;
     if (o->batch == 0) return lr__fail(err, LR_EINVAL, "train: batch size is 0");
-    if (o->loss_curve_len && !o->loss_curve)
-        return lr__fail(err, LR_EINVAL, "train: loss_curve is NULL but loss_curve_len is %zu",
-                        o->loss_curve_len);
     if (o->replay_per_batch && !o->replay)
         return lr__fail(err, LR_EINVAL, "train: replay_per_batch is %zu but replay is NULL", o->replay_per_batch);
     if (o->replay_per_batch >= o->batch && o->replay)
@@ -119,7 +116,7 @@ static lr_status check_fit(const lr_mlp *net, const lr_dataset *data, const lr_t
 static void after_step(lr_train_result *res, const lr_train_opts *o, size_t step, size_t total, size_t bs,
                        float loss, double loss_sum, double *tmark)
 {
-    if (step <= o->loss_curve_len) o->loss_curve[step - 1] = loss;
+    if (res && res->loss_curve) res->loss_curve[step - 1] = loss;
     if (step == total / 10) tmark[1] = now_s();
     if (step == total - total / 10) tmark[2] = now_s();
     if (step == total) {
@@ -251,6 +248,13 @@ static lr_status one_step(lr_mlp *net, const lr_dataset *data, const lr_train_op
     return s;
 }
 
+void lr_train_result_free(lr_train_result *res)
+{
+    if (!res) return;
+    free(res->loss_curve);
+    memset(res, 0, sizeof *res);
+}
+
 lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, const lr_train_opts *o,
                    lr_err *err)
 {
@@ -280,8 +284,9 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
         sb.acc = lr__alloc_floats64(sb.n + 1);
         sb.g = lr__alloc_floats64(sb.n + 1);
     }
+    if (res && o->record_loss_curve) res->loss_curve = calloc(steps_total ? steps_total : 1, sizeof(float));
     if (!perm || !y || !x || (own < o->batch && (!rs.perm || !rs.at || !rs.tbuf)) ||
-        (sharded(o) && (!sb.acc || !sb.g))) {
+        (sharded(o) && (!sb.acc || !sb.g)) || (res && o->record_loss_curve && !res->loss_curve)) {
         s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
         if (o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err);
         goto done;
@@ -304,6 +309,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     }
     s = LR_OK;
 done:
+    if (s && res) free(res->loss_curve), res->loss_curve = NULL; /* the counts stay: where it stopped */
     free(rs.perm), free(rs.at), free(rs.tbuf);
     free(sb.acc), free(sb.g);
     free(perm);

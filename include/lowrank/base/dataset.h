@@ -6,7 +6,8 @@
  * computed in float32 in that order (div = 255, mean 0.1307, std 0.3081 is torchvision's
  * ToTensor + Normalize for MNIST, bit for bit). A subset (the examples of one label, say) is
  * another view with a list of row numbers, so any dataset can be filtered without copying.
- * lr_mnist_dataset (idx.h) makes the view of a loaded MNIST split.
+ * lr_dataset_from_f32 / lr_dataset_from_u8 make the view of your own arrays, lr_mnist_dataset
+ * (idx.h) that of a loaded MNIST split.
  */
 #ifndef LOWRANK_DATASET_H
 #define LOWRANK_DATASET_H
@@ -24,8 +25,9 @@ extern "C" {
 #define LR_DATASET_MAX_CLASSES 256
 
 typedef enum {
-    LR_DATA_U8 = 0, /* features are uint8_t */
-    LR_DATA_F32 = 1 /* features are float   */
+    LR_DATA_NONE = 0, /* not a type: a zeroed dataset is refused by lr_dataset_check */
+    LR_DATA_U8 = 1,   /* features are uint8_t */
+    LR_DATA_F32 = 2   /* features are float   */
 } lr_data_type;
 
 typedef struct {
@@ -44,6 +46,15 @@ typedef struct lr_dataset {
     size_t stored;          /* stored rows (the bound for rows[i]); 0 = n */
     lr_data_norm norm;
 } lr_dataset;
+
+/* d <- a view of the caller's n examples: features x: (n, dim) row-major, labels y: (n), each
+ * < classes (1..256); no normalisation (set d->norm after, e.g. { true, 255, 0, 1 } for bytes
+ * scaled to [0, 1]). Nothing is copied: x and y must outlive d. Checked as lr_dataset_check;
+ * on failure *d is an empty view (n = 0). n may be 0 (x, y may then be NULL). */
+LR_API lr_status lr_dataset_from_f32(lr_dataset *d, const float *x, const uint8_t *y, size_t n, size_t dim,
+                                     size_t classes, lr_err *err);
+LR_API lr_status lr_dataset_from_u8(lr_dataset *d, const uint8_t *x, const uint8_t *y, size_t n, size_t dim,
+                                    size_t classes, lr_err *err);
 
 /* Checks every field and every label and row number of the view; the message names the
  * field or the example ("example 12: label 10 >= 10 classes"). */

@@ -45,8 +45,7 @@ typedef struct {
     lr_adam_opts adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
     size_t max_steps;       /* 0: no limit; else stop after this many steps (e.g. 100) */
     bool keep_optimizer;    /* false: start from a fresh Adam state (as the seed's train()) */
-    float *loss_curve;      /* optional: loss of each step, loss_curve_len entries at most */
-    size_t loss_curve_len;
+    bool record_loss_curve; /* false; true: lr_train_result.loss_curve <- every step's loss */
     lr_train_progress_fn progress;  /* optional */
     void *progress_ctx;
     size_t progress_every;  /* call progress every N steps and at the last step; 0 = 1 */
@@ -93,9 +92,16 @@ typedef struct {
      * steps were taken): a rate that falls over a run points at subnormal floats (cpu.h) or
      * at a machine that got busier */
     double rate_first_tenth, rate_last_tenth;
+    /* (steps): the loss of every step, with lr_train_opts.record_loss_curve; else NULL.
+     * Owned by the result: lr_train_result_free releases it. */
+    float *loss_curve;
 } lr_train_result;
 
-/* *steps <- the number of steps lr_train will take with these options (to size loss_curve). */
+/* Frees res->loss_curve and zeroes *res; NULL or a zeroed result is a no-op. A failed lr_train
+ * frees the curve itself and keeps the counts of the steps it took. */
+LR_API void lr_train_result_free(lr_train_result *res);
+
+/* *steps <- the number of steps lr_train will take with these options. */
 LR_API lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *o,
                                       lr_err *err);
 

@@ -4,7 +4,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 
 /* A communicator, this process's place in it, and the stats calls add to (NULL: none). */
 typedef struct {

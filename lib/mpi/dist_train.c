@@ -10,14 +10,14 @@
  * an allgather, which moves what a ring allreduce moves. Its result is what one process
  * computes with lr_train_opts.shards = N, bit for bit, and the same on every rank.
  */
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/internal.h"
-#include "dist/dist_internal.h"
+#include "mpi/dist_internal.h"
 
 /* ---- sums ----------------------------------------------------------------------- */
 

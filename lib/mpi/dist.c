@@ -20,7 +20,7 @@
  * rank (the Gram matrix, the Krylov projections, B), with the same deterministic code, so
  * the ranks cannot diverge into different collectives.
  */
-#include "lowrank/dist/dist.h"
+#include "lowrank/mpi/dist.h"
 
 #include <limits.h>
 #include <math.h>
@@ -33,7 +33,7 @@
 #include "lowrank/io/npy.h"
 #include "lowrank/linalg/svd.h"
 #include "base/internal.h"
-#include "dist/dist_internal.h"
+#include "mpi/dist_internal.h"
 
 #define OVERFLOW_MSG "dist rsvd: the products overflowed float32 (entries of a near FLT_MAX); scale a down"
 
