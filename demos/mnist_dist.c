@@ -62,7 +62,7 @@ lr_status demo_dist_train(const demo_dist *d, lr_mlp *net, lr_train_result *res,
         lr_dist_stats st = { 0, 0, 0 };
         double t0 = MPI_Wtime();
         r.floats_per_step = lr_mlp_grad_size(net) + 1;
-        s = lr_dist_train(net, res, &st, data, o, d->mpi_sum ? LR_DIST_SUM_MPI : LR_DIST_SUM_ORDERED, MPI_COMM_WORLD,
+        s = lr_dist_train(net, res, &st, data, d->mpi_sum ? LR_DIST_SUM_MPI : LR_DIST_SUM_ORDERED, o, MPI_COMM_WORLD,
                           err);
         r.total_s = MPI_Wtime() - t0;
         r.bytes = st.bytes, r.comm_s = st.seconds;

@@ -137,7 +137,7 @@ static void bench_train_one(const data_t *s, bool lora, bool last)
     lr_err e;
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = MPI_Wtime();
-    check(lr_dist_train(&m.net, &res, &st, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e), &e, "train");
+    check(lr_dist_train(&m.net, &res, &st, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e), &e, "train");
     double wall = MPI_Wtime() - t0;
     uint64_t sum;
     check(lr_dist_check_replicas(&sum, &m.net, MPI_COMM_WORLD, &e), &e, "replicas");

@@ -176,7 +176,7 @@ static void check_case(const data_t *s, bool lora, size_t batch, bool replay, co
     lr_dist_stats st = { 0, 0, 0 };
     lr_train_result rd, r1;
     lr_err e = { "" };
-    CHECK(lr_dist_train(&dist.net, &rd, &st, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_OK, "%s: %s",
+    CHECK(lr_dist_train(&dist.net, &rd, &st, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_OK, "%s: %s",
           what, e.msg);
     CHECK(rd.steps == steps && h.calls == steps, "%s: %zu steps, %zu hook calls, want %zu", what, rd.steps, h.calls,
           steps);
@@ -209,8 +209,8 @@ static void check_mpi_sum(const data_t *s)
     lr_train_opts o = lr_train_opts_default();
     o.epochs = 2, o.adam.lr = 1e-2;
     lr_err e = { "" };
-    CHECK(lr_dist_train(&a.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_MPI, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
-    CHECK(lr_dist_train(&b.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
+    CHECK(lr_dist_train(&a.net, NULL, NULL, &s->d, LR_DIST_SUM_MPI, &o, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
+    CHECK(lr_dist_train(&b.net, NULL, NULL, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
     CHECK(lr_dist_check_replicas(NULL, &a.net, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
     CHECK(max_diff(&a, &b) < 1e-4, "MPI vs ordered: %g", max_diff(&a, &b));
     free_model(&a), free_model(&b);
@@ -225,15 +225,18 @@ static void check_errors(const data_t *s)
     char want[128];
     if (g_size > 1) { /* ranks that disagree: caught before any step */
         o.batch = g_rank == 1 ? 11 : 10;
-        CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EDIM,
+        CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_EDIM,
               "disagree");
         CHECK(strstr(e.msg, "disagree on the batch: from 10 to 11") != NULL, "%s", e.msg);
         o.batch = 10;
     }
     int last = g_size - 1;
+    /* NULL options: the defaults (one epoch, batch 10), on every rank alike */
+    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, LR_DIST_SUM_ORDERED, NULL, MPI_COMM_WORLD, &e) == LR_OK, "%s",
+          e.msg);
     /* a bad option on the last rank only: every rank stops with its message */
     o.replay_soft_weight = g_rank == last ? -1.0f : 1.0f;
-    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "bad");
+    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_EINVAL, "bad");
     snprintf(want, sizeof want, "rank %d: train: replay weights must be finite", last);
     CHECK(strstr(e.msg, want) != NULL, "%s", e.msg);
     o.replay_soft_weight = 1.0f;
@@ -241,14 +244,14 @@ static void check_errors(const data_t *s)
     hook_t h = { 0, 3, last };
     o.after_step = on_step, o.after_step_ctx = &h;
     lr_train_result res;
-    CHECK(lr_dist_train(&m.net, &res, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "hook");
+    CHECK(lr_dist_train(&m.net, &res, NULL, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_EINVAL, "hook");
     snprintf(want, sizeof want, "rank %d: hook stopped at 3", last);
     CHECK(strcmp(e.msg, want) == 0 && h.calls == 3 && res.steps == 2, "%s (%zu calls, %zu steps)", e.msg, h.calls,
           res.steps);
     o.after_step = NULL;
     /* already sharded options */
     o.shards = 2;
-    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, &o, LR_DIST_SUM_ORDERED, MPI_COMM_WORLD, &e) == LR_EINVAL, "sh");
+    CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_EINVAL, "sh");
     /* replicas that differ */
     CHECK(lr_dist_check_replicas(NULL, &m.net, MPI_COMM_WORLD, &e) == LR_OK, "%s", e.msg);
     if (g_size > 1) {

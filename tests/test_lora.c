@@ -620,6 +620,9 @@ static void test_extract_planted(void **state)
         assert_allclose(rep.row[l].err_fro, rep.row[l].err_eckart_young, 1e-3, 1e-6);
         assert_allclose(rep.row[l].err_spectral, rep.row[l].err_eckart_young, 1e-3, 1e-6); /* one value left */
     }
+    /* NULL options: the defaults (rank 1, alpha 1), the same error as rank 1 */
+    if (lr_lora_extract(f.lm, &rep, "xd", &ft, NULL, &e)) fail_msg("%s", e.msg);
+    for (size_t l = 0; l < 3; l++) assert_int_equal(rep.row[l].rank, 1);
     /* bad inputs */
     assert_int_equal(lr_lora_extract(f.lm, &rep, "x", &ft, &c, &e), LR_EINVAL); /* name taken */
     c.rank = 5;
@@ -631,7 +634,7 @@ static void test_extract_planted(void **state)
     c.rank = 1;
     assert_int_equal(lr_lora_extract(f.lm, &rep, "y", &other, &c, &e), LR_EDIM);
     assert_msg_contains(e.msg, "size 2 is 6 in the fine-tuned net, 5 in the base");
-    assert_int_equal(lr_lora_count(f.lm), 2);
+    assert_int_equal(lr_lora_count(f.lm), 3);
     lr_mlp_free(&other);
     lr_mlp_free(&ft);
     fx_free(&f);

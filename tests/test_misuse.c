@@ -45,7 +45,7 @@ static lr_status dataset_null(lr_err *e) { return lr_dataset_check(NULL, e); }
 static lr_status dataset_no_features(lr_err *e)
 {
     static const uint8_t lab[2] = { 0, 1 };
-    lr_dataset d = { .n = 2, .dim = 4, .classes = 2, .labels = lab };
+    lr_dataset d = { .n = 2, .dim = 4, .classes = 2, .type = LR_DATA_U8, .labels = lab };
     return lr_dataset_check(&d, e);
 }
 

@@ -87,6 +87,10 @@ static void test_basis_and_projection(void **state)
     assert_int_equal(lr_preserve_basis_init(&pr, &net, 1u, &d.retained, &few, NULL), LR_OK);
     assert_int_equal(pr.k[0], 3);
     lr_preserve_basis_free(&pr);
+    /* NULL options: the defaults (energy 0.99 of 3 directions: still 3) */
+    assert_int_equal(lr_preserve_basis_init(&pr, &net, 1u, &d.retained, NULL, NULL), LR_OK);
+    assert_int_equal(pr.k[0], 3);
+    lr_preserve_basis_free(&pr);
     for (size_t i = 0; i < 3; i++) /* orthonormal rows */
         for (size_t j = 0; j < 3; j++) {
             double dot = 0;

@@ -191,6 +191,9 @@ static void test_label_subset_step_limit_progress(void **state)
     size_t steps;
     assert_int_equal(lr_train_count_steps(&steps, &two, &o, NULL), LR_OK);
     assert_int_equal(steps, (n2 + 9) / 10);
+    size_t steps_def = 0; /* NULL options: the defaults */
+    assert_int_equal(lr_train_count_steps(&steps_def, &two, NULL, NULL), LR_OK);
+    assert_int_equal(steps_def, steps);
     o.max_steps = 3;
     assert_int_equal(lr_train_count_steps(&steps, &two, &o, NULL), LR_OK);
     assert_int_equal(steps, 3);

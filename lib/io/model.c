@@ -556,7 +556,7 @@ static lr_status route(lr_model_writer *w, const lr_model_entry *e, size_t n, co
     lr_status s = LR_OK;
     for (size_t i = 0; i < n && !s; i++) {
         size_t nb = 0;
-        lr_st_tensor_nbytes(&e[nm[i].i].t, &nb, NULL);
+        if ((s = lr_st_tensor_nbytes(&e[nm[i].i].t, &nb, err))) break;
         w->total_size += nb;
         if (i && !strcmp(nm[i].name, nm[i - 1].name))
             s = lr__fail(err, LR_EINVAL, "%s: tensor name %s appears twice", w->out, nm[i].name);

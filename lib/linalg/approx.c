@@ -121,7 +121,7 @@ lr_status lr_approx_measure(lr_approx_err *out, lr_cmat w, lr_cmat b, lr_cmat a,
         return st;
     lr_mat e;
     if ((st = lr_mat_init(&e, w.rows, w.cols, err))) return st;
-    lr_mat_copy(e, w, NULL);
+    if ((st = lr_mat_copy(e, w, err))) { lr_mat_free(&e); return st; }
     /* e: (m,n) = w - b·a */
     if ((st = lr_gemm(e, -1.0f, b, false, a, false, 1.0f, err))) { lr_mat_free(&e); return st; }
     double wf = lr_mat_norm_fro(w);

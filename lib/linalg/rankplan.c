@@ -19,11 +19,20 @@ static const char *nm(const char *const *names, size_t l)
     return names && names[l] ? names[l] : "layer";
 }
 
+/* The largest rank whose factors cost fewer parameters than the dense (m, n) tensor.
+ * lr_cost_break_even fails only for an empty shape, which a spectrum never has; 0 (every
+ * rank dense) if it did. */
+static size_t break_even(const lr_spectrum *sp)
+{
+    size_t be = 0;
+    if (lr_cost_break_even(&be, sp->m, sp->n, NULL) != LR_OK) be = 0;
+    return be;
+}
+
 /* Fixes layer l at rank r (dense when r passes the break-even rank). */
 static void set_rank(lr_plan_layer *o, const lr_spectrum *sp, size_t r)
 {
-    size_t be = 0;
-    lr_cost_break_even(&be, sp->m, sp->n, NULL);
+    size_t be = break_even(sp);
     o->dense_params = (uint64_t)sp->m * sp->n;
     o->energy = sp->exact ? sp->captured : sp->energy;
     o->dense = r > be;
@@ -63,8 +72,7 @@ static lr_status plan_one(lr_plan_layer *o, const lr_spectrum *sp, const char *n
 static bool next_step(const lr_plan_layer *o, const lr_spectrum *sp, double *gain, double *cost, size_t *to)
 {
     if (o->dense) return false;
-    size_t be = 0, r = o->rank;
-    lr_cost_break_even(&be, sp->m, sp->n, NULL);
+    size_t be = break_even(sp), r = o->rank;
     if (r + 1 <= be && r < sp->known) {
         *gain = (double)sp->s[r] * sp->s[r];
         *cost = (double)(sp->m + sp->n);
@@ -80,8 +88,7 @@ static bool next_step(const lr_plan_layer *o, const lr_spectrum *sp, double *gai
 /* max over layer l's options of kept − λ·cost, options rank 1..min(be, known) and dense */
 static double best_option(const lr_spectrum *sp, double lambda)
 {
-    size_t be = 0;
-    lr_cost_break_even(&be, sp->m, sp->n, NULL);
+    size_t be = break_even(sp);
     double e = sp->exact ? sp->captured : sp->energy, mn = (double)sp->m * sp->n, per = (double)(sp->m + sp->n);
     double best = e - lambda * mn, kept = 0;
     size_t top = be < sp->known ? be : sp->known;

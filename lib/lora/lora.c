@@ -24,7 +24,7 @@
 
 typedef struct lr__adapter {
     char name[LR_LORA_NAME_MAX];
-    lr_lora_opts cfg;
+    lr_lora_opts opts;
     float scale;
     uint32_t mask;                              /* layers it covers */
     lr_lora_weights w[LR_MLP_MAX_LAYERS];       /* rank 0 where not targeted */
@@ -47,35 +47,34 @@ float lr_lora_scale(size_t rank, float alpha, bool use_rslora)
     return (float)(use_rslora ? (double)alpha / sqrt((double)rank) : (double)alpha / (double)rank);
 }
 
-uint32_t lr__lora_mask(const lr_lora_opts *cfg, const lr_mlp *net)
+uint32_t lr__lora_mask(const lr_lora_opts *opts, const lr_mlp *net)
 {
     uint32_t all = net->n_layers >= 32 ? 0xffffffffu : ((1u << net->n_layers) - 1u);
-    return cfg->targets ? cfg->targets : all;
+    return opts->targets ? opts->targets : all;
 }
 
-lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, lr_err *err)
+lr_status lr_lora_opts_check(const lr_lora_opts *opts, const lr_mlp *net, lr_err *err)
 {
-    if (!cfg || !net || !net->params)
+    if (!opts || !net || !net->params)
         return lr__fail(err, LR_EINVAL, "lora config: config or net is NULL or empty");
-    if (cfg->rank == 0) return lr__fail(err, LR_EINVAL, "lora config: rank must be >= 1, got 0");
-    if (!isfinite(cfg->alpha) || !(cfg->alpha > 0.0f))
+    if (opts->rank == 0) return lr__fail(err, LR_EINVAL, "lora config: rank must be >= 1, got 0");
+    if (!isfinite(opts->alpha) || !(opts->alpha > 0.0f))
         return lr__fail(err, LR_EINVAL, "lora config: alpha must be > 0 and finite, got %g",
-                        (double)cfg->alpha);
-    if (cfg->init != LR_LORA_INIT_GAUSSIAN && cfg->init != LR_LORA_INIT_PISSA)
-        return lr__fail(err, LR_EINVAL, "lora config: unknown init kind %d", (int)cfg->init);
-    uint32_t mask = lr__lora_mask(cfg, net);
+                        (double)opts->alpha);
+    if (opts->init != LR_LORA_INIT_GAUSSIAN && opts->init != LR_LORA_INIT_PISSA)
+        return lr__fail(err, LR_EINVAL, "lora config: unknown init kind %d", (int)opts->init);
+    uint32_t mask = lr__lora_mask(opts, net);
     for (unsigned i = net->n_layers; i < 32; i++)
         if (mask & (1u << i))
             return lr__fail(err, LR_EINVAL, "lora config: target layer %u does not exist (the net "
                             "has %zu layers)", i, net->n_layers);
-    if (cfg->init == LR_LORA_INIT_PISSA)
-        for (size_t i = 0; i < net->n_layers; i++) {
-            const lr_layer *ly = &net->layer[i];
-            size_t k = ly->in < ly->out ? ly->in : ly->out;
-            if ((mask & (1u << i)) && cfg->rank > k)
-                return lr__fail(err, LR_EINVAL, "lora config: PiSSA rank %zu exceeds min(in, out) = "
-                                "%zu of %s", cfg->rank, k, ly->name);
-        }
+    for (size_t i = 0; i < net->n_layers; i++) { /* B·A cannot have a higher rank: wasted parameters */
+        const lr_layer *ly = &net->layer[i];
+        size_t k = ly->in < ly->out ? ly->in : ly->out;
+        if ((mask & (1u << i)) && opts->rank > k)
+            return lr__fail(err, LR_EINVAL, "lora config: rank %zu exceeds min(in, out) = %zu of %s (%zu -> %zu): "
+                            "its update B·A cannot have a rank above %zu", opts->rank, k, ly->name, ly->in, ly->out, k);
+    }
     return LR_OK;
 }
 
@@ -215,7 +214,7 @@ static lr_status not_merged(const lr_lora *lm, const char *what, lr_err *err)
 }
 
 /* Validates and allocates a new adapter with zero A and B (not yet in the list). */
-static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_opts *cfg,
+static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_opts *opts,
                              lr__adapter **out, lr_err *err)
 {
     lr_status s;
@@ -226,17 +225,17 @@ static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_opts *
                         LR_LORA_NAME_MAX - 1);
     if ((s = not_merged(lm, "lora_add", err))) return s;
     if (find(lm, name)) return lr__fail(err, LR_EINVAL, "lora_add: adapter \"%s\" already exists", name);
-    if ((s = lr_lora_opts_check(cfg, lm->net, err))) return s;
+    if ((s = lr_lora_opts_check(opts, lm->net, err))) return s;
     lr__adapter *a = calloc(1, sizeof *a);
     if (!a) return lr__fail(err, LR_ENOMEM, "lora_add: out of memory");
     strcpy(a->name, name);
-    a->cfg = *cfg;
-    a->scale = lr_lora_scale(cfg->rank, cfg->alpha, cfg->use_rslora);
-    a->mask = lr__lora_mask(cfg, lm->net);
+    a->opts = *opts;
+    a->scale = lr_lora_scale(opts->rank, opts->alpha, opts->use_rslora);
+    a->mask = lr__lora_mask(opts, lm->net);
     for (size_t i = 0; i < lm->net->n_layers; i++) {
         if (!(a->mask & (1u << i))) continue;
         const lr_layer *ly = &lm->net->layer[i];
-        if ((s = lr_lora_weights_init(&a->w[i], cfg->rank, ly->in, ly->out, a->scale, err))) {
+        if ((s = lr_lora_weights_init(&a->w[i], opts->rank, ly->in, ly->out, a->scale, err))) {
             adapter_free(a);
             return s;
         }
@@ -258,10 +257,10 @@ static lr_status adapter_push(lr_lora *lm, lr__adapter *a, lr_err *err)
     return LR_OK;
 }
 
-lr_status lr__lora_add_zero(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
+lr_status lr__lora_add_zero(lr_lora *lm, const char *name, const lr_lora_opts *opts, lr_err *err)
 {
     lr__adapter *a;
-    lr_status s = adapter_new(lm, name, cfg, &a, err);
+    lr_status s = adapter_new(lm, name, opts, &a, err);
     if (s) return s;
     if ((s = adapter_push(lm, a, err))) adapter_free(a);
     return s;
@@ -291,15 +290,15 @@ static lr_status pissa_layer(lr__adapter *a, lr_layer *ly, size_t i, lr_err *err
     return lr_gemm(ly->w, -a->scale, lr_cm(w->b), false, lr_cm(w->a), false, 1.0f, err);
 }
 
-lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err)
+lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *opts, lr_err *err)
 {
     lr_lora_opts def = lr_lora_opts_default();
-    if (!cfg) cfg = &def; /* NULL options: the defaults */
+    if (!opts) opts = &def; /* NULL options: the defaults */
     lr__adapter *a;
-    lr_status s = adapter_new(lm, name, cfg, &a, err);
+    lr_status s = adapter_new(lm, name, opts, &a, err);
     if (s) return s;
     lr_mlp *net = lm->net;
-    if (cfg->init == LR_LORA_INIT_PISSA) {
+    if (opts->init == LR_LORA_INIT_PISSA) {
         for (size_t i = 0; i < lm->n; i++)
             if (lm->ad[i]->rewrote_base) {
                 adapter_free(a);
@@ -321,7 +320,7 @@ lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *cfg,
         a->rewrote_base = true;
     } else {
         lr_rng rng;
-        lr_rng_seed(&rng, cfg->seed);
+        lr_rng_seed(&rng, opts->seed);
         for (size_t i = 0; i < net->n_layers; i++)
             if (a->mask & (1u << i)) lr_rng_fill_normal(&rng, a->w[i].a, 0.0f, 1.0f);
     }
@@ -331,7 +330,7 @@ lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *cfg,
                 lr_mat_copy(net->layer[j].w, lr_cm(a->pissa_w0[j]), NULL);
         adapter_free(a);
     }
-    if (cfg->init == LR_LORA_INIT_PISSA) lr__mlp_weights_written(net);
+    if (opts->init == LR_LORA_INIT_PISSA) lr__mlp_weights_written(net);
     return s;
 }
 
@@ -379,7 +378,7 @@ const char *lr_lora_name(const lr_lora *lm, size_t i) { return lm && i < lm->n ?
 const lr_lora_opts *lr_lora_opts_of(const lr_lora *lm, const char *name)
 {
     lr__adapter *a = find(lm, name);
-    return a ? &a->cfg : NULL;
+    return a ? &a->opts : NULL;
 }
 
 lr_lora_weights *lr_lora_layer(const lr_lora *lm, const char *name, size_t layer)
@@ -503,10 +502,10 @@ bool lr_lora_is_merged(const lr_lora *lm) { return lm && lm->merged; }
 /* ---------------------------------------------------------------- extraction ------ */
 
 lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
-                          const lr_lora_opts *cfg, lr_err *err)
+                          const lr_lora_opts *opts, lr_err *err)
 {
     lr_lora_opts def = lr_lora_opts_default();
-    if (!cfg) cfg = &def; /* NULL options: the defaults */
+    if (!opts) opts = &def; /* NULL options: the defaults */
     if (!lm || !ft || !ft->params)
         return lr__fail(err, LR_EINVAL, "lora_extract: module or fine-tuned net is NULL");
     lr_mlp *net = lm->net;
@@ -517,7 +516,7 @@ lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *
         if (ft->sizes[i] != net->sizes[i])
             return lr__fail(err, LR_EDIM, "lora_extract: size %zu is %zu in the fine-tuned net, %zu in "
                             "the base", i, ft->sizes[i], net->sizes[i]);
-    lr_lora_opts c = *cfg;
+    lr_lora_opts c = *opts;
     c.init = LR_LORA_INIT_GAUSSIAN; /* only for validation; A and B come from the SVD */
     lr_status s = lr_lora_opts_check(&c, net, err);
     if (s) return s;

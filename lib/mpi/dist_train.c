@@ -26,12 +26,13 @@ static lr_status sum_ordered(lr__dctx *d, float *buf, size_t n, float *work, lr_
 {
     int cnt[d->size], dsp[d->size], rcnt[d->size], rdsp[d->size];
     size_t first, mine;
+    lr_status s;
     for (int k = 0; k < d->size; k++) {
         size_t f, c;
-        lr_dist_block(&f, &c, n, k, d->size, NULL);
+        if ((s = lr_dist_block(&f, &c, n, k, d->size, err))) return s;
         cnt[k] = (int)c, dsp[k] = (int)f;
     }
-    lr_dist_block(&first, &mine, n, d->rank, d->size, NULL);
+    if ((s = lr_dist_block(&first, &mine, n, d->rank, d->size, err))) return s;
     for (int k = 0; k < d->size; k++) rcnt[k] = (int)mine, rdsp[k] = k * (int)mine;
     double t0 = MPI_Wtime();
     int rc = MPI_Alltoallv(buf, cnt, dsp, MPI_FLOAT, work, rcnt, rdsp, MPI_FLOAT, d->comm);
@@ -111,12 +112,14 @@ static lr_status check_same(lr__dctx *d, const uint64_t *fp, lr_err *err)
 }
 
 lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, lr_dist_stats *stats, const lr_dataset *data,
-                        const lr_train_opts *o, lr_dist_sum_kind how, MPI_Comm comm, lr_err *err)
+                        lr_dist_sum_kind how, const lr_train_opts *opts, MPI_Comm comm, lr_err *err)
 {
     reduce_ctx c = { .how = how };
+    lr_train_opts def = lr_train_opts_default();
+    const lr_train_opts *o = opts ? opts : &def; /* NULL: the defaults */
     lr_status s = lr__dist_init(&c.d, comm, stats, err);
     if (s) return s;
-    if (!net || !data || !o) s = lr__fail(err, LR_EINVAL, "dist train: net, data or options is NULL");
+    if (!net || !data) s = lr__fail(err, LR_EINVAL, "lr_dist_train: net or data is NULL");
     else if (o->reduce || o->shards > 1) s = lr__fail(err, LR_EINVAL, "dist train: options already sharded");
     else if (how != LR_DIST_SUM_ORDERED && how != LR_DIST_SUM_MPI)
         s = lr__fail(err, LR_EINVAL, "dist train: unknown sum kind %d", (int)how);

@@ -86,8 +86,10 @@ static size_t total_steps(size_t n, const lr_train_opts *o)
     return steps;
 }
 
-lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *o, lr_err *err)
+lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *opts, lr_err *err)
 {
+    lr_train_opts def = lr_train_opts_default();
+    const lr_train_opts *o = opts ? opts : &def; /* NULL: the defaults */
     lr_status s;
     if ((s = check_opts(data, o, err))) return s;
     if (!steps) return lr__fail(err, LR_EINVAL, "train_count_steps: steps is NULL");

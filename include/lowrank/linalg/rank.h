@@ -37,7 +37,7 @@ LR_API double lr_rank_default_tol(double s_max, size_t m, size_t n);
 LR_API lr_status lr_rank(size_t *rank, double *tol_used, lr_cmat a, const lr_rank_opts *opts, lr_err *err);
 
 /* The same rule applied to singular values already computed: s: (k), any order
- * (the maximum is searched), of an (m,n) matrix; k may be 0. */
+ * (the maximum is searched), of an (m,n) matrix; k may be 0. opts NULL = defaults. */
 LR_API lr_status lr_rank_from_values(size_t *rank, double *tol_used, const float *s, size_t k, size_t m,
                                      size_t n, const lr_rank_opts *opts, lr_err *err);
 

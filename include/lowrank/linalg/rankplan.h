@@ -65,7 +65,8 @@ typedef struct {
 /* out[0..count) and *tot (may be NULL) <- the plan for sp[0..count). names[l] (names may be
  * NULL) names layer l in messages: "linear1.weight: rank 900 exceeds min(1000, 784) = 784".
  * A spectrum that does not know enough values for the target (randomized, spectrum.h) is
- * LR_EINVAL naming the layer; so is a budget that rank 1 everywhere already exceeds. */
+ * LR_EINVAL naming the layer; so is a budget that rank 1 everywhere already exceeds. opts
+ * NULL = lr_plan_opts_default(). */
 LR_API lr_status lr_plan_ranks(lr_plan_layer *out, lr_plan_total *tot, const lr_spectrum *const *sp,
                                const char *const *names, size_t count, const lr_plan_opts *opts, lr_err *err);
 

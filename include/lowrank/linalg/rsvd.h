@@ -88,7 +88,7 @@ typedef struct {
     double energy, err2, opt2_lb, gain, gain_prev;
 } lr_rsvd_bound;
 
-/* lr_rsvd, and *bd as above. */
+/* lr_rsvd, and *bd as above. opts NULL = defaults. */
 LR_API lr_status lr_rsvd_bounded(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r,
                                  const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err);
 
@@ -104,11 +104,12 @@ typedef struct {
 
 /* lr_rsvd on a row source, with *bd as lr_rsvd_bounded gives it when bd is not NULL (one more
  * read of the rows for the energy). The same numbers as lr_rsvd on the same matrix, up to the
- * products' summation order. */
+ * products' summation order. opts NULL = defaults. */
 LR_API lr_status lr_rsvd_rows(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, const lr_rows *a, size_t r,
                               const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err);
 
-/* Allocates *out (k = r) and fills it by lr_rsvd. On failure *out is empty. */
+/* Allocates *out (k = r) and fills it by lr_rsvd. On failure *out is empty. opts NULL =
+ * defaults. */
 LR_API lr_status lr_usv_from_rsvd(lr_usv *out, lr_cmat a, size_t r, const lr_rsvd_opts *opts,
                                   lr_rng *rng, lr_err *err);
 

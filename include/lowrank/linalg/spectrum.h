@@ -74,7 +74,7 @@ LR_API lr_status lr_spectrum_init(lr_spectrum *sp, lr_usv *vec, lr_cmat w, const
  * the rows once per product (never all of w in memory as float32), the energy from one more
  * read; where the exact route is taken (AUTO's small matrices, EXACT, or a rank reaching
  * min(m, n)) w is read whole and lr_spectrum_init runs on it. Entries are not checked for
- * finiteness here: the reader does that. */
+ * finiteness here: the reader does that. opts NULL = defaults. */
 LR_API lr_status lr_spectrum_init_rows(lr_spectrum *sp, const lr_rows *w, const lr_spectrum_opts *opts, lr_err *err);
 /* The same from values already known: s: (known) non-increasing of an (m,n) matrix with
  * ‖w‖_F² = energy; exact when known = min(m,n). */

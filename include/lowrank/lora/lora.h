@@ -72,9 +72,10 @@ LR_API lr_lora_opts lr_lora_opts_default(void);
 /* s = α/r, or α/√r with rsLoRA (0 when r = 0). */
 LR_API float lr_lora_scale(size_t rank, float alpha, bool use_rslora);
 
-/* Checks a config against a net: rank >= 1, α > 0 finite, targets name existing layers,
- * rank <= min(in, out) of each target when init is PiSSA. */
-LR_API lr_status lr_lora_opts_check(const lr_lora_opts *cfg, const lr_mlp *net, lr_err *err);
+/* Checks options against a net: rank >= 1, α > 0 finite, targets name existing layers,
+ * rank <= min(in, out) of each target (B·A cannot have a higher rank). opts NULL is
+ * LR_EINVAL: the options are what it checks. */
+LR_API lr_status lr_lora_opts_check(const lr_lora_opts *opts, const lr_mlp *net, lr_err *err);
 
 /* mask <- the layers of an n_layers-layer lr_mlp named by list: "all" or "" (mask 0: all),
  * or comma-separated layer names ("linear1,linear3") and/or 1-based numbers ("1,3"). */
@@ -108,10 +109,10 @@ LR_API void lr_lora_free(lr_lora *lm);
 
 LR_API lr_mlp *lr_lora_net(const lr_lora *lm);
 
-/* Creates adapter `name` (unique) per cfg (NULL: lr_lora_opts_default()). Gaussian: for each target layer in order, A
- * gets rank·in draws of N(0,1) from an lr_rng seeded with cfg->seed; B = 0. PiSSA: see
+/* Creates adapter `name` (unique) per opts (opts NULL: lr_lora_opts_default()). Gaussian: for each target layer in order, A
+ * gets rank·in draws of N(0,1) from an lr_rng seeded with opts->seed; B = 0. PiSSA: see
  * above (needs the SVD of each target W₀; rewrites W₀ to the residual). Does not select. */
-LR_API lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *cfg, lr_err *err);
+LR_API lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *opts, lr_err *err);
 /* Attaches adapter `name` to its target layers (detaching the previous one); NULL or ""
  * runs with none. LR_EINVAL for an unknown name. */
 LR_API lr_status lr_lora_select(lr_lora *lm, const char *name, lr_err *err);
@@ -190,10 +191,10 @@ typedef struct {
 /* Adds adapter `name` with B·A the best rank-r approximation of each target layer's
  * ΔW = W_ft − W₀ (W₀ = the module's net as it is now): with ΔW ≈ U_r S_r V_rᵀ,
  * A = V_rᵀ and B = U_r·S_r / s, so that s·B·A = U_r S_r V_rᵀ for the config's α (the scale
- * is folded into B). cfg->init is ignored (cfg NULL: the defaults); rank <= min(in, out). `ft` must have the same
+ * is folded into B). opts->init is ignored (opts NULL: the defaults); rank <= min(in, out). `ft` must have the same
  * sizes. rep (may be NULL) receives the per-layer errors and parameter counts. */
 LR_API lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
-                                 const lr_lora_opts *cfg, lr_err *err);
+                                 const lr_lora_opts *opts, lr_err *err);
 
 /* --- parameter accounting (pure; the seed's table) --- */
 

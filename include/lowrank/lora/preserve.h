@@ -59,9 +59,10 @@ typedef struct {
 } lr_preserve_basis;
 
 /* *pb <- the protected subspaces of the layers in `layers` (bit i = layer i; 0 = all) of net,
- * from the retained examples (the first o->max_samples of them). On failure *pb is empty. */
+ * from the retained examples (the first opts->max_samples of them). On failure *pb is empty.
+ * opts NULL = lr_preserve_opts_default(). */
 LR_API lr_status lr_preserve_basis_init(lr_preserve_basis *pb, const lr_mlp *net, uint32_t layers,
-                                        const lr_dataset *retained, const lr_preserve_opts *o, lr_err *err);
+                                        const lr_dataset *retained, const lr_preserve_opts *opts, lr_err *err);
 LR_API void lr_preserve_basis_free(lr_preserve_basis *pb);
 
 /* A ← A − (A·Vᵀ)·V for the adapter attached to each layer that has a basis (other layers and

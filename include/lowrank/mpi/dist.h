@@ -163,9 +163,9 @@ LR_API lr_status lr_dist_sum(float *buf, lr_dist_stats *stats, size_t n, lr_dist
  * replay_per_batch or gradient size differ get LR_EDIM naming the field and its range
  * before any step. A failure on one rank during a step stops all ranks with its message
  * ("rank R: …"). stats (may be NULL) += the gradient sums and agreements. res as lr_train's
- * (its seconds include the communication). */
+ * (its seconds include the communication). opts NULL = lr_train_opts_default(). */
 LR_API lr_status lr_dist_train(lr_mlp *net, lr_train_result *res, lr_dist_stats *stats, const lr_dataset *data,
-                               const lr_train_opts *o, lr_dist_sum_kind how, MPI_Comm comm, lr_err *err);
+                               lr_dist_sum_kind how, const lr_train_opts *opts, MPI_Comm comm, lr_err *err);
 
 /* Checks that every rank holds the same model: an FNV-1a 64 hash of the parameters, the
  * attached adapters' A and B and the Adam step count, gathered from all ranks. *checksum

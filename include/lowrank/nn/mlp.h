@@ -142,10 +142,10 @@ typedef struct {
  * or not summing to 1 within 1e-3, is LR_EINVAL naming the example, before any parameter
  * changes. A NaN/Inf layer output or loss stops before any parameter changes, a NaN/Inf
  * gradient before the layer it reaches is updated, with LR_ENONFINITE and a message naming
- * the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). adam NULL
+ * the step (adam_t + 1) and the layer ("step 7: linear2 output (0,3) is NaN"). opts NULL
  * means lr_adam_opts_default(). */
 LR_API lr_status lr_mlp_train_step(lr_mlp *net, float *loss, const float *x, const uint8_t *labels,
-                                   const lr_mlp_targets *tg, size_t batch, const lr_adam_opts *adam, lr_err *err);
+                                   const lr_mlp_targets *tg, size_t batch, const lr_adam_opts *opts, lr_err *err);
 
 /* Gradients without an update (the unfused path, for tests and for callers that want
  * them): grad: (n_params), same layout as params, <- d loss / d params (entries of frozen
@@ -175,9 +175,9 @@ LR_API lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const flo
 
 /* One Adam step (step adam_t + 1) on the trainable tensors with the packed gradient g; the
  * element-wise update is the fused step's (lr_adam_elem). A NaN or Inf in g is
- * LR_ENONFINITE naming the tensor and entry, before any parameter changes. adam NULL means
+ * LR_ENONFINITE naming the tensor and entry, before any parameter changes. opts NULL means
  * lr_adam_opts_default(). */
-LR_API lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *adam, lr_err *err);
+LR_API lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *opts, lr_err *err);
 
 /* Subnormal floats (0 < |x| < FLT_MIN = 1.18e-38) the net holds: in its parameters, in Adam's
  * first and second moments (base parameters and attached adapters), and in the activation

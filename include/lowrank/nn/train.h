@@ -101,14 +101,14 @@ typedef struct {
  * frees the curve itself and keeps the counts of the steps it took. */
 LR_API void lr_train_result_free(lr_train_result *res);
 
-/* *steps <- the number of steps lr_train will take with these options. */
-LR_API lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *o,
+/* *steps <- the number of steps lr_train will take with these options (opts NULL = defaults). */
+LR_API lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_train_opts *opts,
                                       lr_err *err);
 
 /* Trains net on data (dim = the net's input size, classes <= its output size). res may be
- * NULL; o NULL means lr_train_opts_default(). On error (bad input, LR_ENONFINITE) res holds the steps completed. */
+ * NULL; opts NULL means lr_train_opts_default(). On error (bad input, LR_ENONFINITE) res holds the steps completed. */
 LR_API lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data,
-                          const lr_train_opts *o, lr_err *err);
+                          const lr_train_opts *opts, lr_err *err);
 
 #ifdef __cplusplus
 }
