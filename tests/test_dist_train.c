@@ -237,7 +237,7 @@ static void check_errors(const data_t *s)
     /* a bad option on the last rank only: every rank stops with its message */
     o.replay_soft_weight = g_rank == last ? -1.0f : 1.0f;
     CHECK(lr_dist_train(&m.net, NULL, NULL, &s->d, LR_DIST_SUM_ORDERED, &o, MPI_COMM_WORLD, &e) == LR_EINVAL, "bad");
-    snprintf(want, sizeof want, "rank %d: train: replay weights must be finite", last);
+    snprintf(want, sizeof want, "rank %d: lr_train: replay weights must be finite", last);
     CHECK(strstr(e.msg, want) != NULL, "%s", e.msg);
     o.replay_soft_weight = 1.0f;
     /* a hook failing on the last rank at step 3 */

@@ -100,9 +100,9 @@ static void test_bad_input(void **st)
     assert_msg_contains(err.msg, "rank is NULL");
     assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), NULL, &err), LR_ENONFINITE);
     assert_msg_contains(err.msg, "NaN");
-    a[3] = -INFINITY;
+    a[3] = -INFINITY; /* the message names the call made, not the SVD inside it */
     assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 2), NULL, &err), LR_ENONFINITE);
-    assert_msg_contains(err.msg, "-Inf");
+    assert_string_equal(err.msg, "lr_rank: a: entry (1,1) is -Inf");
     a[3] = 4;
     assert_int_equal(lr_rank(&r, NULL, lr_cmat_view(a, 2, 2, 1), NULL, &err), LR_EDIM);
     assert_msg_contains(err.msg, "ld 1");

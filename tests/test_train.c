@@ -378,7 +378,7 @@ static void test_shards(void **state)
     o.shard = 1; /* of 1 */
     lr_err e;
     assert_int_equal(lr_train(&net[2], NULL, &s.d, &o, &e), LR_EINVAL);
-    assert_string_equal(e.msg, "train: shard 1 of 1 does not exist");
+    assert_string_equal(e.msg, "lr_train: shard 1 of 1 does not exist");
     for (int k = 0; k < 3; k++) lr_mlp_free(&net[k]);
     synth_free(&s);
 }
@@ -417,6 +417,10 @@ static void test_bad_inputs(void **state)
     assert_int_equal(none.n, 0);
     assert_int_equal(lr_train(&net, NULL, &none, &o, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "no examples");
+    o.adam.lr = -1; /* named as the caller wrote it, before anything runs */
+    assert_int_equal(lr_train(&net, NULL, &s.d, &o, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "lr_train: opts->adam: lr -1,");
+    o.adam = lr_adam_opts_default();
     o.record_loss_curve = true; /* a failed run leaves no curve */
     lr_train_result res = { .loss_curve = NULL };
     s.labels[3] = 4;

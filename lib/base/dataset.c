@@ -124,11 +124,11 @@ lr_status lr_dataset_select_label(const lr_dataset *d, lr_dataset *out, size_t *
                                   lr_err *err)
 {
     if (!out || !d || (d->n && !rows))
-        return lr__fail(err, LR_EINVAL, "dataset_select_label: out, rows or the dataset is NULL");
+        return lr__fail(err, LR_EINVAL, "lr_dataset_select_label: out, rows or the dataset is NULL");
     lr_status s = lr_dataset_check(d, err);
     if (s) return s;
     if (label >= d->classes)
-        return lr__fail(err, LR_EINVAL, "dataset_select_label: label %u >= %zu classes", label, d->classes);
+        return lr__fail(err, LR_EINVAL, "lr_dataset_select_label: label %u >= %zu classes", label, d->classes);
     size_t k = 0;
     for (size_t i = 0; i < d->n; i++) {
         size_t r = row_of(d, i);

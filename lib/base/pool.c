@@ -92,14 +92,14 @@ static void stop_workers(struct lr__pool *p)
 
 lr_status lr_pool_init(lr_pool *pool, int threads, lr_err *err)
 {
-    if (!pool) return lr__fail(err, LR_EINVAL, "pool_init: pool is NULL");
+    if (!pool) return lr__fail(err, LR_EINVAL, "lr_pool_init: pool is NULL");
     pool->impl = NULL;
     if (threads < 1 || threads > LR_POOL_MAX_THREADS)
-        return lr__fail(err, LR_EINVAL, "pool_init: threads = %d, expected 1..%d", threads,
+        return lr__fail(err, LR_EINVAL, "lr_pool_init: threads = %d, expected 1..%d", threads,
                         LR_POOL_MAX_THREADS);
     if (threads == 1) return LR_OK;
     struct lr__pool *p = calloc(1, sizeof *p);
-    if (!p) return lr__fail(err, LR_ENOMEM, "pool_init: out of memory");
+    if (!p) return lr__fail(err, LR_ENOMEM, "lr_pool_init: out of memory");
     pthread_mutex_init(&p->busy, NULL);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -112,7 +112,7 @@ lr_status lr_pool_init(lr_pool *pool, int threads, lr_err *err)
             pthread_mutex_destroy(&p->lock);
             pthread_mutex_destroy(&p->busy);
             free(p);
-            return lr__fail(err, LR_ENOMEM, "pool_init: cannot start worker %d of %d (error %d)",
+            return lr__fail(err, LR_ENOMEM, "lr_pool_init: cannot start worker %d of %d (error %d)",
                             started + 1, threads - 1, rc);
         }
     }

@@ -65,7 +65,7 @@ double lr_peft_scale(const lr_peft *ad, const lr_peft_layer *l)
 
 lr_status lr_peft_module_of(char *module, size_t cap, const char *tensor, lr_err *err)
 {
-    if (!module || !tensor) return lr__fail(err, LR_EINVAL, "peft_module_of: NULL argument");
+    if (!module || !tensor) return lr__fail(err, LR_EINVAL, "lr_peft_module_of: NULL argument");
     size_t n = strlen(tensor), w = strlen(".weight");
     if (n > w && !strcmp(tensor + n - w, ".weight")) n -= w;
     if (n + 1 > cap) return lr__fail(err, LR_ERANGE, "%s: name longer than %zu bytes", tensor, cap - 1);
@@ -82,22 +82,22 @@ static int by_module(const void *a, const void *b)
 static lr_status add(lr_peft *ad, const char *module, size_t out, size_t in, size_t r, double alpha, const float *a,
                      const float *b, bool embedding, lr_err *err)
 {
-    if (!ad || !module || !a || !b) return lr__fail(err, LR_EINVAL, "peft_add: NULL argument");
-    if (!*module) return lr__fail(err, LR_EINVAL, "peft_add: empty module name");
+    if (!ad || !module || !a || !b) return lr__fail(err, LR_EINVAL, "lr_peft_insert: NULL argument");
+    if (!*module) return lr__fail(err, LR_EINVAL, "lr_peft_insert: empty module name");
     if (r == 0 || out == 0 || in == 0)
-        return lr__fail(err, LR_EINVAL, "peft_add: %s: empty factors (out %zu, in %zu, r %zu)", module, out, in, r);
-    if (!(alpha > 0) || !isfinite(alpha)) return lr__fail(err, LR_EINVAL, "peft_add: %s: alpha %g", module, alpha);
-    if (lr_peft_find(ad, module)) return lr__fail(err, LR_EINVAL, "peft_add: %s: added twice", module);
+        return lr__fail(err, LR_EINVAL, "lr_peft_insert: %s: empty factors (out %zu, in %zu, r %zu)", module, out, in, r);
+    if (!(alpha > 0) || !isfinite(alpha)) return lr__fail(err, LR_EINVAL, "lr_peft_insert: %s: alpha %g", module, alpha);
+    if (lr_peft_find(ad, module)) return lr__fail(err, LR_EINVAL, "lr_peft_insert: %s: added twice", module);
     size_t na, nb;
     if (lr_size_mul(&na, r, in, NULL) || lr_size_mul(&nb, out, r, NULL) || na > SIZE_MAX / 4 || nb > SIZE_MAX / 4)
-        return lr__fail(err, LR_ERANGE, "peft_add: %s: too large", module);
+        return lr__fail(err, LR_ERANGE, "lr_peft_insert: %s: too large", module);
     lr_peft_layer *grown = realloc(ad->layer, (ad->n + 1) * sizeof *grown);
-    if (!grown) return lr__fail(err, LR_ENOMEM, "peft_add: out of memory");
+    if (!grown) return lr__fail(err, LR_ENOMEM, "lr_peft_insert: out of memory");
     ad->layer = grown;
     lr_peft_layer l = { dup_str(module), out, in, r, alpha, malloc(na * 4), malloc(nb * 4), embedding };
     if (!l.module || !l.a || !l.b) {
         free(l.module), free(l.a), free(l.b);
-        return lr__fail(err, LR_ENOMEM, "peft_add: out of memory");
+        return lr__fail(err, LR_ENOMEM, "lr_peft_insert: out of memory");
     }
     memcpy(l.a, a, na * 4);
     memcpy(l.b, b, nb * 4);
@@ -394,7 +394,7 @@ lr_status lr__peft_from_memory(lr_peft *ad, const void *cfg, size_t ncfg, const 
 
 lr_status lr_peft_read(lr_peft *ad, const char *dir, lr_err *err)
 {
-    if (!ad || !dir) return lr__fail(err, LR_EINVAL, "peft_read: NULL argument");
+    if (!ad || !dir) return lr__fail(err, LR_EINVAL, "lr_peft_read: NULL argument");
     memset(ad, 0, sizeof *ad);
     char *cf = join(dir, "adapter_config.json"), *wf = join(dir, "adapter_model.safetensors");
     json_t *o = NULL;
@@ -554,7 +554,7 @@ static lr_status encode_tensors(const lr_peft *ad, lr_st_dtype dtype, lr_st_tens
             size_t kn = strlen(l->module) + 40;
             keys[j] = malloc(kn);
             bufs[j] = malloc(n * es);
-            if (!keys[j] || !bufs[j]) return lr__fail(err, LR_ENOMEM, "peft_write: out of memory");
+            if (!keys[j] || !bufs[j]) return lr__fail(err, LR_ENOMEM, "lr_peft_write: out of memory");
             snprintf(keys[j], kn, PREFIX "%s%s", l->module, TAIL[l->embedding][k]);
             lr_status s = lr_st_encode_f32(bufs[j], dtype, k ? l->b : l->a, n, err);
             if (s) return s;
@@ -570,7 +570,7 @@ static lr_status write_files(const lr_peft *ad, const char *dir, const lr_st_ten
     json_t *o = config_json(ad);
     char *wpath = join(dir, "adapter_model.safetensors"), *cpath = join(dir, "adapter_config.json");
     lr_atomic_file af = { 0 };
-    lr_status s = o && wpath && cpath ? LR_OK : lr__fail(err, LR_ENOMEM, "peft_write: out of memory");
+    lr_status s = o && wpath && cpath ? LR_OK : lr__fail(err, LR_ENOMEM, "lr_peft_write: out of memory");
     /* config into its temp file, tensors committed, then the config committed */
     if (!s) s = lr_atomic_open(&af, cpath, err);
     if (!s && (json_dumpf(o, af.f, JSON_INDENT(2)) /* keys as inserted: the patterns' order matters */ != 0 || fputc('\n', af.f) == EOF))
@@ -586,10 +586,10 @@ static lr_status write_files(const lr_peft *ad, const char *dir, const lr_st_ten
 
 lr_status lr_peft_write(const lr_peft *ad, const char *dir, lr_st_dtype dtype, lr_err *err)
 {
-    if (!ad || !dir) return lr__fail(err, LR_EINVAL, "peft_write: NULL argument");
-    if (ad->n == 0) return lr__fail(err, LR_EINVAL, "peft_write: %s: an adapter with no layers", dir);
+    if (!ad || !dir) return lr__fail(err, LR_EINVAL, "lr_peft_write: NULL argument");
+    if (ad->n == 0) return lr__fail(err, LR_EINVAL, "lr_peft_write: %s: an adapter with no layers", dir);
     if (dtype != LR_ST_F32 && dtype != LR_ST_F16 && dtype != LR_ST_BF16)
-        return lr__fail(err, LR_EINVAL, "peft_write: dtype must be F32, F16 or BF16");
+        return lr__fail(err, LR_EINVAL, "lr_peft_write: dtype must be F32, F16 or BF16");
     bool made_dir = mkdir(dir, 0777) == 0; /* ours to remove again if the write fails */
     if (!made_dir && errno != EEXIST) return lr__fail(err, LR_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
     struct stat sb;
@@ -597,7 +597,7 @@ lr_status lr_peft_write(const lr_peft *ad, const char *dir, lr_st_dtype dtype, l
     lr_st_tensor *t = calloc(2 * ad->n, sizeof *t);
     char **keys = calloc(2 * ad->n, sizeof *keys);
     void **bufs = calloc(2 * ad->n, sizeof *bufs);
-    lr_status s = t && keys && bufs ? LR_OK : lr__fail(err, LR_ENOMEM, "peft_write: out of memory");
+    lr_status s = t && keys && bufs ? LR_OK : lr__fail(err, LR_ENOMEM, "lr_peft_write: out of memory");
     if (!s) s = encode_tensors(ad, dtype, t, keys, bufs, err);
     if (!s) s = write_files(ad, dir, t, err);
     for (size_t i = 0; keys && bufs && i < 2 * ad->n; i++) free(keys[i]), free(bufs[i]);

@@ -53,8 +53,8 @@ lr_status lr_rank_from_values(size_t *rank, double *tol_used, const float *s, si
 lr_status lr_rank(size_t *rank, double *tol_used, lr_cmat a, const lr_rank_opts *opts, lr_err *err)
 {
     lr_status st;
-    if (!rank) return lr__fail(err, LR_EINVAL, "rank: the output rank is NULL");
-    if ((st = lr_mat_check(a, "rank input", err))) return st;
+    if (!rank) return lr__fail(err, LR_EINVAL, "lr_rank: the output rank is NULL");
+    if ((st = lr_mat_check(a, "lr_rank: a", err)) || (st = lr_mat_check_finite(a, "lr_rank: a", err))) return st;
     size_t k = a.rows < a.cols ? a.rows : a.cols;
     float *s = malloc((k ? k : 1) * sizeof *s);
     if (!s) return lr__fail(err, LR_ENOMEM, "rank: cannot allocate %zu singular values", k);

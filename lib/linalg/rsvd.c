@@ -562,14 +562,14 @@ lr_status lr_rsvd(float *s, lr_mat u, lr_mat vt, lr_cmat a, size_t r, const lr_r
 lr_status lr_rsvd_bounded(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, lr_cmat a, size_t r,
                           const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
 {
-    if (!bd) return lr__fail(err, LR_EINVAL, "rsvd_bounded: bd is NULL");
+    if (!bd) return lr__fail(err, LR_EINVAL, "lr_rsvd_bounded: bd is NULL");
     return run(s, u, vt, bd, a, NULL, r, opts, rng, err);
 }
 
 lr_status lr_rsvd_rows(float *s, lr_mat u, lr_mat vt, lr_rsvd_bound *bd, const lr_rows *a, size_t r,
                        const lr_rsvd_opts *opts, lr_rng *rng, lr_err *err)
 {
-    if (!a) return lr__fail(err, LR_EINVAL, "rsvd_rows: a is NULL");
+    if (!a) return lr__fail(err, LR_EINVAL, "lr_rsvd_rows: a is NULL");
     return run(s, u, vt, bd, (lr_cmat){ 0 }, a, r, opts, rng, err);
 }
 

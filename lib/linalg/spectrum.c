@@ -220,7 +220,7 @@ static void rank_for_tail(const lr_spectrum *sp, double limit, size_t *r, bool *
 lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, size_t *r, bool *found, double energy,
                                       lr_err *err)
 {
-    if (!sp || !r || !found) return lr__fail(err, LR_EINVAL, "spectrum_rank_for_energy: NULL argument");
+    if (!sp || !r || !found) return lr__fail(err, LR_EINVAL, "lr_spectrum_rank_for_energy: NULL argument");
     if (!(energy >= 0 && energy <= 1))
         return lr__fail(err, LR_EINVAL, "energy fraction %g is outside [0, 1]", energy);
     double total = sp->exact ? sp->captured : sp->energy;
@@ -231,7 +231,7 @@ lr_status lr_spectrum_rank_for_energy(const lr_spectrum *sp, size_t *r, bool *fo
 lr_status lr_spectrum_rank_for_error(const lr_spectrum *sp, size_t *r, bool *found, double rel_err,
                                      lr_err *err)
 {
-    if (!sp || !r || !found) return lr__fail(err, LR_EINVAL, "spectrum_rank_for_error: NULL argument");
+    if (!sp || !r || !found) return lr__fail(err, LR_EINVAL, "lr_spectrum_rank_for_error: NULL argument");
     if (!(rel_err >= 0) || !isfinite(rel_err))
         return lr__fail(err, LR_EINVAL, "relative error %g: expected a finite number >= 0", rel_err);
     double total = sp->exact ? sp->captured : sp->energy;

@@ -13,6 +13,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lapacke.h>
@@ -39,12 +40,16 @@ static lr_status check_lapack_size(size_t m, size_t n, size_t ld, lr_err *err)
     return LR_OK;
 }
 
-static lr_status check_input(lr_cmat a, lr_err *err)
+/* a's shape, LAPACK's int limits and finiteness; messages name the call ("lr_svd: a: entry
+ * (0,3) is +Inf"). */
+static lr_status check_input(lr_cmat a, const char *what, lr_err *err)
 {
     lr_status s;
-    if ((s = lr_mat_check(a, "svd input", err))) return s;
+    char name[48];
+    snprintf(name, sizeof name, "%s: a", what);
+    if ((s = lr_mat_check(a, name, err))) return s;
     if ((s = check_lapack_size(a.rows, a.cols, a.ld, err))) return s;
-    return lr_mat_check_finite(a, "svd input", err);
+    return lr_mat_check_finite(a, name, err);
 }
 
 /* The workspace size LAPACK asked for, read from a float with a margin (large
@@ -162,13 +167,13 @@ static lr_status svd_tall(lr_svd_opts o, lr_cmat a, float *s, lr_mat u, lr_mat v
 }
 
 static lr_status svd_common(lr_cmat a, float *s, bool want_uv, lr_mat u, lr_mat vt,
-                            const lr_svd_opts *opts, lr_err *err)
+                            const lr_svd_opts *opts, const char *what, lr_err *err)
 {
     lr_svd_opts o = opts ? *opts : lr_svd_opts_default();
     lr_status st;
     if (o.driver != LR_SVD_GESDD && o.driver != LR_SVD_GESVD)
         return lr__fail(err, LR_EINVAL, "svd: unknown driver %d", (int)o.driver);
-    if ((st = check_input(a, err))) return st;
+    if ((st = check_input(a, what, err))) return st;
     const size_t m = a.rows, n = a.cols, k = m < n ? m : n;
     if (k && !s) return lr__fail(err, LR_EINVAL, "svd: s is NULL (needs %zu values)", k);
     if (want_uv) {
@@ -207,13 +212,13 @@ static lr_status svd_common(lr_cmat a, float *s, bool want_uv, lr_mat u, lr_mat 
 
 lr_status lr_svd(float *s, lr_mat u, lr_mat vt, lr_cmat a, const lr_svd_opts *opts, lr_err *err)
 {
-    return svd_common(a, s, true, u, vt, opts, err);
+    return svd_common(a, s, true, u, vt, opts, "lr_svd", err);
 }
 
 lr_status lr_svd_values(float *s, lr_cmat a, const lr_svd_opts *opts, lr_err *err)
 {
     lr_mat none = { NULL, 0, 0, 0 };
-    return svd_common(a, s, false, none, none, opts, err);
+    return svd_common(a, s, false, none, none, opts, "lr_svd_values", err);
 }
 
 lr_status lr_usv_init(lr_usv *f, size_t m, size_t n, size_t k, lr_err *err)
@@ -245,7 +250,7 @@ lr_status lr_usv_from_svd(lr_usv *out, lr_cmat a, lr_err *err)
     lr_status st;
     if (!out) return lr__fail(err, LR_EINVAL, "lr_usv_from_svd: out is NULL");
     memset(out, 0, sizeof *out);
-    if ((st = check_input(a, err))) return st;
+    if ((st = check_input(a, "lr_usv_from_svd", err))) return st;
     size_t k = a.rows < a.cols ? a.rows : a.cols;
     if ((st = lr_usv_init(out, a.rows, a.cols, k, err))) return st;
     if ((st = lr_svd(out->s, out->u, out->vt, a, NULL, err))) lr_usv_free(out);

@@ -236,7 +236,7 @@ static lr_status read_config(const lr_mlp *net, const char *dir, lr_adapter_info
 
 lr_status lr_adapter_read_config(const lr_lora *lm, const char *dir, lr_adapter_info *info, lr_err *err)
 {
-    if (!lm || !dir || !info) return lr__fail(err, LR_EINVAL, "adapter_read_config: NULL argument");
+    if (!lm || !dir || !info) return lr__fail(err, LR_EINVAL, "lr_adapter_read_config: NULL argument");
     return read_config(lr_lora_net(lm), dir, info, err);
 }
 
@@ -251,7 +251,7 @@ static lr_status to_peft(lr_peft *ad, const lr_lora *lm, const char *name, const
     ad->use_rslora = cfg->use_rslora;
     ad->init = strdup(lr_lora_initializer_name(cfg->init));
     ad->base_model = base_model ? strdup(base_model) : NULL;
-    if (!ad->init || (base_model && !ad->base_model)) return lr__fail(err, LR_ENOMEM, "adapter_save: out of memory");
+    if (!ad->init || (base_model && !ad->base_model)) return lr__fail(err, LR_ENOMEM, "lr_adapter_save: out of memory");
     for (size_t i = 0; i < net->n_layers; i++) {
         const lr_lora_weights *w = lr_lora_layer(lm, name, i);
         if (!w) continue;
@@ -266,9 +266,9 @@ static lr_status to_peft(lr_peft *ad, const lr_lora *lm, const char *name, const
 lr_status lr_adapter_save(const lr_lora *lm, const char *dir, const char *name, const char *base_model,
                           lr_err *err)
 {
-    if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_save: NULL argument");
+    if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "lr_adapter_save: NULL argument");
     const lr_lora_opts *cfg = lr_lora_opts_of(lm, name);
-    if (!cfg) return lr__fail(err, LR_EINVAL, "adapter_save: no adapter named \"%s\"", name);
+    if (!cfg) return lr__fail(err, LR_EINVAL, "lr_adapter_save: no adapter named \"%s\"", name);
     lr_peft ad;
     lr_status s = to_peft(&ad, lm, name, cfg, base_model, err);
     if (!s) s = lr_peft_write(&ad, dir, LR_ST_F32, err);
@@ -326,18 +326,18 @@ static lr_status read_layer(lr_safetensors *st, float *a, float *b, float *tmp, 
 
 lr_status lr_adapter_load(lr_lora *lm, const char *dir, const char *name, lr_adapter_info *info, lr_err *err)
 {
-    if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "adapter_load: NULL argument");
+    if (!lm || !name || !dir) return lr__fail(err, LR_EINVAL, "lr_adapter_load: NULL argument");
     if (lr_lora_opts_of(lm, name))
-        return lr__fail(err, LR_EINVAL, "adapter_load: adapter \"%s\" already exists", name);
+        return lr__fail(err, LR_EINVAL, "lr_adapter_load: adapter \"%s\" already exists", name);
     const lr_mlp *net = lr_lora_net(lm);
     lr_adapter_info inf;
     lr_status s = read_config(net, dir, &inf, err);
     if (s) return s;
     if (lr_lora_is_merged(lm))
-        return lr__fail(err, LR_EINVAL, "adapter_load: an adapter is merged into the base; unmerge "
+        return lr__fail(err, LR_EINVAL, "lr_adapter_load: an adapter is merged into the base; unmerge "
                         "it first");
     char *wpath = join(dir, LR_ADAPTER_WEIGHTS);
-    if (!wpath) return lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
+    if (!wpath) return lr__fail(err, LR_ENOMEM, "lr_adapter_load: out of memory");
     lr_safetensors st_, *st = &st_;
     s = lr_safetensors_open(st, wpath, err);
     /* read every tensor into scratch first: lm changes only when all of them are good */
@@ -352,7 +352,7 @@ lr_status lr_adapter_load(lr_lora *lm, const char *dir, const char *name, lr_ada
         float *tmp = malloc(ly->out * r_l * sizeof(float));
         buf[nb] = calloc(R * ly->in, sizeof(float));     /* A: (R, in)  */
         buf[nb + 1] = calloc(ly->out * R, sizeof(float)); /* B: (out, R) */
-        if (!tmp || !buf[nb] || !buf[nb + 1]) s = lr__fail(err, LR_ENOMEM, "adapter_load: out of memory");
+        if (!tmp || !buf[nb] || !buf[nb + 1]) s = lr__fail(err, LR_ENOMEM, "lr_adapter_load: out of memory");
         else s = read_layer(st, buf[nb], buf[nb + 1], tmp, ly, r_l, R, fold, inf.has_patterns, err);
         free(tmp);
     }

@@ -7,6 +7,7 @@
  * layers point at. Every adapter is allocated on its own, so the pointers the layers hold
  * stay valid while other adapters come and go.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -129,9 +130,9 @@ const char *lr_lora_initializer_name(lr_lora_initializer kind)
 
 lr_status lr_lora_init(lr_lora *lm, lr_mlp *net, lr_err *err)
 {
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_init: lm is NULL");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_init: lm is NULL");
     memset(lm, 0, sizeof *lm);
-    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "lora_init: net is NULL or empty");
+    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "lr_lora_init: net is NULL or empty");
     lm->net = net;
     lm->all_on = true;
     for (size_t i = 0; i < LR_MLP_MAX_LAYERS; i++) lm->layer_on[i] = true;
@@ -148,9 +149,22 @@ static void adapter_free(lr__adapter *a)
     free(a);
 }
 
+/* dst <- src, of the same shape by construction (a saved copy of the layer's own weights):
+ * lr_mat_copy cannot fail here, so a failure is a bug, not an input. */
+static void copy_same(lr_mat dst, lr_cmat src)
+{
+    lr_status s = lr_mat_copy(dst, src, NULL);
+    assert(s == LR_OK);
+    (void)s;
+}
+
 static void detach_all(lr_lora *lm)
 {
-    for (size_t i = 0; i < lm->net->n_layers; i++) lr_mlp_set_lora(lm->net, i, NULL, NULL);
+    for (size_t i = 0; i < lm->net->n_layers; i++) {
+        lr_status s = lr_mlp_set_lora(lm->net, i, NULL, NULL); /* detaching an existing layer cannot fail */
+        assert(s == LR_OK);
+        (void)s;
+    }
 }
 
 static void free_copies(lr_lora *lm)
@@ -219,15 +233,15 @@ static lr_status adapter_new(lr_lora *lm, const char *name, const lr_lora_opts *
 {
     lr_status s;
     *out = NULL;
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_add: module is NULL");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_insert: module is NULL");
     if (!name || !*name || strlen(name) >= LR_LORA_NAME_MAX)
-        return lr__fail(err, LR_EINVAL, "lora_add: adapter name must be 1..%d bytes",
+        return lr__fail(err, LR_EINVAL, "lr_lora_insert: adapter name must be 1..%d bytes",
                         LR_LORA_NAME_MAX - 1);
     if ((s = not_merged(lm, "lora_add", err))) return s;
-    if (find(lm, name)) return lr__fail(err, LR_EINVAL, "lora_add: adapter \"%s\" already exists", name);
+    if (find(lm, name)) return lr__fail(err, LR_EINVAL, "lr_lora_insert: adapter \"%s\" already exists", name);
     if ((s = lr_lora_opts_check(opts, lm->net, err))) return s;
     lr__adapter *a = calloc(1, sizeof *a);
-    if (!a) return lr__fail(err, LR_ENOMEM, "lora_add: out of memory");
+    if (!a) return lr__fail(err, LR_ENOMEM, "lr_lora_insert: out of memory");
     strcpy(a->name, name);
     a->opts = *opts;
     a->scale = lr_lora_scale(opts->rank, opts->alpha, opts->use_rslora);
@@ -249,7 +263,7 @@ static lr_status adapter_push(lr_lora *lm, lr__adapter *a, lr_err *err)
     if (lm->n == lm->cap) {
         size_t cap = lm->cap ? 2 * lm->cap : 4;
         lr__adapter **p = realloc(lm->ad, cap * sizeof *p);
-        if (!p) return lr__fail(err, LR_ENOMEM, "lora_add: out of memory");
+        if (!p) return lr__fail(err, LR_ENOMEM, "lr_lora_insert: out of memory");
         lm->ad = p;
         lm->cap = cap;
     }
@@ -302,7 +316,7 @@ lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *opts
         for (size_t i = 0; i < lm->n; i++)
             if (lm->ad[i]->rewrote_base) {
                 adapter_free(a);
-                return lr__fail(err, LR_EINVAL, "lora_add: PiSSA adapter \"%s\" already rewrote the "
+                return lr__fail(err, LR_EINVAL, "lr_lora_insert: PiSSA adapter \"%s\" already rewrote the "
                                 "base; remove it before adding another PiSSA adapter", lm->ad[i]->name);
             }
         for (size_t i = 0; i < net->n_layers; i++) {
@@ -311,7 +325,7 @@ lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *opts
                 /* put back the layers already rewritten */
                 for (size_t j = 0; j <= i; j++)
                     if (a->pissa_w0[j].data && a->pissa_w0[j].rows)
-                        lr_mat_copy(net->layer[j].w, lr_cm(a->pissa_w0[j]), NULL);
+                        copy_same(net->layer[j].w, lr_cm(a->pissa_w0[j]));
                 adapter_free(a);
                 lr__mlp_weights_written(net);
                 return s;
@@ -327,7 +341,7 @@ lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *opts
     if ((s = adapter_push(lm, a, err))) {
         for (size_t j = 0; j < net->n_layers; j++)
             if (a->pissa_w0[j].data && a->pissa_w0[j].rows)
-                lr_mat_copy(net->layer[j].w, lr_cm(a->pissa_w0[j]), NULL);
+                copy_same(net->layer[j].w, lr_cm(a->pissa_w0[j]));
         adapter_free(a);
     }
     if (opts->init == LR_LORA_INIT_PISSA) lr__mlp_weights_written(net);
@@ -336,32 +350,32 @@ lr_status lr_lora_insert(lr_lora *lm, const char *name, const lr_lora_opts *opts
 
 lr_status lr_lora_select(lr_lora *lm, const char *name, lr_err *err)
 {
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_select: module is NULL");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_select: module is NULL");
     lr_status s = not_merged(lm, "lora_select", err);
     if (s) return s;
     lr__adapter *a = NULL;
     if (name && *name) {
         a = find(lm, name);
-        if (!a) return lr__fail(err, LR_EINVAL, "lora_select: no adapter named \"%s\"", name);
+        if (!a) return lr__fail(err, LR_EINVAL, "lr_lora_select: no adapter named \"%s\"", name);
     }
     return attach(lm, a, err);
 }
 
 lr_status lr_lora_remove(lr_lora *lm, const char *name, lr_err *err)
 {
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_remove: module is NULL");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_remove: module is NULL");
     lr_status s = not_merged(lm, "lora_remove", err);
     if (s) return s;
     size_t k = 0;
     while (k < lm->n && !(name && strcmp(lm->ad[k]->name, name) == 0)) k++;
     if (k == lm->n)
-        return lr__fail(err, LR_EINVAL, "lora_remove: no adapter named \"%s\"", name ? name : "(null)");
+        return lr__fail(err, LR_EINVAL, "lr_lora_remove: no adapter named \"%s\"", name ? name : "(null)");
     lr__adapter *a = lm->ad[k];
     if (lm->sel == a) attach(lm, NULL, NULL);
     bool wrote = false;
     for (size_t i = 0; i < lm->net->n_layers; i++)
         if (a->pissa_w0[i].data && a->pissa_w0[i].rows) {
-            lr_mat_copy(lm->net->layer[i].w, lr_cm(a->pissa_w0[i]), NULL);
+            copy_same(lm->net->layer[i].w, lr_cm(a->pissa_w0[i]));
             wrote = true;
         }
     if (wrote) lr__mlp_weights_written(lm->net);
@@ -390,9 +404,9 @@ lr_lora_weights *lr_lora_layer(const lr_lora *lm, const char *name, size_t layer
 
 lr_status lr_lora_set_layer_enabled(lr_lora *lm, size_t layer, bool on, lr_err *err)
 {
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_set_layer_enabled: module is NULL");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_set_layer_enabled: module is NULL");
     if (layer >= lm->net->n_layers)
-        return lr__fail(err, LR_EINVAL, "lora_set_layer_enabled: layer %zu does not exist (the net "
+        return lr__fail(err, LR_EINVAL, "lr_lora_set_layer_enabled: layer %zu does not exist (the net "
                         "has %zu)", layer, lm->net->n_layers);
     lr_status s = not_merged(lm, "lora_set_layer_enabled", err);
     if (s) return s;
@@ -423,12 +437,12 @@ void lr_lora_freeze_base(lr_lora *lm, bool frozen)
 lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
 {
     LR__FP_SCOPE();
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_merge: module is NULL");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_merge: module is NULL");
     lr_status s = not_merged(lm, "lora_merge", err);
     if (s) return s;
-    if (!lm->sel) return lr__fail(err, LR_EINVAL, "lora_merge: no adapter is selected");
+    if (!lm->sel) return lr__fail(err, LR_EINVAL, "lr_lora_merge: no adapter is selected");
     if (mode != LR_LORA_MERGE_NO_COPY && mode != LR_LORA_MERGE_KEEP_COPY)
-        return lr__fail(err, LR_EINVAL, "lora_merge: unknown mode %d", (int)mode);
+        return lr__fail(err, LR_EINVAL, "lr_lora_merge: unknown mode %d", (int)mode);
     lr__adapter *a = lm->sel;
     lr_mlp *net = lm->net;
     bool on[LR_MLP_MAX_LAYERS] = { false };
@@ -442,7 +456,7 @@ lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
                 free_copies(lm);
                 return s;
             }
-            lr_mat_copy(lm->copy[i], lr_cm(net->layer[i].w), NULL);
+            copy_same(lm->copy[i], lr_cm(net->layer[i].w));
         }
         lm->have_copy = true;
     }
@@ -463,10 +477,10 @@ lr_status lr_lora_merge(lr_lora *lm, lr_lora_merge_mode mode, lr_err *err)
 lr_status lr_lora_unmerge(lr_lora *lm, lr_lora_drift *drift, bool restore, lr_err *err)
 {
     LR__FP_SCOPE();
-    if (!lm) return lr__fail(err, LR_EINVAL, "lora_unmerge: module is NULL");
-    if (!lm->merged) return lr__fail(err, LR_EINVAL, "lora_unmerge: nothing is merged");
+    if (!lm) return lr__fail(err, LR_EINVAL, "lr_lora_unmerge: module is NULL");
+    if (!lm->merged) return lr__fail(err, LR_EINVAL, "lr_lora_unmerge: nothing is merged");
     if (restore && !lm->have_copy)
-        return lr__fail(err, LR_EINVAL, "lora_unmerge: cannot restore W0 bit for bit: the merge kept "
+        return lr__fail(err, LR_EINVAL, "lr_lora_unmerge: cannot restore W0 bit for bit: the merge kept "
                         "no copy (merge with LR_LORA_MERGE_KEEP_COPY)");
     lr__adapter *a = lm->merged;
     lr_mlp *net = lm->net;
@@ -485,7 +499,7 @@ lr_status lr_lora_unmerge(lr_lora *lm, lr_lora_drift *drift, bool restore, lr_er
         if (lm->have_copy) {
             d.max_abs[i] = lr_mat_max_abs_diff(lr_cm(net->layer[i].w), lr_cm(lm->copy[i]));
             if (d.max_abs[i] > d.max_abs_all) d.max_abs_all = d.max_abs[i];
-            if (restore) lr_mat_copy(net->layer[i].w, lr_cm(lm->copy[i]), NULL);
+            if (restore) copy_same(net->layer[i].w, lr_cm(lm->copy[i]));
         }
         lm->merged_layer[i] = false;
     }
@@ -507,14 +521,14 @@ lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *
     lr_lora_opts def = lr_lora_opts_default();
     if (!opts) opts = &def; /* NULL options: the defaults */
     if (!lm || !ft || !ft->params)
-        return lr__fail(err, LR_EINVAL, "lora_extract: module or fine-tuned net is NULL");
+        return lr__fail(err, LR_EINVAL, "lr_lora_extract: module or fine-tuned net is NULL");
     lr_mlp *net = lm->net;
     if (ft->n_layers != net->n_layers)
-        return lr__fail(err, LR_EDIM, "lora_extract: the fine-tuned net has %zu layers, the base %zu",
+        return lr__fail(err, LR_EDIM, "lr_lora_extract: the fine-tuned net has %zu layers, the base %zu",
                         ft->n_layers, net->n_layers);
     for (size_t i = 0; i <= net->n_layers; i++)
         if (ft->sizes[i] != net->sizes[i])
-            return lr__fail(err, LR_EDIM, "lora_extract: size %zu is %zu in the fine-tuned net, %zu in "
+            return lr__fail(err, LR_EDIM, "lr_lora_extract: size %zu is %zu in the fine-tuned net, %zu in "
                             "the base", i, ft->sizes[i], net->sizes[i]);
     lr_lora_opts c = *opts;
     c.init = LR_LORA_INIT_GAUSSIAN; /* only for validation; A and B come from the SVD */
@@ -525,7 +539,7 @@ lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *
         const lr_layer *ly = &net->layer[i];
         size_t k = ly->in < ly->out ? ly->in : ly->out;
         if ((mask & (1u << i)) && c.rank > k)
-            return lr__fail(err, LR_EINVAL, "lora_extract: rank %zu exceeds min(in, out) = %zu of %s",
+            return lr__fail(err, LR_EINVAL, "lr_lora_extract: rank %zu exceeds min(in, out) = %zu of %s",
                             c.rank, k, ly->name);
     }
     lr__adapter *a;
@@ -597,15 +611,15 @@ lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *
 lr_status lr_lora_param_count(lr_lora_param_table *t, const size_t *sizes, size_t n_sizes, uint32_t targets,
                               size_t rank, lr_err *err)
 {
-    if (!sizes || !t) return lr__fail(err, LR_EINVAL, "lora_param_count: NULL argument");
+    if (!sizes || !t) return lr__fail(err, LR_EINVAL, "lr_lora_param_count: NULL argument");
     if (n_sizes < 2 || n_sizes - 1 > LR_MLP_MAX_LAYERS)
-        return lr__fail(err, LR_EINVAL, "lora_param_count: %zu sizes (want 2..%d)", n_sizes,
+        return lr__fail(err, LR_EINVAL, "lr_lora_param_count: %zu sizes (want 2..%d)", n_sizes,
                         LR_MLP_MAX_LAYERS + 1);
     size_t n = n_sizes - 1;
     uint32_t all = n >= 32 ? 0xffffffffu : ((1u << n) - 1u);
     uint32_t mask = targets ? targets : all;
     if (mask & ~all)
-        return lr__fail(err, LR_EINVAL, "lora_param_count: targets name layers beyond the %zu there "
+        return lr__fail(err, LR_EINVAL, "lr_lora_param_count: targets name layers beyond the %zu there "
                         "are", n);
     memset(t, 0, sizeof *t);
     t->n_layers = n;
@@ -619,7 +633,7 @@ lr_status lr_lora_param_count(lr_lora_param_table *t, const size_t *sizes, size_
         row->lora = (mask & (1u << i)) != 0;
         if (lr_size_mul(&wp, in, out, NULL) || in > SIZE_MAX - out ||
             lr_size_mul(&lp, rank, in + out, NULL))
-            return lr__fail(err, LR_ERANGE, "lora_param_count: %s (%zu -> %zu, rank %zu) overflows",
+            return lr__fail(err, LR_ERANGE, "lr_lora_param_count: %s (%zu -> %zu, rank %zu) overflows",
                             row->name, in, out, rank);
         io = wp;
         row->w_params = wp;
@@ -636,14 +650,14 @@ lr_status lr_lora_param_count(lr_lora_param_table *t, const size_t *sizes, size_
         size_t layer = wp + out;
         if (wp > SIZE_MAX - out || t->original > SIZE_MAX - layer || t->added > SIZE_MAX - row->lora_params ||
             t->base_macs > SIZE_MAX - io)
-            return lr__fail(err, LR_ERANGE, "lora_param_count: the totals overflow");
+            return lr__fail(err, LR_ERANGE, "lr_lora_param_count: the totals overflow");
         t->original += layer;
         t->added += row->lora_params;
         t->base_macs += io;
         t->lora_macs += row->lora_macs;
     }
     if (t->original > SIZE_MAX - t->added)
-        return lr__fail(err, LR_ERANGE, "lora_param_count: the totals overflow");
+        return lr__fail(err, LR_ERANGE, "lr_lora_param_count: the totals overflow");
     t->with_lora = t->original + t->added;
     t->increment_pct = t->original ? 100.0 * (double)t->added / (double)t->original : 0.0;
     return LR_OK;

@@ -136,15 +136,15 @@ lr_status lr_preserve_basis_init(lr_preserve_basis *pb, const lr_mlp *net, uint3
 
 lr_status lr_preserve_project(const lr_preserve_basis *pb, lr_mlp *net, lr_err *err)
 {
-    if (!pb || !net) return lr__fail(err, LR_EINVAL, "preserve_project: NULL argument");
-    if (pb->n_layers != net->n_layers) return lr__fail(err, LR_EDIM, "preserve_project: a basis of another net");
+    if (!pb || !net) return lr__fail(err, LR_EINVAL, "lr_preserve_project: NULL argument");
+    if (pb->n_layers != net->n_layers) return lr__fail(err, LR_EDIM, "lr_preserve_project: a basis of another net");
     for (size_t l = 0; l < net->n_layers; l++) {
         lr_lora_weights *lw = net->layer[l].lora;
         size_t k = pb->k[l];
         if (!lw || !k) continue;
-        if (pb->v[l].cols != lw->in) return lr__fail(err, LR_EDIM, "preserve_project: linear%zu: basis of %zu inputs, adapter of %zu", l + 1, pb->v[l].cols, lw->in);
+        if (pb->v[l].cols != lw->in) return lr__fail(err, LR_EDIM, "lr_preserve_project: linear%zu: basis of %zu inputs, adapter of %zu", l + 1, pb->v[l].cols, lw->in);
         float t[64 * 64], *tp = lw->rank * k <= 64 * 64 ? t : malloc(lw->rank * k * sizeof *tp);
-        if (!tp) return lr__fail(err, LR_ENOMEM, "preserve_project: out of memory");
+        if (!tp) return lr__fail(err, LR_ENOMEM, "lr_preserve_project: out of memory");
         lr_mat tm = lr_mat_view(tp, lw->rank, k, k);
         /* t = A·Vᵀ: (r, k);  A -= t·V */
         lr_status s = lr_gemm(tm, 1.0f, lr_cm(lw->a), false, lr_cm(pb->v[l]), true, 0.0f, err);
@@ -165,7 +165,7 @@ lr_status lr_preserve_leakage(double *leak, const lr_mlp *net, const lr_dataset 
                               lr_err *err)
 {
     size_t n;
-    if (!leak) return lr__fail(err, LR_EINVAL, "preserve_leakage: NULL output");
+    if (!leak) return lr__fail(err, LR_EINVAL, "lr_preserve_leakage: NULL output");
     lr_status s = check_args(net, retained, &n, max_samples ? max_samples : 2000, err);
     if (s) return s;
     walk w;

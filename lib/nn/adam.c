@@ -3,11 +3,23 @@
 #include "lowrank/nn/adam.h"
 #include "nn/simd.h"
 #include "base/cpu_internal.h"
+#include "base/internal.h"
 
 lr_adam_opts lr_adam_opts_default(void)
 {
     lr_adam_opts p = { 1e-3, 0.9, 0.999, 1e-8 };
     return p;
+}
+
+lr_status lr_adam_opts_check(const lr_adam_opts *opts, lr_err *err)
+{
+    const lr_adam_opts *a = opts;
+    if (!a) return lr__fail(err, LR_EINVAL, "adam: options are NULL");
+    if (!(a->lr >= 0.0) || !isfinite(a->lr) || !(a->beta1 >= 0.0 && a->beta1 < 1.0) ||
+        !(a->beta2 >= 0.0 && a->beta2 < 1.0) || !(a->eps >= 0.0) || !isfinite(a->eps))
+        return lr__fail(err, LR_EINVAL, "adam: lr %g, betas (%g, %g), eps %g out of range "
+                        "(lr >= 0, 0 <= beta < 1, eps >= 0)", a->lr, a->beta1, a->beta2, a->eps);
+    return LR_OK;
 }
 
 lr_adam_step lr_adam_step_for(const lr_adam_opts *p, size_t t)

@@ -64,9 +64,9 @@ static bool net_ok(const lr_mlp *net)
 lr_status lr_checkpoint_save(const lr_mlp *net, const char *path, const lr_checkpoint_info *info,
                              lr_err *err)
 {
-    if (!net || !path) return lr__fail(err, LR_EINVAL, "checkpoint_save: net or path is NULL");
+    if (!net || !path) return lr__fail(err, LR_EINVAL, "lr_checkpoint_save: net or path is NULL");
     if (!net_ok(net))
-        return lr__fail(err, LR_EINVAL, "checkpoint_save: %s: the model is empty (not initialised)",
+        return lr__fail(err, LR_EINVAL, "lr_checkpoint_save: %s: the model is empty (not initialised)",
                         path);
     lr_st_tensor t[2 * LR_MLP_MAX_LAYERS];
     char names[2 * LR_MLP_MAX_LAYERS][48];
@@ -261,9 +261,9 @@ static lr_status load_open(lr_mlp *net, lr_safetensors *st, lr_checkpoint_info *
 
 lr_status lr_checkpoint_load(lr_mlp *net, const char *path, lr_checkpoint_info *info, lr_err *err)
 {
-    if (!net || !path) return lr__fail(err, LR_EINVAL, "checkpoint_load: net or path is NULL");
+    if (!net || !path) return lr__fail(err, LR_EINVAL, "lr_checkpoint_load: net or path is NULL");
     if (!net_ok(net))
-        return lr__fail(err, LR_EINVAL, "checkpoint_load: %s: the model is empty (not initialised)",
+        return lr__fail(err, LR_EINVAL, "lr_checkpoint_load: %s: the model is empty (not initialised)",
                         path);
     lr_safetensors st_, *st = &st_;
     lr_status s = lr_safetensors_open(st, path, err);
@@ -317,9 +317,9 @@ static lr_status infer_sizes(const lr_safetensors *st, size_t *sizes, size_t *n_
 
 lr_status lr_checkpoint_load_new(lr_mlp *net, const char *path, lr_checkpoint_info *info, lr_err *err)
 {
-    if (!net) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: net is NULL");
+    if (!net) return lr__fail(err, LR_EINVAL, "lr_checkpoint_load_new: net is NULL");
     memset(net, 0, sizeof *net);
-    if (!path) return lr__fail(err, LR_EINVAL, "checkpoint_load_new: path is NULL");
+    if (!path) return lr__fail(err, LR_EINVAL, "lr_checkpoint_load_new: path is NULL");
     lr_safetensors st_, *st = &st_;
     lr_status s = lr_safetensors_open(st, path, err);
     if (s) return s;

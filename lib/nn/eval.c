@@ -24,12 +24,12 @@ lr_status lr_eval_add(lr_eval_result *res, const float *logits, const uint8_t *l
                       size_t classes, lr_err *err)
 {
     if (!res || (batch && (!logits || !labels)))
-        return lr__fail(err, LR_EINVAL, "eval_add: res, logits or labels is NULL");
+        return lr__fail(err, LR_EINVAL, "lr_eval_add: res, logits or labels is NULL");
     if (classes == 0 || classes > LR_EVAL_CLASSES)
-        return lr__fail(err, LR_EDIM, "eval_add: %zu classes, expected 1..%d", classes, LR_EVAL_CLASSES);
+        return lr__fail(err, LR_EDIM, "lr_eval_add: %zu classes, expected 1..%d", classes, LR_EVAL_CLASSES);
     for (size_t b = 0; b < batch; b++)
         if (labels[b] >= classes)
-            return lr__fail(err, LR_ERANGE, "eval_add: label %u of example %zu is >= %zu classes",
+            return lr__fail(err, LR_ERANGE, "lr_eval_add: label %u of example %zu is >= %zu classes",
                             (unsigned)labels[b], b, classes);
     for (size_t b = 0; b < batch; b++) {
         size_t pred = lr_argmax(logits + b * classes, classes), t = labels[b];

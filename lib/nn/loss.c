@@ -15,13 +15,13 @@ lr_status lr_softmax_xent(float *loss, float *dlogits, const float *logits, cons
 {
     LR__FP_SCOPE();
     if (!loss || !logits || !labels)
-        return lr__fail(err, LR_EINVAL, "softmax_xent: loss, logits or labels is NULL");
+        return lr__fail(err, LR_EINVAL, "lr_softmax_xent: loss, logits or labels is NULL");
     if (batch == 0 || classes == 0)
-        return lr__fail(err, LR_EINVAL, "softmax_xent: batch %zu and classes %zu must be >= 1",
+        return lr__fail(err, LR_EINVAL, "lr_softmax_xent: batch %zu and classes %zu must be >= 1",
                         batch, classes);
     for (size_t b = 0; b < batch; b++)
         if (labels[b] >= classes)
-            return lr__fail(err, LR_ERANGE, "softmax_xent: label %u of example %zu is >= %zu classes",
+            return lr__fail(err, LR_ERANGE, "lr_softmax_xent: label %u of example %zu is >= %zu classes",
                             (unsigned)labels[b], b, classes);
     double total = 0.0;
     for (size_t b = 0; b < batch; b++) {
@@ -29,7 +29,7 @@ lr_status lr_softmax_xent(float *loss, float *dlogits, const float *logits, cons
         float mx = z[0];
         for (size_t k = 0; k < classes; k++) {
             if (!isfinite(z[k]))
-                return lr__fail(err, LR_ENONFINITE, "softmax_xent: logit (%zu,%zu) is %s", b, k,
+                return lr__fail(err, LR_ENONFINITE, "lr_softmax_xent: logit (%zu,%zu) is %s", b, k,
                                 isnan(z[k]) ? "NaN" : "Inf");
             if (z[k] > mx) mx = z[k];
         }
@@ -177,7 +177,7 @@ lr_status lr_softmax_xent_kl(float *loss, float *dlogits, const float *logits, c
 lr_status lr_softmax_kl(float *loss, float *dlogits, const float *logits, const float *q, const float *w,
                         size_t batch, size_t n, lr_err *err)
 {
-    if (!q) return lr__fail(err, LR_EINVAL, "softmax_kl: q is NULL");
+    if (!q) return lr__fail(err, LR_EINVAL, "lr_softmax_kl: q is NULL");
     mix_terms t = { NULL, NULL, q, w, false };
     return softmax_mix(loss, dlogits, logits, &t, batch, batch, n, "softmax_kl", err);
 }

@@ -29,28 +29,30 @@ lr_train_opts lr_train_opts_default(void)
     return o;
 }
 
-static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, lr_err *err)
+static lr_status check_opts(const lr_dataset *data, const lr_train_opts *o, const char *what, lr_err *err)
 {
-    if (!data || !o) return lr__fail(err, LR_EINVAL, "train: data is NULL");
+    if (!data || !o) return lr__fail(err, LR_EINVAL, "%s: data is NULL", what);
     lr_status s = lr_dataset_check(data, err);
     if (s) return s;
-    if (o->batch == 0) return lr__fail(err, LR_EINVAL, "train: batch size is 0");
+    lr_err ae;
+    if (lr_adam_opts_check(&o->adam, &ae)) return lr__fail(err, LR_EINVAL, "%s: opts->%s", what, ae.msg);
+    if (o->batch == 0) return lr__fail(err, LR_EINVAL, "%s: batch size is 0", what);
     if (o->replay_per_batch && !o->replay)
-        return lr__fail(err, LR_EINVAL, "train: replay_per_batch is %zu but replay is NULL", o->replay_per_batch);
+        return lr__fail(err, LR_EINVAL, "%s: replay_per_batch is %zu but replay is NULL", what, o->replay_per_batch);
     if (o->replay_per_batch >= o->batch && o->replay)
-        return lr__fail(err, LR_EINVAL, "train: replay_per_batch %zu leaves no room in a batch of %zu",
+        return lr__fail(err, LR_EINVAL, "%s: replay_per_batch %zu leaves no room in a batch of %zu", what,
                         o->replay_per_batch, o->batch);
     if (!(o->replay_soft_weight >= 0) || !(o->replay_label_weight >= 0) || !isfinite(o->replay_soft_weight) ||
         !isfinite(o->replay_label_weight))
-        return lr__fail(err, LR_EINVAL, "train: replay weights must be finite and >= 0 (soft %g, label %g)",
+        return lr__fail(err, LR_EINVAL, "%s: replay weights must be finite and >= 0 (soft %g, label %g)", what,
                         (double)o->replay_soft_weight, (double)o->replay_label_weight);
     size_t nsh = o->shards ? o->shards : 1;
     if (o->reduce && o->shard >= nsh)
-        return lr__fail(err, LR_EINVAL, "train: shard %zu of %zu does not exist", o->shard, nsh);
+        return lr__fail(err, LR_EINVAL, "%s: shard %zu of %zu does not exist", what, o->shard, nsh);
     if (o->replay && o->replay_per_batch) {
         if ((s = lr_dataset_check(o->replay, err))) return s;
         if (o->replay->dim != data->dim || o->replay->n == 0)
-            return lr__fail(err, LR_EDIM, "train: the replay set has %zu examples of %zu features; need >= 1 of %zu",
+            return lr__fail(err, LR_EDIM, "%s: the replay set has %zu examples of %zu features; need >= 1 of %zu", what,
                             o->replay->n, o->replay->dim, data->dim);
     }
     return LR_OK;
@@ -91,25 +93,25 @@ lr_status lr_train_count_steps(size_t *steps, const lr_dataset *data, const lr_t
     lr_train_opts def = lr_train_opts_default();
     const lr_train_opts *o = opts ? opts : &def; /* NULL: the defaults */
     lr_status s;
-    if ((s = check_opts(data, o, err))) return s;
-    if (!steps) return lr__fail(err, LR_EINVAL, "train_count_steps: steps is NULL");
+    if ((s = check_opts(data, o, "lr_train_count_steps", err))) return s;
+    if (!steps) return lr__fail(err, LR_EINVAL, "lr_train_count_steps: steps is NULL");
     *steps = total_steps(data->n, o);
     return LR_OK;
 }
 
 static lr_status check_fit(const lr_mlp *net, const lr_dataset *data, const lr_train_opts *o, lr_err *err)
 {
-    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "train: net is NULL or not initialised");
+    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "lr_train: net is NULL or not initialised");
     if (data->dim != net->sizes[0])
-        return lr__fail(err, LR_EDIM, "train: examples have %zu features, the net takes %zu inputs", data->dim,
+        return lr__fail(err, LR_EDIM, "lr_train: examples have %zu features, the net takes %zu inputs", data->dim,
                         net->sizes[0]);
     size_t nout = net->sizes[net->n_layers];
     if (data->classes > nout)
-        return lr__fail(err, LR_EDIM, "train: the dataset has %zu classes, the net only %zu outputs",
+        return lr__fail(err, LR_EDIM, "lr_train: the dataset has %zu classes, the net only %zu outputs",
                         data->classes, nout);
-    if (data->n == 0) return lr__fail(err, LR_EINVAL, "train: the dataset has no examples");
+    if (data->n == 0) return lr__fail(err, LR_EINVAL, "lr_train: the dataset has no examples");
     if (o->replay && o->replay_per_batch && o->replay->classes > nout)
-        return lr__fail(err, LR_EDIM, "train: the replay set has %zu classes, the net only %zu outputs",
+        return lr__fail(err, LR_EDIM, "lr_train: the replay set has %zu classes, the net only %zu outputs",
                         o->replay->classes, nout);
     return LR_OK;
 }
@@ -265,7 +267,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     lr_train_opts def = lr_train_opts_default();
     if (!o) o = &def; /* NULL options: the defaults (design.md, rule 3) */
     if (res) memset(res, 0, sizeof *res);
-    if ((s = check_opts(data, o, err)) || (s = check_fit(net, data, o, err))) {
+    if ((s = check_opts(data, o, "lr_train", err)) || (s = check_fit(net, data, o, err))) {
         if (o && o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err); /* the set-up agreement */
         return s;
     }
@@ -289,7 +291,7 @@ lr_status lr_train(lr_mlp *net, lr_train_result *res, const lr_dataset *data, co
     if (res && o->record_loss_curve) res->loss_curve = calloc(steps_total ? steps_total : 1, sizeof(float));
     if (!perm || !y || !x || (own < o->batch && (!rs.perm || !rs.at || !rs.tbuf)) ||
         (sharded(o) && (!sb.acc || !sb.g)) || (res && o->record_loss_curve && !res->loss_curve)) {
-        s = lr__fail(err, LR_ENOMEM, "train: cannot allocate buffers for %zu examples", n);
+        s = lr__fail(err, LR_ENOMEM, "lr_train: cannot allocate buffers for %zu examples", n);
         if (o->reduce) s = o->reduce(o->reduce_ctx, NULL, 0, s, err);
         goto done;
     }

@@ -17,6 +17,7 @@
 #include "lowrank/base/export.h"
 #include <math.h>
 #include <stddef.h>
+#include "lowrank/base/status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,11 @@ typedef struct {
 
 /* PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8. */
 LR_API lr_adam_opts lr_adam_opts_default(void);
+
+/* LR_EINVAL unless lr >= 0, 0 <= β1, β2 < 1 and eps >= 0, all finite; the message gives the
+ * four values ("adam: lr -1, betas (0.9, 0.999), eps 1e-08 out of range (…)"). opts NULL is
+ * LR_EINVAL: the options are what it checks. */
+LR_API lr_status lr_adam_opts_check(const lr_adam_opts *opts, lr_err *err);
 
 /* The per-step scalars of step t >= 1. */
 typedef struct {
