@@ -7,7 +7,7 @@
  *
  * Given a .npy matrix it does the same for real weights: numerical rank, leading
  * singular values, the reconstruction error of a few ranks measured against the
- * Eckart–Young optimum, the FLOP/parameter table, and B and A written as .npy.
+ * Eckart–Young optimum, the multiply-add/parameter table, and B and A written as .npy.
  * --json prints the same results as one JSON object. `lr-svd-demo --help` lists
  * every option; docs/svd-demo.md has sample output.
  *

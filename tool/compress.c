@@ -34,7 +34,7 @@ static const char help[] =
 "                  ranks chosen to minimise the total squared error (greedy marginal\n"
 "                  analysis with a Lagrangian certificate: the report's 'gap' bounds how\n"
 "                  far the total error can be above the optimum)\n"
-"  --budget-of K   params (default) or flops: multiply-adds per input row. For a weight\n"
+"  --budget-of K   params (default) or macs: multiply-adds per input row. For a weight\n"
 "                  applied as y = W.x both are m*n dense and r*(m+n) factored, so the plan\n"
 "                  is the same; the report names the unit\n"
 "  --out OUT       the compressed checkpoint (written crash-safely; see above)\n"
@@ -402,7 +402,7 @@ static double rel(double fro2, double energy)
 
 static void print_table(const tool_compress_args *a, const item *it, size_t n, const lr_plan_total *tot)
 {
-    const char *unit = a->flops ? "MACs/row" : "params";
+    const char *unit = a->macs ? "MACs/row" : "params";
     printf("%-32s %-13s %6s %12s %12s %10s %10s\n", "tensor", "shape", "rank", unit, "after", "pred.err", "meas.err");
     double fro2 = 0;
     for (size_t i = 0; i < n; i++) {
@@ -459,7 +459,7 @@ static int report_json(const tool_compress_args *a, const item *it, size_t n, co
     lr_cli_json_set(js, "command", json_string(SUB), &ok);
     lr_cli_json_set(js, "file", json_string(a->model), &ok);
     lr_cli_json_set(js, "out", json_string(a->out), &ok);
-    lr_cli_json_set(js, "unit", json_string(a->flops ? "macs_per_row" : "params"), &ok);
+    lr_cli_json_set(js, "unit", json_string(a->macs ? "macs_per_row" : "params"), &ok);
     lr_cli_json_set(js, "tensors", ts, &ok);
     lr_cli_json_set(js, "totals", t, &ok);
     lr_cli_json_set(js, "skipped", json_incref(o->notes), &ok);

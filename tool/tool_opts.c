@@ -215,9 +215,9 @@ int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args 
                 return usage(msg, cap, "%s", m);
         } else if (lr_cli_match(s, "--budget-of")) {
             if (!lr_cli_value(argc, argv, &i, "--budget-of", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
-            if (strcmp(v, "params") && strcmp(v, "flops"))
-                return usage(msg, cap, "--budget-of: expected params or flops, got '%s'", v);
-            a->flops = !strcmp(v, "flops");
+            if (strcmp(v, "params") && strcmp(v, "macs") && strcmp(v, "flops"))
+                return usage(msg, cap, "--budget-of: expected params or macs, got '%s'", v);
+            a->macs = strcmp(v, "params") != 0; /* "flops": the old name of the same count */
         } else if (s[0] == '-' && s[1]) {
             return usage(msg, cap, "unknown option '%s'", s);
         } else if (!*s) {

@@ -68,7 +68,7 @@ typedef struct {
     const char *model, *out;
     lr_plan_opts plan;
     int modes;                   /* how many of --rank, --energy, --error, --budget: 1 */
-    bool flops;                  /* --budget-of flops */
+    bool macs;                   /* --budget-of macs (multiply-adds per input row) */
     size_t max_shard;            /* --max-shard-size BYTES; 0 = the input's layout */
 } tool_compress_args;
 int tool_compress_parse(int argc, char **argv, tool_opts *o, tool_compress_args *a, char *msg, size_t cap);

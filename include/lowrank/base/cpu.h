@@ -19,7 +19,7 @@
  * caller's floating-point environment is never changed behind its back. LR_FP_IEEE keeps
  * subnormals (strict IEEE arithmetic, PyTorch's default, slow on such CPUs).
  * What it changes: only values that would be subnormal (|x| < FLT_MIN = 1.18e-38) become zero.
- * On the seed's pretraining run the weights come out bit-identical either way (an Adam step
+ * On the MNIST demo's pretraining run the weights come out bit-identical either way (an Adam step
  * built from a subnormal moment is far below half an ulp of any weight); tests pin that.
  * Not covered: OpenBLAS's and LAPACK's own threads (sgemm in lr_gemm, the SVDs), which the
  * library does not own; the calling thread's share of such work does run in the chosen mode

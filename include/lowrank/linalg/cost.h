@@ -1,4 +1,5 @@
-/* cost.h — multiply-adds and parameters of a dense layer against its factored form.
+/* cost.h — multiply-adds (MACs: one is 2 FLOPs) and parameters of a dense layer against its
+ * factored form.
  *
  * Dense  y = W·x + b,      W: (m,n):              m·n multiply-adds, m·n (+m) params.
  * Factor y = B·(A·x) + b,  B: (m,r), A: (r,n):    r·(m+n) multiply-adds, r·(m+n) (+m).

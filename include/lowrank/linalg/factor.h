@@ -2,7 +2,7 @@
  *
  * With w = U·diag(S)·Vᵀ and r <= min(m,n), Eckart–Young makes
  * w_r = U_r·diag(S_r)·V_rᵀ the best rank-r approximation. We write it as b·a:
- *   LR_SPLIT_US        b = U_r·S_r  (m,r),  a = V_rᵀ        (r,n)   — the seed's split;
+ *   LR_SPLIT_US        b = U_r·S_r  (m,r),  a = V_rᵀ        (r,n)   — the PyTorch reference's split;
  *   LR_SPLIT_BALANCED  b = U_r·√S_r (m,r),  a = √S_r·V_rᵀ   (r,n)   — equal scale on
  *                      both sides (what LoRA's PiSSA initialisation uses).
  * y = w·x + bias is then approximated by y' = b·(a·x) + bias.

@@ -6,8 +6,8 @@
  *                                      "use_rslora": false, "target_modules": ["linear1", …],
  *                                      "init_lora_weights": "gaussian", "bias": "none", …}
  *
- * <layer> is the base's layer name ("linear2"), so `PeftModel.from_pretrained(RichBoyNet(),
- * DIR)` finds the tensors. The config carries every field PEFT's LoraConfig serialises
+ * <layer> is the base's layer name ("linear2"), so `PeftModel.from_pretrained(net,
+ * DIR)` finds the tensors of a PyTorch net of the same layer names. The config carries every field PEFT's LoraConfig serialises
  * (docs/lora.md lists them); "init_lora_weights" is "gaussian" or "pissa" — informational,
  * since A and B come from the file.
  *

@@ -1,6 +1,6 @@
 /* lora.h — LoRA adapters over an lr_mlp: several named adapters on one frozen base,
  * selection, enable/disable, merge/unmerge, PiSSA initialisation, extraction from a fully
- * fine-tuned model, and the seed's parameter accounting.
+ * fine-tuned model, and the parameter accounting of the original MNIST demo.
  *
  * LoRA (Hu et al. 2021, §4.1) keeps a layer's W₀: (out, in) and bias frozen and learns
  * ΔW = s·B·A with A: (r, in), B: (out, r), s = α/r (or α/√r with rsLoRA, Kalajdzievski
@@ -8,26 +8,26 @@
  * an attached, enabled adapter (see mlp.h), so an adapter is just a set of per-layer
  * lr_lora_weights that this module owns and attaches with lr_mlp_set_lora.
  *
- *     lr_lora *lm;
- *     lr_lora_init(&lm, &net, err);                      the net must outlive lm
- *     lr_lora_opts c = lr_lora_opts_default();       rank 1, alpha 1, all layers
- *     lr_lora_insert(lm, "digit9", &c, err);                A ~ N(0,1), B = 0: ΔW = 0
- *     lr_lora_select(lm, "digit9", err);                 attach (NULL: run with none)
- *     lr_lora_freeze_base(lm, true);  lr_mlp_reset_optimizer(&net);
- *     ... lr_mlp_train_step(&net, ...) trains only A and B ...
- *     lr_lora_free(lm);
+ *     lr_lora lm;                                      yours; the net must outlive it
+ *     lr_lora_init(&lm, &net, &err);
+ *     lr_lora_opts o = lr_lora_opts_default();         rank 1, alpha 1, all layers
+ *     lr_lora_insert(&lm, "digit9", &o, &err);         A ~ N(0,1), B = 0: ΔW = 0
+ *     lr_lora_select(&lm, "digit9", &err);             attach (NULL: run with none)
+ *     lr_lora_freeze_base(&lm, true);
+ *     lr_train(&net, &res, &digit9, NULL, &err);       trains only A and B
+ *     lr_lora_free(&lm);
  *
  * Switching adapters only changes the layers' pointers: the base is never copied or
  * reloaded. The enabled flags belong to the module (per layer and global) and are applied
  * to whichever adapter is selected; a disabled layer computes exactly its base output.
  * The optimizer step count lives in the net (mlp.h): selecting an adapter does not reset
- * it, call lr_mlp_reset_optimizer before training a new one (as the seed builds a new
+ * it, call lr_mlp_reset_optimizer before training a new one (as the PyTorch reference builds a new
  * torch.optim.Adam).
  *
  * Merge/unmerge (W₀ ± s·B·A, float32 sgemm) is not exact: W₀ + s·BA − s·BA rounds. The
  * drift of a round trip is reported against a copy of the original rows, which merge keeps
  * when asked (LR_LORA_MERGE_KEEP_COPY: out·in floats per merged layer, 11.2 MB for all of
- * RichBoyNet) and which unmerge can restore bit for bit.
+ * the 784-1000-2000-10 MLP) and which unmerge can restore bit for bit.
  *
  * PiSSA (Meng et al. 2024) follows PEFT's convention (LoraLayer.pissa_init): with
  * W₀ = U·S·Vᵀ, B = U_r·√(S_r/s), A = √(S_r/s)·V_rᵀ, and the frozen base becomes the residual
@@ -54,7 +54,7 @@ extern "C" {
 #define LR_LORA_NAME_MAX 64   /* adapter names: 1..63 bytes */
 
 typedef enum {
-    LR_LORA_INIT_GAUSSIAN = 0, /* A ~ N(0, 1), B = 0 (the seed; PEFT's default differs) */
+    LR_LORA_INIT_GAUSSIAN = 0, /* A ~ N(0, 1), B = 0 (the PyTorch reference; PEFT's differs) */
     LR_LORA_INIT_PISSA         /* principal singular triplets, residual base            */
 } lr_lora_initializer;
 
@@ -196,7 +196,7 @@ typedef struct {
 LR_API lr_status lr_lora_extract(lr_lora *lm, lr_lora_extract_report *rep, const char *name, const lr_mlp *ft,
                                  const lr_lora_opts *opts, lr_err *err);
 
-/* --- parameter accounting (pure; the seed's table) --- */
+/* --- parameter accounting (pure; the MNIST demo's table) --- */
 
 typedef struct {
     char name[32];             /* "linear1", …                                          */
@@ -213,7 +213,7 @@ typedef struct {
 typedef struct {
     size_t n_layers, rank;
     lr_lora_param_row row[LR_MLP_MAX_LAYERS];
-    size_t original;           /* Σ (w + b): 2,807,010 for RichBoyNet                    */
+    size_t original;           /* Σ (w + b): 2,807,010 for 784-1000-2000-10                 */
     size_t with_lora;          /* original + added: 2,813,804 at rank 1 on all layers    */
     size_t added;              /* Σ r·(in + out): 6,794                                  */
     double increment_pct;      /* 100·added/original: 0.242                              */

@@ -150,7 +150,7 @@ LR_API lr_status lr_dist_sum(float *buf, lr_dist_stats *stats, size_t n, lr_dist
  * checkpoint. Each global batch (the same on every rank: same seed, same shuffle) is cut
  * into comm's size slices, the balanced split (train.h: shards); this rank takes the
  * gradient of its slice (lr_mlp_grad_shard), the packed gradients and losses are summed
- * with `how` (lr_mlp_grad_size + 1 floats a step: 6,795 for RichBoyNet's rank-1 adapters,
+ * with `how` (lr_mlp_grad_size + 1 floats a step: 6,795 for the 784-1000-2000-10 MLP's rank-1 adapters,
  * 2,807,011 trained whole), and every rank makes the same Adam step, so the replicas stay
  * identical (lr_dist_check_replicas). With LR_DIST_SUM_ORDERED the run equals, bit for bit,
  * lr_train with shards = the number of processes in one process; it differs from the

@@ -1,7 +1,7 @@
 /* checkpoint.h — an lr_mlp saved as a safetensors file that PyTorch users would expect.
  *
  * The file holds one F32 tensor per parameter under PyTorch's state-dict names for the
- * seed's RichBoyNet: "linear1.weight" (1000, 784), "linear1.bias" (1000), "linear2.weight",
+ * 784-1000-2000-10 MLP: "linear1.weight" (1000, 784), "linear1.bias" (1000), "linear2.weight",
  * … — so `model.load_state_dict(safetensors.torch.load_file(path))` works on the PyTorch
  * side. The __metadata__ map records format "pt" (what safetensors' torch helpers write),
  * the layer sizes ("784,1000,2000,10"), the seed when known and the lowrank version; it is

@@ -1,8 +1,8 @@
-/* eval.h — evaluation: accuracy, the seed's per-digit wrong counts, the confusion matrix.
+/* eval.h — evaluation: accuracy, the per-digit wrong counts of the PyTorch reference, the confusion matrix.
  *
  * The prediction is the argmax of the logits with ties going to the first index (as
  * torch.argmax). For each example, confusion[true][pred]++, and when pred != true,
- * wrong[true]++ — exactly the seed's table.
+ * wrong[true]++ — exactly the PyTorch reference's table.
  */
 #ifndef LOWRANK_EVAL_H
 #define LOWRANK_EVAL_H

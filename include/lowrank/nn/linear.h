@@ -2,7 +2,7 @@
  * (a layer's LoRA branch: lora_weights.h).
  *
  * Shapes follow nn.Linear: x: (batch, in), w: (out, in), b: (out), y: (batch, out),
- * y = x·wᵀ + b. Batch 10 (the seed's) makes these products thin, so a training step is
+ * y = x·wᵀ + b. Batch 10 (the MNIST demo's) makes these products thin, so a training step is
  * bound by streaming w and the Adam moments through memory. lr_linear_backward_adam
  * therefore makes ONE pass over each row of w: with dy and x in cache it computes that
  * row's weight gradient dw[o,:] = Σ_b dy[b,o]·x[b,:] in registers, adds the OLD row's

@@ -81,14 +81,21 @@ LR_API int lr_mlp_find_layer(const lr_mlp *net, const char *name);
 
 /* Freeze (true) or unfreeze one layer, or all layers. Training reads a frozen layer through a
  * transposed copy of its weights, made at the first step that needs it (batch <= 32, AVX2 or
- * better) and checked at every step against the weights' storage and 64 sampled entries; it
- * lives in the layer's Adam moments when those wait to be zeroed (as after lr_train's reset),
- * else it takes 4 bytes per weight. These calls drop it, and so do the library's own writes
- * of weights (lr_mlp_reset_params, lr_checkpoint_load, the LoRA module's PiSSA, merge, unmerge
- * and remove). After writing a frozen layer's weights yourself, freeze it again: the sample
- * sees a rewrite of the whole matrix but not a change to a few entries. */
+ * better); it lives in the layer's Adam moments when those wait to be zeroed (as after
+ * lr_train's reset), else it takes 4 bytes per weight, which these calls release. After
+ * writing a layer's weights yourself, call lr_mlp_weights_changed. */
 LR_API lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err);
 LR_API void lr_mlp_freeze_all(lr_mlp *net, bool frozen);
+
+/* Call after writing layer `layer`'s weights or bias yourself (through lr_mlp.params or the
+ * layer's w and b views), before the next training call: the rule for every writer of
+ * weights. Each write counts as a new generation of the layer's weights, and the transposed
+ * copy of a frozen layer (lr_mlp_set_frozen) is used only while it is of the layer's
+ * generation, else remade from the weights as they are. The library counts its own writes
+ * (lr_mlp_reset_params, lr_checkpoint_load, the training steps, lr_mlp_apply_grad, and the
+ * LoRA module's PiSSA, merge, unmerge and remove); this call counts yours. Without it a
+ * frozen layer may train on its old weights. LR_EINVAL when the layer does not exist. */
+LR_API lr_status lr_mlp_weights_changed(lr_mlp *net, size_t layer, lr_err *err);
 
 /* Attach (or detach with NULL) an adapter to layer i; shapes must match. */
 LR_API lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err);

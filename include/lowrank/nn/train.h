@@ -2,8 +2,8 @@
  *
  * One epoch is a fresh permutation of the dataset's examples (lr_rng_permutation, from an
  * lr_rng seeded once per run) cut into consecutive batches, the last one possibly short, as
- * the seed's loop over torch.randperm does. Each batch is made by lr_dataset_batch (features
- * normalised as the dataset says). To train on a subset, such as the seed's x[y == digit],
+ * the PyTorch reference's loop over torch.randperm does. Each batch is made by lr_dataset_batch (features
+ * normalised as the dataset says). To train on a subset, such as the PyTorch reference's x[y == digit],
  * pass a subset view (lr_dataset_select_label). The same seed gives a bit-identical run,
  * whatever the thread count. The library never prints: progress goes through a callback.
  */
@@ -44,7 +44,7 @@ typedef struct {
     uint64_t seed;          /* 0; shuffling only (parameters are initialised elsewhere) */
     lr_adam_opts adam;    /* lr 1e-3, β (0.9, 0.999), eps 1e-8 */
     size_t max_steps;       /* 0: no limit; else stop after this many steps (e.g. 100) */
-    bool keep_optimizer;    /* false: start from a fresh Adam state (as the seed's train()) */
+    bool keep_optimizer;    /* false: start from a fresh Adam state (as the PyTorch reference's train()) */
     bool record_loss_curve; /* false; true: lr_train_result.loss_curve <- every step's loss */
     lr_train_progress_fn progress;  /* optional */
     void *progress_ctx;
