@@ -1,4 +1,4 @@
-/* cli.c — strict option parsing, matrix printing and JSON helpers for the demos. */
+/* cli.c — strict option parsing, matrix printing and JSON helpers for the programs (demos, tool). */
 #include "cli.h"
 
 #include <errno.h>

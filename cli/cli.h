@@ -1,12 +1,14 @@
-/* cli.h — small helpers shared by the demo programs: strict option parsing,
- * printing matrices and vectors, and building JSON output with jansson.
+/* cli.h — small helpers shared by the programs (the demos in demos/ and the lowrank tool
+ * in tool/): strict option parsing, printing matrices and vectors, and building JSON
+ * output with jansson.
  *
- * Demos are clients of the public lowrank API; these helpers are not part of the
- * library. Parsers never print: they fill a message ("--rank: expected a positive
- * integer, got 'abc'") that the program shows before exiting with status 2.
+ * The programs are clients of the public lowrank API; these helpers are not part of the
+ * library, and tool/ and demos/ link them as a static helper (cli/meson.build). Parsers
+ * never print: they fill a message ("--rank: expected a positive integer, got 'abc'")
+ * that the program shows before exiting with status 2.
  */
-#ifndef LR_DEMO_CLI_H
-#define LR_DEMO_CLI_H
+#ifndef LR_CLI_H
+#define LR_CLI_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,7 +17,7 @@
 #include <jansson.h>
 #include "lowrank/base/mat.h"
 
-/* Exit statuses shared by the demos. */
+/* Exit statuses shared by the programs. */
 enum { LR_CLI_OK = 0, LR_CLI_RUNTIME = 1, LR_CLI_USAGE = 2 };
 
 /* Command-line scanning: "--name value" and "--name=value" both work.

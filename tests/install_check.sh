@@ -7,6 +7,9 @@
 #     the README says, linked against the shared library and against the static one
 #     (`pkg-config --static`);
 #   - the programs (lr-mnist, lr-svd-demo, lowrank) are installed and run.
+#   - the installed tree moved to another folder still works: with plain pkg-config and with
+#     `pkg-config --define-prefix` (which resets prefix to the .pc's folder + /../.., wrong under
+#     a multiarch libdir), the paths point into the new place and the example builds and runs.
 set -u
 build=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
@@ -41,7 +44,7 @@ nh=0
 for h in $(cd "$incdir" && find lowrank -name '*.h' | sort); do
   printf '#include <%s>\ntypedef int lr_check_not_empty;\n' "$h" >"$tmp/h.c"
   # dist/ (installed only with MPI) includes mpi.h: lowrank.pc then requires ompi-c
-  case $h in lowrank/dist/*) extra=$(pcflags --cflags) ;; *) extra= ;; esac
+  case $h in lowrank/mpi/*) extra=$(pcflags --cflags) ;; *) extra= ;; esac
   # shellcheck disable=SC2086
   $cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$incdir" $extra "$tmp/h.c" 2>"$tmp/h.err" ||
     fail "$h does not compile on its own: $(head -n 3 "$tmp/h.err")"
@@ -83,6 +86,35 @@ done
 exe=$(find "$tmp/root" -type f -name lowrank | head -n 1)
 [ -z "$exe" ] || [ "$(LD_LIBRARY_PATH="$libdir" "$exe" --version)" = "lowrank $(pcflags --modversion)" ] ||
   fail "installed lowrank --version does not print the library's version"
+
+# relocation: move the whole installed prefix, then build the README example from it again
+prefixdir=$(cd "$(pcflags --variable=prefix)" && pwd -P)
+pcdir=$(cd "$(dirname "$pc")" && pwd -P)
+case $pcdir in
+  "$prefixdir"/*)
+    mkdir "$tmp/moved" && mv "$prefixdir" "$tmp/moved/prefix" || fail "could not move $prefixdir"
+    moved_pc=$tmp/moved/prefix/${pcdir#"$prefixdir"/}
+    # shellcheck disable=SC2086
+    mpc() { PKG_CONFIG_PATH="$moved_pc" pkg-config $opt "$@" lowrank; }
+    for mode in plain --define-prefix; do
+      case $mode in plain) opt= ;; *) opt=$mode ;; esac
+      mlib=$(cd "$(mpc --variable=libdir)" 2>/dev/null && pwd -P)
+      minc=$(cd "$(mpc --variable=includedir)" 2>/dev/null && pwd -P)
+      case $mlib in "$tmp/moved/prefix"/*) ;; *) fail "moved, pkg-config ($mode): libdir is '$(mpc --variable=libdir)'" ;; esac
+      case $minc in "$tmp/moved/prefix"/*) ;; *) fail "moved, pkg-config ($mode): includedir is '$(mpc --variable=includedir)'" ;; esac
+      [ -f "$minc/lowrank/lowrank.h" ] && [ -e "$mlib/liblowrank.so" ] ||
+        fail "moved, pkg-config ($mode): no lowrank/lowrank.h or liblowrank.so where -I/-L point: $(mpc --cflags-only-I --libs-only-L)"
+      # shellcheck disable=SC2046
+      if $cc -std=c11 -o "$tmp/ex-moved" "$tmp/example.c" $(mpc --cflags --libs) 2>"$tmp/cc.err"; then
+        got=$(LD_LIBRARY_PATH="$mlib" "$tmp/ex-moved")
+        [ "$got" = "$want" ] || fail "README example from the moved install ($mode) printed '$got'"
+      else
+        fail "README example does not build from the moved install with pkg-config ($mode): $(head -n 3 "$tmp/cc.err")"
+      fi
+    done
+    ;;
+  *) fail "lowrank.pc ($pcdir) is not under its prefix ($prefixdir): the install is not relocatable" ;;
+esac
 
 [ "$fails" -eq 0 ] || { printf '%d check(s) failed\n' "$fails"; exit 1; }
 echo "all checks passed"

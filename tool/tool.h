@@ -1,7 +1,7 @@
 /* tool.h — the `lowrank` program's shared parts: showing what the command-line parsers
  * (tool_opts.h) found, choosing the 2-D floating tensors of a safetensors file, reading them
  * as float32, tables and JSON. The program is a client of the public lowrank API (like the
- * demos) and reuses their option parsers (demos/cli.h). */
+ * demos) and shares their option parsers (cli/cli.h). */
 #ifndef LR_TOOL_H
 #define LR_TOOL_H
 

@@ -1,5 +1,5 @@
-/* fuzz_cli.c — the option-value parsers on arbitrary strings: the demos' strict number and
- * list parsers (demos/cli.c) and the library's --lora-layers / --lora-init parsers.
+/* fuzz_cli.c — the option-value parsers on arbitrary strings: the programs' strict number and
+ * list parsers (cli/cli.c) and the library's --lora-layers / --lora-init parsers.
  *
  * Input: byte 0 picks the parser, byte 1 its bounds, the rest is the value (cut at the first
  * NUL, as argv would be). Besides the sanitizers, each call's contract is checked and a
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
-#include "../../demos/cli.h"
+#include "../../cli/cli.h"
 #include "lowrank/lora/lora.h"
 
 #define CHECK(c)                                                                   \

@@ -15,7 +15,7 @@
 #include <string.h>
 #include "fuzz.h"
 #include "fuzz_argv.h"
-#include "../../demos/cli.h"
+#include "../../cli/cli.h"
 #include "../../demos/mnist_opts.h"
 #include "../../demos/svd_opts.h"
 #include "lowrank/base/pool.h"

@@ -87,7 +87,7 @@ static void check_inspect(char *msg, size_t cap)
     tool_opts_free(&o);
 }
 
-/* exactly one of --rank, --energy, --error, --budget; --out; --budget-of params|flops */
+/* exactly one of --rank, --energy, --error, --budget; --out; --budget-of params|macs (flops: the old name) */
 static void check_compress(char *msg, size_t cap)
 {
     tool_opts o;
@@ -98,7 +98,7 @@ static void check_compress(char *msg, size_t cap)
         check_shared(&o);
         CHECK(positional(a.model) && a.out && path_opt(a.out));
         CHECK(a.modes == 1 && plan_ok(&a.plan));
-        CHECK(a.flops == true || a.flops == false);
+        CHECK(a.macs == true || a.macs == false);
     }
     tool_opts_free(&o);
 }
