@@ -1,7 +1,9 @@
 /* test_mlp.c — the MLP: layout and init, gradients of every layer (base and LoRA A/B, dx
  * through a LoRA layer) against central differences of a double-precision reference,
- * the fused training step against gradients + Adam, frozen weights untouched, disabled
- * adapters bit-equal to the base, thread-count independence, NaN injection, bad inputs;
+ * the fused training step against gradients + Adam, frozen weights untouched, the frozen
+ * layers' transposed copy following every write of the weights (lr_mlp_weights_changed and
+ * the steps' own), disabled adapters bit-equal to the base, thread-count independence, NaN
+ * injection, bad inputs;
  * training with lr_mlp_targets (label weights, soft targets): bit-equal to tg NULL without
  * targets, still at its own softmax, gradients by central differences, bad targets. */
 #include <math.h>
@@ -231,7 +233,7 @@ static void test_train_step_equals_gradients_plus_adam(void **state)
         assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
         assert_int_equal(lr_mlp_gradients(&ref, g, NULL, &lossr, x, y, NULL, 10, NULL), LR_OK);
         assert_allclose(loss, lossr, 1e-5, 1e-6);
-        lr_adam_step s = lr_adam_step_for(&ap, t);
+        lr_adam_step s = lr_adam_step_for(t, &ap);
         for (size_t l = 0; l < 3; l++) {
             if (ref.layer[l].frozen) continue;
             size_t o0 = (size_t)(ref.layer[l].w.data - ref.params), n = ref.layer[l].out * (ref.layer[l].in + 1);
@@ -436,8 +438,8 @@ static void copy_adapters(lr_lora_weights *dst, const lr_lora_weights *src)
 }
 
 /* Training reads a frozen layer through a transposed copy of its weights (lib/nn/frozen.c),
- * made at the first step. The copy follows the weights: rewritten as a whole behind the net's
- * back (the sampled check sees it), or changed in one entry and frozen again (as mlp.h asks),
+ * made at the first step. The copy follows the weights written through the documented path
+ * (mlp.h: write, then lr_mlp_weights_changed): every weight rewritten, or one entry changed,
  * the next step's loss is the one a fresh net with those weights and adapters gives. */
 static void test_frozen_copy_follows_the_weights(void **state)
 {
@@ -456,10 +458,10 @@ static void test_frozen_copy_follows_the_weights(void **state)
         frozen_lora_net(&ref, lwr, 62 + (uint64_t)c, 1);
         copy_adapters(lwr, lw);
         make_batch(x, y, 10, 30, 10, 80 + (uint64_t)c);
-        if (c == 0) { /* every weight new, nothing said */
+        if (c == 0) { /* every weight new */
             memcpy(net.params, ref.params, net.n_params * sizeof(float));
-        } else { /* one weight of linear2 (one the check does not sample) changed, then linear2
-                  * frozen again; the change shows in this batch's logits */
+            for (size_t l = 0; l < 3; l++) assert_int_equal(lr_mlp_weights_changed(&net, l, NULL), LR_OK);
+        } else { /* one weight of linear2 changed; the change shows in this batch's logits */
             float z0[10 * 10], z1[10 * 10];
             memcpy(ref.params, net.params, net.n_params * sizeof(float));
             assert_int_equal(lr_mlp_forward(&ref, z0, x, 10, NULL, NULL), LR_OK);
@@ -467,7 +469,7 @@ static void test_frozen_copy_follows_the_weights(void **state)
             memcpy(ref.params, net.params, net.n_params * sizeof(float));
             assert_int_equal(lr_mlp_forward(&ref, z1, x, 10, NULL, NULL), LR_OK);
             assert_true(memcmp(z0, z1, sizeof z0) != 0);
-            assert_int_equal(lr_mlp_set_frozen(&net, 1, true, NULL), LR_OK);
+            assert_int_equal(lr_mlp_weights_changed(&net, 1, NULL), LR_OK);
         }
         assert_int_equal(lr_mlp_train_step(&ref, &lref, x, y, NULL, 10, &ap, NULL), LR_OK);
         assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
@@ -476,6 +478,72 @@ static void test_frozen_copy_follows_the_weights(void **state)
         lr_mlp_free(&ref);
     }
     for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lw[l]);
+    lr_mlp_free(&net);
+}
+
+/* The loss and the adapters' gradients of net and ref on (x, y) are the same to the bit. */
+static void assert_same_lora_gradients(lr_mlp *net, lr_lora_weights *lw, lr_mlp *ref, lr_lora_weights *lwr,
+                                       const float *x, const uint8_t *y)
+{
+    float *g = malloc(net->n_params * sizeof *g), loss, lref;
+    assert_int_equal(lr_mlp_gradients(net, g, NULL, &loss, x, y, NULL, 10, NULL), LR_OK);
+    assert_int_equal(lr_mlp_gradients(ref, g, NULL, &lref, x, y, NULL, 10, NULL), LR_OK);
+    assert_memory_equal(&loss, &lref, sizeof loss);
+    for (size_t l = 0; l < 3; l++) {
+        assert_memory_equal(lw[l].ga.data, lwr[l].ga.data, lw[l].rank * lw[l].in * sizeof(float));
+        assert_memory_equal(lw[l].gb.data, lwr[l].gb.data, lw[l].out * lw[l].rank * sizeof(float));
+    }
+    free(g);
+}
+
+/* A fresh copy of net and its three adapters in ref, lwr: nothing frozen, so no transposed
+ * copy of any layer (the row kernel reads the weights themselves). */
+static void unfrozen_twin(lr_mlp *ref, lr_lora_weights *lwr, const lr_mlp *net, const lr_lora_weights *lw)
+{
+    frozen_lora_net(ref, lwr, 1, 1);
+    copy_adapters(lwr, lw);
+    memcpy(ref->params, net->params, net->n_params * sizeof(float));
+    lr_mlp_freeze_all(ref, false);
+}
+
+/* The documented path (mlp.h): write a weight, then lr_mlp_weights_changed. One entry of
+ * linear2 that the copy's old check (64 sampled entries) never looked at is changed: the next
+ * training call computes with it, giving the loss and adapter gradients of an unfrozen twin,
+ * to the bit. And the training steps count their own writes: linear2 unfrozen through the
+ * field, trained, and frozen again through the field is read as it is now. */
+static void test_weights_changed_is_seen(void **state)
+{
+    (void)state;
+    lr_mlp net, ref;
+    lr_lora_weights lw[3], lwr[3];
+    frozen_lora_net(&net, lw, 63, 2);
+    float x[10 * 30], loss;
+    uint8_t y[10];
+    lr_adam_opts ap = lr_adam_opts_default();
+    for (int t = 0; t < 3; t++) { /* the copies are made, and used */
+        make_batch(x, y, 10, 30, 10, 110 + (uint64_t)t);
+        assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
+    }
+    lr_layer *l2 = &net.layer[1]; /* 20 x 40 */
+    size_t o = 3, j = 5;
+    for (size_t i = 0; i < 64; i++) /* not one of the entries the old check compared */
+        assert_false(i * l2->out / 64 == o && (i * 2654435761u) % l2->in == j);
+    l2->w.data[o * l2->w.ld + j] += 0.5f;
+    assert_int_equal(lr_mlp_weights_changed(&net, 1, NULL), LR_OK);
+    make_batch(x, y, 10, 30, 10, 120);
+    unfrozen_twin(&ref, lwr, &net, lw);
+    assert_same_lora_gradients(&net, lw, &ref, lwr, x, y);
+    for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lwr[l]);
+    lr_mlp_free(&ref);
+    /* linear2 trains for a step behind the net's back, then is frozen again */
+    l2->frozen = false;
+    assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, NULL, 10, &ap, NULL), LR_OK);
+    l2->frozen = true;
+    make_batch(x, y, 10, 30, 10, 121);
+    unfrozen_twin(&ref, lwr, &net, lw);
+    assert_same_lora_gradients(&net, lw, &ref, lwr, x, y);
+    for (size_t l = 0; l < 3; l++) lr_lora_weights_free(&lwr[l]), lr_lora_weights_free(&lw[l]);
+    lr_mlp_free(&ref);
     lr_mlp_free(&net);
 }
 
@@ -730,6 +798,9 @@ static void test_bad_inputs(void **state)
     assert_int_equal(lr_mlp_set_lora(&net, 3, NULL, &e), LR_EINVAL);
     assert_msg_contains(e.msg, "layer 3 does not exist");
     assert_int_equal(lr_mlp_set_frozen(&net, 9, true, &e), LR_EINVAL);
+    assert_int_equal(lr_mlp_weights_changed(&net, 3, &e), LR_EINVAL);
+    assert_msg_contains(e.msg, "layer 3 does not exist");
+    assert_int_equal(lr_mlp_weights_changed(NULL, 0, &e), LR_EINVAL);
     float *g = malloc(net.n_params * sizeof *g);
     assert_int_equal(lr_mlp_gradients(&net, NULL, NULL, &loss, x, y, NULL, 2, &e), LR_EINVAL);
     assert_int_equal(lr_mlp_gradients(&net, g, NULL, &loss, x, ybad, NULL, 2, &e), LR_ERANGE);
@@ -883,7 +954,7 @@ static void test_train_step_ex_gradients(void **state)
         assert_int_equal(lr_mlp_train_step(&net, &loss, x, y, &tg, B, &ap, NULL), LR_OK);
         assert_int_equal(lr_mlp_gradients(&ref, g, NULL, &lossr, x, y, &tg, B, NULL), LR_OK);
         assert_allclose(loss, lossr, 1e-5, 1e-6);
-        lr_adam_step s = lr_adam_step_for(&ap, t);
+        lr_adam_step s = lr_adam_step_for(t, &ap);
         lr_adam_update(ref.params, m, v, g, ref.n_params, &s);
         lr_adam_update(lwr.a.data, lwr.ma.data, lwr.va.data, lwr.ga.data, 4, &s);
         lr_adam_update(lwr.b.data, lwr.mb.data, lwr.vb.data, lwr.gb.data, 2, &s);
@@ -963,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_packed_gradients_and_apply),
         cmocka_unit_test(test_lora_never_writes_frozen_base),
         cmocka_unit_test(test_frozen_copy_follows_the_weights),
+        cmocka_unit_test(test_weights_changed_is_seen),
         cmocka_unit_test(test_lent_moments_are_zeroed_before_use),
         cmocka_unit_test(test_threads_and_batch_paths_agree),
         cmocka_unit_test(test_const_model_from_several_threads),

@@ -22,13 +22,13 @@ lr_status lr_adam_opts_check(const lr_adam_opts *opts, lr_err *err)
     return LR_OK;
 }
 
-lr_adam_step lr_adam_step_for(const lr_adam_opts *p, size_t t)
+lr_adam_step lr_adam_step_for(size_t t, const lr_adam_opts *opts)
 {
     /* As torch/optim/adam.py (single-tensor path): bias_correction1 = 1 - beta1 ** step,
      * step_size = lr / bias_correction1, bias_correction2_sqrt = math.sqrt(1 - beta2 ** step),
      * all in double; the tensor ops then see these scalars as float32. */
     lr_adam_opts def = lr_adam_opts_default();
-    if (!p) p = &def; /* NULL options: the defaults (it used to crash) */
+    const lr_adam_opts *p = opts ? opts : &def; /* NULL options: the defaults */
     double tt = (double)(t ? t : 1);
     double bc1 = 1.0 - pow(p->beta1, tt), bc2 = 1.0 - pow(p->beta2, tt);
     lr_adam_step s;

@@ -1,13 +1,18 @@
 /* frozen.c — kernels of a frozen layer (LoRA's base: weights that do not train).
  *
- * A frozen layer needs no weight gradient, so its backward pass is dx = dy·w alone. Behind a
- * ReLU most of dy is zero for the whole batch (in the seed's LoRA fine-tune 83 % of
- * linear2's 2000 units are off for all 10 images), so the kernel lists the rows of w whose
- * dy is not zero and reads only those. The work is cut by columns of dx: each piece owns 512
- * columns and sums every listed row into them, in walk order, with the sums in registers.
- * No piece shares an output with another, so there are no partial sums to add afterwards
- * (the fused kernel's row chunks wrote and re-read 640 KB of them a step), and every dx
- * entry is one sum over the rows in walk order whatever the thread count.
+ * dx. A frozen layer needs no weight gradient, so its backward pass is dx = dy·w alone. Behind
+ * a ReLU most of dy is zero for the whole batch (in the 784-1000-2000-10 MLP's LoRA fine-tune
+ * 83 % of linear2's 2000 units are off for all 10 images), so the kernel lists the rows of w
+ * whose dy is not zero and reads only those. The work is cut by columns of dx: each piece
+ * owns 512 columns and sums every listed row into them, in walk order, with the sums in
+ * registers. No piece shares an output with another, so there are no partial sums to add
+ * afterwards (the fused kernel's row chunks wrote and re-read 640 KB of them a step), and
+ * every dx entry is one sum over the rows in walk order whatever the thread count.
+ *
+ * Forward. The same zeros sit in the layer's input, so the forward pass reads a transposed
+ * copy of w (lr__wpack) and only the rows of wᵀ whose input is on, summing in the row
+ * kernel's order (same bits). The copy is made here; whoever owns it knows when w was
+ * written and remakes it (mlp.c counts every write of a layer's weights).
  */
 #include <math.h>
 #include <stdint.h>
@@ -23,9 +28,9 @@
 #define LR__X86 1
 #endif
 
-/* Columns of dx per piece (a multiple of 32): two pieces for a 1000-wide layer. 64-column
- * pieces measured the same with AVX-512 and 20 % slower with AVX2 (0.155-0.163 against
- * 0.125-0.131 ms for linear2's dx, 2 threads). */
+/* Columns of dx per piece (a multiple of 32): two pieces for a 1000-wide layer. Narrower
+ * pieces (64 columns) were no faster with AVX-512 and slower with AVX2 (docs/performance.md,
+ * "Measured choices of the frozen-layer kernels"). */
 #define LR__DXC 512
 /* Rows per group: a group's pieces of w (16 rows x 2 KB) stay in L1 while the piece's
  * column blocks sweep them. */
@@ -259,8 +264,6 @@ lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, float *lend,
     p->out = w.rows;
     p->ld = ld;
     p->max_batch = max_batch;
-    p->src = w.data;
-    p->src_ld = w.ld;
     /* wᵀ in blocks of 64 x 64, so both sides stay in cache; the padding zeroed */
     for (size_t o0 = 0; o0 < ld; o0 += 64)
         for (size_t j0 = 0; j0 < w.cols; j0 += 64)
@@ -269,16 +272,6 @@ lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, float *lend,
                 for (size_t o = o0; o < o0 + 64 && o < ld; o++) tr[o] = o < w.rows ? w.data[o * w.ld + j] : 0.0f;
             }
     return LR_OK;
-}
-
-bool lr__wpack_matches(const lr__wpack *p, lr_cmat w)
-{
-    if (!p->own || p->src != w.data || p->src_ld != w.ld || p->in != w.cols || p->out != w.rows) return false;
-    for (size_t i = 0; i < 64; i++) { /* rows evenly spread, columns scattered */
-        size_t o = i * p->out / 64, j = (i * 2654435761u) % p->in;
-        if (memcmp(&w.data[o * w.ld + j], lr__wpack_row(p, j) + o, sizeof(float)) != 0) return false;
-    }
-    return true;
 }
 
 void lr__wpack_free(lr__wpack *p)
@@ -448,10 +441,9 @@ bool lr__linear_forward_packed_mt(lr_mat y, lr_cmat x, const lr__wpack *p, const
         return false;
     pk_job a = { .p = p, .y = y.data, .ldy = y.ld, .batch = x.rows, .x = x.data, .ldx = x.ld, .bias = b };
     /* AVX-512 does 16 outputs per FMA here against the row kernel's 8 inputs, and wins even
-     * when every column is active (linear1 of the seed: 0.087 against 0.103 ms, 2 threads).
-     * AVX2 wins only on sparse input (linear2 in the fine-tune: 0.059-0.061 against
-     * 0.221-0.232 ms; linear1, dense: 0.173-0.176 against 0.121-0.158 ms), so it stops
-     * listing past half the columns and leaves the layer to the row kernel. */
+     * when every column is active; AVX2 wins only on sparse input, so it stops listing past
+     * half the columns and leaves the layer to the row kernel (the figures:
+     * docs/performance.md, "Measured choices of the frozen-layer kernels"). */
     a.nact = pk_list(&a, lr__isa() >= LR_ISA_AVX512 ? SIZE_MAX : p->in / 2);
     if (a.nact == SIZE_MAX) return false;
     lr__parallel_for(pool, (p->out + LR__PKO - 1) / LR__PKO, pk_run, &a);

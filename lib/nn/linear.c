@@ -21,6 +21,16 @@
  * the same bits); other machines run the plain C loops, which compute the same quantities
  * in the same order up to the FMA roundings.
  */
+/* No contraction: a·b + c is never fused into one FMA behind the code's back, so every
+ * number here is the same whichever compiler built it. Clang fuses within an expression by
+ * default, and in the avx2,fma kernels below that rounded the Adam update of the tail
+ * columns (lr_adam_elem) differently from the 8-lane one (adam8), by an ulp against
+ * lr_mlp_apply_grad's; GCC does not fuse in ISO C mode (meson's c_std=c11). Where an FMA is
+ * meant it is written (fmaf, _mm256_fmadd_ps). Before the includes: it must cover adam.h's
+ * inline lr_adam_elem. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -20,10 +20,10 @@ void lr__linear_dx_mt(lr_mat dx, lr_cmat dy, lr_cmat w, bool reverse, const lr_p
 
 /* A frozen layer's weights transposed (frozen.c), for a forward pass that reads only the
  * rows of wᵀ whose input is not zero: behind a ReLU that is 7 % of linear2's 1000 inputs in
- * the seed's fine-tune, where the row kernel must read every 8-column block with one
- * non-zero (half of them). Made from w by lr__wpack_make; it is a copy, so it is only right
- * while w does not change (lr__wpack_matches checks a sample). Holds the forward's scratch
- * too: one caller at a time. */
+ * the 784-1000-2000-10 MLP's fine-tune, where the row kernel must read every 8-column block
+ * with one non-zero (half of them). Made from w by lr__wpack_make; it is a copy, so it is
+ * only right while w does not change: the owner keeps the count of w's writes (mlp.c, the
+ * layer's generation) and remakes it. Holds the forward's scratch too: one caller at a time. */
 #define LR__PK_MAXJB 8 /* widest input: 8 column blocks of LR__FJ */
 typedef struct {
     float *t0, *t1;       /* wᵀ (in, ld), ld = out rounded up to 16, zero padded: rows [0, split) at
@@ -33,8 +33,6 @@ typedef struct {
     float *xt;            /* scratch (in, max_batch): the active columns of x, transposed */
     uint32_t *cols;       /* scratch (in): the active columns */
     size_t in, out, ld, max_batch;
-    const float *src;     /* the w it was made from, ld src_ld */
-    size_t src_ld;
 } lr__wpack;
 
 static inline const float *lr__wpack_row(const lr__wpack *p, size_t j)
@@ -48,8 +46,6 @@ static inline const float *lr__wpack_row(const lr__wpack *p, size_t j)
 lr_status lr__wpack_make(lr__wpack *p, lr_cmat w, size_t max_batch, float *lend, size_t lend_n, float *lend2,
                          size_t lend2_n, lr_err *err);
 void lr__wpack_free(lr__wpack *p);
-/* Whether p was made from w's storage and shape and agrees with it on 64 sampled entries. */
-bool lr__wpack_matches(const lr__wpack *p, lr_cmat w);
 /* y: (batch, out) <- x·wᵀ + b through p, the same bits as lr__linear_forward_mt, when that
  * pays (AVX-512, or AVX2 with most of x's columns zero in every row; batch <= p->max_batch).
  * Returns false, having written nothing, when it does not. */

@@ -1,5 +1,11 @@
 /* lora_weights.c — one layer's LoRA adapter: allocation, and the forward and backward kernels
  * of its branch (see lora_weights.h). */
+/* No contraction: clang would fuse the plain loops' a·b + c into FMAs where the target has
+ * them (GCC in ISO C mode does not), and the branch's numbers would depend on the compiler
+ * (see linear.c). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <math.h>
 #include <string.h>
 #include "lowrank/nn/lora_weights.h"
@@ -11,13 +17,13 @@
 lr_status lr_lora_weights_init(lr_lora_weights *lw, size_t rank, size_t in, size_t out, float scale,
                                lr_err *err)
 {
-    if (!lw) return lr__fail(err, LR_EINVAL, "lora_weights_init: lw is NULL");
+    if (!lw) return lr__fail(err, LR_EINVAL, "lr_lora_weights_init: lw is NULL");
     memset(lw, 0, sizeof *lw);
     if (rank == 0 || in == 0 || out == 0)
-        return lr__fail(err, LR_EINVAL, "lora_weights_init: rank %zu, in %zu, out %zu must all be >= 1",
+        return lr__fail(err, LR_EINVAL, "lr_lora_weights_init: rank %zu, in %zu, out %zu must all be >= 1",
                         rank, in, out);
     if (!isfinite(scale))
-        return lr__fail(err, LR_EINVAL, "lora_weights_init: scale is not finite");
+        return lr__fail(err, LR_EINVAL, "lr_lora_weights_init: scale is not finite");
     lr_status s;
     lr_mat *ra[4] = { &lw->a, &lw->ga, &lw->ma, &lw->va };
     lr_mat *rb[4] = { &lw->b, &lw->gb, &lw->mb, &lw->vb };

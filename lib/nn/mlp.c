@@ -1,19 +1,28 @@
-/* mlp.c — the multilayer perceptron: parameters in one allocation, forward, the fused
- * training step (forward, cross-entropy, backward fused with Adam, LoRA branches), and the
- * unfused gradient path the tests check it against.
+/* mlp.c — the multilayer perceptron: parameters in one allocation, forward, and the training
+ * step as one forward and one backward walk, whose weight gradients go where the caller asks:
+ * into Adam at once (lr_mlp_train_step), into the params' layout (lr_mlp_gradients, the
+ * unfused path the tests check against) or into the packed layout (lr_mlp_grad_shard, then
+ * lr_mlp_apply_grad).
  *
  * Data flow of one training step (batch B, layers l = 0..L-1, act[l+1] = layer l's output):
  *   forward   act[l+1] = relu(act[l]·W_lᵀ + b_l [+ s·(act[l]·A_lᵀ)·B_lᵀ])  (no relu at the end)
  *   loss      d = (softmax(logits) - onehot) / B, or with lr_mlp_targets
  *             d = (c·(p - onehot) + s·(p - q)) / B, c and s the example's label and soft
  *             weights, q its soft targets (lr_softmax_xent_kl)
- *   backward  for l = L-1 … lowest trainable layer:
+ *   backward  for l = L-1 … lowest trainable layer (backward_walk, one call per layer):
  *               unfrozen base: one pass over W_l computes dW in registers, dx from the old
- *                              rows, Adam on the rows (lr_linear_backward_adam);
+ *                              rows, and hands dW to the sink: Adam on the rows
+ *                              (lr_linear_backward_adam) or a store;
  *               frozen base:   dx = d·W_l only, when a layer below still needs it;
- *               adapter:       gA, gB, dx += s·(d·B)·A, then Adam on A and B;
+ *               adapter:       gA, gB, dx += s·(d·B)·A, then gA, gB to the sink;
  *               d = relu'(act[l]) ⊙ dx.
  * Layers below the lowest trainable one are not visited at all.
+ *
+ * A frozen layer is read in training through a transposed copy of its weights (frozen.c).
+ * Every write of a layer's weights bumps the layer's generation (gen below): the library's
+ * writers through lr__mlp_weights_written and the Adam steps here, the caller through
+ * lr_mlp_weights_changed. A copy is used only while the generation it was made from is
+ * the layer's; nothing compares the copy with the weights.
  */
 #include <math.h>
 #include <stdio.h>
@@ -48,6 +57,8 @@ struct lr__mlp_work {
     float *u;               /* (cap, Σ rank): the adapters' x·Aᵀ, layer after layer */
     float *t;               /* (cap, max rank) */
     lr__wpack pack[LR_MLP_MAX_LAYERS]; /* frozen layers' transposed weights (frozen_pack) */
+    uint64_t gen[LR_MLP_MAX_LAYERS];      /* layer l's weights' generation: every write bumps it */
+    uint64_t pack_gen[LR_MLP_MAX_LAYERS]; /* the generation pack[l] was made from */
 };
 
 /* ------------------------------------------------------------- construction -------- */
@@ -65,19 +76,19 @@ size_t lr_mlp_count_params(const size_t *sizes, size_t n_sizes)
 
 lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *err)
 {
-    if (!net) return lr__fail(err, LR_EINVAL, "mlp_init: net is NULL");
+    if (!net) return lr__fail(err, LR_EINVAL, "lr_mlp_init: net is NULL");
     memset(net, 0, sizeof *net);
-    if (!sizes) return lr__fail(err, LR_EINVAL, "mlp_init: sizes is NULL");
+    if (!sizes) return lr__fail(err, LR_EINVAL, "lr_mlp_init: sizes is NULL");
     if (n_sizes < 2 || n_sizes > LR_MLP_MAX_LAYERS + 1)
-        return lr__fail(err, LR_EINVAL, "mlp_init: %zu layer sizes given, need 2 to %d", n_sizes,
+        return lr__fail(err, LR_EINVAL, "lr_mlp_init: %zu layer sizes given, need 2 to %d", n_sizes,
                         LR_MLP_MAX_LAYERS + 1);
     for (size_t i = 0; i < n_sizes; i++)
         if (sizes[i] == 0 || sizes[i] > ((size_t)1 << 30))
-            return lr__fail(err, LR_EINVAL, "mlp_init: layer size %zu (entry %zu) must be in 1..2^30",
+            return lr__fail(err, LR_EINVAL, "lr_mlp_init: layer size %zu (entry %zu) must be in 1..2^30",
                             sizes[i], i);
     size_t n = lr_mlp_count_params(sizes, n_sizes);
     if (n == 0 || n > SIZE_MAX / (3 * sizeof(float)))
-        return lr__fail(err, LR_ERANGE, "mlp_init: parameter count overflows");
+        return lr__fail(err, LR_ERANGE, "lr_mlp_init: parameter count overflows");
     float *p = lr__alloc_floats_huge(n);
     struct lr__mlp_work *w = calloc(1, sizeof *w);
     float *m = lr__alloc_floats_huge(n), *v = lr__alloc_floats_huge(n);
@@ -86,7 +97,7 @@ lr_status lr_mlp_init(lr_mlp *net, const size_t *sizes, size_t n_sizes, lr_err *
         free(w);
         free(m);
         free(v);
-        return lr__fail(err, LR_ENOMEM, "mlp_init: cannot allocate %zu parameters", n);
+        return lr__fail(err, LR_ENOMEM, "lr_mlp_init: cannot allocate %zu parameters", n);
     }
     w->m = m;
     w->v = v;
@@ -141,7 +152,18 @@ void lr_mlp_reset_params(lr_mlp *net, lr_rng *rng)
 
 void lr__mlp_weights_written(lr_mlp *net)
 {
-    for (size_t l = 0; net->work && l < net->n_layers; l++) lr__wpack_free(&net->work->pack[l]);
+    for (size_t l = 0; net->work && l < net->n_layers; l++) net->work->gen[l]++;
+}
+
+lr_status lr_mlp_weights_changed(lr_mlp *net, size_t layer, lr_err *err)
+{
+    if (!net || !net->params || !net->work)
+        return lr__fail(err, LR_EINVAL, "lr_mlp_weights_changed: net is NULL or empty");
+    if (layer >= net->n_layers)
+        return lr__fail(err, LR_EINVAL, "lr_mlp_weights_changed: layer %zu does not exist (the net has %zu)",
+                        layer, net->n_layers);
+    net->work->gen[layer]++;
+    return LR_OK;
 }
 
 int lr_mlp_find_layer(const lr_mlp *net, const char *name)
@@ -154,12 +176,12 @@ int lr_mlp_find_layer(const lr_mlp *net, const char *name)
 
 lr_status lr_mlp_set_frozen(lr_mlp *net, size_t layer, bool frozen, lr_err *err)
 {
-    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "mlp_set_frozen: net is NULL or empty");
+    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "lr_mlp_set_frozen: net is NULL or empty");
     if (layer >= net->n_layers)
-        return lr__fail(err, LR_EINVAL, "mlp_set_frozen: layer %zu does not exist (the net has %zu)",
+        return lr__fail(err, LR_EINVAL, "lr_mlp_set_frozen: layer %zu does not exist (the net has %zu)",
                         layer, net->n_layers);
     net->layer[layer].frozen = frozen;
-    lr__wpack_free(&net->work->pack[layer]); /* remade from the weights as they are now, if needed */
+    lr__wpack_free(&net->work->pack[layer]); /* its memory back; made again at the next step that needs it */
     return LR_OK;
 }
 
@@ -174,15 +196,15 @@ void lr_mlp_freeze_all(lr_mlp *net, bool frozen)
 
 lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err *err)
 {
-    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "mlp_set_lora: net is NULL or empty");
+    if (!net || !net->params) return lr__fail(err, LR_EINVAL, "lr_mlp_set_lora: net is NULL or empty");
     if (layer >= net->n_layers)
-        return lr__fail(err, LR_EINVAL, "mlp_set_lora: layer %zu does not exist (the net has %zu)",
+        return lr__fail(err, LR_EINVAL, "lr_mlp_set_lora: layer %zu does not exist (the net has %zu)",
                         layer, net->n_layers);
     lr_layer *ly = &net->layer[layer];
     if (lw) {
         if (lw->rank == 0 || lw->in != ly->in || lw->out != ly->out || lw->a.rows != lw->rank ||
             lw->a.cols != ly->in || lw->b.rows != ly->out || lw->b.cols != lw->rank)
-            return lr__fail(err, LR_EDIM, "mlp_set_lora: %s is %zu -> %zu, adapter A is %zu x %zu and "
+            return lr__fail(err, LR_EDIM, "lr_mlp_set_lora: %s is %zu -> %zu, adapter A is %zu x %zu and "
                             "B %zu x %zu (rank %zu, in %zu, out %zu)", ly->name, ly->in, ly->out,
                             lw->a.rows, lw->a.cols, lw->b.rows, lw->b.cols, lw->rank, lw->in, lw->out);
         const lr_mat *same_a[3] = { &lw->ga, &lw->ma, &lw->va }, *same_b[3] = { &lw->gb, &lw->mb, &lw->vb };
@@ -190,7 +212,7 @@ lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err
             if (!lw->a.data || !lw->b.data || !same_a[i]->data || !same_b[i]->data ||
                 same_a[i]->rows != lw->a.rows || same_a[i]->cols != lw->a.cols ||
                 same_b[i]->rows != lw->b.rows || same_b[i]->cols != lw->b.cols)
-                return lr__fail(err, LR_EDIM, "mlp_set_lora: %s: the adapter's gradient or Adam "
+                return lr__fail(err, LR_EDIM, "lr_mlp_set_lora: %s: the adapter's gradient or Adam "
                                 "buffers are missing or not shaped like A and B", ly->name);
     }
     ly->lora = lw;
@@ -199,9 +221,9 @@ lr_status lr_mlp_set_lora(lr_mlp *net, size_t layer, lr_lora_weights *lw, lr_err
 
 lr_status lr_mlp_set_threads(lr_mlp *net, int n, lr_err *err)
 {
-    if (!net) return lr__fail(err, LR_EINVAL, "mlp_set_threads: net is NULL");
+    if (!net) return lr__fail(err, LR_EINVAL, "lr_mlp_set_threads: net is NULL");
     if (n < 1 || n > LR_POOL_MAX_THREADS)
-        return lr__fail(err, LR_EINVAL, "mlp_set_threads: %d threads, expected 1..%d", n, LR_POOL_MAX_THREADS);
+        return lr__fail(err, LR_EINVAL, "lr_mlp_set_threads: %d threads, expected 1..%d", n, LR_POOL_MAX_THREADS);
     if (n == lr_pool_threads(&net->pool)) return LR_OK;
     lr_pool pool;
     lr_status s = lr_pool_init(&pool, n, err);
@@ -234,7 +256,7 @@ void lr_mlp_reset_optimizer(lr_mlp *net)
     if (!net || !net->work) return;
     net->adam_t = 0;
     /* A frozen layer's moments are zeroed when it is first updated, not now: a LoRA
-     * fine-tune would otherwise clear 22 MB of RichBoyNet moments it never reads. */
+     * fine-tune would otherwise clear 22 MB of the 784-1000-2000-10 MLP's moments it never reads. */
     for (size_t l = 0; l < net->n_layers; l++) {
         lr_layer *ly = &net->layer[l];
         net->work->stale[l] = ly->frozen;
@@ -321,7 +343,7 @@ typedef struct {
     float *act[LR_MLP_MAX_LAYERS + 1];
     float *u;
     size_t cap;
-    lr__wpack *pack;        /* training: the frozen layers' copies (net->work->pack); else NULL */
+    bool packs;             /* training: frozen layers are read through their copies (frozen_pack) */
 } fwd_bufs;
 
 /* u view of layer l's adapter. */
@@ -340,7 +362,7 @@ static fwd_bufs train_bufs(const lr_mlp *net)
     memcpy(fb.act, net->work->act, sizeof fb.act);
     fb.u = net->work->u;
     fb.cap = net->work->cap;
-    fb.pack = net->work->pack;
+    fb.packs = true;
     return fb;
 }
 
@@ -357,27 +379,29 @@ static const char *nonfinite_kind(const float *p, size_t n, size_t *at)
 }
 
 /* Frozen layers are read through a transposed copy of their weights in training (lr__wpack,
- * lib/nn/frozen.c): made at the first step that needs it, remade when it no longer matches
- * the weights (their storage, or one of 64 sampled entries), dropped by lr_mlp_set_frozen
- * and lr_mlp_freeze_all. A frozen layer whose moments wait to be zeroed (stale: the usual
- * case, lr_train resets the optimizer) lends them to the copy: 8 MB of fresh pages cost
- * 16-30 ms of page faults in a VM, against 2 ms for the copy itself; zero_moments drops the
- * copy before it zeroes them. NULL when the layer does not qualify or the copy cannot be
- * made; the row kernel then runs, with the same bits. */
+ * lib/nn/frozen.c): made at the first step that needs it, and remade once the layer's
+ * weights have been written since (their generation moved on). A frozen layer whose moments
+ * wait to be zeroed (stale: the usual case, lr_train resets the optimizer) lends them to the
+ * copy, since fresh pages cost more than the copy itself (docs/performance.md); zero_moments
+ * drops the copy before it zeroes them. NULL when the layer does not qualify or the copy
+ * cannot be made; the row kernel then runs, with the same bits. */
 #define LR__PACK_BATCH 32
-static const lr__wpack *frozen_pack(const lr_mlp *net, lr__wpack *pack, size_t l, size_t batch)
+static const lr__wpack *frozen_pack(const lr_mlp *net, size_t l, size_t batch)
 {
     const lr_layer *ly = &net->layer[l];
     if (!ly->frozen || batch > LR__PACK_BATCH || ly->in > LR__PK_MAXJB * LR__FJ || lr__isa() < LR_ISA_AVX2)
         return NULL;
-    lr__wpack *p = &pack[l];
-    if (lr__wpack_matches(p, lr_cm(ly->w))) return p;
-    lr__wpack_free(p);
     struct lr__mlp_work *w = net->work;
+    lr__wpack *p = &w->pack[l];
+    if (p->own && w->pack_gen[l] == w->gen[l]) return p;
+    lr__wpack_free(p);
     size_t off = (size_t)(ly->w.data - net->params), n = ly->out * ly->in;
     bool lend = w->stale[l];
-    return lr__wpack_make(p, lr_cm(ly->w), LR__PACK_BATCH, lend ? w->m + off : NULL, lend ? n : 0,
-                          lend ? w->v + off : NULL, lend ? n : 0, NULL) ? NULL : p;
+    if (lr__wpack_make(p, lr_cm(ly->w), LR__PACK_BATCH, lend ? w->m + off : NULL, lend ? n : 0,
+                       lend ? w->v + off : NULL, lend ? n : 0, NULL))
+        return NULL;
+    w->pack_gen[l] = w->gen[l];
+    return p;
 }
 
 /* act[l+1] for every layer; the last layer writes into `logits` when given (ld = out).
@@ -391,7 +415,7 @@ static lr_status forward_pass(const lr_mlp *net, const fwd_bufs *fb, const float
         bool last = l + 1 == net->n_layers;
         float *yp = (last && logits) ? logits : fb->act[l + 1];
         lr_mat y = lr_mat_view(yp, batch, ly->out, ly->out);
-        const lr__wpack *pk = fb->pack ? frozen_pack(net, fb->pack, l, batch) : NULL;
+        const lr__wpack *pk = fb->packs ? frozen_pack(net, l, batch) : NULL;
         lr_status s = LR_OK;
         if (!(pk && lr__linear_forward_packed_mt(y, in, pk, ly->b, &net->pool)))
             s = lr__linear_forward_mt(y, in, lr_cm(ly->w), ly->b, &net->pool, err);
@@ -440,13 +464,13 @@ static lr_status ws_layout(const lr_mlp *net, lr_mlp_ws *ws, size_t rows, fwd_bu
     for (size_t i = 1; i <= net->n_layers; i++) {
         size_t cols = i < net->n_layers ? net->sizes[i] : rank_sum, t;
         if (lr_size_mul(&t, cols, rows, NULL) || t > SIZE_MAX / 8 - total)
-            return lr__fail(err, LR_ERANGE, "mlp_forward: workspace for %zu rows overflows", rows);
+            return lr__fail(err, LR_ERANGE, "lr_mlp_forward: workspace for %zu rows overflows", rows);
         region[i] = (t + 15) / 16 * 16;
         total += region[i];
     }
     if (ws->floats < total) {
         float *buf = lr__alloc_floats64(total);
-        if (!buf) return lr__fail(err, LR_ENOMEM, "mlp_forward: cannot allocate %zu floats of workspace", total);
+        if (!buf) return lr__fail(err, LR_ENOMEM, "lr_mlp_forward: cannot allocate %zu floats of workspace", total);
         free(ws->buf);
         ws->buf = buf;
         ws->floats = total;
@@ -467,7 +491,7 @@ lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_
 {
     LR__FP_SCOPE();
     lr_status s;
-    if ((s = check_io(net, x, batch, logits, "mlp_forward", err))) return s;
+    if ((s = check_io(net, x, batch, logits, "lr_mlp_forward", err))) return s;
     size_t in = net->sizes[0], out = net->sizes[net->n_layers];
     size_t chunk = batch < LR__FWD_CHUNK ? batch : LR__FWD_CHUNK;
     lr_mlp_ws own = { NULL, 0 };
@@ -480,7 +504,7 @@ lr_status lr_mlp_forward(const lr_mlp *net, float *logits, const float *x, size_
          * (an adapter with entries near 3e38, say), must not pass for a prediction */
         const char *bad = s ? NULL : nonfinite_kind(logits + b0 * out, n * out, &at);
         if (bad)
-            s = lr__fail(err, LR_ENONFINITE, "mlp_forward: output (%zu,%zu) is %s (a non-finite input, or "
+            s = lr__fail(err, LR_ENONFINITE, "lr_mlp_forward: output (%zu,%zu) is %s (a non-finite input, or "
                          "values that overflow float32 in the model)", b0 + at / out, at % out, bad);
     }
     lr_mlp_ws_free(&own);
@@ -538,58 +562,142 @@ static void adam_mat(lr_mat p, lr_mat m, lr_mat v, lr_mat g, const lr_adam_step 
                        p.cols, s);
 }
 
+/* lr_adam_opts_check, its message under the call's name ("lr_mlp_train_step: opts: adam: lr -1, …"). */
 static lr_status check_adam(const lr_adam_opts *a, const char *what, lr_err *err)
 {
-    if (!a) return lr__fail(err, LR_EINVAL, "%s: adam parameters are NULL", what);
-    if (!(a->lr >= 0.0) || !isfinite(a->lr) || !(a->beta1 >= 0.0 && a->beta1 < 1.0) ||
-        !(a->beta2 >= 0.0 && a->beta2 < 1.0) || !(a->eps >= 0.0) || !isfinite(a->eps))
-        return lr__fail(err, LR_EINVAL, "%s: adam lr %g, betas (%g, %g), eps %g out of range "
-                        "(lr >= 0, 0 <= beta < 1, eps >= 0)", what, a->lr, a->beta1, a->beta2, a->eps);
+    lr_err ae;
+    if (lr_adam_opts_check(a, &ae)) return lr__fail(err, LR_EINVAL, "%s: opts: %s", what, ae.msg);
     return LR_OK;
 }
 
-/* One step of the backward pass: layer l's input gradient into dn (when a layer below needs
- * it) and Adam on its trainable tensors, from d: (batch, out), the gradient of its output. */
-typedef struct {
-    const float *x;
-    size_t batch, lo, step;
-    const fwd_bufs *fb;
-    lr_adam_step as;
-} bwd_ctx;
+/* ------------------------------------------------------------------ backward -------- */
 
-static lr_status layer_backward_adam(lr_mlp *net, size_t l, const bwd_ctx *c, float *d, float *dn, lr_err *err)
+/* Floats of layer l's block in the packed layout (mlp.h): the weight then the bias of an
+ * unfrozen layer, then A then B of an enabled adapter. */
+static size_t packed_len(const lr_layer *ly)
+{
+    return (ly->frozen ? 0 : ly->out * ly->in + ly->out) + (lora_on(ly) ? ly->lora->rank * (ly->in + ly->out) : 0);
+}
+
+/* Where layer l's block starts in the packed gradient (l = n_layers: its length). */
+static size_t packed_at(const lr_mlp *net, size_t l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l; i++) n += packed_len(&net->layer[i]);
+    return n;
+}
+
+/* What the backward walk does with the gradients of a layer's trainable tensors. The chain
+ * rule around them is the same for all three. */
+typedef enum {
+    SINK_ADAM,   /* Adam at once: the fused kernel updates W and b row by row, then A and B */
+    SINK_DENSE,  /* the unfused path: dx, dW and db from BLAS, added into g in the params'
+                  * layout; the adapter's stay in ga, gb */
+    SINK_PACKED, /* stored in g in the packed layout: the fused kernel's sums, to the bit */
+} sink_kind;
+
+typedef struct {
+    sink_kind kind;
+    lr_adam_step as;        /* ADAM: the step's scalars */
+    float *g;               /* DENSE: (n_params), zeroed by the caller; PACKED: (lr_mlp_grad_size) */
+} grad_sink;
+
+/* One backward pass over the batch, from d0 = d loss / d logits down to layer lo. */
+typedef struct {
+    const float *x;         /* (batch, sizes[0]): the net's input */
+    size_t batch, lo;
+    size_t step;            /* adam_t + 1: named in errors; its parity picks the direction of the
+                             * row walk (the packed sums follow the fused step's) */
+    const fwd_bufs *fb;
+    grad_sink sink;
+} bwd_walk;
+
+/* Layer l's base: dx (when it has data) <- dy·W, and the gradients of W and b, of
+ * dy: (batch, out) and x: (batch, in), to the sink. A frozen layer has none. */
+static lr_status base_backward(lr_mlp *net, size_t l, const bwd_walk *c, lr_mat dx, lr_cmat dy, lr_cmat xin,
+                               lr_err *err)
 {
     struct lr__mlp_work *w = net->work;
     lr_layer *ly = &net->layer[l];
+    size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
+    bool reverse = c->step & 1;
+    if (c->sink.kind == SINK_DENSE) { /* dx = dy·W, dW += dyᵀ·x, db += Σ dy */
+        lr_mat dw = ly->frozen ? lr_mat_view(NULL, 0, 0, 0) : lr_mat_view(c->sink.g + off_w, ly->out, ly->in, ly->in);
+        return lr_linear_backward(dx, dw, ly->frozen ? NULL : c->sink.g + off_b, dy, xin, lr_cm(ly->w), err);
+    }
+    if (ly->frozen) {
+        if (dx.data) lr__linear_dx_mt(dx, dy, lr_cm(ly->w), reverse, &net->pool);
+        return LR_OK;
+    }
+    if (c->sink.kind == SINK_PACKED) {
+        float *g = c->sink.g + packed_at(net, l);
+        lr__linear_backward_grad_mt(dx, lr_mat_view(g, ly->out, ly->in, ly->in), g + ly->out * ly->in, dy, xin,
+                                    lr_cm(ly->w), w->dxwork, reverse, &net->pool);
+        return LR_OK;
+    }
+    if (w->stale[l]) zero_moments(net, l);
+    lr_mat mw = lr_mat_view(w->m + off_w, ly->out, ly->in, ly->in);
+    lr_mat vw = lr_mat_view(w->v + off_w, ly->out, ly->in, ly->in);
+    lr_status s = lr__linear_backward_adam_ex(dx, ly->w, ly->b, mw, vw, w->m + off_b, w->v + off_b, dy, xin,
+                                              &c->sink.as, w->dxwork, &net->pool, reverse, err);
+    w->gen[l]++; /* the weights moved */
+    return s;
+}
+
+/* Layer l's adapter, its ga and gb just computed, to the sink: Adam on A and B, or copies
+ * after the base's part of the layer's packed block. DENSE leaves them in ga and gb. */
+static lr_status lora_sink(lr_mlp *net, size_t l, const grad_sink *k, lr_err *err)
+{
+    lr_layer *ly = &net->layer[l];
+    lr_lora_weights *lw = ly->lora;
+    if (k->kind == SINK_ADAM) {
+        adam_mat(lw->a, lw->ma, lw->va, lw->ga, &k->as);
+        adam_mat(lw->b, lw->mb, lw->vb, lw->gb, &k->as);
+        return LR_OK;
+    }
+    if (k->kind != SINK_PACKED) return LR_OK;
+    float *g = k->g + packed_at(net, l) + (ly->frozen ? 0 : ly->out * ly->in + ly->out);
+    lr_status s = lr_mat_copy(lr_mat_view(g, lw->rank, ly->in, ly->in), lr_cm(lw->ga), err);
+    if (!s) s = lr_mat_copy(lr_mat_view(g + lw->rank * ly->in, ly->out, lw->rank, lw->rank), lr_cm(lw->gb), err);
+    return s;
+}
+
+/* One call per layer: from d: (batch, out), the gradient of layer l's output, its tensors'
+ * gradients to the sink and dx (NULL: not needed): (batch, in) <- the gradient of its input. */
+static lr_status layer_backward(lr_mlp *net, size_t l, const bwd_walk *c, const float *d, float *dxp, lr_err *err)
+{
+    lr_layer *ly = &net->layer[l];
     size_t batch = c->batch, at;
-    lr_status s;
-    const char *bad = nonfinite_kind(d, batch * ly->out, &at);
-    if (bad)
+    const char *bad = c->sink.kind == SINK_ADAM ? nonfinite_kind(d, batch * ly->out, &at) : NULL;
+    if (bad) /* before the layer it reaches is updated */
         return lr__fail(err, LR_ENONFINITE, "step %zu: gradient of %s output (%zu,%zu) is %s", c->step,
                         ly->name, at / ly->out, at % ly->out, bad);
     lr_cmat dy = lr_cmat_view(d, batch, ly->out, ly->out);
-    lr_cmat xin = lr_cmat_view(l == 0 ? c->x : w->act[l], batch, ly->in, ly->in);
-    bool need_dx = l > c->lo;
-    lr_mat dx = need_dx ? lr_mat_view(dn, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
-    size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
-    if (!ly->frozen) {
-        if (w->stale[l]) zero_moments(net, l);
-        lr_mat mw = lr_mat_view(w->m + off_w, ly->out, ly->in, ly->in);
-        lr_mat vw = lr_mat_view(w->v + off_w, ly->out, ly->in, ly->in);
-        if ((s = lr__linear_backward_adam_ex(dx, ly->w, ly->b, mw, vw, w->m + off_b, w->v + off_b, dy, xin,
-                                             &c->as, w->dxwork, &net->pool, c->step & 1, err)))
-            return s;
-    } else if (need_dx) {
-        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), c->step & 1, &net->pool);
+    lr_cmat xin = lr_cmat_view(l == 0 ? c->x : net->work->act[l], batch, ly->in, ly->in);
+    lr_mat dx = dxp ? lr_mat_view(dxp, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
+    lr_status s = base_backward(net, l, c, dx, dy, xin, err);
+    if (s || !lora_on(ly)) return s;
+    lr_lora_weights *lw = ly->lora;
+    lr_mat t = lr_mat_view(net->work->t, batch, lw->rank, lw->rank);
+    if ((s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, c->fb, l, batch)), t, err))) return s;
+    return lora_sink(net, l, &c->sink, err);
+}
+
+/* The chain rule, top to bottom, from d0 (d loss / d logits) to layer c->lo: dx of every
+ * layer above lo becomes the next one's d through relu'; layer 0's goes to dxout when
+ * c->lo is 0 (NULL: not wanted). */
+static lr_status backward_walk(lr_mlp *net, const bwd_walk *c, float *dxout, lr_err *err)
+{
+    struct lr__mlp_work *w = net->work;
+    float *d = w->d0, *dn = w->d1;
+    for (size_t l = net->n_layers; l-- > c->lo;) {
+        lr_status s = layer_backward(net, l, c, d, l > c->lo ? dn : l == 0 ? dxout : NULL, err);
+        if (s) return s;
+        if (l > c->lo) lr_relu_backward(dn, w->act[l], c->batch * net->layer[l].in);
+        float *tmp = d;
+        d = dn;
+        dn = tmp;
     }
-    if (lora_on(ly)) {
-        lr_lora_weights *lw = ly->lora;
-        lr_mat t = lr_mat_view(w->t, batch, lw->rank, lw->rank);
-        if ((s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, c->fb, l, batch)), t, err))) return s;
-        adam_mat(lw->a, lw->ma, lw->va, lw->ga, &c->as);
-        adam_mat(lw->b, lw->mb, lw->vb, lw->gb, &c->as);
-    }
-    if (need_dx) lr_relu_backward(dn, w->act[l], batch * ly->in);
     return LR_OK;
 }
 
@@ -629,41 +737,18 @@ static lr_status train_step(lr_mlp *net, const float *x, const uint8_t *labels, 
     if (!adam) adam = &def; /* NULL options: the defaults */
     if ((s = step_prepare(net, x, labels, batch, tg, adam, loss, what, err))) return s;
     fwd_bufs fb = train_bufs(net);
-    bwd_ctx c = { x, batch, lowest_trainable(net), net->adam_t + 1, &fb, lr_adam_step_for(adam, net->adam_t + 1) };
-    float *d = net->work->d0, *dn = net->work->d1;
-    for (size_t l = net->n_layers; l-- > c.lo;) {
-        if ((s = layer_backward_adam(net, l, &c, d, dn, err))) return s;
-        float *tmp = d;
-        d = dn;
-        dn = tmp;
-    }
-    net->adam_t = c.step;
+    size_t step = net->adam_t + 1;
+    bwd_walk c = { .x = x, .batch = batch, .lo = lowest_trainable(net), .step = step, .fb = &fb,
+                   .sink = { .kind = SINK_ADAM, .as = lr_adam_step_for(step, adam) } };
+    if ((s = backward_walk(net, &c, NULL, err))) return s;
+    net->adam_t = step;
     return LR_OK;
 }
 
 lr_status lr_mlp_train_step(lr_mlp *net, float *loss, const float *x, const uint8_t *labels,
                                const lr_mlp_targets *tg, size_t batch, const lr_adam_opts *adam, lr_err *err)
 {
-    return train_step(net, x, labels, batch, tg, adam, loss, "mlp_train_step_ex", err);
-}
-
-/* Layer l's gradients (base weights and bias unless frozen, the adapter's ga, gb) and dx. */
-static lr_status layer_gradients(lr_mlp *net, size_t l, const float *x, size_t batch, const fwd_bufs *fb,
-                                 const float *d, float *dxp, float *grad, lr_err *err)
-{
-    lr_layer *ly = &net->layer[l];
-    lr_cmat dy = lr_cmat_view(d, batch, ly->out, ly->out);
-    lr_cmat xin = lr_cmat_view(l == 0 ? x : net->work->act[l], batch, ly->in, ly->in);
-    lr_mat dx = dxp ? lr_mat_view(dxp, batch, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
-    size_t off_w = (size_t)(ly->w.data - net->params), off_b = (size_t)(ly->b - net->params);
-    lr_mat dw = ly->frozen ? lr_mat_view(NULL, 0, 0, 0) : lr_mat_view(grad + off_w, ly->out, ly->in, ly->in);
-    lr_status s = lr_linear_backward(dx, dw, ly->frozen ? NULL : grad + off_b, dy, xin, lr_cm(ly->w), err);
-    if (!s && lora_on(ly)) {
-        lr_lora_weights *lw = ly->lora;
-        lr_mat t = lr_mat_view(net->work->t, batch, lw->rank, lw->rank);
-        s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, batch)), t, err);
-    }
-    return s;
+    return train_step(net, x, labels, batch, tg, adam, loss, "lr_mlp_train_step", err);
 }
 
 static lr_status gradients(lr_mlp *net, const float *x, const uint8_t *labels, size_t batch,
@@ -683,73 +768,30 @@ static lr_status gradients(lr_mlp *net, const float *x, const uint8_t *labels, s
         (s = batch_loss(net, loss, w->d0, w->act[net->n_layers], labels, batch, tg, err)))
         return s;
     memset(grad, 0, net->n_params * sizeof(float));
-    float *d = w->d0, *dn = w->d1;
-    for (size_t l = net->n_layers; l-- > 0;) {
-        if ((s = layer_gradients(net, l, x, batch, &fb, d, l > 0 ? dn : dxout, grad, err))) return s;
-        if (l > 0) lr_relu_backward(dn, w->act[l], batch * net->layer[l].in);
-        float *tmp = d;
-        d = dn;
-        dn = tmp;
-    }
-    return LR_OK;
+    /* down to layer 0 when dx is wanted, else to the lowest layer with a gradient */
+    bwd_walk c = { .x = x, .batch = batch, .lo = dxout ? 0 : lowest_trainable(net), .step = net->adam_t + 1,
+                   .fb = &fb, .sink = { .kind = SINK_DENSE, .g = grad } };
+    return backward_walk(net, &c, dxout, err);
 }
 
 lr_status lr_mlp_gradients(lr_mlp *net, float *grad, float *dxout, float *loss,
                               const float *x, const uint8_t *labels, const lr_mlp_targets *tg, size_t batch, lr_err *err)
 {
-    return gradients(net, x, labels, batch, tg, grad, dxout, loss, "mlp_gradients_ex", err);
+    return gradients(net, x, labels, batch, tg, grad, dxout, loss, "lr_mlp_gradients", err);
 }
 
 /* ------------------------------------------------------- packed gradients ---------- */
 
-/* The packed layout (mlp.h): layer by layer, the weight then the bias of an unfrozen layer,
- * then A then B of an enabled adapter. */
 size_t lr_mlp_grad_size(const lr_mlp *net)
 {
-    size_t n = 0;
-    for (size_t l = 0; net && l < net->n_layers; l++) {
-        const lr_layer *ly = &net->layer[l];
-        if (!ly->frozen) n += ly->out * ly->in + ly->out;
-        if (lora_on(ly)) n += ly->lora->rank * (ly->in + ly->out);
-    }
-    return n;
-}
-
-/* Layer l's packed gradients at g (advanced past them) and dx into dxp (NULL: not needed). */
-static lr_status layer_grad_packed(lr_mlp *net, size_t l, const float *x, size_t rows, const fwd_bufs *fb,
-                                   const float *d, float *dxp, float **g, lr_err *err)
-{
-    lr_layer *ly = &net->layer[l];
-    lr_cmat dy = lr_cmat_view(d, rows, ly->out, ly->out);
-    lr_cmat xin = lr_cmat_view(l == 0 ? x : net->work->act[l], rows, ly->in, ly->in);
-    lr_mat dx = dxp ? lr_mat_view(dxp, rows, ly->in, ly->in) : lr_mat_view(NULL, 0, 0, 0);
-    lr_status s = LR_OK;
-    bool reverse = (net->adam_t + 1) & 1; /* the fused step's row walk, for the same sums */
-    if (!ly->frozen) {
-        lr_mat dw = lr_mat_view(*g, ly->out, ly->in, ly->in);
-        lr__linear_backward_grad_mt(dx, dw, *g + ly->out * ly->in, dy, xin, lr_cm(ly->w), net->work->dxwork, reverse,
-                                    &net->pool);
-        *g += ly->out * ly->in + ly->out;
-    } else if (dxp) {
-        lr__linear_dx_mt(dx, dy, lr_cm(ly->w), reverse, &net->pool);
-    }
-    if (!s && lora_on(ly)) {
-        lr_lora_weights *lw = ly->lora;
-        lr_mat t = lr_mat_view(net->work->t, rows, lw->rank, lw->rank);
-        if ((s = lr_lora_weights_backward(dx, lw, dy, xin, lr_cm(lora_u(net, fb, l, rows)), t, err))) return s;
-        lr_mat_copy(lr_mat_view(*g, lw->rank, ly->in, ly->in), lr_cm(lw->ga), NULL);
-        *g += lw->rank * ly->in;
-        lr_mat_copy(lr_mat_view(*g, ly->out, lw->rank, lw->rank), lr_cm(lw->gb), NULL);
-        *g += ly->out * lw->rank;
-    }
-    return s;
+    return net ? packed_at(net, net->n_layers) : 0;
 }
 
 lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const float *x, const uint8_t *labels,
                             const lr_mlp_targets *tg, size_t rows, size_t denom, lr_err *err)
 {
     LR__FP_SCOPE();
-    const char *what = "mlp_grad_shard";
+    const char *what = "lr_mlp_grad_shard";
     if (!net || !net->params || !net->work || !g || !loss)
         return lr__fail(err, LR_EINVAL, "%s: net, g or loss is NULL", what);
     if (denom < rows || denom == 0)
@@ -773,23 +815,9 @@ lr_status lr_mlp_grad_shard(lr_mlp *net, float *g, float *loss, const float *x, 
         (s = lr__softmax_xent_kl_sum(loss, w->d0, w->act[net->n_layers], labels, t->label_weight, t->soft,
                                      t->soft_weight, rows, denom, net->sizes[net->n_layers], err)))
         return s;
-    float *at[LR_MLP_MAX_LAYERS];                  /* where each layer's packed block starts */
-    float *p = g;
-    for (size_t l = 0; l < net->n_layers; l++) {
-        at[l] = p;
-        const lr_layer *ly = &net->layer[l];
-        p += (ly->frozen ? 0 : ly->out * ly->in + ly->out) + (lora_on(ly) ? ly->lora->rank * (ly->in + ly->out) : 0);
-    }
-    float *d = w->d0, *dn = w->d1;
-    for (size_t l = net->n_layers; l-- > lo;) {
-        float *gl = at[l];
-        if ((s = layer_grad_packed(net, l, x, rows, &fb, d, l > lo ? dn : NULL, &gl, err))) return s;
-        if (l > lo) lr_relu_backward(dn, w->act[l], rows * net->layer[l].in);
-        float *tmp = d;
-        d = dn;
-        dn = tmp;
-    }
-    return LR_OK;
+    bwd_walk c = { .x = x, .batch = rows, .lo = lo, .step = net->adam_t + 1, .fb = &fb,
+                   .sink = { .kind = SINK_PACKED, .g = g } };
+    return backward_walk(net, &c, NULL, err);
 }
 
 /* The packed gradient g is finite, else LR_ENONFINITE naming the tensor and the entry. */
@@ -820,12 +848,12 @@ lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *ada
     lr_adam_opts def = lr_adam_opts_default();
     if (!adam) adam = &def; /* NULL options: the defaults */
     if (!net || !net->params || !net->work || !g)
-        return lr__fail(err, LR_EINVAL, "mlp_apply_grad: net or g is NULL");
-    if ((s = check_adam(adam, "mlp_apply_grad", err))) return s;
+        return lr__fail(err, LR_EINVAL, "lr_mlp_apply_grad: net or g is NULL");
+    if ((s = check_adam(adam, "lr_mlp_apply_grad", err))) return s;
     if (lowest_trainable(net) == net->n_layers)
-        return lr__fail(err, LR_EINVAL, "mlp_apply_grad: nothing to train (every layer frozen, no enabled adapter)");
+        return lr__fail(err, LR_EINVAL, "lr_mlp_apply_grad: nothing to train (every layer frozen, no enabled adapter)");
     if ((s = check_grad(net, g, lr_mlp_grad_size(net), err))) return s;
-    lr_adam_step as = lr_adam_step_for(adam, net->adam_t + 1);
+    lr_adam_step as = lr_adam_step_for(net->adam_t + 1, adam);
     struct lr__mlp_work *w = net->work;
     for (size_t l = 0; l < net->n_layers; l++) {
         lr_layer *ly = &net->layer[l];
@@ -833,6 +861,7 @@ lr_status lr_mlp_apply_grad(lr_mlp *net, const float *g, const lr_adam_opts *ada
             if (w->stale[l]) zero_moments(net, l);
             size_t off = (size_t)(ly->w.data - net->params), n = ly->out * ly->in; /* bias follows w */
             lr_adam_update(net->params + off, w->m + off, w->v + off, g, n + ly->out, &as);
+            w->gen[l]++; /* the weights moved */
             g += n + ly->out;
         }
         if (lora_on(ly)) {
@@ -866,7 +895,7 @@ static size_t count_subnormal_mat(lr_mat a)
 lr_status lr_mlp_count_subnormals(const lr_mlp *net, lr_mlp_subnormals *out, lr_err *err)
 {
     if (!net || !net->params || !net->work || !out)
-        return lr__fail(err, LR_EINVAL, "mlp_count_subnormals: net (initialised) or out is NULL");
+        return lr__fail(err, LR_EINVAL, "lr_mlp_count_subnormals: net (initialised) or out is NULL");
     const struct lr__mlp_work *w = net->work;
     memset(out, 0, sizeof *out);
     out->params = count_subnormal(net->params, net->n_params);

@@ -50,8 +50,8 @@ typedef struct {
     float bc2_sqrt;                /* sqrt(1 - β2^t) */
 } lr_adam_step;
 
-/* The step-t scalars of opts (opts NULL: lr_adam_opts_default()). */
-LR_API lr_adam_step lr_adam_step_for(const lr_adam_opts *opts, size_t t);
+/* The scalars of step t >= 1 under opts (opts NULL: lr_adam_opts_default()). */
+LR_API lr_adam_step lr_adam_step_for(size_t t, const lr_adam_opts *opts);
 
 /* One element: updates *m, *v and returns the new parameter. */
 static inline float lr_adam_elem(float p, float g, float *m, float *v, const lr_adam_step *s)
