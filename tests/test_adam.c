@@ -8,11 +8,11 @@ static void test_defaults_and_step_scalars(void **state)
     (void)state;
     lr_adam_opts p = lr_adam_opts_default();
     assert_true(p.lr == 1e-3 && p.beta1 == 0.9 && p.beta2 == 0.999 && p.eps == 1e-8);
-    lr_adam_step s = lr_adam_step_for(&p, 1);
+    lr_adam_step s = lr_adam_step_for(1, &p);
     /* t = 1: step_size = lr / (1 - 0.9) = 0.01, bc2_sqrt = sqrt(1 - 0.999) */
     assert_allclose(s.step_size, 1e-3 / (1.0 - 0.9), 1e-7, 0);
     assert_allclose(s.bc2_sqrt, sqrt(1.0 - 0.999), 1e-7, 0);
-    s = lr_adam_step_for(&p, 1000);
+    s = lr_adam_step_for(1000, &p);
     assert_allclose(s.step_size, 1e-3 / (1.0 - pow(0.9, 1000)), 1e-7, 0);
     assert_allclose(s.bc2_sqrt, sqrt(1.0 - pow(0.999, 1000)), 1e-7, 0);
 }
@@ -22,7 +22,7 @@ static void test_null_is_default(void **state)
 {
     (void)state;
     lr_adam_opts p = lr_adam_opts_default();
-    lr_adam_step a = lr_adam_step_for(NULL, 7), b = lr_adam_step_for(&p, 7);
+    lr_adam_step a = lr_adam_step_for(7, NULL), b = lr_adam_step_for(7, &p);
     assert_memory_equal(&a, &b, sizeof a);
 }
 
@@ -30,7 +30,7 @@ static void test_first_step_by_hand(void **state)
 {
     (void)state;
     lr_adam_opts p = lr_adam_opts_default();
-    lr_adam_step s = lr_adam_step_for(&p, 1);
+    lr_adam_step s = lr_adam_step_for(1, &p);
     /* g = 0.5: m = 0.05, v = 0.00025, denom = sqrt(v)/sqrt(0.001) + 1e-8 = 0.5 + 1e-8,
      * p = 1 - 0.01 * 0.05 / 0.5 = 0.999 (the first Adam step moves by ~lr, sign of g) */
     float w = 1.0f, m = 0.0f, v = 0.0f, g = 0.5f;
@@ -56,7 +56,7 @@ static void test_update_matches_double_reference(void **state)
     lr_adam_opts ap = { 0.01, 0.8, 0.99, 1e-6 };
     for (int t = 1; t <= T; t++) {
         for (int i = 0; i < N; i++) g[i] = (float)sin(0.3 * i + t) * (1.0f + (float)i);
-        lr_adam_step s = lr_adam_step_for(&ap, (size_t)t);
+        lr_adam_step s = lr_adam_step_for((size_t)t, &ap);
         lr_adam_update(p, m, v, g, N, &s);
         double b1 = ap.beta1, b2 = ap.beta2;
         for (int i = 0; i < N; i++) {
@@ -74,7 +74,7 @@ static void test_update_matches_double_reference(void **state)
     /* lr_adam_update is lr_adam_elem element-wise, bit for bit: over all N = 37 entries,
      * i.e. the 8-lane SIMD path (where the machine has it) and the scalar tail */
     float q[N], mq[N], vq[N];
-    lr_adam_step s = lr_adam_step_for(&ap, T + 1);
+    lr_adam_step s = lr_adam_step_for(T + 1, &ap);
     for (int i = 0; i < N; i++) {
         g[i] = 0.7f - 0.05f * (float)i;
         mq[i] = m[i], vq[i] = v[i];

@@ -130,7 +130,7 @@ static void check_fused(size_t batch, size_t in, size_t out, bool want_dx, int t
     memcpy(b2, b, out * 4), memcpy(mb2, mb, out * 4), memcpy(vb2, vb, out * 4);
     float *dx = malloc(batch * in * 4), *work = malloc(lr_linear_backward_adam_work(batch, in) * 4 + 4);
     lr_adam_opts ap = lr_adam_opts_default();
-    lr_adam_step s = lr_adam_step_for(&ap, t);
+    lr_adam_step s = lr_adam_step_for(t, &ap);
     lr_mat dxv = want_dx ? lr_mat_view(dx, batch, in, in) : lr_mat_view(NULL, 0, 0, 0);
     assert_int_equal(lr_linear_backward_adam(dxv, lr_mat_view(w, out, in, in), b, lr_mat_view(m, out, in, in),
                                              lr_mat_view(v, out, in, in), mb, vb,
@@ -183,7 +183,7 @@ static void fused_once(size_t batch, size_t in, size_t out, const float *x, cons
     memcpy(w, w0, out * in * 4);
     memset(v, 0, out * in * 4);
     lr_adam_opts ap = lr_adam_opts_default();
-    lr_adam_step s = lr_adam_step_for(&ap, 1);
+    lr_adam_step s = lr_adam_step_for(1, &ap);
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(dx, batch, in, in), lr_mat_view(w, out, in, in), b,
                                              lr_mat_view(m, out, in, in), lr_mat_view(v, out, in, in), mb, vb,
                                              lr_cmat_view(dy, batch, out, out), lr_cmat_view(x, batch, in, in),
@@ -423,7 +423,7 @@ static void test_bad_shapes(void **state)
                                         lr_cm(y), x, w, &e), LR_EDIM);
     assert_msg_contains(e.msg, "dx is 2 x 3, want 2 x 4");
     lr_adam_opts ap = lr_adam_opts_default();
-    lr_adam_step s = lr_adam_step_for(&ap, 1);
+    lr_adam_step s = lr_adam_step_for(1, &ap);
     lr_mat wm = lr_mat_view(buf, 3, 4, 4), mbad = lr_mat_view(buf, 4, 4, 4);
     assert_int_equal(lr_linear_backward_adam(lr_mat_view(NULL, 0, 0, 0), wm, buf, mbad, wm, buf, buf, lr_cm(y),
                                              x, &s, work, NULL, &e), LR_EDIM);
