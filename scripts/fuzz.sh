@@ -20,7 +20,7 @@ CC=clang-14 scripts/setup.sh build-fuzz -Dfuzz=enabled -Db_sanitize=address,unde
 mkdir -p build-fuzz/crashes
 : >build-fuzz/summary.txt
 status=0
-for t in npy safetensors idx adapter_config cli peft cmdline toolcmd; do
+for t in npy safetensors idx adapter_config cli peft cmdline toolcmd gguf; do
   work=build-fuzz/corpus-$t
   rm -rf "$work"; mkdir -p "$work"
   cp tests/fuzz/corpus/$t/* "$work"/

@@ -18,6 +18,9 @@ say() { printf 'setup: %s\n' "$*"; }
 # --- Debian packages -------------------------------------------------------
 pkgs=(meson ninja-build pkg-config gcc libopenblas-dev liblapacke-dev libcmocka-dev zlib1g-dev
       libjansson-dev python3 nodejs npm openmpi-bin libopenmpi-dev)
+# a clang build (CC=clang-14: build-tsan and build-fuzz in scripts/test.sh) needs clang and
+# its sanitizer runtimes
+case ${CC:-} in clang*) pkgs+=(clang-14 libclang-rt-14-dev) ;; esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -8,8 +8,9 @@
 #   4. every test in build-asan (-Db_sanitize=address,undefined), the end-to-end test on the
 #      first 5,000 training images only (LR_E2E_LIMIT_TRAIN; the full epoch is the release
 #      build's);
-#   5. the unit suite in build-tsan (-Db_sanitize=thread): pools, two models at once, one
-#      model evaluated from four threads;
+#   5. the unit suite in build-tsan (clang-14, -Db_sanitize=thread): pools, two models at once,
+#      one model evaluated from four threads; and so every unit test with clang as well as gcc
+#      (bit-exact paths included: the build has no FP contraction on either compiler);
 #   6. scripts/fuzz.sh 15: every libFuzzer target for 15 s (a target that crashes counts as a
 #      failed test);
 #   7. one closing line "N passed, N failed, N skipped"; exit status non-zero on any failure.
@@ -22,7 +23,7 @@ scripts/setup.sh build-ci -Dwerror=true -Dbuildtype=release -Dmpi=enabled || exi
 step "setup: build-asan"
 scripts/setup.sh build-asan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false || exit 1
 step "setup: build-tsan"
-scripts/setup.sh build-tsan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false || exit 1
+CC=clang-14 scripts/setup.sh build-tsan -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false || exit 1
 
 status=0
 run() { # run LOGBASE BUILD [meson test options...]

@@ -15,6 +15,9 @@ static const char help[] =
 "\n"
 "MODEL is a .safetensors file, a directory holding model.safetensors or a sharded\n"
 "model.safetensors.index.json, or that index file. Tensors are read one at a time.\n"
+"A .gguf file is listed instead: a LoRA adapter (general.type adapter) with each adapted\n"
+"tensor's lora_a and lora_b shapes (GGUF order, ne[0] first), rank and the scale llama.cpp\n"
+"applies (adapter.lora.alpha / rank); any other GGUF with its tensors' types and shapes.\n"
 "\n"
 "One row per 2-D floating tensor (F32, F16, BF16, F64; others are passed over with a note):\n"
 "shape, dtype, how the singular values were found, numpy's numerical rank\n"
@@ -222,6 +225,11 @@ int tool_inspect(int argc, char **argv)
                  : tool_failf(SUB, "out of memory");
     free(msg);
     const char *model = a.model, *svg = a.svg;
+    if (!rc && tool_is_gguf(model)) {
+        rc = svg ? tool_usage(SUB, "--spectrum: %s is a GGUF file; its tensors are listed, not factored", model)
+                 : tool_inspect_gguf(model, o.json);
+        goto done;
+    }
     if (!rc && svg) rc = tool_check_out(SUB, svg, &model, 1);
     if (!rc) tool_threads(o.threads);
     if (!rc) rc = tool_open(SUB, &md, model);

@@ -1,6 +1,6 @@
 /* main.c — `lowrank`: low-rank tools for safetensors checkpoints and PEFT LoRA adapters.
  * Dispatches to the subcommands (inspect.c, compress.c, extract.c, combine.c, merge.c, clean.c,
- * rsvd.c); their command lines are parsed by tool_opts.c. */
+ * rsvd.c, export.c); their command lines are parsed by tool_opts.c. */
 #include <signal.h>
 #include <string.h>
 #if defined(__GLIBC__)
@@ -24,6 +24,7 @@ static const char usage[] =
 "  merge BASE DIR --out F   W + s.B.A into the weights (--unmerge subtracts it)\n"
 "  clean-temps DIR...       remove temp files a killed save left behind (by age and lock)\n"
 "  rsvd FILE.npy --rank R   top singular values of a .npy matrix (over MPI ranks under mpirun)\n"
+"  export DIR --gguf F      a PEFT adapter as a GGUF LoRA adapter llama.cpp applies exactly\n"
 "\n"
 "'" PROG " COMMAND --help' describes each. Exit status: 0 ok; 1 a failure (a message names\n"
 "the file and tensor); 2 a bad command line. Outputs are written crash-safely: a failed\n"
@@ -56,9 +57,9 @@ int main(int argc, char **argv)
     }
     /* in the order of tool_command_names (tool_opts.h) */
     static int (*const run[TOOL_NCMD])(int, char **) = {
-        tool_inspect, tool_compress, tool_extract, tool_combine, tool_merge, tool_clean, tool_rsvd,
+        tool_inspect, tool_compress, tool_extract, tool_combine, tool_merge, tool_clean, tool_rsvd, tool_export,
     };
     int k = tool_command(c);
     if (k >= 0) return run[k](argc - 1, argv + 1);
-    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge, clean-temps, rsvd)", c);
+    return tool_usage(NULL, "unknown command '%s' (inspect, compress, extract, combine, merge, clean-temps, rsvd, export)", c);
 }

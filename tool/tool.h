@@ -178,6 +178,11 @@ int tool_combine(int argc, char **argv);
 int tool_merge(int argc, char **argv);
 int tool_clean(int argc, char **argv);
 int tool_rsvd(int argc, char **argv);
+int tool_export(int argc, char **argv);
+/* Does path end in ".gguf"? */
+bool tool_is_gguf(const char *path);
+/* inspect FILE.gguf: an adapter's pairs (rank, scale) or a model's tensors; 0 or 1. */
+int tool_inspect_gguf(const char *path, bool json);
 
 /* inspect's --spectrum: normalised singular values, one line per tensor (svgplot.c). */
 int tool_spectrum_svg(const char *path, const char *const *names, const float *const *s, const size_t *k,

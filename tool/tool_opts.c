@@ -9,7 +9,7 @@
 #include <string.h>
 
 const char *const tool_command_names[TOOL_NCMD] = {
-    "inspect", "compress", "extract", "combine", "merge", "clean-temps", "rsvd",
+    "inspect", "compress", "extract", "combine", "merge", "clean-temps", "rsvd", "export",
 };
 
 int tool_command(const char *name)
@@ -379,6 +379,58 @@ int tool_merge_parse(int argc, char **argv, tool_merge_args *a, char *msg, size_
     }
     if (npos < 2) return usage(msg, cap, "expected BASE.safetensors ADAPTER_DIR");
     return a->out ? 0 : usage(msg, cap, "missing --out MERGED.safetensors");
+}
+
+/* A value of --arch: one of the architectures gguf_lora.h has a table for. */
+static int arch_option(const char **arch, const char *v, char *msg, size_t cap)
+{
+    char n[8];
+    if (lr_gguf_lora_name(n, sizeof n, v, "lm_head", NULL) == LR_EINVAL)
+        return usage(msg, cap, "--arch: expected llama or qwen2, got '%s'", v);
+    *arch = v;
+    return 0;
+}
+
+int tool_export_parse(int argc, char **argv, tool_export_args *a, char *msg, size_t cap)
+{
+    char m[512];
+    const char *v;
+    size_t npos = 0;
+    *a = (tool_export_args){ .dtype = LR_ST_F32 };
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (is_help(s)) return TOOL_HELP;
+        if (!strcmp(s, "--json")) a->json = true;
+        else if (!strcmp(s, "--skip-unsupported")) a->skip = true;
+        else if (lr_cli_match(s, "--gguf")) {
+            if (!lr_cli_path(argc, argv, &i, "--gguf", &a->out, m, sizeof m)) return usage(msg, cap, "%s", m);
+        } else if (lr_cli_match(s, "--check")) {
+            if (!lr_cli_path(argc, argv, &i, "--check", &a->check, m, sizeof m)) return usage(msg, cap, "%s", m);
+        } else if (lr_cli_match(s, "--arch")) {
+            if (!lr_cli_value(argc, argv, &i, "--arch", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (arch_option(&a->arch, v, msg, cap)) return LR_CLI_USAGE;
+        } else if (lr_cli_match(s, "--heads") || lr_cli_match(s, "--kv-heads")) {
+            bool kv = lr_cli_match(s, "--kv-heads");
+            const char *opt = kv ? "--kv-heads" : "--heads";
+            if (!lr_cli_value(argc, argv, &i, opt, &v, m, sizeof m) ||
+                !lr_cli_parse_size(opt, v, 1, 1 << 20, kv ? &a->kv_heads : &a->heads, m, sizeof m))
+                return usage(msg, cap, "%s", m);
+        } else if (lr_cli_match(s, "--dtype")) {
+            if (!lr_cli_value(argc, argv, &i, "--dtype", &v, m, sizeof m)) return usage(msg, cap, "%s", m);
+            if (dtype_option(&a->dtype, v, msg, cap)) return LR_CLI_USAGE;
+        } else if (s[0] == '-' && s[1]) {
+            return usage(msg, cap, "unknown option '%s'", s);
+        } else if (!*s) {
+            return usage(msg, cap, "an empty path among the arguments");
+        } else if (npos++ == 0) {
+            a->adapter = s;
+        } else {
+            return usage(msg, cap, "one ADAPTER_DIR expected, got a second: '%s'", s);
+        }
+    }
+    if (!npos) return usage(msg, cap, "expected ADAPTER_DIR");
+    if (a->kv_heads && !a->heads) return usage(msg, cap, "--kv-heads needs --heads");
+    return a->out ? 0 : usage(msg, cap, "missing --gguf OUT.gguf");
 }
 
 int tool_clean_parse(int argc, char **argv, tool_clean_args *a, char *msg, size_t cap)

@@ -23,7 +23,7 @@
 enum { TOOL_HELP = -1 };
 
 /* The subcommands, in the order of main.c's table; tool_command(name) is one of them or -1. */
-enum { TOOL_INSPECT, TOOL_COMPRESS, TOOL_EXTRACT, TOOL_COMBINE, TOOL_MERGE, TOOL_CLEAN, TOOL_RSVD, TOOL_NCMD };
+enum { TOOL_INSPECT, TOOL_COMPRESS, TOOL_EXTRACT, TOOL_COMBINE, TOOL_MERGE, TOOL_CLEAN, TOOL_RSVD, TOOL_EXPORT, TOOL_NCMD };
 extern const char *const tool_command_names[TOOL_NCMD];
 int tool_command(const char *name);
 
@@ -102,6 +102,16 @@ typedef struct {
     size_t threads, max_shard;   /* --threads, --max-shard-size (0: the base's layout) */
 } tool_merge_args;
 int tool_merge_parse(int argc, char **argv, tool_merge_args *a, char *msg, size_t cap);
+
+/* export ADAPTER_DIR --gguf OUT.gguf [--arch A] [--check BASE.gguf] [--heads N] [--kv-heads N]
+ * [--dtype D] [--skip-unsupported] [--json] */
+typedef struct {
+    const char *adapter, *out, *check, *arch; /* arch NULL: the base's (--check), else llama */
+    size_t heads, kv_heads;      /* 0: from --check (llama's q/k permutation) */
+    lr_st_dtype dtype;
+    bool skip, json;
+} tool_export_args;
+int tool_export_parse(int argc, char **argv, tool_export_args *a, char *msg, size_t cap);
 
 /* clean-temps DIR... [--older-than S] [--dry-run] [--json] */
 typedef struct {

@@ -21,6 +21,8 @@
 #include "lowrank/linalg/spectrum.h"
 #include "lowrank/linalg/svd.h"
 #include "lowrank/io/atomicfile.h"
+#include "lowrank/io/gguf.h"
+#include "lowrank/io/gguf_lora.h"
 #include "lowrank/io/idx.h"
 #include "lowrank/io/model.h"
 #include "lowrank/io/npy.h"

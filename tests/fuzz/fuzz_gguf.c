@@ -75,7 +75,7 @@ static void getters(const lr_gguf *g, const char *key)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     lr_gguf g;
-    lr_err e;
+    lr_err e = { { 0 } };
     if (lr_gguf_from_memory(&g, data, size, "fuzz.gguf", &e) != LR_OK) {
         check(g.arena == NULL && g.mem == NULL && e.msg[0] != '\0');
         return 0;

@@ -170,13 +170,26 @@ static void check_rsvd(char *msg, size_t cap)
     CHECK(a.method == LR_RSVD_BLOCK_KRYLOV || a.method == LR_RSVD_SUBSPACE);
 }
 
+/* ADAPTER_DIR --gguf OUT [--arch llama|qwen2] [--check BASE] [--heads N [--kv-heads N]] [--dtype D] */
+static void check_export(char *msg, size_t cap)
+{
+    tool_export_args a;
+    memset(&a, 0xA5, sizeof a);
+    if (!parsed(tool_export_parse(g_argc, g_argv, &a, msg, cap), msg, cap)) return;
+    CHECK(positional(a.adapter) && a.out && path_opt(a.out) && path_opt(a.check));
+    CHECK(!a.arch || (in_argv(a.arch) && (!strcmp(a.arch, "llama") || !strcmp(a.arch, "qwen2"))));
+    CHECK(a.heads <= (size_t)1 << 20 && a.kv_heads <= (size_t)1 << 20 && (!a.kv_heads || a.heads));
+    CHECK(dtype_ok(a.dtype) && (a.skip == true || a.skip == false) && (a.json == true || a.json == false));
+}
+
 static void run(void)
 {
     static void (*const check[TOOL_NCMD])(char *, size_t) = {
         check_inspect, check_compress, check_extract, check_combine, check_merge, check_clean, check_rsvd,
+        check_export,
     };
     static const char *const names[TOOL_NCMD] = {
-        "inspect", "compress", "extract", "combine", "merge", "clean-temps", "rsvd",
+        "inspect", "compress", "extract", "combine", "merge", "clean-temps", "rsvd", "export",
     };
     int k = tool_command(g_argv[0]);
     CHECK(k >= -1 && k < TOOL_NCMD);
