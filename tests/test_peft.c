@@ -108,7 +108,7 @@ static lr_status read_expect(const paths *p, lr_status want, const char *needle1
     memset(&got, 0xab, sizeof got);
     lr_err e;
     e.msg[0] = 0;
-    lr_status s = lr_peft_read(&got, p->ad, &e);
+    lr_status s = lr_peft_read(&got, p->ad, NULL, &e);
     if (s != want) fail_msg("status %d, expected %d: %s", (int)s, (int)want, e.msg);
     if (s) {
         assert_int_equal(got.n, 0);
@@ -139,7 +139,7 @@ static void test_round_trip(void **state)
         lr_err e;
         if (lr_peft_write(&ad, p.ad, dts[d], &e)) fail_msg("%s", e.msg);
         assert_int_equal(lr_test_hidden_entries(p.ad), 0);
-        if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+        if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
         expect_same(&got, &ad, rnd[d]);
         assert_string_equal(got.base_model, "org/some-model");
         assert_string_equal(got.init, "true");
@@ -177,7 +177,7 @@ static void test_round_trip(void **state)
         lr_peft_free(&got);
         ad.layer[0].a[0] = 0.5f;
         if (lr_peft_write(&ad, p.ad, dts[d], &e)) fail_msg("%s", e.msg);
-        if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+        if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
         expect_same(&got, &ad, rnd[d]);
         assert_true(got.layer[0].a[0] == 0.5f);
         lr_peft_free(&got);
@@ -198,7 +198,7 @@ static void test_round_trip_f16_extremes(void **state)
     const float a[4] = { 65519.0f, 1e-8f, 0x1p-24f, -3.0f }, b[2] = { 1.0f / 3, -0.0f };
     assert_int_equal(lr_peft_insert(&ad, "x", 2, 4, 1, 1, a, b, NULL), LR_OK);
     assert_int_equal(lr_peft_write(&ad, p.ad, LR_ST_F16, NULL), LR_OK);
-    assert_int_equal(lr_peft_read(&got, p.ad, NULL), LR_OK);
+    assert_int_equal(lr_peft_read(&got, p.ad, NULL, NULL), LR_OK);
     assert_true(got.layer[0].a[0] == 65504.0f);
     assert_true(got.layer[0].a[1] == 0.0f);
     assert_true(got.layer[0].a[2] == 0x1p-24f);
@@ -228,7 +228,7 @@ static void test_round_trip_suffix_names(void **state)
     build(&ad, sp, 4, 9);
     lr_err e;
     if (lr_peft_write(&ad, p.ad, LR_ST_F32, &e)) fail_msg("%s", e.msg);
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     expect_same(&got, &ad, round_f32);
     lr_peft_free(&got);
     lr_peft_free(&ad);
@@ -236,7 +236,7 @@ static void test_round_trip_suffix_names(void **state)
     const spec sq[3] = { { "x.q", 2, 2, 1, 1 }, { "xaq", 2, 2, 2, 1 }, { "xbq", 2, 2, 2, 1 } };
     build(&ad, sq, 3, 10);
     if (lr_peft_write(&ad, p.ad, LR_ST_F32, &e)) fail_msg("%s", e.msg);
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     expect_same(&got, &ad, round_f32);
     lr_peft_free(&got);
     lr_peft_free(&ad);
@@ -290,7 +290,7 @@ static void test_pattern_semantics(void **state)
     json_object_set_new(ap, "model.linear1", json_integer(7)); /* also matches, but second */
     json_object_set_new(ap, "linear10", json_real(1.5));
     write_raw(&p, mods, ranks, 3, rp, ap, NULL);
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     const lr_peft_layer *l = lr_peft_find(&got, "model.linear1");
     assert_non_null(l);
     assert_int_equal(l->r, 3);
@@ -320,7 +320,7 @@ static void test_pattern_semantics(void **state)
     rp = json_object();
     json_object_set_new(rp, "layers\\.[0-9]+\\.q", json_integer(4));
     write_raw(&p, mods2, ranks2, 4, rp, NULL, NULL);
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     assert_int_equal(lr_peft_find(&got, "model.layers.0.q")->r, 4);
     assert_int_equal(lr_peft_find(&got, "model.layers.12.q")->r, 4);
     assert_int_equal(lr_peft_find(&got, "model.layers.x.q")->r, 2);
@@ -332,7 +332,7 @@ static void test_pattern_semantics(void **state)
     const char *mods3[2] = { "enc.q_proj", "dec.k_proj" };
     const size_t ranks3[2] = { 2, 2 };
     write_raw(&p, mods3, ranks3, 2, NULL, NULL, json_string(".*(q|k)_proj"));
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     assert_int_equal(got.n, 2);
     lr_peft_free(&got);
     lr_test_rmtree(p.ad);
@@ -341,7 +341,7 @@ static void test_pattern_semantics(void **state)
     lr_test_rmtree(p.ad);
     /* a list entry matches the name or a dot-suffix of it, nothing else */
     write_raw(&p, mods3, ranks3, 2, NULL, NULL, json_pack("[s,s]", "q_proj", "k_proj"));
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     lr_peft_free(&got);
     lr_test_rmtree(p.ad);
     write_raw(&p, mods3, ranks3, 2, NULL, NULL, json_pack("[s,s]", "q_proj", "_proj"));
@@ -521,8 +521,8 @@ static void test_read_errors(void **state)
     assert_int_equal(lr_safetensors_write(p.wts, NULL, 0, NULL, 0, NULL), LR_OK);
     read_expect(&p, LR_EFORMAT, "no LoRA weights", NULL);
     /* NULL arguments */
-    assert_int_equal(lr_peft_read(NULL, p.ad, NULL), LR_EINVAL);
-    assert_int_equal(lr_peft_read(&got, NULL, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_read(NULL, p.ad, NULL, NULL), LR_EINVAL);
+    assert_int_equal(lr_peft_read(&got, NULL, NULL, NULL), LR_EINVAL);
     paths_free(&p);
 }
 
@@ -615,7 +615,7 @@ static void test_embedding_layer(void **state)
     assert_true(ta->shape[0] == 2 && ta->shape[1] == 7 && tb->shape[0] == 3 && tb->shape[1] == 2);
     assert_null(lr_safetensors_find(&st, "base_model.model.model.embed_tokens.lora_A.weight"));
     lr_safetensors_free(&st);
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     const lr_peft_layer *l = lr_peft_find(&got, "model.embed_tokens"), *lq = lr_peft_find(&got, "model.layers.0.q_proj");
     assert_non_null(l);
     assert_non_null(lq);
@@ -629,9 +629,43 @@ static void test_embedding_layer(void **state)
     lr_st_tensor x = { .name = "base_model.model.model.embed_tokens.lora_A.weight", .dtype = LR_ST_F32, .ndim = 2,
                        .shape = { 2, 7 }, .data = extra };
     rewrite_tensors(&p, NULL, &x, NULL);
-    assert_int_not_equal(lr_peft_read(&got, p.ad, &e), LR_OK);
+    assert_int_not_equal(lr_peft_read(&got, p.ad, NULL, &e), LR_OK);
     assert_msg_contains(e.msg, "model.embed_tokens");
     lr_peft_free(&ad);
+    paths_free(&p);
+}
+
+/* modules_to_save: refused by default, naming the modules; with keep_saved the full tensors
+ * of the listed modules (PEFT's rule: the name or a "."-suffix) are named in ad.saved, not
+ * read; a full tensor of a module not listed is still refused. */
+static void test_modules_to_save(void **state)
+{
+    (void)state;
+    paths p;
+    paths_init(&p);
+    fresh(&p);
+    float w[3] = { 1, 2, 3 };
+    lr_st_tensor head = { .name = "base_model.model.model.head.weight", .dtype = LR_ST_F32, .ndim = 1,
+                          .shape = { 3 }, .data = w };
+    rewrite_tensors(&p, NULL, &head, NULL);
+    edit_config(&p, "modules_to_save", json_pack("[s]", "head"));
+    read_expect(&p, LR_EFORMAT, "modules_to_save is set (head)", "keep_saved");
+    lr_peft got;
+    lr_err e;
+    lr_peft_read_opts o = lr_peft_read_opts_default();
+    o.keep_saved = true;
+    if (lr_peft_read(&got, p.ad, &o, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(got.n_saved, 1);
+    assert_string_equal(got.saved[0], "model.head.weight");
+    assert_true(got.n > 0);
+    lr_peft_free(&got);
+    assert_null(got.saved);
+    edit_config(&p, "modules_to_save", json_pack("[s]", "odd.head")); /* not a suffix of model.head */
+    assert_int_equal(lr_peft_read(&got, p.ad, &o, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "tensor \"base_model.model.model.head.weight\" is not a LoRA weight");
+    edit_config(&p, "modules_to_save", json_string("head"));
+    assert_int_equal(lr_peft_read(&got, p.ad, &o, &e), LR_EFORMAT);
+    assert_msg_contains(e.msg, "modules_to_save is not a list");
     paths_free(&p);
 }
 
@@ -704,7 +738,7 @@ static void test_reads_lr_adapter(void **state)
     lr_err e;
     if (lr_adapter_save(&lm, p.ad, "a", "tiny", &e)) fail_msg("%s", e.msg);
     lr_peft got;
-    if (lr_peft_read(&got, p.ad, &e)) fail_msg("%s", e.msg);
+    if (lr_peft_read(&got, p.ad, NULL, &e)) fail_msg("%s", e.msg);
     assert_int_equal(got.n, 2);
     assert_true(got.use_rslora);
     assert_string_equal(got.base_model, "tiny");
@@ -787,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_write_errors),
         cmocka_unit_test(test_embedding_layer),
+        cmocka_unit_test(test_modules_to_save),
         cmocka_unit_test(test_add_and_module_of),
         cmocka_unit_test(test_reads_lr_adapter),
         cmocka_unit_test(test_lr_adapter_reads_peft),

@@ -205,7 +205,7 @@ int tool_combine(int argc, char **argv)
     if (!rc) rc = tool_check_out(SUB, a.out, a.in, a.nin);
     if (!rc) tool_threads(a.threads);
     for (size_t i = 0; i < a.nin && !rc; i++)
-        if (lr_peft_read(&ad[i], a.in[i], &e)) rc = tool_fail(SUB, &e);
+        if (lr_peft_read(&ad[i], a.in[i], NULL, &e)) rc = tool_fail(SUB, &e);
     if (!rc) rc = check_bases(&a, ad);
     for (size_t i = 0; i < a.nin && !rc; i++) cap += ad[i].n;
     if (!rc && (!(mods = calloc(cap, sizeof *mods)) || !(ly = calloc(cap, sizeof *ly)))) rc = tool_failf(SUB, "out of memory");

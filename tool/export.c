@@ -30,8 +30,8 @@ static const char help[] =
 "  --heads N       attention heads (llama.attention.head_count), without --check\n"
 "  --kv-heads N    key/value heads (head_count_kv; default N)\n"
 "  --dtype D       F32 (default), F16 or BF16 for the adapter's tensors\n"
-"  --skip-unsupported  pass over modules llama.cpp has no tensor for (named in the report)\n"
-"                  instead of refusing them\n"
+"  --skip-unsupported  pass over modules llama.cpp has no tensor for, and modules_to_save's\n"
+"                  full tensors (named in the report), instead of refusing them\n"
 "  --json          one JSON object on stdout instead of the table\n"
 "\n";
 
@@ -79,6 +79,20 @@ static int check_shapes(const tool_export_args *a, const lr_gguf *base, const lr
     return 0;
 }
 
+/* modules_to_save: whole modules, which a GGUF LoRA file cannot carry. */
+static int refuse_saved(const tool_export_args *a, const lr_peft *ad)
+{
+    char list[512];
+    size_t k = 0;
+    for (size_t i = 0; i < ad->n_saved && k < sizeof list; i++) {
+        int n = snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", ad->saved[i]);
+        if (n < 0) break;
+        k += (size_t)n;
+    }
+    return tool_failf(SUB, "%s: modules_to_save holds full tensors (%s), which a GGUF LoRA adapter cannot carry "
+                      "(--skip-unsupported leaves them out)", a->adapter, list);
+}
+
 static int report(const tool_export_args *a, const lr_peft *ad, const lr_gguf_lora_report *rep,
                   const lr_gguf_lora_opts *o)
 {
@@ -89,6 +103,8 @@ static int report(const tool_export_args *a, const lr_peft *ad, const lr_gguf_lo
             printf("%-44s %-32s %5zu %10.5g %10.5g %s\n", l->module, l->skipped ? "(skipped)" : l->name, l->r,
                    l->scale, l->fold, l->permuted ? "permuted" : "-");
         }
+        for (size_t i = 0; i < ad->n_saved; i++)
+            printf("%-44s %-32s (modules_to_save: a full tensor, left out)\n", ad->saved[i], "(skipped)");
         printf("\n%s, alpha %.9g: %zu layer%s written, %zu with the fold in B (its scale times its rank is not "
                "alpha), %zu skipped%s\nwrote %s\n", o->arch, rep->alpha, rep->n - rep->skipped,
                rep->n - rep->skipped == 1 ? "" : "s", rep->folded, rep->skipped,
@@ -117,6 +133,9 @@ static int report(const tool_export_args *a, const lr_peft *ad, const lr_gguf_lo
     lr_cli_json_set(js, "folded", tool_json_size(rep->folded), &ok);
     lr_cli_json_set(js, "skipped", tool_json_size(rep->skipped), &ok);
     lr_cli_json_set(js, "layers", ls, &ok);
+    json_t *sv = json_array();
+    for (size_t i = 0; i < ad->n_saved; i++) ok = ok && !json_array_append_new(sv, json_string(ad->saved[i]));
+    lr_cli_json_set(js, "skipped_modules_to_save", sv, &ok);
     int rc = ok ? tool_json_print(js) : tool_failf(SUB, "out of memory building the JSON report");
     json_decref(js);
     return rc;
@@ -141,7 +160,9 @@ int tool_export(int argc, char **argv)
     if (a.arch) o.arch = a.arch;
     if (!rc && a.check && lr_gguf_open(&base, a.check, &e)) rc = tool_fail(SUB, &e);
     if (!rc && a.check) rc = base_params(&a, &base, &o);
-    if (!rc && lr_peft_read(&ad, a.adapter, &e)) rc = tool_fail(SUB, &e);
+    lr_peft_read_opts ro = { .keep_saved = true }; /* named below, or passed over */
+    if (!rc && lr_peft_read(&ad, a.adapter, &ro, &e)) rc = tool_fail(SUB, &e);
+    if (!rc && ad.n_saved && !a.skip) rc = refuse_saved(&a, &ad);
     if (!rc && a.check) rc = check_shapes(&a, &base, &ad, o.arch);
     if (!rc && lr_gguf_lora_plan(&ad, &rep, &o, &e)) rc = tool_failf(SUB, "%s: %s", a.adapter, e.msg);
     lr_gguf_lora_report_free(&rep);

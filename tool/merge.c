@@ -247,7 +247,7 @@ int tool_merge(int argc, char **argv)
     if (!rc && a.ref) rc = tool_open(SUB, &ref, a.ref);
     if (!rc) rc = tool_check_out_model(SUB, a.out, &st);
     if (!rc && a.ref) rc = tool_check_out_model(SUB, a.out, &ref);
-    if (!rc && lr_peft_read(&ad, a.adapter, &e)) rc = tool_fail(SUB, &e);
+    if (!rc && lr_peft_read(&ad, a.adapter, NULL, &e)) rc = tool_fail(SUB, &e);
     if (!rc && !(ly = calloc(ad.n, sizeof *ly))) rc = tool_failf(SUB, "out of memory");
     lr_peft_layer *lin = rc ? NULL : calloc(ad.n ? ad.n : 1, sizeof *lin);
     if (!rc && !lin) rc = tool_failf(SUB, "out of memory");

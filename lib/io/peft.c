@@ -45,6 +45,8 @@ void lr_peft_free(lr_peft *ad)
         free(ad->layer[i].b);
     }
     free(ad->layer);
+    for (size_t i = 0; i < ad->n_saved; i++) free(ad->saved[i]);
+    free(ad->saved);
     free(ad->base_model);
     free(ad->init);
     memset(ad, 0, sizeof *ad);
@@ -166,7 +168,27 @@ typedef struct {
     const char *cf; /* the config's path, for messages */
     size_t r;
     double alpha;
+    bool keep_saved; /* lr_peft_read_opts.keep_saved */
 } config;
+
+lr_peft_read_opts lr_peft_read_opts_default(void)
+{
+    return (lr_peft_read_opts){ .keep_saved = false };
+}
+
+/* modules_to_save as "a, b" for a message (cap bytes). */
+static const char *saved_list(const json_t *v, char *buf, size_t cap)
+{
+    size_t k = 0, i;
+    json_t *e;
+    buf[0] = 0;
+    json_array_foreach(v, i, e) {
+        int n = snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", json_is_string(e) ? json_string_value(e) : "?");
+        if (n < 0 || (size_t)n >= cap - k) break;
+        k += (size_t)n;
+    }
+    return buf;
+}
 
 bool lr__json_unset(const json_t *v)
 {
@@ -201,8 +223,15 @@ static lr_status parse_config(config *c, lr_peft *ad, lr_err *err)
     v = json_object_get(o, "bias");
     if (v && !json_is_null(v) && !(json_is_string(v) && !strcmp(json_string_value(v), "none")))
         return lr__fail(err, LR_EFORMAT, "%s: bias must be \"none\" (trained biases are not supported)", cf);
-    static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "modules_to_save", "layers_to_transform",
-                                         "layer_replication" };
+    v = json_object_get(o, "modules_to_save");
+    if (!lr__json_unset(v) && !json_is_array(v))
+        return lr__fail(err, LR_EFORMAT, "%s: modules_to_save is not a list of module names", cf);
+    char names[256];
+    if (!lr__json_unset(v) && !c->keep_saved)
+        return lr__fail(err, LR_EFORMAT, "%s: modules_to_save is set (%s): full copies of those modules, not LoRA "
+                        "layers, which this reader does not take (lr_peft_read_opts.keep_saved lists them)", cf,
+                        saved_list(v, names, sizeof names));
+    static const char *unsupported[] = { "use_dora", "fan_in_fan_out", "layers_to_transform", "layer_replication" };
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
         if (!lr__json_unset(json_object_get(o, unsupported[i])))
             return lr__fail(err, LR_EFORMAT, "%s: %s is set, which is not supported", cf, unsupported[i]);
@@ -350,6 +379,34 @@ static lr_status read_config(config *c, json_t **o, lr_peft *ad, const char *cf,
     return s;
 }
 
+/* Is key ("base_model.model.lm_head.weight") a tensor of a module modules_to_save names (the
+ * module's name is an entry or ends in "." + an entry, PEFT's rule)? */
+static bool is_saved(const config *c, const char *key)
+{
+    size_t p = strlen(PREFIX), i;
+    const char *dot = strrchr(key, '.');
+    const json_t *v = json_object_get(c->o, "modules_to_save"), *e;
+    if (!c->keep_saved || strncmp(key, PREFIX, p) || !dot || dot < key + p) return false;
+    size_t m = (size_t)(dot - (key + p));
+    json_array_foreach(v, i, e) {
+        const char *s = json_string_value(e);
+        size_t k = s ? strlen(s) : 0;
+        if (k && k <= m && !strncmp(key + p + m - k, s, k) && (k == m || key[p + m - k - 1] == '.')) return true;
+    }
+    return false;
+}
+
+/* Records a modules_to_save tensor's name (without the prefix) in ad->saved; not loaded. */
+static lr_status keep_saved(lr_peft *ad, lr_safetensors *st, const char *key, lr_err *err)
+{
+    char **grown = realloc(ad->saved, (ad->n_saved + 1) * sizeof *grown);
+    if (!grown) return lr__fail(err, LR_ENOMEM, "out of memory");
+    ad->saved = grown;
+    if (!(ad->saved[ad->n_saved] = dup_str(key + strlen(PREFIX)))) return lr__fail(err, LR_ENOMEM, "out of memory");
+    ad->n_saved++;
+    return lr_safetensors_mark_used(st, key, err);
+}
+
 static lr_status read_tensors(lr_peft *ad, lr_safetensors *st, const config *c, lr_err *err)
 {
     lr_status s = LR_OK;
@@ -359,7 +416,9 @@ static lr_status read_tensors(lr_peft *ad, lr_safetensors *st, const config *c, 
         bool emb = false;
         char *module = parse_key(key, &which, &emb);
         const lr_peft_layer *had = module ? lr_peft_find(ad, module) : NULL;
-        if (!module)
+        if (!module && is_saved(c, key))
+            s = keep_saved(ad, st, key, err);
+        else if (!module)
             s = lr__fail(err, LR_EFORMAT, "%s: tensor \"%s\" is not a LoRA weight (expected " PREFIX
                          "<module>.lora_A.weight or .lora_B.weight, or .lora_embedding_A / _B)",
                          lr_safetensors_path(st), key);
@@ -381,7 +440,7 @@ lr_status lr__peft_from_memory(lr_peft *ad, const void *cfg, size_t ncfg, const 
     if (!ad || (!cfg && ncfg) || (!weights && nweights)) return lr__fail(err, LR_EINVAL, "peft: NULL argument");
     memset(ad, 0, sizeof *ad);
     json_t *o = NULL;
-    config c = { 0 };
+    config c = { .keep_saved = true }; /* the fuzzer sees that path too */
     lr_safetensors st = { 0 };
     lr_status s = parse_json(&c, &o, ad, cfg ? cfg : "", ncfg, "adapter_config.json", err);
     if (!s) s = lr_safetensors_from_memory(&st, weights ? weights : "", nweights, "adapter_model.safetensors", err);
@@ -392,13 +451,13 @@ lr_status lr__peft_from_memory(lr_peft *ad, const void *cfg, size_t ncfg, const 
     return s;
 }
 
-lr_status lr_peft_read(lr_peft *ad, const char *dir, lr_err *err)
+lr_status lr_peft_read(lr_peft *ad, const char *dir, const lr_peft_read_opts *opts, lr_err *err)
 {
     if (!ad || !dir) return lr__fail(err, LR_EINVAL, "lr_peft_read: NULL argument");
     memset(ad, 0, sizeof *ad);
     char *cf = join(dir, "adapter_config.json"), *wf = join(dir, "adapter_model.safetensors");
     json_t *o = NULL;
-    config c = { 0 };
+    config c = { .keep_saved = opts && opts->keep_saved };
     lr_safetensors st = { 0 };
     lr_status s = cf && wf ? LR_OK : lr__fail(err, LR_ENOMEM, "out of memory");
     if (!s) s = read_config(&c, &o, ad, cf, err);

@@ -139,12 +139,31 @@ expect 0 "" export "$w/odd" --gguf "$o" --check "$w/base.gguf" --skip-unsupporte
 if "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["skipped"] == 1 and any(l["skipped"] and l["module"].endswith("router") for l in r["layers"]) else 1)' "$w/out.txt"; then ok
 else fail "--skip-unsupported: the report does not name the skipped module"; fi
 rm -f "$o"
-# modules_to_save: full tensors llama.cpp cannot take as LoRA
-mkdir -p "$w/mts" && cp "$w/peft/adapter_model.safetensors" "$w/mts/"
-"$PY" -c 'import json,sys; c=json.load(open(sys.argv[1])); c["modules_to_save"]=["lm_head"]; json.dump(c, open(sys.argv[2],"w"))' \
-  "$w/peft/adapter_config.json" "$w/mts/adapter_config.json"
-expect 1 "modules_to_save is set" export "$w/mts" --gguf "$o" --check "$w/base.gguf"
+# modules_to_save: a full copy of a module (PEFT saves it as base_model.model.<module>.weight),
+# which a GGUF LoRA file cannot carry: named, or left out with --skip-unsupported
+"$PY" - "$w/peft" "$w/mts" "$here" <<'PY' || exit 1
+import json, os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+import tiny_llama as t
+src, dst = sys.argv[1], sys.argv[2]
+os.makedirs(dst, exist_ok=True)
+T = t.read_safetensors(os.path.join(src, "adapter_model.safetensors"))
+T["base_model.model.model.norm.weight"] = np.ones(64)
+t.write_safetensors(os.path.join(dst, "adapter_model.safetensors"), T)
+c = json.load(open(os.path.join(src, "adapter_config.json")))
+c["modules_to_save"] = ["norm"]
+json.dump(c, open(os.path.join(dst, "adapter_config.json"), "w"))
+PY
+expect 1 "modules_to_save holds full tensors (model.norm.weight)" export "$w/mts" --gguf "$o" --check "$w/base.gguf"
 nofile "$o"
+expect 0 "" export "$w/mts" --gguf "$o" --check "$w/base.gguf" --skip-unsupported --json
+if "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["skipped_modules_to_save"] == ["model.norm.weight"] else 1)' "$w/out.txt"; then ok
+else fail "--skip-unsupported: the report does not name the modules_to_save tensor"; fi
+rm -f "$o"
+tl hf "$w/base.gguf" "$w/base.safetensors" >/dev/null || exit 1
+expect 1 "modules_to_save is set (norm)" merge "$w/base.safetensors" "$w/mts" --out "$w/m.safetensors"
+nofile "$w/m.safetensors"
 # inspect: a base model's tensors, and a GGUF that is not one
 expect 0 "" inspect "$w/base.gguf"
 grep -q "blk.1.ffn_down.weight" "$w/out.txt" && ok || fail "inspect base.gguf does not list its tensors"

@@ -58,10 +58,21 @@ typedef struct {
     char *init;         /* init_lora_weights as written ("true" when absent); may be NULL */
     size_t n;           /* layers, sorted by module name                                */
     lr_peft_layer *layer;
+    size_t n_saved;     /* with lr_peft_read_opts.keep_saved: the tensors of modules_to_save */
+    char **saved;       /* (n_saved) their names ("lm_head.weight"); not read (full copies)  */
 } lr_peft;
 
-/* *ad <- the adapter in dir. On failure *ad is empty. */
-LR_API lr_status lr_peft_read(lr_peft *ad, const char *dir, lr_err *err);
+typedef struct {
+    bool keep_saved;    /* false (default): an adapter with modules_to_save (full copies of
+                           whole modules, which no LoRA merge or export applies) is refused,
+                           naming them; true: read, those tensors named in lr_peft.saved */
+} lr_peft_read_opts;
+
+LR_API lr_peft_read_opts lr_peft_read_opts_default(void);
+
+/* *ad <- the adapter in dir. opts NULL = lr_peft_read_opts_default(). On failure *ad is
+ * empty. */
+LR_API lr_status lr_peft_read(lr_peft *ad, const char *dir, const lr_peft_read_opts *opts, lr_err *err);
 /* Writes ad to dir (created if missing), tensors as dtype (F32, F16 or BF16). */
 LR_API lr_status lr_peft_write(const lr_peft *ad, const char *dir, lr_st_dtype dtype, lr_err *err);
 /* Frees what ad holds and empties it; a no-op on NULL or an empty adapter. */
