@@ -704,10 +704,10 @@ static void test_switching(void **state)
     fx_free(&f);
 }
 
-/* A merge writes the base. Training reads a frozen layer through a copy of its weights
- * (mlp.h) whose per-step check samples 64 rows; this merge changes only row 1 of linear1,
- * which that sample skips, so only the module's telling the net (the copy remade) makes
- * the next step's loss the one a fresh net with the merged weights gives. */
+/* A merge writes the base. Training reads a frozen layer through a copy of its weights, used
+ * only while it is of the weights' generation (mlp.h); this merge changes only row 1 of
+ * linear1, so only the module's counting its write (the copy remade) makes the next step's
+ * loss the one a fresh net with the merged weights gives. */
 static void test_merge_refreshes_frozen_copies(void **state)
 {
     (void)state;
