@@ -368,6 +368,14 @@ static void dist_report(const run *r, json_t *p, const demo_dist_report *d, size
     json_object_set_new(p, "data_parallel", j);
 }
 
+/* Frees the loss curve lr_train recorded (copied out by the caller); the counts stay. */
+static void free_curve(lr_train_result *res)
+{
+    lr_train_result curve = { .loss_curve = res->loss_curve };
+    res->loss_curve = NULL;
+    lr_train_result_free(&curve);
+}
+
 static int pretrain(run *r, double *t_pretrain)
 {
     const options *o = &r->o;
@@ -446,7 +454,7 @@ static int pretrain(run *r, double *t_pretrain)
     }
     *t_pretrain = now_s() - t0;
     memcpy(r->pre_curve, res.loss_curve, res.steps * sizeof *r->pre_curve);
-    lr_train_result_free(&res);
+    free_curve(&res); /* the counts stay in res for the report */
     if (text(r))
         printf("trained %zu steps in %.2f s (%.0f steps/s; first tenth %.0f, last tenth %.0f), "
                "mean loss %.4f, last %.4f\n", res.steps, *t_pretrain, (double)res.steps / *t_pretrain,
@@ -603,7 +611,7 @@ static int finetune(run *r, int digit, double *t_ft)
     }
     *t_ft = now_s() - t0;
     memcpy(r->ft_curve, res.loss_curve, res.steps * sizeof *r->ft_curve);
-    lr_train_result_free(&res);
+    free_curve(&res); /* the counts stay in res for the report */
     if (text(r)) preserve_print(&r->ps, &r->net);
     if (text(r) && !o->preserve.all)
         printf("trained %zu steps in %.3f s (%.0f steps/s), mean loss %.4f, last %.4f\n",
