@@ -14,13 +14,16 @@ command -v clang-14 >/dev/null 2>&1 || {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q clang-14 libclang-rt-14-dev >/tmp/lowrank-apt.log 2>&1 ||
     { echo "fuzz: apt-get install clang-14 failed (see /tmp/lowrank-apt.log)" >&2; exit 1; }
 }
-# the packages, and build-fuzz configured with clang and built (setup.sh does both)
-CC=clang-14 scripts/setup.sh build-fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false \
+targets="npy safetensors idx adapter_config cli peft cmdline toolcmd gguf"
+# the packages, and build-fuzz configured with clang and its fuzz targets built (setup.sh does
+# both; only the targets: the rest of the tree is built and tested elsewhere)
+LR_NINJA_TARGETS=$(for t in $targets; do printf 'tests/fuzz/fuzz_%s ' "$t"; done) \
+  CC=clang-14 scripts/setup.sh build-fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false \
   -Dbuildtype=debugoptimized >/dev/null || exit 1
 mkdir -p build-fuzz/crashes
 : >build-fuzz/summary.txt
 status=0
-for t in npy safetensors idx adapter_config cli peft cmdline toolcmd gguf; do
+for t in $targets; do
   work=build-fuzz/corpus-$t
   rm -rf "$work"; mkdir -p "$work"
   cp tests/fuzz/corpus/$t/* "$work"/

@@ -86,6 +86,8 @@ if [ ! -f "$build/build.ninja" ]; then
   say "configuring $build ($*)"
   meson setup "$build" "$@" >/dev/null || die "meson setup $build failed (see $build/meson-logs/meson-log.txt)"
 fi
-ninja -C "$build" >/tmp/lowrank-ninja-$$.log 2>&1 || { cat /tmp/lowrank-ninja-$$.log >&2; die "build failed in $build"; }
+# LR_NINJA_TARGETS: only these (scripts/fuzz.sh builds its targets, not the whole tree)
+# shellcheck disable=SC2086
+ninja -C "$build" ${LR_NINJA_TARGETS:-} >/tmp/lowrank-ninja-$$.log 2>&1 || { cat /tmp/lowrank-ninja-$$.log >&2; die "build failed in $build"; }
 rm -f /tmp/lowrank-ninja-$$.log
 say "ready: $build"

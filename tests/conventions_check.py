@@ -16,6 +16,7 @@ And the library checks every status it receives: lib/**/*.c is compiled (with $C
 cc) against a copy of the headers in which every LR_API function returning lr_status is
 warn_unused_result; each "ignoring return value" is a breach.
 Prints every breach; exit 1 if any."""
+import concurrent.futures
 import os
 import re
 import shutil
@@ -122,9 +123,12 @@ def ignored_statuses():
                 open(p, 'w', encoding='utf-8').write(t)
         srcs = sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(ROOT, 'lib')) for f in fs
                       if f.endswith('.c'))
-        for src in srcs:
-            r = subprocess.run(cc + ['-std=c11', '-D_GNU_SOURCE', '-c', '-o', os.devnull, '-I', inc, '-I',
-                                     os.path.join(ROOT, 'lib')] + flags + [src], capture_output=True, text=True)
+        def compile_one(src):
+            return subprocess.run(cc + ['-std=c11', '-D_GNU_SOURCE', '-c', '-o', os.devnull, '-I', inc, '-I',
+                                        os.path.join(ROOT, 'lib')] + flags + [src], capture_output=True, text=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            results = list(pool.map(compile_one, srcs))
+        for src, r in zip(srcs, results):
             rel = os.path.relpath(src, ROOT)
             if r.returncode != 0 and 'mpi.h' in r.stderr and '/mpi/' in src:
                 print(f'note: {rel} not compiled (no mpi.h)')
