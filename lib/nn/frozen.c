@@ -88,22 +88,10 @@ static void dxo_cols_c(const dxo_job *a, size_t j0, size_t j1)
 }
 
 #ifdef LR__X86
-/* The kernels' vector ops on 8 lanes (AVX2) and on 16 (AVX-512F). Both kernels here put one
- * output per lane and do every operation lane by lane, so both widths give the same bits. */
-#define PK8_V __m256
-#define PK8_LOAD _mm256_loadu_ps
-#define PK8_STORE _mm256_storeu_ps
-#define PK8_FMA _mm256_fmadd_ps
-#define PK8_ADD _mm256_add_ps
-#define PK8_ZERO _mm256_setzero_ps
-#define PK8_BCAST(p) _mm256_broadcast_ss(p)
-#define PK16_V __m512
-#define PK16_LOAD _mm512_loadu_ps
-#define PK16_STORE _mm512_storeu_ps
-#define PK16_FMA _mm512_fmadd_ps
-#define PK16_ADD _mm512_add_ps
-#define PK16_ZERO _mm512_setzero_ps
-#define PK16_BCAST(p) _mm512_set1_ps(*(p))
+/* The vector kernels come in two widths, 8 lanes (AVX2) and 16 (AVX-512F), written out once
+ * each: C has no templates, and one body for both types would take a macro. Both put one
+ * output per lane and do every operation lane by lane, so both widths give the same bits;
+ * the unit tests hold each to the plain C kernel under LR_ISA=avx2 and avx512. */
 
 /* AVX2 has 16 vector registers: its tiles of two vectors of outputs take at most 6 batch
  * rows (12 accumulators), against AVX-512's 12 rows in 32 registers. Batch tiles of even
@@ -113,55 +101,94 @@ static size_t bt_tile6(size_t batch)
     size_t ntiles = (batch + 5) / 6;
     return ntiles ? (batch + ntiles - 1) / ntiles : 1;
 }
-#define LR__BT_SWITCH6(CASE, ARG, DEFAULT)                                                   \
-    switch (bt) {                                                                            \
-        CASE(1, ARG) CASE(2, ARG) CASE(3, ARG) CASE(4, ARG) CASE(5, ARG) CASE(6, ARG)        \
-    default: DEFAULT;                                                                        \
+
+/* The same columns j of the next group's rows (4 KB apart in a 1000-wide layer, in no order
+ * the hardware prefetchers follow), for the list's row k. */
+__attribute__((always_inline)) static inline void dxo_prefetch(const dxo_job *a, size_t k, size_t j)
+{
+    if (k + LR__DXG < a->n) __builtin_prefetch(a->w + (size_t)a->rows[k + LR__DXG] * a->ldw + j, 0, 3);
+}
+
+/* dx[b0 .. b0 + BT, j .. j + 8·CB) over the list's rows [g, g + gn): the sums stay in
+ * registers while the rows stream past, so each w vector serves BT batch rows and each dy
+ * broadcast CB vectors (0.6 loads per FMA at CB = 2, BT = 10). zero: start from +0 (the
+ * first group of the first window), else from dx. CB <= 2 and BT <= LR__FB, both constants. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dxo_block8(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j, bool zero, const int CB, const int BT)
+{
+    __m256 acc[LR__FB][2];
+    float *dxb = a->dx + b0 * a->lddx + j;
+    for (int b = 0; b < BT; b++)
+        for (int c = 0; c < CB; c++)
+            acc[b][c] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(dxb + (size_t)b * a->lddx + 8 * (size_t)c);
+    for (size_t k = g; k < g + gn; k++) {
+        size_t o = a->rows[k];
+        const float *wr = a->w + o * a->ldw + j;
+        __m256 wv[2];
+        for (int c = 0; c < CB; c++) wv[c] = _mm256_loadu_ps(wr + 8 * c);
+        dxo_prefetch(a, k, j);
+        const float *dyo = a->dy + b0 * a->lddy + o;
+        for (int b = 0; b < BT; b++) {
+            __m256 d = _mm256_broadcast_ss(dyo + (size_t)b * a->lddy);
+            if (CB > 1) LR__IN_REGISTER(d);
+            for (int c = 0; c < CB; c++) acc[b][c] = _mm256_fmadd_ps(d, wv[c], acc[b][c]);
+        }
     }
+    for (int b = 0; b < BT; b++)
+        for (int c = 0; c < CB; c++) _mm256_storeu_ps(dxb + (size_t)b * a->lddx + 8 * c, acc[b][c]);
+}
 
-/* W·CB columns from j for BT batch rows from b0, over the list's rows [g, g + gn): the sums
- * stay in registers while the rows stream past, so each w vector serves BT batch rows and
- * each dy broadcast CB vectors (0.6 loads per FMA at CB = 2, BT = 10). zero: start from +0
- * (the first group of the first window), else from dx. */
-#define LR__DXO_BLOCK(NAME, P, W, TARGET)                                                               \
-    __attribute__((target(TARGET), always_inline)) static inline void                                  \
-    NAME(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j, bool zero, const int CB, const int BT) \
-    {                                                                                                  \
-        P##_V acc[LR__FB][2];                                                                          \
-        float *dxb = a->dx + b0 * a->lddx + j;                                                         \
-        for (int b = 0; b < BT; b++)                                                                   \
-            for (int c = 0; c < CB; c++)                                                               \
-                acc[b][c] = zero ? P##_ZERO() : P##_LOAD(dxb + (size_t)b * a->lddx + W * (size_t)c);   \
-        for (size_t k = g; k < g + gn; k++) {                                                          \
-            size_t o = a->rows[k];                                                                     \
-            const float *wr = a->w + o * a->ldw + j;                                                   \
-            P##_V wv[2];                                                                               \
-            for (int c = 0; c < CB; c++) wv[c] = P##_LOAD(wr + W * c);                                 \
-            /* the same columns of the next group's rows (4 KB apart in a 1000-wide layer, in         \
-             * no order the hardware prefetchers follow) */                                            \
-            if (k + LR__DXG < a->n) __builtin_prefetch(a->w + (size_t)a->rows[k + LR__DXG] * a->ldw + j, 0, 3); \
-            const float *dyo = a->dy + b0 * a->lddy + o;                                               \
-            for (int b = 0; b < BT; b++) {                                                             \
-                P##_V d = P##_BCAST(dyo + (size_t)b * a->lddy);                                        \
-                if (CB > 1) LR__IN_REGISTER(d);                                                        \
-                for (int c = 0; c < CB; c++) acc[b][c] = P##_FMA(d, wv[c], acc[b][c]);                 \
-            }                                                                                          \
-        }                                                                                              \
-        for (int b = 0; b < BT; b++)                                                                   \
-            for (int c = 0; c < CB; c++) P##_STORE(dxb + (size_t)b * a->lddx + W * c, acc[b][c]);      \
+/* dxo_block8 on 16 lanes: dx[b0 .. b0 + BT, j .. j + 16·CB). */
+__attribute__((target("avx2,fma,avx512f"), always_inline)) static inline void
+dxo_block16(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j, bool zero, const int CB, const int BT)
+{
+    __m512 acc[LR__FB][2];
+    float *dxb = a->dx + b0 * a->lddx + j;
+    for (int b = 0; b < BT; b++)
+        for (int c = 0; c < CB; c++)
+            acc[b][c] = zero ? _mm512_setzero_ps() : _mm512_loadu_ps(dxb + (size_t)b * a->lddx + 16 * (size_t)c);
+    for (size_t k = g; k < g + gn; k++) {
+        size_t o = a->rows[k];
+        const float *wr = a->w + o * a->ldw + j;
+        __m512 wv[2];
+        for (int c = 0; c < CB; c++) wv[c] = _mm512_loadu_ps(wr + 16 * c);
+        dxo_prefetch(a, k, j);
+        const float *dyo = a->dy + b0 * a->lddy + o;
+        for (int b = 0; b < BT; b++) {
+            __m512 d = _mm512_set1_ps(dyo[(size_t)b * a->lddy]);
+            if (CB > 1) LR__IN_REGISTER(d);
+            for (int c = 0; c < CB; c++) acc[b][c] = _mm512_fmadd_ps(d, wv[c], acc[b][c]);
+        }
     }
+    for (int b = 0; b < BT; b++)
+        for (int c = 0; c < CB; c++) _mm512_storeu_ps(dxb + (size_t)b * a->lddx + 16 * c, acc[b][c]);
+}
 
-LR__DXO_BLOCK(dxo_block8, PK8, 8, "avx2,fma")
-LR__DXO_BLOCK(dxo_block16, PK16, 16, "avx2,fma,avx512f")
+/* dx columns [j0, j1) (multiples of 8) of batch rows [b0, b0 + BT) over the list's rows
+ * [g, g + gn): 16 columns at a time, then 8. BT <= 6 (AVX2's tiler), a constant. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dxo_tile8(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j0, size_t j1, bool zero, const int BT)
+{
+    size_t j = j0;
+    for (; j + 16 <= j1; j += 16) dxo_block8(a, g, gn, b0, j, zero, 2, BT);
+    for (; j < j1; j += 8) dxo_block8(a, g, gn, b0, j, zero, 1, BT);
+}
 
-#define LR__DXO8_CASE(n, CB) \
-    case n: dxo_block8(a, g, gn, b0, j, zero, CB, n); break;
-#define LR__DXO16_CASE(n, CB) \
-    case n: dxo_block16(a, g, gn, b0, j, zero, CB, n); break;
+/* dxo_tile8 on 16 lanes: 32 columns at a time, then 16, then 8 as AVX2 does; all give the
+ * same bits. BT <= LR__FB. */
+__attribute__((target("avx2,fma,avx512f"), always_inline)) static inline void
+dxo_tile16(const dxo_job *a, size_t g, size_t gn, size_t b0, size_t j0, size_t j1, bool zero, const int BT)
+{
+    size_t j = j0;
+    for (; j + 32 <= j1; j += 32) dxo_block16(a, g, gn, b0, j, zero, 2, BT);
+    for (; j + 16 <= j1; j += 16) dxo_block16(a, g, gn, b0, j, zero, 1, BT);
+    for (; j < j1; j += 8) dxo_block8(a, g, gn, b0, j, zero, 1, BT);
+}
 
-/* Columns [j0, j1) (multiples of 8) over every row of the list, group by group: AVX-512 32
- * then 16 columns at a time, then 8 as AVX2 does; all give the same bits. (Two functions:
- * GCC inlines an AVX-512 block only into an AVX-512 function.) */
+/* Columns [j0, j1) (multiples of 8) over every row of the list, group by group and batch tile
+ * by batch tile: a call with a literal height for each tile height bt, so that every height
+ * gets its own fully unrolled kernel. (Two functions: GCC inlines an AVX-512 block only into
+ * an AVX-512 function.) */
 __attribute__((target("avx2,fma"))) static void dxo_cols_avx2(const dxo_job *a, size_t j0, size_t j1)
 {
     size_t tile = bt_tile6(a->batch);
@@ -169,9 +196,15 @@ __attribute__((target("avx2,fma"))) static void dxo_cols_avx2(const dxo_job *a, 
         size_t gn = a->n - g < LR__DXG ? a->n - g : LR__DXG;
         bool zero = a->first && g == 0;
         for (size_t b0 = 0; b0 < a->batch; b0 += tile) {
-            size_t bt = a->batch - b0 < tile ? a->batch - b0 : tile, j = j0;
-            for (; j + 16 <= j1; j += 16) LR__BT_SWITCH6(LR__DXO8_CASE, 2, break)
-            for (; j < j1; j += 8) LR__BT_SWITCH6(LR__DXO8_CASE, 1, break)
+            switch (a->batch - b0 < tile ? a->batch - b0 : tile) {
+            case 1: dxo_tile8(a, g, gn, b0, j0, j1, zero, 1); break;
+            case 2: dxo_tile8(a, g, gn, b0, j0, j1, zero, 2); break;
+            case 3: dxo_tile8(a, g, gn, b0, j0, j1, zero, 3); break;
+            case 4: dxo_tile8(a, g, gn, b0, j0, j1, zero, 4); break;
+            case 5: dxo_tile8(a, g, gn, b0, j0, j1, zero, 5); break;
+            case 6: dxo_tile8(a, g, gn, b0, j0, j1, zero, 6); break;
+            default: break;
+            }
         }
     }
 }
@@ -182,10 +215,21 @@ __attribute__((target("avx2,fma,avx512f"))) static void dxo_cols_avx512(const dx
         size_t gn = a->n - g < LR__DXG ? a->n - g : LR__DXG;
         bool zero = a->first && g == 0;
         for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
-            size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB, j = j0;
-            for (; j + 32 <= j1; j += 32) LR__BT_SWITCH(LR__DXO16_CASE, 2, break)
-            for (; j + 16 <= j1; j += 16) LR__BT_SWITCH(LR__DXO16_CASE, 1, break)
-            for (; j < j1; j += 8) LR__BT_SWITCH(LR__DXO8_CASE, 1, break)
+            switch (a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB) {
+            case 1: dxo_tile16(a, g, gn, b0, j0, j1, zero, 1); break;
+            case 2: dxo_tile16(a, g, gn, b0, j0, j1, zero, 2); break;
+            case 3: dxo_tile16(a, g, gn, b0, j0, j1, zero, 3); break;
+            case 4: dxo_tile16(a, g, gn, b0, j0, j1, zero, 4); break;
+            case 5: dxo_tile16(a, g, gn, b0, j0, j1, zero, 5); break;
+            case 6: dxo_tile16(a, g, gn, b0, j0, j1, zero, 6); break;
+            case 7: dxo_tile16(a, g, gn, b0, j0, j1, zero, 7); break;
+            case 8: dxo_tile16(a, g, gn, b0, j0, j1, zero, 8); break;
+            case 9: dxo_tile16(a, g, gn, b0, j0, j1, zero, 9); break;
+            case 10: dxo_tile16(a, g, gn, b0, j0, j1, zero, 10); break;
+            case 11: dxo_tile16(a, g, gn, b0, j0, j1, zero, 11); break;
+            case 12: dxo_tile16(a, g, gn, b0, j0, j1, zero, 12); break;
+            default: break;
+            }
         }
     }
 }
@@ -307,79 +351,156 @@ static void pk_block(const lr__wpack *p, size_t q, size_t *j0, size_t *j1, size_
  * linear.c sums them: lane l of the 8 accumulates the active columns j ≡ l (mod 8) in
  * increasing order (here one register lane per output instead of one per lane of the 8),
  * then the 8 are added in hsum8's tree, then the tail columns, then the bias or the previous
- * blocks' sum. So each y entry gets the row kernel's value, bit for bit. */
-#define LR__PK_TILE(NAME, P, W, TARGET)                                                                  \
-    __attribute__((target(TARGET), always_inline)) static inline void                                  \
-    NAME(const pk_job *a, size_t q, size_t o, size_t b0, bool first_o, const int CB, const int BT)    \
-    {                                                                                                  \
-        const lr__wpack *p = a->p;                                                                     \
-        size_t j0, j1, jt;                                                                             \
-        pk_block(p, q, &j0, &j1, &jt);                                                                 \
-        P##_V lanes[8][LR__FB][2];                                                                     \
-        for (int l = 0; l < 8; l++) {                                                                  \
-            P##_V acc[LR__FB][2];                                                                      \
-            for (int b = 0; b < BT; b++)                                                               \
-                for (int c = 0; c < CB; c++) acc[b][c] = P##_ZERO();                                   \
-            for (size_t k = a->lane[q][l]; k < a->lane[q][l + 1]; k++) {                               \
-                const float *wr = lr__wpack_row(p, p->cols[k]) + o;                                    \
-                P##_V wv[2];                                                                           \
-                for (int c = 0; c < CB; c++) wv[c] = P##_LOAD(wr + W * c);                             \
-                if (first_o && k + LR__PKF < a->nact) { /* the piece's row, LR__PKF columns ahead */  \
-                    const float *pf = lr__wpack_row(p, p->cols[k + LR__PKF]) + o;                      \
-                    for (int m = 0; m < LR__PKO; m += 16) __builtin_prefetch(pf + m, 0, 3);            \
-                }                                                                                      \
-                const float *xk = p->xt + k * a->batch + b0;                                           \
-                for (int b = 0; b < BT; b++) {                                                         \
-                    P##_V xb = P##_BCAST(xk + b);                                                      \
-                    if (CB > 1) LR__IN_REGISTER(xb);                                                   \
-                    for (int c = 0; c < CB; c++) acc[b][c] = P##_FMA(wv[c], xb, acc[b][c]);            \
-                }                                                                                      \
-            }                                                                                          \
-            for (int b = 0; b < BT; b++)                                                               \
-                for (int c = 0; c < CB; c++) lanes[l][b][c] = acc[b][c];                               \
-        }                                                                                              \
-        for (int b = 0; b < BT; b++) {                                                                 \
-            const float *xr = a->x + (b0 + (size_t)b) * a->ldx;                                        \
-            float *yr = a->y + (b0 + (size_t)b) * a->ldy;                                              \
-            for (int c = 0; c < CB; c++) {                                                             \
-                P##_V s = P##_ADD(P##_ADD(P##_ADD(lanes[0][b][c], lanes[4][b][c]),                     \
-                                          P##_ADD(lanes[2][b][c], lanes[6][b][c])),                    \
-                                  P##_ADD(P##_ADD(lanes[1][b][c], lanes[5][b][c]),                     \
-                                          P##_ADD(lanes[3][b][c], lanes[7][b][c])));                   \
-                size_t oc = o + W * (size_t)c;                                                         \
-                for (size_t jj = jt; jj < j1; jj++)                                                    \
-                    s = P##_FMA(P##_LOAD(lr__wpack_row(p, jj) + oc), P##_BCAST(xr + jj), s);           \
-                if (oc + W <= p->out) {                                                                \
-                    P##_V base = q > 0 ? P##_LOAD(yr + oc) : a->bias ? P##_LOAD(a->bias + oc) : P##_ZERO(); \
-                    P##_STORE(yr + oc, P##_ADD(base, s));                                              \
-                } else { /* the last, partial block of outputs */                                      \
-                    float sv[W];                                                                       \
-                    P##_STORE(sv, s);                                                                  \
-                    for (size_t m = 0; m < W && oc + m < p->out; m++)                                  \
-                        yr[oc + m] = (q > 0 ? yr[oc + m] : a->bias ? a->bias[oc + m] : 0.0f) + sv[m];  \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
+ * blocks' sum. So each y entry gets the row kernel's value, bit for bit. W = 8 (AVX2) or 16
+ * (AVX-512F), written out once each as the dx kernels above. */
+
+/* Asks for the piece's LR__PKO outputs from o in the row of wᵀ of active column k. The
+ * tiles call it LR__PKF columns ahead of their walk, and only for the piece's first outputs:
+ * the later tiles of the piece find the rows in cache. */
+__attribute__((always_inline)) static inline void pk_prefetch(const lr__wpack *p, size_t k, size_t o)
+{
+    const float *pf = lr__wpack_row(p, p->cols[k]) + o;
+    for (int m = 0; m < LR__PKO; m += 16) __builtin_prefetch(pf + m, 0, 3);
+}
+
+/* The tile (see above) on 8 outputs a vector: CB <= 2 vectors, BT <= LR__FB rows, constants. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+pk_tile8(const pk_job *a, size_t q, size_t o, size_t b0, bool first_o, const int CB, const int BT)
+{
+    const lr__wpack *p = a->p;
+    size_t j0, j1, jt;
+    pk_block(p, q, &j0, &j1, &jt);
+    __m256 lanes[8][LR__FB][2];
+    for (int l = 0; l < 8; l++) {
+        __m256 acc[LR__FB][2];
+        for (int b = 0; b < BT; b++)
+            for (int c = 0; c < CB; c++) acc[b][c] = _mm256_setzero_ps();
+        for (size_t k = a->lane[q][l]; k < a->lane[q][l + 1]; k++) {
+            const float *wr = lr__wpack_row(p, p->cols[k]) + o;
+            __m256 wv[2];
+            for (int c = 0; c < CB; c++) wv[c] = _mm256_loadu_ps(wr + 8 * c);
+            if (first_o && k + LR__PKF < a->nact) pk_prefetch(p, k + LR__PKF, o);
+            const float *xk = p->xt + k * a->batch + b0;
+            for (int b = 0; b < BT; b++) {
+                __m256 xb = _mm256_broadcast_ss(xk + b);
+                if (CB > 1) LR__IN_REGISTER(xb);
+                for (int c = 0; c < CB; c++) acc[b][c] = _mm256_fmadd_ps(wv[c], xb, acc[b][c]);
+            }
+        }
+        for (int b = 0; b < BT; b++)
+            for (int c = 0; c < CB; c++) lanes[l][b][c] = acc[b][c];
     }
+    for (int b = 0; b < BT; b++) {
+        const float *xr = a->x + (b0 + (size_t)b) * a->ldx;
+        float *yr = a->y + (b0 + (size_t)b) * a->ldy;
+        for (int c = 0; c < CB; c++) {
+            __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(lanes[0][b][c], lanes[4][b][c]),
+                                                   _mm256_add_ps(lanes[2][b][c], lanes[6][b][c])),
+                                     _mm256_add_ps(_mm256_add_ps(lanes[1][b][c], lanes[5][b][c]),
+                                                   _mm256_add_ps(lanes[3][b][c], lanes[7][b][c])));
+            size_t oc = o + 8 * (size_t)c;
+            for (size_t jj = jt; jj < j1; jj++)
+                s = _mm256_fmadd_ps(_mm256_loadu_ps(lr__wpack_row(p, jj) + oc), _mm256_broadcast_ss(xr + jj), s);
+            if (oc + 8 <= p->out) {
+                __m256 base = q > 0 ? _mm256_loadu_ps(yr + oc)
+                              : a->bias ? _mm256_loadu_ps(a->bias + oc) : _mm256_setzero_ps();
+                _mm256_storeu_ps(yr + oc, _mm256_add_ps(base, s));
+            } else { /* the last, partial block of outputs */
+                float sv[8];
+                _mm256_storeu_ps(sv, s);
+                for (size_t m = 0; m < 8 && oc + m < p->out; m++)
+                    yr[oc + m] = (q > 0 ? yr[oc + m] : a->bias ? a->bias[oc + m] : 0.0f) + sv[m];
+            }
+        }
+    }
+}
 
-LR__PK_TILE(pk_tile8, PK8, 8, "avx2,fma")
-LR__PK_TILE(pk_tile16, PK16, 16, "avx2,fma,avx512f")
+/* pk_tile8 on 16 outputs a vector. */
+__attribute__((target("avx2,fma,avx512f"), always_inline)) static inline void
+pk_tile16(const pk_job *a, size_t q, size_t o, size_t b0, bool first_o, const int CB, const int BT)
+{
+    const lr__wpack *p = a->p;
+    size_t j0, j1, jt;
+    pk_block(p, q, &j0, &j1, &jt);
+    __m512 lanes[8][LR__FB][2];
+    for (int l = 0; l < 8; l++) {
+        __m512 acc[LR__FB][2];
+        for (int b = 0; b < BT; b++)
+            for (int c = 0; c < CB; c++) acc[b][c] = _mm512_setzero_ps();
+        for (size_t k = a->lane[q][l]; k < a->lane[q][l + 1]; k++) {
+            const float *wr = lr__wpack_row(p, p->cols[k]) + o;
+            __m512 wv[2];
+            for (int c = 0; c < CB; c++) wv[c] = _mm512_loadu_ps(wr + 16 * c);
+            if (first_o && k + LR__PKF < a->nact) pk_prefetch(p, k + LR__PKF, o);
+            const float *xk = p->xt + k * a->batch + b0;
+            for (int b = 0; b < BT; b++) {
+                __m512 xb = _mm512_set1_ps(xk[b]);
+                if (CB > 1) LR__IN_REGISTER(xb);
+                for (int c = 0; c < CB; c++) acc[b][c] = _mm512_fmadd_ps(wv[c], xb, acc[b][c]);
+            }
+        }
+        for (int b = 0; b < BT; b++)
+            for (int c = 0; c < CB; c++) lanes[l][b][c] = acc[b][c];
+    }
+    for (int b = 0; b < BT; b++) {
+        const float *xr = a->x + (b0 + (size_t)b) * a->ldx;
+        float *yr = a->y + (b0 + (size_t)b) * a->ldy;
+        for (int c = 0; c < CB; c++) {
+            __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(lanes[0][b][c], lanes[4][b][c]),
+                                                   _mm512_add_ps(lanes[2][b][c], lanes[6][b][c])),
+                                     _mm512_add_ps(_mm512_add_ps(lanes[1][b][c], lanes[5][b][c]),
+                                                   _mm512_add_ps(lanes[3][b][c], lanes[7][b][c])));
+            size_t oc = o + 16 * (size_t)c;
+            for (size_t jj = jt; jj < j1; jj++)
+                s = _mm512_fmadd_ps(_mm512_loadu_ps(lr__wpack_row(p, jj) + oc), _mm512_set1_ps(xr[jj]), s);
+            if (oc + 16 <= p->out) {
+                __m512 base = q > 0 ? _mm512_loadu_ps(yr + oc)
+                              : a->bias ? _mm512_loadu_ps(a->bias + oc) : _mm512_setzero_ps();
+                _mm512_storeu_ps(yr + oc, _mm512_add_ps(base, s));
+            } else { /* the last, partial block of outputs */
+                float sv[16];
+                _mm512_storeu_ps(sv, s);
+                for (size_t m = 0; m < 16 && oc + m < p->out; m++)
+                    yr[oc + m] = (q > 0 ? yr[oc + m] : a->bias ? a->bias[oc + m] : 0.0f) + sv[m];
+            }
+        }
+    }
+}
 
-#define LR__PK8_CASE(n, CB) \
-    case n: pk_tile8(a, q, o, b0, o == o0, CB, n); break;
-#define LR__PK16_CASE(n, CB) \
-    case n: pk_tile16(a, q, o, b0, o == o0, CB, n); break;
+/* Outputs [o0, o1) (o0 a multiple of 16) of batch rows [b0, b0 + BT) in column block q, two
+ * registers of 8 outputs at a time. BT <= 6 (AVX2's tiler), a constant. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+pk_outs8(const pk_job *a, size_t q, size_t b0, size_t o0, size_t o1, const int BT)
+{
+    for (size_t o = o0; o < o1; o += 16) pk_tile8(a, q, o, b0, o == o0, 2, BT);
+}
 
-/* Outputs [o0, o1) (o0 a multiple of 16), every column block and batch tile: AVX2 one
- * register of 8 outputs at a time, AVX-512 two of 16, and one for the last 16 when the
- * padded row (a multiple of 16) ends there. */
+/* pk_outs8 on 16 outputs a vector: two at a time, and one for the last 16 when the padded
+ * row (a multiple of 16) ends there. BT <= LR__FB. */
+__attribute__((target("avx2,fma,avx512f"), always_inline)) static inline void
+pk_outs16(const pk_job *a, size_t q, size_t b0, size_t o0, size_t o1, const int BT)
+{
+    size_t o = o0;
+    for (; o + 32 <= a->p->ld && o < o1; o += 32) pk_tile16(a, q, o, b0, o == o0, 2, BT);
+    for (; o < o1; o += 16) pk_tile16(a, q, o, b0, o == o0, 1, BT);
+}
+
+/* Outputs [o0, o1), every column block and batch tile: a call with a literal height for each
+ * tile height bt, so that every height gets its own fully unrolled kernel. */
 __attribute__((target("avx2,fma"))) static void pk_piece_avx2(const pk_job *a, size_t o0, size_t o1)
 {
     size_t nq = (a->p->in + LR__FJ - 1) / LR__FJ, tile = bt_tile6(a->batch);
     for (size_t q = 0; q < nq; q++)
         for (size_t b0 = 0; b0 < a->batch; b0 += tile) {
-            size_t bt = a->batch - b0 < tile ? a->batch - b0 : tile;
-            for (size_t o = o0; o < o1; o += 16) LR__BT_SWITCH6(LR__PK8_CASE, 2, break)
+            switch (a->batch - b0 < tile ? a->batch - b0 : tile) {
+            case 1: pk_outs8(a, q, b0, o0, o1, 1); break;
+            case 2: pk_outs8(a, q, b0, o0, o1, 2); break;
+            case 3: pk_outs8(a, q, b0, o0, o1, 3); break;
+            case 4: pk_outs8(a, q, b0, o0, o1, 4); break;
+            case 5: pk_outs8(a, q, b0, o0, o1, 5); break;
+            case 6: pk_outs8(a, q, b0, o0, o1, 6); break;
+            default: break;
+            }
         }
 }
 
@@ -388,10 +509,21 @@ __attribute__((target("avx2,fma,avx512f"))) static void pk_piece_avx512(const pk
     size_t nq = (a->p->in + LR__FJ - 1) / LR__FJ;
     for (size_t q = 0; q < nq; q++)
         for (size_t b0 = 0; b0 < a->batch; b0 += LR__FB) {
-            size_t bt = a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB;
-            size_t o = o0;
-            for (; o + 32 <= a->p->ld && o < o1; o += 32) LR__BT_SWITCH(LR__PK16_CASE, 2, break)
-            for (; o < o1; o += 16) LR__BT_SWITCH(LR__PK16_CASE, 1, break)
+            switch (a->batch - b0 < LR__FB ? a->batch - b0 : LR__FB) {
+            case 1: pk_outs16(a, q, b0, o0, o1, 1); break;
+            case 2: pk_outs16(a, q, b0, o0, o1, 2); break;
+            case 3: pk_outs16(a, q, b0, o0, o1, 3); break;
+            case 4: pk_outs16(a, q, b0, o0, o1, 4); break;
+            case 5: pk_outs16(a, q, b0, o0, o1, 5); break;
+            case 6: pk_outs16(a, q, b0, o0, o1, 6); break;
+            case 7: pk_outs16(a, q, b0, o0, o1, 7); break;
+            case 8: pk_outs16(a, q, b0, o0, o1, 8); break;
+            case 9: pk_outs16(a, q, b0, o0, o1, 9); break;
+            case 10: pk_outs16(a, q, b0, o0, o1, 10); break;
+            case 11: pk_outs16(a, q, b0, o0, o1, 11); break;
+            case 12: pk_outs16(a, q, b0, o0, o1, 12); break;
+            default: break;
+            }
         }
 }
 

@@ -169,17 +169,37 @@ fwd_tile_rows(float *y, size_t ldy, const float *x, size_t ldx, const float *w, 
     }
 }
 
-#define LR__FWD_CASE(n, RMAX) \
-    case n: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, n, RMAX); break;
-#define LR__FWD_SWITCH(RMAX) \
-    LR__BT_SWITCH(LR__FWD_CASE, RMAX, fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1))
+/* A tile of bt batch rows: a call with a literal height for each bt, so that every height
+ * 1..LR__FB gets its own fully unrolled kernel (taller tiles, which fwd_rows never makes, in
+ * plain C). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+fwd_rows_bt(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw, const float *bias,
+            size_t bt, size_t in, size_t o0, size_t o1, const uint32_t *blk, size_t nblk, const int RMAX)
+{
+    switch (bt) {
+    case 1: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 1, RMAX); break;
+    case 2: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 2, RMAX); break;
+    case 3: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 3, RMAX); break;
+    case 4: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 4, RMAX); break;
+    case 5: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 5, RMAX); break;
+    case 6: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 6, RMAX); break;
+    case 7: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 7, RMAX); break;
+    case 8: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 8, RMAX); break;
+    case 9: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 9, RMAX); break;
+    case 10: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 10, RMAX); break;
+    case 11: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 11, RMAX); break;
+    case 12: fwd_tile_rows(y, ldy, x, ldx, w, ldw, bias, in, o0, o1, blk, nblk, 12, RMAX); break;
+    default: fwd_rows_c(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1);
+    }
+}
 
+/* The two instances: one row at a time (AVX2), pairs of rows (AVX-512VL). */
 __attribute__((target("avx2,fma"))) static void
 fwd_rows_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *w, size_t ldw,
               const float *bias, size_t bt, size_t in, size_t o0, size_t o1, const uint32_t *blk,
               size_t nblk)
 {
-    LR__FWD_SWITCH(1)
+    fwd_rows_bt(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1, blk, nblk, 1);
 }
 
 __attribute__((target("avx2,fma,avx512f,avx512vl"))) static void
@@ -187,7 +207,7 @@ fwd_rows_avx512(float *y, size_t ldy, const float *x, size_t ldx, const float *w
                 const float *bias, size_t bt, size_t in, size_t o0, size_t o1, const uint32_t *blk,
                 size_t nblk)
 {
-    LR__FWD_SWITCH(2)
+    fwd_rows_bt(y, ldy, x, ldx, w, ldw, bias, bt, in, o0, o1, blk, nblk, 2);
 }
 #endif
 

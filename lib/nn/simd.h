@@ -14,15 +14,6 @@
  * the sums of its column blocks in order. */
 #define LR__FJ 1024
 
-/* switch (bt) over the register tile's batch sizes 1..LR__FB: CASE(n, ARG) for each, so
- * every size gets its own fully unrolled kernel; DEFAULT for anything else. */
-#define LR__BT_SWITCH(CASE, ARG, DEFAULT)                                                    \
-    switch (bt) {                                                                            \
-        CASE(1, ARG) CASE(2, ARG) CASE(3, ARG) CASE(4, ARG) CASE(5, ARG) CASE(6, ARG)        \
-        CASE(7, ARG) CASE(8, ARG) CASE(9, ARG) CASE(10, ARG) CASE(11, ARG) CASE(12, ARG)     \
-    default: DEFAULT;                                                                        \
-    }
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
