@@ -867,7 +867,7 @@ static void check_ex_bit_equal(bool lora)
     }
 }
 
-static void test_train_step_ex_without_targets_is_train_step(void **state)
+static void test_targets_null_is_cross_entropy(void **state)
 {
     (void)state;
     check_ex_bit_equal(false);
@@ -911,7 +911,7 @@ static void test_own_softmax_is_a_fixed_point(void **state)
 
 /* A 3-4-2 net with a rank-1 adapter on linear2: the weighted mix's gradients (base, A, B, dx)
  * against central differences; then the fused step = gradients_ex + Adam over 3 steps. */
-static void test_train_step_ex_gradients(void **state)
+static void test_targets_gradients(void **state)
 {
     (void)state;
     enum { B = 4 };
@@ -971,7 +971,7 @@ static void test_train_step_ex_gradients(void **state)
 }
 
 /* Bad weights and soft targets: LR_EINVAL naming the example, nothing changed. */
-static void test_train_step_ex_bad_targets(void **state)
+static void test_targets_bad(void **state)
 {
     (void)state;
     enum { B = 3 };
@@ -1042,10 +1042,10 @@ int main(void)
         cmocka_unit_test(test_nonfinite_names_step_and_layer),
         cmocka_unit_test(test_forward_reports_nonfinite_outputs),
         cmocka_unit_test(test_bad_inputs),
-        cmocka_unit_test(test_train_step_ex_without_targets_is_train_step),
+        cmocka_unit_test(test_targets_null_is_cross_entropy),
         cmocka_unit_test(test_own_softmax_is_a_fixed_point),
-        cmocka_unit_test(test_train_step_ex_gradients),
-        cmocka_unit_test(test_train_step_ex_bad_targets),
+        cmocka_unit_test(test_targets_gradients),
+        cmocka_unit_test(test_targets_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
