@@ -17,15 +17,15 @@ lr_gguf_lora_opts lr_gguf_lora_opts_default(void)
 /* ---------------------------------------------------------------- names ---------- */
 
 /* A module of a Hugging Face checkpoint (PEFT's name without "base_model.model.") and the
- * base tensor llama.cpp gives it; "%d" is the layer. One table per architecture; llama's
- * q and k are also permuted (PERM_Q, PERM_K). */
+ * base tensor llama.cpp gives it; "%d" is the layer. The llama and qwen2 converters name
+ * these modules alike; perm says which rows llama's converter also permutes per head. */
 enum { PERM_NONE, PERM_Q, PERM_K };
 typedef struct {
     const char *hf, *gguf;
     int perm;
 } name_map;
 
-static const name_map LLAMA[] = {
+static const name_map NAMES[] = {
     { "model.embed_tokens", "token_embd.weight", PERM_NONE },
     { "lm_head", "output.weight", PERM_NONE },
     { "model.layers.%d.self_attn.q_proj", "blk.%d.attn_q.weight", PERM_Q },
@@ -38,30 +38,20 @@ static const name_map LLAMA[] = {
     { NULL, NULL, 0 },
 };
 
-/* Qwen2's converter renames and does not permute (its rope is NeoX's, which reads HF's
- * layout as it is). */
-static const name_map QWEN2[] = {
-    { "model.embed_tokens", "token_embd.weight", PERM_NONE },
-    { "lm_head", "output.weight", PERM_NONE },
-    { "model.layers.%d.self_attn.q_proj", "blk.%d.attn_q.weight", PERM_NONE },
-    { "model.layers.%d.self_attn.k_proj", "blk.%d.attn_k.weight", PERM_NONE },
-    { "model.layers.%d.self_attn.v_proj", "blk.%d.attn_v.weight", PERM_NONE },
-    { "model.layers.%d.self_attn.o_proj", "blk.%d.attn_output.weight", PERM_NONE },
-    { "model.layers.%d.mlp.gate_proj", "blk.%d.ffn_gate.weight", PERM_NONE },
-    { "model.layers.%d.mlp.up_proj", "blk.%d.ffn_up.weight", PERM_NONE },
-    { "model.layers.%d.mlp.down_proj", "blk.%d.ffn_down.weight", PERM_NONE },
-    { NULL, NULL, 0 },
-};
-
-static const struct {
+/* The architectures and their tables. Qwen2's converter renames and does not permute (its
+ * rope is NeoX's, which reads HF's layout as it is); llama's permutes q and k. */
+typedef struct {
     const char *arch;
     const name_map *map;
-} ARCHS[] = { { "llama", LLAMA }, { "qwen2", QWEN2 } };
+    bool permutes;
+} arch_info;
 
-static const name_map *arch_map(const char *arch)
+static const arch_info ARCHS[] = { { "llama", NAMES, true }, { "qwen2", NAMES, false } };
+
+static const arch_info *arch_of(const char *arch)
 {
     for (size_t i = 0; arch && i < sizeof ARCHS / sizeof *ARCHS; i++)
-        if (!strcmp(arch, ARCHS[i].arch)) return ARCHS[i].map;
+        if (!strcmp(arch, ARCHS[i].arch)) return &ARCHS[i];
     return NULL;
 }
 
@@ -99,12 +89,12 @@ static const char *hf_name(const char *module)
 
 lr_status lr_gguf_lora_name(char *name, size_t cap, const char *arch, const char *module, lr_err *err)
 {
-    const name_map *map = arch_map(arch);
-    if (!map) return lr__fail(err, LR_EINVAL, "lr_gguf_lora_name: unknown architecture \"%s\" (llama, qwen2)",
+    const arch_info *ar = arch_of(arch);
+    if (!ar) return lr__fail(err, LR_EINVAL, "lr_gguf_lora_name: unknown architecture \"%s\" (llama, qwen2)",
                               arch ? arch : "(null)");
     if (!name || !module) return lr__fail(err, LR_EINVAL, "lr_gguf_lora_name: name or module is NULL");
     long layer = 0;
-    const name_map *m = find_row(map, hf_name(module), &layer);
+    const name_map *m = find_row(ar->map, hf_name(module), &layer);
     if (!m) return lr__fail(err, LR_EINVAL, "module %s has no tensor in llama.cpp's %s model (known: "
                             "embed_tokens, lm_head, self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj)",
                             module, arch);
@@ -140,12 +130,12 @@ static double common_alpha(const lr_peft *ad, const lr_gguf_lora_report *rep)
 }
 
 /* Layer i's entry: its name (or skipped), rank, scale, permutation. */
-static lr_status plan_layer(const lr_peft *ad, size_t i, const name_map *map, const lr_gguf_lora_opts *o,
+static lr_status plan_layer(const lr_peft *ad, size_t i, const arch_info *ar, const lr_gguf_lora_opts *o,
                             lr_gguf_lora_layer *e, lr_err *err)
 {
     const lr_peft_layer *l = &ad->layer[i];
     long layer = 0;
-    const name_map *m = find_row(map, hf_name(l->module), &layer);
+    const name_map *m = find_row(ar->map, hf_name(l->module), &layer);
     snprintf(e->module, sizeof e->module, "%s", l->module);
     e->r = l->r, e->scale = lr_peft_scale(ad, l), e->fold = 1;
     if (!m) {
@@ -160,7 +150,7 @@ static lr_status plan_layer(const lr_peft *ad, size_t i, const name_map *map, co
         return lr__fail(err, LR_EINVAL, "module %s: %s adapter on %s, which llama.cpp %s", l->module,
                         l->embedding ? "an embedding" : "a linear", e->name,
                         l->embedding ? "applies as a linear layer" : "applies as the input embedding");
-    if (m->perm == PERM_NONE) return LR_OK;
+    if (m->perm == PERM_NONE || !ar->permutes) return LR_OK;
     size_t heads = m->perm == PERM_Q || !o->n_head_kv ? o->n_head : o->n_head_kv;
     if (!heads)
         return lr__fail(err, LR_EINVAL, "module %s: llama's converter permutes q and k rows per head, and the "
@@ -186,8 +176,8 @@ lr_status lr_gguf_lora_plan(const lr_peft *ad, lr_gguf_lora_report *rep, const l
     if (!rep) return lr__fail(err, LR_EINVAL, "lr_gguf_lora_plan: rep is NULL");
     memset(rep, 0, sizeof *rep);
     if (!ad) return lr__fail(err, LR_EINVAL, "lr_gguf_lora_plan: ad is NULL");
-    const name_map *map = arch_map(o.arch);
-    if (!map) return lr__fail(err, LR_EINVAL, "unknown architecture \"%s\" (llama, qwen2)", o.arch ? o.arch : "(null)");
+    const arch_info *ar = arch_of(o.arch);
+    if (!ar) return lr__fail(err, LR_EINVAL, "unknown architecture \"%s\" (llama, qwen2)", o.arch ? o.arch : "(null)");
     if (o.dtype != LR_ST_F32 && o.dtype != LR_ST_F16 && o.dtype != LR_ST_BF16)
         return lr__fail(err, LR_EINVAL, "dtype %s: llama.cpp's adapters are F32, F16 or BF16",
                         lr_st_dtype_name(o.dtype) ? lr_st_dtype_name(o.dtype) : "(unknown)");
@@ -196,7 +186,7 @@ lr_status lr_gguf_lora_plan(const lr_peft *ad, lr_gguf_lora_report *rep, const l
     rep->n = ad->n;
     lr_status s = LR_OK;
     for (size_t i = 0; i < ad->n && !s; i++) {
-        s = plan_layer(ad, i, map, &o, &rep->layer[i], err);
+        s = plan_layer(ad, i, ar, &o, &rep->layer[i], err);
         for (size_t j = 0; j < i && !s; j++)
             if (!rep->layer[i].skipped && !strcmp(rep->layer[i].name, rep->layer[j].name))
                 s = lr__fail(err, LR_EINVAL, "modules %s and %s both map to %s", rep->layer[j].module,
