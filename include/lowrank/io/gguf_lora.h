@@ -11,7 +11,7 @@
  * nothing says so. Here the file's alpha is the value c = s_l·r_l most layers share, and
  * every other layer's B is multiplied by (s_l·r_l)/c: llama.cpp then applies exactly s_l.
  *
- * Names are llama.cpp's for the base model's tensors (one table per architecture, in
+ * Names are llama.cpp's for the base model's tensors (a table per architecture, in
  * gguf_lora.c): model.layers.N.self_attn.q_proj → blk.N.attn_q.weight, k_proj → attn_k,
  * v_proj → attn_v, o_proj → attn_output, mlp.gate_proj → blk.N.ffn_gate, up_proj →
  * ffn_up, down_proj → ffn_down, model.embed_tokens → token_embd, lm_head → output, each
